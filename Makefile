@@ -1,0 +1,112 @@
+# taskwire: one non-recursive Makefile.  `make run` and `make test` install what they need.
+# Objects live under build/ (build/san/ with SAN=1); source lists are named file by file.
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+OPT := -O1 -g
+else
+BUILD := build
+SANFLAGS :=
+OPT := -O2 -g
+endif
+
+CC ?= cc
+PKGS := libwebsockets libzmq jansson sqlite3 openssl inih
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+CFLAGS += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDFLAGS += $(SANFLAGS)
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
+
+COMMON_SRC := common/errors.c common/log.c common/clock.c common/config.c common/token.c \
+	common/store.c common/tasktype.c common/protocol.c
+FCGI_SRC := fcgi/main.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
+WORKER_SRC := worker/main.c worker/pool.c worker/intake.c worker/job.c worker/job_sleep.c \
+	worker/job_exec.c
+UNIT_TESTS_RELAY := tests/unit/relay/test_route.c
+UNIT_TESTS_WORKER :=
+RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/route.c \
+	relay/ingress.c
+
+UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
+	tests/unit/common/test_config.c tests/unit/common/test_store.c \
+	tests/unit/common/test_tasktype.c
+UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER)
+
+COMMON_LIB := $(BUILD)/libtaskwire-common.a
+FCGI_BIN := $(BUILD)/taskwire.fcgi
+WORKER_BIN := $(BUILD)/taskwire-worker
+RELAY_BIN := $(BUILD)/taskwire-relay
+PROGRAMS := $(FCGI_BIN) $(WORKER_BIN) $(RELAY_BIN)
+UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_TESTS))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+ALL_OBJ := $(call obj,$(COMMON_SRC) $(FCGI_SRC) $(WORKER_SRC) $(RELAY_SRC))
+
+DEBS_BUILD := gcc make pkg-config libfcgi-dev libwebsockets-dev libzmq3-dev libjansson-dev \
+	libsqlite3-dev libssl-dev libinih-dev
+DEBS_RUN := lighttpd
+DEBS_TEST := libcmocka-dev python3-pytest python3-websockets python3-zmq lighttpd
+
+.PHONY: all run test test-unit test-integration deps deps-test lint check check-deps clean
+.DEFAULT_GOAL := all
+
+all: $(PROGRAMS)
+
+# Install missing Debian packages (as root, or through sudo).  A no-op when all are present.
+deps:
+	@tools/debs.sh $(DEBS_BUILD) $(DEBS_RUN)
+deps-test:
+	@tools/debs.sh $(DEBS_BUILD) $(DEBS_TEST)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(COMMON_LIB): $(call obj,$(COMMON_SRC))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FCGI_BIN): $(call obj,$(FCGI_SRC)) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(WORKER_BIN): $(call obj,$(WORKER_SRC)) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(RELAY_BIN): $(call obj,$(RELAY_SRC)) $(COMMON_LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# A unit test may #include the .c it tests, so it links only the common library.
+$(BUILD)/tests/%: tests/%.c $(COMMON_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -I. -o $@ $< $(COMMON_LIB) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+run: deps all
+	@tools/run.sh $(BUILD)
+
+test: deps-test
+	$(MAKE) SAN=1 all $(patsubst tests/%.c,build/san/tests/%,$(UNIT_TESTS))
+	$(MAKE) SAN=1 test-unit test-integration
+
+test-unit: $(UNIT_BINS)
+	@tools/unit.sh $(UNIT_BINS)
+
+test-integration: all
+	TASKWIRE_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+# The programs meet only over ZeroMQ and the store: no program includes another's headers,
+# and common/ includes none of theirs.
+check-deps:
+	@! grep -nE '#include "\.\./(fcgi|worker|relay)/' common/*.[ch] fcgi/*.[ch] worker/*.[ch] relay/*.[ch]
+	@echo "check-deps: OK"
+
+lint: check-deps
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--inline-suppr -Icommon common fcgi worker relay
+
+check: lint test
+
+clean:
+	rm -rf build
+
+-include $(ALL_OBJ:.o=.d)

@@ -1,0 +1,119 @@
+/* config.h: the taskwire configuration file (INI, read with inih), shared by all programs.
+ *
+ * Loaded once at start, validated completely (unknown sections and keys are errors that name
+ * the file, line and key), then read-only: programs pass `const struct config *`.  Relative
+ * paths in the file are resolved against the directory that holds the file.  Defaults and
+ * limits are the CONFIG_* constants below; docs/CONFIG.md lists every key.
+ *
+ * Task types: "sleep" is built in; each `[type NAME]` section declares an exec type with up to
+ * CONFIG_MAX_PARAMS parameters (`param.NAME = integer min=1 max=10 default=3`,
+ * `string max=200 default=/usr/share/doc`, `boolean default=false`).  At most CONFIG_MAX_TYPES
+ * types; one more is a config error.
+ */
+#ifndef TW_COMMON_CONFIG_H
+#define TW_COMMON_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "log.h"
+
+#define CONFIG_MAX_TYPES 32             /* task types, the built-in sleep included */
+#define CONFIG_MAX_PARAMS 16            /* parameters per task type */
+#define CONFIG_NAME_MAX 32              /* type and parameter names, NUL included */
+#define CONFIG_TEXT_MAX 256             /* labels, string defaults, endpoints */
+#define CONFIG_MAX_RELAY_LISTENERS 1    /* reserved: one listen address per relay */
+
+#define CONFIG_DEFAULT_TOKEN_TTL 86400        /* seconds a session token lives */
+#define CONFIG_DEFAULT_MAX_BODY 65536         /* bytes of a request body */
+#define CONFIG_DEFAULT_BUSY_TIMEOUT_MS 5000   /* SQLite busy timeout */
+#define CONFIG_DEFAULT_PROGRESS_INTERVAL_MS 100 /* progress coalescing window per task */
+#define CONFIG_DEFAULT_SCAN_INTERVAL_MS 1000  /* worker looks for queued tasks this often */
+#define CONFIG_DEFAULT_HEARTBEAT_MS 1000      /* worker heartbeat period */
+#define CONFIG_DEFAULT_STALE_AFTER_MS 5000    /* a worker silent this long is dead */
+#define CONFIG_DEFAULT_CANCEL_GRACE_MS 2000   /* SIGTERM to SIGKILL for exec tasks */
+#define CONFIG_DEFAULT_EXEC_TIMEOUT_MS 600000 /* exec type timeout when none is given */
+#define CONFIG_DEFAULT_RELAY_PORT 8081
+#define CONFIG_DEFAULT_PING_INTERVAL 20       /* seconds idle before a WebSocket ping */
+#define CONFIG_DEFAULT_PING_TIMEOUT 10        /* seconds more before a silent peer is dropped */
+#define CONFIG_DEFAULT_RING 256               /* messages kept per client id in the relay */
+#define CONFIG_DEFAULT_MAX_MESSAGE 65536      /* bytes of one relayed message */
+#define CONFIG_DEFAULT_MAX_CONNECTIONS 100000 /* relay connections per process */
+
+enum config_param_kind { CONFIG_PARAM_INTEGER, CONFIG_PARAM_STRING, CONFIG_PARAM_BOOLEAN };
+
+struct config_param {
+    char name[CONFIG_NAME_MAX];
+    enum config_param_kind kind;
+    long long min, max;              /* integer range; string length range */
+    int has_default;
+    long long default_integer;       /* integer and boolean default */
+    char default_string[CONFIG_TEXT_MAX];
+};
+
+enum config_type_kind { CONFIG_TYPE_SLEEP, CONFIG_TYPE_EXEC };
+
+struct config_type {
+    char name[CONFIG_NAME_MAX];
+    char label[CONFIG_TEXT_MAX];
+    enum config_type_kind kind;
+    char command[PATH_MAX];          /* exec: absolute path of the program */
+    long long timeout_ms;            /* exec: wall-clock limit */
+    size_t param_count;
+    struct config_param params[CONFIG_MAX_PARAMS];
+};
+
+struct config {
+    char path[PATH_MAX];             /* the file this came from */
+    enum log_level log_level;
+
+    /* [store] */
+    char database[PATH_MAX];
+    int busy_timeout_ms;
+
+    /* [auth] */
+    char secret_file[PATH_MAX];
+    long long token_ttl;             /* seconds */
+
+    /* [zmq] */
+    char tasks_endpoint[CONFIG_TEXT_MAX];   /* worker binds PULL; handlers connect PUSH */
+    char publish_endpoint[CONFIG_TEXT_MAX]; /* worker binds XSUB; any PUB may connect */
+    char events_endpoint[CONFIG_TEXT_MAX];  /* worker binds XPUB; relays and taps connect SUB */
+
+    /* [http] */
+    long long max_body;
+
+    /* [worker] */
+    int concurrency;                 /* 0 in the file means the number of cores */
+    int progress_interval_ms;
+    int scan_interval_ms;
+    int heartbeat_ms;
+    int stale_after_ms;
+    int cancel_grace_ms;
+
+    /* [relay] */
+    char relay_listen[CONFIG_TEXT_MAX];
+    int relay_port;
+    int ping_interval;
+    int ping_timeout;
+    int ring;
+    int max_message;
+    int max_connections;
+
+    /* task types: [0] is always the built-in "sleep" */
+    size_t type_count;
+    struct config_type types[CONFIG_MAX_TYPES];
+};
+
+/* Fill cfg with every default (and the built-in sleep type), then read the file at path over
+ * them.  Returns 0, or TW_E_CONFIG with "file:line: what" in err.  cfg is caller storage. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* Fill cfg with defaults only (no file), as config_load does before reading. */
+void config_defaults(struct config *cfg);
+
+/* The type called name (length name_len), or NULL.  Borrowed from cfg. */
+const struct config_type *config_type_find(const struct config *cfg, const char *name,
+                                           size_t name_len);
+
+#endif

@@ -1,0 +1,36 @@
+/* protocol.h: the ZeroMQ wire between handlers, workers and relays, and the event messages.
+ *
+ * Tasks socket (handler PUSH -> worker PULL), two frames: [verb][task id], verb one of
+ * PROTOCOL_VERB_SUBMIT and PROTOCOL_VERB_CANCEL.  The store is the queue; these are nudges.
+ *
+ * Events (PUB -> worker XSUB/XPUB proxy -> relay SUB), two frames: [client id][payload].
+ * The payload is exactly the text sent to the browser:
+ *   {"type":"task","event":"progress","seq":5,"task":{...task object...}}
+ * The relay routes on the first frame by exact match and never parses the payload.
+ */
+#ifndef TW_COMMON_PROTOCOL_H
+#define TW_COMMON_PROTOCOL_H
+
+#include <jansson.h>
+
+#define PROTOCOL_VERB_SUBMIT "submit"
+#define PROTOCOL_VERB_CANCEL "cancel"
+#define PROTOCOL_VERB_MAX 16 /* longest verb frame accepted, NUL included */
+
+/* Task events, in the order a task can go through them. */
+#define PROTOCOL_EVENT_QUEUED "queued"
+#define PROTOCOL_EVENT_STARTED "started"
+#define PROTOCOL_EVENT_PROGRESS "progress"
+#define PROTOCOL_EVENT_SUCCEEDED "succeeded"
+#define PROTOCOL_EVENT_FAILED "failed"
+#define PROTOCOL_EVENT_CANCELLED "cancelled"
+
+/* The serialized event message for task (a task object from the store, which carries "seq").
+ * Caller owns the string; free().  NULL on allocation failure. */
+char *protocol_task_event(const char *event, const json_t *task);
+
+/* The event that announces task's current status ("queued", "started" for running, or the
+ * final status).  Borrowed; static storage. */
+const char *protocol_event_for_status(const char *status);
+
+#endif

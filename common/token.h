@@ -1,0 +1,39 @@
+/* token.h: session identities and their HS256 JSON Web Tokens (OpenSSL HMAC and randomness).
+ *
+ * A client id is 128 random bits written as 32 lowercase hex digits (URL-safe).  A token is a
+ * compact JWT {"alg":"HS256","typ":"JWT"}.{"sub":client id,"iat":..,"exp":..} signed with the
+ * secret.  Verification checks the header, the signature (constant time) and expiry.
+ */
+#ifndef TW_COMMON_TOKEN_H
+#define TW_COMMON_TOKEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TOKEN_ID_SIZE 33          /* 32 hex digits and the NUL */
+#define TOKEN_MAX 1024            /* longest token accepted or produced, NUL included */
+#define TOKEN_SECRET_BYTES 32     /* size of a generated secret */
+#define TOKEN_SECRET_MAX 1024     /* longest secret file accepted */
+
+/* Write 128 random bits as hex into out (TOKEN_ID_SIZE bytes).  0 or TW_E_INTERNAL. */
+int token_random_id(char out[TOKEN_ID_SIZE]);
+
+/* Read the secret from path.  If the file does not exist and create is set, write a new random
+ * secret there with mode 0600 first.  secret receives up to TOKEN_SECRET_MAX bytes.
+ * Returns 0 or TW_E_CONFIG / TW_E_IO with the reason in err. */
+int token_secret_load(const char *path, int create, unsigned char *secret, size_t *secret_len,
+                      char *err, size_t errlen);
+
+/* Sign a token for subject sub expiring at exp (Unix seconds), issued at iat.
+ * out receives the NUL-terminated token.  0, or TW_E_INTERNAL if out is too small. */
+int token_issue(const unsigned char *secret, size_t secret_len, const char *sub, int64_t iat,
+                int64_t exp, char *out, size_t out_size);
+
+/* Verify token (pointer, length) at time now (Unix seconds).  On success returns 0 and writes
+ * the subject (a client id) into sub.  Otherwise TW_E_UNAUTHORIZED and err says which check
+ * failed ("bad signature", "expired", ...); err never contains the token. */
+int token_verify(const unsigned char *secret, size_t secret_len, const char *token,
+                 size_t token_len, int64_t now, char sub[TOKEN_ID_SIZE], char *err,
+                 size_t errlen);
+
+#endif
