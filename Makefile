@@ -20,7 +20,7 @@ CFLAGS += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon \
 LDFLAGS += $(SANFLAGS)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
 
-COMMON_SRC := common/errors.c common/log.c common/clock.c common/config.c common/token.c \
+COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/tasktype.c common/protocol.c
 FCGI_SRC := fcgi/main.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 WORKER_SRC := worker/main.c worker/pool.c worker/intake.c worker/job.c worker/job_sleep.c \

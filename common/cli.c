@@ -1,0 +1,50 @@
+/* cli.c: argument parsing and config loading shared by the three programs' main(). */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int
+cli_setup(int argc, char **argv, const char *program, struct config *cfg)
+{
+    const char *path = getenv("TASKWIRE_CONFIG");
+    int check_only = 0;
+    int option;
+    if (!path || !*path)
+        path = CLI_DEFAULT_CONFIG;
+    while ((option = getopt(argc, argv, "c:nh")) != -1) {
+        switch (option) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'n':
+            check_only = 1;
+            break;
+        case 'h':
+            printf("usage: %s [-c FILE] [-n]\n"
+                   "  -c FILE  configuration file (default $TASKWIRE_CONFIG or %s)\n"
+                   "  -n       check the configuration and exit\n",
+                   program, CLI_DEFAULT_CONFIG);
+            return 0;
+        default:
+            fprintf(stderr, "usage: %s [-c FILE] [-n]\n", program);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", program, argv[optind]);
+        return 2;
+    }
+    char err[512];
+    if (config_load(cfg, path, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", program, err);
+        return 1;
+    }
+    log_setup(program, cfg->log_level);
+    if (check_only) {
+        printf("%s: configuration OK\n", path);
+        return 0;
+    }
+    return CLI_RUN;
+}

@@ -1,0 +1,20 @@
+/* cli.h: the command line every taskwire program shares.
+ *
+ *   PROGRAM [-c FILE] [-n] [-h]
+ *
+ * -c names the config file (default: $TASKWIRE_CONFIG, else CLI_DEFAULT_CONFIG); -n checks it,
+ * prints "configuration OK" and exits 0.  Sets up logging from the config's [log] level.
+ */
+#ifndef TW_COMMON_CLI_H
+#define TW_COMMON_CLI_H
+
+#include "config.h"
+
+#define CLI_DEFAULT_CONFIG "/etc/taskwire/taskwire.conf"
+#define CLI_RUN (-1) /* cli_setup's answer when the program should go on and run */
+
+/* Parse the arguments and load the config into cfg (caller storage).  Returns CLI_RUN, or the
+ * exit status main should return now (0 after -n or -h, 1 for a bad config, 2 for bad usage). */
+int cli_setup(int argc, char **argv, const char *program, struct config *cfg);
+
+#endif
