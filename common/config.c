@@ -1,0 +1,438 @@
+/* config.c: load and validate the INI configuration through inih.
+ *
+ * Each key is one row of config_keys[] (section, name, how to parse it, where it goes, range);
+ * `[type NAME]` sections are handled by config_type_key().  The first error stops the parse and
+ * is reported with the file and line inih gives.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "errors.h"
+
+enum key_kind { KEY_INT, KEY_LONG, KEY_TEXT, KEY_PATH, KEY_LOG_LEVEL };
+
+struct config_key {
+    const char *section;
+    const char *name;
+    enum key_kind kind;
+    size_t offset;
+    size_t size; /* text and path: the field's capacity */
+    long long min, max;
+};
+
+#define KEY_NUM(sec, key, kind, field, lo, hi)                                                     \
+    {sec, key, kind, offsetof(struct config, field), 0, lo, hi}
+#define KEY_STR(sec, key, kind, field)                                                             \
+    {sec, key, kind, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0}
+
+static const struct config_key config_keys[] = {
+    {"log", "level", KEY_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0},
+    KEY_STR("store", "database", KEY_PATH, database),
+    KEY_NUM("store", "busy_timeout_ms", KEY_INT, busy_timeout_ms, 0, 600000),
+    KEY_STR("auth", "secret_file", KEY_PATH, secret_file),
+    KEY_NUM("auth", "token_ttl", KEY_LONG, token_ttl, 60, 31536000),
+    KEY_STR("zmq", "tasks", KEY_TEXT, tasks_endpoint),
+    KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
+    KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
+    KEY_NUM("http", "max_body", KEY_LONG, max_body, 1024, 16777216),
+    KEY_NUM("worker", "concurrency", KEY_INT, concurrency, 0, 1024),
+    KEY_NUM("worker", "progress_interval_ms", KEY_INT, progress_interval_ms, 0, 60000),
+    KEY_NUM("worker", "scan_interval_ms", KEY_INT, scan_interval_ms, 50, 600000),
+    KEY_NUM("worker", "heartbeat_ms", KEY_INT, heartbeat_ms, 50, 60000),
+    KEY_NUM("worker", "stale_after_ms", KEY_INT, stale_after_ms, 200, 600000),
+    KEY_NUM("worker", "cancel_grace_ms", KEY_INT, cancel_grace_ms, 0, 600000),
+    KEY_STR("relay", "listen", KEY_TEXT, relay_listen),
+    KEY_NUM("relay", "port", KEY_INT, relay_port, 1, 65535),
+    KEY_NUM("relay", "ping_interval", KEY_INT, ping_interval, 1, 3600),
+    KEY_NUM("relay", "ping_timeout", KEY_INT, ping_timeout, 1, 3600),
+    KEY_NUM("relay", "ring", KEY_INT, ring, 2, 65536),
+    KEY_NUM("relay", "max_message", KEY_INT, max_message, 256, 16777216),
+    KEY_NUM("relay", "max_connections", KEY_INT, max_connections, 1, 10000000),
+};
+
+struct load_state {
+    struct config *cfg;
+    char dir[PATH_MAX]; /* directory of the config file, for relative paths */
+    char err[400];      /* what went wrong, without file and line */
+};
+
+static int
+parse_integer(const char *text, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long value = strtoll(text, &end, 10);
+    if (errno || end == text || *end != '\0' || value < min || value > max)
+        return TW_E_CONFIG;
+    *out = value;
+    return 0;
+}
+
+static int
+copy_text(char *dst, size_t size, const char *src)
+{
+    size_t length = strlen(src);
+    if (length >= size)
+        return TW_E_CONFIG;
+    memcpy(dst, src, length + 1);
+    return 0;
+}
+
+static int
+resolve_path(const struct load_state *state, char *dst, size_t size, const char *value)
+{
+    if (value[0] == '/' || value[0] == '\0')
+        return copy_text(dst, size, value);
+    int written = snprintf(dst, size, "%s/%s", state->dir, value);
+    return written < 0 || (size_t)written >= size ? TW_E_CONFIG : 0;
+}
+
+static struct config_type *
+type_for_section(struct load_state *state, const char *name)
+{
+    struct config *cfg = state->cfg;
+    for (size_t i = 0; i < cfg->type_count; i++)
+        if (strcmp(cfg->types[i].name, name) == 0)
+            return &cfg->types[i];
+    if (cfg->type_count >= CONFIG_MAX_TYPES) {
+        snprintf(state->err, sizeof state->err, "more than %d task types", CONFIG_MAX_TYPES);
+        return NULL;
+    }
+    size_t length = strlen(name);
+    if (length == 0 || length >= CONFIG_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != length) {
+        snprintf(state->err, sizeof state->err,
+                 "task type name must be 1..%d of [a-z0-9_-]", CONFIG_NAME_MAX - 1);
+        return NULL;
+    }
+    struct config_type *type = &cfg->types[cfg->type_count++];
+    memset(type, 0, sizeof *type);
+    memcpy(type->name, name, length + 1);
+    type->kind = CONFIG_TYPE_EXEC;
+    type->timeout_ms = CONFIG_DEFAULT_EXEC_TIMEOUT_MS;
+    return type;
+}
+
+/* "integer min=1 max=10 default=3" | "string min=0 max=200 default=text" | "boolean default=true" */
+static int
+param_parse(struct load_state *state, struct config_param *param, const char *value)
+{
+    char spec[CONFIG_TEXT_MAX * 2];
+    if (copy_text(spec, sizeof spec, value) != 0) {
+        snprintf(state->err, sizeof state->err, "parameter spec too long");
+        return TW_E_CONFIG;
+    }
+    char *save = NULL;
+    char *word = strtok_r(spec, " \t", &save);
+    if (!word) {
+        snprintf(state->err, sizeof state->err, "parameter needs a type");
+        return TW_E_CONFIG;
+    }
+    if (strcmp(word, "integer") == 0) {
+        param->kind = CONFIG_PARAM_INTEGER;
+        param->min = 0;
+        param->max = 1000000000LL;
+    } else if (strcmp(word, "string") == 0) {
+        param->kind = CONFIG_PARAM_STRING;
+        param->min = 0;
+        param->max = CONFIG_TEXT_MAX - 1;
+    } else if (strcmp(word, "boolean") == 0) {
+        param->kind = CONFIG_PARAM_BOOLEAN;
+        param->min = 0;
+        param->max = 1;
+    } else {
+        snprintf(state->err, sizeof state->err, "parameter type must be integer, string or boolean");
+        return TW_E_CONFIG;
+    }
+    const char *default_text = NULL;
+    while ((word = strtok_r(NULL, " \t", &save)) != NULL) {
+        char *equals = strchr(word, '=');
+        if (!equals) {
+            snprintf(state->err, sizeof state->err, "expected key=value, got '%s'", word);
+            return TW_E_CONFIG;
+        }
+        *equals = '\0';
+        const char *option = word, *text = equals + 1;
+        long long number;
+        if (strcmp(option, "default") == 0) {
+            default_text = text;
+        } else if ((strcmp(option, "min") == 0 || strcmp(option, "max") == 0) &&
+                   param->kind != CONFIG_PARAM_BOOLEAN &&
+                   parse_integer(text, param->kind == CONFIG_PARAM_STRING ? 0 : -1000000000000LL,
+                                 param->kind == CONFIG_PARAM_STRING ? CONFIG_TEXT_MAX - 1
+                                                                     : 1000000000000LL,
+                                 &number) == 0) {
+            if (option[1] == 'i')
+                param->min = number;
+            else
+                param->max = number;
+        } else {
+            snprintf(state->err, sizeof state->err, "bad parameter option '%s'", option);
+            return TW_E_CONFIG;
+        }
+    }
+    if (param->min > param->max) {
+        snprintf(state->err, sizeof state->err, "min is above max");
+        return TW_E_CONFIG;
+    }
+    if (!default_text)
+        return 0;
+    param->has_default = 1;
+    if (param->kind == CONFIG_PARAM_INTEGER) {
+        if (parse_integer(default_text, param->min, param->max, &param->default_integer) != 0) {
+            snprintf(state->err, sizeof state->err, "default is not an integer in range");
+            return TW_E_CONFIG;
+        }
+    } else if (param->kind == CONFIG_PARAM_BOOLEAN) {
+        if (strcmp(default_text, "true") && strcmp(default_text, "false")) {
+            snprintf(state->err, sizeof state->err, "boolean default must be true or false");
+            return TW_E_CONFIG;
+        }
+        param->default_integer = strcmp(default_text, "true") == 0;
+    } else {
+        long long length = (long long)strlen(default_text);
+        if (length < param->min || length > param->max ||
+            copy_text(param->default_string, sizeof param->default_string, default_text)) {
+            snprintf(state->err, sizeof state->err, "default length is out of range");
+            return TW_E_CONFIG;
+        }
+    }
+    return 0;
+}
+
+static int
+config_type_key(struct load_state *state, const char *type_name, const char *name,
+                const char *value)
+{
+    struct config_type *type = type_for_section(state, type_name);
+    if (!type)
+        return TW_E_CONFIG;
+    if (strcmp(type->name, "sleep") == 0) {
+        snprintf(state->err, sizeof state->err, "the sleep type is built in and has no keys");
+        return TW_E_CONFIG;
+    }
+    if (strcmp(name, "label") == 0) {
+        if (copy_text(type->label, sizeof type->label, value) == 0)
+            return 0;
+        snprintf(state->err, sizeof state->err, "label too long");
+        return TW_E_CONFIG;
+    }
+    if (strcmp(name, "command") == 0) {
+        if (resolve_path(state, type->command, sizeof type->command, value) == 0 && *value)
+            return 0;
+        snprintf(state->err, sizeof state->err, "command path empty or too long");
+        return TW_E_CONFIG;
+    }
+    if (strcmp(name, "timeout_ms") == 0) {
+        if (parse_integer(value, 100, 86400000LL, &type->timeout_ms) == 0)
+            return 0;
+        snprintf(state->err, sizeof state->err, "timeout_ms must be an integer 100..86400000");
+        return TW_E_CONFIG;
+    }
+    if (strncmp(name, "param.", 6) == 0) {
+        const char *param_name = name + 6;
+        size_t length = strlen(param_name);
+        if (length == 0 || length >= CONFIG_NAME_MAX ||
+            strspn(param_name, "abcdefghijklmnopqrstuvwxyz0123456789_") != length) {
+            snprintf(state->err, sizeof state->err, "parameter name must be [a-z0-9_]");
+            return TW_E_CONFIG;
+        }
+        for (size_t i = 0; i < type->param_count; i++) {
+            if (strcmp(type->params[i].name, param_name) == 0) {
+                snprintf(state->err, sizeof state->err, "parameter declared twice");
+                return TW_E_CONFIG;
+            }
+        }
+        if (type->param_count >= CONFIG_MAX_PARAMS) {
+            snprintf(state->err, sizeof state->err, "more than %d parameters", CONFIG_MAX_PARAMS);
+            return TW_E_CONFIG;
+        }
+        struct config_param *param = &type->params[type->param_count];
+        memset(param, 0, sizeof *param);
+        memcpy(param->name, param_name, length + 1);
+        int rc = param_parse(state, param, value);
+        if (rc == 0)
+            type->param_count++;
+        return rc;
+    }
+    snprintf(state->err, sizeof state->err, "unknown key '%s' in [type %s]", name, type_name);
+    return TW_E_CONFIG;
+}
+
+static int
+config_key_set(struct load_state *state, const struct config_key *key, const char *value)
+{
+    char *field = (char *)state->cfg + key->offset;
+    long long number;
+    switch (key->kind) {
+    case KEY_INT:
+    case KEY_LONG:
+        if (parse_integer(value, key->min, key->max, &number) != 0) {
+            snprintf(state->err, sizeof state->err, "%s must be an integer %lld..%lld", key->name,
+                     key->min, key->max);
+            return TW_E_CONFIG;
+        }
+        if (key->kind == KEY_INT)
+            *(int *)(void *)field = (int)number;
+        else
+            *(long long *)(void *)field = number;
+        return 0;
+    case KEY_TEXT:
+        if (copy_text(field, key->size, value) == 0 && *value)
+            return 0;
+        break;
+    case KEY_PATH:
+        if (resolve_path(state, field, key->size, value) == 0 && *value)
+            return 0;
+        break;
+    case KEY_LOG_LEVEL:
+        if (log_level_parse(value, (enum log_level *)(void *)field) == 0)
+            return 0;
+        snprintf(state->err, sizeof state->err, "level must be error, warn, info or debug");
+        return TW_E_CONFIG;
+    }
+    snprintf(state->err, sizeof state->err, "%s is empty or too long", key->name);
+    return TW_E_CONFIG;
+}
+
+/* inih handler: nonzero means OK. */
+static int
+config_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_state *state = user;
+    if (strncmp(section, "type ", 5) == 0)
+        return config_type_key(state, section + 5, name, value) == 0;
+    for (size_t i = 0; i < sizeof config_keys / sizeof config_keys[0]; i++) {
+        const struct config_key *key = &config_keys[i];
+        if (strcmp(key->section, section) == 0 && strcmp(key->name, name) == 0)
+            return config_key_set(state, key, value) == 0;
+    }
+    snprintf(state->err, sizeof state->err, "unknown key '%s' in section [%s]", name, section);
+    return 0;
+}
+
+static void
+sleep_type_fill(struct config_type *type)
+{
+    memset(type, 0, sizeof *type);
+    strcpy(type->name, "sleep");
+    strcpy(type->label, "Sleep (demo)");
+    type->kind = CONFIG_TYPE_SLEEP;
+    type->param_count = 2;
+    type->params[0] = (struct config_param){.name = "duration_ms",
+                                            .kind = CONFIG_PARAM_INTEGER,
+                                            .min = 100,
+                                            .max = 600000,
+                                            .has_default = 1,
+                                            .default_integer = 3000};
+    type->params[1] = (struct config_param){.name = "steps",
+                                            .kind = CONFIG_PARAM_INTEGER,
+                                            .min = 1,
+                                            .max = 1000,
+                                            .has_default = 1,
+                                            .default_integer = 10};
+}
+
+void
+config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->log_level = LOG_LEVEL_INFO;
+    strcpy(cfg->database, "/var/lib/taskwire/taskwire.db");
+    cfg->busy_timeout_ms = CONFIG_DEFAULT_BUSY_TIMEOUT_MS;
+    strcpy(cfg->secret_file, "/var/lib/taskwire/secret");
+    cfg->token_ttl = CONFIG_DEFAULT_TOKEN_TTL;
+    strcpy(cfg->tasks_endpoint, "tcp://127.0.0.1:5571");
+    strcpy(cfg->publish_endpoint, "tcp://127.0.0.1:5572");
+    strcpy(cfg->events_endpoint, "tcp://127.0.0.1:5573");
+    cfg->max_body = CONFIG_DEFAULT_MAX_BODY;
+    cfg->concurrency = 0;
+    cfg->progress_interval_ms = CONFIG_DEFAULT_PROGRESS_INTERVAL_MS;
+    cfg->scan_interval_ms = CONFIG_DEFAULT_SCAN_INTERVAL_MS;
+    cfg->heartbeat_ms = CONFIG_DEFAULT_HEARTBEAT_MS;
+    cfg->stale_after_ms = CONFIG_DEFAULT_STALE_AFTER_MS;
+    cfg->cancel_grace_ms = CONFIG_DEFAULT_CANCEL_GRACE_MS;
+    strcpy(cfg->relay_listen, "127.0.0.1");
+    cfg->relay_port = CONFIG_DEFAULT_RELAY_PORT;
+    cfg->ping_interval = CONFIG_DEFAULT_PING_INTERVAL;
+    cfg->ping_timeout = CONFIG_DEFAULT_PING_TIMEOUT;
+    cfg->ring = CONFIG_DEFAULT_RING;
+    cfg->max_message = CONFIG_DEFAULT_MAX_MESSAGE;
+    cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+    cfg->type_count = 1;
+    sleep_type_fill(&cfg->types[0]);
+}
+
+static int
+config_check(struct config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 1; i < cfg->type_count; i++) {
+        struct config_type *type = &cfg->types[i];
+        if (type->command[0] == '\0') {
+            snprintf(err, errlen, "%s: [type %s] needs a command", cfg->path, type->name);
+            return TW_E_CONFIG;
+        }
+        if (type->label[0] == '\0')
+            memcpy(type->label, type->name, sizeof type->name);
+    }
+    if (cfg->stale_after_ms <= cfg->heartbeat_ms) {
+        snprintf(err, errlen, "%s: [worker] stale_after_ms must be above heartbeat_ms", cfg->path);
+        return TW_E_CONFIG;
+    }
+    return 0;
+}
+
+int
+config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+    config_defaults(cfg);
+    struct load_state *state = calloc(1, sizeof *state);
+    if (!state) {
+        snprintf(err, errlen, "out of memory");
+        return TW_E_NOMEM;
+    }
+    int rc = TW_E_CONFIG;
+    if (copy_text(cfg->path, sizeof cfg->path, path) != 0) {
+        snprintf(err, errlen, "config path too long");
+        goto out;
+    }
+    char copy[PATH_MAX];
+    if (!realpath(path, copy)) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    snprintf(state->dir, sizeof state->dir, "%s", dirname(copy));
+    state->cfg = cfg;
+    int line = ini_parse(path, config_handler, state);
+    if (line < 0) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    if (line > 0) {
+        snprintf(err, errlen, "%s:%d: %s", path, line,
+                 state->err[0] ? state->err : "syntax error");
+        goto out;
+    }
+    rc = config_check(cfg, err, errlen);
+out:
+    free(state);
+    return rc;
+}
+
+const struct config_type *
+config_type_find(const struct config *cfg, const char *name, size_t name_len)
+{
+    for (size_t i = 0; i < cfg->type_count; i++) {
+        const char *candidate = cfg->types[i].name;
+        if (strlen(candidate) == name_len && memcmp(candidate, name, name_len) == 0)
+            return &cfg->types[i];
+    }
+    return NULL;
+}

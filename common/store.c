@@ -1,0 +1,592 @@
+/* store.c: the task store on SQLite (WAL, synchronous=FULL: a 202 means the row is on disk).
+ *
+ * Statements are prepared once per connection on first use (store_statements[] is the one list
+ * of SQL); every change of a task is a single UPDATE ... RETURNING, so it is atomic between
+ * processes and hands back the new row, seq included.
+ */
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "errors.h"
+#include "log.h"
+#include "token.h"
+
+#define TASK_COLUMNS                                                                               \
+    "id, client_id, type, name, params, status, progress, message, result, error, attempts, "      \
+    "seq, created_at, started_at, finished_at"
+#define OWNER "(?2 IS NULL OR client_id = ?2)"
+
+static const char store_schema[] =
+    "PRAGMA journal_mode = WAL;"
+    "PRAGMA synchronous = FULL;"
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    " seqno INTEGER PRIMARY KEY,"
+    " id TEXT NOT NULL UNIQUE,"
+    " client_id TEXT NOT NULL,"
+    " type TEXT NOT NULL,"
+    " name TEXT NOT NULL DEFAULT '',"
+    " params TEXT NOT NULL DEFAULT '{}',"
+    " status TEXT NOT NULL,"
+    " progress INTEGER NOT NULL DEFAULT 0,"
+    " message TEXT NOT NULL DEFAULT '',"
+    " result TEXT,"
+    " error TEXT,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " seq INTEGER NOT NULL DEFAULT 1,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0,"
+    " worker_id TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " started_at INTEGER,"
+    " finished_at INTEGER);"
+    "CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client_id, seqno);"
+    "CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, seqno);"
+    "CREATE TABLE IF NOT EXISTS workers ("
+    " id TEXT PRIMARY KEY, pid INTEGER NOT NULL, concurrency INTEGER NOT NULL,"
+    " started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);";
+
+enum statement {
+    ST_INSERT,
+    ST_GET,
+    ST_LIST,
+    ST_CANCEL_QUEUED,
+    ST_CANCEL_RUNNING,
+    ST_CLAIM,
+    ST_PROGRESS,
+    ST_FINISH,
+    ST_CANCEL_REQUESTED,
+    ST_HEARTBEAT,
+    ST_WORKER_REMOVE,
+    ST_WORKERS_ALIVE,
+    ST_REAP,
+    ST_WORKERS_FORGET,
+    ST_COUNT
+};
+
+static const char *const store_statements[ST_COUNT] = {
+    [ST_INSERT] = "INSERT INTO tasks (id, client_id, type, name, params, status, message, "
+                  "created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 'queued', ?6) RETURNING " TASK_COLUMNS,
+    [ST_GET] = "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND " OWNER,
+    [ST_LIST] = "SELECT " TASK_COLUMNS " FROM tasks WHERE client_id = ?1"
+                " AND (?2 IS NULL OR status = ?2)"
+                " AND (?3 IS NULL OR seqno < (SELECT seqno FROM tasks WHERE id = ?3))"
+                " ORDER BY seqno DESC LIMIT ?4",
+    [ST_CANCEL_QUEUED] = "UPDATE tasks SET status = 'cancelled', message = 'cancelled',"
+                         " finished_at = ?3, seq = seq + 1, cancel_requested = 1"
+                         " WHERE id = ?1 AND " OWNER " AND status = 'queued' RETURNING " TASK_COLUMNS,
+    [ST_CANCEL_RUNNING] = "UPDATE tasks SET cancel_requested = 1"
+                          " WHERE id = ?1 AND " OWNER " AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_CLAIM] = "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2,"
+                 " worker_id = ?1, seq = seq + 1, message = 'started'"
+                 " WHERE seqno = (SELECT seqno FROM tasks WHERE status = 'queued'"
+                 " ORDER BY seqno LIMIT 1) AND status = 'queued' RETURNING " TASK_COLUMNS,
+    [ST_PROGRESS] = "UPDATE tasks SET progress = ?2, message = ?3, seq = seq + 1"
+                    " WHERE id = ?1 AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_FINISH] = "UPDATE tasks SET status = ?2, result = ?3, error = ?4,"
+                  " message = COALESCE(?5, message),"
+                  " progress = CASE WHEN ?2 = 'succeeded' THEN 100 ELSE progress END,"
+                  " finished_at = ?6, seq = seq + 1"
+                  " WHERE id = ?1 AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_CANCEL_REQUESTED] = "SELECT cancel_requested FROM tasks WHERE id = ?1",
+    [ST_HEARTBEAT] = "INSERT INTO workers (id, pid, concurrency, started_at, heartbeat_at)"
+                     " VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (id) DO UPDATE"
+                     " SET heartbeat_at = excluded.heartbeat_at",
+    [ST_WORKER_REMOVE] = "DELETE FROM workers WHERE id = ?1",
+    [ST_WORKERS_ALIVE] = "SELECT count(*) FROM workers WHERE heartbeat_at > ?1",
+    [ST_REAP] = "UPDATE tasks SET status = 'failed', error = 'worker lost', finished_at = ?2,"
+                " seq = seq + 1 WHERE status = 'running' AND (worker_id IS NULL OR worker_id"
+                " NOT IN (SELECT id FROM workers WHERE heartbeat_at > ?1)) RETURNING " TASK_COLUMNS,
+    [ST_WORKERS_FORGET] = "DELETE FROM workers WHERE heartbeat_at <= ?1",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *statements[ST_COUNT];
+};
+
+static int
+store_fail(struct store *store, const char *what)
+{
+    log_error("event=store_error op=%s error=\"%s\"", what, sqlite3_errmsg(store->db));
+    return TW_E_STORE;
+}
+
+/* The prepared statement for which, reset and unbound; NULL after logging on failure. */
+static sqlite3_stmt *
+store_statement(struct store *store, enum statement which)
+{
+    sqlite3_stmt *stmt = store->statements[which];
+    if (!stmt) {
+        if (sqlite3_prepare_v3(store->db, store_statements[which], -1, SQLITE_PREPARE_PERSISTENT,
+                               &stmt, NULL) != SQLITE_OK) {
+            store_fail(store, "prepare");
+            return NULL;
+        }
+        store->statements[which] = stmt;
+    }
+    return stmt;
+}
+
+static void
+store_statement_done(sqlite3_stmt *stmt)
+{
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+}
+
+struct store *
+store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
+{
+    struct store *store = calloc(1, sizeof *store);
+    if (!store) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &store->db, flags, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path,
+                 store->db ? sqlite3_errmsg(store->db) : "cannot open");
+        goto fail;
+    }
+    sqlite3_busy_timeout(store->db, busy_timeout_ms);
+    char *message = NULL;
+    if (sqlite3_exec(store->db, store_schema, NULL, NULL, &message) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, message ? message : "cannot create the schema");
+        sqlite3_free(message);
+        goto fail;
+    }
+    return store;
+fail:
+    store_destroy(&store);
+    return NULL;
+}
+
+void
+store_destroy(struct store **store)
+{
+    if (!store || !*store)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize((*store)->statements[i]);
+    sqlite3_close((*store)->db);
+    free(*store);
+    *store = NULL;
+}
+
+int
+store_status_is_final(const char *status)
+{
+    return strcmp(status, STORE_STATUS_SUCCEEDED) == 0 ||
+           strcmp(status, STORE_STATUS_FAILED) == 0 || strcmp(status, STORE_STATUS_CANCELLED) == 0;
+}
+
+int
+store_status_is_valid(const char *status)
+{
+    return strcmp(status, STORE_STATUS_QUEUED) == 0 ||
+           strcmp(status, STORE_STATUS_RUNNING) == 0 || store_status_is_final(status);
+}
+
+/* A JSON string of text; bytes that are not valid UTF-8 turn the non-ASCII bytes into '?',
+ * since exec programs can write anything to stderr. */
+static json_t *
+store_json_text(const unsigned char *text, int length)
+{
+    if (!text)
+        return json_null();
+    json_t *value = json_stringn((const char *)text, (size_t)length);
+    if (value)
+        return value;
+    char *copy = malloc((size_t)length + 1);
+    if (!copy)
+        return NULL;
+    for (int i = 0; i < length; i++)
+        copy[i] = text[i] < 0x80 && text[i] ? (char)text[i] : '?';
+    value = json_stringn(copy, (size_t)length);
+    free(copy);
+    return value;
+}
+
+static json_t *
+store_json_time(sqlite3_stmt *stmt, int column)
+{
+    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+        return json_null();
+    char stamp[CLOCK_ISO8601_SIZE];
+    return json_string(clock_iso8601(sqlite3_column_int64(stmt, column), stamp, sizeof stamp));
+}
+
+static json_t *
+store_json_column(sqlite3_stmt *stmt, int column)
+{
+    return store_json_text(sqlite3_column_text(stmt, column), sqlite3_column_bytes(stmt, column));
+}
+
+static json_t *
+store_json_document(sqlite3_stmt *stmt, int column)
+{
+    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+        return json_null();
+    json_error_t error;
+    json_t *value = json_loadb((const char *)sqlite3_column_text(stmt, column),
+                               (size_t)sqlite3_column_bytes(stmt, column), JSON_DECODE_ANY, &error);
+    return value ? value : json_null();
+}
+
+/* The task object of the current row (TASK_COLUMNS order); NULL on allocation failure. */
+static json_t *
+store_row_task(sqlite3_stmt *stmt)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}",
+                     "id", store_json_column(stmt, 0), "client_id", store_json_column(stmt, 1),
+                     "type", store_json_column(stmt, 2), "name", store_json_column(stmt, 3),
+                     "params", store_json_document(stmt, 4), "status", store_json_column(stmt, 5),
+                     "progress", (json_int_t)sqlite3_column_int64(stmt, 6), "message",
+                     store_json_column(stmt, 7), "result", store_json_document(stmt, 8), "error",
+                     store_json_column(stmt, 9), "attempts",
+                     (json_int_t)sqlite3_column_int64(stmt, 10), "seq",
+                     (json_int_t)sqlite3_column_int64(stmt, 11), "created_at",
+                     store_json_time(stmt, 12), "started_at", store_json_time(stmt, 13),
+                     "finished_at", store_json_time(stmt, 14));
+}
+
+/* Step stmt expecting at most one row: 0 with *task set, TW_E_NOT_FOUND without a row. */
+static int
+store_step_task(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
+{
+    int rc = sqlite3_step(stmt);
+    int result;
+    if (rc == SQLITE_ROW) {
+        *task = store_row_task(stmt);
+        result = *task ? 0 : TW_E_NOMEM;
+        /* Finish the statement so an UPDATE ... RETURNING commits now. */
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+            ;
+        if (rc != SQLITE_DONE && result == 0) {
+            json_decref(*task);
+            *task = NULL;
+            result = store_fail(store, what);
+        }
+    } else if (rc == SQLITE_DONE) {
+        result = TW_E_NOT_FOUND;
+    } else {
+        result = store_fail(store, what);
+    }
+    store_statement_done(stmt);
+    return result;
+}
+
+static void
+bind_text(sqlite3_stmt *stmt, int index, const char *text)
+{
+    if (text)
+        sqlite3_bind_text(stmt, index, text, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(stmt, index);
+}
+
+int
+store_task_insert(struct store *store, const char *client_id, const char *type,
+                  const char *name, const json_t *params, json_t **task)
+{
+    char id[TOKEN_ID_SIZE];
+    if (token_random_id(id) != 0)
+        return TW_E_INTERNAL;
+    char *params_text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!params_text)
+        return TW_E_NOMEM;
+    int rc = TW_E_STORE;
+    sqlite3_stmt *stmt = store_statement(store, ST_INSERT);
+    if (stmt) {
+        bind_text(stmt, 1, id);
+        bind_text(stmt, 2, client_id);
+        bind_text(stmt, 3, type);
+        bind_text(stmt, 4, name ? name : "");
+        bind_text(stmt, 5, params_text);
+        sqlite3_bind_int64(stmt, 6, clock_now_ms());
+        rc = store_step_task(store, stmt, "insert", task);
+        if (rc == TW_E_NOT_FOUND)
+            rc = TW_E_STORE;
+    }
+    free(params_text);
+    return rc;
+}
+
+int
+store_task_get(struct store *store, const char *id, const char *client_id, json_t **task)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_GET);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    bind_text(stmt, 2, client_id);
+    return store_step_task(store, stmt, "get", task);
+}
+
+int
+store_task_list(struct store *store, const char *client_id, const char *status,
+                const char *before, int limit, json_t **tasks)
+{
+    if (limit < 1 || limit > STORE_LIST_MAX)
+        return TW_E_BAD_REQUEST;
+    sqlite3_stmt *stmt = store_statement(store, ST_LIST);
+    if (!stmt)
+        return TW_E_STORE;
+    json_t *list = json_array();
+    if (!list)
+        return TW_E_NOMEM;
+    bind_text(stmt, 1, client_id);
+    bind_text(stmt, 2, status);
+    bind_text(stmt, 3, before);
+    sqlite3_bind_int(stmt, 4, limit);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (json_array_append_new(list, store_row_task(stmt)) != 0) {
+            result = TW_E_NOMEM;
+            break;
+        }
+    }
+    if (result == 0 && rc != SQLITE_DONE)
+        result = store_fail(store, "list");
+    store_statement_done(stmt);
+    if (result == 0)
+        *tasks = list;
+    else
+        json_decref(list);
+    return result;
+}
+
+static int
+store_exec(struct store *store, const char *sql)
+{
+    return sqlite3_exec(store->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : store_fail(store, sql);
+}
+
+int
+store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
+                  json_t **task)
+{
+    if (store_exec(store, "BEGIN IMMEDIATE") != 0)
+        return TW_E_STORE;
+    sqlite3_stmt *stmt = store_statement(store, ST_CANCEL_QUEUED);
+    int rc = TW_E_STORE;
+    if (!stmt)
+        goto out;
+    bind_text(stmt, 1, id);
+    bind_text(stmt, 2, client_id);
+    sqlite3_bind_int64(stmt, 3, clock_now_ms());
+    rc = store_step_task(store, stmt, "cancel", task);
+    *now_final = rc == 0;
+    if (rc != TW_E_NOT_FOUND)
+        goto out;
+    if (!(stmt = store_statement(store, ST_CANCEL_RUNNING))) {
+        rc = TW_E_STORE;
+        goto out;
+    }
+    bind_text(stmt, 1, id);
+    bind_text(stmt, 2, client_id);
+    rc = store_step_task(store, stmt, "cancel", task);
+    if (rc != TW_E_NOT_FOUND)
+        goto out;
+    json_t *existing = NULL;
+    rc = store_task_get(store, id, client_id, &existing);
+    if (rc == 0) {
+        json_decref(existing);
+        rc = TW_E_CONFLICT;
+    }
+out:
+    if (rc == 0 || rc == TW_E_NOT_FOUND || rc == TW_E_CONFLICT) {
+        if (store_exec(store, "COMMIT") != 0) {
+            if (rc == 0) {
+                json_decref(*task);
+                *task = NULL;
+            }
+            store_exec(store, "ROLLBACK");
+            return TW_E_STORE;
+        }
+    } else {
+        store_exec(store, "ROLLBACK");
+    }
+    return rc;
+}
+
+int
+store_task_claim(struct store *store, const char *worker_id, json_t **task)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_CLAIM);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, worker_id);
+    sqlite3_bind_int64(stmt, 2, clock_now_ms());
+    return store_step_task(store, stmt, "claim", task);
+}
+
+/* text cut to at most max bytes, keeping the head (keep_tail 0) or the tail; borrowed. */
+static const char *
+store_cut(const char *text, size_t max, int keep_tail, int *length)
+{
+    size_t full = strlen(text);
+    *length = (int)(full > max ? max : full);
+    return keep_tail && full > max ? text + (full - max) : text;
+}
+
+int
+store_task_progress(struct store *store, const char *id, int progress, const char *message,
+                    json_t **task)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_PROGRESS);
+    if (!stmt)
+        return TW_E_STORE;
+    int length;
+    const char *text = store_cut(message ? message : "", STORE_MESSAGE_MAX, 0, &length);
+    bind_text(stmt, 1, id);
+    sqlite3_bind_int(stmt, 2, progress < 0 ? 0 : progress > 100 ? 100 : progress);
+    sqlite3_bind_text(stmt, 3, text, length, SQLITE_TRANSIENT);
+    int rc = store_step_task(store, stmt, "progress", task);
+    return rc == TW_E_NOT_FOUND ? TW_E_CONFLICT : rc;
+}
+
+int
+store_task_finish(struct store *store, const char *id, const char *status, const json_t *result,
+                  const char *error, const char *message, json_t **task)
+{
+    if (!store_status_is_final(status))
+        return TW_E_INTERNAL;
+    char *result_text = NULL;
+    if (result && !json_is_null(result)) {
+        result_text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!result_text)
+            return TW_E_NOMEM;
+    }
+    int rc = TW_E_STORE;
+    sqlite3_stmt *stmt = store_statement(store, ST_FINISH);
+    if (stmt) {
+        bind_text(stmt, 1, id);
+        bind_text(stmt, 2, status);
+        bind_text(stmt, 3, result_text);
+        if (error) {
+            int length;
+            const char *tail = store_cut(error, STORE_ERROR_MAX, 1, &length);
+            sqlite3_bind_text(stmt, 4, tail, length, SQLITE_TRANSIENT);
+        }
+        if (message) {
+            int length;
+            const char *head = store_cut(message, STORE_MESSAGE_MAX, 0, &length);
+            sqlite3_bind_text(stmt, 5, head, length, SQLITE_TRANSIENT);
+        }
+        sqlite3_bind_int64(stmt, 6, clock_now_ms());
+        rc = store_step_task(store, stmt, "finish", task);
+        if (rc == TW_E_NOT_FOUND)
+            rc = TW_E_CONFLICT;
+    }
+    free(result_text);
+    return rc;
+}
+
+int
+store_task_cancel_requested(struct store *store, const char *id)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_CANCEL_REQUESTED);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    int rc = sqlite3_step(stmt);
+    int result = rc == SQLITE_ROW    ? sqlite3_column_int(stmt, 0) != 0
+                 : rc == SQLITE_DONE ? TW_E_NOT_FOUND
+                                     : store_fail(store, "cancel_requested");
+    store_statement_done(stmt);
+    return result;
+}
+
+/* Run a statement that returns no rows (or one count); 0, or the count when counting. */
+static int
+store_run(struct store *store, sqlite3_stmt *stmt, const char *what)
+{
+    int rc = sqlite3_step(stmt);
+    int result = rc == SQLITE_ROW    ? sqlite3_column_int(stmt, 0)
+                 : rc == SQLITE_DONE ? 0
+                                     : store_fail(store, what);
+    store_statement_done(stmt);
+    return result;
+}
+
+int
+store_worker_heartbeat(struct store *store, const char *worker_id, int concurrency)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_HEARTBEAT);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, worker_id);
+    sqlite3_bind_int(stmt, 2, (int)getpid());
+    sqlite3_bind_int(stmt, 3, concurrency);
+    sqlite3_bind_int64(stmt, 4, clock_now_ms());
+    return store_run(store, stmt, "heartbeat");
+}
+
+int
+store_worker_remove(struct store *store, const char *worker_id)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_WORKER_REMOVE);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, worker_id);
+    return store_run(store, stmt, "worker_remove");
+}
+
+int
+store_workers_alive(struct store *store, int64_t stale_after_ms)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_WORKERS_ALIVE);
+    if (!stmt)
+        return TW_E_STORE;
+    sqlite3_bind_int64(stmt, 1, clock_now_ms() - stale_after_ms);
+    return store_run(store, stmt, "workers_alive");
+}
+
+int
+store_tasks_reap(struct store *store, int64_t stale_after_ms, json_t **reaped)
+{
+    int64_t now = clock_now_ms();
+    sqlite3_stmt *stmt = store_statement(store, ST_REAP);
+    if (!stmt)
+        return TW_E_STORE;
+    json_t *list = json_array();
+    if (!list)
+        return TW_E_NOMEM;
+    sqlite3_bind_int64(stmt, 1, now - stale_after_ms);
+    sqlite3_bind_int64(stmt, 2, now);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        if (json_array_append_new(list, store_row_task(stmt)) != 0)
+            result = TW_E_NOMEM; /* keep stepping: the UPDATE must complete */
+    if (rc != SQLITE_DONE)
+        result = store_fail(store, "reap");
+    store_statement_done(stmt);
+    if (result == 0 && (stmt = store_statement(store, ST_WORKERS_FORGET)) != NULL) {
+        sqlite3_bind_int64(stmt, 1, now - stale_after_ms);
+        store_run(store, stmt, "workers_forget");
+    }
+    if (result == 0)
+        *reaped = list;
+    else
+        json_decref(list);
+    return result;
+}
+
+int
+store_check_writable(struct store *store)
+{
+    if (sqlite3_exec(store->db,
+                     "BEGIN IMMEDIATE; INSERT OR REPLACE INTO probe (id, at) VALUES (1, 0);",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        store_exec(store, "ROLLBACK");
+        return store_fail(store, "check_writable");
+    }
+    return store_exec(store, "ROLLBACK");
+}

@@ -1,0 +1,232 @@
+/* token.c: random identities, the HMAC secret file, and HS256 JWTs through OpenSSL and jansson.
+ *
+ * base64url is OpenSSL's base64 (EVP_EncodeBlock / EVP_DecodeBlock) with the two alphabet
+ * characters swapped and the padding removed, as RFC 7515 asks.
+ */
+#include "token.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "errors.h"
+
+#define TOKEN_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
+#define TOKEN_PART_MAX 512 /* bytes of a decoded header or payload */
+
+int
+token_random_id(char out[TOKEN_ID_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char bytes[16];
+    if (RAND_bytes(bytes, sizeof bytes) != 1)
+        return TW_E_INTERNAL;
+    for (size_t i = 0; i < sizeof bytes; i++) {
+        out[2 * i] = hex[bytes[i] >> 4];
+        out[2 * i + 1] = hex[bytes[i] & 15];
+    }
+    out[32] = '\0';
+    return 0;
+}
+
+/* base64url of len bytes into out (NUL-terminated); the length written, or -1 if no room. */
+static int
+base64url_encode(const unsigned char *in, size_t len, char *out, size_t size)
+{
+    if (size < 4 * ((len + 2) / 3) + 1)
+        return -1;
+    int written = EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+    while (written > 0 && out[written - 1] == '=')
+        written--;
+    out[written] = '\0';
+    for (int i = 0; i < written; i++) {
+        if (out[i] == '+')
+            out[i] = '-';
+        else if (out[i] == '/')
+            out[i] = '_';
+    }
+    return written;
+}
+
+/* Decode base64url (in, len) into out; the decoded length, or -1 on bad input or no room. */
+static int
+base64url_decode(const char *in, size_t len, unsigned char *out, size_t size)
+{
+    char padded[TOKEN_MAX + 4];
+    if (len % 4 == 1 || len + 4 > sizeof padded || size < 3 * ((len + 3) / 4))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        if (c == '-')
+            c = '+';
+        else if (c == '_')
+            c = '/';
+        else if (c == '+' || c == '/' || c == '=')
+            return -1;
+        padded[i] = c;
+    }
+    size_t padding = (4 - len % 4) % 4;
+    memset(padded + len, '=', padding);
+    int decoded = EVP_DecodeBlock(out, (const unsigned char *)padded, (int)(len + padding));
+    if (decoded < 0)
+        return -1;
+    return decoded - (int)padding;
+}
+
+int
+token_secret_load(const char *path, int create, unsigned char *secret, size_t *secret_len,
+                  char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+        unsigned char fresh[TOKEN_SECRET_BYTES];
+        if (RAND_bytes(fresh, sizeof fresh) != 1) {
+            snprintf(err, errlen, "cannot generate a secret");
+            return TW_E_INTERNAL;
+        }
+        /* O_EXCL: when two processes race to create it, one wins and both read its bytes. */
+        int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (out >= 0) {
+            ssize_t written = write(out, fresh, sizeof fresh);
+            int failed = written != (ssize_t)sizeof fresh || fsync(out) != 0;
+            close(out);
+            if (failed) {
+                unlink(path);
+                snprintf(err, errlen, "%s: cannot write the secret", path);
+                return TW_E_IO;
+            }
+        } else if (errno != EEXIST) {
+            snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+            return TW_E_IO;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open the secret: %s", path, strerror(errno));
+        return TW_E_CONFIG;
+    }
+    ssize_t got = read(fd, secret, TOKEN_SECRET_MAX);
+    close(fd);
+    if (got < 16) {
+        snprintf(err, errlen, "%s: the secret must be 16..%d bytes", path, TOKEN_SECRET_MAX);
+        return TW_E_CONFIG;
+    }
+    *secret_len = (size_t)got;
+    return 0;
+}
+
+static int
+token_sign(const unsigned char *secret, size_t secret_len, const char *data, size_t data_len,
+           unsigned char mac[EVP_MAX_MD_SIZE], unsigned int *mac_len)
+{
+    return HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)data, data_len, mac,
+                mac_len)
+               ? 0
+               : TW_E_INTERNAL;
+}
+
+int
+token_issue(const unsigned char *secret, size_t secret_len, const char *sub, int64_t iat,
+            int64_t exp, char *out, size_t out_size)
+{
+    int rc = TW_E_INTERNAL;
+    char *payload = NULL;
+    json_t *claims = json_pack("{s:s, s:I, s:I}", "sub", sub, "iat", (json_int_t)iat, "exp",
+                               (json_int_t)exp);
+    if (!claims)
+        goto out;
+    payload = json_dumps(claims, JSON_COMPACT);
+    if (!payload)
+        goto out;
+    int used = base64url_encode((const unsigned char *)TOKEN_HEADER, strlen(TOKEN_HEADER), out,
+                                out_size);
+    if (used < 0 || (size_t)used + 1 >= out_size)
+        goto out;
+    out[used++] = '.';
+    int more = base64url_encode((const unsigned char *)payload, strlen(payload), out + used,
+                                out_size - (size_t)used);
+    if (more < 0)
+        goto out;
+    used += more;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len;
+    if (token_sign(secret, secret_len, out, (size_t)used, mac, &mac_len) != 0 ||
+        (size_t)used + 1 >= out_size)
+        goto out;
+    out[used++] = '.';
+    if (base64url_encode(mac, mac_len, out + used, out_size - (size_t)used) < 0)
+        goto out;
+    rc = 0;
+out:
+    free(payload);
+    json_decref(claims);
+    return rc;
+}
+
+static int
+token_fail(char *err, size_t errlen, const char *why)
+{
+    snprintf(err, errlen, "%s", why);
+    return TW_E_UNAUTHORIZED;
+}
+
+int
+token_verify(const unsigned char *secret, size_t secret_len, const char *token,
+             size_t token_len, int64_t now, char sub[TOKEN_ID_SIZE], char *err, size_t errlen)
+{
+    if (token_len == 0)
+        return token_fail(err, errlen, "missing token");
+    if (token_len >= TOKEN_MAX)
+        return token_fail(err, errlen, "token too long");
+    const char *dot1 = memchr(token, '.', token_len);
+    const char *dot2 = dot1 ? memchr(dot1 + 1, '.', token_len - (size_t)(dot1 + 1 - token)) : NULL;
+    if (!dot1 || !dot2 || memchr(dot2 + 1, '.', token_len - (size_t)(dot2 + 1 - token)))
+        return token_fail(err, errlen, "not a compact JWT");
+
+    unsigned char mac[EVP_MAX_MD_SIZE], given[EVP_MAX_MD_SIZE + 3];
+    unsigned int mac_len;
+    if (token_sign(secret, secret_len, token, (size_t)(dot2 - token), mac, &mac_len) != 0)
+        return token_fail(err, errlen, "cannot compute the signature");
+    int given_len = base64url_decode(dot2 + 1, token_len - (size_t)(dot2 + 1 - token), given,
+                                     sizeof given);
+    if (given_len != (int)mac_len || CRYPTO_memcmp(given, mac, mac_len) != 0)
+        return token_fail(err, errlen, "bad signature");
+
+    unsigned char part[TOKEN_PART_MAX];
+    int part_len = base64url_decode(token, (size_t)(dot1 - token), part, sizeof part);
+    json_error_t json_err;
+    json_t *header = part_len > 0 ? json_loadb((const char *)part, (size_t)part_len, 0, &json_err)
+                                  : NULL;
+    const char *alg = NULL;
+    int header_ok = header && json_unpack(header, "{s:s}", "alg", &alg) == 0 &&
+                    strcmp(alg, "HS256") == 0;
+    json_decref(header);
+    if (!header_ok)
+        return token_fail(err, errlen, "header is not HS256");
+
+    part_len = base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), part, sizeof part);
+    json_t *claims = part_len > 0 ? json_loadb((const char *)part, (size_t)part_len, 0, &json_err)
+                                  : NULL;
+    const char *subject = NULL;
+    json_int_t exp = 0;
+    int rc = 0;
+    if (!claims || json_unpack(claims, "{s:s, s:I}", "sub", &subject, "exp", &exp) != 0)
+        rc = token_fail(err, errlen, "claims need sub and exp");
+    else if (exp <= now)
+        rc = token_fail(err, errlen, "expired");
+    else if (strlen(subject) != TOKEN_ID_SIZE - 1 ||
+             strspn(subject, "0123456789abcdef") != TOKEN_ID_SIZE - 1)
+        rc = token_fail(err, errlen, "subject is not a client id");
+    else
+        memcpy(sub, subject, TOKEN_ID_SIZE);
+    json_decref(claims);
+    return rc;
+}
