@@ -166,7 +166,7 @@ param_parse(struct load_state *state, struct config_param *param, const char *va
         } else if ((strcmp(option, "min") == 0 || strcmp(option, "max") == 0) &&
                    param->kind != CONFIG_PARAM_BOOLEAN &&
                    parse_integer(text, param->kind == CONFIG_PARAM_STRING ? 0 : -1000000000000LL,
-                                 param->kind == CONFIG_PARAM_STRING ? CONFIG_TEXT_MAX - 1
+                                 param->kind == CONFIG_PARAM_STRING ? CONFIG_STRING_PARAM_MAX
                                                                      : 1000000000000LL,
                                  &number) == 0) {
             if (option[1] == 'i')

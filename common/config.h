@@ -22,6 +22,7 @@
 #define CONFIG_MAX_PARAMS 16            /* parameters per task type */
 #define CONFIG_NAME_MAX 32              /* type and parameter names, NUL included */
 #define CONFIG_TEXT_MAX 256             /* labels, string defaults, endpoints */
+#define CONFIG_STRING_PARAM_MAX 65536   /* longest string parameter value a type may allow */
 #define CONFIG_MAX_RELAY_LISTENERS 1    /* reserved: one listen address per relay */
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400        /* seconds a session token lives */

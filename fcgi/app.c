@@ -1,0 +1,64 @@
+/* app.c: the handler's long-lived context. */
+#include "app.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <zmq.h>
+
+#include "log.h"
+
+struct app *
+app_new(const struct config *cfg, char *err, size_t errlen)
+{
+    struct app *app = calloc(1, sizeof *app);
+    if (!app) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    app->cfg = cfg;
+    if (token_secret_load(cfg->secret_file, 1, app->secret, &app->secret_len, err, errlen) != 0)
+        goto fail;
+    app->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
+    if (!app->store)
+        goto fail;
+    int hwm = APP_PUSH_HWM, linger = APP_PUSH_LINGER;
+    app->zmq_context = zmq_ctx_new();
+    app->push = app->zmq_context ? zmq_socket(app->zmq_context, ZMQ_PUSH) : NULL;
+    if (!app->push || zmq_setsockopt(app->push, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(app->push, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(app->push, cfg->tasks_endpoint) != 0) {
+        snprintf(err, errlen, "%s: %s", cfg->tasks_endpoint, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    return app;
+fail:
+    app_destroy(&app);
+    return NULL;
+}
+
+void
+app_destroy(struct app **app)
+{
+    if (!app || !*app)
+        return;
+    if ((*app)->push)
+        zmq_close((*app)->push);
+    if ((*app)->zmq_context)
+        zmq_ctx_term((*app)->zmq_context);
+    store_destroy(&(*app)->store);
+    OPENSSL_cleanse((*app)->secret, sizeof (*app)->secret);
+    free(*app);
+    *app = NULL;
+}
+
+void
+app_nudge(struct app *app, const char *verb, const char *task_id)
+{
+    if (zmq_send(app->push, verb, strlen(verb), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(app->push, task_id, strlen(task_id), ZMQ_DONTWAIT) < 0)
+        log_warn("event=nudge_dropped verb=%s task=%s error=\"%s\"", verb, task_id,
+                 zmq_strerror(zmq_errno()));
+}

@@ -1,0 +1,76 @@
+/* router.c: match the request path against the route table. */
+#include "router.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "errors.h"
+#include "reply.h"
+#include "tasks.h"
+
+struct route {
+    const char *method;
+    const char *pattern;
+    void (*handler)(struct app *, const struct request *, const char *);
+};
+
+static const struct route routes[] = {
+    {"POST", "/api/session", tasks_session},
+    {"GET", "/api/health", tasks_health},
+    {"GET", "/api/task-types", tasks_types},
+    {"POST", "/api/tasks", tasks_create},
+    {"GET", "/api/tasks", tasks_list},
+    {"GET", "/api/tasks/{id}", tasks_get},
+    {"POST", "/api/tasks/{id}/cancel", tasks_cancel},
+};
+
+/* 1 when path matches pattern; the {id} segment, if any, is copied into id. */
+static int
+route_match(const char *pattern, const char *path, char id[ROUTER_ID_MAX])
+{
+    id[0] = '\0';
+    while (*pattern && *path) {
+        if (strncmp(pattern, "{id}", 4) == 0) {
+            size_t length = strcspn(path, "/");
+            if (length == 0 || length >= ROUTER_ID_MAX)
+                return 0;
+            memcpy(id, path, length);
+            id[length] = '\0';
+            pattern += 4;
+            path += length;
+        } else if (*pattern++ != *path++) {
+            return 0;
+        }
+    }
+    /* A trailing slash is the same resource. */
+    return *pattern == '\0' && (*path == '\0' || strcmp(path, "/") == 0);
+}
+
+void
+router_dispatch(struct app *app, const struct request *req)
+{
+    char id[ROUTER_ID_MAX];
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!route_match(routes[i].pattern, req->path, id))
+            continue;
+        if (strcmp(routes[i].method, req->method) == 0) {
+            routes[i].handler(app, req, id);
+            return;
+        }
+        if (!strstr(allow, routes[i].method)) {
+            size_t used = strlen(allow);
+            snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "",
+                     routes[i].method);
+        }
+    }
+    if (allow[0] == '\0') {
+        reply_error(TW_E_NOT_FOUND, "no such route");
+        return;
+    }
+    char headers[128];
+    snprintf(headers, sizeof headers, "Allow: %s\r\n", allow);
+    char message[128];
+    snprintf(message, sizeof message, "use %s on this resource", allow);
+    reply_error_with(TW_E_METHOD, message, headers);
+}

@@ -1,0 +1,17 @@
+/* router.h: the REST API's one table of routes {method, path pattern, handler}.
+ *
+ * A pattern is a path whose "{id}" segments match one task id.  A path that matches no pattern
+ * is 404; one that matches with another method is 405 with an Allow header.
+ */
+#ifndef TW_FCGI_ROUTER_H
+#define TW_FCGI_ROUTER_H
+
+#include "app.h"
+#include "request.h"
+
+#define ROUTER_ID_MAX 64 /* bytes of an {id} path segment */
+
+/* Handle one request: route it and write exactly one reply. */
+void router_dispatch(struct app *app, const struct request *req);
+
+#endif

@@ -1,0 +1,263 @@
+/* tasks.c: the REST handlers: sessions, tasks, task types and health. */
+#include "tasks.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "errors.h"
+#include "log.h"
+#include "protocol.h"
+#include "reply.h"
+#include "store.h"
+#include "tasktype.h"
+#include "token.h"
+
+#define TASKS_LOCATION_MAX 128 /* bytes of a Location header line */
+
+/* The caller's client id from the bearer token; on failure the 401 is already written. */
+static int
+tasks_authorize(struct app *app, const struct request *req, char client_id[TOKEN_ID_SIZE])
+{
+    const char *token;
+    size_t token_len;
+    char why[128];
+    if (request_bearer(req, &token, &token_len) != 0) {
+        reply_error(TW_E_UNAUTHORIZED, "missing bearer token");
+        return TW_E_UNAUTHORIZED;
+    }
+    if (token_verify(app->secret, app->secret_len, token, token_len, clock_now_ms() / 1000,
+                     client_id, why, sizeof why) != 0) {
+        char message[192];
+        snprintf(message, sizeof message, "token rejected: %s", why);
+        reply_error(TW_E_UNAUTHORIZED, message);
+        return TW_E_UNAUTHORIZED;
+    }
+    return 0;
+}
+
+/* 1 when id looks like a task id (32 hex digits); anything else cannot exist. */
+static int
+tasks_id_valid(const char *id)
+{
+    return strlen(id) == TOKEN_ID_SIZE - 1 && strspn(id, "0123456789abcdef") == TOKEN_ID_SIZE - 1;
+}
+
+void
+tasks_session(struct app *app, const struct request *req, const char *id)
+{
+    (void)req;
+    (void)id;
+    char client_id[TOKEN_ID_SIZE], token[TOKEN_MAX], expires[CLOCK_ISO8601_SIZE];
+    int64_t now = clock_now_ms() / 1000;
+    int64_t exp = now + app->cfg->token_ttl;
+    if (token_random_id(client_id) != 0 ||
+        token_issue(app->secret, app->secret_len, client_id, now, exp, token, sizeof token) != 0) {
+        reply_error(TW_E_INTERNAL, "cannot issue a token");
+        return;
+    }
+    json_t *body = json_pack("{s:s, s:s, s:s}", "client_id", client_id, "token", token,
+                             "expires_at", clock_iso8601(exp * 1000, expires, sizeof expires));
+    log_info("event=session client=%s", client_id);
+    reply_json(201, &body, NULL);
+}
+
+void
+tasks_health(struct app *app, const struct request *req, const char *id)
+{
+    (void)req;
+    (void)id;
+    int store_ok = store_check_writable(app->store) == 0;
+    int workers = store_workers_alive(app->store, app->cfg->stale_after_ms);
+    int pool_ok = workers > 0;
+    json_t *body = json_pack("{s:s, s:s, s:s, s:i}", "status",
+                             store_ok && pool_ok ? "ok" : "degraded", "store",
+                             store_ok ? "ok" : "down", "pool", pool_ok ? "ok" : "down", "workers",
+                             workers > 0 ? workers : 0);
+    reply_json(store_ok && pool_ok ? 200 : 503, &body,
+               store_ok && pool_ok ? NULL : "Retry-After: 1\r\n");
+}
+
+void
+tasks_types(struct app *app, const struct request *req, const char *id)
+{
+    (void)req;
+    (void)id;
+    json_t *types = tasktype_describe(app->cfg);
+    json_t *body = types ? json_pack("{s:o}", "types", types) : NULL;
+    reply_json(200, &body, NULL);
+}
+
+/* Check the submission's fields; on success *type and *name point into body. */
+static int
+tasks_submission(struct app *app, json_t *body, const struct config_type **type,
+                 const char **name, char *err, size_t errlen)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(body, key, value) {
+        if (strcmp(key, "type") && strcmp(key, "name") && strcmp(key, "params")) {
+            snprintf(err, errlen, "unknown field '%.64s'", key);
+            return TW_E_BAD_REQUEST;
+        }
+    }
+    json_t *type_value = json_object_get(body, "type");
+    if (!json_is_string(type_value)) {
+        snprintf(err, errlen, "type is required and must be a string");
+        return TW_E_UNKNOWN_TYPE;
+    }
+    *type = config_type_find(app->cfg, json_string_value(type_value),
+                             json_string_length(type_value));
+    if (!*type) {
+        snprintf(err, errlen, "unknown task type '%.64s'", json_string_value(type_value));
+        return TW_E_UNKNOWN_TYPE;
+    }
+    json_t *name_value = json_object_get(body, "name");
+    *name = "";
+    if (name_value && !json_is_null(name_value)) {
+        if (!json_is_string(name_value) || json_string_length(name_value) > STORE_NAME_MAX ||
+            strlen(json_string_value(name_value)) != json_string_length(name_value)) {
+            snprintf(err, errlen, "name must be a string of at most %d bytes", STORE_NAME_MAX);
+            return TW_E_BAD_REQUEST;
+        }
+        *name = json_string_value(name_value);
+    }
+    return 0;
+}
+
+void
+tasks_create(struct app *app, const struct request *req, const char *id)
+{
+    (void)id;
+    char client_id[TOKEN_ID_SIZE], err[256];
+    json_t *body = NULL, *params = NULL, *task = NULL;
+    const struct config_type *type;
+    const char *name;
+    if (tasks_authorize(app, req, client_id) != 0)
+        return;
+    int rc = request_json_body(req, app->cfg->max_body, &body, err, sizeof err);
+    if (rc == 0)
+        rc = tasks_submission(app, body, &type, &name, err, sizeof err);
+    if (rc == 0)
+        rc = tasktype_validate(type, json_object_get(body, "params"), &params, err, sizeof err);
+    if (rc == 0 && (rc = store_task_insert(app->store, client_id, type->name, name, params,
+                                           &task)) != 0)
+        snprintf(err, sizeof err, "%s", tw_error_message(rc));
+    if (rc != 0) {
+        reply_error(rc, err);
+        goto out;
+    }
+    const char *task_id = json_string_value(json_object_get(task, "id"));
+    log_info("event=submitted client=%s task=%s type=%s", client_id, task_id, type->name);
+    app_nudge(app, PROTOCOL_VERB_SUBMIT, task_id);
+    char location[TASKS_LOCATION_MAX];
+    snprintf(location, sizeof location, "Location: /api/tasks/%s\r\n", task_id);
+    reply_json(202, &task, location);
+out:
+    json_decref(task);
+    json_decref(params);
+    json_decref(body);
+}
+
+/* Parse ?limit=, ?status= and ?before= of a list request; writes the 400 itself. */
+static int
+tasks_list_query(const struct request *req, int *limit, char *status, char *before)
+{
+    char text[REQUEST_QUERY_VALUE_MAX];
+    int found = request_query(req, "limit", text, sizeof text);
+    *limit = STORE_LIST_DEFAULT;
+    if (found == 1) {
+        char *end;
+        errno = 0;
+        long value = strtol(text, &end, 10);
+        if (errno || end == text || *end || value < 1 || value > STORE_LIST_MAX)
+            found = TW_E_BAD_REQUEST;
+        else
+            *limit = (int)value;
+    }
+    if (found < 0) {
+        reply_error(TW_E_BAD_REQUEST, "limit must be an integer 1..200");
+        return TW_E_BAD_REQUEST;
+    }
+    found = request_query(req, "status", status, REQUEST_QUERY_VALUE_MAX);
+    if (found < 0 || (found == 1 && !store_status_is_valid(status))) {
+        reply_error(TW_E_BAD_REQUEST,
+                    "status must be one of queued, running, succeeded, failed, cancelled");
+        return TW_E_BAD_REQUEST;
+    }
+    if (found == 0)
+        status[0] = '\0';
+    found = request_query(req, "before", before, REQUEST_QUERY_VALUE_MAX);
+    if (found < 0 || (found == 1 && !tasks_id_valid(before))) {
+        reply_error(TW_E_BAD_REQUEST, "before must be a task id");
+        return TW_E_BAD_REQUEST;
+    }
+    if (found == 0)
+        before[0] = '\0';
+    return 0;
+}
+
+void
+tasks_list(struct app *app, const struct request *req, const char *id)
+{
+    (void)id;
+    char client_id[TOKEN_ID_SIZE];
+    char status[REQUEST_QUERY_VALUE_MAX], before[REQUEST_QUERY_VALUE_MAX];
+    int limit;
+    json_t *tasks = NULL;
+    if (tasks_authorize(app, req, client_id) != 0 ||
+        tasks_list_query(req, &limit, status, before) != 0)
+        return;
+    int rc = store_task_list(app->store, client_id, status[0] ? status : NULL,
+                             before[0] ? before : NULL, limit, &tasks);
+    if (rc != 0) {
+        reply_error(rc, NULL);
+        return;
+    }
+    size_t count = json_array_size(tasks);
+    json_t *last = count == (size_t)limit ? json_array_get(tasks, count - 1) : NULL;
+    json_t *body = json_pack("{s:o, s:O}", "tasks", tasks, "next_before",
+                             last ? json_object_get(last, "id") : json_null());
+    reply_json(200, &body, NULL);
+}
+
+void
+tasks_get(struct app *app, const struct request *req, const char *id)
+{
+    char client_id[TOKEN_ID_SIZE];
+    json_t *task = NULL;
+    if (tasks_authorize(app, req, client_id) != 0)
+        return;
+    int rc = tasks_id_valid(id) ? store_task_get(app->store, id, client_id, &task)
+                                : TW_E_NOT_FOUND;
+    if (rc != 0) {
+        reply_error(rc, rc == TW_E_NOT_FOUND ? "no such task" : NULL);
+        return;
+    }
+    reply_json(200, &task, NULL);
+}
+
+void
+tasks_cancel(struct app *app, const struct request *req, const char *id)
+{
+    char client_id[TOKEN_ID_SIZE];
+    json_t *task = NULL;
+    int now_final = 0;
+    if (tasks_authorize(app, req, client_id) != 0)
+        return;
+    int rc = tasks_id_valid(id) ? store_task_cancel(app->store, id, client_id, &now_final, &task)
+                                : TW_E_NOT_FOUND;
+    if (rc != 0) {
+        reply_error(rc, rc == TW_E_NOT_FOUND ? "no such task"
+                        : rc == TW_E_CONFLICT ? "the task has already finished"
+                                              : NULL);
+        return;
+    }
+    log_info("event=cancel_requested client=%s task=%s final=%d", client_id, id, now_final);
+    /* The worker publishes the cancelled event: at once for a queued task, when the task has
+     * stopped for a running one. */
+    app_nudge(app, PROTOCOL_VERB_CANCEL, id);
+    reply_json(202, &task, NULL);
+}
