@@ -1,0 +1,117 @@
+/* Unit tests for common/token.c: identities, the secret file and HS256 tokens. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "token.h"
+
+static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
+#define SECRET_LEN 32
+
+/* Client ids would collide or not be URL-safe. */
+static void
+test_random_ids_are_hex_and_distinct(void **state)
+{
+    (void)state;
+    char a[TOKEN_ID_SIZE], b[TOKEN_ID_SIZE];
+    assert_int_equal(token_random_id(a), 0);
+    assert_int_equal(token_random_id(b), 0);
+    assert_int_equal(strlen(a), 32);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+    assert_string_not_equal(a, b);
+}
+
+/* A page's token would be refused by the API or the relay. */
+static void
+test_issued_token_verifies(void **state)
+{
+    (void)state;
+    char id[TOKEN_ID_SIZE], token[TOKEN_MAX], sub[TOKEN_ID_SIZE], err[128];
+    token_random_id(id);
+    assert_int_equal(token_issue(secret, SECRET_LEN, id, 1000, 2000, token, sizeof token), 0);
+    assert_int_equal(token_verify(secret, SECRET_LEN, token, strlen(token), 1500, sub, err,
+                                  sizeof err),
+                     0);
+    assert_string_equal(sub, id);
+}
+
+/* Someone could forge or replay a token to read another client's tasks. */
+static void
+test_forged_expired_and_malformed_tokens_fail(void **state)
+{
+    (void)state;
+    char id[TOKEN_ID_SIZE], token[TOKEN_MAX], sub[TOKEN_ID_SIZE], err[128];
+    token_random_id(id);
+    token_issue(secret, SECRET_LEN, id, 1000, 2000, token, sizeof token);
+    assert_int_equal(token_verify(secret, SECRET_LEN, token, strlen(token), 2000, sub, err,
+                                  sizeof err),
+                     TW_E_UNAUTHORIZED);
+    assert_string_equal(err, "expired");
+
+    const unsigned char other[] = "ffffffffffffffffffffffffffffffff";
+    assert_int_equal(token_verify(other, SECRET_LEN, token, strlen(token), 1500, sub, err,
+                                  sizeof err),
+                     TW_E_UNAUTHORIZED);
+    assert_string_equal(err, "bad signature");
+
+    char tampered[TOKEN_MAX];
+    strcpy(tampered, token);
+    tampered[40] = tampered[40] == 'A' ? 'B' : 'A';
+    assert_int_equal(token_verify(secret, SECRET_LEN, tampered, strlen(tampered), 1500, sub, err,
+                                  sizeof err),
+                     TW_E_UNAUTHORIZED);
+
+    const char *bad[] = {"", "abc", "a.b", "a.b.c.d", "...", "eyJ.eyJ.!!!!"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(token_verify(secret, SECRET_LEN, bad[i], strlen(bad[i]), 1500, sub, err,
+                                      sizeof err),
+                         TW_E_UNAUTHORIZED);
+    /* Length-bounded input: the token is not read past its length. */
+    assert_int_equal(token_verify(secret, SECRET_LEN, token, strlen(token) - 1, 1500, sub, err,
+                                  sizeof err),
+                     TW_E_UNAUTHORIZED);
+}
+
+/* The HMAC secret would be readable by other users, or change between restarts. */
+static void
+test_secret_is_created_once_with_mode_0600(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/tw-token-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/secret", dir);
+    unsigned char first[TOKEN_SECRET_MAX], second[TOKEN_SECRET_MAX];
+    size_t first_len, second_len;
+    char err[256];
+    assert_int_equal(token_secret_load(path, 0, first, &first_len, err, sizeof err), TW_E_CONFIG);
+    assert_int_equal(token_secret_load(path, 1, first, &first_len, err, sizeof err), 0);
+    assert_int_equal(first_len, TOKEN_SECRET_BYTES);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(token_secret_load(path, 1, second, &second_len, err, sizeof err), 0);
+    assert_memory_equal(first, second, first_len);
+    unlink(path);
+    rmdir(dir);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_ids_are_hex_and_distinct),
+        cmocka_unit_test(test_issued_token_verifies),
+        cmocka_unit_test(test_forged_expired_and_malformed_tokens_fail),
+        cmocka_unit_test(test_secret_is_created_once_with_mode_0600),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
