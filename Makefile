@@ -23,7 +23,7 @@ LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
 COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/tasktype.c common/protocol.c
 FCGI_SRC := fcgi/main.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
-WORKER_SRC := worker/main.c worker/pool.c worker/intake.c worker/job.c worker/job_sleep.c \
+WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/job_exec.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c
 UNIT_TESTS_WORKER :=

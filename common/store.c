@@ -66,6 +66,7 @@ enum statement {
     ST_WORKERS_ALIVE,
     ST_REAP,
     ST_WORKERS_FORGET,
+    ST_REQUEUE,
     ST_COUNT
 };
 
@@ -103,6 +104,9 @@ static const char *const store_statements[ST_COUNT] = {
                 " seq = seq + 1 WHERE status = 'running' AND (worker_id IS NULL OR worker_id"
                 " NOT IN (SELECT id FROM workers WHERE heartbeat_at > ?1)) RETURNING " TASK_COLUMNS,
     [ST_WORKERS_FORGET] = "DELETE FROM workers WHERE heartbeat_at <= ?1",
+    [ST_REQUEUE] = "UPDATE tasks SET status = 'queued', progress = 0, message = ?2,"
+                   " started_at = NULL, worker_id = NULL, seq = seq + 1"
+                   " WHERE id = ?1 AND status = 'running' RETURNING " TASK_COLUMNS,
 };
 
 struct store {
@@ -425,6 +429,18 @@ store_task_claim(struct store *store, const char *worker_id, json_t **task)
     bind_text(stmt, 1, worker_id);
     sqlite3_bind_int64(stmt, 2, clock_now_ms());
     return store_step_task(store, stmt, "claim", task);
+}
+
+int
+store_task_requeue(struct store *store, const char *id, const char *message, json_t **task)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_REQUEUE);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    bind_text(stmt, 2, message);
+    int rc = store_step_task(store, stmt, "requeue", task);
+    return rc == TW_E_NOT_FOUND ? TW_E_CONFLICT : rc;
 }
 
 /* text cut to at most max bytes, keeping the head (keep_tail 0) or the tail; borrowed. */

@@ -68,6 +68,11 @@ int store_task_cancel(struct store *store, const char *id, const char *client_id
  * TW_E_NOT_FOUND when nothing is queued. */
 int store_task_claim(struct store *store, const char *worker_id, json_t **task);
 
+/* Put a running task back in the queue (a worker stopping before it could finish): status
+ * queued, progress 0, message as given; it keeps its place by age.  TW_E_CONFLICT if the task
+ * is not running. */
+int store_task_requeue(struct store *store, const char *id, const char *message, json_t **task);
+
 /* Record progress (clamped to 0..100) and message of a running task. TW_E_CONFLICT if the
  * task is no longer running. */
 int store_task_progress(struct store *store, const char *id, int progress, const char *message,

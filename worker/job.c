@@ -1,0 +1,221 @@
+/* job.c: running one task: progress coalescing, cancel checks, the final state. */
+#include "job.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "errors.h"
+#include "log.h"
+#include "protocol.h"
+#include "slot.h"
+
+/* The task kinds: one row per way of running a task. */
+static const struct job_kind {
+    enum config_type_kind kind;
+    enum job_end (*run)(struct job *job);
+} job_kinds[] = {
+    {CONFIG_TYPE_SLEEP, job_sleep_run},
+    {CONFIG_TYPE_EXEC, job_exec_run},
+};
+
+/* Send the event for job's current task to the pool, which publishes it in order. */
+static void
+job_publish(struct job *job, const char *event)
+{
+    char *payload = protocol_task_event(event, job->task);
+    if (!payload) {
+        log_error("event=publish_failed task=%s error=\"out of memory\"", job->id);
+        return;
+    }
+    if (zmq_send(job->events, SLOT_FRAME_EVENT, strlen(SLOT_FRAME_EVENT), ZMQ_SNDMORE) < 0 ||
+        zmq_send(job->events, job->client_id, strlen(job->client_id), ZMQ_SNDMORE) < 0 ||
+        zmq_send(job->events, payload, strlen(payload), 0) < 0)
+        log_warn("event=publish_failed task=%s error=\"%s\"", job->id,
+                 zmq_strerror(zmq_errno()));
+    free(payload);
+}
+
+/* Replace the job's task object by a newer one (taking the reference). */
+static void
+job_task_replace(struct job *job, json_t *task)
+{
+    json_decref(job->task);
+    job->task = task;
+    job->params = json_object_get(task, "params");
+}
+
+static void
+job_progress_store(struct job *job, int percent, const char *message)
+{
+    json_t *task = NULL;
+    int rc = store_task_progress(job->store, job->id, percent, message, &task);
+    job->last_progress_ms = clock_mono_ms();
+    job->pending = 0;
+    if (rc == TW_E_CONFLICT) {
+        /* Reaped or finished elsewhere: nothing this job says counts any more. */
+        job->lost = 1;
+        return;
+    }
+    if (rc != 0)
+        return;
+    job_task_replace(job, task);
+    job_publish(job, PROTOCOL_EVENT_PROGRESS);
+}
+
+void
+job_progress(struct job *job, int percent, const char *message)
+{
+    if (job->lost)
+        return;
+    job->pending = 1;
+    job->pending_percent = percent;
+    snprintf(job->pending_message, sizeof job->pending_message, "%s", message ? message : "");
+    job_flush(job);
+}
+
+void
+job_flush(struct job *job)
+{
+    if (!job->pending || job->lost)
+        return;
+    if (clock_mono_ms() - job->last_progress_ms < job->cfg->progress_interval_ms)
+        return;
+    job_progress_store(job, job->pending_percent, job->pending_message);
+}
+
+int
+job_cancelled(struct job *job)
+{
+    int stop = atomic_load(job->stop);
+    if (stop != JOB_STOP_NONE)
+        return stop;
+    if (job->lost)
+        return JOB_STOP_CANCEL;
+    int64_t now = clock_mono_ms();
+    if (now - job->last_cancel_poll_ms >= JOB_CANCEL_POLL_MS) {
+        job->last_cancel_poll_ms = now;
+        if (store_task_cancel_requested(job->store, job->id) == 1) {
+            atomic_store(job->stop, JOB_STOP_CANCEL);
+            return JOB_STOP_CANCEL;
+        }
+    }
+    return JOB_STOP_NONE;
+}
+
+int
+job_wait_until(struct job *job, int64_t deadline_ms)
+{
+    for (;;) {
+        int stop = job_cancelled(job);
+        if (stop != JOB_STOP_NONE)
+            return stop;
+        job_flush(job);
+        int64_t now = clock_mono_ms();
+        if (now >= deadline_ms)
+            return JOB_STOP_NONE;
+        /* Wake for the deadline, the next cancel poll or a pending progress step. */
+        int64_t until = deadline_ms;
+        if (until > now + JOB_CANCEL_POLL_MS)
+            until = now + JOB_CANCEL_POLL_MS;
+        if (job->pending && until > job->last_progress_ms + job->cfg->progress_interval_ms)
+            until = job->last_progress_ms + job->cfg->progress_interval_ms;
+        if (until <= now)
+            until = now + 1;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = (int64_t)ts.tv_nsec + (until - now) * 1000000;
+        ts.tv_sec += ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_mutex_lock(job->lock);
+        if (atomic_load(job->stop) == JOB_STOP_NONE)
+            pthread_cond_timedwait(job->wake, job->lock, &ts);
+        pthread_mutex_unlock(job->lock);
+    }
+}
+
+/* Store the final state the kind reached and publish it. */
+static void
+job_finish(struct job *job, enum job_end end)
+{
+    if (job->lost) {
+        log_warn("event=task_lost task=%s", job->id);
+        return;
+    }
+    /* A final state always carries the latest progress, so a pending step is not needed. */
+    json_t *task = NULL;
+    int rc;
+    const char *status = NULL, *event;
+    switch (end) {
+    case JOB_END_SUCCEEDED:
+        status = STORE_STATUS_SUCCEEDED;
+        rc = store_task_finish(job->store, job->id, status, job->result, NULL, "done", &task);
+        break;
+    case JOB_END_FAILED:
+        status = STORE_STATUS_FAILED;
+        rc = store_task_finish(job->store, job->id, status, NULL,
+                               job->error[0] ? job->error : "failed", "failed", &task);
+        break;
+    case JOB_END_CANCELLED:
+        status = STORE_STATUS_CANCELLED;
+        rc = store_task_finish(job->store, job->id, status, NULL, NULL, "cancelled", &task);
+        break;
+    default:
+        rc = store_task_requeue(job->store, job->id, "requeued: worker stopping", &task);
+        break;
+    }
+    if (rc != 0) {
+        log_warn("event=finish_failed task=%s error=%s", job->id, tw_error_name(rc));
+        return;
+    }
+    job_task_replace(job, task);
+    event = status ? protocol_event_for_status(status) : PROTOCOL_EVENT_QUEUED;
+    job_publish(job, event);
+    log_info("event=task_%s task=%s client=%s type=%s", event, job->id, job->client_id,
+             job->type ? job->type->name : "?");
+}
+
+void
+job_run(const struct config *cfg, struct store *store, void *events, atomic_int *stop,
+        pthread_mutex_t *lock, pthread_cond_t *wake, json_t **task)
+{
+    struct job *job = calloc(1, sizeof *job);
+    if (!job) {
+        json_decref(*task);
+        *task = NULL;
+        return;
+    }
+    job->cfg = cfg;
+    job->store = store;
+    job->events = events;
+    job->stop = stop;
+    job->lock = lock;
+    job->wake = wake;
+    job_task_replace(job, *task);
+    *task = NULL;
+    snprintf(job->id, sizeof job->id, "%s", json_string_value(json_object_get(job->task, "id")));
+    snprintf(job->client_id, sizeof job->client_id, "%s",
+             json_string_value(json_object_get(job->task, "client_id")));
+    const char *type_name = json_string_value(json_object_get(job->task, "type"));
+    job->type = type_name ? config_type_find(cfg, type_name, strlen(type_name)) : NULL;
+    job->last_progress_ms = clock_mono_ms() - cfg->progress_interval_ms;
+    job->last_cancel_poll_ms = clock_mono_ms();
+
+    enum job_end end = JOB_END_FAILED;
+    if (!job->type) {
+        snprintf(job->error, sizeof job->error, "task type %s is not configured on this worker",
+                 type_name ? type_name : "?");
+    } else {
+        for (size_t i = 0; i < sizeof job_kinds / sizeof job_kinds[0]; i++)
+            if (job_kinds[i].kind == job->type->kind)
+                end = job_kinds[i].run(job);
+    }
+    job_finish(job, end);
+    json_decref(job->result);
+    json_decref(job->task);
+    free(job);
+}

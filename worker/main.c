@@ -1,0 +1,55 @@
+/* taskwire-worker: runs queued tasks and publishes their progress.
+ *
+ *   taskwire-worker [-c FILE] [-n]
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "pool.h"
+
+static volatile sig_atomic_t worker_quit;
+
+static void
+worker_on_signal(int signo)
+{
+    (void)signo;
+    worker_quit = 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    static struct config cfg;
+    int rc = cli_setup(argc, argv, "taskwire-worker", &cfg);
+    if (rc != CLI_RUN)
+        return rc;
+
+    struct sigaction action = {.sa_handler = worker_on_signal};
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Threads started by the pool (and ZeroMQ's) keep these blocked, so the signal
+     * interrupts the main loop's poll. */
+    sigset_t stop_signals, previous;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
+    char err[512];
+    struct pool *pool = pool_new(&cfg, err, sizeof err);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    if (!pool) {
+        log_error("event=start_failed error=\"%s\"", err);
+        return 1;
+    }
+    log_info("event=started pid=%d concurrency=%d", (int)getpid(), cfg.concurrency);
+    pool_run(pool, &worker_quit);
+    pool_destroy(&pool);
+    log_info("event=stopped");
+    return 0;
+}

@@ -1,0 +1,35 @@
+/* pool.h: the worker pool: the task intake, the slots, the event publisher and the proxy.
+ *
+ * The pool binds the three ZeroMQ endpoints of the config: PULL on `tasks` (nudges
+ * [verb][task id]), XSUB on `publish` and XPUB on `events`, joined by a zmq_proxy thread so any
+ * PUB can publish to every relay.  The store is the queue: the pool claims the oldest queued
+ * task whenever a slot is free, on a nudge and every scan_interval_ms.  It records a heartbeat
+ * every heartbeat_ms and fails the running tasks of workers silent for stale_after_ms.
+ * Every event of every task leaves through the pool's one PUB socket, in order.
+ */
+#ifndef TW_WORKER_POOL_H
+#define TW_WORKER_POOL_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "config.h"
+
+#define POOL_PUBLISH_INPROC "inproc://taskwire-publish" /* the pool's own PUB connects here */
+#define POOL_HWM 100000          /* messages queued per ZeroMQ peer before PUB drops */
+#define POOL_SHUTDOWN_MS 10000   /* longest wait for slots to hand back their tasks on stop */
+
+struct pool;
+
+/* Bind the endpoints, start the proxy and the slots.  Caller owns; pool_destroy().  NULL
+ * with the reason in err.  cfg is borrowed and must outlive the pool. */
+struct pool *pool_new(const struct config *cfg, char *err, size_t errlen);
+
+/* Serve until *quit becomes non-zero, then stop taking tasks, interrupt the running ones
+ * (they go back to the queue) and return. */
+void pool_run(struct pool *pool, volatile sig_atomic_t *quit);
+
+/* Stop every thread and free.  NULL-safe; nulls *pool. */
+void pool_destroy(struct pool **pool);
+
+#endif

@@ -1,0 +1,153 @@
+/* slot.c: a worker thread running one task at a time. */
+#include "slot.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "job.h"
+#include "log.h"
+#include "store.h"
+
+struct slot {
+    const struct config *cfg;
+    int index;
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    json_t *task;                /* handed over, not yet taken by the thread */
+    int quit;                    /* guarded by lock */
+    atomic_int stop;             /* enum job_stop for the running task */
+    int busy;                    /* pool thread only */
+    char task_id[64];            /* pool thread only */
+    struct store *store;         /* slot thread only */
+    void *events;                /* slot thread only (created before it starts) */
+};
+
+static void *
+slot_main(void *arg)
+{
+    struct slot *slot = arg;
+    for (;;) {
+        pthread_mutex_lock(&slot->lock);
+        while (!slot->task && !slot->quit)
+            pthread_cond_wait(&slot->wake, &slot->lock);
+        json_t *task = slot->task;
+        slot->task = NULL;
+        int quit = slot->quit;
+        pthread_mutex_unlock(&slot->lock);
+        if (task) {
+            job_run(slot->cfg, slot->store, slot->events, &slot->stop, &slot->lock, &slot->wake,
+                    &task);
+            char index[16];
+            int length = snprintf(index, sizeof index, "%d", slot->index);
+            zmq_send(slot->events, SLOT_FRAME_DONE, strlen(SLOT_FRAME_DONE), ZMQ_SNDMORE);
+            zmq_send(slot->events, index, (size_t)length, 0);
+        }
+        if (quit)
+            break;
+    }
+    return NULL;
+}
+
+struct slot *
+slot_new(const struct config *cfg, void *zmq_context, int index, char *err, size_t errlen)
+{
+    struct slot *slot = calloc(1, sizeof *slot);
+    if (!slot) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    slot->cfg = cfg;
+    slot->index = index;
+    pthread_mutex_init(&slot->lock, NULL);
+    pthread_cond_init(&slot->wake, NULL);
+    atomic_init(&slot->stop, JOB_STOP_NONE);
+    slot->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
+    if (!slot->store)
+        goto fail;
+    int linger = 1000;
+    slot->events = zmq_socket(zmq_context, ZMQ_PUSH);
+    if (!slot->events || zmq_setsockopt(slot->events, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(slot->events, SLOT_ENDPOINT) != 0) {
+        snprintf(err, errlen, "slot socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    if (pthread_create(&slot->thread, NULL, slot_main, slot) != 0) {
+        snprintf(err, errlen, "cannot start a slot thread");
+        goto fail;
+    }
+    slot->started = 1;
+    return slot;
+fail:
+    slot_destroy(&slot);
+    return NULL;
+}
+
+void
+slot_destroy(struct slot **slot)
+{
+    if (!slot || !*slot)
+        return;
+    struct slot *s = *slot;
+    if (s->started) {
+        pthread_mutex_lock(&s->lock);
+        s->quit = 1;
+        atomic_store(&s->stop, JOB_STOP_SHUTDOWN);
+        pthread_cond_broadcast(&s->wake);
+        pthread_mutex_unlock(&s->lock);
+        pthread_join(s->thread, NULL);
+    }
+    json_decref(s->task);
+    if (s->events)
+        zmq_close(s->events);
+    store_destroy(&s->store);
+    pthread_cond_destroy(&s->wake);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    *slot = NULL;
+}
+
+void
+slot_assign(struct slot *slot, json_t **task)
+{
+    const char *id = json_string_value(json_object_get(*task, "id"));
+    snprintf(slot->task_id, sizeof slot->task_id, "%s", id ? id : "");
+    slot->busy = 1;
+    pthread_mutex_lock(&slot->lock);
+    atomic_store(&slot->stop, JOB_STOP_NONE);
+    slot->task = *task;
+    *task = NULL;
+    pthread_cond_broadcast(&slot->wake);
+    pthread_mutex_unlock(&slot->lock);
+}
+
+int
+slot_busy(const struct slot *slot)
+{
+    return slot->busy;
+}
+
+void
+slot_release(struct slot *slot)
+{
+    slot->busy = 0;
+    slot->task_id[0] = '\0';
+}
+
+const char *
+slot_task_id(const struct slot *slot)
+{
+    return slot->busy ? slot->task_id : NULL;
+}
+
+void
+slot_stop(struct slot *slot, int reason)
+{
+    pthread_mutex_lock(&slot->lock);
+    atomic_store(&slot->stop, reason);
+    pthread_cond_broadcast(&slot->wake);
+    pthread_mutex_unlock(&slot->lock);
+}

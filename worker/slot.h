@@ -1,0 +1,48 @@
+/* slot.h: one worker thread that runs one task at a time.
+ *
+ * The pool owns the slots and is the only one that hands them tasks (slot_assign) and asks
+ * them to stop a task (slot_stop).  A slot has its own store connection and its own PUSH
+ * socket to the pool's inproc PULL, on which it sends, in order, every event of its task as
+ * [SLOT_FRAME_EVENT][client id][payload] and then [SLOT_FRAME_DONE][slot index] when it is free
+ * again.  The pool publishes the events, so all of a task's events leave through one socket in
+ * the order they happened.
+ */
+#ifndef TW_WORKER_SLOT_H
+#define TW_WORKER_SLOT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "config.h"
+
+#define SLOT_ENDPOINT "inproc://taskwire-slots" /* the pool binds PULL here */
+#define SLOT_FRAME_EVENT "event"
+#define SLOT_FRAME_DONE "done"
+
+struct slot;
+
+/* Start a slot thread; returns once its store and socket are ready, or NULL with err set.
+ * zmq_context and cfg are borrowed and must outlive the slot. */
+struct slot *slot_new(const struct config *cfg, void *zmq_context, int index, char *err,
+                      size_t errlen);
+
+/* Stop the thread (a running task is interrupted and requeued) and free.  NULL-safe. */
+void slot_destroy(struct slot **slot);
+
+/* Give an idle slot a claimed task; the slot takes the reference. */
+void slot_assign(struct slot *slot, json_t **task);
+
+/* 1 while the slot holds a task (from slot_assign until its done message is handled). */
+int slot_busy(const struct slot *slot);
+
+/* The mark the pool puts when it reads the slot's done message. */
+void slot_release(struct slot *slot);
+
+/* The id of the task the slot runs, or NULL when idle.  Borrowed; valid while busy. */
+const char *slot_task_id(const struct slot *slot);
+
+/* Ask the running task to stop (enum job_stop reason); harmless when idle. */
+void slot_stop(struct slot *slot, int reason);
+
+#endif
