@@ -1,0 +1,128 @@
+/* ingress.c: the ZeroMQ subscriber, drained from the lws event loop. */
+#include "ingress.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "log.h"
+#include "relay.h"
+
+int
+ingress_init(struct relay *relay, char *err, size_t errlen)
+{
+    int hwm = RELAY_SUB_HWM, linger = 0;
+    int fd = -1;
+    size_t size = sizeof fd;
+    relay->sub_fd = -1;
+    relay->zmq = zmq_ctx_new();
+    relay->sub = relay->zmq ? zmq_socket(relay->zmq, ZMQ_SUB) : NULL;
+    if (!relay->sub || zmq_setsockopt(relay->sub, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(relay->sub, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_connect(relay->sub, relay->cfg->events_endpoint) != 0 ||
+        zmq_getsockopt(relay->sub, ZMQ_FD, &fd, &size) != 0) {
+        snprintf(err, errlen, "%s: %s", relay->cfg->events_endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    /* lws closes what it adopts; ZeroMQ must keep its own descriptor. */
+    relay->sub_fd = dup(fd);
+    if (relay->sub_fd < 0) {
+        snprintf(err, errlen, "dup: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+ingress_drain_later(lws_sorted_usec_list_t *sul)
+{
+    ingress_drain(lws_container_of(sul, struct relay, drain_later));
+}
+
+int
+ingress_start(struct relay *relay, char *err, size_t errlen)
+{
+    lws_sock_file_fd_type fd = {.filefd = relay->sub_fd};
+    if (!lws_adopt_descriptor_vhost(relay->vhost, LWS_ADOPT_RAW_FILE_DESC, fd,
+                                    relay_protocols[1].name, NULL)) {
+        snprintf(err, errlen, "cannot watch the ZeroMQ socket");
+        return -1;
+    }
+    relay->sub_fd = -1; /* lws owns the duplicate now */
+    lws_sul_schedule(relay->context, 0, &relay->drain_later, ingress_drain_later, 1);
+    return 0;
+}
+
+void
+ingress_fini(struct relay *relay)
+{
+    if (relay->sub_fd >= 0)
+        close(relay->sub_fd);
+    relay->sub_fd = -1;
+    if (relay->sub)
+        zmq_close(relay->sub);
+    relay->sub = NULL;
+    if (relay->zmq)
+        zmq_ctx_term(relay->zmq);
+    relay->zmq = NULL;
+}
+
+void
+ingress_drain(struct relay *relay)
+{
+    /* Per-message path: two frames in, one route_publish, no parsing. */
+    for (int n = 0; n < RELAY_INGRESS_BATCH; n++) {
+        zmq_msg_t topic, payload;
+        zmq_msg_init(&topic);
+        if (zmq_msg_recv(&topic, relay->sub, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&topic);
+            break;
+        }
+        if (!zmq_msg_more(&topic)) {
+            relay->ingress_malformed++;
+            zmq_msg_close(&topic);
+            continue;
+        }
+        zmq_msg_init(&payload);
+        /* The frames of a message arrive together, so this does not block. */
+        if (zmq_msg_recv(&payload, relay->sub, 0) >= 0) {
+            if (zmq_msg_more(&payload)) {
+                relay->ingress_malformed++;
+                while (zmq_msg_more(&payload) && zmq_msg_recv(&payload, relay->sub, 0) >= 0)
+                    ;
+            } else {
+                route_publish(relay->route, zmq_msg_data(&topic), zmq_msg_size(&topic),
+                              zmq_msg_data(&payload), zmq_msg_size(&payload));
+            }
+        }
+        zmq_msg_close(&payload);
+        zmq_msg_close(&topic);
+    }
+    int events = 0;
+    size_t size = sizeof events;
+    if (zmq_getsockopt(relay->sub, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN))
+        lws_sul_schedule(relay->context, 0, &relay->drain_later, ingress_drain_later, 1);
+}
+
+/* A subscription change may consume the descriptor's edge: look again on the next turn. */
+static void
+ingress_subscription(struct relay *relay, int option, const char *id, size_t len)
+{
+    if (zmq_setsockopt(relay->sub, option, id, len) != 0)
+        log_warn("event=subscription_failed error=\"%s\"", zmq_strerror(zmq_errno()));
+    lws_sul_schedule(relay->context, 0, &relay->drain_later, ingress_drain_later, 1);
+}
+
+void
+ingress_subscribe(void *relay, const char *id, size_t len)
+{
+    ingress_subscription(relay, ZMQ_SUBSCRIBE, id, len);
+}
+
+void
+ingress_unsubscribe(void *relay, const char *id, size_t len)
+{
+    ingress_subscription(relay, ZMQ_UNSUBSCRIBE, id, len);
+}

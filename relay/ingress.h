@@ -1,0 +1,32 @@
+/* ingress.h: the ZeroMQ SUB socket inside the lws event loop.
+ *
+ * ZMQ_FD is edge-triggered: every time it signals (and after any call that may have consumed
+ * the signal, like a subscription change) the relay drains the socket with ZMQ_DONTWAIT until
+ * EAGAIN, at most RELAY_INGRESS_BATCH messages per turn; the rest continues on a zero-delay
+ * timer so the connections get their turn.  Messages are [client id][payload]; anything else
+ * is counted as malformed and dropped.
+ */
+#ifndef TW_RELAY_INGRESS_H
+#define TW_RELAY_INGRESS_H
+
+#include <stddef.h>
+
+struct relay;
+
+/* Create the SUB socket and connect it to [zmq] events.  0, or -1 with err set. */
+int ingress_init(struct relay *relay, char *err, size_t errlen);
+
+/* Hand the socket's fd to lws (after the context exists).  0, or -1 with err set. */
+int ingress_start(struct relay *relay, char *err, size_t errlen);
+
+/* Close the socket and the ZeroMQ context. */
+void ingress_fini(struct relay *relay);
+
+/* Per-message path: read and route what is waiting. */
+void ingress_drain(struct relay *relay);
+
+/* Route callbacks: subscribe or unsubscribe a client id upstream. */
+void ingress_subscribe(void *relay, const char *id, size_t len);
+void ingress_unsubscribe(void *relay, const char *id, size_t len);
+
+#endif

@@ -1,0 +1,54 @@
+/* taskwire-relay: delivers task events to the browsers subscribed to each client id.
+ *
+ *   taskwire-relay [-c FILE] [-n]
+ */
+#include <signal.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "log.h"
+#include "relay.h"
+
+static volatile sig_atomic_t relay_quit;
+
+static void
+relay_on_signal(int signo)
+{
+    (void)signo;
+    relay_quit = 1;
+}
+
+int
+main(int argc, char **argv)
+{
+    static struct config cfg;
+    int rc = cli_setup(argc, argv, "taskwire-relay", &cfg);
+    if (rc != CLI_RUN)
+        return rc;
+
+    struct sigaction action = {.sa_handler = relay_on_signal};
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* ZeroMQ's threads keep the stop signals blocked, so they interrupt the event loop. */
+    sigset_t stop_signals, previous;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
+    char err[512];
+    struct relay *relay = relay_new(&cfg, err, sizeof err);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    if (!relay) {
+        log_error("event=start_failed error=\"%s\"", err);
+        return 1;
+    }
+    log_info("event=started pid=%d listen=%s port=%d", (int)getpid(), cfg.relay_listen,
+             cfg.relay_port);
+    relay_run(relay, &relay_quit);
+    relay_destroy(&relay);
+    log_info("event=stopped");
+    return 0;
+}

@@ -1,0 +1,95 @@
+/* protocol.c: the lws callbacks: one switch for HTTP and WebSocket, one for the ZeroMQ fd. */
+#include <jansson.h>
+#include <string.h>
+
+#include "ingress.h"
+#include "relay.h"
+#include "session.h"
+
+#define PROTOCOL_HTTP_BODY_MAX 512 /* bytes of the relay's own HTTP answers */
+
+/* GET /health, GET /status, anything else 404: JSON bodies built with jansson. */
+static int
+protocol_http(struct relay *relay, struct lws *wsi, const char *path)
+{
+    json_t *body;
+    unsigned int status = HTTP_STATUS_OK;
+    if (strcmp(path, "/health") == 0) {
+        body = json_pack("{s:s}", "status", "ok");
+    } else if (strcmp(path, "/status") == 0) {
+        struct route_stats stats;
+        route_stats(relay->route, &stats);
+        body = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+                         (json_int_t)relay->connections, "client_ids", (json_int_t)stats.clients,
+                         "messages_in", (json_int_t)stats.messages_in, "messages_out",
+                         (json_int_t)stats.messages_out, "dropped",
+                         (json_int_t)(stats.dropped + relay->ingress_malformed), "culled",
+                         (json_int_t)stats.culled);
+    } else {
+        status = HTTP_STATUS_NOT_FOUND;
+        body = json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
+                         "the relay serves /ws, /health and /status");
+    }
+    unsigned char head[LWS_PRE + 512], *start = head + LWS_PRE, *p = start,
+                                        *end = head + sizeof head - 1;
+    unsigned char text[LWS_PRE + PROTOCOL_HTTP_BODY_MAX];
+    size_t len = body ? json_dumpb(body, (char *)text + LWS_PRE, PROTOCOL_HTTP_BODY_MAX,
+                                   JSON_COMPACT)
+                      : 0;
+    json_decref(body);
+    if (len == 0 || len > PROTOCOL_HTTP_BODY_MAX)
+        return -1;
+    if (lws_add_http_common_headers(wsi, status, "application/json", len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    if (lws_write(wsi, text + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < (int)len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int
+protocol_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len)
+{
+    struct relay *relay = lws_context_user(lws_get_context(wsi));
+    struct session *session = user;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return protocol_http(relay, wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_ESTABLISHED:
+        session_init(relay, session, wsi);
+        return 0;
+    case LWS_CALLBACK_CLOSED:
+        session_fini(relay, session);
+        return 0;
+    case LWS_CALLBACK_RECEIVE:
+        session_receive(relay, session, in, len,
+                        lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
+                            !lws_remaining_packet_payload(wsi));
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return session_write(relay, session);
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static int
+protocol_ingress_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                          void *in, size_t len)
+{
+    (void)user;
+    (void)in;
+    (void)len;
+    if (reason == LWS_CALLBACK_RAW_RX_FILE)
+        ingress_drain(lws_context_user(lws_get_context(wsi)));
+    return 0;
+}
+
+/* tx_packet_size is set from [relay] max_message when the context is made (relay.c). */
+const struct lws_protocols relay_protocols[] = {
+    {"taskwire", protocol_callback, sizeof(struct session), RELAY_CLIENT_MESSAGE_MAX, 0, NULL, 0},
+    {"taskwire-ingress", protocol_ingress_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};

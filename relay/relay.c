@@ -1,0 +1,107 @@
+/* relay.c: the relay's context: secret, route table, lws context and vhost, subscriber. */
+#include "relay.h"
+
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ingress.h"
+#include "log.h"
+#include "session.h"
+
+#define RELAY_FRAME_HEADER 14 /* most bytes a WebSocket frame header takes */
+
+/* lws logs only what an operator must see, in our format; it never sees tokens above info. */
+static void
+relay_lws_log(int level, const char *line)
+{
+    size_t len = strlen(line);
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    if (level & LLL_ERR)
+        log_error("event=lws message=\"%.*s\"", (int)len, line);
+    else
+        log_warn("event=lws message=\"%.*s\"", (int)len, line);
+}
+
+struct relay *
+relay_new(const struct config *cfg, char *err, size_t errlen)
+{
+    struct relay *relay = calloc(1, sizeof *relay);
+    if (!relay) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    relay->cfg = cfg;
+    relay->sub_fd = -1;
+    if (token_secret_load(cfg->secret_file, 0, relay->secret, &relay->secret_len, err,
+                          errlen) != 0)
+        goto fail;
+    struct route_callbacks callbacks = {session_wake, session_cull, ingress_subscribe,
+                                        ingress_unsubscribe, relay};
+    relay->route = route_new((size_t)cfg->max_message, (uint32_t)cfg->ring, LWS_PRE, &callbacks);
+    if (!relay->route) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (ingress_init(relay, err, errlen) != 0)
+        goto fail;
+
+    memcpy(relay->protocols, relay_protocols, sizeof relay->protocols);
+    relay->protocols[0].tx_packet_size = (size_t)cfg->max_message + RELAY_FRAME_HEADER;
+    relay->retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval;
+    relay->retry.secs_since_valid_hangup = (uint16_t)(cfg->ping_interval + cfg->ping_timeout);
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, relay_lws_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE |
+                   LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.user = relay;
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    relay->context = lws_create_context(&info);
+    if (!relay->context) {
+        snprintf(err, errlen, "cannot create the libwebsockets context");
+        goto fail;
+    }
+    info.port = cfg->relay_port;
+    info.iface = cfg->relay_listen;
+    info.vhost_name = "taskwire";
+    info.protocols = relay->protocols;
+    info.retry_and_idle_policy = &relay->retry;
+    relay->vhost = lws_create_vhost(relay->context, &info);
+    if (!relay->vhost) {
+        snprintf(err, errlen, "cannot listen on %s:%d", cfg->relay_listen, cfg->relay_port);
+        goto fail;
+    }
+    if (ingress_start(relay, err, errlen) != 0)
+        goto fail;
+    return relay;
+fail:
+    relay_destroy(&relay);
+    return NULL;
+}
+
+void
+relay_run(struct relay *relay, volatile sig_atomic_t *quit)
+{
+    while (!*quit)
+        if (lws_service(relay->context, 0) < 0)
+            break;
+}
+
+void
+relay_destroy(struct relay **relay)
+{
+    if (!relay || !*relay)
+        return;
+    struct relay *r = *relay;
+    if (r->context)
+        lws_context_destroy(r->context); /* closes every connection: sessions detach */
+    ingress_fini(r);
+    route_destroy(&r->route);
+    OPENSSL_cleanse(r->secret, sizeof r->secret);
+    free(r);
+    *relay = NULL;
+}

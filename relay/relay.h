@@ -1,0 +1,54 @@
+/* relay.h: the relay's context: the libwebsockets context and vhost, the route table, the
+ * ZeroMQ subscriber, the token secret and the counters.  One thread runs it all.
+ *
+ * Bounds: at most [relay] max_connections WebSocket connections (one more is closed with
+ * 1013); per client id a ring of [relay] ring messages (route.h); client messages of at most
+ * RELAY_CLIENT_MESSAGE_MAX bytes (more closes the connection with 1009).
+ */
+#ifndef TW_RELAY_RELAY_H
+#define TW_RELAY_RELAY_H
+
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "route.h"
+#include "token.h"
+
+#define RELAY_CLIENT_MESSAGE_MAX 512  /* bytes of one client message (a ping); more is 1009 */
+#define RELAY_INGRESS_BATCH 1024      /* ZeroMQ messages read per turn before yielding */
+#define RELAY_SUB_HWM 100000          /* messages ZeroMQ queues for the relay before dropping */
+
+struct relay {
+    const struct config *cfg;
+    unsigned char secret[TOKEN_SECRET_MAX];
+    size_t secret_len;
+    struct route *route;
+    struct lws_context *context;
+    struct lws_vhost *vhost;
+    lws_retry_bo_t retry;          /* ping and hang-up timing for every connection */
+    struct lws_protocols protocols[3]; /* relay_protocols with this config's sizes */
+    void *zmq;
+    void *sub;                     /* ZeroMQ SUB on [zmq] events */
+    int sub_fd;                    /* a dup of ZMQ_FD, adopted by lws */
+    lws_sorted_usec_list_t drain_later;
+    uint64_t connections;          /* WebSocket connections open now */
+    uint64_t next_connection_id;
+    uint64_t ingress_malformed;
+};
+
+/* Load the secret, create the context (listening with SO_REUSEPORT) and the subscriber.
+ * Caller owns; relay_destroy().  NULL with the reason in err. */
+struct relay *relay_new(const struct config *cfg, char *err, size_t errlen);
+
+/* Serve until *quit is set. */
+void relay_run(struct relay *relay, volatile sig_atomic_t *quit);
+
+/* Close every connection and free.  NULL-safe; nulls *relay. */
+void relay_destroy(struct relay **relay);
+
+/* The lws protocols table (protocol.c): [0] serves HTTP and WebSocket, [1] the ZeroMQ fd. */
+extern const struct lws_protocols relay_protocols[];
+
+#endif

@@ -1,0 +1,171 @@
+/* session.c: one WebSocket connection. */
+#include "session.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "relay.h"
+
+#define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
+#define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
+
+/* Close code constants not in the lws enum. */
+#define SESSION_CLOSE_UNAUTHORIZED 4001
+#define SESSION_CLOSE_LAGGING 4008
+#define SESSION_CLOSE_TOO_BIG 1009
+#define SESSION_CLOSE_TRY_LATER 1013
+#define SESSION_CLOSE_INTERNAL 1011
+
+static void
+session_close_later(struct session *session, uint16_t code)
+{
+    session->close_code = code;
+    lws_callback_on_writable(session->wsi);
+}
+
+void
+session_init(struct relay *relay, struct session *session, struct lws *wsi)
+{
+    session->wsi = wsi;
+    route_member_init(&session->member, session);
+    session->id = ++relay->next_connection_id;
+    relay->connections++;
+    if (relay->connections > (uint64_t)relay->cfg->max_connections) {
+        log_warn("event=ws_refused reason=\"max_connections\"");
+        session_close_later(session, SESSION_CLOSE_TRY_LATER);
+        return;
+    }
+    char buf[TOKEN_MAX + 16], why[128] = "missing token";
+    const char *token = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof buf);
+    if (!token || token_verify(relay->secret, relay->secret_len, token, strlen(token),
+                               clock_now_ms() / 1000, session->client_id, why,
+                               sizeof why) != 0) {
+        log_warn("event=ws_unauthorized connection=%llu reason=\"%s\"",
+                 (unsigned long long)session->id, why);
+        session_close_later(session, SESSION_CLOSE_UNAUTHORIZED);
+        return;
+    }
+    if (route_attach(relay->route, &session->member, session->client_id,
+                     strlen(session->client_id)) != 0) {
+        session_close_later(session, SESSION_CLOSE_INTERNAL);
+        return;
+    }
+    session->attached = 1;
+    session->send_connected = 1;
+    lws_callback_on_writable(wsi);
+    log_debug("event=ws_connected connection=%llu client=%s", (unsigned long long)session->id,
+              session->client_id);
+}
+
+void
+session_fini(struct relay *relay, struct session *session)
+{
+    if (!session->wsi)
+        return;
+    route_detach(relay->route, &session->member);
+    session->attached = 0;
+    relay->connections--;
+    session->wsi = NULL;
+}
+
+void
+session_receive(struct relay *relay, struct session *session, const void *in, size_t len,
+                int final)
+{
+    (void)relay;
+    if (session->close_code)
+        return;
+    if (!final || len > RELAY_CLIENT_MESSAGE_MAX) {
+        session_close_later(session, SESSION_CLOSE_TOO_BIG);
+        return;
+    }
+    json_t *message = json_loadb(in, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(message, "type"));
+    if (type && strcmp(type, "ping") == 0)
+        session->send_pong = 1;
+    else
+        session->send_error = 1;
+    json_decref(message);
+    lws_callback_on_writable(session->wsi);
+}
+
+/* Write a control reply from text; -1 when the connection failed. */
+static int
+session_write_text(struct session *session, const char *text, int length)
+{
+    unsigned char buf[LWS_PRE + SESSION_CONTROL_MAX];
+    if (length < 0 || length >= SESSION_CONTROL_MAX)
+        return -1;
+    memcpy(buf + LWS_PRE, text, (size_t)length);
+    return lws_write(session->wsi, buf + LWS_PRE, (size_t)length, LWS_WRITE_TEXT) < length ? -1
+                                                                                          : 0;
+}
+
+int
+session_write(struct relay *relay, struct session *session)
+{
+    /* Per-message path: one frame per writeable callback, control replies first. */
+    char text[SESSION_CONTROL_MAX];
+    int rc = 0;
+    if (session->close_code) {
+        static const char *const reasons[] = {"unauthorized", "lagging", "going away"};
+        const char *reason = session->close_code == SESSION_CLOSE_UNAUTHORIZED ? reasons[0]
+                             : session->close_code == SESSION_CLOSE_LAGGING    ? reasons[1]
+                                                                               : reasons[2];
+        lws_close_reason(session->wsi, (enum lws_close_status)session->close_code,
+                         (unsigned char *)reason, strlen(reason));
+        return -1;
+    }
+    if (session->send_connected) {
+        session->send_connected = 0;
+        int n = snprintf(text, sizeof text,
+                         "{\"type\":\"connected\",\"connection_id\":\"%d.%llu\","
+                         "\"client_id\":\"%s\"}",
+                         (int)getpid(), (unsigned long long)session->id, session->client_id);
+        rc = session_write_text(session, text, n);
+    } else if (session->send_pong) {
+        session->send_pong = 0;
+        rc = session_write_text(session, "{\"type\":\"pong\"}", 15);
+    } else if (session->send_error) {
+        session->send_error = 0;
+        int n = snprintf(text, sizeof text, "%s",
+                         "{\"type\":\"error\",\"error\":{\"code\":\"bad_request\",\"message\":"
+                         "\"expected {\\\"type\\\":\\\"ping\\\"}\"}}");
+        rc = session_write_text(session, text, n);
+    } else {
+        unsigned char *payload;
+        size_t len;
+        if (route_next(relay->route, &session->member, &payload, &len)) {
+            if (lws_write(session->wsi, payload, len, LWS_WRITE_TEXT) < (int)len)
+                return -1;
+            route_sent(relay->route, &session->member);
+        }
+    }
+    if (rc != 0)
+        return -1;
+    if (session->send_pong || session->send_error || route_pending(&session->member))
+        lws_callback_on_writable(session->wsi);
+    return 0;
+}
+
+void
+session_wake(void *owner)
+{
+    struct session *session = owner;
+    lws_callback_on_writable(session->wsi);
+}
+
+void
+session_cull(void *owner)
+{
+    struct session *session = owner;
+    session->attached = 0;
+    log_info("event=ws_culled connection=%llu client=%s", (unsigned long long)session->id,
+             session->client_id);
+    session_close_later(session, SESSION_CLOSE_LAGGING);
+    lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, SESSION_CULL_GRACE_S);
+}

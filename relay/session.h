@@ -1,0 +1,46 @@
+/* session.h: one WebSocket connection: token check, its place in the route table, control
+ * replies (connected, pong, error) and sending the next message.
+ *
+ * The struct is lws per-session storage (lws allocates and frees it); session_init and
+ * session_fini bracket its life.  Control replies are flags, not queued text, so a session is
+ * a fixed ~100 bytes whatever the client sends; writes happen only in session_write().
+ */
+#ifndef TW_RELAY_SESSION_H
+#define TW_RELAY_SESSION_H
+
+#include <libwebsockets.h>
+#include <stdint.h>
+
+#include "route.h"
+#include "token.h"
+
+struct relay;
+
+struct session {
+    struct lws *wsi;
+    struct route_member member;
+    uint64_t id;
+    uint16_t close_code;          /* non-zero: close with this code at the next write */
+    uint8_t send_connected, send_pong, send_error;
+    uint8_t attached;
+    char client_id[TOKEN_ID_SIZE];
+};
+
+/* A connection was established: check its token and attach it, or schedule the close. */
+void session_init(struct relay *relay, struct session *session, struct lws *wsi);
+
+/* The connection is gone: detach.  Safe after a failed init. */
+void session_fini(struct relay *relay, struct session *session);
+
+/* A client message arrived (len bytes, final says whether the frame is complete). */
+void session_receive(struct relay *relay, struct session *session, const void *in, size_t len,
+                     int final);
+
+/* Per-message path: the connection is writeable; write one frame.  -1 to close. */
+int session_write(struct relay *relay, struct session *session);
+
+/* Route callbacks. */
+void session_wake(void *session);
+void session_cull(void *session);
+
+#endif
