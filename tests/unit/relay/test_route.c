@@ -1,0 +1,221 @@
+/* Unit tests for relay/route.c: the relay's per-message path. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "relay/route.c"
+
+#define HEADROOM 16
+#define MEMBERS 8
+
+struct conn {
+    struct route_member member;
+    int woken, culled;
+};
+
+static int subscribed, unsubscribed;
+
+static void
+wake(void *owner)
+{
+    ((struct conn *)owner)->woken++;
+}
+
+static void
+cull(void *owner)
+{
+    ((struct conn *)owner)->culled++;
+}
+
+static void
+subscribe(void *data, const char *id, size_t len)
+{
+    (void)data, (void)id, (void)len;
+    subscribed++;
+}
+
+static void
+unsubscribe(void *data, const char *id, size_t len)
+{
+    (void)data, (void)id, (void)len;
+    unsubscribed++;
+}
+
+static struct route *
+make_route(uint32_t ring)
+{
+    struct route_callbacks callbacks = {wake, cull, subscribe, unsubscribe, NULL};
+    subscribed = unsubscribed = 0;
+    struct route *route = route_new(1024, ring, HEADROOM, &callbacks);
+    assert_non_null(route);
+    return route;
+}
+
+/* Send everything member has, checking each payload is "m<n>" in order from *expect. */
+static void
+drain(struct route *route, struct conn *conn, int *expect)
+{
+    unsigned char *payload;
+    size_t len;
+    while (route_next(route, &conn->member, &payload, &len)) {
+        char want[32];
+        int n = snprintf(want, sizeof want, "m%d", (*expect)++);
+        assert_int_equal(len, (size_t)n);
+        assert_memory_equal(payload, want, len);
+        memset(payload - HEADROOM, 0xAB, HEADROOM); /* the headroom is writable */
+        route_sent(route, &conn->member);
+    }
+}
+
+static void
+publish(struct route *route, const char *id, int n)
+{
+    char text[32];
+    int len = snprintf(text, sizeof text, "m%d", n);
+    route_publish(route, id, strlen(id), text, (size_t)len);
+}
+
+/* Every tab of a client sees every message in order, and after warm-up the path allocates
+ * nothing (the relay's memory stays flat under load). */
+static void
+test_fanout_in_order_without_allocation(void **state)
+{
+    (void)state;
+    struct route *route = make_route(64);
+    struct conn conns[MEMBERS];
+    int expect[MEMBERS] = {0};
+    for (int i = 0; i < MEMBERS; i++) {
+        route_member_init(&conns[i].member, &conns[i]);
+        assert_int_equal(route_attach(route, &conns[i].member, "client-a", 8), 0);
+        conns[i].woken = conns[i].culled = 0;
+    }
+    assert_int_equal(subscribed, 1);
+    int sent = 0;
+    for (int round = 0; round < 4; round++) { /* warm-up: ring and pool grow */
+        for (int k = 0; k < 32; k++)
+            publish(route, "client-a", sent++);
+        for (int i = 0; i < MEMBERS; i++)
+            drain(route, &conns[i], &expect[i]);
+    }
+    uint64_t before = route_allocations(route);
+    for (int round = 0; round < 100; round++) {
+        for (int k = 0; k < 32; k++)
+            publish(route, "client-a", sent++);
+        for (int i = 0; i < MEMBERS; i++)
+            drain(route, &conns[i], &expect[i]);
+    }
+    assert_int_equal(route_allocations(route), before);
+    for (int i = 0; i < MEMBERS; i++) {
+        assert_int_equal(expect[i], sent);
+        assert_int_equal(conns[i].culled, 0);
+        assert_int_equal(conns[i].woken, sent);
+    }
+    struct route_stats stats;
+    route_stats(route, &stats);
+    assert_int_equal(stats.messages_in, (uint64_t)sent);
+    assert_int_equal(stats.messages_out, (uint64_t)sent * MEMBERS);
+    for (int i = 0; i < MEMBERS; i++)
+        route_detach(route, &conns[i].member);
+    assert_int_equal(unsubscribed, 1);
+    route_stats(route, &stats);
+    assert_int_equal(stats.members, 0);
+    assert_int_equal(stats.clients, 0);
+    route_destroy(&route);
+    assert_null(route);
+}
+
+/* A client never receives another client's messages, even when one id is a prefix of the
+ * other (ZeroMQ's own filter is a prefix match). */
+static void
+test_exact_match(void **state)
+{
+    (void)state;
+    struct route *route = make_route(16);
+    struct conn a, ab;
+    route_member_init(&a.member, &a);
+    route_member_init(&ab.member, &ab);
+    a.woken = ab.woken = 0;
+    route_attach(route, &a.member, "abc", 3);
+    route_attach(route, &ab.member, "abcd", 4);
+    assert_int_equal(route_publish(route, "abcd", 4, "x", 1), 1);
+    assert_int_equal(route_publish(route, "ab", 2, "y", 1), 0);
+    assert_int_equal(a.woken, 0);
+    assert_int_equal(ab.woken, 1);
+    assert_int_equal(route_pending(&a.member), 0);
+    struct route_stats stats;
+    route_stats(route, &stats);
+    assert_int_equal(stats.dropped, 1);
+    route_detach(route, &a.member);
+    route_detach(route, &ab.member);
+    route_destroy(&route);
+}
+
+/* A connection that stops reading is closed once it is `ring` messages behind, and the
+ * other tabs of the same client lose nothing. */
+static void
+test_lagging_member_is_culled(void **state)
+{
+    (void)state;
+    const uint32_t ring = 8;
+    struct route *route = make_route(ring);
+    struct conn fast, slow;
+    route_member_init(&fast.member, &fast);
+    route_member_init(&slow.member, &slow);
+    fast.culled = slow.culled = 0;
+    route_attach(route, &fast.member, "c", 1);
+    route_attach(route, &slow.member, "c", 1);
+    int expect_fast = 0;
+    for (int n = 0; n < 40; n++) {
+        publish(route, "c", n);
+        drain(route, &fast, &expect_fast);
+    }
+    assert_int_equal(expect_fast, 40);
+    assert_int_equal(fast.culled, 0);
+    assert_int_equal(slow.culled, 1);
+    assert_null(slow.member.client);
+    struct route_stats stats;
+    route_stats(route, &stats);
+    assert_int_equal(stats.culled, 1);
+    assert_int_equal(stats.members, 1);
+    route_detach(route, &fast.member);
+    route_destroy(&route);
+}
+
+/* A reader that leaves with messages unsent gives their buffers back (no leak per
+ * disconnect), and a too-large message is refused rather than truncated. */
+static void
+test_detach_releases_and_oversize_is_dropped(void **state)
+{
+    (void)state;
+    struct route *route = make_route(32);
+    struct conn c;
+    route_member_init(&c.member, &c);
+    route_attach(route, &c.member, "c", 1);
+    for (int n = 0; n < 10; n++)
+        publish(route, "c", n);
+    route_detach(route, &c.member);
+    assert_int_equal(route->pooled_bytes, 10 * ROUTE_CLASS_MIN);
+    route_attach(route, &c.member, "c", 1);
+    char big[2048];
+    memset(big, 'x', sizeof big);
+    assert_int_equal(route_publish(route, "c", 1, big, sizeof big), -1);
+    assert_int_equal(route_pending(&c.member), 0);
+    route_detach(route, &c.member);
+    route_destroy(&route);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fanout_in_order_without_allocation),
+        cmocka_unit_test(test_exact_match),
+        cmocka_unit_test(test_lagging_member_is_culled),
+        cmocka_unit_test(test_detach_releases_and_oversize_is_dropped),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
