@@ -28,7 +28,7 @@ WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c
 UNIT_TESTS_WORKER :=
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/route.c \
-	relay/ingress.c
+	relay/ingress.c relay/listener.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \

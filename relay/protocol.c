@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ingress.h"
+#include "listener.h"
 #include "relay.h"
 #include "session.h"
 
@@ -19,12 +20,12 @@ protocol_http(struct relay *relay, struct lws *wsi, const char *path)
     } else if (strcmp(path, "/status") == 0) {
         struct route_stats stats;
         route_stats(relay->route, &stats);
-        body = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+        body = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
                          (json_int_t)relay->connections, "client_ids", (json_int_t)stats.clients,
                          "messages_in", (json_int_t)stats.messages_in, "messages_out",
                          (json_int_t)stats.messages_out, "dropped",
                          (json_int_t)(stats.dropped + relay->ingress_malformed), "culled",
-                         (json_int_t)stats.culled);
+                         (json_int_t)stats.culled, "refused", (json_int_t)relay->refused);
     } else {
         status = HTTP_STATUS_NOT_FOUND;
         body = json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
@@ -88,8 +89,21 @@ protocol_ingress_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
     return 0;
 }
 
+static int
+protocol_listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len)
+{
+    (void)user;
+    (void)in;
+    (void)len;
+    if (reason == LWS_CALLBACK_RAW_RX_FILE)
+        listener_accept(lws_context_user(lws_get_context(wsi)));
+    return 0;
+}
+
 /* tx_packet_size is set from [relay] max_message when the context is made (relay.c). */
 const struct lws_protocols relay_protocols[] = {
     {"taskwire", protocol_callback, sizeof(struct session), RELAY_CLIENT_MESSAGE_MAX, 0, NULL, 0},
     {"taskwire-ingress", protocol_ingress_callback, 0, 0, 0, NULL, 0},
+    {"taskwire-listener", protocol_listener_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};

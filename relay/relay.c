@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ingress.h"
+#include "listener.h"
 #include "log.h"
 #include "session.h"
 
@@ -34,7 +35,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     relay->cfg = cfg;
-    relay->sub_fd = -1;
+    relay->sub_fd = relay->listen_fd = relay->reserve_fd = -1;
     if (token_secret_load(cfg->secret_file, 0, relay->secret, &relay->secret_len, err,
                           errlen) != 0)
         goto fail;
@@ -45,8 +46,9 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (ingress_init(relay, err, errlen) != 0)
+    if (ingress_init(relay, err, errlen) != 0 || listener_init(relay, err, errlen) != 0)
         goto fail;
+    relay->listen_wsi_fd = relay->listen_fd;
 
     memcpy(relay->protocols, relay_protocols, sizeof relay->protocols);
     relay->protocols[0].tx_packet_size = (size_t)cfg->max_message + RELAY_FRAME_HEADER;
@@ -56,8 +58,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     lws_set_log_level(LLL_ERR | LLL_WARN, relay_lws_log);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE |
-                   LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
     info.user = relay;
     info.port = CONTEXT_PORT_NO_LISTEN;
     relay->context = lws_create_context(&info);
@@ -65,8 +66,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the libwebsockets context");
         goto fail;
     }
-    info.port = cfg->relay_port;
-    info.iface = cfg->relay_listen;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* listener.c accepts, with SO_REUSEPORT */
     info.vhost_name = "taskwire";
     info.protocols = relay->protocols;
     info.retry_and_idle_policy = &relay->retry;
@@ -75,7 +75,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot listen on %s:%d", cfg->relay_listen, cfg->relay_port);
         goto fail;
     }
-    if (ingress_start(relay, err, errlen) != 0)
+    if (ingress_start(relay, err, errlen) != 0 || listener_start(relay, err, errlen) != 0)
         goto fail;
     return relay;
 fail:
@@ -100,6 +100,7 @@ relay_destroy(struct relay **relay)
     if (r->context)
         lws_context_destroy(r->context); /* closes every connection: sessions detach */
     ingress_fini(r);
+    listener_fini(r);
     route_destroy(&r->route);
     OPENSSL_cleanse(r->secret, sizeof r->secret);
     free(r);

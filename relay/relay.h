@@ -28,7 +28,7 @@ struct relay {
     struct lws_context *context;
     struct lws_vhost *vhost;
     lws_retry_bo_t retry;          /* ping and hang-up timing for every connection */
-    struct lws_protocols protocols[3]; /* relay_protocols with this config's sizes */
+    struct lws_protocols protocols[4]; /* relay_protocols with this config's sizes */
     void *zmq;
     void *sub;                     /* ZeroMQ SUB on [zmq] events */
     int sub_fd;                    /* a dup of ZMQ_FD, adopted by lws */
@@ -36,6 +36,10 @@ struct relay {
     uint64_t connections;          /* WebSocket connections open now */
     uint64_t next_connection_id;
     uint64_t ingress_malformed;
+    uint64_t refused;              /* connections accepted and closed at once (no room) */
+    int listen_fd;                 /* until lws adopts it */
+    int listen_wsi_fd;             /* the listening socket, for accept() */
+    int reserve_fd;                /* given up to shed a connection when out of descriptors */
 };
 
 /* Load the secret, create the context (listening with SO_REUSEPORT) and the subscriber.
@@ -48,7 +52,8 @@ void relay_run(struct relay *relay, volatile sig_atomic_t *quit);
 /* Close every connection and free.  NULL-safe; nulls *relay. */
 void relay_destroy(struct relay **relay);
 
-/* The lws protocols table (protocol.c): [0] serves HTTP and WebSocket, [1] the ZeroMQ fd. */
+/* The lws protocols table (protocol.c): [0] serves HTTP and WebSocket, [1] the ZeroMQ fd,
+ * [2] the listening socket. */
 extern const struct lws_protocols relay_protocols[];
 
 #endif

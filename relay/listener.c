@@ -1,0 +1,98 @@
+/* listener.c: the SO_REUSEPORT listening socket in the lws loop. */
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "relay.h"
+
+int
+listener_init(struct relay *relay, char *err, size_t errlen)
+{
+    struct sockaddr_in address = {.sin_family = AF_INET,
+                                  .sin_port = htons((uint16_t)relay->cfg->relay_port)};
+    relay->listen_fd = -1;
+    relay->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (inet_pton(AF_INET, relay->cfg->relay_listen, &address.sin_addr) != 1) {
+        snprintf(err, errlen, "[relay] listen = %s is not an IPv4 address",
+                 relay->cfg->relay_listen);
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+        bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
+        listen(fd, LISTENER_BACKLOG) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", relay->cfg->relay_listen,
+                 relay->cfg->relay_port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    relay->listen_fd = fd;
+    return 0;
+}
+
+int
+listener_start(struct relay *relay, char *err, size_t errlen)
+{
+    lws_sock_file_fd_type fd = {.filefd = relay->listen_fd};
+    if (!lws_adopt_descriptor_vhost(relay->vhost, LWS_ADOPT_RAW_FILE_DESC, fd,
+                                    relay_protocols[2].name, NULL)) {
+        snprintf(err, errlen, "cannot watch the listening socket");
+        return -1;
+    }
+    relay->listen_fd = -1; /* lws owns it now */
+    return 0;
+}
+
+void
+listener_fini(struct relay *relay)
+{
+    if (relay->listen_fd >= 0)
+        close(relay->listen_fd);
+    if (relay->reserve_fd >= 0)
+        close(relay->reserve_fd);
+    relay->listen_fd = relay->reserve_fd = -1;
+}
+
+/* Out of descriptors: take the newcomer with the reserve and close it at once. */
+static void
+listener_shed(struct relay *relay, int listen_fd)
+{
+    if (relay->reserve_fd < 0)
+        return;
+    close(relay->reserve_fd);
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    relay->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    relay->refused++;
+}
+
+void
+listener_accept(struct relay *relay)
+{
+    int listen_fd = relay->listen_wsi_fd;
+    for (int n = 0; n < LISTENER_ACCEPT_BATCH; n++) {
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                log_warn("event=accept_shed error=\"%s\"", strerror(errno));
+                listener_shed(relay, listen_fd);
+                continue;
+            }
+            return; /* EAGAIN, or a connection that died before we took it */
+        }
+        if (!lws_adopt_socket_vhost(relay->vhost, fd))
+            relay->refused++; /* lws closed it */
+    }
+}

@@ -1,0 +1,33 @@
+/* listener.h: the relay's listening socket, shared between relay processes.
+ *
+ * The relay opens the socket itself with SO_REUSEPORT, so several relay processes (one per
+ * core, each with its own ZeroMQ subscriber) can listen on one port and the kernel spreads
+ * the connections.  The socket lives in the lws loop as a raw descriptor; each accepted
+ * connection is handed to lws in HTTP mode, where it may upgrade to a WebSocket.  At most
+ * LISTENER_ACCEPT_BATCH accepts per turn.  When the process runs out of descriptors, a
+ * reserved one is given up to accept and close the newcomer, so the loop never spins on a
+ * connection it cannot take.
+ */
+#ifndef TW_RELAY_LISTENER_H
+#define TW_RELAY_LISTENER_H
+
+#include <stddef.h>
+
+#define LISTENER_BACKLOG 4096       /* pending connections the kernel keeps */
+#define LISTENER_ACCEPT_BATCH 256   /* connections accepted per turn */
+
+struct relay;
+
+/* Open, bind and listen on [relay] listen:port.  0, or -1 with err set. */
+int listener_init(struct relay *relay, char *err, size_t errlen);
+
+/* Hand the socket to lws (after the vhost exists).  0, or -1 with err set. */
+int listener_start(struct relay *relay, char *err, size_t errlen);
+
+/* Close what lws does not own. */
+void listener_fini(struct relay *relay);
+
+/* The socket is readable: accept what is waiting. */
+void listener_accept(struct relay *relay);
+
+#endif
