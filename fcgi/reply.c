@@ -8,6 +8,8 @@
 #include "errors.h"
 #include "log.h"
 
+#define REPLY_HEAD_MAX 1024 /* bytes of the status line and headers */
+
 static const char *
 reply_reason(int status)
 {
@@ -41,9 +43,18 @@ reply_json(int status, json_t **body, const char *extra_headers)
             return;
     }
     size_t length = strlen(text);
-    FCGI_printf("Status: %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                "Cache-Control: no-store\r\n%s\r\n",
-                status, reply_reason(status), length + 1, extra_headers ? extra_headers : "");
+    /* Headers are formatted here: fcgi2's own printf knows no %zu. */
+    char head[REPLY_HEAD_MAX];
+    int head_len = snprintf(head, sizeof head,
+                            "Status: %d %s\r\nContent-Type: application/json\r\n"
+                            "Content-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+                            status, reply_reason(status), length + 1,
+                            extra_headers ? extra_headers : "");
+    if (head_len < 0 || (size_t)head_len >= sizeof head) {
+        free(text);
+        return;
+    }
+    FCGI_fwrite(head, 1, (size_t)head_len, FCGI_stdout);
     FCGI_fwrite(text, 1, length, FCGI_stdout);
     FCGI_fwrite("\n", 1, 1, FCGI_stdout);
     free(text);
