@@ -94,7 +94,7 @@ SERVERS = {"lighttpd": Lighttpd}
 class Stack:
     """A stack on free ports with its own config, database and secret in a temp dir."""
 
-    def __init__(self, server="lighttpd", build=None, worker=True, extra_config=""):
+    def __init__(self, server="lighttpd", build=None, worker=True, extra_config="", ping=(5, 5)):
         self.build = os.path.abspath(build or os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
         self.tmp = tempfile.mkdtemp(prefix="taskwire-test-")
         os.chmod(self.tmp, 0o700)
@@ -106,6 +106,7 @@ class Stack:
         self.secret_path = os.path.join(self.tmp, "secret")
         with open(os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(secrets.token_bytes(32))
+        self.ping = ping
         self.config_path = os.path.join(self.tmp, "taskwire.conf")
         with open(self.config_path, "w") as f:
             f.write(self.config_text(extra_config))
@@ -160,8 +161,8 @@ cancel_grace_ms = 500
 [relay]
 listen = 127.0.0.1
 port = {self.relay_port}
-ping_interval = 5
-ping_timeout = 5
+ping_interval = {self.ping[0]}
+ping_timeout = {self.ping[1]}
 ring = 64
 [type checksum]
 label = Checksum a directory (SHA-256)

@@ -110,3 +110,34 @@ def test_messages_reach_every_tab_of_their_client_only(stack):
     got1, got2, got_other, payload = run(go())
     assert got1 == got2 == json.loads(payload)
     assert got_other == {"type": "notice", "text": "for b"}
+
+
+def test_dead_peer_is_dropped(request):
+    """A browser that vanished without closing (no pong) is dropped after the ping interval
+    and timeout, so it holds no memory and no descriptor."""
+    import base64
+    import os
+    import socket
+    from conftest import start_stack, wait_for
+    stack = start_stack(request, worker=False, ping=(1, 1))
+    token = stack.session()["token"]
+    sock = socket.create_connection(("127.0.0.1", stack.relay_port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101")
+    from conftest import stack_status
+    assert stack_status(stack)["connections"] == 1
+    # Read (so the kernel buffer never fills) but never answer: pings go unanswered.
+    sock.settimeout(8)
+    received = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    assert b"\x89" in received  # the relay pinged before giving up
+    wait_for(lambda: stack_status(stack)["connections"] == 0, 5, "the relay to forget the peer")
+    sock.close()
