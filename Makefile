@@ -110,3 +110,26 @@ clean:
 	rm -rf build
 
 -include $(ALL_OBJ:.o=.d)
+
+# ---- bench/: the relay benchmark (load generator, FastCGI ceiling, comparison harness) ----
+# `make bench` installs the peers (Debian packages, npm ci), runs every scenario and writes
+# bench/results/DATE.md and docs/PERFORMANCE.md; `make bench-smoke` is a 10-second check of
+# taskwire alone (every published message delivered).  Binaries go to build/bench/.
+BENCH_BUILD := build/bench
+BENCH_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) $(shell pkg-config --cflags libzmq openssl)
+LOADGEN_SRC := bench/loadgen.c bench/publisher.c bench/hist.c
+BENCH_BINS := $(BENCH_BUILD)/loadgen $(BENCH_BUILD)/hello.fcgi
+
+.PHONY: bench bench-smoke bench-bins
+bench-bins: $(BENCH_BINS)
+$(BENCH_BUILD)/loadgen: $(LOADGEN_SRC) bench/hist.h bench/publisher.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $(LOADGEN_SRC) $(shell pkg-config --libs libzmq openssl)
+$(BENCH_BUILD)/hello.fcgi: bench/hello.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ $< -lfcgi
+
+bench: all bench-bins
+	/usr/bin/python3 bench/run.py --build $(BUILD) --doc
+bench-smoke: all bench-bins
+	/usr/bin/python3 bench/run.py --build $(BUILD) --smoke

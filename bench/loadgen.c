@@ -1039,7 +1039,9 @@ main(int argc, char **argv)
     lg->window_end = t2;
     if (rc == 0) {
         run_phase(lg, 'w', t1);
+        fprintf(stderr, "loadgen: measure start\n"); /* the harness samples CPU at the marks */
         run_phase(lg, 'm', t2);
+        fprintf(stderr, "loadgen: measure end\n");
         uint64_t drain_until = now_us() + (uint64_t)(lg->o.drain * 1e6);
         while (!stop_requested && lg->received[2] < lg->expected[2] && now_us() < drain_until)
             poll_events(lg, 10);

@@ -1,0 +1,1045 @@
+#!/usr/bin/python3
+"""run.py: taskwire's relay benchmark, next to Pushpin, nginx + nchan and Socket.IO.
+
+Starts each server under test on free 127.0.0.1 ports, pinned to one core (taskset -c 0), drives
+it from the other core with build/bench/loadgen (WebSocket clients and the publisher in one
+process) or wrk, and stops it again, also on failure.  Scenarios:
+
+  fanout     1,000 clients, each its own client id, publisher flat out: delivered msgs/s
+  rate       the same clients at half of taskwire's fan-out rate: latency
+  broadcast  1,000 connections of one client id, a steady rate: latency
+  idle       server RSS with 0 and 10,000 idle connections: bytes per connection
+  scale      most idle connections taskwire's relays hold (several relays on one port)
+  submit     POST /api/tasks through lighttpd with wrk, next to a hello-world FastCGI ceiling
+
+Each measurement runs --runs times (3 by default); the table shows medians.  The result goes to
+bench/results/DATE.md (raw JSON lines to DATE.raw) and, with --doc, into docs/PERFORMANCE.md.
+--smoke runs a 5-second fan-out against taskwire only and fails unless every message arrived.
+
+usage: /usr/bin/python3 bench/run.py [--smoke] [--runs N] [--peers a,b] [--scenarios a,b] [--doc]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_BUILD = os.path.join(ROOT, "build", "bench")
+LOADGEN = os.path.join(BENCH_BUILD, "loadgen")
+HELLO = os.path.join(BENCH_BUILD, "hello.fcgi")
+SERVER_CPU = "0"  # the server under test
+CLIENT_CPU = "1"  # load generator, publisher, wrk, Pushpin's origin
+TICK = os.sysconf("SC_CLK_TCK")
+PAYLOAD = 300  # bytes of each published message, about a task event
+FANOUT_CONNS = 1000
+FLAT_WINDOW = 2000  # flat out: deliveries outstanding at most
+BROADCAST_RATE = 10  # messages/s to the one client id (10,000 deliveries/s)
+IDLE_CONNS = 10000
+SCALE_TARGET = 100000
+SCALE_RELAYS = 6
+SCALE_LOADGENS = 6
+DEBS = ["pushpin", "libnginx-mod-nchan", "nginx", "nodejs", "npm", "lighttpd", "wrk",
+        "libfcgi-dev", "libzmq3-dev", "libssl-dev"]
+
+
+# ---- processes ----
+
+class Procs:
+    """Every process this harness starts, so that each is stopped, also on failure."""
+
+    live = []
+
+    @classmethod
+    def start(cls, cmd, log, cpu=None, cwd=None, env=None, stdout=None):
+        if cpu is not None:
+            cmd = ["taskset", "-c", cpu] + cmd
+        logf = open(log, "ab")
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=stdout or logf, stderr=logf,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        logf.close()
+        cls.live.append(p)
+        return p
+
+    @classmethod
+    def stop(cls, p, sig=signal.SIGTERM, wait=10):
+        if p is None:
+            return
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(wait)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        if p in cls.live:
+            cls.live.remove(p)
+
+    @classmethod
+    def stop_all(cls):
+        for p in list(cls.live):
+            cls.stop(p, wait=5)
+
+
+def on_signal(sig, frame):
+    raise SystemExit(128 + sig)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, timeout=20.0, what="server"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+def tree(pids):
+    """The pids and all their descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def rss_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / TICK
+
+
+def http_json(url, data=None, headers=None, timeout=5):
+    req = urllib.request.Request(url, data=data, headers=headers or {},
+                                 method="POST" if data is not None else "GET")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def command_output(cmd):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+def deb_version(pkg):
+    return command_output(["dpkg-query", "-W", "-f=${Version}", pkg]) or "?"
+
+
+# ---- servers under test ----
+
+class Peer:
+    name = "?"
+    label = "?"
+
+    def __init__(self, tmp):
+        self.tmp = tempfile.mkdtemp(prefix=self.name + "-", dir=tmp)
+        self.procs = []
+
+    def log(self, what):
+        return os.path.join(self.tmp, what + ".log")
+
+    def stop(self):
+        for p in reversed(self.procs):
+            Procs.stop(p)
+        self.procs = []
+
+    def pids(self):
+        """The server's processes (for RSS and CPU)."""
+        return tree([p.pid for p in self.procs])
+
+    def ws_args(self):
+        raise NotImplementedError
+
+    def pub_args(self):
+        raise NotImplementedError
+
+
+class Taskwire(Peer):
+    name = "taskwire"
+    label = "taskwire"
+
+    def __init__(self, tmp, build, relays=1):
+        super().__init__(tmp)
+        self.build = build
+        self.relays = relays
+        self.port = free_port()
+        self.publish = free_port()
+        self.events = free_port()
+        self.tasks = free_port()
+        self.secret = os.path.join(self.tmp, "secret")
+        self.config = os.path.join(self.tmp, "taskwire.conf")
+        with open(self.secret, "wb") as f:
+            f.write(secrets.token_bytes(32))
+        os.chmod(self.secret, 0o600)
+        with open(self.config, "w") as f:
+            f.write(f"""[log]
+level = warn
+[store]
+database = {self.tmp}/taskwire.db
+[auth]
+secret_file = {self.secret}
+[zmq]
+tasks = tcp://127.0.0.1:{self.tasks}
+publish = tcp://127.0.0.1:{self.publish}
+events = tcp://127.0.0.1:{self.events}
+[relay]
+listen = 127.0.0.1
+port = {self.port}
+max_connections = 100000
+""")
+        self.worker = None
+        self.relay_procs = []
+
+    def start(self):
+        self.worker = Procs.start([os.path.join(self.build, "taskwire-worker"), "-c", self.config],
+                                  self.log("worker"), cpu=SERVER_CPU)
+        self.procs.append(self.worker)
+        wait_port(self.publish, self.worker, what="taskwire-worker")
+        for i in range(self.relays):
+            p = Procs.start([os.path.join(self.build, "taskwire-relay"), "-c", self.config],
+                            self.log(f"relay{i}"), cpu=SERVER_CPU)
+            self.procs.append(p)
+            self.relay_procs.append(p)
+        wait_port(self.port, self.relay_procs[0], what="taskwire-relay")
+        time.sleep(0.3)  # every relay listening and subscribed upstream
+        for p in self.relay_procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"taskwire-relay exited with {p.returncode}; see {self.tmp}")
+
+    def relay_pids(self):
+        return tree([p.pid for p in self.relay_procs])
+
+    def ws_args(self):
+        return ["--port", str(self.port), "--path", "/ws?token={token}", "--secret", self.secret,
+                "--ready", "first-frame"]
+
+    def pub_args(self):
+        return ["--pub", f"zmq:tcp://127.0.0.1:{self.publish}"]
+
+
+class Pushpin(Peer):
+    name = "pushpin"
+    label = "Pushpin"
+
+    def start(self):
+        self.port, self.push, self.sub, self.http, self.command, self.origin_port = (
+            free_port() for _ in range(6))
+        run, logs = os.path.join(self.tmp, "run"), os.path.join(self.tmp, "log")
+        os.makedirs(run)
+        os.makedirs(logs)
+        with open(os.path.join(self.tmp, "routes"), "w") as f:
+            f.write(f"* 127.0.0.1:{self.origin_port},over_http\n")
+        # message_rate=0: no rate limit (the default 2500/s holds a steady stream back).
+        with open(os.path.join(self.tmp, "pushpin.conf"), "w") as f:
+            f.write(f"""[global]
+include={{libdir}}/internal.conf
+rundir={run}
+ipc_prefix=twb-
+port_offset=0
+stats_connection_ttl=120
+
+[runner]
+services=condure,zurl,pushpin-proxy,pushpin-handler
+http_port=127.0.0.1:{self.port}
+logdir={logs}
+log_level=1
+client_buffer_size=8192
+client_maxconn=19000
+condure_bin=condure
+zurl_bin=zurl
+
+[proxy]
+zurl_out_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in
+zurl_out_stream_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in-stream
+zurl_in_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-out
+routesfile=routes
+debug=false
+auto_cross_origin=false
+accept_x_forwarded_protocol=false
+set_x_forwarded_protocol=proto-only
+x_forwarded_for=
+x_forwarded_for_trusted=
+orig_headers_need_mark=
+accept_pushpin_route=false
+log_from=false
+log_user_agent=false
+sig_iss=pushpin
+sig_key={secrets.token_hex(16)}
+upstream_key=
+sockjs_url=http://127.0.0.1/sockjs.js
+updates_check=off
+organization_name=
+
+[handler]
+push_in_spec=tcp://127.0.0.1:{self.push}
+push_in_sub_specs=tcp://127.0.0.1:{self.sub}
+push_in_sub_connect=false
+push_in_http_addr=127.0.0.1
+push_in_http_port={self.http}
+push_in_http_max_headers_size=10000
+push_in_http_max_body_size=1000000
+stats_spec=ipc://{{rundir}}/{{ipc_prefix}}stats
+command_spec=tcp://127.0.0.1:{self.command}
+message_rate=0
+message_hwm=100000
+message_wait=5000
+id_cache_ttl=60
+connection_subscription_max=20
+subscription_linger=60
+stats_subscription_ttl=60
+stats_report_interval=10
+stats_format=tnetstring
+""")
+        self.origin = Procs.start(["/usr/bin/python3", os.path.join(ROOT, "bench/peers/pushpin/origin.py"),
+                                   str(self.origin_port)], self.log("origin"), cpu=CLIENT_CPU)
+        wait_port(self.origin_port, self.origin, what="Pushpin origin")
+        p = Procs.start(["pushpin", "--config", os.path.join(self.tmp, "pushpin.conf")],
+                        self.log("pushpin"), cpu=SERVER_CPU, cwd=self.tmp)
+        self.procs.append(p)
+        wait_port(self.port, p, what="pushpin")
+        wait_port(self.http, p, what="pushpin-handler")
+        time.sleep(0.5)
+
+    def stop(self):
+        super().stop()
+        Procs.stop(getattr(self, "origin", None))
+
+    def ws_args(self):
+        return ["--port", str(self.port), "--path", "/ws/{id}", "--ready", "upgrade"]
+
+    def pub_args(self):
+        return ["--pub", f"pushpin:tcp://127.0.0.1:{self.push}"]
+
+
+class Nchan(Peer):
+    name = "nchan"
+    label = "nginx+nchan"
+
+    def start(self):
+        self.port = free_port()
+        conf = os.path.join(self.tmp, "nginx.conf")
+        # One worker; channels buffer a few messages briefly; new subscribers start at the newest
+        # message (each run uses fresh channel ids anyway); keep-alive publisher connections.
+        with open(conf, "w") as f:
+            f.write(f"""load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+error_log {self.tmp}/error.log warn;
+pid {self.tmp}/nginx.pid;
+daemon off;
+events {{ worker_connections 19500; multi_accept on; }}
+http {{
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  client_body_temp_path {self.tmp}/body;
+  proxy_temp_path {self.tmp}/proxy;
+  fastcgi_temp_path {self.tmp}/fastcgi;
+  uwsgi_temp_path {self.tmp}/uwsgi;
+  scgi_temp_path {self.tmp}/scgi;
+  nchan_shared_memory_size 512M;
+  server {{
+    listen 127.0.0.1:{self.port} backlog=4096;
+    location ~ ^/sub/([0-9a-f]+)$ {{
+      nchan_subscriber websocket;
+      nchan_channel_id $1;
+      nchan_subscriber_first_message newest;
+      nchan_message_buffer_length 16;
+      nchan_message_timeout 60s;
+    }}
+    location ~ ^/pub/([0-9a-f]+)$ {{
+      nchan_publisher http;
+      nchan_channel_id $1;
+      nchan_message_buffer_length 16;
+      nchan_message_timeout 60s;
+    }}
+  }}
+}}
+""")
+        p = Procs.start(["nginx", "-c", conf, "-p", self.tmp], self.log("nginx"), cpu=SERVER_CPU)
+        self.procs.append(p)
+        wait_port(self.port, p, what="nginx")
+
+    def ws_args(self):
+        return ["--port", str(self.port), "--path", "/sub/{id}", "--ready", "upgrade"]
+
+    def pub_args(self):
+        return ["--pub", f"http:127.0.0.1:{self.port}/pub/{{id}}", "--pub-conns", "32"]
+
+
+class SocketIO(Peer):
+    name = "socketio"
+    label = "Socket.IO"
+    DIR = os.path.join(ROOT, "bench", "peers", "socketio")
+
+    def start(self):
+        self.port, self.input = free_port(), free_port()
+        p = Procs.start(["node", os.path.join(self.DIR, "relay.js"), "--port", str(self.port),
+                         "--pub-port", str(self.input)], self.log("node"), cpu=SERVER_CPU,
+                        cwd=self.DIR)
+        self.procs.append(p)
+        wait_port(self.port, p, what="node")
+        wait_port(self.input, p, what="node")
+
+    def ws_args(self):
+        return ["--port", str(self.port), "--proto", "sio",
+                "--path", "/socket.io/?EIO=4&transport=websocket&cid={id}"]
+
+    def pub_args(self):
+        return ["--pub", f"line:127.0.0.1:{self.input}"]
+
+
+PEERS = {"taskwire": Taskwire, "pushpin": Pushpin, "nchan": Nchan, "socketio": SocketIO}
+
+
+def make_peer(name, args, tmp, **kw):
+    if name == "taskwire":
+        return Taskwire(tmp, args.build, **kw)
+    return PEERS[name](tmp)
+
+
+# ---- the load generator ----
+
+class Run:
+    """One loadgen process; samples the server's and its own CPU over the measured window."""
+
+    def __init__(self, peer, extra, log, cpu=CLIENT_CPU):
+        self.peer = peer
+        self.marks = {}
+        cmd = [LOADGEN] + peer.ws_args() + extra
+        self.proc = Procs.start(cmd, log, cpu=cpu, stdout=subprocess.PIPE)
+        self.lines = []
+        self.ready = threading.Event()
+        self.log = log
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.err_reader = None
+
+    def _read(self):
+        for line in self.proc.stdout:
+            line = line.decode(errors="replace").strip()
+            if line.startswith("{"):
+                self.lines.append(json.loads(line))
+                if self.lines[-1].get("event") == "ready":
+                    self.ready.set()
+        self.ready.set()
+
+    def wait(self, timeout):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            Procs.stop(self.proc)
+            raise RuntimeError(f"loadgen did not finish within {timeout:.0f} s; see {self.log}")
+        self.reader.join(5)
+        Procs.stop(self.proc)
+        for r in reversed(self.lines):
+            if r.get("event") in ("run", "idle"):
+                return r
+        raise RuntimeError(f"loadgen printed no result; see {self.log}")
+
+
+def watch_window(run, server_pids, client_pid):
+    """Follow the loadgen's stderr log for its window marks and sample CPU there."""
+    seen = 0
+    while run.proc.poll() is None:
+        try:
+            with open(run.log) as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        for mark in ("measure start", "measure end"):
+            if mark in text and mark not in run.marks:
+                run.marks[mark] = (time.time(), cpu_seconds(server_pids), cpu_seconds([client_pid]))
+        if len(run.marks) == 2:
+            return
+        seen += 1
+        time.sleep(0.02)
+
+
+def measure(peer, extra, tmp, label, timeout=120):
+    log = os.path.join(tmp, f"loadgen-{label}.log")
+    run = Run(peer, extra, log)
+    pids = peer.pids()
+    watcher = threading.Thread(target=watch_window, args=(run, pids, run.proc.pid), daemon=True)
+    watcher.start()
+    result = run.wait(timeout)
+    watcher.join(2)
+    m = run.marks
+    if "measure start" in m and "measure end" in m:
+        t0, s0, c0 = m["measure start"]
+        t1, s1, c1 = m["measure end"]
+        result["server_cpu"] = (s1 - s0) / max(t1 - t0, 1e-3)
+        result["client_cpu"] = (c1 - c0) / max(t1 - t0, 1e-3)
+    return result
+
+
+# ---- scenarios ----
+
+def med(rows, key, sub=None):
+    vals = [(r[key][sub] if sub else r[key]) for r in rows if key in r]
+    return statistics.median(vals) if vals else float("nan")
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="taskwire-bench-")
+        self.raw = []
+        self.results = {}
+        self.notes = []
+
+    def record(self, scenario, peer, row):
+        row = dict(row, scenario=scenario, peer=peer)
+        self.raw.append(row)
+        self.results.setdefault(scenario, {}).setdefault(peer, []).append(row)
+        print(f"  {scenario:9} {peer:9} " + summary(row), flush=True)
+
+    def with_peer(self, name, fn, **kw):
+        peer = make_peer(name, self.args, self.tmp, **kw)
+        try:
+            peer.start()
+            return fn(peer)
+        finally:
+            peer.stop()
+
+    def pub_run(self, peer, label, conns, ids, rate=None, window=None, warmup=2.0, duration=10.0):
+        extra = ["--conns", str(conns), "--ids", str(ids), "--size", str(PAYLOAD),
+                 "--warmup", str(warmup), "--duration", str(duration), "--drain", "5"]
+        extra += peer.pub_args()
+        extra += ["--rate", str(rate)] if rate else ["--window", str(window or FLAT_WINDOW)]
+        return measure(peer, extra, self.tmp, f"{peer.name}-{label}")
+
+    def fanout(self, names, runs, duration=10.0, conns=FANOUT_CONNS, warmup=2.0):
+        print(f"fan-out: {conns} clients, one client id each, flat out for {duration:.0f} s",
+              flush=True)
+        for name in names:
+            def go(peer):
+                for i in range(runs):
+                    self.record("fanout", name, self.pub_run(peer, f"fanout{i}", conns, conns,
+                                                             warmup=warmup, duration=duration))
+            self.with_peer(name, go)
+
+    def rate(self, names, runs):
+        tw = self.results.get("fanout", {}).get("taskwire")
+        if not tw:
+            print("rate: needs taskwire's fan-out result; skipped")
+            return
+        rate = round(med(tw, "delivered_per_s") / 2)
+        self.rate_value = rate
+        print(f"steady rate: {FANOUT_CONNS} clients at {rate} msgs/s (half of taskwire's "
+              f"fan-out rate)", flush=True)
+        for name in names:
+            def go(peer):
+                for i in range(runs):
+                    self.record("rate", name, self.pub_run(peer, f"rate{i}", FANOUT_CONNS,
+                                                           FANOUT_CONNS, rate=rate))
+            self.with_peer(name, go)
+
+    def broadcast(self, names, runs):
+        print(f"broadcast: {FANOUT_CONNS} connections of one client id, {BROADCAST_RATE} msgs/s "
+              f"({BROADCAST_RATE * FANOUT_CONNS} deliveries/s)", flush=True)
+        for name in names:
+            def go(peer):
+                for i in range(runs):
+                    self.record("broadcast", name, self.pub_run(
+                        peer, f"broadcast{i}", FANOUT_CONNS, 1, rate=BROADCAST_RATE))
+            self.with_peer(name, go)
+
+    def idle_once(self, peer, conns, label):
+        time.sleep(1.0)
+        base = rss_kb(peer.pids())
+        run = Run(peer, ["--conns", str(conns), "--concurrency", "256",
+                         "--connect-timeout", "120"], os.path.join(self.tmp, f"loadgen-{label}.log"))
+        run.ready.wait(180)
+        time.sleep(3.0)  # let allocators settle
+        full = rss_kb(peer.pids())
+        ready = run.lines[0]["ready"] if run.lines else 0
+        Procs.stop(run.proc, signal.SIGTERM)
+        return {"conns": conns, "ready": ready, "rss0_kb": base, "rss_kb": full,
+                "bytes_per_conn": (full - base) * 1024 / ready if ready else float("nan")}
+
+    def idle(self, names, runs):
+        print(f"idle: server RSS with 0 and {IDLE_CONNS} idle connections", flush=True)
+        for name in names:
+            for i in range(runs):
+                self.record("idle", name, self.with_peer(
+                    name, lambda peer: self.idle_once(peer, IDLE_CONNS, f"{name}-idle{i}")))
+
+    def scale(self, runs):
+        per = -(-SCALE_TARGET // SCALE_LOADGENS)
+        print(f"scale: {SCALE_RELAYS} taskwire relays on one port, {SCALE_LOADGENS} load "
+              f"generators x {per} idle connections", flush=True)
+
+        def go(peer):
+            time.sleep(1.0)
+            base = rss_kb(peer.relay_pids())
+            worker = rss_kb(tree([peer.worker.pid]))
+            gens = [Run(peer, ["--conns", str(per), "--concurrency", "128", "--connect-timeout",
+                               "240", "--src", "127.0.0.1-127.0.0.8"],
+                        os.path.join(self.tmp, f"loadgen-scale{k}.log"))
+                    for k in range(SCALE_LOADGENS)]
+            try:
+                for g in gens:
+                    g.ready.wait(300)
+                time.sleep(3.0)
+                full = rss_kb(peer.relay_pids())
+                ready = sum(g.lines[0]["ready"] for g in gens if g.lines)
+                failed = sum(g.lines[0]["failed"] for g in gens if g.lines)
+                secs = max(g.lines[0]["seconds"] for g in gens if g.lines) if ready else 0
+                alive = sum(p.poll() is None for p in peer.relay_procs)
+            finally:
+                for g in gens:
+                    Procs.stop(g.proc)
+            return {"conns": per * SCALE_LOADGENS, "ready": ready, "failed": failed,
+                    "connect_s": secs, "relays_alive": alive, "rss0_kb": base, "rss_kb": full,
+                    "worker_rss_kb": worker,
+                    "bytes_per_conn": (full - base) * 1024 / ready if ready else float("nan")}
+
+        for i in range(runs):
+            self.record("scale", "taskwire", self.with_peer("taskwire", go, relays=SCALE_RELAYS))
+
+    def submit(self, runs, duration=10):
+        print(f"submission: POST /api/tasks through lighttpd, wrk -c16 for {duration} s, next to "
+              "a hello-world FastCGI responder", flush=True)
+        tw = Taskwire(self.tmp, self.args.build)  # its config and store; the worker is not run
+        port = free_port()
+        conf = os.path.join(tw.tmp, "lighttpd.conf")
+        with open(conf, "w") as f:
+            f.write(f"""server.bind = "127.0.0.1"
+server.port = {port}
+server.document-root = "{tw.tmp}"
+server.errorlog = "{tw.tmp}/lighttpd-error.log"
+server.pid-file = "{tw.tmp}/lighttpd.pid"
+server.max-connections = 1024
+var.taskwire_fcgi = "{os.path.join(self.args.build, 'taskwire.fcgi')}"
+var.taskwire_config = "{tw.config}"
+var.taskwire_socket = "{tw.tmp}/taskwire-fcgi.sock"
+var.taskwire_relay_host = "127.0.0.1"
+var.taskwire_relay_port = {tw.port}
+var.taskwire_procs = 2
+include "{ROOT}/conf/lighttpd/taskwire.conf"
+fastcgi.server += (
+    "/hello" => ((
+        "bin-path" => "{HELLO}",
+        "socket" => "{tw.tmp}/hello-fcgi.sock",
+        "check-local" => "disable",
+        "max-procs" => var.taskwire_procs,
+    ))
+)
+""")
+        p = Procs.start(["lighttpd", "-D", "-f", conf], tw.log("lighttpd"), cpu=SERVER_CPU)
+        try:
+            wait_port(port, p, what="lighttpd")
+            session = http_json(f"http://127.0.0.1:{port}/api/session", data=b"")
+            env = dict(os.environ, BENCH_TOKEN=session["token"])
+            urls = {"hello": f"http://127.0.0.1:{port}/hello",
+                    "taskwire": f"http://127.0.0.1:{port}/api/tasks"}
+            for i in range(runs):
+                for name, url in urls.items():
+                    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", "-c16", f"-d{duration}s",
+                           "-s", os.path.join(ROOT, "bench", "submit.lua"), url]
+                    r = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                       timeout=duration + 30)
+                    m = re.search(r"WRK_JSON (\{.*\})", r.stdout)
+                    if not m:
+                        raise RuntimeError(f"wrk printed no result: {r.stdout} {r.stderr}")
+                    self.record("submit", name, json.loads(m.group(1)))
+        finally:
+            Procs.stop(p)
+
+
+def summary(r):
+    if "delivered_per_s" in r:
+        s = (f"ready {r['ready']}/{r['conns']} delivered/s {r['delivered_per_s']:.0f} "
+             f"p50 {r['lat_us']['p50']} p90 {r['lat_us']['p90']} p99 {r['lat_us']['p99']} "
+             f"max {r['lat_us']['max']} us lost {r['lost']} gaps {r['gaps']}")
+        if "server_cpu" in r:
+            s += f" cpu server {r['server_cpu']:.0%} client {r['client_cpu']:.0%}"
+        return s
+    if "bytes_per_conn" in r:
+        return (f"ready {r['ready']}/{r['conns']} rss {r['rss0_kb']} -> {r['rss_kb']} KiB, "
+                f"{r['bytes_per_conn']:.0f} bytes/conn")
+    if "rps" in r:
+        return f"{r['rps']:.0f} req/s p50 {r['p50_us']} p99 {r['p99_us']} us errors {r['errors']}"
+    return json.dumps(r)
+
+
+# ---- report ----
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Linux {platform.release()}, "
+            f"open files per process {command_output(['sh', '-c', 'ulimit -n'])}")
+
+
+def versions():
+    sio = "?"
+    try:
+        with open(os.path.join(SocketIO.DIR, "node_modules/socket.io/package.json")) as f:
+            sio = json.load(f)["version"]
+    except OSError:
+        pass
+    rev = command_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    return [
+        ("taskwire", f"{rev} (libwebsockets {deb_version('libwebsockets17')}, "
+                     f"libzmq {deb_version('libzmq5')})"),
+        ("Pushpin", f"{deb_version('pushpin')} (condure {deb_version('condure')}, "
+                    f"zurl {deb_version('zurl')})"),
+        ("nginx+nchan", f"nginx {deb_version('nginx')}, nchan {deb_version('libnginx-mod-nchan')}"),
+        ("Socket.IO", f"socket.io {sio} on Node {command_output(['node', '--version'])}"),
+        ("lighttpd / wrk", f"{deb_version('lighttpd')} / {deb_version('wrk')}"),
+    ]
+
+
+def fmt(v, digits=0):
+    if isinstance(v, float) and v != v:
+        return "n/a"
+    return f"{v:,.{digits}f}"
+
+
+def ms(us):
+    return "n/a" if us != us else f"{us / 1000:.2f}"
+
+
+class Report:
+    def __init__(self, bench, names):
+        self.b = bench
+        self.names = names
+        self.labels = {n: PEERS[n].label for n in names}
+        self.lines = []
+        self.targets = []
+
+    def row(self, *cells):
+        self.lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+
+    def header(self, *cells):
+        self.row(*cells)
+        self.row(*(["---"] + ["---:"] * (len(cells) - 1)))
+
+    def ratio(self, a, b):
+        return "n/a" if not b or b != b or a != a else f"{a / b:.2f}x"
+
+    def build(self):
+        res = self.b.results
+        L = self.lines
+        if "fanout" in res:
+            L.append("### Fan-out: 1,000 clients, one client id each, publisher flat out")
+            L.append("")
+            self.header("server", "delivered msgs/s", "taskwire / peer", "p50 ms", "p99 ms",
+                        "max ms", "lost", "server CPU", "loadgen CPU")
+            tw = med(res["fanout"].get("taskwire", []), "delivered_per_s")
+            for n in self.names:
+                rows = res["fanout"].get(n)
+                if not rows:
+                    continue
+                v = med(rows, "delivered_per_s")
+                self.row(self.labels[n], fmt(v), "" if n == "taskwire" else self.ratio(tw, v),
+                         ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p99")),
+                         ms(med(rows, "lat_us", "max")), fmt(med(rows, "lost")),
+                         f"{med(rows, 'server_cpu'):.0%}", f"{med(rows, 'client_cpu'):.0%}")
+            L.append("")
+            for n, k in (("pushpin", 3), ("socketio", 3), ("nchan", 1)):
+                peer = res["fanout"].get(n)
+                if peer:
+                    v = med(peer, "delivered_per_s")
+                    ok = tw >= k * v if k > 1 else tw > v
+                    want = f">= {k}x" if k > 1 else "ahead of"
+                    self.targets.append((f"fan-out msgs/s {want} {self.labels[n]}",
+                                         f"{self.ratio(tw, v)}", ok))
+        if "rate" in res:
+            rate = getattr(self.b, "rate_value", 0)
+            L.append(f"### Latency at a steady {rate:,} msgs/s (half of taskwire's fan-out rate), "
+                     "1,000 clients")
+            L.append("")
+            self.header("server", "delivered msgs/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
+                        "lost", "server CPU")
+            for n in self.names:
+                rows = res["rate"].get(n)
+                if rows:
+                    self.row(self.labels[n], fmt(med(rows, "delivered_per_s")),
+                             ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p90")),
+                             ms(med(rows, "lat_us", "p99")), ms(med(rows, "lat_us", "max")),
+                             fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}")
+            L.append("")
+            tw = res["rate"].get("taskwire")
+            if tw:
+                p99 = med(tw, "lat_us", "p99")
+                self.targets.append(("p99 at half the max rate < 5 ms", f"{ms(p99)} ms",
+                                     p99 < 5000))
+                for n in self.names:
+                    if n != "taskwire" and res["rate"].get(n):
+                        q = med(res["rate"][n], "lat_us", "p99")
+                        self.targets.append((f"p99 lower than {self.labels[n]}",
+                                             f"{ms(p99)} vs {ms(q)} ms", p99 < q))
+        if "broadcast" in res:
+            L.append(f"### Broadcast-ish: 1,000 connections of one client id, {BROADCAST_RATE} "
+                     f"msgs/s ({BROADCAST_RATE * FANOUT_CONNS:,} deliveries/s)")
+            L.append("")
+            self.header("server", "deliveries/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "lost",
+                        "server CPU")
+            for n in self.names:
+                rows = res["broadcast"].get(n)
+                if rows:
+                    self.row(self.labels[n], fmt(med(rows, "delivered_per_s")),
+                             ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p90")),
+                             ms(med(rows, "lat_us", "p99")), ms(med(rows, "lat_us", "max")),
+                             fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}")
+            L.append("")
+        if "idle" in res:
+            L.append(f"### Idle: server RSS with 0 and {IDLE_CONNS:,} idle connections")
+            L.append("")
+            self.header("server", "RSS idle MiB", f"RSS {IDLE_CONNS:,} conns MiB",
+                        "bytes / connection", "taskwire / peer")
+            tw = med(res["idle"].get("taskwire", []), "bytes_per_conn")
+            for n in self.names:
+                rows = res["idle"].get(n)
+                if rows:
+                    v = med(rows, "bytes_per_conn")
+                    self.row(self.labels[n], fmt(med(rows, "rss0_kb") / 1024, 1),
+                             fmt(med(rows, "rss_kb") / 1024, 1), fmt(v),
+                             "" if n == "taskwire" else self.ratio(tw, v))
+            L.append("")
+            peers = [med(res["idle"][n], "bytes_per_conn") for n in self.names
+                     if n != "taskwire" and res["idle"].get(n)]
+            if peers and tw == tw:
+                best = min(peers)
+                self.targets.append(("idle bytes/connection <= 1/2 of the best peer",
+                                     f"{fmt(tw)} vs {fmt(best)} bytes", tw <= best / 2))
+        if "scale" in res:
+            rows = res["scale"]["taskwire"]
+            L.append(f"### Scale: idle connections held by {SCALE_RELAYS} taskwire relays on "
+                     "one port")
+            L.append("")
+            self.header("attempted", "held", "failed", "connect s", "relays RSS MiB",
+                        "bytes / connection", "worker RSS MiB")
+            self.row(fmt(med(rows, "conns")), fmt(med(rows, "ready")), fmt(med(rows, "failed")),
+                     fmt(med(rows, "connect_s"), 1), fmt(med(rows, "rss_kb") / 1024, 1),
+                     fmt(med(rows, "bytes_per_conn")), fmt(med(rows, "worker_rss_kb") / 1024, 1))
+            L.append("")
+            held = med(rows, "ready")
+            self.targets.append((f"{SCALE_TARGET:,} idle connections held", fmt(held),
+                                 held >= SCALE_TARGET))
+        if "submit" in res:
+            L.append("### Submission: POST /api/tasks through lighttpd (FastCGI), wrk -t1 -c16")
+            L.append("")
+            self.header("responder", "requests/s", "p50 ms", "p99 ms", "errors", "of ceiling")
+            hello = med(res["submit"].get("hello", []), "rps")
+            for n, label in (("hello", "hello-world FastCGI (ceiling)"),
+                             ("taskwire", "taskwire.fcgi")):
+                rows = res["submit"].get(n)
+                if rows:
+                    v = med(rows, "rps")
+                    self.row(label, fmt(v), ms(med(rows, "p50_us")), ms(med(rows, "p99_us")),
+                             fmt(med(rows, "errors")),
+                             f"{v / hello:.0%}" if hello == hello and hello else "n/a")
+            L.append("")
+            tw = med(res["submit"].get("taskwire", []), "rps")
+            if tw == tw and hello == hello:
+                self.targets.append(("submission >= 50% of the FastCGI ceiling",
+                                     f"{tw / hello:.0%}", tw >= hello / 2))
+        if self.targets:
+            L.append("### Targets")
+            L.append("")
+            self.header("target", "measured", "met")
+            for name, value, ok in self.targets:
+                self.row(name, value, "yes" if ok else "**no**")
+            L.append("")
+        return "\n".join(L)
+
+
+def conditions(args):
+    return "\n".join([
+        f"- Machine: {machine()}.",
+        f"- Servers pinned to core {SERVER_CPU} (`taskset -c {SERVER_CPU}`: taskwire's worker and "
+        f"relay, all Pushpin processes, nginx master and worker, node); the load generator, the "
+        f"publisher, wrk and Pushpin's origin on core {CLIENT_CPU}.",
+        f"- Medians of {args.runs} runs; each run uses fresh client ids, {PAYLOAD}-byte JSON "
+        "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to frame "
+        "parsed by the client, through each server's own publish input (taskwire: ZeroMQ PUB "
+        "into the worker's XSUB/XPUB proxy; Pushpin: ZeroMQ PUSH of publish items; nchan: HTTP "
+        "POST over 32 keep-alive connections; Socket.IO: TCP lines into io.to(room).emit).",
+        f"- Flat out = as fast as the server takes it with at most {FLAT_WINDOW:,} deliveries "
+        "outstanding; 2 s warm-up, 10 s measured. \"lost\" counts measured messages that never "
+        "arrived (0 everywhere means every published message was delivered in order).",
+        "- Server CPU is the share of one core the server's processes used during the measured "
+        "window; loadgen CPU the same for the client (near 100% would mean the client limits).",
+    ])
+
+
+def write_report(bench, args, names):
+    rep = Report(bench, names).build()
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+    vers = "\n".join(f"- {k}: {v}" for k, v in versions())
+    text = (f"# Relay benchmark {stamp}\n\n{conditions(args)}\n\nVersions:\n\n{vers}\n\n{rep}\n"
+            f"\nReproduce: `make bench` (or `/usr/bin/python3 bench/run.py --runs {args.runs}`).\n")
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"{stamp}.md")
+    with open(path, "w") as f:
+        f.write(text)
+    with open(os.path.join(args.out, f"{stamp}.raw"), "w") as f:
+        for r in bench.raw:
+            f.write(json.dumps(r) + "\n")
+    print("\n" + text)
+    print(f"written: {path}")
+    if args.doc:
+        doc = os.path.join(ROOT, "docs", "PERFORMANCE.md")
+        with open(doc) as f:
+            old = f.read()
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        if begin in old and end in old:
+            block = (f"{begin}\nMeasured {stamp} with `make bench`.\n\n{conditions(args)}\n\n"
+                     f"Versions:\n\n{vers}\n\n{rep}\n{end}")
+            new = old[:old.index(begin)] + block + old[old.index(end) + len(end):]
+            with open(doc, "w") as f:
+                f.write(new)
+            print(f"updated: {doc}")
+
+
+def install(args):
+    """Install what the comparison needs (Debian packages, the Socket.IO peer's npm tree)."""
+    subprocess.run([os.path.join(ROOT, "tools", "debs.sh")] + DEBS, check=True)
+    if not os.path.isdir(os.path.join(SocketIO.DIR, "node_modules", "socket.io")):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SocketIO.DIR, check=True)
+
+
+def smoke(args):
+    bench = Bench(args)
+    try:
+        bench.fanout(["taskwire"], 1, duration=5.0, conns=200, warmup=1.0)
+    finally:
+        Procs.stop_all()
+    r = bench.results["fanout"]["taskwire"][0]
+    ok = (r["ready"] == r["conns"] and r["lost"] == 0 and r["gaps"] == 0
+          and r["received"] == r["expected"] and r["published"] > 0 and r["closed"] == 0)
+    print(f"bench-smoke: {r['published']} published, {r['received']} of {r['expected']} "
+          f"delivered, {r['delivered_per_s']:.0f} msgs/s, p50 {ms(r['lat_us']['p50'])} ms, "
+          f"p99 {ms(r['lat_us']['p99'])} ms: {'OK' if ok else 'FAILED'}")
+    if ok:
+        shutil.rmtree(bench.tmp, ignore_errors=True)
+    else:
+        print(f"bench-smoke: logs in {bench.tmp}")
+    return 0 if ok else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true", help="5 s fan-out against taskwire only")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--peers", default="taskwire,pushpin,nchan,socketio")
+    ap.add_argument("--scenarios", default="fanout,rate,broadcast,idle,scale,submit")
+    ap.add_argument("--build", default=os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--doc", action="store_true", help="also update docs/PERFORMANCE.md")
+    ap.add_argument("--no-install", action="store_true")
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for exe in (LOADGEN, os.path.join(args.build, "taskwire-relay"),
+                os.path.join(args.build, "taskwire-worker")):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"run.py: {exe} is missing: run `make bench` (or `make all bench-bins`)")
+    if args.smoke:
+        return smoke(args)
+    if not args.no_install:
+        install(args)
+    names = [n for n in args.peers.split(",") if n]
+    for n in names:
+        if n not in PEERS:
+            sys.exit(f"run.py: unknown peer {n}; known: {', '.join(PEERS)}")
+    scenarios = args.scenarios.split(",")
+    bench = Bench(args)
+    print(f"taskwire relay benchmark: {machine()}\nlogs and configs in {bench.tmp}", flush=True)
+    try:
+        if "fanout" in scenarios:
+            bench.fanout(names, args.runs)
+        if "rate" in scenarios:
+            bench.rate(names, args.runs)
+        if "broadcast" in scenarios:
+            bench.broadcast(names, args.runs)
+        if "idle" in scenarios:
+            bench.idle(names, args.runs)
+        if "scale" in scenarios and "taskwire" in names:
+            bench.scale(1)
+        if "submit" in scenarios and "taskwire" in names:
+            bench.submit(args.runs)
+    finally:
+        Procs.stop_all()
+    write_report(bench, args, names)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        Procs.stop_all()
