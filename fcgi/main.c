@@ -3,6 +3,7 @@
 #include <fcgi_stdio.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "cli.h"
@@ -13,11 +14,16 @@
 #include "router.h"
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t in_request;
 
+/* fcgi2 retries an accept interrupted by a signal, so an idle handler leaves at once; one in
+ * the middle of a request finishes it first. */
 static void
 on_signal(int signal_number)
 {
     (void)signal_number;
+    if (!in_request)
+        _exit(0);
     stop_requested = 1;
 }
 
@@ -44,12 +50,14 @@ main(int argc, char **argv)
         return 1;
     }
     while (!stop_requested && FCGI_Accept() >= 0) {
+        in_request = 1;
         struct request req;
         if (request_init(&req) == 0)
             router_dispatch(app, &req);
         else
             reply_error(TW_E_NOT_FOUND, "path too long");
         FCGI_Finish();
+        in_request = 0;
     }
     app_destroy(&app);
     return 0;

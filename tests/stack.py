@@ -44,6 +44,20 @@ def wait_for(predicate, timeout, what):
         time.sleep(0.02)
 
 
+def group_alive(pgid):
+    """1 while a process of group pgid other than a zombie remains."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
 def http_status(url):
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -103,6 +117,7 @@ class Stack:
         self.zmq_ports = [free_port() for _ in range(3)]
         self.server = SERVERS[server](self)
         self.processes = {}
+        self.leftovers = []  # processes whose children outlived them
         self.secret_path = os.path.join(self.tmp, "secret")
         with open(os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(secrets.token_bytes(32))
@@ -214,10 +229,17 @@ param.trap = boolean default=false
         except ProcessLookupError:
             pass
         try:
-            return process.wait(timeout)
+            status = process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-            return process.wait(timeout)
+            status = process.wait(timeout)
+        # Children left in the group (a web server's FastCGI processes) must have gone with it.
+        try:
+            wait_for(lambda: not group_alive(process.pid), 5, f"{name}'s children to exit")
+        except TimeoutError:
+            self.leftovers.append(name)
+            os.killpg(process.pid, signal.SIGKILL)
+        return status
 
     def start(self):
         try:

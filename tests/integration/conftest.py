@@ -19,6 +19,7 @@ def start_stack(request, **kwargs):
 
     def finish():
         stack.close()
+        assert not stack.leftovers, f"processes outlived their parent: {stack.leftovers}"
         reports = stack.sanitizer_reports()
         assert not reports, "sanitizer reports:\n" + "\n".join(reports) + "\n" + stack.logs()
 
