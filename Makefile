@@ -87,6 +87,7 @@ run: deps all
 test: deps-test
 	$(MAKE) SAN=1 all $(patsubst tests/%.c,build/san/tests/%,$(UNIT_TESTS))
 	$(MAKE) SAN=1 test-unit test-integration
+	$(MAKE) bench-smoke
 
 test-unit: $(UNIT_BINS)
 	@tools/unit.sh $(UNIT_BINS)
