@@ -26,7 +26,7 @@ FCGI_SRC := fcgi/main.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcg
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/job_exec.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c
-UNIT_TESTS_WORKER :=
+UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/route.c \
 	relay/ingress.c relay/listener.c
 
