@@ -298,10 +298,12 @@ route_ring_grow(struct route_client *client, uint64_t min, uint32_t limit)
     uint32_t cap = client->ring_cap ? client->ring_cap * 2 : ROUTE_RING_INITIAL;
     if (cap > limit)
         cap = limit;
+    if (cap == 0) /* route_new keeps limit >= 2; this keeps the analyzer sure of it */
+        return -1;
     struct route_message **ring = calloc(cap, sizeof *ring);
     if (!ring)
         return -1;
-    for (uint64_t s = min; s < client->head; s++)
+    for (uint64_t s = min; client->ring_cap && s < client->head; s++)
         ring[s % cap] = client->ring[s % client->ring_cap];
     free(client->ring);
     client->ring = ring;
