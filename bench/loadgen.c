@@ -47,6 +47,7 @@
 #define STALL_US 1000000           /* flat out: no delivery for this long writes off the window */
 #define PROBE_EVERY_US 200000      /* probe round interval while waiting for subscriptions */
 #define TOKEN_TTL 86400            /* seconds a generated token is valid */
+#define WATCH_MAX 64               /* server processes whose CPU time is sampled */
 
 enum proto { PROTO_WS, PROTO_SIO };
 enum ready_on { READY_UPGRADE, READY_FIRST_FRAME };
@@ -90,6 +91,8 @@ struct options {
     double warmup, duration, drain, hold;
     int size;
     double probe_timeout;
+    int watch[WATCH_MAX]; /* server pids: CPU time sampled at the measured window's edges */
+    int nwatch;
 };
 
 struct loadgen {
@@ -108,7 +111,7 @@ struct loadgen {
     uint64_t now;
     uint64_t rng;
     /* connection counts */
-    long started, pending, ready, failed, closed, retries, ready_lost;
+    long started, pending, ready, failed, closed, retries, ready_lost, refused_5xx;
     int close_code[CLOSE_CODES];
     long close_count[CLOSE_CODES];
     long http_status_fail;
@@ -117,6 +120,7 @@ struct loadgen {
     uint64_t gaps, others, in_window, pings;
     uint64_t window_start, window_end;
     uint64_t written_off;
+    double server_cpu_s, client_cpu_s, window_s; /* CPU seconds used in the measured window */
     struct hist lat;
 };
 
@@ -578,7 +582,12 @@ on_handshake(struct loadgen *lg, struct conn *c, const char *buf, size_t len)
     }
     int status = len > 12 ? (int)strtol(buf + 9, NULL, 10) : 0;
     if (strncmp(buf, "HTTP/1.1 101", 12) != 0) {
-        conn_close(lg, c, status > 99 ? status : -1);
+        if (status >= 500 && c->tries < CONNECT_TRIES) {
+            lg->refused_5xx++; /* a server or its gateway was busy: reconnect, as a page would */
+            conn_close(lg, c, -2);
+        } else {
+            conn_close(lg, c, status > 99 ? status : -1);
+        }
         return -1;
     }
     /* Sec-WebSocket-Accept = base64(SHA-1(key + GUID)) */
@@ -812,6 +821,39 @@ run_phase(struct loadgen *lg, char kind, uint64_t until)
 
 /* ---- results ---- */
 
+/* CPU seconds (user + system) used so far by the watched server processes. */
+static double
+watched_cpu(const struct loadgen *lg)
+{
+    double total = 0;
+    long tick = sysconf(_SC_CLK_TCK);
+    for (int i = 0; i < lg->o.nwatch; i++) {
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/%d/stat", lg->o.watch[i]);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+        unsigned long long utime = 0, stime = 0;
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                        &stime) == 2)
+            total += (double)(utime + stime) / (double)tick;
+    }
+    return total;
+}
+
+static double
+own_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static void
 print_result(struct loadgen *lg, const char *event, double seconds)
 {
@@ -820,8 +862,8 @@ print_result(struct loadgen *lg, const char *event, double seconds)
     double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     printf("{\"event\":\"%s\",\"conns\":%d,\"ready\":%ld,\"failed\":%ld,\"closed\":%ld,"
-           "\"retries\":%ld,\"close_codes\":{",
-           event, lg->o.conns, lg->ready, lg->failed, lg->closed, lg->retries);
+           "\"retries\":%ld,\"refused_5xx\":%ld,\"close_codes\":{",
+           event, lg->o.conns, lg->ready, lg->failed, lg->closed, lg->retries, lg->refused_5xx);
     for (int i = 0; i < CLOSE_CODES && lg->close_count[i]; i++)
         printf("%s\"%d\":%ld", i ? "," : "", lg->close_code[i], lg->close_count[i]);
     uint64_t lost = lg->expected[2] > lg->received[2] ? lg->expected[2] - lg->received[2] : 0;
@@ -830,13 +872,15 @@ print_result(struct loadgen *lg, const char *event, double seconds)
            ",\"publish_errors\":%" PRIu64 ",\"seconds\":%.3f,\"published_per_s\":%.1f"
            ",\"delivered_per_s\":%.1f,\"lat_us\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
            ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 ",\"mean\":%.1f},\"cpu_s\":%.3f,"
-           "\"maxrss_kb\":%ld}\n",
+           "\"maxrss_kb\":%ld,\"server_cpu\":%.3f,\"client_cpu\":%.3f}\n",
            lg->published[2], lg->expected[2], lg->received[2], lost, lg->gaps, lg->others,
            lg->pings, lg->pub ? publisher_errors(lg->pub) : 0, seconds,
            seconds > 0 ? (double)lg->published[2] / seconds : 0,
            seconds > 0 ? (double)lg->in_window / seconds : 0, hist_quantile(&lg->lat, 0.5),
            hist_quantile(&lg->lat, 0.9), hist_quantile(&lg->lat, 0.99), lg->lat.max,
-           lg->lat.count ? (double)lg->lat.sum / (double)lg->lat.count : 0, cpu, ru.ru_maxrss);
+           lg->lat.count ? (double)lg->lat.sum / (double)lg->lat.count : 0, cpu, ru.ru_maxrss,
+           lg->window_s > 0 ? lg->server_cpu_s / lg->window_s : 0,
+           lg->window_s > 0 ? lg->client_cpu_s / lg->window_s : 0);
     fflush(stdout);
 }
 
@@ -850,7 +894,8 @@ usage(void)
             "  [--ready upgrade|first-frame] [--conns N] [--ids N] [--id-base N] [--tag HEX]\n"
             "  [--secret FILE] [--src A[-B]] [--concurrency N] [--connect-timeout S]\n"
             "  [--pub SPEC [--pub-conns N] (--rate R | --window W) [--warmup S]\n"
-            "   [--duration S] [--drain S] [--size B] [--probe-timeout S]] [--hold S]\n"
+            "   [--duration S] [--drain S] [--size B] [--probe-timeout S] [--watch PID,..]]\n"
+            "  [--hold S]\n"
             "PATH may hold {id} and {token}; without --pub the connections stay idle until\n"
             "SIGTERM or --hold seconds.\n");
     exit(2);
@@ -902,7 +947,8 @@ parse_options(struct options *o, int argc, char **argv)
         {"connect-timeout", 1, 0, 'T'}, {"pub", 1, 0, 'u'},       {"pub-conns", 1, 0, 'U'},
         {"rate", 1, 0, 'R'},          {"window", 1, 0, 'W'},      {"warmup", 1, 0, 'w'},
         {"duration", 1, 0, 'd'},      {"drain", 1, 0, 'D'},       {"size", 1, 0, 'z'},
-        {"hold", 1, 0, 'H'},          {"probe-timeout", 1, 0, 'O'}, {0, 0, 0, 0}};
+        {"hold", 1, 0, 'H'},          {"probe-timeout", 1, 0, 'O'}, {"watch", 1, 0, 'X'},
+        {0, 0, 0, 0}};
     *o = (struct options){.host = "127.0.0.1", .path = "/ws?token={token}", .conns = 1,
                           .src_first = 0x7f000001u, .src_count = 1,
                           .concurrency = 256, .connect_timeout = 120, .pub_conns = 16,
@@ -948,6 +994,11 @@ parse_options(struct options *o, int argc, char **argv)
         case 'z': o->size = (int)num(optarg, 100, PAYLOAD_MAX, "size"); break;
         case 'H': o->hold = num(optarg, 0, 1e6, "hold"); break;
         case 'O': o->probe_timeout = num(optarg, 0.1, 3600, "probe-timeout"); break;
+        case 'X':
+            for (char *tok = strtok(optarg, ","); tok && o->nwatch < WATCH_MAX;
+                 tok = strtok(NULL, ","))
+                o->watch[o->nwatch++] = (int)num(tok, 1, 1e9, "watch");
+            break;
         default: usage();
         }
     }
@@ -1039,9 +1090,12 @@ main(int argc, char **argv)
     lg->window_end = t2;
     if (rc == 0) {
         run_phase(lg, 'w', t1);
-        fprintf(stderr, "loadgen: measure start\n"); /* the harness samples CPU at the marks */
+        uint64_t w0 = now_us();
+        double s0 = watched_cpu(lg), c0 = own_cpu();
         run_phase(lg, 'm', t2);
-        fprintf(stderr, "loadgen: measure end\n");
+        lg->server_cpu_s = watched_cpu(lg) - s0;
+        lg->client_cpu_s = own_cpu() - c0;
+        lg->window_s = (double)(now_us() - w0) / 1e6;
         uint64_t drain_until = now_us() + (uint64_t)(lg->o.drain * 1e6);
         while (!stop_requested && lg->received[2] < lg->expected[2] && now_us() < drain_until)
             poll_events(lg, 10);

@@ -51,8 +51,8 @@ IDLE_CONNS = 10000
 SCALE_TARGET = 100000
 SCALE_RELAYS = 6
 SCALE_LOADGENS = 6
-DEBS = ["pushpin", "libnginx-mod-nchan", "nginx", "nodejs", "npm", "lighttpd", "wrk",
-        "libfcgi-dev", "libzmq3-dev", "libssl-dev"]
+DEBS = ["pushpin", "libnginx-mod-nchan", "nginx", "lighttpd", "wrk", "libfcgi-dev",
+        "libzmq3-dev", "libssl-dev"]
 
 
 # ---- processes ----
@@ -424,7 +424,7 @@ http {{
         return ["--port", str(self.port), "--path", "/sub/{id}", "--ready", "upgrade"]
 
     def pub_args(self):
-        return ["--pub", f"http:127.0.0.1:{self.port}/pub/{{id}}", "--pub-conns", "32"]
+        return ["--pub", f"http:127.0.0.1:{self.port}/pub/{{id}}", "--pub-conns", "64"]
 
 
 class SocketIO(Peer):
@@ -465,7 +465,6 @@ class Run:
 
     def __init__(self, peer, extra, log, cpu=CLIENT_CPU):
         self.peer = peer
-        self.marks = {}
         cmd = [LOADGEN] + peer.ws_args() + extra
         self.proc = Procs.start(cmd, log, cpu=cpu, stdout=subprocess.PIPE)
         self.lines = []
@@ -473,7 +472,6 @@ class Run:
         self.log = log
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
-        self.err_reader = None
 
     def _read(self):
         for line in self.proc.stdout:
@@ -498,39 +496,12 @@ class Run:
         raise RuntimeError(f"loadgen printed no result; see {self.log}")
 
 
-def watch_window(run, server_pids, client_pid):
-    """Follow the loadgen's stderr log for its window marks and sample CPU there."""
-    seen = 0
-    while run.proc.poll() is None:
-        try:
-            with open(run.log) as f:
-                text = f.read()
-        except OSError:
-            text = ""
-        for mark in ("measure start", "measure end"):
-            if mark in text and mark not in run.marks:
-                run.marks[mark] = (time.time(), cpu_seconds(server_pids), cpu_seconds([client_pid]))
-        if len(run.marks) == 2:
-            return
-        seen += 1
-        time.sleep(0.02)
-
-
 def measure(peer, extra, tmp, label, timeout=120):
+    """A publishing run; loadgen samples the server's CPU time itself at the window's edges."""
     log = os.path.join(tmp, f"loadgen-{label}.log")
-    run = Run(peer, extra, log)
-    pids = peer.pids()
-    watcher = threading.Thread(target=watch_window, args=(run, pids, run.proc.pid), daemon=True)
-    watcher.start()
-    result = run.wait(timeout)
-    watcher.join(2)
-    m = run.marks
-    if "measure start" in m and "measure end" in m:
-        t0, s0, c0 = m["measure start"]
-        t1, s1, c1 = m["measure end"]
-        result["server_cpu"] = (s1 - s0) / max(t1 - t0, 1e-3)
-        result["client_cpu"] = (c1 - c0) / max(t1 - t0, 1e-3)
-    return result
+    pids = ",".join(str(p) for p in peer.pids()[:64])
+    run = Run(peer, extra + ["--watch", pids], log)
+    return run.wait(timeout)
 
 
 # ---- scenarios ----
@@ -615,7 +586,8 @@ class Bench:
         full = rss_kb(peer.pids())
         ready = run.lines[0]["ready"] if run.lines else 0
         Procs.stop(run.proc, signal.SIGTERM)
-        return {"conns": conns, "ready": ready, "rss0_kb": base, "rss_kb": full,
+        retries = run.lines[0]["retries"] if run.lines else 0
+        return {"conns": conns, "ready": ready, "retries": retries, "rss0_kb": base, "rss_kb": full,
                 "bytes_per_conn": (full - base) * 1024 / ready if ready else float("nan")}
 
     def idle(self, names, runs):
@@ -713,11 +685,12 @@ def summary(r):
         s = (f"ready {r['ready']}/{r['conns']} delivered/s {r['delivered_per_s']:.0f} "
              f"p50 {r['lat_us']['p50']} p90 {r['lat_us']['p90']} p99 {r['lat_us']['p99']} "
              f"max {r['lat_us']['max']} us lost {r['lost']} gaps {r['gaps']}")
-        if "server_cpu" in r:
-            s += f" cpu server {r['server_cpu']:.0%} client {r['client_cpu']:.0%}"
+        s += f" cpu server {r.get('server_cpu', 0):.0%} client {r.get('client_cpu', 0):.0%}"
+        if r.get("retries") or r.get("failed"):
+            s += f" (retried {r.get('retries')}, failed {r.get('failed')}: {r.get('close_codes')})"
         return s
     if "bytes_per_conn" in r:
-        return (f"ready {r['ready']}/{r['conns']} rss {r['rss0_kb']} -> {r['rss_kb']} KiB, "
+        return (f"ready {r['ready']}/{r['conns']} (retried {r.get('retries', 0)}) rss {r['rss0_kb']} -> {r['rss_kb']} KiB, "
                 f"{r['bytes_per_conn']:.0f} bytes/conn")
     if "rps" in r:
         return f"{r['rps']:.0f} req/s p50 {r['p50_us']} p99 {r['p99_us']} us errors {r['errors']}"
@@ -926,7 +899,7 @@ def conditions(args):
         "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to frame "
         "parsed by the client, through each server's own publish input (taskwire: ZeroMQ PUB "
         "into the worker's XSUB/XPUB proxy; Pushpin: ZeroMQ PUSH of publish items; nchan: HTTP "
-        "POST over 32 keep-alive connections; Socket.IO: TCP lines into io.to(room).emit).",
+        "POST over 64 keep-alive connections; Socket.IO: TCP lines into io.to(room).emit).",
         f"- Flat out = as fast as the server takes it with at most {FLAT_WINDOW:,} deliveries "
         "outstanding; 2 s warm-up, 10 s measured. \"lost\" counts measured messages that never "
         "arrived (0 everywhere means every published message was delivered in order).",
@@ -966,7 +939,10 @@ def write_report(bench, args, names):
 
 def install(args):
     """Install what the comparison needs (Debian packages, the Socket.IO peer's npm tree)."""
-    subprocess.run([os.path.join(ROOT, "tools", "debs.sh")] + DEBS, check=True)
+    debs = list(DEBS)
+    if not shutil.which("node") or not shutil.which("npm"):  # Node may come from elsewhere
+        debs += ["nodejs", "npm"]
+    subprocess.run([os.path.join(ROOT, "tools", "debs.sh")] + debs, check=True)
     if not os.path.isdir(os.path.join(SocketIO.DIR, "node_modules", "socket.io")):
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SocketIO.DIR, check=True)
 
