@@ -607,7 +607,7 @@ class Bench:
             base = rss_kb(peer.relay_pids())
             worker = rss_kb(tree([peer.worker.pid]))
             gens = [Run(peer, ["--conns", str(per), "--concurrency", "128", "--connect-timeout",
-                               "240", "--src", "127.0.0.1-127.0.0.8"],
+                               "150", "--src", "127.0.0.1-127.0.0.8"],
                         os.path.join(self.tmp, f"loadgen-scale{k}.log"))
                     for k in range(SCALE_LOADGENS)]
             try:
