@@ -1,14 +1,19 @@
 """Start a whole taskwire stack on free loopback ports: worker, relay and a web server.
 
-Used by the integration and browser tests, and as a command:
+Used by the integration tests (as a module) and by people (as a command):
 
     /usr/bin/python3 tests/stack.py [--server lighttpd]
 
 prints one JSON line ({"http": ..., "relay": ..., "events": ..., "publish": ..., "tmp": ...}) once
-everything answers, then runs until SIGTERM or SIGINT and stops everything it started.
-Binaries come from $TASKWIRE_BUILD (default build/).  Each process's stderr goes to a file in
-the stack's temporary directory, printed by `Stack.logs()` when a test fails.
+everything answers, then runs until SIGTERM or SIGINT and stops everything it started.  Lines on
+stdin control it: "stop worker", "kill worker" (kill -9), "start worker", the same for "relay".
+
+Binaries come from $TASKWIRE_BUILD (default build/).  Everything else lives in a fresh temporary
+directory: taskwire.conf, var/ (0700: the database and a random 32-byte secret, 0600), the web
+server's config, and one log per process (the web server's log also holds the FastCGI
+handler's stderr).  `Stack.logs()` returns them for a failing test's report.
 """
+import atexit
 import json
 import os
 import secrets
@@ -18,11 +23,56 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPES = os.path.join(ROOT, "tests", "integration", "types")
-START_TIMEOUT = 20.0  # seconds for the stack to answer
+CHECKSUM = os.path.join(ROOT, "conf", "types", "checksum")
+START_TIMEOUT = 20.0  # seconds for one part of the stack to answer
+STOP_TIMEOUT = 10.0  # seconds for one process to exit after SIGTERM before it gets SIGKILL
+FINAL = ("succeeded", "failed", "cancelled")
+
+# Sanitizer settings for every process (the FastCGI handler gets them through lighttpd's
+# bin-copy-environment).  The handler leaves with _exit() when stopped while idle, so leak
+# detection at its exit is never noisy; the worker and the relay are checked for leaks.
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+    "UBSAN_OPTIONS": "print_stacktrace=1",
+}
+
+# Exec types for the tests (tests/integration/types/), plus the shipped example if present.
+TEST_TYPES = {
+    "steps": {  # PROGRESS per step, then RESULT and exit 0, or stderr and exit 3 (fail=true)
+        "label": "Count in steps",
+        "command": os.path.join(TYPES, "steps"),
+        "timeout_ms": 20000,
+        "param.count": "integer min=1 max=10 default=3",
+        "param.note": "string min=1 max=64 default=x",
+        "param.fail": "boolean default=false",
+    },
+    "stall": {  # never ends by itself; trap=true ignores SIGTERM
+        "label": "Never ends by itself",
+        "command": os.path.join(TYPES, "stall"),
+        "timeout_ms": 1500,
+        "param.trap": "boolean default=false",
+    },
+}
+CHECKSUM_TYPE = {
+    "label": "Checksum a directory (SHA-256)",
+    "command": CHECKSUM,
+    "timeout_ms": 60000,
+    "param.path": "string min=1 max=4096 default=/usr/share/doc",
+    "param.max_files": "integer min=1 max=100000 default=200",
+}
+
+_live_stacks = set()
+
+
+@atexit.register
+def _close_live_stacks():
+    for stack in list(_live_stacks):
+        stack.close()
 
 
 def free_port():
@@ -33,7 +83,8 @@ def free_port():
 
 
 def wait_for(predicate, timeout, what):
-    """Poll predicate until it returns a true value, or fail naming what was awaited."""
+    """Poll predicate until it returns a true value (returned), or fail naming what was
+    awaited."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -45,7 +96,7 @@ def wait_for(predicate, timeout, what):
 
 
 def group_alive(pgid):
-    """1 while a process of group pgid other than a zombie remains."""
+    """True while a process of group pgid other than a zombie remains."""
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
@@ -59,6 +110,7 @@ def group_alive(pgid):
 
 
 def http_status(url):
+    """The status of GET url, or None while nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status
@@ -68,7 +120,19 @@ def http_status(url):
         return None
 
 
-LIGHTTPD_CONF = """
+def ini(sections):
+    """INI text of {section: {key: value}}."""
+    out = []
+    for section, keys in sections.items():
+        out.append(f"[{section}]")
+        out.extend(f"{key} = {value}" for key, value in keys.items())
+        out.append("")
+    return "\n".join(out)
+
+
+# -- web servers: one class per server, one row in SERVERS -----------------------------------
+
+LIGHTTPD_COMMON = """
 server.bind = "127.0.0.1"
 server.port = {http_port}
 server.document-root = "{root}/www"
@@ -77,8 +141,29 @@ index-file.names = ("index.html")
 mimetype.assign = (".html" => "text/html; charset=utf-8", ".js" => "text/javascript; charset=utf-8",
                    ".css" => "text/css; charset=utf-8", ".json" => "application/json",
                    ".svg" => "image/svg+xml")
+"""
+
+LIGHTTPD_OWN = LIGHTTPD_COMMON + """
+server.modules += ("mod_fastcgi", "mod_proxy")
+fastcgi.server = (
+    "/api/" => ((
+        "bin-path" => "{build}/taskwire.fcgi",
+        "socket" => "{tmp}/fcgi.sock",
+        "check-local" => "disable",
+        "max-procs" => 1,
+        "bin-environment" => ("TASKWIRE_CONFIG" => "{fcgi_config}"),
+        "bin-copy-environment" => ("PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"),
+    ))
+)
+$HTTP["url"] =~ "^/ws($|\\?)" {{
+    proxy.server = ("" => (("host" => "127.0.0.1", "port" => {relay_port})))
+    proxy.header = ("upgrade" => "enable")
+}}
+"""
+
+LIGHTTPD_DROPIN = LIGHTTPD_COMMON + """
 var.taskwire_fcgi = "{build}/taskwire.fcgi"
-var.taskwire_config = "{tmp}/taskwire.conf"
+var.taskwire_config = "{fcgi_config}"
 var.taskwire_socket = "{tmp}/fcgi.sock"
 var.taskwire_relay_host = "127.0.0.1"
 var.taskwire_relay_port = {relay_port}
@@ -88,9 +173,11 @@ include "{root}/conf/lighttpd/taskwire.conf"
 
 
 class Lighttpd:
-    """lighttpd with conf/lighttpd/taskwire.conf included as a drop-in."""
+    """lighttpd 1.4 with a config of the stack's own: /api/ to the FastCGI handler (lighttpd
+    spawns it), /ws proxied to the relay with the WebSocket upgrade, www/ as document root."""
 
     name = "lighttpd"
+    template = LIGHTTPD_OWN
 
     def __init__(self, stack):
         self.stack = stack
@@ -98,40 +185,61 @@ class Lighttpd:
     def command(self):
         path = os.path.join(self.stack.tmp, "lighttpd.conf")
         with open(path, "w") as f:
-            f.write(LIGHTTPD_CONF.format(root=ROOT, **self.stack.settings()))
+            f.write(self.template.format(root=ROOT, **self.stack.settings()))
         return ["lighttpd", "-D", "-f", path]
 
 
-SERVERS = {"lighttpd": Lighttpd}
+class LighttpdDropin(Lighttpd):
+    """lighttpd with the shipped drop-in conf/lighttpd/taskwire.conf included, as an operator
+    would set it up."""
+
+    template = LIGHTTPD_DROPIN
+
+
+SERVERS = {"lighttpd": Lighttpd, "lighttpd-dropin": LighttpdDropin}
 
 
 class Stack:
-    """A stack on free ports with its own config, database and secret in a temp dir."""
+    """A stack on free ports with its own config, database and secret in a temp dir.
 
-    def __init__(self, server="lighttpd", build=None, worker=True, extra_config="", ping=(5, 5)):
+    worker: start a worker with the stack.  worker_settings / relay_settings: [worker] and
+    [relay] keys that replace the test defaults.  fcgi_tasks: a [zmq] tasks endpoint for the
+    FastCGI handler alone (the tests use a dead one to take the handler's nudges away)."""
+
+    def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
+                 relay_settings=None, fcgi_tasks=None):
         self.build = os.path.abspath(build or os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
         self.tmp = tempfile.mkdtemp(prefix="taskwire-test-")
         os.chmod(self.tmp, 0o700)
+        self.var = os.path.join(self.tmp, "var")
+        os.mkdir(self.var, 0o700)
         self.http_port = free_port()
         self.relay_port = free_port()
         self.zmq_ports = [free_port() for _ in range(3)]
         self.server = SERVERS[server](self)
         self.processes = {}
-        self.leftovers = []  # processes whose children outlived them
-        self.secret_path = os.path.join(self.tmp, "secret")
+        self.leftovers = []  # names of processes whose children outlived them
+        self.secret_path = os.path.join(self.var, "secret")
         with open(os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(secrets.token_bytes(32))
-        self.ping = ping
+        self.with_worker = worker
+        sections = self.config_sections(worker_settings or {}, relay_settings or {})
         self.config_path = os.path.join(self.tmp, "taskwire.conf")
         with open(self.config_path, "w") as f:
-            f.write(self.config_text(extra_config))
-        self.with_worker = worker
+            f.write(ini(sections))
+        self.fcgi_config_path = self.config_path
+        if fcgi_tasks:
+            sections["zmq"] = dict(sections["zmq"], tasks=fcgi_tasks)
+            self.fcgi_config_path = os.path.join(self.tmp, "taskwire-fcgi.conf")
+            with open(self.fcgi_config_path, "w") as f:
+                f.write(ini(sections))
 
     # -- configuration -------------------------------------------------------------------
 
     def settings(self):
+        """What a web server's config needs to know."""
         return {"tmp": self.tmp, "build": self.build, "http_port": self.http_port,
-                "relay_port": self.relay_port}
+                "relay_port": self.relay_port, "fcgi_config": self.fcgi_config_path}
 
     @property
     def tasks_endpoint(self):
@@ -153,99 +261,129 @@ class Stack:
     def relay_http(self):
         return f"http://127.0.0.1:{self.relay_port}"
 
-    def config_text(self, extra):
-        return f"""
-[log]
-level = info
-[store]
-database = {self.tmp}/taskwire.db
-[auth]
-secret_file = {self.secret_path}
-token_ttl = 3600
-[zmq]
-tasks = {self.tasks_endpoint}
-publish = {self.publish_endpoint}
-events = {self.events_endpoint}
-[worker]
-concurrency = 2
-progress_interval_ms = 50
-scan_interval_ms = 200
-heartbeat_ms = 200
-stale_after_ms = 1500
-cancel_grace_ms = 500
-[relay]
-listen = 127.0.0.1
-port = {self.relay_port}
-ping_interval = {self.ping[0]}
-ping_timeout = {self.ping[1]}
-ring = 64
-[type checksum]
-label = Checksum a directory (SHA-256)
-command = {ROOT}/conf/types/checksum
-timeout_ms = 60000
-param.path = string min=1 max=4096 default=/usr/share/doc
-param.max_files = integer min=1 max=100000 default=200
-[type steps]
-label = Count in steps
-command = {TYPES}/steps
-timeout_ms = 20000
-param.count = integer min=1 max=100 default=3
-param.fail = boolean default=false
-[type stall]
-label = Never ends by itself
-command = {TYPES}/stall
-timeout_ms = 1500
-param.trap = boolean default=false
-{extra}
-"""
+    @property
+    def relay_ws(self):
+        return f"ws://127.0.0.1:{self.relay_port}/ws"
+
+    def config_sections(self, worker_settings, relay_settings):
+        """Every key of docs/CONFIG.md, with short intervals so faults show within seconds."""
+        types = dict(TEST_TYPES)
+        if os.path.exists(CHECKSUM):
+            types["checksum"] = CHECKSUM_TYPE
+        sections = {
+            "log": {"level": "info"},
+            "store": {"database": os.path.join(self.var, "taskwire.db"), "busy_timeout_ms": 5000},
+            "auth": {"secret_file": self.secret_path, "token_ttl": 3600},
+            "zmq": {"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
+                    "events": self.events_endpoint},
+            "http": {"max_body": 65536},
+            "worker": dict({"concurrency": 2, "progress_interval_ms": 50, "scan_interval_ms": 200,
+                            "heartbeat_ms": 200, "stale_after_ms": 1500, "cancel_grace_ms": 500},
+                           **worker_settings),
+            "relay": dict({"listen": "127.0.0.1", "port": self.relay_port, "ping_interval": 5,
+                           "ping_timeout": 5, "ring": 64, "max_message": 65536,
+                           "max_connections": 1000}, **relay_settings),
+        }
+        for name, keys in types.items():
+            sections[f"type {name}"] = keys
+        return sections
 
     # -- processes -----------------------------------------------------------------------
 
     def _spawn(self, name, command):
         log = open(os.path.join(self.tmp, f"{name}.log"), "ab")
-        env = dict(os.environ, TASKWIRE_CONFIG=self.config_path,
-                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0"))
-        process = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=self.tmp,
-                                   start_new_session=True)
-        log.close()
+        env = dict(os.environ, TASKWIRE_CONFIG=self.config_path)
+        for key, value in SANITIZER_ENV.items():
+            env.setdefault(key, value)
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                       env=env, cwd=self.tmp, start_new_session=True)
+        finally:
+            log.close()
         self.processes[name] = process
+        _live_stacks.add(self)
         return process
 
+    def _binary(self, name):
+        path = os.path.join(self.build, name)
+        if not os.access(path, os.X_OK):
+            raise FileNotFoundError(f"{path} is missing: build it first (make SAN=1 all)")
+        return path
+
     def start_worker(self):
-        self._spawn("worker", [os.path.join(self.build, "taskwire-worker"), "-c", self.config_path])
-        wait_for(lambda: self.health().get("pool") == "ok", START_TIMEOUT, "the worker's heartbeat")
+        """Start a worker and wait until health counts it."""
+        self._spawn("worker", [self._binary("taskwire-worker"), "-c", self.config_path])
+        wait_for(lambda: self.health().get("pool") == "ok" or self._died("worker"),
+                 START_TIMEOUT, "the worker's heartbeat")
+        self._check_running("worker")
 
     def start_relay(self):
-        self._spawn("relay", [os.path.join(self.build, "taskwire-relay"), "-c", self.config_path])
-        wait_for(lambda: http_status(self.relay_http + "/health") == 200, START_TIMEOUT, "the relay")
+        """Start the relay and wait until its /health answers."""
+        self._spawn("relay", [self._binary("taskwire-relay"), "-c", self.config_path])
+        wait_for(lambda: http_status(self.relay_http + "/health") == 200 or self._died("relay"),
+                 START_TIMEOUT, "the relay's /health")
+        self._check_running("relay")
 
-    def stop(self, name, sig=signal.SIGTERM, timeout=10):
-        """Stop one process (SIGTERM, or kill -9 with sig=SIGKILL) and wait for it."""
+    def start_server(self):
+        """Start the web server and wait until the FastCGI handler answers through it."""
+        self._binary("taskwire.fcgi")
+        self._spawn(self.server.name, self.server.command())
+        wait_for(lambda: http_status(self.http + "/api/task-types") == 200 or
+                 self._died(self.server.name), START_TIMEOUT, "the web server and the FastCGI handler")
+        self._check_running(self.server.name)
+
+    def _died(self, name):
+        process = self.processes.get(name)
+        return process is None or process.poll() is not None
+
+    def _check_running(self, name):
+        if self._died(name):
+            raise RuntimeError(f"{name} exited while starting:\n{self.logs()}")
+
+    def stop(self, name, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
+        """Stop one process (SIGTERM, or kill -9 with sig=SIGKILL), wait for it and for every
+        process of its group; returns its exit status (None if it was not running)."""
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
+        if process is None:
             return None
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                pass
         try:
             status = process.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             status = process.wait(timeout)
-        # Children left in the group (a web server's FastCGI processes) must have gone with it.
+        # Children left in the group (the web server's FastCGI handler) must go with it.
         try:
             wait_for(lambda: not group_alive(process.pid), 5, f"{name}'s children to exit")
         except TimeoutError:
             self.leftovers.append(name)
-            os.killpg(process.pid, signal.SIGKILL)
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         return status
 
+    def stop_worker(self):
+        return self.stop("worker")
+
+    def kill_worker(self):
+        return self.stop("worker", signal.SIGKILL)
+
+    def stop_relay(self):
+        return self.stop("relay")
+
+    def kill_relay(self):
+        return self.stop("relay", signal.SIGKILL)
+
     def start(self):
+        """Start the web server, the relay and (unless worker=False) a worker; on any failure
+        stop what started and raise."""
         try:
-            self._spawn(self.server.name, self.server.command())
-            wait_for(lambda: http_status(self.http + "/api/task-types") == 200, START_TIMEOUT,
-                     "the web server and the FastCGI handler")
+            self.start_server()
             self.start_relay()
             if self.with_worker:
                 self.start_worker()
@@ -255,8 +393,10 @@ param.trap = boolean default=false
         return self
 
     def close(self):
+        """Stop everything (idempotent)."""
         for name in list(self.processes):
             self.stop(name)
+        _live_stacks.discard(self)
 
     def __enter__(self):
         return self.start()
@@ -265,8 +405,8 @@ param.trap = boolean default=false
         self.close()
 
     def logs(self):
-        """Every process's log, for a failing test's report."""
-        out = []
+        """The tail of every process's log, for a failing test's report."""
+        out = [f"--- stack in {self.tmp}"]
         for name in sorted(os.listdir(self.tmp)):
             if name.endswith(".log"):
                 with open(os.path.join(self.tmp, name), errors="replace") as f:
@@ -274,7 +414,7 @@ param.trap = boolean default=false
         return "\n".join(out)
 
     def sanitizer_reports(self):
-        """Lines where ASan or UBSan reported a problem in any process."""
+        """Lines where ASan, LSan or UBSan reported a problem in any process."""
         bad = []
         for name in sorted(os.listdir(self.tmp)):
             if name.endswith(".log"):
@@ -287,13 +427,15 @@ param.trap = boolean default=false
 
     # -- small HTTP client -----------------------------------------------------------------
 
-    def request(self, method, path, body=None, token=None, headers=None, raw=None):
-        """(status, headers, JSON body or None) of a request through the web server."""
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-        request = urllib.request.Request(self.http + path, data=data if method != "GET" else None,
-                                         method=method)
-        if method != "GET":
-            request.add_header("Content-Type", "application/json")
+    def request(self, method, path, body=None, token=None, headers=None, raw=None,
+                content_type="application/json"):
+        """(status, headers, parsed JSON body or None) of a request through the web server."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is None and method in ("POST", "PUT"):
+            data = b""  # a browser's fetch() sends Content-Length: 0
+        request = urllib.request.Request(self.http + path, data=data, method=method)
+        if data is not None and content_type:
+            request.add_header("Content-Type", content_type)
         if token:
             request.add_header("Authorization", "Bearer " + token)
         for key, value in (headers or {}).items():
@@ -328,34 +470,50 @@ param.trap = boolean default=false
     def task(self, token, task_id):
         return self.request("GET", f"/api/tasks/{task_id}", token=token)[2]
 
+    def cancel(self, token, task_id):
+        """(status, body) of a cancel request."""
+        status, _, body = self.request("POST", f"/api/tasks/{task_id}/cancel", token=token)
+        return status, body
+
+    def wait_status(self, token, task_id, statuses, timeout=20):
+        """The task once its status is one of statuses (polled over REST with a deadline)."""
+        def check():
+            task = self.task(token, task_id)
+            return task if task and task["status"] in statuses else None
+        return wait_for(check, timeout, f"task {task_id} to be {'/'.join(statuses)}")
+
     def wait_final(self, token, task_id, timeout=20):
-        return wait_for(lambda: (lambda t: t if t and t["status"] in
-                                 ("succeeded", "failed", "cancelled") else None)(self.task(token, task_id)),
-                        timeout, f"task {task_id} to finish")
+        return self.wait_status(token, task_id, FINAL, timeout)
 
 
 def main():
-    """Run a stack until SIGTERM/SIGINT.  Commands on stdin, one per line, answer one JSON
-    line each: "stop relay", "start relay", "stop worker", "start worker"."""
-    server = sys.argv[sys.argv.index("--server") + 1] if "--server" in sys.argv else "lighttpd"
+    """Run a stack until SIGTERM/SIGINT or the end of stdin's commands."""
+    import argparse
+    parser = argparse.ArgumentParser(description="Start a taskwire stack on free loopback ports.")
+    parser.add_argument("--server", choices=sorted(SERVERS), default="lighttpd")
+    parser.add_argument("--no-worker", action="store_true", help="start without a worker")
+    args = parser.parse_args()
 
     def finish(*_):
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, finish)
     signal.signal(signal.SIGINT, finish)
-    with Stack(server=server) as stack:
-        print(json.dumps({"http": stack.http + "/", "relay": f"ws://127.0.0.1:{stack.relay_port}/ws",
+    with Stack(server=args.server, worker=not args.no_worker) as stack:
+        print(json.dumps({"http": stack.http + "/", "relay": stack.relay_ws,
                           "relay_http": stack.relay_http, "events": stack.events_endpoint,
-                          "publish": stack.publish_endpoint, "tmp": stack.tmp}), flush=True)
+                          "publish": stack.publish_endpoint, "tasks": stack.tasks_endpoint,
+                          "tmp": stack.tmp}), flush=True)
+        actions = {"stop": {"worker": stack.stop_worker, "relay": stack.stop_relay},
+                   "kill": {"worker": stack.kill_worker, "relay": stack.kill_relay},
+                   "start": {"worker": stack.start_worker, "relay": stack.start_relay}}
         for line in sys.stdin:
-            command = line.split()
-            if len(command) == 2 and command[0] == "stop":
-                stack.stop(command[1])
-            elif command == ["start", "relay"]:
-                stack.start_relay()
-            elif command == ["start", "worker"]:
-                stack.start_worker()
+            words = line.split()
+            action = actions.get(words[0], {}).get(words[1]) if len(words) == 2 else None
+            if action is None:
+                print(json.dumps({"error": f"unknown command: {line.strip()}"}), flush=True)
+                continue
+            action()
             print(json.dumps({"done": line.strip()}), flush=True)
         while True:
             signal.pause()

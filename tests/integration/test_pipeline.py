@@ -1,18 +1,19 @@
 """Tasks end to end: REST submission, the worker, events over the relay, the store."""
 import asyncio
+import json
 import os
 
-import zmq
-import zmq.asyncio
+import pytest
 
-from conftest import connect, run, subscribed, task_events, wait_for
+from conftest import connect, deliverable, run, tap, task_events, wait_for
+from stack import CHECKSUM
 
 
 def watch(stack, session, submit, timeout=20):
     """Connect, submit (a function of the token returning the task), collect its events."""
     async def go():
         ws, _ = await connect(stack, session["token"])
-        await subscribed(stack, session["client_id"])
+        await deliverable(stack, session["client_id"], ws)
         task = submit(session["token"])
         events = await task_events(ws, task["id"], timeout)
         await ws.close()
@@ -38,9 +39,11 @@ def test_sleep_task_streams_in_order(stack):
     progress = [e["task"]["progress"] for e in events if e["event"] == "progress"]
     assert progress == sorted(progress) and len(progress) >= 3, names
     assert events[-1]["task"]["progress"] == 100
+    assert [e["task"]["message"] for e in events if e["event"] == "progress"][-1] == "step 5 of 5"
     stored = stack.task(session["token"], task["id"])
-    assert stored["status"] == "succeeded" and stored["seq"] == events[-1]["seq"]
-    assert stored["result"] == {"duration_ms": 600, "steps": 5}
+    assert stored == events[-1]["task"]
+    assert stored["status"] == "succeeded" and stored["result"] == {"duration_ms": 600, "steps": 5}
+    assert stored["started_at"] and stored["finished_at"] and stored["attempts"] == 1
 
 
 def test_two_clients_never_see_each_other(stack):
@@ -50,20 +53,22 @@ def test_two_clients_never_see_each_other(stack):
     async def go():
         wa, _ = await connect(stack, a["token"])
         wb, _ = await connect(stack, b["token"])
-        await subscribed(stack, a["client_id"])
-        await subscribed(stack, b["client_id"])
+        await deliverable(stack, a["client_id"], wa)
+        await deliverable(stack, b["client_id"], wb)
         ta = stack.submit(a["token"], "sleep", {"duration_ms": 300, "steps": 3})
         tb = stack.submit(b["token"], "sleep", {"duration_ms": 300, "steps": 3})
         ea = await task_events(wa, ta["id"])
         eb = await task_events(wb, tb["id"])
-        # Anything else queued on either socket must be its own client's.
+        # Anything else that arrived on either socket must be its own client's.
         for ws, own in ((wa, a), (wb, b)):
-            try:
-                while True:
-                    extra = await asyncio.wait_for(ws.recv(), 0.3)
-                    assert own["client_id"] in extra
-            except asyncio.TimeoutError:
-                pass
+            while True:
+                try:
+                    extra = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
+                except asyncio.TimeoutError:
+                    break
+                assert extra["type"] == "probe" or extra["task"]["client_id"] == own["client_id"], extra
+        await wa.close()
+        await wb.close()
         return ea, eb
     ea, eb = run(go())
     assert all(e["task"]["client_id"] == a["client_id"] for e in ea)
@@ -73,22 +78,27 @@ def test_two_clients_never_see_each_other(stack):
 def test_exec_task_succeeds_with_its_result(stack):
     """An exec type's PROGRESS lines become progress events and its RESULT the result."""
     session = stack.session()
-    task, events = watch(stack, session, lambda t: stack.submit(t, "steps", {"count": 4}))
+    task, events = watch(stack, session, lambda t: stack.submit(t, "steps", {"count": 4, "note": "hello"}))
     check_order(events)
     final = events[-1]["task"]
-    assert events[-1]["event"] == "succeeded"
-    assert final["result"]["count"] == 4 and final["result"]["task"] == task["id"]
-    assert final["result"]["stdin"] == {"count": 4, "fail": False}
-    assert final["progress"] == 100
+    assert events[-1]["event"] == "succeeded", events[-1]
+    assert final["result"] == {"count": 4, "task": task["id"], "note": "hello",
+                               "stdin": {"count": 4, "note": "hello", "fail": False}}
+    assert final["progress"] == 100 and final["error"] is None
+    assert [e["event"] for e in events][:2] == ["queued", "started"]
+    assert stack.task(session["token"], task["id"]) == final
 
 
 def test_exec_task_failure_carries_stderr(stack):
     """A program that fails shows why: its stderr becomes the task's error."""
     session = stack.session()
     task, events = watch(stack, session, lambda t: stack.submit(t, "steps", {"count": 2, "fail": True}))
-    assert events[-1]["event"] == "failed"
-    assert events[-1]["task"]["error"] == "something went wrong at step 2"
-    assert stack.task(session["token"], task["id"])["status"] == "failed"
+    assert events[-1]["event"] == "failed", events[-1]
+    error = events[-1]["task"]["error"]
+    assert error.rstrip("\n").endswith("something went wrong at step 2"), error
+    assert "this line is not the end of the tail" in error
+    assert events[-1]["task"]["result"] is None
+    assert stack.task(session["token"], task["id"]) == events[-1]["task"]
 
 
 def pid_alive(pid):
@@ -102,25 +112,24 @@ def pid_alive(pid):
 
 def test_exec_task_cancelled_stops_the_program(stack):
     """Cancelling a running exec task ends it cancelled and its program is gone."""
-    session, token = None, None
     session = stack.session()
     token = session["token"]
 
     async def go():
         ws, _ = await connect(stack, token)
-        await subscribed(stack, session["client_id"])
+        await deliverable(stack, session["client_id"], ws)
         task = stack.submit(token, "stall", {})
         pidfile = os.path.join(stack.tmp, f"stall-{task['id']}.pid")
         wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), 10, "the program")
         pid = int(open(pidfile).read())
-        status, _, body = stack.request("POST", f"/api/tasks/{task['id']}/cancel", token=token)
+        status, body = stack.cancel(token, task["id"])
         assert status == 202, body
-        events = await task_events(ws, task["id"], 5)
+        events = await task_events(ws, task["id"], 3)
         await ws.close()
         return pid, events
     pid, events = run(go())
-    assert events[-1]["event"] == "cancelled"
-    wait_for(lambda: not pid_alive(pid), 5, "the program to exit")
+    assert events[-1]["event"] == "cancelled", events[-1]
+    wait_for(lambda: not pid_alive(pid), 2, "the program to exit")
 
 
 def test_exec_timeout_kills_a_program_that_ignores_sigterm(stack):
@@ -141,18 +150,21 @@ def test_sleep_task_cancelled_while_running(stack):
 
     async def go():
         ws, _ = await connect(stack, session["token"])
-        await subscribed(stack, session["client_id"])
+        await deliverable(stack, session["client_id"], ws)
         task = stack.submit(session["token"], "sleep", {"duration_ms": 60000, "steps": 100})
-        wait_for(lambda: stack.task(session["token"], task["id"])["status"] == "running", 5, "start")
-        stack.request("POST", f"/api/tasks/{task['id']}/cancel", token=session["token"])
+        stack.wait_status(session["token"], task["id"], ("running",), 5)
+        status, body = stack.cancel(session["token"], task["id"])
+        assert status == 202 and body["status"] in ("running", "cancelled"), body
         events = await task_events(ws, task["id"], 3)
         await ws.close()
         return events
     events = run(go())
-    assert events[-1]["event"] == "cancelled"
-    assert events[-1]["task"]["finished_at"]
+    assert events[-1]["event"] == "cancelled", events[-1]
+    assert events[-1]["task"]["status"] == "cancelled" and events[-1]["task"]["finished_at"]
+    assert events[-1]["task"]["progress"] < 100
 
 
+@pytest.mark.skipif(not os.path.exists(CHECKSUM), reason="conf/types/checksum is not there")
 def test_checksum_example_type(stack):
     """The shipped example type hashes a directory and reports the digest."""
     session = stack.session()
@@ -166,26 +178,32 @@ def test_checksum_example_type(stack):
 
 
 def test_tap_sees_the_wire_format(stack):
-    """An operator's SUB socket sees [client id][the JSON the browser gets]."""
+    """An operator's SUB socket sees [client id][the JSON the browser gets] for every event."""
     session = stack.session()
 
     async def go():
-        sub = zmq.asyncio.Context.instance().socket(zmq.SUB)
-        sub.connect(stack.events_endpoint)
-        sub.setsockopt(zmq.SUBSCRIBE, session["client_id"].encode())
-        await asyncio.sleep(0.3)
-        task = stack.submit(session["token"], "sleep", {"duration_ms": 100, "steps": 1})
+        sub = tap(stack, session["client_id"])
+        await deliverable(stack, session["client_id"], sub)
+        task = stack.submit(session["token"], "sleep", {"duration_ms": 200, "steps": 2})
         frames = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
         while True:
-            topic, payload = await asyncio.wait_for(sub.recv_multipart(), 5)
-            frames.append((topic, payload))
-            if b'"succeeded"' in payload:
+            assert await sub.poll(int(max(0, deadline - loop.time()) * 1000)), frames
+            message = await sub.recv_multipart()
+            if json.loads(message[-1]).get("type") == "probe":
+                continue
+            frames.append(message)
+            if json.loads(message[-1]).get("event") in ("succeeded", "failed", "cancelled"):
                 break
         sub.close(0)
         return task, frames
-    import json
     task, frames = run(go())
-    for topic, payload in frames:
+    for message in frames:
+        assert len(message) == 2, message
+        topic, payload = message
         assert topic == session["client_id"].encode()
-        message = json.loads(payload)
-        assert message["type"] == "task" and message["task"]["id"] == task["id"]
+        event = json.loads(payload)
+        assert event["type"] == "task" and event["task"]["id"] == task["id"]
+    assert [json.loads(p)["event"] for _, p in frames][0] == "queued"
+    assert json.loads(frames[-1][1])["event"] == "succeeded"

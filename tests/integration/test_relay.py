@@ -6,10 +6,9 @@ import urllib.request
 
 import pytest
 import websockets
-import zmq
-import zmq.asyncio
 
-from conftest import connect, recv_json, run, subscribed, skip_probes, ws_url
+from conftest import (connect, deliverable, publisher, recv_json, relay_status, run, skip_probes,
+                      start_stack, wait_for, ws_url)
 from test_fcgi import forged, signed
 
 
@@ -27,16 +26,19 @@ def test_connected_names_the_client(stack, direct):
     assert hello["connection_id"]
 
 
-@pytest.mark.parametrize("kind", ["missing", "forged", "expired", "garbage"])
-def test_bad_token_is_closed_4001(stack, kind):
+@pytest.mark.parametrize("direct", [False, True], ids=["through the web server", "direct"])
+@pytest.mark.parametrize("kind", ["missing", "forged", "expired", "garbage", "other secret"])
+def test_bad_token_is_closed_4001(stack, kind, direct):
     """A page with a bad token is told so (4001) and gets nothing else."""
     session = stack.session()
+    now = int(time.time())
     token = {"missing": "", "forged": forged(session["token"]), "garbage": "a.b.c",
-             "expired": signed(stack, {"sub": session["client_id"], "iat": int(time.time()) - 90,
-                                       "exp": int(time.time()) - 30})}[kind]
+             "expired": signed(stack, {"sub": session["client_id"], "iat": now - 90, "exp": now - 30}),
+             "other secret": signed(stack, {"sub": session["client_id"], "iat": now, "exp": now + 600},
+                                    b"guess")}[kind]
 
     async def go():
-        ws = await websockets.connect(ws_url(stack, token), open_timeout=5)
+        ws = await websockets.connect(ws_url(stack, token, direct), open_timeout=5)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         return closed.value
@@ -74,42 +76,68 @@ def test_relay_http_health_and_status(stack):
         assert json.loads(response.read()) == {"status": "ok"}
     with urllib.request.urlopen(stack.relay_http + "/status", timeout=5) as response:
         status = json.loads(response.read())
-    for key in ("connections", "client_ids", "messages_in", "messages_out", "dropped", "culled"):
-        assert isinstance(status[key], int)
+    for key in ("connections", "client_ids", "messages_in", "messages_out", "dropped", "culled",
+                "refused"):
+        assert isinstance(status[key], int) and status[key] >= 0, status
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(stack.relay_http + "/elsewhere", timeout=5)
     assert missing.value.code == 404
 
 
 def test_messages_reach_every_tab_of_their_client_only(stack):
-    """A message for a client reaches all its tabs, and never another client, not even one
-    whose id extends it."""
+    """A message for a client reaches all its tabs, and never another client; a message for a
+    topic that is a prefix or an extension of a client id reaches no one."""
     a, b = stack.session(), stack.session()
+    base = a["client_id"]
 
     async def go():
+        pub = publisher(stack)
         tab1, _ = await connect(stack, a["token"])
         tab2, _ = await connect(stack, a["token"], direct=True)
         other, _ = await connect(stack, b["token"])
-        await subscribed(stack, a["client_id"])
-        await subscribed(stack, b["client_id"])
-        pub = zmq.asyncio.Context.instance().socket(zmq.PUB)
-        pub.connect(stack.publish_endpoint)
-        await asyncio.sleep(0.3)  # a PUB needs its connection before it can deliver
-        payload = b'{"type":"notice","text":"for a only \xc3\xa9"}'
-        await pub.send_multipart([a["client_id"][:-1].encode(), b'{"type":"prefix"}'])
-        await pub.send_multipart([(a["client_id"] + "0").encode(), b'{"type":"longer"}'])
-        await pub.send_multipart([a["client_id"].encode(), payload])
+        await deliverable(stack, base, tab1, tab2, pub=pub)
+        await deliverable(stack, b["client_id"], other, pub=pub)
+        dropped = relay_status(stack)["dropped"]
+        # ZeroMQ's prefix filter lets an extension of a's id through to the relay, which must
+        # drop it; they go first, so a's tabs would see them before a's own message.
+        for topic in (base[:-1], base + "0", base + "0" * 32):
+            await pub.send_multipart([topic.encode(), json.dumps({"type": "notice", "to": topic}).encode()])
+        payload = '{"type":"notice","text":"for a only \u00e9 \u00e9"}'.encode()
+        await pub.send_multipart([base.encode(), payload])
         await pub.send_multipart([b["client_id"].encode(), b'{"type":"notice","text":"for b"}'])
-        got1 = await skip_probes(tab1)
-        got2 = await skip_probes(tab2)
-        got_other = await skip_probes(other)
+        got = [await skip_probes(ws) for ws in (tab1, tab2, other)]
         pub.close(0)
         for ws in (tab1, tab2, other):
             await ws.close()
-        return got1, got2, got_other, payload
-    got1, got2, got_other, payload = run(go())
-    assert got1 == got2 == json.loads(payload)
-    assert got_other == {"type": "notice", "text": "for b"}
+        return got, payload, relay_status(stack)["dropped"] - dropped
+    got, payload, dropped = run(go())
+    assert got[0] == json.loads(payload)
+    assert got[1] == json.loads(payload)
+    assert got[2] == {"type": "notice", "text": "for b"}
+    assert dropped >= 2, "the relay did not count the extensions of a's id as dropped"
+
+
+def test_status_counts_connections_and_messages(stack):
+    """Operators see connections come and go and messages flow in the relay's /status."""
+    session = stack.session()
+    before = relay_status(stack)
+
+    async def go():
+        tabs = [(await connect(stack, session["token"], direct=True))[0] for _ in range(3)]
+        during = relay_status(stack)
+        await deliverable(stack, session["client_id"], *tabs)
+        after_probe = relay_status(stack)
+        for ws in tabs:
+            await ws.close()
+        return during, after_probe
+    during, after_probe = run(go())
+    assert during["connections"] == before["connections"] + 3
+    assert during["client_ids"] == before["client_ids"] + 1
+    assert after_probe["messages_in"] > before["messages_in"]
+    assert after_probe["messages_out"] >= before["messages_out"] + 3
+    wait_for(lambda: relay_status(stack)["connections"] == before["connections"], 5,
+             "the relay to count the closed tabs")
+    assert relay_status(stack)["client_ids"] == before["client_ids"]
 
 
 def test_dead_peer_is_dropped(request):
@@ -118,8 +146,7 @@ def test_dead_peer_is_dropped(request):
     import base64
     import os
     import socket
-    from conftest import start_stack, wait_for
-    stack = start_stack(request, worker=False, ping=(1, 1))
+    stack = start_stack(request, worker=False, relay_settings={"ping_interval": 1, "ping_timeout": 1})
     token = stack.session()["token"]
     sock = socket.create_connection(("127.0.0.1", stack.relay_port), timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
@@ -128,8 +155,7 @@ def test_dead_peer_is_dropped(request):
                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     head = sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 101")
-    from conftest import stack_status
-    assert stack_status(stack)["connections"] == 1
+    assert relay_status(stack)["connections"] == 1
     # Read (so the kernel buffer never fills) but never answer: pings go unanswered.
     sock.settimeout(8)
     received = b""
@@ -139,5 +165,5 @@ def test_dead_peer_is_dropped(request):
             break
         received += chunk
     assert b"\x89" in received  # the relay pinged before giving up
-    wait_for(lambda: stack_status(stack)["connections"] == 0, 5, "the relay to forget the peer")
+    wait_for(lambda: relay_status(stack)["connections"] == 0, 5, "the relay to forget the peer")
     sock.close()
