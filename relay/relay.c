@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "ingress.h"
 #include "listener.h"
 #include "log.h"
@@ -83,12 +84,29 @@ fail:
     return NULL;
 }
 
+/* Keeps the loop turning while connections close. */
+static void
+relay_closing_tick(lws_sorted_usec_list_t *sul)
+{
+    struct relay *relay = lws_container_of(sul, struct relay, closing_tick);
+    lws_sul_schedule(relay->context, 0, &relay->closing_tick, relay_closing_tick,
+                     50 * LWS_US_PER_MS);
+}
+
 void
 relay_run(struct relay *relay, volatile sig_atomic_t *quit)
 {
     while (!*quit)
         if (lws_service(relay->context, 0) < 0)
+            return;
+    relay->closing = 1;
+    lws_callback_on_writable_all_protocol(relay->context, &relay->protocols[0]);
+    relay_closing_tick(&relay->closing_tick);
+    int64_t deadline = clock_mono_ms() + RELAY_CLOSE_GRACE_MS;
+    while (relay->connections > 0 && clock_mono_ms() < deadline)
+        if (lws_service(relay->context, 0) < 0)
             break;
+    lws_sul_cancel(&relay->closing_tick);
 }
 
 void

@@ -19,6 +19,7 @@
 #define RELAY_CLIENT_MESSAGE_MAX 512  /* bytes of one client message (a ping); more is 1009 */
 #define RELAY_INGRESS_BATCH 1024      /* ZeroMQ messages read per turn before yielding */
 #define RELAY_SUB_HWM 100000          /* messages ZeroMQ queues for the relay before dropping */
+#define RELAY_CLOSE_GRACE_MS 1000     /* on stop, how long connections get to take their 1001 */
 
 struct relay {
     const struct config *cfg;
@@ -36,6 +37,8 @@ struct relay {
     uint64_t connections;          /* WebSocket connections open now */
     uint64_t next_connection_id;
     uint64_t ingress_malformed;
+    int closing;                   /* shutting down: every connection gets 1001 */
+    lws_sorted_usec_list_t closing_tick;
     uint64_t refused;              /* connections accepted and closed at once (no room) */
     int listen_fd;                 /* until lws adopts it */
     int listen_wsi_fd;             /* the listening socket, for accept() */
@@ -46,7 +49,8 @@ struct relay {
  * Caller owns; relay_destroy().  NULL with the reason in err. */
 struct relay *relay_new(const struct config *cfg, char *err, size_t errlen);
 
-/* Serve until *quit is set. */
+/* Serve until *quit is set, then close every connection with 1001 (going away), waiting at
+ * most RELAY_CLOSE_GRACE_MS. */
 void relay_run(struct relay *relay, volatile sig_atomic_t *quit);
 
 /* Close every connection and free.  NULL-safe; nulls *relay. */

@@ -111,6 +111,8 @@ session_write(struct relay *relay, struct session *session)
     /* Per-message path: one frame per writeable callback, control replies first. */
     char text[SESSION_CONTROL_MAX];
     int rc = 0;
+    if (relay->closing && !session->close_code)
+        session->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
     if (session->close_code) {
         static const char *const reasons[] = {"unauthorized", "lagging", "going away"};
         const char *reason = session->close_code == SESSION_CLOSE_UNAUTHORIZED ? reasons[0]
