@@ -109,14 +109,17 @@ async def next_text(ws, timeout=5):
         return text
 
 
-async def task_events(ws, task_id, timeout=20):
-    """Every event of task_id until its final one, in arrival order."""
+async def task_events(ws, task_id, timeout=20, alone=False):
+    """Every event of task_id until its final one, in arrival order.  alone: fail on any
+    message that is neither a probe nor about task_id."""
     events = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         message = await recv_json(ws, max(0.01, deadline - loop.time()))
-        if message.get("type") == "task" and message["task"]["id"] == task_id:
+        mine = message.get("type") == "task" and message["task"]["id"] == task_id
+        assert mine or not alone or is_probe(message), f"message for someone else: {message}"
+        if mine:
             events.append(message)
             if message["event"] in FINAL:
                 return events

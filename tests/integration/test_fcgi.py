@@ -75,6 +75,15 @@ def test_submit_answers_202_with_location(stack):
     assert stack.task(session["token"], task["id"])["id"] == task["id"]
 
 
+def test_json_with_a_charset_is_json(stack):
+    """Clients that label their JSON with a charset (many libraries do) are understood."""
+    token = stack.session()["token"]
+    for content_type in ("application/json; charset=utf-8", "application/json;charset=UTF-8"):
+        body = {"type": "sleep", "params": {"duration_ms": 100, "steps": 1}}
+        status, _, task = stack.request("POST", "/api/tasks", body, token, content_type=content_type)
+        assert status == 202, task
+
+
 def test_missing_params_take_their_defaults(stack):
     """A form that leaves a field out gets the documented default, not an error."""
     token = stack.session()["token"]
@@ -82,6 +91,7 @@ def test_missing_params_take_their_defaults(stack):
     assert task["params"] == {"count": 2, "note": "x", "fail": False}
     task = stack.submit(token, "sleep", {"duration_ms": 100})
     assert task["params"] == {"duration_ms": 100, "steps": 10}
+    stack.wait_final(token, task["id"])
 
 
 BIG_NAME = b'{"type":"sleep","name":"' + b"x" * 70000 + b'"}'
@@ -91,6 +101,7 @@ BAD_INPUTS = [
     ("malformed json", "POST", "/api/tasks", b'{"type": "sleep",', "application/json", "good", 400, "bad_json", None),
     ("not an object", "POST", "/api/tasks", b'[1,2]', "application/json", "good", 400, "bad_json", None),
     ("wrong content type", "POST", "/api/tasks", b'type=sleep', "application/x-www-form-urlencoded", "good", 415, "unsupported_media_type", None),
+    ("no content type", "POST", "/api/tasks", b'{"type":"sleep"}', None, "good", 415, "unsupported_media_type", None),
     ("unknown type", "POST", "/api/tasks", b'{"type":"nope"}', "application/json", "good", 422, "unknown_type", None),
     ("param over max", "POST", "/api/tasks", b'{"type":"sleep","params":{"steps":1001}}', "application/json", "good", 422, "bad_params", "steps"),
     ("param under min", "POST", "/api/tasks", b'{"type":"sleep","params":{"duration_ms":99}}', "application/json", "good", 422, "bad_params", "duration_ms"),
@@ -113,6 +124,8 @@ BAD_INPUTS = [
     ("wrong method on session", "GET", "/api/session", None, None, None, 405, "method_not_allowed", None),
     ("limit too large", "GET", "/api/tasks?limit=201", None, None, "good", 400, "bad_request", None),
     ("limit zero", "GET", "/api/tasks?limit=0", None, None, "good", 400, "bad_request", None),
+    ("limit not a number", "GET", "/api/tasks?limit=ten", None, None, "good", 400, "bad_request", None),
+    ("before not a task id", "GET", "/api/tasks?before=zz", None, None, "good", 400, "bad_request", None),
     ("bad status filter", "GET", "/api/tasks?status=sleeping", None, None, "good", 400, "bad_request", None),
 ]
 ALLOW = {"wrong method on a list": {"GET", "POST"}, "wrong method on cancel": {"POST"},

@@ -57,8 +57,8 @@ def test_two_clients_never_see_each_other(stack):
         await deliverable(stack, b["client_id"], wb)
         ta = stack.submit(a["token"], "sleep", {"duration_ms": 300, "steps": 3})
         tb = stack.submit(b["token"], "sleep", {"duration_ms": 300, "steps": 3})
-        ea = await task_events(wa, ta["id"])
-        eb = await task_events(wb, tb["id"])
+        ea = await task_events(wa, ta["id"], alone=True)
+        eb = await task_events(wb, tb["id"], alone=True)
         # Anything else that arrived on either socket must be its own client's.
         for ws, own in ((wa, a), (wb, b)):
             while True:
