@@ -48,7 +48,8 @@ ALL_OBJ := $(call obj,$(COMMON_SRC) $(FCGI_SRC) $(WORKER_SRC) $(RELAY_SRC))
 DEBS_BUILD := gcc make pkg-config libfcgi-dev libwebsockets-dev libzmq3-dev libjansson-dev \
 	libsqlite3-dev libssl-dev libinih-dev
 DEBS_RUN := lighttpd curl
-DEBS_TEST := libcmocka-dev python3-pytest python3-websockets python3-zmq lighttpd
+DEBS_TEST := libcmocka-dev python3-pytest python3-websockets python3-zmq lighttpd apache2 \
+	libapache2-mod-fcgid
 
 .PHONY: all run test test-unit test-integration deps deps-test lint check check-deps clean
 .DEFAULT_GOAL := all

@@ -196,7 +196,66 @@ class LighttpdDropin(Lighttpd):
     template = LIGHTTPD_DROPIN
 
 
-SERVERS = {"lighttpd": Lighttpd, "lighttpd-dropin": LighttpdDropin}
+APACHE_MODULES = ["mpm_event", "authz_core", "mime", "dir", "alias", "env", "fcgid", "cgi",
+                  "proxy", "proxy_wstunnel", "headers"]
+
+APACHE_CONF = """
+ServerRoot "{tmp}"
+ServerName 127.0.0.1
+Listen 127.0.0.1:{http_port}
+PidFile "{tmp}/apache.pid"
+DefaultRuntimeDir "{tmp}/apache-run"
+ErrorLog "{tmp}/apache-error.log"
+LogLevel warn
+{modules}
+TypesConfig /etc/mime.types
+AddType "text/javascript; charset=utf-8" .js
+FcgidIPCDir "{tmp}/apache-run/fcgid"
+FcgidProcessTableFile "{tmp}/apache-run/fcgid-shm"
+FcgidMaxProcesses 2
+FcgidInitialEnv ASAN_OPTIONS "detect_leaks=0"
+Define TASKWIRE_FCGI "{build}/taskwire.fcgi"
+Define TASKWIRE_CONFIG "{fcgi_config}"
+Define TASKWIRE_WWW "{tree}/www"
+Define TASKWIRE_RELAY "127.0.0.1:{relay_port}"
+Include "{root}/conf/apache2/{site}"
+"""
+
+
+class Apache:
+    """Apache 2.4 with the shipped conf/apache2/taskwire.conf: mod_fcgid runs the handler,
+    mod_proxy_wstunnel carries /ws.  Started as the web server's user (www-data when the tests
+    run as root), like the worker and relay beside it, so file modes are tested as deployed."""
+
+    name = "apache"
+    site = "taskwire.conf"
+    run_as = "www-data"
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def command(self):
+        os.makedirs(os.path.join(self.stack.tmp, "apache-run", "fcgid"), exist_ok=True)
+        modules = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so"
+                            for m in APACHE_MODULES)
+        path = os.path.join(self.stack.tmp, "apache.conf")
+        with open(path, "w") as f:
+            f.write(APACHE_CONF.format(root=ROOT, modules=modules, site=self.site,
+                                       **self.stack.settings()))
+        self.stack.hand_over()
+        return ["apache2", "-f", path, "-D", "FOREGROUND"]
+
+
+class ApacheCgi(Apache):
+    """Apache 2.4 with conf/apache2/taskwire-cgi.conf: the handler as a plain CGI program,
+    one process per request (CGI-only hosting)."""
+
+    name = "apache-cgi"
+    site = "taskwire-cgi.conf"
+
+
+SERVERS = {"lighttpd": Lighttpd, "lighttpd-dropin": LighttpdDropin, "apache": Apache,
+           "apache-cgi": ApacheCgi}
 
 
 class Stack:
@@ -217,6 +276,10 @@ class Stack:
         self.relay_port = free_port()
         self.zmq_ports = [free_port() for _ in range(3)]
         self.server = SERVERS[server](self)
+        self.user = getattr(self.server, "run_as", None) if os.geteuid() == 0 else None
+        self.tree = ROOT
+        if self.user and not self._reachable():
+            self._copy_tree()
         self.processes = {}
         self.leftovers = []  # names of processes whose children outlived them
         self.secret_path = os.path.join(self.var, "secret")
@@ -236,10 +299,48 @@ class Stack:
 
     # -- configuration -------------------------------------------------------------------
 
+    def _reachable(self):
+        """True when the service user can run the programs and read the page in place."""
+        paths = [os.path.join(self.build, n) for n in ("taskwire.fcgi", "taskwire-worker",
+                                                       "taskwire-relay")]
+        check = " && ".join(f"test -x '{p}'" for p in paths + [os.path.join(TYPES, "steps"), CHECKSUM])
+        check += f" && test -r '{ROOT}/www/index.html'"
+        return subprocess.run(["runuser", "-u", self.user, "--", "sh", "-c", check]).returncode == 0
+
+    def _copy_tree(self):
+        """Copy the programs, the page and the exec types into the stack's directory."""
+        import shutil
+        tree = os.path.join(self.tmp, "tree")
+        bin_dir = os.path.join(tree, "bin")
+        os.makedirs(bin_dir)
+        for name in ("taskwire.fcgi", "taskwire-worker", "taskwire-relay"):
+            shutil.copy2(os.path.join(self.build, name), bin_dir)
+        shutil.copytree(os.path.join(ROOT, "www"), os.path.join(tree, "www"))
+        shutil.copytree(os.path.join(ROOT, "conf", "types"), os.path.join(tree, "conf", "types"))
+        shutil.copytree(TYPES, os.path.join(tree, "tests", "integration", "types"))
+        for base, dirs, files in os.walk(tree):
+            os.chmod(base, 0o755)
+        self.build, self.tree = bin_dir, tree
+
     def settings(self):
         """What a web server's config needs to know."""
         return {"tmp": self.tmp, "build": self.build, "http_port": self.http_port,
-                "relay_port": self.relay_port, "fcgi_config": self.fcgi_config_path}
+                "relay_port": self.relay_port, "fcgi_config": self.fcgi_config_path,
+                "tree": self.tree}
+
+    def hand_over(self):
+        """Make the stack's files the service user's (when running as root), copying what it
+        could not reach in place: the deployed modes (secret 0600, var/ 0700) then hold for
+        the user that really runs the programs."""
+        user = self.user
+        if user is None:
+            return
+        import pwd
+        import shutil
+        entry = pwd.getpwnam(user)
+        for base, dirs, files in os.walk(self.tmp):
+            for name in [base] + [os.path.join(base, n) for n in dirs + files]:
+                os.chown(name, entry.pw_uid, entry.pw_gid)
 
     @property
     def tasks_endpoint(self):
@@ -285,7 +386,7 @@ class Stack:
                            "max_connections": 1000}, **relay_settings),
         }
         for name, keys in types.items():
-            sections[f"type {name}"] = keys
+            sections[f"type {name}"] = dict(keys, command=keys["command"].replace(ROOT, self.tree, 1))
         return sections
 
     # -- processes -----------------------------------------------------------------------
@@ -296,8 +397,9 @@ class Stack:
         for key, value in SANITIZER_ENV.items():
             env.setdefault(key, value)
         try:
+            extra = {"user": self.user, "group": self.user, "extra_groups": []} if self.user else {}
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                       env=env, cwd=self.tmp, start_new_session=True)
+                                       env=env, cwd=self.tmp, start_new_session=True, **extra)
         finally:
             log.close()
         self.processes[name] = process

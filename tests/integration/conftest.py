@@ -46,10 +46,15 @@ def start_stack(request, **kwargs):
     return stack.start()
 
 
-@pytest.fixture(scope="module")
+# The web servers every module using the `stack` fixture runs behind: the same tests, once per
+# server.  TASKWIRE_SERVERS=lighttpd narrows it for a quick local run.
+WEB_SERVERS = os.environ.get("TASKWIRE_SERVERS", "lighttpd,apache,apache-cgi").split(",")
+
+
+@pytest.fixture(scope="module", params=WEB_SERVERS)
 def stack(request):
-    """One stack per test module."""
-    return start_stack(request)
+    """One stack per test module and web server."""
+    return start_stack(request, server=request.param)
 
 
 @pytest.hookimpl(hookwrapper=True)
