@@ -51,6 +51,12 @@ DEBS_RUN := lighttpd curl
 DEBS_TEST := libcmocka-dev python3-pytest python3-websockets python3-zmq lighttpd apache2 \
 	libapache2-mod-fcgid
 
+# Further parts of the build live in mk/*.mk: each may add to DEBS_TEST and name its test
+# targets in TEST_SAN (run against the sanitizer build) or TEST_PLAIN (the optimised build).
+TEST_SAN :=
+TEST_PLAIN :=
+-include $(sort $(wildcard mk/*.mk))
+
 .PHONY: all run test test-unit test-integration deps deps-test lint check check-deps clean
 .DEFAULT_GOAL := all
 
@@ -87,8 +93,8 @@ run: deps all
 
 test: deps-test
 	$(MAKE) SAN=1 all $(patsubst tests/%.c,build/san/tests/%,$(UNIT_TESTS))
-	$(MAKE) SAN=1 test-unit test-integration
-	$(MAKE) bench-smoke
+	$(MAKE) SAN=1 test-unit test-integration $(TEST_SAN)
+	$(MAKE) bench-smoke $(TEST_PLAIN)
 
 test-unit: $(UNIT_BINS)
 	@tools/unit.sh $(UNIT_BINS)
