@@ -380,10 +380,10 @@ route_sent(struct route *route, struct route_member *member)
     route->stats.messages_out++;
 }
 
-int
+size_t
 route_pending(const struct route_member *member)
 {
-    return member->client && member->cursor < member->client->head;
+    return member->client ? (size_t)(member->client->head - member->cursor) : 0;
 }
 
 void

@@ -78,8 +78,8 @@ int route_next(struct route *route, const struct route_member *member, unsigned 
 /* Per-message path: the member sent its next message; move on. */
 void route_sent(struct route *route, struct route_member *member);
 
-/* 1 when member has messages waiting. */
-int route_pending(const struct route_member *member);
+/* Number of messages waiting for member (0 when none or detached). */
+size_t route_pending(const struct route_member *member);
 
 void route_stats(const struct route *route, struct route_stats *stats);
 

@@ -11,6 +11,7 @@
 #include "relay.h"
 
 #define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
+#define SESSION_BATCH 32           /* ring messages written in one writeable callback at most */
 #define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
 
 /* Close code constants not in the lws enum. */
@@ -105,10 +106,33 @@ session_write_text(struct session *session, const char *text, int length)
                                                                                           : 0;
 }
 
+static int
+session_write_ring(struct relay *relay, struct session *session)
+{
+    /* Per-message path: the member's waiting messages, at most SESSION_BATCH of them, each a
+     * frame around the shared buffer, in this one writeable callback rather than one callback
+     * (and one turn of the event loop) each.  A write that lws had to buffer in part ends the
+     * batch: lws finishes it before the next writeable callback. */
+    int rc = 0;
+    unsigned char *payload;
+    size_t len;
+    for (int n = 0; n < SESSION_BATCH && route_next(relay->route, &session->member, &payload, &len);
+         n++) {
+        if (lws_write(session->wsi, payload, len, LWS_WRITE_TEXT) < (int)len) {
+            rc = -1;
+            break;
+        }
+        route_sent(relay->route, &session->member);
+        if (lws_partial_buffered(session->wsi))
+            break;
+    }
+    return rc;
+}
+
 int
 session_write(struct relay *relay, struct session *session)
 {
-    /* Per-message path: one frame per writeable callback, control replies first. */
+    /* Per-message path: control replies first, one each; then a batch from the ring. */
     char text[SESSION_CONTROL_MAX];
     int rc = 0;
     if (relay->closing && !session->close_code)
@@ -139,13 +163,7 @@ session_write(struct relay *relay, struct session *session)
                          "\"expected {\\\"type\\\":\\\"ping\\\"}\"}}");
         rc = session_write_text(session, text, n);
     } else {
-        unsigned char *payload;
-        size_t len;
-        if (route_next(relay->route, &session->member, &payload, &len)) {
-            if (lws_write(session->wsi, payload, len, LWS_WRITE_TEXT) < (int)len)
-                return -1;
-            route_sent(relay->route, &session->member);
-        }
+        rc = session_write_ring(relay, session);
     }
     if (rc != 0)
         return -1;
