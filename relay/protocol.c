@@ -70,6 +70,9 @@ protocol_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                         lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
                             !lws_remaining_packet_payload(wsi));
         return 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        session_alive(relay, session);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return session_write(relay, session);
     default:

@@ -27,6 +27,17 @@ relay_lws_log(int level, const char *line)
         log_warn("event=lws message=\"%.*s\"", (int)len, line);
 }
 
+/* Once a second: the connections' ping and hang-up timing ([relay] ping_interval and
+ * ping_timeout), one walk over all of them (session_heartbeat). */
+static void
+relay_heartbeat(lws_sorted_usec_list_t *sul)
+{
+    struct relay *relay = lws_container_of(sul, struct relay, heartbeat);
+    relay->now_s = (uint32_t)(clock_mono_ms() / 1000);
+    session_heartbeat(relay);
+    lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat, RELAY_HEARTBEAT_US);
+}
+
 struct relay *
 relay_new(const struct config *cfg, char *err, size_t errlen)
 {
@@ -53,8 +64,11 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
 
     memcpy(relay->protocols, relay_protocols, sizeof relay->protocols);
     relay->protocols[0].tx_packet_size = (size_t)cfg->max_message + RELAY_FRAME_HEADER;
-    relay->retry.secs_since_valid_ping = (uint16_t)cfg->ping_interval;
-    relay->retry.secs_since_valid_hangup = (uint16_t)(cfg->ping_interval + cfg->ping_timeout);
+    /* No lws validity timers: lws keeps every timer in one sorted list, so one per connection
+     * makes each re-arm walk the list (quadratic in connections).  The heartbeat below does
+     * the same job with one timer. */
+    relay->retry.secs_since_valid_ping = 0;
+    relay->retry.secs_since_valid_hangup = 0;
 
     lws_set_log_level(LLL_ERR | LLL_WARN, relay_lws_log);
     struct lws_context_creation_info info;
@@ -78,6 +92,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     }
     if (ingress_start(relay, err, errlen) != 0 || listener_start(relay, err, errlen) != 0)
         goto fail;
+    relay_heartbeat(&relay->heartbeat);
     return relay;
 fail:
     relay_destroy(&relay);

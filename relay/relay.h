@@ -20,6 +20,7 @@
 #define RELAY_INGRESS_BATCH 1024      /* ZeroMQ messages read per turn before yielding */
 #define RELAY_SUB_HWM 100000          /* messages ZeroMQ queues for the relay before dropping */
 #define RELAY_CLOSE_GRACE_MS 1000     /* on stop, how long connections get to take their 1001 */
+#define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 
 struct relay {
     const struct config *cfg;
@@ -28,7 +29,10 @@ struct relay {
     struct route *route;
     struct lws_context *context;
     struct lws_vhost *vhost;
-    lws_retry_bo_t retry;          /* ping and hang-up timing for every connection */
+    lws_retry_bo_t retry;          /* lws's own validity timers: off (see heartbeat) */
+    struct session *sessions;      /* every WebSocket connection, for the heartbeat walk */
+    lws_sorted_usec_list_t heartbeat; /* once a second: ping the idle, drop the dead */
+    uint32_t now_s;                /* monotonic seconds, as of the last heartbeat */
     struct lws_protocols protocols[4]; /* relay_protocols with this config's sizes */
     void *zmq;
     void *sub;                     /* ZeroMQ SUB on [zmq] events */

@@ -33,6 +33,12 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
 {
     session->wsi = wsi;
     route_member_init(&session->member, session);
+    session->last_rx_s = relay->now_s;
+    session->prev = NULL;
+    session->next = relay->sessions;
+    if (relay->sessions)
+        relay->sessions->prev = session;
+    relay->sessions = session;
     session->id = ++relay->next_connection_id;
     relay->connections++;
     if (relay->connections > (uint64_t)relay->cfg->max_connections) {
@@ -68,6 +74,12 @@ session_fini(struct relay *relay, struct session *session)
     if (!session->wsi)
         return;
     route_detach(relay->route, &session->member);
+    if (session->prev)
+        session->prev->next = session->next;
+    else
+        relay->sessions = session->next;
+    if (session->next)
+        session->next->prev = session->prev;
     session->attached = 0;
     relay->connections--;
     session->wsi = NULL;
@@ -77,7 +89,7 @@ void
 session_receive(struct relay *relay, struct session *session, const void *in, size_t len,
                 int final)
 {
-    (void)relay;
+    session_alive(relay, session);
     if (session->close_code)
         return;
     if (!final || len > RELAY_CLIENT_MESSAGE_MAX) {
@@ -153,6 +165,11 @@ session_write(struct relay *relay, struct session *session)
                          "\"client_id\":\"%s\"}",
                          (int)getpid(), (unsigned long long)session->id, session->client_id);
         rc = session_write_text(session, text, n);
+    } else if (session->send_ping) {
+        session->send_ping = 0;
+        /* lws reports a pong to the protocol only when it carries a payload. */
+        unsigned char ping[LWS_PRE + 2] = {[LWS_PRE] = 't', [LWS_PRE + 1] = 'w'};
+        rc = lws_write(session->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 2 ? -1 : 0;
     } else if (session->send_pong) {
         session->send_pong = 0;
         rc = session_write_text(session, "{\"type\":\"pong\"}", 15);
@@ -167,9 +184,39 @@ session_write(struct relay *relay, struct session *session)
     }
     if (rc != 0)
         return -1;
-    if (session->send_pong || session->send_error || route_pending(&session->member))
+    if (session->send_ping || session->send_pong || session->send_error ||
+        route_pending(&session->member))
         lws_callback_on_writable(session->wsi);
     return 0;
+}
+
+void
+session_alive(struct relay *relay, struct session *session)
+{
+    session->last_rx_s = relay->now_s;
+    session->ping_sent = 0;
+}
+
+void
+session_heartbeat(struct relay *relay)
+{
+    /* One timer for all connections instead of one each (see relay.c): a walk of a few
+     * nanoseconds per connection, once a second. */
+    uint32_t ping = (uint32_t)relay->cfg->ping_interval;
+    uint32_t hangup = ping + (uint32_t)relay->cfg->ping_timeout;
+    for (struct session *s = relay->sessions; s; s = s->next) {
+        uint32_t silent = relay->now_s - s->last_rx_s;
+        if (silent >= hangup && !s->dead) {
+            s->dead = 1;
+            log_info("event=ws_dead connection=%llu silent_s=%u", (unsigned long long)s->id,
+                     silent);
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        } else if (silent >= ping && !s->ping_sent) {
+            s->ping_sent = 1;
+            s->send_ping = 1;
+            lws_callback_on_writable(s->wsi);
+        }
+    }
 }
 
 void

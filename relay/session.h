@@ -19,9 +19,12 @@ struct relay;
 struct session {
     struct lws *wsi;
     struct route_member member;
+    struct session *prev, *next;  /* the relay's connections (relay->sessions) */
     uint64_t id;
+    uint32_t last_rx_s;           /* relay->now_s when the peer last sent anything */
     uint16_t close_code;          /* non-zero: close with this code at the next write */
-    uint8_t send_connected, send_pong, send_error;
+    uint8_t send_connected, send_pong, send_error, send_ping;
+    uint8_t ping_sent, dead;
     uint8_t attached;
     char client_id[TOKEN_ID_SIZE];
 };
@@ -38,6 +41,13 @@ void session_receive(struct relay *relay, struct session *session, const void *i
 
 /* Per-message path: the connection is writeable; write one frame.  -1 to close. */
 int session_write(struct relay *relay, struct session *session);
+
+/* The peer sent a frame (a message or a pong): it is alive. */
+void session_alive(struct relay *relay, struct session *session);
+
+/* Once a second over every connection: ping one silent for [relay] ping_interval, drop one
+ * silent for ping_interval + ping_timeout. */
+void session_heartbeat(struct relay *relay);
 
 /* Route callbacks. */
 void session_wake(void *session);

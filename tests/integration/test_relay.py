@@ -140,30 +140,42 @@ def test_status_counts_connections_and_messages(stack):
     assert relay_status(stack)["client_ids"] == before["client_ids"]
 
 
-def test_dead_peer_is_dropped(request):
+def test_dead_peer_is_dropped_and_live_one_kept(request):
     """A browser that vanished without closing (no pong) is dropped after the ping interval
-    and timeout, so it holds no memory and no descriptor."""
+    and timeout, so it holds no memory and no descriptor; one that answers the pings stays,
+    however long it is quiet."""
     import base64
     import os
     import socket
     stack = start_stack(request, worker=False, relay_settings={"ping_interval": 1, "ping_timeout": 1})
     token = stack.session()["token"]
-    sock = socket.create_connection(("127.0.0.1", stack.relay_port), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = sock.recv(4096)
-    assert head.startswith(b"HTTP/1.1 101")
-    assert relay_status(stack)["connections"] == 1
-    # Read (so the kernel buffer never fills) but never answer: pings go unanswered.
-    sock.settimeout(8)
-    received = b""
-    while True:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        received += chunk
-    assert b"\x89" in received  # the relay pinged before giving up
-    wait_for(lambda: relay_status(stack)["connections"] == 0, 5, "the relay to forget the peer")
-    sock.close()
+
+    def vanished_peer():
+        sock = socket.create_connection(("127.0.0.1", stack.relay_port), timeout=5)
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        assert relay_status(stack)["connections"] == 2
+        # Read (so the kernel buffer never fills) but never answer: pings go unanswered.
+        sock.settimeout(8)
+        received = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+        sock.close()
+        assert b"\x89" in received  # the relay pinged before giving up
+        wait_for(lambda: relay_status(stack)["connections"] == 1, 5, "the relay to forget the peer")
+
+    async def go():
+        live, _ = await connect(stack, stack.session()["token"], direct=True)
+        await asyncio.to_thread(vanished_peer)  # the live client answers pings meanwhile
+        await live.send('{"type":"ping"}')
+        assert (await recv_json(live))["type"] == "pong"
+        await live.close()
+
+    run(go())
