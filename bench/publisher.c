@@ -181,8 +181,9 @@ publisher_new(const char *spec, int conns, int epfd, char *err, size_t errlen)
         goto fail;
     }
     pub->epfd = epfd;
-    if (!strncmp(spec, "zmq:", 4) || !strncmp(spec, "pushpin:", 8)) {
-        int is_push = spec[0] == 'p';
+    if (!strncmp(spec, "zmq:", 4) || !strncmp(spec, "zmqbind:", 8) ||
+        !strncmp(spec, "pushpin:", 8)) {
+        int is_push = spec[0] == 'p', bind = !strncmp(spec, "zmqbind:", 8);
         pub->kind = is_push ? KIND_PUSHPIN : KIND_ZMQ;
         const char *endpoint = strchr(spec, ':') + 1;
         int hwm = is_push ? 10000 : 0, linger = 0;
@@ -193,7 +194,8 @@ publisher_new(const char *spec, int conns, int epfd, char *err, size_t errlen)
         if (!pub->zmq_socket ||
             zmq_setsockopt(pub->zmq_socket, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
             zmq_setsockopt(pub->zmq_socket, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-            zmq_connect(pub->zmq_socket, endpoint) != 0) {
+            (bind ? zmq_bind(pub->zmq_socket, endpoint)
+                  : zmq_connect(pub->zmq_socket, endpoint)) != 0) {
             snprintf(err, errlen, "%s: %s", endpoint, zmq_strerror(zmq_errno()));
             goto fail;
         }

@@ -2,6 +2,7 @@
  *
  * One publisher per run, chosen by a spec string:
  *   zmq:ENDPOINT       ZeroMQ PUB, two frames [client id][payload]   (taskwire's publish endpoint)
+ *   zmqbind:ENDPOINT   the same PUB, bound: relays connect to it as to a worker pool's events
  *   pushpin:ENDPOINT   ZeroMQ PUSH, one tnetstring publish item per message (Pushpin's PULL input)
  *   http:HOST:PORT/PATH   HTTP/1.1 POST of the payload, "{id}" in PATH replaced by the client id,
  *                      over up to PUBLISHER_HTTP_CONNS keep-alive connections, one request in

@@ -215,8 +215,15 @@ class Peer:
 
 
 class Taskwire(Peer):
+    """Relays and a worker pool.  The publisher stands in for the pool's publishing side: it
+    binds the PUB that the relays' SUB connect to ([zmq] events), as a worker pool does, so
+    each message takes one hop into the server, as with the peers' inputs.  TaskwireProxy
+    publishes through the pool's XSUB/XPUB proxy instead ([zmq] publish: the operators' inject
+    path), one hop more."""
+
     name = "taskwire"
     label = "taskwire"
+    direct = True
 
     def __init__(self, tmp, build, relays=1):
         super().__init__(tmp)
@@ -225,13 +232,21 @@ class Taskwire(Peer):
         self.port = free_port()
         self.publish = free_port()
         self.events = free_port()
+        self.direct_events = free_port()
         self.tasks = free_port()
         self.secret = os.path.join(self.tmp, "secret")
         self.config = os.path.join(self.tmp, "taskwire.conf")
+        self.relay_config = os.path.join(self.tmp, "relay.conf")
         with open(self.secret, "wb") as f:
             f.write(secrets.token_bytes(32))
         os.chmod(self.secret, 0o600)
-        with open(self.config, "w") as f:
+        self.write_config(self.config, self.events)
+        self.write_config(self.relay_config, self.direct_events if self.direct else self.events)
+        self.worker = None
+        self.relay_procs = []
+
+    def write_config(self, path, events):
+        with open(path, "w") as f:
             f.write(f"""[log]
 level = warn
 [store]
@@ -241,14 +256,12 @@ secret_file = {self.secret}
 [zmq]
 tasks = tcp://127.0.0.1:{self.tasks}
 publish = tcp://127.0.0.1:{self.publish}
-events = tcp://127.0.0.1:{self.events}
+events = tcp://127.0.0.1:{events}
 [relay]
 listen = 127.0.0.1
 port = {self.port}
 max_connections = 100000
 """)
-        self.worker = None
-        self.relay_procs = []
 
     def start(self):
         self.worker = Procs.start([os.path.join(self.build, "taskwire-worker"), "-c", self.config],
@@ -256,7 +269,7 @@ max_connections = 100000
         self.procs.append(self.worker)
         wait_port(self.publish, self.worker, what="taskwire-worker")
         for i in range(self.relays):
-            p = Procs.start([os.path.join(self.build, "taskwire-relay"), "-c", self.config],
+            p = Procs.start([os.path.join(self.build, "taskwire-relay"), "-c", self.relay_config],
                             self.log(f"relay{i}"), cpu=SERVER_CPU)
             self.procs.append(p)
             self.relay_procs.append(p)
@@ -274,7 +287,15 @@ max_connections = 100000
                 "--ready", "first-frame"]
 
     def pub_args(self):
+        if self.direct:
+            return ["--pub", f"zmqbind:tcp://127.0.0.1:{self.direct_events}"]
         return ["--pub", f"zmq:tcp://127.0.0.1:{self.publish}"]
+
+
+class TaskwireProxy(Taskwire):
+    name = "taskwire-proxy"
+    label = "taskwire via proxy"
+    direct = False
 
 
 class Pushpin(Peer):
@@ -449,12 +470,12 @@ class SocketIO(Peer):
         return ["--pub", f"line:127.0.0.1:{self.input}"]
 
 
-PEERS = {"taskwire": Taskwire, "pushpin": Pushpin, "nchan": Nchan, "socketio": SocketIO}
+PEERS = {"taskwire": Taskwire, "taskwire-proxy": TaskwireProxy, "pushpin": Pushpin, "nchan": Nchan, "socketio": SocketIO}
 
 
 def make_peer(name, args, tmp, **kw):
-    if name == "taskwire":
-        return Taskwire(tmp, args.build, **kw)
+    if name.startswith("taskwire"):
+        return PEERS[name](tmp, args.build, **kw)
     return PEERS[name](tmp)
 
 
@@ -593,6 +614,8 @@ class Bench:
     def idle(self, names, runs):
         print(f"idle: server RSS with 0 and {IDLE_CONNS} idle connections", flush=True)
         for name in names:
+            if name == "taskwire-proxy":  # the same processes as taskwire when idle
+                continue
             for i in range(runs):
                 self.record("idle", name, self.with_peer(
                     name, lambda peer: self.idle_once(peer, IDLE_CONNS, f"{name}-idle{i}")))
@@ -809,7 +832,7 @@ class Report:
                 self.targets.append(("p99 at half the max rate < 5 ms", f"{ms(p99)} ms",
                                      p99 < 5000))
                 for n in self.names:
-                    if n != "taskwire" and res["rate"].get(n):
+                    if n in PEERS and not n.startswith("taskwire") and res["rate"].get(n):
                         q = med(res["rate"][n], "lat_us", "p99")
                         self.targets.append((f"p99 lower than {self.labels[n]}",
                                              f"{ms(p99)} vs {ms(q)} ms", p99 < q))
@@ -842,7 +865,7 @@ class Report:
                              "" if n == "taskwire" else self.ratio(tw, v))
             L.append("")
             peers = [med(res["idle"][n], "bytes_per_conn") for n in self.names
-                     if n != "taskwire" and res["idle"].get(n)]
+                     if not n.startswith("taskwire") and res["idle"].get(n)]
             if peers and tw == tw:
                 best = min(peers)
                 self.targets.append(("idle bytes/connection <= 1/2 of the best peer",
@@ -897,8 +920,10 @@ def conditions(args):
         f"publisher, wrk and Pushpin's origin on core {CLIENT_CPU}.",
         f"- Medians of {args.runs} runs; each run uses fresh client ids, {PAYLOAD}-byte JSON "
         "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to frame "
-        "parsed by the client, through each server's own publish input (taskwire: ZeroMQ PUB "
-        "into the worker's XSUB/XPUB proxy; Pushpin: ZeroMQ PUSH of publish items; nchan: HTTP "
+        "parsed by the client, through each server's own publish input (taskwire: a ZeroMQ PUB "
+        "that the relay's SUB connects to, as to a worker pool's events endpoint; \"taskwire via "
+        "proxy\": ZeroMQ PUB into the worker pool's XSUB/XPUB proxy, the operators' inject path, "
+        "one hop more; Pushpin: ZeroMQ PUSH of publish items; nchan: HTTP "
         "POST over 64 keep-alive connections; Socket.IO: TCP lines into io.to(room).emit).",
         f"- Flat out = as fast as the server takes it with at most {FLAT_WINDOW:,} deliveries "
         "outstanding; 2 s warm-up, 10 s measured. \"lost\" counts measured messages that never "
@@ -970,7 +995,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="5 s fan-out against taskwire only")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--peers", default="taskwire,pushpin,nchan,socketio")
+    ap.add_argument("--peers", default="taskwire,taskwire-proxy,pushpin,nchan,socketio")
     ap.add_argument("--scenarios", default="fanout,rate,broadcast,idle,scale,submit")
     ap.add_argument("--build", default=os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
