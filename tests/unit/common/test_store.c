@@ -34,8 +34,8 @@ teardown(void **state)
     store_destroy(&store);
     assert_null(store);
     char file[300];
-    const char *suffixes[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
+    const char *suffixes[] = {"", "-wal", "-shm", "-queue"};
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
         snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
         unlink(file);
     }
