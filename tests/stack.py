@@ -32,6 +32,7 @@ CHECKSUM = os.path.join(ROOT, "conf", "types", "checksum")
 START_TIMEOUT = 20.0  # seconds for one part of the stack to answer
 STOP_TIMEOUT = 10.0  # seconds for one process to exit after SIGTERM before it gets SIGKILL
 FINAL = ("succeeded", "failed", "cancelled")
+MAX_BODY = 65536  # [http] max_body of every stack (nginx's client_max_body_size matches it)
 
 # Sanitizer settings for every process (the FastCGI handler gets them through lighttpd's
 # bin-copy-environment).  The handler leaves with _exit() when stopped while idle, so leak
@@ -254,8 +255,69 @@ class ApacheCgi(Apache):
     site = "taskwire-cgi.conf"
 
 
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes 1;
+pid "{tmp}/nginx.pid";
+error_log "{tmp}/nginx-error.log" warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    include /etc/nginx/mime.types;
+    access_log "{tmp}/nginx-access.log";
+    client_body_temp_path "{tmp}/nginx-temp/body";
+    proxy_temp_path "{tmp}/nginx-temp/proxy";
+    fastcgi_temp_path "{tmp}/nginx-temp/fastcgi";
+    uwsgi_temp_path "{tmp}/nginx-temp/uwsgi";
+    scgi_temp_path "{tmp}/nginx-temp/scgi";
+    server {{
+        listen 127.0.0.1:{http_port};
+        server_name 127.0.0.1;
+        set $taskwire_www "{tree}/www";
+        set $taskwire_fcgi "unix:{tmp}/fcgi.sock";
+        set $taskwire_relay "127.0.0.1:{relay_port}";
+        client_max_body_size {max_body};
+        include "{root}/conf/nginx/taskwire.conf";
+    }}
+}}
+"""
+
+
+class Nginx:
+    """nginx with the shipped conf/nginx/taskwire.conf included in a server block, and
+    spawn-fcgi (a process of its own, "nginx-fcgi") running the handler on a unix socket, as
+    an operator would set them up.  Started as the web server's user when the tests run as
+    root, like Apache."""
+
+    name = "nginx"
+    run_as = "www-data"
+
+    def __init__(self, stack):
+        self.stack = stack
+
+    def helpers(self):
+        """The processes that run beside the web server: {name: command}."""
+        settings = self.stack.settings()
+        socket_path = os.path.join(settings["tmp"], "fcgi.sock")
+        handler = os.path.join(settings["build"], "taskwire.fcgi")
+        return {"nginx-fcgi": ["spawn-fcgi", "-n", "-s", socket_path, "-M", "0600", "--",
+                               handler, "-c", settings["fcgi_config"]]}
+
+    def command(self):
+        os.makedirs(os.path.join(self.stack.tmp, "nginx-temp"), exist_ok=True)
+        path = os.path.join(self.stack.tmp, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(NGINX_CONF.format(root=ROOT, max_body=MAX_BODY,
+                                      **self.stack.settings()))
+        self.stack.hand_over()
+        return ["nginx", "-p", self.stack.tmp, "-c", path,
+                "-e", os.path.join(self.stack.tmp, "nginx-error.log")]
+
+
 SERVERS = {"lighttpd": Lighttpd, "lighttpd-dropin": LighttpdDropin, "apache": Apache,
-           "apache-cgi": ApacheCgi}
+           "apache-cgi": ApacheCgi, "nginx": Nginx}
 
 
 class Stack:
@@ -377,7 +439,7 @@ class Stack:
             "auth": {"secret_file": self.secret_path, "token_ttl": 3600},
             "zmq": {"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
                     "events": self.events_endpoint},
-            "http": {"max_body": 65536},
+            "http": {"max_body": MAX_BODY},
             "worker": dict({"concurrency": 2, "progress_interval_ms": 50, "scan_interval_ms": 200,
                             "heartbeat_ms": 200, "stale_after_ms": 1500, "cancel_grace_ms": 500},
                            **worker_settings),
@@ -429,10 +491,18 @@ class Stack:
     def start_server(self):
         """Start the web server and wait until the FastCGI handler answers through it."""
         self._binary("taskwire.fcgi")
+        names = [self.server.name]
         self._spawn(self.server.name, self.server.command())
+        # Processes a server needs beside it (nginx: spawn-fcgi), stopped like the others.
+        helpers = self.server.helpers() if hasattr(self.server, "helpers") else {}
+        for name, command in helpers.items():
+            self._spawn(name, command)
+            names.append(name)
         wait_for(lambda: http_status(self.http + "/api/task-types") == 200 or
-                 self._died(self.server.name), START_TIMEOUT, "the web server and the FastCGI handler")
-        self._check_running(self.server.name)
+                 any(self._died(name) for name in names), START_TIMEOUT,
+                 "the web server and the FastCGI handler")
+        for name in names:
+            self._check_running(name)
 
     def _died(self, name):
         process = self.processes.get(name)

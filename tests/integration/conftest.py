@@ -48,7 +48,7 @@ def start_stack(request, **kwargs):
 
 # The web servers every module using the `stack` fixture runs behind: the same tests, once per
 # server.  TASKWIRE_SERVERS=lighttpd narrows it for a quick local run.
-WEB_SERVERS = os.environ.get("TASKWIRE_SERVERS", "lighttpd,apache,apache-cgi").split(",")
+WEB_SERVERS = os.environ.get("TASKWIRE_SERVERS", "lighttpd,apache,apache-cgi,nginx").split(",")
 
 
 @pytest.fixture(scope="module", params=WEB_SERVERS)
