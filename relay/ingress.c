@@ -13,13 +13,19 @@
 int
 ingress_init(struct relay *relay, char *err, size_t errlen)
 {
-    int hwm = RELAY_SUB_HWM, linger = 0;
+    /* Outbound, a SUB carries only subscriptions, and on every reconnect (a worker pool
+     * restarted) it sends all of them again, queued behind any made while it was away.
+     * ZeroMQ's default limit of 1,000 queued messages silently dropped the rest: a relay with
+     * more client ids than that stopped hearing from most of them.  Their number is bounded
+     * by [relay] max_connections, so the queue is left unlimited. */
+    int hwm = RELAY_SUB_HWM, subscriptions_hwm = 0, linger = 0;
     int fd = -1;
     size_t size = sizeof fd;
     relay->sub_fd = -1;
     relay->zmq = zmq_ctx_new();
     relay->sub = relay->zmq ? zmq_socket(relay->zmq, ZMQ_SUB) : NULL;
     if (!relay->sub || zmq_setsockopt(relay->sub, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(relay->sub, ZMQ_SNDHWM, &subscriptions_hwm, sizeof subscriptions_hwm) != 0 ||
         zmq_setsockopt(relay->sub, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
         zmq_connect(relay->sub, relay->cfg->events_endpoint) != 0 ||
         zmq_getsockopt(relay->sub, ZMQ_FD, &fd, &size) != 0) {

@@ -2,12 +2,16 @@
 garbage on the ZeroMQ wire."""
 import asyncio
 import os
+import secrets
+import time
 
 import pytest
 import websockets
 import zmq
 
-from conftest import connect, deliverable, relay_status, run, start_stack, task_events, wait_for
+from conftest import (connect, deliverable, publisher, relay_status, run, start_stack, task_events,
+                      wait_for)
+from test_fcgi import signed
 from test_pipeline import pid_alive
 
 
@@ -136,6 +140,47 @@ def test_killed_relay_comes_back(stack):
         await ws2.close()
         return events
     assert run(go())[-1]["event"] == "succeeded"
+
+
+def test_relay_hears_every_client_id_after_the_pool_restarts(request):
+    """When the worker pool comes back, the relay's subscriptions all reach it again, however
+    many client ids it serves (ZeroMQ's default queue of 1,000 once dropped the rest: most
+    pages stopped getting events until they reconnected)."""
+    count = 1500
+    stack = start_stack(request, relay_settings={"max_connections": 2000})
+    ids = [secrets.token_hex(16) for _ in range(count)]
+    expires = int(time.time()) + 600
+    tokens = [signed(stack, {"sub": i, "exp": expires}) for i in ids]
+
+    async def go():
+        sockets = [(await connect(stack, token, direct=True))[0] for token in tokens]
+        heard = set()
+
+        async def listen(index):
+            await sockets[index].recv()
+            heard.add(index)
+
+        readers = [asyncio.create_task(listen(i)) for i in range(count)]
+        stack.kill_worker()
+        stack.start_worker()
+        pub = publisher(stack)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        try:
+            while len(heard) < count and loop.time() < deadline:
+                for i in range(count):
+                    if i not in heard:
+                        await pub.send_multipart([ids[i].encode(), b'{"type":"probe"}'])
+                await asyncio.sleep(0.2)
+        finally:
+            pub.close(0)
+            for reader in readers:
+                reader.cancel()
+            for ws in sockets:
+                await ws.close()
+        return count - len(heard)
+    deaf = run(go(), timeout=90)
+    assert deaf == 0, f"{deaf} of {count} client ids heard nothing after the pool restarted"
 
 
 def test_garbage_on_the_wire_breaks_nothing(stack):
