@@ -21,6 +21,28 @@
 #define SESSION_CLOSE_TRY_LATER 1013
 #define SESSION_CLOSE_INTERNAL 1011
 
+/* The reason text sent with each close code. */
+static const struct {
+    uint16_t code;
+    const char *reason;
+} session_close_reasons[] = {
+    {SESSION_CLOSE_UNAUTHORIZED, "unauthorized"},
+    {SESSION_CLOSE_LAGGING, "lagging"},
+    {SESSION_CLOSE_TOO_BIG, "message too big"},
+    {SESSION_CLOSE_TRY_LATER, "too many connections"},
+    {SESSION_CLOSE_INTERNAL, "internal error"},
+    {LWS_CLOSE_STATUS_GOINGAWAY, "going away"},
+};
+
+static const char *
+session_close_reason(uint16_t code)
+{
+    for (size_t i = 0; i < sizeof session_close_reasons / sizeof session_close_reasons[0]; i++)
+        if (session_close_reasons[i].code == code)
+            return session_close_reasons[i].reason;
+    return "";
+}
+
 static void
 session_close_later(struct session *session, uint16_t code)
 {
@@ -150,10 +172,7 @@ session_write(struct relay *relay, struct session *session)
     if (relay->closing && !session->close_code)
         session->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
     if (session->close_code) {
-        static const char *const reasons[] = {"unauthorized", "lagging", "going away"};
-        const char *reason = session->close_code == SESSION_CLOSE_UNAUTHORIZED ? reasons[0]
-                             : session->close_code == SESSION_CLOSE_LAGGING    ? reasons[1]
-                                                                               : reasons[2];
+        const char *reason = session_close_reason(session->close_code);
         lws_close_reason(session->wsi, (enum lws_close_status)session->close_code,
                          (unsigned char *)reason, strlen(reason));
         return -1;

@@ -43,7 +43,7 @@ def test_bad_token_is_closed_4001(stack, kind, direct):
             await asyncio.wait_for(ws.recv(), 5)
         return closed.value
     closed = run(go())
-    assert closed.code == 4001
+    assert (closed.code, closed.reason) == (4001, "unauthorized")
     relay_log = open(f"{stack.tmp}/relay.log").read()
     if token:
         assert token not in relay_log
@@ -69,7 +69,7 @@ def test_ping_pong_and_bad_messages(stack):
         await ws.send("x" * 1024)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
-        assert closed.value.code == 1009
+        assert (closed.value.code, closed.value.reason) == (1009, "message too big")
     run(go())
 
 
