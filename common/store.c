@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -122,6 +123,15 @@ struct store {
  * SQLite for its writer lock: the kernel wakes the next one the moment the lock is free,
  * where SQLite's busy handler would poll with sleeps of up to 100 ms (second-long waits under
  * load).  Advisory, and only an ordering: without it, the busy handler still decides. */
+/* The database file's permission bits (0600 when it cannot be read), for the files beside it:
+ * whoever may write the database may take a turn. */
+static mode_t
+store_file_mode(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (st.st_mode & 0666) : 0600;
+}
+
 static void
 store_queue_enter(struct store *store)
 {
@@ -184,7 +194,7 @@ store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
     sqlite3_busy_timeout(store->db, busy_timeout_ms);
     char queue_path[4096];
     if (snprintf(queue_path, sizeof queue_path, "%s-queue", path) < (int)sizeof queue_path)
-        store->queue_fd = open(queue_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        store->queue_fd = open(queue_path, O_RDWR | O_CREAT | O_CLOEXEC, store_file_mode(path));
     char *message = NULL;
     if (sqlite3_exec(store->db, store_schema, NULL, NULL, &message) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path, message ? message : "cannot create the schema");
