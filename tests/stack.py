@@ -185,8 +185,13 @@ class Lighttpd:
 
     def command(self):
         path = os.path.join(self.stack.tmp, "lighttpd.conf")
+        text = self.template.format(root=ROOT, **self.stack.settings())
+        if not self.stack.websocket:
+            upgrade = '    proxy.header = ("upgrade" => "enable")\n'
+            assert upgrade in text, "this lighttpd config cannot drop the upgrade"
+            text = text.replace(upgrade, "")
         with open(path, "w") as f:
-            f.write(self.template.format(root=ROOT, **self.stack.settings()))
+            f.write(text)
         return ["lighttpd", "-D", "-f", path]
 
 
@@ -325,10 +330,13 @@ class Stack:
 
     worker: start a worker with the stack.  worker_settings / relay_settings: [worker] and
     [relay] keys that replace the test defaults.  fcgi_tasks: a [zmq] tasks endpoint for the
-    FastCGI handler alone (the tests use a dead one to take the handler's nudges away)."""
+    FastCGI handler alone (the tests use a dead one to take the handler's nudges away).
+    websocket=False (lighttpd only): /ws is proxied without the upgrade, as by a proxy that
+    strips it, so a page cannot open a WebSocket through the web server."""
 
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
-                 relay_settings=None, fcgi_tasks=None):
+                 relay_settings=None, fcgi_tasks=None, websocket=True):
+        self.websocket = websocket
         self.build = os.path.abspath(build or os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
         self.tmp = tempfile.mkdtemp(prefix="taskwire-test-")
         os.chmod(self.tmp, 0o700)
@@ -664,6 +672,8 @@ def main():
     parser = argparse.ArgumentParser(description="Start a taskwire stack on free loopback ports.")
     parser.add_argument("--server", choices=sorted(SERVERS), default="lighttpd")
     parser.add_argument("--no-worker", action="store_true", help="start without a worker")
+    parser.add_argument("--no-websocket", action="store_true",
+                        help="lighttpd proxies /ws without the upgrade (WebSockets fail)")
     args = parser.parse_args()
 
     def finish(*_):
@@ -671,7 +681,8 @@ def main():
 
     signal.signal(signal.SIGTERM, finish)
     signal.signal(signal.SIGINT, finish)
-    with Stack(server=args.server, worker=not args.no_worker) as stack:
+    with Stack(server=args.server, worker=not args.no_worker,
+               websocket=not args.no_websocket) as stack:
         print(json.dumps({"http": stack.http + "/", "relay": stack.relay_ws,
                           "relay_http": stack.relay_http, "events": stack.events_endpoint,
                           "publish": stack.publish_endpoint, "tasks": stack.tasks_endpoint,
