@@ -1,0 +1,304 @@
+// The task monitor (www/index.html) and its client library (www/taskwire.js) in a real
+// Chromium, against a real stack (tests/stack.py: lighttpd, the FastCGI handler, the relay and
+// a worker on free loopback ports).  Every test saves a screenshot under tests/screenshots/
+// and prints its path.  Run: make test-browser (or TASKWIRE_BUILD=... node --test here).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const SHOTS = path.join(ROOT, 'tests', 'screenshots');
+const STEP = 20000; // ms: the bound on any one thing a test waits for
+let browser;
+
+// ---- the stack, as a child process ----
+
+function startStack(extra = []) {
+  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'tests', 'stack.py'), ...extra], {
+    cwd: ROOT, env: process.env, stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = [];
+  const waiting = [];
+  readline.createInterface({ input: child.stdout }).on('line', (line) => {
+    lines.push(line);
+    for (const w of waiting.splice(0)) w();
+  });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  async function nextLine(predicate, what) {
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      const found = lines.find(predicate);
+      if (found) { lines.splice(lines.indexOf(found), 1); return JSON.parse(found); }
+      if (child.exitCode !== null) throw new Error(`stack.py exited while waiting for ${what}`);
+      if (Date.now() > deadline) throw new Error(`stack.py: no ${what} within 60 s`);
+      await new Promise((resolve) => { waiting.push(resolve); setTimeout(resolve, 200); });
+    }
+  }
+  return nextLine((l) => l.includes('"http"'), 'start').then((info) => ({
+    info,
+    async command(cmd) {
+      child.stdin.write(`${cmd}\n`);
+      await nextLine((l) => { try { return JSON.parse(l).done === cmd; } catch (e) { return false; } },
+        `"${cmd}"`);
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
+      await exited;
+      clearTimeout(timer);
+    },
+  }));
+}
+
+/** Run fn(stack) with a stack that is stopped afterwards, also when fn fails. */
+async function withStack(extra, fn) {
+  const stack = await startStack(extra);
+  try {
+    await fn(stack);
+  } finally {
+    await stack.stop();
+  }
+}
+
+// ---- pages ----
+
+async function open(context, url) {
+  const page = await context.newPage();
+  page.errors = [];
+  page.on('pageerror', (e) => page.errors.push(e));
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: STEP });
+  return page;
+}
+
+async function connection(page, state) {
+  await page.waitForSelector(`#connection[data-state="${state}"]`, { timeout: STEP });
+}
+
+async function startTask(page, { duration = 3000, steps = 10, name }) {
+  await page.selectOption('#task-type', 'sleep');
+  await page.fill('#param-duration_ms', String(duration));
+  await page.fill('#param-steps', String(steps));
+  await page.fill('#task-name', name);
+  await page.click('#submit');
+  const item = page.locator('.task', { has: page.locator('.task-name', { hasText: name }) });
+  await item.waitFor({ timeout: STEP });
+  return item.getAttribute('data-task-id');
+}
+
+function card(page, id) {
+  return page.locator(`.task[data-task-id="${id}"]`);
+}
+
+async function waitStatus(page, id, status, timeout = STEP) {
+  await page.waitForSelector(`.task[data-task-id="${id}"][data-status="${status}"]`, { timeout });
+}
+
+/** Wait until the task's bar shows a value strictly between 0 and 100: it moves. */
+async function waitMidway(page, id) {
+  await page.waitForFunction((taskId) => {
+    const bar = document.querySelector(`.task[data-task-id="${taskId}"] [role="progressbar"]`);
+    const value = bar ? Number(bar.getAttribute('aria-valuenow')) : 0;
+    return value > 0 && value < 100;
+  }, id, { timeout: STEP, polling: 50 });
+}
+
+async function progress(page, id) {
+  return Number(await card(page, id).locator('[role="progressbar"]').getAttribute('aria-valuenow'));
+}
+
+async function screenshot(page, name) {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  console.log(`screenshot: ${file}`);
+}
+
+function noPageErrors(...pages) {
+  for (const page of pages) assert.deepEqual(page.errors.map(String), [], 'uncaught errors in the page');
+}
+
+/** The task as the REST API has it, read with the page's own token. */
+async function restTask(page, base, id) {
+  const token = await page.evaluate(() => {
+    const raw = sessionStorage.getItem('taskwire.session') || localStorage.getItem('taskwire.session');
+    return JSON.parse(raw).token;
+  });
+  const response = await fetch(`${base}api/tasks/${id}`, { headers: { Authorization: `Bearer ${token}` } });
+  return response.json();
+}
+
+async function until(what, check, timeout = STEP) {
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+// ---- the tests ----
+
+test('a sleep task started from the form climbs to 100% and succeeds', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    const context = await browser.newContext();
+    try {
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      const id = await startTask(page, { duration: 3000, steps: 10, name: 'climb' });
+      await waitMidway(page, id);
+      await waitStatus(page, id, 'succeeded');
+      assert.equal(await progress(page, id), 100);
+      assert.match(await card(page, id).locator('.percent').textContent(), /100%/);
+      assert.equal(await card(page, id).locator('.cancel').isVisible(), false);
+      await screenshot(page, '1-task-succeeds');
+      noPageErrors(page);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+test('two browsers never see each other\'s tasks', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    const one = await browser.newContext();
+    const two = await browser.newContext();
+    try {
+      const a = await open(one, info.http);
+      const b = await open(two, info.http);
+      await Promise.all([connection(a, 'connected'), connection(b, 'connected')]);
+      const idA = await startTask(a, { duration: 1000, steps: 4, name: 'alpha only' });
+      const idB = await startTask(b, { duration: 1000, steps: 4, name: 'beta only' });
+      await Promise.all([waitStatus(a, idA, 'succeeded'), waitStatus(b, idB, 'succeeded')]);
+      await a.reload();
+      await b.reload();
+      await Promise.all([connection(a, 'connected'), connection(b, 'connected')]);
+      await a.waitForSelector(`.task[data-task-id="${idA}"]`, { timeout: STEP });
+      await b.waitForSelector(`.task[data-task-id="${idB}"]`, { timeout: STEP });
+      assert.equal(await a.locator('.task').count(), 1);
+      assert.equal(await b.locator('.task').count(), 1);
+      assert.equal(await card(a, idB).count(), 0);
+      assert.equal(await card(b, idA).count(), 0);
+      assert.notEqual(await a.textContent('#client-id'), await b.textContent('#client-id'));
+      await screenshot(a, '2-private-a');
+      await screenshot(b, '2-private-b');
+      noPageErrors(a, b);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+});
+
+test('two tabs sharing an identity both show the same task live', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    const context = await browser.newContext();
+    try {
+      const first = await open(context, info.http);
+      await connection(first, 'connected');
+      await first.check('#share-identity');
+      await connection(first, 'connected');
+      const second = await open(context, info.http);
+      await connection(second, 'connected');
+      assert.equal(await second.isChecked('#share-identity'), true);
+      assert.equal(await second.textContent('#client-id'), await first.textContent('#client-id'));
+      const id = await startTask(first, { duration: 3000, steps: 10, name: 'seen twice' });
+      await waitMidway(second, id); // live in the other tab, not only after the fact
+      await Promise.all([waitStatus(first, id, 'succeeded'), waitStatus(second, id, 'succeeded')]);
+      assert.equal(await progress(second, id), 100);
+      await screenshot(second, '3-shared-second-tab');
+      noPageErrors(first, second);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+test('with the relay stopped mid-task the page reconnects and shows the true final state', { timeout: 120000 }, async () => {
+  await withStack([], async (stack) => {
+    const context = await browser.newContext();
+    try {
+      const page = await open(context, stack.info.http);
+      await page.evaluate(() => { window.notReloaded = true; });
+      await connection(page, 'connected');
+      const id = await startTask(page, { duration: 5000, steps: 10, name: 'outlives the relay' });
+      await waitMidway(page, id);
+      await stack.command('stop relay');
+      await connection(page, 'reconnecting');
+      assert.match(await page.textContent('#connection-text'), /Reconnecting in \d+ s/);
+      await screenshot(page, '4-reconnecting');
+      // The task finishes while the page cannot hear it ...
+      await until('the task to succeed in the store',
+        async () => (await restTask(page, stack.info.http, id)).status === 'succeeded');
+      assert.notEqual(await card(page, id).getAttribute('data-status'), 'succeeded');
+      // ... and the page shows it once the relay is back, without a reload.
+      await stack.command('start relay');
+      await connection(page, 'connected');
+      await waitStatus(page, id, 'succeeded');
+      assert.equal(await progress(page, id), 100);
+      assert.equal(await page.evaluate(() => window.notReloaded), true);
+      await screenshot(page, '4-after-reconnect');
+      noPageErrors(page);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+test('a running task is cancelled from the page', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    const context = await browser.newContext();
+    try {
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      const id = await startTask(page, { duration: 30000, steps: 30, name: 'to cancel' });
+      await waitStatus(page, id, 'running');
+      await waitMidway(page, id);
+      await card(page, id).getByRole('button', { name: 'Cancel to cancel' }).click();
+      await waitStatus(page, id, 'cancelled');
+      assert.ok(await progress(page, id) < 100);
+      assert.equal(await card(page, id).locator('.cancel').isVisible(), false);
+      await screenshot(page, '5-cancelled');
+      noPageErrors(page);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+test('with WebSockets blocked the page polls and still shows progress', { timeout: 90000 }, async () => {
+  await withStack(['--no-websocket'], async ({ info }) => {
+    const context = await browser.newContext();
+    try {
+      const page = await open(context, `${info.http}?backoffInitialMs=300&pollIntervalMs=400`);
+      await connection(page, 'polling');
+      assert.match(await page.textContent('#connection-text'), /Polling/);
+      const id = await startTask(page, { duration: 4000, steps: 8, name: 'polled' });
+      await waitMidway(page, id);
+      await waitStatus(page, id, 'succeeded');
+      assert.equal(await progress(page, id), 100);
+      assert.equal(await page.getAttribute('#connection', 'data-state'), 'polling');
+      await screenshot(page, '6-polling');
+      noPageErrors(page);
+    } finally {
+      await context.close();
+    }
+  });
+});

@@ -1,0 +1,370 @@
+// taskwire.js: the browser client for taskwire.  An ES module with no dependencies.
+//
+//   import { Taskwire } from '/taskwire.js';
+//   const tw = new Taskwire();                 // same origin: /api/ and /ws
+//   tw.on('task', (task) => render(task));     // every new state of every task, in seq order
+//   tw.on('status', (s) => show(s.state));     // connecting, connected, reconnecting, polling, offline
+//   tw.start();
+//   await tw.submit('sleep', { duration_ms: 3000, steps: 10 }, 'a label');
+//
+// The WebSocket is the fast path, the REST API the truth: after every (re)connect the client
+// lists its tasks over REST and merges them with what arrives live, by each task's seq, so a
+// page that missed events while disconnected still ends at each task's real state, and a
+// stale message never overwrites a newer one.  When no WebSocket can be opened at all (a proxy
+// that strips the upgrade) it polls the REST API and keeps trying the WebSocket behind it.
+// See docs/CLIENT.md.
+
+const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
+const SESSION_KEY = 'taskwire.session';
+const RENEW_BEFORE_S = 60; // get a new session when the token expires within this
+
+const DEFAULTS = {
+  base: '',                 // URL prefix of /api/ and /ws (same origin by default)
+  identity: 'tab',          // 'tab': sessionStorage, one identity per tab; 'shared': localStorage
+  backoffInitialMs: 1000,   // first reconnect delay, doubling each failed attempt ...
+  backoffMaxMs: 30000,      // ... up to this; each delay is jittered down by up to half
+  stableMs: 10000,          // a connection up this long resets the backoff
+  pingIntervalMs: 15000,    // a {"type":"ping"} this often while connected ...
+  pingTimeoutMs: 10000,     // ... and no message at all for interval + timeout means dead
+  openTimeoutMs: 10000,     // an open that has not said "connected" by then failed
+  fallbackAfter: 3,         // failed opens, never connected, before polling the REST API
+  pollIntervalMs: 2000,     // REST polling while the WebSocket is unavailable
+  listLimit: 200,           // tasks fetched by a resync (the API's maximum)
+};
+
+export class TaskwireError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class Taskwire {
+  constructor(options = {}) {
+    this.options = { ...DEFAULTS, ...options };
+    this.listeners = new Map();
+    this.byId = new Map();
+    this.session = null;
+    this.ws = null;
+    this.state = 'offline';
+    this.attempt = 0;          // failed attempts since the last stable connection
+    this.failedOpens = 0;      // opens that never reached "connected" since one did
+    this.everConnected = false;
+    this.nextAttemptAt = null;
+    this.timers = {};
+    this.started = false;
+    this.onOnline = () => { if (this.started && this.state !== 'connected') this.connectNow(); };
+    this.onOffline = () => { if (this.started) this.dropSocket(), this.setState('offline'); };
+  }
+
+  // ---- events ----
+
+  /** on('task' | 'status' | 'message' | 'error', fn): returns a function that removes fn. */
+  on(event, fn) {
+    if (!this.listeners.has(event)) this.listeners.set(event, new Set());
+    this.listeners.get(event).add(fn);
+    return () => this.listeners.get(event).delete(fn);
+  }
+
+  emit(event, ...args) {
+    for (const fn of this.listeners.get(event) || []) {
+      try { fn(...args); } catch (e) { console.error('taskwire listener', e); }
+    }
+  }
+
+  // ---- lifecycle ----
+
+  /** Get a session if needed, connect, and keep connected until close(). */
+  start() {
+    if (this.started) return this;
+    this.started = true;
+    window.addEventListener('online', this.onOnline);
+    window.addEventListener('offline', this.onOffline);
+    this.connectNow();
+    return this;
+  }
+
+  /** Stop: no socket, no timers, no more events. */
+  close() {
+    this.started = false;
+    window.removeEventListener('online', this.onOnline);
+    window.removeEventListener('offline', this.onOffline);
+    this.stopPolling();
+    this.dropSocket();
+    for (const name of Object.keys(this.timers)) this.clearTimer(name);
+    this.setState('offline');
+  }
+
+  /** The current connection status: {state, nextAttemptAt (ms since epoch or null), attempt}. */
+  status() {
+    return { state: this.state, nextAttemptAt: this.nextAttemptAt, attempt: this.attempt };
+  }
+
+  /** The client id of this identity (null before the first session). */
+  clientId() {
+    return this.session ? this.session.client_id : null;
+  }
+
+  /** Every task known, newest first. */
+  tasks() {
+    const time = (task) => Date.parse(task.created_at) || 0;
+    return [...this.byId.values()].sort((a, b) => time(b) - time(a) || (a.id < b.id ? 1 : -1));
+  }
+
+  // ---- REST ----
+
+  /** Submit a task: resolves to the task object (status queued). Throws TaskwireError. */
+  async submit(type, params = {}, name) {
+    const body = { type, params };
+    if (name) body.name = name;
+    const task = await this.request('POST', '/api/tasks', body);
+    this.merge(task, 'rest');
+    return task;
+  }
+
+  /** Cancel a task: resolves to the task object (cancelled, or still running until it stops). */
+  async cancel(id) {
+    const task = await this.request('POST', `/api/tasks/${encodeURIComponent(id)}/cancel`);
+    if (task && task.id) this.merge(task, 'rest');
+    return task;
+  }
+
+  /** The configured task types and their parameter specs (GET /api/task-types). */
+  async taskTypes() {
+    const answer = await this.fetchJson('GET', '/api/task-types');
+    return answer.types;
+  }
+
+  /** List the client's tasks over REST and merge them: what a reconnect does by itself. */
+  async resync() {
+    const answer = await this.request('GET', `/api/tasks?limit=${this.options.listLimit}`);
+    for (const task of answer.tasks) this.merge(task, 'rest');
+    return this.tasks();
+  }
+
+  async request(method, path, body, retried = false) {
+    const session = await this.ensureSession();
+    try {
+      return await this.fetchJson(method, path, body, session.token);
+    } catch (e) {
+      if (e.status === 401 && !retried) { // expired or from another secret: a fresh identity
+        this.forgetSession();
+        return this.request(method, path, body, true);
+      }
+      throw e;
+    }
+  }
+
+  async fetchJson(method, path, body, token) {
+    const headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (token) headers.Authorization = `Bearer ${token}`;
+    this.emit('message', { direction: 'out', channel: 'rest', data: `${method} ${path}` });
+    const response = await fetch(this.options.base + path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+    });
+    let answer = null;
+    try { answer = await response.json(); } catch (e) { answer = null; }
+    this.emit('message', { direction: 'in', channel: 'rest',
+      data: `${response.status} ${method} ${path}` });
+    if (!response.ok) {
+      const error = (answer && answer.error) || {};
+      throw new TaskwireError(response.status, error.code || 'http_error',
+        error.message || `${method} ${path}: HTTP ${response.status}`);
+    }
+    return answer;
+  }
+
+  // ---- identity ----
+
+  storage() {
+    return this.options.identity === 'shared' ? window.localStorage : window.sessionStorage;
+  }
+
+  async ensureSession() {
+    if (!this.session) {
+      try { this.session = JSON.parse(this.storage().getItem(SESSION_KEY)); } catch (e) { this.session = null; }
+    }
+    const expires = this.session ? Date.parse(this.session.expires_at) / 1000 : 0;
+    if (!this.session || !this.session.token || !(expires - Date.now() / 1000 >= RENEW_BEFORE_S)) {
+      const fresh = await this.fetchJson('POST', '/api/session');
+      this.session = { client_id: fresh.client_id, token: fresh.token, expires_at: fresh.expires_at };
+      this.storage().setItem(SESSION_KEY, JSON.stringify(this.session));
+      this.byId.clear(); // another client id: another set of tasks
+    }
+    return this.session;
+  }
+
+  forgetSession() {
+    this.session = null;
+    this.storage().removeItem(SESSION_KEY);
+  }
+
+  // ---- merging ----
+
+  /** Keep task if it is newer than what we have (seq), never going back from a final state. */
+  merge(task, source, event) {
+    if (!task || !task.id) return false;
+    if (this.session && task.client_id && task.client_id !== this.session.client_id) return false;
+    const known = this.byId.get(task.id);
+    if (known) {
+      if ((task.seq || 0) < (known.seq || 0)) return false;
+      if ((task.seq || 0) === (known.seq || 0) && task.status === known.status &&
+          task.progress === known.progress && task.message === known.message) return false;
+      if (FINAL.has(known.status) && !FINAL.has(task.status)) return false;
+    }
+    this.byId.set(task.id, task);
+    this.emit('task', task, { source, event: event || null, previous: known || null });
+    return true;
+  }
+
+  // ---- the WebSocket ----
+
+  setState(state) {
+    this.state = state;
+    if (state === 'connected' || state === 'offline') this.nextAttemptAt = null;
+    this.emit('status', this.status());
+  }
+
+  clearTimer(name) {
+    if (this.timers[name]) {
+      clearTimeout(this.timers[name]);
+      clearInterval(this.timers[name]);
+      delete this.timers[name];
+    }
+  }
+
+  connectNow() {
+    this.clearTimer('retry');
+    this.connect().catch((e) => this.emit('error', e));
+  }
+
+  async connect() {
+    if (!this.started) return;
+    if (navigator.onLine === false) { this.setState('offline'); return; }
+    this.dropSocket();
+    if (!this.polling) this.setState('connecting');
+    let session;
+    try {
+      session = await this.ensureSession();
+    } catch (e) {
+      this.emit('error', e);
+      this.scheduleReconnect();
+      return;
+    }
+    if (!this.started) return;
+    const url = new URL(`${this.options.base}/ws`, window.location.href);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.searchParams.set('token', session.token);
+    let ws;
+    try {
+      ws = new WebSocket(url.toString());
+    } catch (e) {
+      this.emit('error', e);
+      this.failedOpens += 1;
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    let hello = false;
+    this.timers.open = setTimeout(() => { if (!hello) this.socketLost(ws, null); },
+      this.options.openTimeoutMs);
+    ws.onmessage = (event) => {
+      if (ws !== this.ws) return;
+      this.lastMessageAt = Date.now();
+      this.emit('message', { direction: 'in', channel: 'ws', data: event.data });
+      let message;
+      try { message = JSON.parse(event.data); } catch (e) { return; }
+      if (message.type === 'connected' && !hello) {
+        hello = true;
+        this.connected(ws);
+      } else if (message.type === 'task') {
+        this.merge(message.task, 'ws', message.event);
+      }
+    };
+    ws.onclose = (event) => { if (ws === this.ws) this.socketLost(ws, event); };
+    ws.onerror = () => {}; // onclose follows
+  }
+
+  connected(ws) {
+    this.clearTimer('open');
+    this.everConnected = true;
+    this.failedOpens = 0;
+    this.upSince = Date.now();
+    this.stopPolling();
+    this.setState('connected');
+    this.timers.stable = setTimeout(() => { this.attempt = 0; }, this.options.stableMs);
+    this.timers.ping = setInterval(() => this.heartbeat(ws), this.options.pingIntervalMs);
+    // Whatever happened while we were away is in the store.
+    this.resync().catch((e) => this.emit('error', e));
+  }
+
+  heartbeat(ws) {
+    if (ws !== this.ws) return;
+    const silent = Date.now() - this.lastMessageAt;
+    if (silent > this.options.pingIntervalMs + this.options.pingTimeoutMs) {
+      this.socketLost(ws, null); // no pong, no anything: the connection is dead
+      return;
+    }
+    const ping = '{"type":"ping"}';
+    this.emit('message', { direction: 'out', channel: 'ws', data: ping });
+    try { ws.send(ping); } catch (e) { this.socketLost(ws, null); }
+  }
+
+  dropSocket() {
+    for (const name of ['open', 'ping', 'stable']) this.clearTimer(name);
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.onmessage = ws.onclose = ws.onerror = null;
+      try { ws.close(); } catch (e) { /* already closed */ }
+    }
+  }
+
+  socketLost(ws, event) {
+    if (ws !== this.ws) return;
+    const wasConnected = this.state === 'connected';
+    this.dropSocket();
+    if (event && event.code === 4001) this.forgetSession(); // a token the relay refuses
+    if (!wasConnected) this.failedOpens += 1;
+    if (!this.started) return;
+    if (!this.everConnected || this.polling) {
+      if (this.failedOpens >= this.options.fallbackAfter) this.startPolling();
+    }
+    this.scheduleReconnect();
+  }
+
+  scheduleReconnect() {
+    if (!this.started) return;
+    const o = this.options;
+    const ceiling = Math.min(o.backoffMaxMs, o.backoffInitialMs * 2 ** Math.min(this.attempt, 16));
+    const delay = Math.round(ceiling * (0.5 + Math.random() * 0.5));
+    this.attempt += 1;
+    this.nextAttemptAt = Date.now() + delay;
+    this.clearTimer('retry');
+    this.timers.retry = setTimeout(() => this.connectNow(), delay);
+    this.setState(this.polling ? 'polling' : 'reconnecting');
+  }
+
+  // ---- polling, when no WebSocket opens ----
+
+  startPolling() {
+    if (this.polling) return;
+    this.polling = true;
+    const poll = () => this.resync().catch((e) => this.emit('error', e));
+    poll();
+    this.timers.poll = setInterval(poll, this.options.pollIntervalMs);
+  }
+
+  stopPolling() {
+    this.polling = false;
+    this.clearTimer('poll');
+  }
+}
+
+/** Whether a status is final (succeeded, failed, cancelled). */
+export function isFinal(status) {
+  return FINAL.has(status);
+}
