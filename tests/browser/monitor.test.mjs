@@ -65,6 +65,16 @@ async function withStack(extra, fn) {
   }
 }
 
+/** Run fn(context) in a fresh browser context (its own cookies and storage), closed after. */
+async function withContext(fn) {
+  const context = await browser.newContext();
+  try {
+    await fn(context);
+  } finally {
+    await context.close();
+  }
+}
+
 // ---- pages ----
 
 async function open(context, url) {
@@ -158,8 +168,7 @@ after(async () => {
 
 test('a sleep task started from the form climbs to 100% and succeeds', { timeout: 90000 }, async () => {
   await withStack([], async ({ info }) => {
-    const context = await browser.newContext();
-    try {
+    await withContext(async (context) => {
       const page = await open(context, info.http);
       await connection(page, 'connected');
       const id = await startTask(page, { duration: 3000, steps: 10, name: 'climb' });
@@ -169,10 +178,14 @@ test('a sleep task started from the form climbs to 100% and succeeds', { timeout
       assert.match(await card(page, id).locator('.percent').textContent(), /100%/);
       assert.equal(await card(page, id).locator('.cancel').isVisible(), false);
       await screenshot(page, '1-task-succeeds');
+      // At a phone's width: one column, nothing wider than the screen.
+      await page.setViewportSize({ width: 390, height: 844 });
+      assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390),
+        'the page is wider than a phone');
+      assert.equal(await card(page, id).locator('.cancel').isVisible(), false);
+      await screenshot(page, '1-phone-width');
       noPageErrors(page);
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
 
@@ -209,8 +222,7 @@ test('two browsers never see each other\'s tasks', { timeout: 90000 }, async () 
 
 test('two tabs sharing an identity both show the same task live', { timeout: 90000 }, async () => {
   await withStack([], async ({ info }) => {
-    const context = await browser.newContext();
-    try {
+    await withContext(async (context) => {
       const first = await open(context, info.http);
       await connection(first, 'connected');
       await first.check('#share-identity');
@@ -225,16 +237,13 @@ test('two tabs sharing an identity both show the same task live', { timeout: 900
       assert.equal(await progress(second, id), 100);
       await screenshot(second, '3-shared-second-tab');
       noPageErrors(first, second);
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
 
 test('with the relay stopped mid-task the page reconnects and shows the true final state', { timeout: 120000 }, async () => {
   await withStack([], async (stack) => {
-    const context = await browser.newContext();
-    try {
+    await withContext(async (context) => {
       const page = await open(context, stack.info.http);
       await page.evaluate(() => { window.notReloaded = true; });
       await connection(page, 'connected');
@@ -256,16 +265,13 @@ test('with the relay stopped mid-task the page reconnects and shows the true fin
       assert.equal(await page.evaluate(() => window.notReloaded), true);
       await screenshot(page, '4-after-reconnect');
       noPageErrors(page);
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
 
 test('a running task is cancelled from the page', { timeout: 90000 }, async () => {
   await withStack([], async ({ info }) => {
-    const context = await browser.newContext();
-    try {
+    await withContext(async (context) => {
       const page = await open(context, info.http);
       await connection(page, 'connected');
       const id = await startTask(page, { duration: 30000, steps: 30, name: 'to cancel' });
@@ -277,16 +283,13 @@ test('a running task is cancelled from the page', { timeout: 90000 }, async () =
       assert.equal(await card(page, id).locator('.cancel').isVisible(), false);
       await screenshot(page, '5-cancelled');
       noPageErrors(page);
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
 
 test('with WebSockets blocked the page polls and still shows progress', { timeout: 90000 }, async () => {
   await withStack(['--no-websocket'], async ({ info }) => {
-    const context = await browser.newContext();
-    try {
+    await withContext(async (context) => {
       const page = await open(context, `${info.http}?backoffInitialMs=300&pollIntervalMs=400`);
       await connection(page, 'polling');
       assert.match(await page.textContent('#connection-text'), /Polling/);
@@ -297,8 +300,6 @@ test('with WebSockets blocked the page polls and still shows progress', { timeou
       assert.equal(await page.getAttribute('#connection', 'data-state'), 'polling');
       await screenshot(page, '6-polling');
       noPageErrors(page);
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
