@@ -1,7 +1,9 @@
 # The task monitor and the client library in Debian's Chromium, driven by playwright-core from
 # npm (tests/browser/, `npm ci` from the committed lock file; no browser is downloaded).
 BROWSER_DIR := tests/browser
-DEBS_TEST += chromium nodejs npm
+# Node may come from elsewhere than Debian (its npm then conflicts with Debian's): install
+# Debian's only where the commands are missing.
+DEBS_TEST += chromium $(if $(shell command -v node),,nodejs) $(if $(shell command -v npm),,npm)
 TEST_SAN += test-browser
 
 .PHONY: test-browser
