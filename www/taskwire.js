@@ -25,7 +25,7 @@ const DEFAULTS = {
   backoffMaxMs: 30000,      // ... up to this; each delay is jittered down by up to half
   stableMs: 10000,          // a connection up this long resets the backoff
   pingIntervalMs: 15000,    // a {"type":"ping"} this often while connected ...
-  pingTimeoutMs: 10000,     // ... and no message at all for interval + timeout means dead
+  pingTimeoutMs: 10000,     // ... and no message at all within this after it means dead
   openTimeoutMs: 10000,     // an open that has not said "connected" by then failed
   fallbackAfter: 3,         // failed opens, never connected, before polling the REST API
   pollIntervalMs: 2000,     // REST polling while the WebSocket is unavailable
@@ -53,9 +53,11 @@ export class Taskwire {
     this.everConnected = false;
     this.nextAttemptAt = null;
     this.timers = {};
+    this.connectAttempts = 0;
     this.started = false;
     this.onOnline = () => { if (this.started && this.state !== 'connected') this.connectNow(); };
     this.onOffline = () => { if (this.started) this.dropSocket(), this.setState('offline'); };
+    this.onStorage = (event) => this.sharedSessionChanged(event);
   }
 
   // ---- events ----
@@ -81,6 +83,7 @@ export class Taskwire {
     this.started = true;
     window.addEventListener('online', this.onOnline);
     window.addEventListener('offline', this.onOffline);
+    window.addEventListener('storage', this.onStorage);
     this.connectNow();
     return this;
   }
@@ -90,6 +93,7 @@ export class Taskwire {
     this.started = false;
     window.removeEventListener('online', this.onOnline);
     window.removeEventListener('offline', this.onOffline);
+    window.removeEventListener('storage', this.onStorage);
     this.stopPolling();
     this.dropSocket();
     for (const name of Object.keys(this.timers)) this.clearTimer(name);
@@ -183,7 +187,15 @@ export class Taskwire {
     return this.options.identity === 'shared' ? window.localStorage : window.sessionStorage;
   }
 
-  async ensureSession() {
+  /** The session to use; one POST /api/session at a time, however many callers wait for it. */
+  ensureSession() {
+    if (!this.sessionPending) {
+      this.sessionPending = this.loadOrCreateSession().finally(() => { this.sessionPending = null; });
+    }
+    return this.sessionPending;
+  }
+
+  async loadOrCreateSession() {
     if (!this.session) {
       try { this.session = JSON.parse(this.storage().getItem(SESSION_KEY)); } catch (e) { this.session = null; }
     }
@@ -200,6 +212,18 @@ export class Taskwire {
   forgetSession() {
     this.session = null;
     this.storage().removeItem(SESSION_KEY);
+  }
+
+  /** Another tab of a shared identity replaced the session (its token was refused): follow it,
+   * so the tabs stay one client. */
+  sharedSessionChanged(event) {
+    if (this.options.identity !== 'shared' || event.key !== SESSION_KEY || !event.newValue) return;
+    let fresh;
+    try { fresh = JSON.parse(event.newValue); } catch (e) { return; }
+    if (!fresh || !fresh.token || (this.session && fresh.client_id === this.session.client_id)) return;
+    this.session = fresh;
+    this.byId.clear();
+    this.connectNow();
   }
 
   // ---- merging ----
@@ -245,16 +269,17 @@ export class Taskwire {
     if (!this.started) return;
     if (navigator.onLine === false) { this.setState('offline'); return; }
     this.dropSocket();
+    const attemptId = ++this.connectAttempts; // a later connect() supersedes this one
     if (!this.polling) this.setState('connecting');
     let session;
     try {
       session = await this.ensureSession();
     } catch (e) {
       this.emit('error', e);
-      this.scheduleReconnect();
+      if (attemptId === this.connectAttempts) this.scheduleReconnect();
       return;
     }
-    if (!this.started) return;
+    if (!this.started || attemptId !== this.connectAttempts) return;
     const url = new URL(`${this.options.base}/ws`, window.location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     url.searchParams.set('token', session.token);
@@ -273,7 +298,7 @@ export class Taskwire {
       this.options.openTimeoutMs);
     ws.onmessage = (event) => {
       if (ws !== this.ws) return;
-      this.lastMessageAt = Date.now();
+      this.clearTimer('pong'); // any message shows the connection is alive
       this.emit('message', { direction: 'in', channel: 'ws', data: event.data });
       let message;
       try { message = JSON.parse(event.data); } catch (e) { return; }
@@ -292,7 +317,6 @@ export class Taskwire {
     this.clearTimer('open');
     this.everConnected = true;
     this.failedOpens = 0;
-    this.upSince = Date.now();
     this.stopPolling();
     this.setState('connected');
     this.timers.stable = setTimeout(() => { this.attempt = 0; }, this.options.stableMs);
@@ -301,20 +325,21 @@ export class Taskwire {
     this.resync().catch((e) => this.emit('error', e));
   }
 
+  /** Send a ping; if nothing at all (a pong or anything else) arrives within pingTimeoutMs,
+   * the connection is dead even though the browser has not noticed (a half-open TCP
+   * connection, a proxy that stopped forwarding): drop it and reconnect. */
   heartbeat(ws) {
     if (ws !== this.ws) return;
-    const silent = Date.now() - this.lastMessageAt;
-    if (silent > this.options.pingIntervalMs + this.options.pingTimeoutMs) {
-      this.socketLost(ws, null); // no pong, no anything: the connection is dead
-      return;
-    }
     const ping = '{"type":"ping"}';
     this.emit('message', { direction: 'out', channel: 'ws', data: ping });
-    try { ws.send(ping); } catch (e) { this.socketLost(ws, null); }
+    try { ws.send(ping); } catch (e) { this.socketLost(ws, null); return; }
+    if (!this.timers.pong) {
+      this.timers.pong = setTimeout(() => this.socketLost(ws, null), this.options.pingTimeoutMs);
+    }
   }
 
   dropSocket() {
-    for (const name of ['open', 'ping', 'stable']) this.clearTimer(name);
+    for (const name of ['open', 'ping', 'pong', 'stable']) this.clearTimer(name);
     if (this.ws) {
       const ws = this.ws;
       this.ws = null;
@@ -326,6 +351,9 @@ export class Taskwire {
   socketLost(ws, event) {
     if (ws !== this.ws) return;
     const wasConnected = this.state === 'connected';
+    const why = event ? `closed ${event.code}${event.reason ? ` (${event.reason})` : ''}`
+      : (wasConnected ? 'silent: dropped' : 'no answer: dropped');
+    this.emit('message', { direction: 'in', channel: 'ws', data: why });
     this.dropSocket();
     if (event && event.code === 4001) this.forgetSession(); // a token the relay refuses
     if (!wasConnected) this.failedOpens += 1;

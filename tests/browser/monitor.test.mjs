@@ -241,15 +241,19 @@ test('two tabs sharing an identity both show the same task live', { timeout: 900
   });
 });
 
-test('with the relay stopped mid-task the page reconnects and shows the true final state', { timeout: 120000 }, async () => {
+test('with the relay gone mid-task the page reconnects and shows the true final state', { timeout: 120000 }, async () => {
   await withStack([], async (stack) => {
     await withContext(async (context) => {
-      const page = await open(context, stack.info.http);
+      const page = await open(context, `${stack.info.http}?backoffInitialMs=500`);
       await page.evaluate(() => { window.notReloaded = true; });
       await connection(page, 'connected');
       const id = await startTask(page, { duration: 5000, steps: 10, name: 'outlives the relay' });
       await waitMidway(page, id);
-      await stack.command('stop relay');
+      // kill -9: the relay is gone at once, its connections drop without a close frame (a
+      // SIGTERM'd relay says 1001 first; the client treats both alike).  A SIGTERM'd relay
+      // behind lighttpd sometimes lingers until it is killed, long enough for the task to end
+      // while the page still hears it, which would leave nothing here to resync.
+      await stack.command('kill relay');
       await connection(page, 'reconnecting');
       assert.match(await page.textContent('#connection-text'), /Reconnecting in \d+ s/);
       await screenshot(page, '4-reconnecting');
@@ -299,6 +303,90 @@ test('with WebSockets blocked the page polls and still shows progress', { timeou
       assert.equal(await progress(page, id), 100);
       assert.equal(await page.getAttribute('#connection', 'data-state'), 'polling');
       await screenshot(page, '6-polling');
+      noPageErrors(page);
+    });
+  });
+});
+
+test('a connection that falls silent without closing is noticed and replaced', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      // A proxy between page and relay that stops forwarding without closing anything: the
+      // browser never fires onclose, only the client's own heartbeat can notice.
+      let opened = 0;
+      let silent = false;
+      await context.routeWebSocket(/\/ws/, (ws) => {
+        const first = ++opened === 1;
+        const server = ws.connectToServer();
+        ws.onMessage((message) => server.send(message));
+        server.onMessage((message) => { if (!(first && silent)) ws.send(message); });
+      });
+      const page = await open(context, `${info.http}?pingIntervalMs=500&pingTimeoutMs=1000&backoffInitialMs=300`);
+      await connection(page, 'connected');
+      const id = await startTask(page, { duration: 4000, steps: 8, name: 'through a dead link' });
+      await waitMidway(page, id);
+      silent = true;
+      await page.locator('#log li', { hasText: 'silent: dropped' }).first().waitFor({ timeout: STEP });
+      await waitStatus(page, id, 'succeeded');
+      await connection(page, 'connected');
+      assert.equal(opened, 2);
+      assert.equal(await progress(page, id), 100);
+      await screenshot(page, '7-silent-link-replaced');
+      noPageErrors(page);
+    });
+  });
+});
+
+test('a stale message never overwrites a newer state', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      let toPage = null;
+      await context.routeWebSocket(/\/ws/, (ws) => {
+        ws.connectToServer(); // forwards both ways; toPage.send() adds a message of our own
+        toPage = ws;
+      });
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      const id = await startTask(page, { duration: 1000, steps: 4, name: 'final stays final' });
+      await waitStatus(page, id, 'succeeded');
+      const final = await restTask(page, info.http, id);
+      // A progress event from before the end, delivered late (as after a reconnect's resync).
+      const stale = { ...final, status: 'running', progress: 50, message: 'late step', seq: 3,
+        result: null, finished_at: null };
+      toPage.send(JSON.stringify({ type: 'task', event: 'progress', seq: 3, task: stale }));
+      await page.locator('#log li', { hasText: 'late step' }).first().waitFor({ timeout: STEP });
+      assert.equal(await card(page, id).getAttribute('data-status'), 'succeeded');
+      assert.equal(await progress(page, id), 100);
+      assert.doesNotMatch(await card(page, id).textContent(), /late step/);
+      await screenshot(page, '8-stale-message-ignored');
+      noPageErrors(page);
+    });
+  });
+});
+
+test('a token the relay refuses is replaced by a new session', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      // What an old tab holds after the server's secret changed: a well-formed, refused token.
+      const forged = { client_id: '0'.repeat(32), token: 'e30.e30.forged',
+        expires_at: new Date(Date.now() + 3600e3).toISOString() };
+      await context.addInitScript((session) => {
+        if (!window.sessionStorage.getItem('taskwire.forged')) {
+          window.sessionStorage.setItem('taskwire.forged', '1');
+          window.sessionStorage.setItem('taskwire.session', JSON.stringify(session));
+        }
+      }, forged);
+      const page = await open(context, `${info.http}?backoffInitialMs=300`);
+      await page.locator('#log li', { hasText: 'closed 4001' }).first().waitFor({ timeout: STEP });
+      await connection(page, 'connected');
+      const clientId = await page.textContent('#client-id');
+      assert.match(clientId, /^[0-9a-f]{32}$/);
+      assert.notEqual(clientId, forged.client_id);
+      // One refusal was enough: no retries with the same token, no fallback to polling.
+      assert.equal(await page.locator('#log li', { hasText: 'closed 4001' }).count(), 1);
+      const id = await startTask(page, { duration: 1000, steps: 4, name: 'after a new session' });
+      await waitStatus(page, id, 'succeeded');
+      await screenshot(page, '9-new-session');
       noPageErrors(page);
     });
   });
