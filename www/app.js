@@ -209,10 +209,22 @@ function card(task) {
   return item;
 }
 
+/** Put the cards in the list's order, moving only what must move: a card that stays in place
+ * keeps the keyboard focus of its cancel button while progress events arrive. */
 function render() {
   const list = $('task-list');
   const tasks = client.tasks();
-  list.replaceChildren(...tasks.map(card));
+  let at = list.firstElementChild;
+  for (const task of tasks) {
+    const item = card(task);
+    if (item === at) at = at.nextElementSibling;
+    else list.insertBefore(item, at);
+  }
+  while (at) {
+    const next = at.nextElementSibling;
+    at.remove();
+    at = next;
+  }
   $('empty').hidden = tasks.length > 0;
 }
 

@@ -18,10 +18,18 @@ let browser;
 
 // ---- the stack, as a child process ----
 
+// Stacks still running when this process ends (a test that timed out never reached its
+// finally): each gets SIGTERM, so no stack outlives the run.
+const liveStacks = new Set();
+process.on('exit', () => { for (const child of liveStacks) child.kill('SIGTERM'); });
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
+
 function startStack(extra = []) {
   const child = spawn('/usr/bin/python3', [path.join(ROOT, 'tests', 'stack.py'), ...extra], {
     cwd: ROOT, env: process.env, stdio: ['pipe', 'pipe', 'inherit'],
   });
+  liveStacks.add(child);
+  child.on('exit', () => liveStacks.delete(child));
   const lines = [];
   const waiting = [];
   readline.createInterface({ input: child.stdout }).on('line', (line) => {
@@ -281,7 +289,13 @@ test('a running task is cancelled from the page', { timeout: 90000 }, async () =
       const id = await startTask(page, { duration: 30000, steps: 30, name: 'to cancel' });
       await waitStatus(page, id, 'running');
       await waitMidway(page, id);
-      await card(page, id).getByRole('button', { name: 'Cancel to cancel' }).click();
+      // From the keyboard: the button keeps its focus while progress events redraw the card.
+      await card(page, id).getByRole('button', { name: 'Cancel to cancel' }).focus();
+      const before = await progress(page, id);
+      await page.waitForFunction(({ taskId, value }) => Number(document.querySelector(
+        `.task[data-task-id="${taskId}"] [role="progressbar"]`).getAttribute('aria-valuenow')) > value,
+      { taskId: id, value: before }, { timeout: STEP, polling: 50 });
+      await page.keyboard.press('Enter');
       await waitStatus(page, id, 'cancelled');
       assert.ok(await progress(page, id) < 100);
       assert.equal(await card(page, id).locator('.cancel').isVisible(), false);
