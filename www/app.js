@@ -100,6 +100,7 @@ function buildParams() {
         label.append(range);
       } else {
         input.type = 'text';
+        if (spec.min_length !== undefined) input.minLength = spec.min_length;
         if (spec.max_length !== undefined) input.maxLength = spec.max_length;
       }
       if (spec.default !== undefined) input.value = spec.default;

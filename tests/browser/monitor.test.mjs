@@ -405,3 +405,44 @@ test('a token the relay refuses is replaced by a new session', { timeout: 90000 
     });
   });
 });
+
+test('an exec type from the config gets its own form; its result, error and toasts show', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      // The form follows the type's parameter specs (tests/stack.py's "steps" type).
+      await page.selectOption('#task-type', 'steps');
+      const count = page.locator('#param-count');
+      assert.equal(await count.getAttribute('type'), 'number');
+      assert.equal(await count.getAttribute('min'), '1');
+      assert.equal(await count.getAttribute('max'), '10');
+      assert.equal(await count.inputValue(), '3');
+      assert.equal(await page.inputValue('#param-note'), 'x');
+      assert.equal(await page.isChecked('#param-fail'), false);
+      assert.equal(await page.locator('#param-duration_ms').count(), 0);
+      await page.fill('#param-note', 'hello');
+      await page.fill('#task-name', 'counts');
+      await page.click('#submit');
+      const good = page.locator('.task', { has: page.locator('.task-name', { hasText: 'counts' }) });
+      await good.locator('.outcome', { hasText: '"note":"hello"' }).waitFor({ timeout: STEP });
+      assert.equal(await good.getAttribute('data-status'), 'succeeded');
+      await page.locator('.toast-succeeded', { hasText: 'counts succeeded' }).waitFor({ timeout: STEP });
+      await page.check('#param-fail');
+      await page.fill('#task-name', 'breaks');
+      await page.click('#submit');
+      const bad = page.locator('.task', { has: page.locator('.task-name', { hasText: 'breaks' }) });
+      await bad.locator('.outcome', { hasText: 'something went wrong at step 3' }).waitFor({ timeout: STEP });
+      assert.equal(await bad.getAttribute('data-status'), 'failed');
+      await page.locator('.toast-failed', { hasText: 'breaks failed' }).waitFor({ timeout: STEP });
+      // A value outside the spec is refused with the API's message, and nothing is started.
+      await page.fill('#param-count', '11');
+      await page.fill('#task-name', 'too many');
+      await page.click('#submit');
+      await page.locator('#form-error', { hasText: 'count' }).waitFor({ timeout: STEP });
+      assert.equal(await page.locator('.task').count(), 2);
+      await screenshot(page, '10-exec-type');
+      noPageErrors(page);
+    });
+  });
+});
