@@ -422,19 +422,18 @@ test('an exec type from the config gets its own form; its result, error and toas
       assert.equal(await page.isChecked('#param-fail'), false);
       assert.equal(await page.locator('#param-duration_ms').count(), 0);
       await page.fill('#param-note', 'hello');
-      await page.fill('#task-name', 'counts');
-      await page.click('#submit');
-      const good = page.locator('.task', { has: page.locator('.task-name', { hasText: 'counts' }) });
-      await good.locator('.outcome', { hasText: '"note":"hello"' }).waitFor({ timeout: STEP });
-      assert.equal(await good.getAttribute('data-status'), 'succeeded');
-      await page.locator('.toast-succeeded', { hasText: 'counts succeeded' }).waitFor({ timeout: STEP });
+      /** Start the form's task as name; it ends with status, showing outcome and a toast. */
+      async function runsTo(name, status, outcome) {
+        await page.fill('#task-name', name);
+        await page.click('#submit');
+        const item = page.locator('.task', { has: page.locator('.task-name', { hasText: name }) });
+        await item.locator('.outcome', { hasText: outcome }).waitFor({ timeout: STEP });
+        assert.equal(await item.getAttribute('data-status'), status);
+        await page.locator(`.toast-${status}`, { hasText: `${name} ${status}` }).waitFor({ timeout: STEP });
+      }
+      await runsTo('counts', 'succeeded', '"note":"hello"');
       await page.check('#param-fail');
-      await page.fill('#task-name', 'breaks');
-      await page.click('#submit');
-      const bad = page.locator('.task', { has: page.locator('.task-name', { hasText: 'breaks' }) });
-      await bad.locator('.outcome', { hasText: 'something went wrong at step 3' }).waitFor({ timeout: STEP });
-      assert.equal(await bad.getAttribute('data-status'), 'failed');
-      await page.locator('.toast-failed', { hasText: 'breaks failed' }).waitFor({ timeout: STEP });
+      await runsTo('breaks', 'failed', 'something went wrong at step 3');
       // A value outside the spec is refused with the API's message, and nothing is started.
       await page.fill('#param-count', '11');
       await page.fill('#task-name', 'too many');
