@@ -9,6 +9,9 @@
 
 #include "log.h"
 #include "relay.h"
+#include "session.h"
+
+#define INGRESS_MONITOR "inproc://taskwire-relay-upstream"
 
 int
 ingress_init(struct relay *relay, char *err, size_t errlen)
@@ -22,8 +25,20 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
     int fd = -1;
     size_t size = sizeof fd;
     relay->sub_fd = -1;
+    relay->monitor_fd = -1;
     relay->zmq = zmq_ctx_new();
     relay->sub = relay->zmq ? zmq_socket(relay->zmq, ZMQ_SUB) : NULL;
+    relay->monitor = relay->zmq ? zmq_socket(relay->zmq, ZMQ_PAIR) : NULL;
+    int monitor_fd = -1;
+    size_t monitor_size = sizeof monitor_fd;
+    if (!relay->sub || !relay->monitor ||
+        zmq_socket_monitor(relay->sub, INGRESS_MONITOR, ZMQ_EVENT_CONNECTED) != 0 ||
+        zmq_connect(relay->monitor, INGRESS_MONITOR) != 0 ||
+        zmq_getsockopt(relay->monitor, ZMQ_FD, &monitor_fd, &monitor_size) != 0 ||
+        (relay->monitor_fd = dup(monitor_fd)) < 0) {
+        snprintf(err, errlen, "ZeroMQ monitor: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
     if (!relay->sub || zmq_setsockopt(relay->sub, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
         zmq_setsockopt(relay->sub, ZMQ_SNDHWM, &subscriptions_hwm, sizeof subscriptions_hwm) != 0 ||
         zmq_setsockopt(relay->sub, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
@@ -57,7 +72,15 @@ ingress_start(struct relay *relay, char *err, size_t errlen)
         return -1;
     }
     relay->sub_fd = -1; /* lws owns the duplicate now */
+    lws_sock_file_fd_type monitor = {.filefd = relay->monitor_fd};
+    if (!lws_adopt_descriptor_vhost(relay->vhost, LWS_ADOPT_RAW_FILE_DESC, monitor,
+                                    relay_protocols[3].name, NULL)) {
+        snprintf(err, errlen, "cannot watch the ZeroMQ monitor");
+        return -1;
+    }
+    relay->monitor_fd = -1;
     lws_sul_schedule(relay->context, 0, &relay->drain_later, ingress_drain_later, 1);
+    ingress_watch(relay);
     return 0;
 }
 
@@ -67,9 +90,17 @@ ingress_fini(struct relay *relay)
     if (relay->sub_fd >= 0)
         close(relay->sub_fd);
     relay->sub_fd = -1;
-    if (relay->sub)
+    if (relay->monitor_fd >= 0)
+        close(relay->monitor_fd);
+    relay->monitor_fd = -1;
+    if (relay->sub) {
+        zmq_socket_monitor(relay->sub, NULL, 0);
         zmq_close(relay->sub);
+    }
     relay->sub = NULL;
+    if (relay->monitor)
+        zmq_close(relay->monitor);
+    relay->monitor = NULL;
     if (relay->zmq)
         zmq_ctx_term(relay->zmq);
     relay->zmq = NULL;
@@ -110,6 +141,50 @@ ingress_drain(struct relay *relay)
     size_t size = sizeof events;
     if (zmq_getsockopt(relay->sub, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN))
         lws_sul_schedule(relay->context, 0, &relay->drain_later, ingress_drain_later, 1);
+}
+
+static void
+ingress_resync(lws_sorted_usec_list_t *sul)
+{
+    struct relay *relay = lws_container_of(sul, struct relay, resync_later);
+    session_resync_all(relay);
+}
+
+void
+ingress_watch(struct relay *relay)
+{
+    /* Monitor events are two frames: [16-bit event, 32-bit value][endpoint].  Like the SUB's,
+     * the monitor's ZMQ_FD is edge-triggered: read until EAGAIN and ZMQ_EVENTS agree. */
+    int events = ZMQ_POLLIN;
+    size_t size = sizeof events;
+    while (events & ZMQ_POLLIN) {
+        zmq_msg_t event, endpoint;
+        zmq_msg_init(&event);
+        if (zmq_msg_recv(&event, relay->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&event);
+            if (zmq_getsockopt(relay->monitor, ZMQ_EVENTS, &events, &size) != 0)
+                break;
+            continue;
+        }
+        uint16_t what = 0;
+        if (zmq_msg_size(&event) >= sizeof what)
+            memcpy(&what, zmq_msg_data(&event), sizeof what);
+        zmq_msg_init(&endpoint);
+        while (zmq_msg_more(&event) && zmq_msg_recv(&endpoint, relay->monitor, 0) >= 0 &&
+               zmq_msg_more(&endpoint))
+            ;
+        zmq_msg_close(&endpoint);
+        zmq_msg_close(&event);
+        if (what == ZMQ_EVENT_CONNECTED) {
+            relay->upstream_connects++;
+            log_info("event=upstream_connected count=%llu",
+                     (unsigned long long)relay->upstream_connects);
+            /* The first connection needs none: every page resyncs on "connected" anyway. */
+            if (relay->upstream_connects > 1)
+                lws_sul_schedule(relay->context, 0, &relay->resync_later, ingress_resync,
+                                 RELAY_RESYNC_DELAY_US);
+        }
+    }
 }
 
 /* A subscription change may consume the descriptor's edge: look again on the next turn. */

@@ -25,6 +25,11 @@ void ingress_fini(struct relay *relay);
 /* Per-message path: read and route what is waiting. */
 void ingress_drain(struct relay *relay);
 
+/* The SUB's connection events: each time it connects to a worker pool again (the pool
+ * restarted), every connection is told to resync over REST a moment later, since what was
+ * published while the relay was not connected is not replayed. */
+void ingress_watch(struct relay *relay);
+
 /* Route callbacks: subscribe or unsubscribe a client id upstream. */
 void ingress_subscribe(void *relay, const char *id, size_t len);
 void ingress_unsubscribe(void *relay, const char *id, size_t len);

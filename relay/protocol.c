@@ -104,9 +104,22 @@ protocol_listener_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     return 0;
 }
 
+static int
+protocol_upstream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len)
+{
+    (void)user;
+    (void)in;
+    (void)len;
+    if (reason == LWS_CALLBACK_RAW_RX_FILE)
+        ingress_watch(lws_context_user(lws_get_context(wsi)));
+    return 0;
+}
+
 /* tx_packet_size is set from [relay] max_message when the context is made (relay.c). */
 const struct lws_protocols relay_protocols[] = {
     {"taskwire", protocol_callback, sizeof(struct session), RELAY_CLIENT_MESSAGE_MAX, 0, NULL, 0},
     {"taskwire-ingress", protocol_ingress_callback, 0, 0, 0, NULL, 0},
     {"taskwire-listener", protocol_listener_callback, 0, 0, 0, NULL, 0},
+    {"taskwire-upstream", protocol_upstream_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};

@@ -28,13 +28,15 @@ relay_lws_log(int level, const char *line)
 }
 
 /* Once a second: the connections' ping and hang-up timing ([relay] ping_interval and
- * ping_timeout), one walk over all of them (session_heartbeat). */
+ * ping_timeout), one walk over all of them (session_heartbeat); and a look at upstream's
+ * connection events. */
 static void
 relay_heartbeat(lws_sorted_usec_list_t *sul)
 {
     struct relay *relay = lws_container_of(sul, struct relay, heartbeat);
     relay->now_s = (uint32_t)(clock_mono_ms() / 1000);
     session_heartbeat(relay);
+    ingress_watch(relay); /* besides its descriptor: a lost edge costs at most a second */
     lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat, RELAY_HEARTBEAT_US);
 }
 

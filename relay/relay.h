@@ -21,6 +21,7 @@
 #define RELAY_SUB_HWM 100000          /* messages ZeroMQ queues for the relay before dropping */
 #define RELAY_CLOSE_GRACE_MS 1000     /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
+#define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 
 struct relay {
     const struct config *cfg;
@@ -33,10 +34,14 @@ struct relay {
     struct session *sessions;      /* every WebSocket connection, for the heartbeat walk */
     lws_sorted_usec_list_t heartbeat; /* once a second: ping the idle, drop the dead */
     uint32_t now_s;                /* monotonic seconds, as of the last heartbeat */
-    struct lws_protocols protocols[4]; /* relay_protocols with this config's sizes */
+    struct lws_protocols protocols[5]; /* relay_protocols with this config's sizes */
     void *zmq;
     void *sub;                     /* ZeroMQ SUB on [zmq] events */
     int sub_fd;                    /* a dup of ZMQ_FD, adopted by lws */
+    void *monitor;                 /* the SUB's connection events (zmq_socket_monitor) */
+    int monitor_fd;                /* a dup of its ZMQ_FD, adopted by lws */
+    lws_sorted_usec_list_t resync_later; /* tell every connection to resync, once upstream is back */
+    uint64_t upstream_connects;    /* connections of the SUB to a worker pool so far */
     lws_sorted_usec_list_t drain_later;
     uint64_t connections;          /* WebSocket connections open now */
     uint64_t next_connection_id;
@@ -61,7 +66,7 @@ void relay_run(struct relay *relay, volatile sig_atomic_t *quit);
 void relay_destroy(struct relay **relay);
 
 /* The lws protocols table (protocol.c): [0] serves HTTP and WebSocket, [1] the ZeroMQ fd,
- * [2] the listening socket. */
+ * [2] the listening socket, [3] the ZeroMQ monitor's fd. */
 extern const struct lws_protocols relay_protocols[];
 
 #endif

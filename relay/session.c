@@ -189,6 +189,9 @@ session_write(struct relay *relay, struct session *session)
         /* lws reports a pong to the protocol only when it carries a payload. */
         unsigned char ping[LWS_PRE + 2] = {[LWS_PRE] = 't', [LWS_PRE + 1] = 'w'};
         rc = lws_write(session->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 2 ? -1 : 0;
+    } else if (session->send_resync) {
+        session->send_resync = 0;
+        rc = session_write_text(session, "{\"type\":\"resync\"}", 17);
     } else if (session->send_pong) {
         session->send_pong = 0;
         rc = session_write_text(session, "{\"type\":\"pong\"}", 15);
@@ -203,10 +206,21 @@ session_write(struct relay *relay, struct session *session)
     }
     if (rc != 0)
         return -1;
-    if (session->send_ping || session->send_pong || session->send_error ||
+    if (session->send_ping || session->send_resync || session->send_pong || session->send_error ||
         route_pending(&session->member))
         lws_callback_on_writable(session->wsi);
     return 0;
+}
+
+void
+session_resync_all(struct relay *relay)
+{
+    for (struct session *s = relay->sessions; s; s = s->next) {
+        if (s->attached && !s->close_code) {
+            s->send_resync = 1;
+            lws_callback_on_writable(s->wsi);
+        }
+    }
 }
 
 void

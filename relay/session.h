@@ -23,7 +23,7 @@ struct session {
     uint64_t id;
     uint32_t last_rx_s;           /* relay->now_s when the peer last sent anything */
     uint16_t close_code;          /* non-zero: close with this code at the next write */
-    uint8_t send_connected, send_pong, send_error, send_ping;
+    uint8_t send_connected, send_pong, send_error, send_ping, send_resync;
     uint8_t ping_sent, dead;
     uint8_t attached;
     char client_id[TOKEN_ID_SIZE];
@@ -41,6 +41,10 @@ void session_receive(struct relay *relay, struct session *session, const void *i
 
 /* Per-message path: the connection is writeable; write one frame.  -1 to close. */
 int session_write(struct relay *relay, struct session *session);
+
+/* Tell every connection {"type":"resync"}: list your tasks over REST, you may have missed
+ * events (the relay reconnected to a worker pool). */
+void session_resync_all(struct relay *relay);
 
 /* The peer sent a frame (a message or a pong): it is alive. */
 void session_alive(struct relay *relay, struct session *session);

@@ -9,8 +9,8 @@ import pytest
 import websockets
 import zmq
 
-from conftest import (connect, deliverable, publisher, relay_status, run, start_stack, task_events,
-                      wait_for)
+from conftest import (connect, deliverable, publisher, relay_status, run, skip_probes, start_stack,
+                      task_events, wait_for)
 from test_fcgi import signed
 from test_pipeline import pid_alive
 
@@ -181,6 +181,29 @@ def test_relay_hears_every_client_id_after_the_pool_restarts(request):
         return count - len(heard)
     deaf = run(go(), timeout=90)
     assert deaf == 0, f"{deaf} of {count} client ids heard nothing after the pool restarted"
+
+
+def test_pages_are_told_to_resync_when_the_pool_restarts(stack):
+    """What the pool published while the relay was not connected to it is not replayed: once
+    the relay hears a restarted pool, every page gets {"type":"resync"} (and the client
+    library lists its tasks over REST), and live events flow again."""
+    session = stack.session()
+    token = session["token"]
+
+    async def go():
+        ws, _ = await connect(stack, token, direct=True)
+        await deliverable(stack, session["client_id"], ws)
+        stack.kill_worker()
+        stack.start_worker()
+        told = await skip_probes(ws, timeout=10)
+        await deliverable(stack, session["client_id"], ws)
+        task = stack.submit(token, "sleep", {"duration_ms": 100, "steps": 1})
+        events = await task_events(ws, task["id"])
+        await ws.close()
+        return told, events
+    told, events = run(go())
+    assert told == {"type": "resync"}
+    assert events[-1]["event"] == "succeeded"
 
 
 def test_garbage_on_the_wire_breaks_nothing(stack):
