@@ -11,11 +11,16 @@
 
 static volatile sig_atomic_t relay_quit;
 
+#define RELAY_STOP_DEADLINE_S 5 /* after a stop signal, the process is gone within this */
+
 static void
 relay_on_signal(int signo)
 {
     (void)signo;
     relay_quit = 1;
+    /* The stop closes connections for at most a second; should anything hang past the
+     * deadline, SIGALRM's default action ends the process. */
+    alarm(RELAY_STOP_DEADLINE_S);
 }
 
 int

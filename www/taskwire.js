@@ -307,6 +307,8 @@ export class Taskwire {
         this.connected(ws);
       } else if (message.type === 'task') {
         this.merge(message.task, 'ws', message.event);
+      } else if (message.type === 'resync') { // the relay may have missed events (pool restart)
+        this.resync().catch((e) => this.emit('error', e));
       }
     };
     ws.onclose = (event) => { if (ws === this.ws) this.socketLost(ws, event); };
