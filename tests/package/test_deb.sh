@@ -1,8 +1,9 @@
 #!/bin/sh
 # The Debian package, as a user gets it: unpacked into a scratch root with dpkg -x, its files
 # where DEPLOY.md says with the modes it says, its systemd units and man pages clean, and its
-# programs passing the integration suite (behind lighttpd) from there.
-#   tests/package/test_deb.sh DEB_DIR
+# programs passing the integration suite (behind lighttpd) from there.  Then `make install` under
+# a DESTDIR, with its default PREFIX, as a user without the package does it.
+#   tests/package/test_deb.sh DEB_DIR      (after `make deb` and `make all`)
 set -eu
 deb_dir=$1
 root_dir=$(cd "$(dirname "$0")/../.." && pwd)
@@ -46,6 +47,9 @@ grep -q '^database = /var/lib/taskwire/taskwire.db' "$r/etc/taskwire/taskwire.co
     && grep -q '^secret_file = /var/lib/taskwire/secret' "$r/etc/taskwire/taskwire.conf" \
     && ok "taskwire.conf keeps its state in /var/lib/taskwire" \
     || fail "taskwire.conf does not point at /var/lib/taskwire"
+grep -q '^command = /etc/taskwire/types/checksum$' "$r/etc/taskwire/taskwire.conf" \
+    && ok "taskwire.conf runs the checksum type from /etc/taskwire/types" \
+    || fail "taskwire.conf does not name /etc/taskwire/types/checksum"
 for p in usr/sbin/taskwire-worker usr/sbin/taskwire-relay usr/lib/taskwire/taskwire.fcgi; do
     if "$r/$p" -n -c "$r/etc/taskwire/taskwire.conf" >/dev/null; then
         ok "$p -n accepts the installed configuration"
@@ -55,12 +59,27 @@ for p in usr/sbin/taskwire-worker usr/sbin/taskwire-relay usr/lib/taskwire/taskw
 done
 
 # systemd units: the sandboxing the package promises, and systemd's own check.
+units_ok=1
 for u in taskwire-worker.service taskwire-relay.service taskwire-fcgi.service; do
-    for key in User=taskwire NoNewPrivileges=yes ProtectSystem=strict \
-               ReadWritePaths=/var/lib/taskwire; do
-        grep -qx "$key" "$r/lib/systemd/system/$u" || fail "$u lacks $key"
+    for key in User=taskwire NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes \
+               PrivateTmp=yes AssertPathIsDirectory=/var/lib/taskwire; do
+        grep -qx "$key" "$r/lib/systemd/system/$u" || { fail "$u lacks $key"; units_ok=0; }
     done
+    # systemd would chmod and chown a StateDirectory= at every start, undoing the group setup.
+    ! grep -q '^StateDirectory' "$r/lib/systemd/system/$u" || { fail "$u sets StateDirectory"; units_ok=0; }
+    writable=$(grep '^ReadWritePaths=' "$r/lib/systemd/system/$u" || true)
+    case $u in
+        taskwire-relay.service) want="" ;;
+        *) want=ReadWritePaths=/var/lib/taskwire ;;
+    esac
+    [ "$writable" = "$want" ] || { fail "$u: '$writable', not '$want'"; units_ok=0; }
 done
+[ "$units_ok" = 1 ] && ok "units: user taskwire, read-only system, writable state for worker and handler only"
+grep -q '^LimitNOFILE=[0-9]\{5,\}' "$r/lib/systemd/system/taskwire-relay.service" \
+    && ok "the relay may hold 10000+ descriptors" || fail "taskwire-relay.service has no high LimitNOFILE"
+grep -qx 'StandardInput=socket' "$r/lib/systemd/system/taskwire-fcgi.service" \
+    && ok "taskwire-fcgi.service takes its socket on standard input" \
+    || fail "taskwire-fcgi.service lacks StandardInput=socket"
 grep -qx 'SocketGroup=www-data' "$r/lib/systemd/system/taskwire-fcgi.socket" \
     && grep -qx 'SocketMode=0660' "$r/lib/systemd/system/taskwire-fcgi.socket" \
     && ok "the FastCGI socket is the web server group's only" \
@@ -89,6 +108,19 @@ for m in "$r"/usr/share/man/man8/*.8.gz; do
     [ -z "$warnings" ] && ok "$(basename "$m") renders cleanly" || fail "$(basename "$m"): $warnings"
 done
 
+# The handler from the package as the socket unit runs it: FastCGI on its standard input.
+if /usr/bin/python3 "$root_dir/tests/package/fcgi_socket.py" "$r/usr/lib/taskwire/taskwire.fcgi" \
+        "$r/etc/taskwire/taskwire.conf"; then
+    ok "taskwire.fcgi serves FastCGI on a listening socket as standard input, stops on SIGTERM"
+else
+    fail "taskwire.fcgi on a socket as standard input"
+fi
+
+if command -v lintian >/dev/null; then
+    # Optional: lintian's view, shown but not judged.
+    lintian --tag-display-limit 0 "$deb" || true
+fi
+
 # The programs from the package, against the integration suite.
 bin=$scratch/bin
 mkdir -p "$bin"
@@ -101,6 +133,42 @@ if (cd "$root_dir" && TASKWIRE_BUILD=$bin TASKWIRE_SERVERS=lighttpd \
     ok "integration suite with the packaged programs"
 else
     fail "integration suite with the packaged programs"
+fi
+
+# `make install` as someone without the package: default PREFIX, staged under DESTDIR, no root.
+stage=$scratch/stage
+make_install() {
+    ${MAKE:-make} --no-print-directory -C "$root_dir" install DESTDIR="$stage" >"$scratch/install.log" 2>&1 \
+        || { cat "$scratch/install.log"; return 1; }
+}
+if make_install; then
+    for f in usr/local/sbin/taskwire-worker usr/local/sbin/taskwire-relay \
+             usr/local/lib/taskwire/taskwire.fcgi etc/taskwire/types/checksum; do
+        [ -x "$stage/$f" ] || fail "make install: $f missing or not executable"
+    done
+    for f in usr/local/share/taskwire/www/index.html usr/local/share/man/man8/taskwire-relay.8 \
+             etc/taskwire/nginx/taskwire.conf; do
+        [ -f "$stage/$f" ] || fail "make install: $f missing"
+    done
+    grep -qx 'ExecStart=/usr/local/sbin/taskwire-worker -c /etc/taskwire/taskwire.conf' \
+        "$stage/usr/local/lib/systemd/system/taskwire-worker.service" \
+        || fail "make install: the worker unit does not run /usr/local/sbin/taskwire-worker"
+    [ "$(stat -c %a "$stage/var/lib/taskwire")" = 750 ] || fail "make install: state directory not 0750"
+    if cmp -s "$stage/etc/taskwire/taskwire.conf" "$r/etc/taskwire/taskwire.conf"; then
+        ok "make install: the package's layout under /usr/local, the same configuration"
+    else
+        fail "make install: taskwire.conf differs from the package's"
+    fi
+    # Installing again keeps an edited configuration and puts the new one beside it.
+    sed -i 's/^level = info/level = debug/' "$stage/etc/taskwire/taskwire.conf"
+    if make_install && grep -q '^level = debug' "$stage/etc/taskwire/taskwire.conf" \
+            && cmp -s "$stage/etc/taskwire/taskwire.conf.new" "$r/etc/taskwire/taskwire.conf"; then
+        ok "make install again: the edited taskwire.conf kept, the new one as taskwire.conf.new"
+    else
+        fail "make install again: the edited taskwire.conf was not kept beside a .new"
+    fi
+else
+    fail "make install DESTDIR=..."
 fi
 
 if [ "$failures" -ne 0 ]; then

@@ -1,0 +1,82 @@
+"""The handler as taskwire-fcgi.socket runs it: a listening unix socket on its standard input
+(StandardInput=socket), FastCGI requests through that socket (cgi-fcgi, as a web server would
+send them), and SIGTERM ending it cleanly.
+
+    /usr/bin/python3 tests/package/fcgi_socket.py HANDLER CONFIG
+
+CONFIG is an installed taskwire.conf; its state goes to a temporary directory instead."""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+
+
+def request(sock_path, method, uri, body=b""):
+    """One FastCGI request through cgi-fcgi; returns (status, JSON body)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REQUEST_METHOD": method,
+        "REQUEST_URI": uri,
+        "SCRIPT_NAME": uri,
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    if body:
+        env["CONTENT_TYPE"] = "application/json"
+    out = subprocess.run(["cgi-fcgi", "-bind", "-connect", sock_path], input=body, env=env,
+                         capture_output=True, timeout=10, check=True).stdout
+    head, _, payload = out.partition(b"\r\n\r\n")
+    match = re.search(rb"^Status: (\d+)", head, re.M)
+    return int(match.group(1)) if match else 200, json.loads(payload)
+
+
+def main():
+    handler, config = sys.argv[1], sys.argv[2]
+    with tempfile.TemporaryDirectory(prefix="taskwire-fcgi-") as tmp:
+        with open(config) as f:
+            text = f.read()
+        conf = os.path.join(tmp, "taskwire.conf")
+        with open(conf, "w") as f:
+            f.write(text.replace("/var/lib/taskwire/", tmp + "/"))
+        sock_path = os.path.join(tmp, "fcgi.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(sock_path)
+        listener.listen(16)
+        proc = subprocess.Popen([handler, "-c", conf], stdin=listener.fileno())
+        listener.close()
+        failures = []
+        try:
+            status, body = request(sock_path, "GET", "/api/task-types")
+            names = [t["name"] for t in body.get("types", [])]
+            if status != 200 or "checksum" not in names:
+                failures.append(f"GET /api/task-types: {status} {body}")
+            # A second connection to the same process: it keeps accepting.
+            status, body = request(sock_path, "POST", "/api/session")
+            if status != 201 or not body.get("token"):
+                failures.append(f"POST /api/session: {status} {body}")
+            secret = os.path.join(tmp, "secret")
+            if not os.path.exists(secret):
+                failures.append("the handler created no secret in the state directory")
+            elif os.stat(secret).st_mode & 0o777 != 0o600:
+                failures.append(f"the secret's mode is {os.stat(secret).st_mode & 0o777:o}, not 600")
+        finally:
+            proc.terminate()
+            try:
+                code = proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                code = "none (killed after 5 s)"
+        if code != 0:
+            failures.append(f"exit status after SIGTERM: {code}")
+    for failure in failures:
+        print("fcgi_socket:", failure)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
