@@ -44,6 +44,7 @@ install: all
 	else mv $(INSTALLED_CONF).new $(INSTALLED_CONF); fi
 	install -m 0755 conf/types/* $(DESTDIR)$(CONFDIR)/types/
 	for d in apache2 lighttpd nginx; do \
+		[ -d conf/$$d ] || continue; \
 		install -d $(DESTDIR)$(CONFDIR)/$$d && \
 		install -m 0644 conf/$$d/* $(DESTDIR)$(CONFDIR)/$$d/ || exit 1; \
 	done
