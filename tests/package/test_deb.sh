@@ -39,6 +39,8 @@ grep -qx '/etc/taskwire/taskwire.conf' "$scratch/control/conffiles" \
     || fail "taskwire.conf is not a conffile"
 grep -q 'adduser --system' "$scratch/control/postinst" \
     && ok "postinst creates the taskwire system user" || fail "postinst creates no user"
+grep -q 'deb-systemd-invoke stop .*taskwire-worker.service' "$scratch/control/prerm" 2>/dev/null \
+    && ok "prerm stops the services when the package is removed" || fail "prerm stops no service"
 [ "$(stat -c %a "$r/etc/taskwire/taskwire.conf")" = 644 ] \
     && ok "taskwire.conf is 0644 (it holds no secret)" || fail "taskwire.conf is not 0644"
 
