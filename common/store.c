@@ -62,6 +62,7 @@ enum statement {
     ST_CANCEL_QUEUED,
     ST_CANCEL_RUNNING,
     ST_CLAIM,
+    ST_OLDEST_QUEUED,
     ST_PROGRESS,
     ST_FINISH,
     ST_CANCEL_REQUESTED,
@@ -91,6 +92,8 @@ static const char *const store_statements[ST_COUNT] = {
                  " worker_id = ?1, seq = seq + 1, message = 'started'"
                  " WHERE seqno = (SELECT seqno FROM tasks WHERE status = 'queued'"
                  " ORDER BY seqno LIMIT 1) AND status = 'queued' RETURNING " TASK_COLUMNS,
+    [ST_OLDEST_QUEUED] = "SELECT " TASK_COLUMNS " FROM tasks WHERE status = 'queued'"
+                         " ORDER BY seqno LIMIT 1",
     [ST_PROGRESS] = "UPDATE tasks SET progress = ?2, message = ?3, seq = seq + 1"
                     " WHERE id = ?1 AND status = 'running' RETURNING " TASK_COLUMNS,
     [ST_FINISH] = "UPDATE tasks SET status = ?2, result = ?3, error = ?4,"
@@ -458,6 +461,13 @@ out:
         store_exec(store, "ROLLBACK");
     }
     return rc;
+}
+
+int
+store_task_oldest_queued(struct store *store, json_t **task)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_OLDEST_QUEUED);
+    return stmt ? store_step_task(store, stmt, "oldest_queued", task) : TW_E_STORE;
 }
 
 int

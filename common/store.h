@@ -64,6 +64,10 @@ int store_task_list(struct store *store, const char *client_id, const char *stat
 int store_task_cancel(struct store *store, const char *id, const char *client_id,
                       int *now_final, json_t **task);
 
+/* The oldest queued task: the one store_task_claim() would take now.  TW_E_NOT_FOUND when
+ * nothing is queued. */
+int store_task_oldest_queued(struct store *store, json_t **task);
+
 /* Claim the oldest queued task for worker_id: status running, attempts+1, started_at now.
  * TW_E_NOT_FOUND when nothing is queued. */
 int store_task_claim(struct store *store, const char *worker_id, json_t **task);

@@ -21,6 +21,8 @@
 #define POOL_FRAME_MAX 256       /* bytes of a nudge frame or a client id kept */
 #define POOL_BATCH 256           /* messages handled per socket per turn, for fairness */
 
+#define POOL_ANNOUNCED 256
+
 struct pool {
     const struct config *cfg;
     char worker_id[TOKEN_ID_SIZE];
@@ -35,6 +37,10 @@ struct pool {
     int concurrency;
     struct slot **slots;
     int64_t next_scan_ms, next_heartbeat_ms;
+    /* Tasks this pool announced as queued, most recent POOL_ANNOUNCED of them: a task is
+     * announced once, by its nudge or, when a scan gets to it first, just before it starts. */
+    char announced[POOL_ANNOUNCED][TOKEN_ID_SIZE];
+    unsigned announced_next;
 };
 
 static void *
@@ -199,6 +205,23 @@ pool_publish_task(struct pool *pool, const char *event, const json_t *task)
     free(payload);
 }
 
+/* Publish task's queued event unless this pool already did: every task's events then begin
+ * with queued, also when a scan claims it before its nudge arrives. */
+static void
+pool_announce_queued(struct pool *pool, json_t *task)
+{
+    const char *id = json_string_value(json_object_get(task, "id"));
+    const char *status = json_string_value(json_object_get(task, "status"));
+    if (!id || !status || strcmp(status, STORE_STATUS_QUEUED) != 0)
+        return;
+    for (unsigned i = 0; i < POOL_ANNOUNCED; i++)
+        if (strcmp(pool->announced[i], id) == 0)
+            return;
+    snprintf(pool->announced[pool->announced_next], TOKEN_ID_SIZE, "%s", id);
+    pool->announced_next = (pool->announced_next + 1) % POOL_ANNOUNCED;
+    pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, task);
+}
+
 /* Claim queued tasks for every idle slot. */
 static void
 pool_dispatch(struct pool *pool)
@@ -206,6 +229,11 @@ pool_dispatch(struct pool *pool)
     for (int i = 0; i < pool->concurrency; i++) {
         if (slot_busy(pool->slots[i]))
             continue;
+        json_t *next = NULL;
+        if (store_task_oldest_queued(pool->store, &next) == 0) {
+            pool_announce_queued(pool, next);
+            json_decref(next);
+        }
         json_t *task = NULL;
         int rc = store_task_claim(pool->store, pool->worker_id, &task);
         if (rc != 0) {
@@ -228,9 +256,7 @@ pool_on_submit(struct pool *pool, const char *id)
 {
     json_t *task = NULL;
     if (store_task_get(pool->store, id, NULL, &task) == 0) {
-        const char *status = json_string_value(json_object_get(task, "status"));
-        if (status && strcmp(status, STORE_STATUS_QUEUED) == 0)
-            pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, task);
+        pool_announce_queued(pool, task);
         json_decref(task);
     }
     pool_dispatch(pool);

@@ -125,3 +125,24 @@ def test_injected_message_reaches_the_browser_unchanged(stack):
         assert texts[0] == payload.decode()
         assert texts[1] == big.decode(), "a message under [relay] max_message went missing"
     assert dropped == 1, "a message over [relay] max_message was not dropped and counted"
+
+
+def test_a_task_found_by_a_scan_is_announced_queued_first(request):
+    """When the worker finds a task by scanning its queue (the nudge was lost, or is still on
+    its way), the task's events still begin with queued, then started."""
+    stack = start_stack(request, fcgi_tasks=f"tcp://127.0.0.1:{free_port()}")
+    session = stack.session()
+    token, cid = session["token"], session["client_id"]
+
+    async def go():
+        sub = tap(stack, cid)
+        await deliverable(stack, cid, sub)
+        task = stack.submit(token, "sleep", {"duration_ms": 100, "steps": 1})
+        names = []
+        while not names or names[-1] not in FINAL:
+            _, event = await next_event(sub, task["id"])
+            names.append(event["event"])
+        sub.close(0)
+        return names
+    names = run(go())
+    assert names[:2] == ["queued", "started"] and names[-1] == "succeeded", names
