@@ -1,6 +1,8 @@
 /* cli.c: argument parsing and config loading shared by the three programs' main(). */
 #include "cli.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -47,4 +49,24 @@ cli_setup(int argc, char **argv, const char *program, struct config *cfg)
         return 0;
     }
     return CLI_RUN;
+}
+
+void
+cli_on_stop(void (*stop)(int))
+{
+    struct sigaction action = {.sa_handler = stop};
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, NULL);
+    sigaction(SIGTERM, &action, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void
+cli_block_stop(sigset_t *previous)
+{
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, previous);
 }

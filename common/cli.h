@@ -8,6 +8,8 @@
 #ifndef TW_COMMON_CLI_H
 #define TW_COMMON_CLI_H
 
+#include <signal.h>
+
 #include "config.h"
 
 #define CLI_DEFAULT_CONFIG "/etc/taskwire/taskwire.conf"
@@ -16,5 +18,14 @@
 /* Parse the arguments and load the config into cfg (caller storage).  Returns CLI_RUN, or the
  * exit status main should return now (0 after -n or -h, 1 for a bad config, 2 for bad usage). */
 int cli_setup(int argc, char **argv, const char *program, struct config *cfg);
+
+/* Call stop on SIGINT and SIGTERM (without SA_RESTART, so a blocking call is interrupted)
+ * and ignore SIGPIPE. */
+void cli_on_stop(void (*stop)(int));
+
+/* Block SIGINT and SIGTERM in this thread, saving the mask in previous, while a program
+ * starts the threads (its own, ZeroMQ's) that must never take them: the stop signals then
+ * always reach the main loop.  Restore with pthread_sigmask(SIG_SETMASK, previous, NULL). */
+void cli_block_stop(sigset_t *previous);
 
 #endif

@@ -2,7 +2,6 @@
  * back to CGI when not started under FastCGI, and then serves exactly one request). */
 #include <fcgi_stdio.h>
 #include <signal.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -36,12 +35,7 @@ main(int argc, char **argv)
         return status;
 
     /* No SA_RESTART: a signal interrupts the blocking accept so the loop can end cleanly. */
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = on_signal;
-    sigaction(SIGTERM, &action, NULL);
-    sigaction(SIGINT, &action, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    cli_on_stop(on_signal);
 
     char err[512];
     struct app *app = app_new(&cfg, err, sizeof err);

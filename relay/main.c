@@ -31,18 +31,10 @@ main(int argc, char **argv)
     if (rc != CLI_RUN)
         return rc;
 
-    struct sigaction action = {.sa_handler = relay_on_signal};
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, NULL);
-    sigaction(SIGTERM, &action, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
+    cli_on_stop(relay_on_signal);
     /* ZeroMQ's threads keep the stop signals blocked, so they interrupt the event loop. */
-    sigset_t stop_signals, previous;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
+    sigset_t previous;
+    cli_block_stop(&previous);
     char err[512];
     struct relay *relay = relay_new(&cfg, err, sizeof err);
     pthread_sigmask(SIG_SETMASK, &previous, NULL);

@@ -27,19 +27,11 @@ main(int argc, char **argv)
     if (rc != CLI_RUN)
         return rc;
 
-    struct sigaction action = {.sa_handler = worker_on_signal};
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, NULL);
-    sigaction(SIGTERM, &action, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
+    cli_on_stop(worker_on_signal);
     /* Threads started by the pool (and ZeroMQ's) keep these blocked, so the signal
      * interrupts the main loop's poll. */
-    sigset_t stop_signals, previous;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &previous);
+    sigset_t previous;
+    cli_block_stop(&previous);
     char err[512];
     struct pool *pool = pool_new(&cfg, err, sizeof err);
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
