@@ -229,11 +229,17 @@ pool_dispatch(struct pool *pool)
     for (int i = 0; i < pool->concurrency; i++) {
         if (slot_busy(pool->slots[i]))
             continue;
+        /* The look at the queue also spares the claim's write transaction when it is empty
+         * (every scan of an idle worker). */
         json_t *next = NULL;
-        if (store_task_oldest_queued(pool->store, &next) == 0) {
-            pool_announce_queued(pool, next);
-            json_decref(next);
+        int found = store_task_oldest_queued(pool->store, &next);
+        if (found != 0) {
+            if (found != TW_E_NOT_FOUND)
+                log_warn("event=queue_read_failed error=%s", tw_error_name(found));
+            return;
         }
+        pool_announce_queued(pool, next);
+        json_decref(next);
         json_t *task = NULL;
         int rc = store_task_claim(pool->store, pool->worker_id, &task);
         if (rc != 0) {
