@@ -573,10 +573,10 @@ class Bench:
 
     def rate(self, names, runs):
         tw = self.results.get("fanout", {}).get("taskwire")
-        if not tw:
-            print("rate: needs taskwire's fan-out result; skipped")
+        if not tw and not self.args.rate:
+            print("rate: needs taskwire's fan-out result (or --rate); skipped")
             return
-        rate = round(med(tw, "delivered_per_s") / 2)
+        rate = self.args.rate or round(med(tw, "delivered_per_s") / 2)
         self.rate_value = rate
         print(f"steady rate: {FANOUT_CONNS} clients at {rate} msgs/s (half of taskwire's "
               f"fan-out rate)", flush=True)
@@ -1005,6 +1005,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--doc", action="store_true", help="also update docs/PERFORMANCE.md")
     ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--rate", type=int, default=0,
+                    help="steady-rate scenario at this many msgs/s instead of half of taskwire's "
+                         "fan-out rate (to compare builds at one rate)")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     signal.signal(signal.SIGTERM, on_signal)

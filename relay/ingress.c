@@ -56,12 +56,6 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
     return 0;
 }
 
-static void
-ingress_drain_later(lws_sorted_usec_list_t *sul)
-{
-    ingress_drain(lws_container_of(sul, struct relay, drain_later));
-}
-
 int
 ingress_start(struct relay *relay, char *err, size_t errlen)
 {
@@ -79,7 +73,7 @@ ingress_start(struct relay *relay, char *err, size_t errlen)
         return -1;
     }
     relay->monitor_fd = -1;
-    lws_sul_schedule(relay->context, 0, &relay->drain_later, ingress_drain_later, 1);
+    relay->ingress_ready = 1;
     ingress_watch(relay);
     return 0;
 }
@@ -137,10 +131,11 @@ ingress_drain(struct relay *relay)
         zmq_msg_close(&payload);
         zmq_msg_close(&topic);
     }
+    /* Capped for fairness: the loop serves the connections, then drains on without waiting. */
     int events = 0;
     size_t size = sizeof events;
-    if (zmq_getsockopt(relay->sub, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN))
-        lws_sul_schedule(relay->context, 0, &relay->drain_later, ingress_drain_later, 1);
+    relay->ingress_ready =
+        zmq_getsockopt(relay->sub, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
 }
 
 static void
@@ -193,7 +188,7 @@ ingress_subscription(struct relay *relay, int option, const char *id, size_t len
 {
     if (zmq_setsockopt(relay->sub, option, id, len) != 0)
         log_warn("event=subscription_failed error=\"%s\"", zmq_strerror(zmq_errno()));
-    lws_sul_schedule(relay->context, 0, &relay->drain_later, ingress_drain_later, 1);
+    relay->ingress_ready = 1;
 }
 
 void

@@ -2,8 +2,9 @@
  *
  * ZMQ_FD is edge-triggered: every time it signals (and after any call that may have consumed
  * the signal, like a subscription change) the relay drains the socket with ZMQ_DONTWAIT until
- * EAGAIN, at most RELAY_INGRESS_BATCH messages per turn; the rest continues on a zero-delay
- * timer so the connections get their turn.  Messages are [client id][payload]; anything else
+ * EAGAIN, at most RELAY_INGRESS_BATCH messages per turn; the loop (relay_run) drains between
+ * turns of lws's service whenever relay->ingress_ready says there may be more, and then does not
+ * wait in poll(), so the connections get their turn and nothing waits for the next signal.  Messages are [client id][payload]; anything else
  * is counted as malformed and dropped.
  */
 #ifndef TW_RELAY_INGRESS_H
@@ -22,7 +23,8 @@ int ingress_start(struct relay *relay, char *err, size_t errlen);
 /* Close the socket and the ZeroMQ context. */
 void ingress_fini(struct relay *relay);
 
-/* Per-message path: read and route what is waiting. */
+/* Per-message path: read and route what is waiting; leaves relay->ingress_ready set when more
+ * is. */
 void ingress_drain(struct relay *relay);
 
 /* The SUB's connection events: each time it connects to a worker pool again (the pool

@@ -87,8 +87,10 @@ protocol_ingress_callback(struct lws *wsi, enum lws_callback_reasons reason, voi
     (void)user;
     (void)in;
     (void)len;
-    if (reason == LWS_CALLBACK_RAW_RX_FILE)
-        ingress_drain(lws_context_user(lws_get_context(wsi)));
+    if (reason == LWS_CALLBACK_RAW_RX_FILE) {
+        struct relay *relay = lws_context_user(lws_get_context(wsi));
+        relay->ingress_ready = 1; /* drained by relay_run once this turn's service is done */
+    }
     return 0;
 }
 

@@ -113,9 +113,16 @@ relay_closing_tick(lws_sorted_usec_list_t *sul)
 void
 relay_run(struct relay *relay, volatile sig_atomic_t *quit)
 {
-    while (!*quit)
-        if (lws_service(relay->context, 0) < 0)
+    /* Per-message path: one turn waits in poll() (not at all while ZeroMQ may hold more), lets
+     * lws serve what is ready, drains ZeroMQ, then writes to the connections the messages woke
+     * without another poll() over every descriptor. */
+    while (!*quit) {
+        if (lws_service(relay->context, relay->ingress_ready ? -1 : 0) < 0)
             return;
+        if (relay->ingress_ready)
+            ingress_drain(relay);
+        session_serve_woken(relay);
+    }
     relay->closing = 1;
     lws_callback_on_writable_all_protocol(relay->context, &relay->protocols[0]);
     relay_closing_tick(&relay->closing_tick);

@@ -42,7 +42,8 @@ struct relay {
     int monitor_fd;                /* a dup of its ZMQ_FD, adopted by lws */
     lws_sorted_usec_list_t resync_later; /* tell every connection to resync, once upstream is back */
     uint64_t upstream_connects;    /* connections of the SUB to a worker pool so far */
-    lws_sorted_usec_list_t drain_later;
+    int ingress_ready;             /* the SUB may hold messages: drain before waiting again */
+    lws_dll2_owner_t woken;        /* sessions a message woke this turn (session_serve_woken) */
     uint64_t connections;          /* WebSocket connections open now */
     uint64_t next_connection_id;
     uint64_t ingress_malformed;

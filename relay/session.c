@@ -96,6 +96,7 @@ session_fini(struct relay *relay, struct session *session)
     if (!session->wsi)
         return;
     route_detach(relay->route, &session->member);
+    lws_dll2_remove(&session->woken);
     if (session->prev)
         session->prev->next = session->next;
     else
@@ -255,8 +256,32 @@ session_heartbeat(struct relay *relay)
 void
 session_wake(void *owner)
 {
+    /* Per-message path: ask for writeable as usual, and remember the session for
+     * session_serve_woken, which saves the turn through poll(). */
     struct session *session = owner;
     lws_callback_on_writable(session->wsi);
+    if (lws_dll2_is_detached(&session->woken)) {
+        struct relay *relay = lws_context_user(lws_get_context(session->wsi));
+        lws_dll2_add_tail(&session->woken, &relay->woken);
+    }
+}
+
+void
+session_serve_woken(struct relay *relay)
+{
+    /* Per-message path: lws runs the writeable callback as if poll() had said POLLOUT; lws
+     * drops its own POLLOUT request once the callback is done. */
+    while (relay->woken.head) {
+        struct session *session = lws_container_of(relay->woken.head, struct session, woken);
+        lws_dll2_remove(&session->woken);
+        if (!session->wsi || lws_partial_buffered(session->wsi))
+            continue;
+        struct lws_pollfd pollfd = {.fd = lws_get_socket_fd(session->wsi),
+                                    .events = LWS_POLLIN | LWS_POLLOUT,
+                                    .revents = LWS_POLLOUT};
+        if (lws_service_fd(relay->context, &pollfd) < 0)
+            return;
+    }
 }
 
 void

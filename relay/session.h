@@ -20,6 +20,7 @@ struct session {
     struct lws *wsi;
     struct route_member member;
     struct session *prev, *next;  /* the relay's connections (relay->sessions) */
+    struct lws_dll2 woken;        /* on relay->woken while a message waits for its write */
     uint64_t id;
     uint32_t last_rx_s;           /* relay->now_s when the peer last sent anything */
     uint16_t close_code;          /* non-zero: close with this code at the next write */
@@ -52,6 +53,11 @@ void session_alive(struct relay *relay, struct session *session);
 /* Once a second over every connection: ping one silent for [relay] ping_interval, drop one
  * silent for ping_interval + ping_timeout. */
 void session_heartbeat(struct relay *relay);
+
+/* Per-message path: write to every session a message woke since the last call, telling lws
+ * its socket is writeable rather than asking poll() (a socket with nothing queued has room);
+ * a session whose last write lws still buffers waits for the real POLLOUT instead. */
+void session_serve_woken(struct relay *relay);
 
 /* Route callbacks. */
 void session_wake(void *session);
