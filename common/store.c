@@ -1,4 +1,5 @@
-/* store.c: the task store on SQLite (WAL, synchronous=FULL: a 202 means the row is on disk).
+/* store.c: the task store on SQLite (WAL; a 202 means the row is on disk: synchronous=FULL, or
+ * group commit in the handler, see store_group_commit).
  *
  * Statements are prepared once per connection on first use (store_statements[] is the one list
  * of SQL); every change of a task is a single UPDATE ... RETURNING, so it is atomic between
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -116,10 +118,24 @@ static const char *const store_statements[ST_COUNT] = {
                    " WHERE id = ?1 AND status = 'running' RETURNING " TASK_COLUMNS,
 };
 
+#define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
+
+/* Group commit's counters, shared by every process through a mapping of the "-queue" file.
+ * They count commits made since boot_id's boot; a reboot (a power loss included) resets them,
+ * so a count from before it never vouches for a commit after it. */
+struct store_shared {
+    char boot_id[STORE_BOOT_ID_SIZE];
+    uint64_t committed; /* tickets handed out: one per commit, taken after the commit */
+    uint64_t synced;    /* every commit with a ticket up to this one is on disk */
+};
+
 struct store {
     sqlite3 *db;
     sqlite3_stmt *statements[ST_COUNT];
     int queue_fd;   /* the database's "-queue" file: submissions take turns on its flock */
+    struct store_shared *shared; /* non-NULL once store_group_commit() is on */
+    sqlite3_int64 changes_seen;  /* sqlite3_total_changes64 when this connection last synced */
+    uint64_t syncs;              /* WAL syncs this connection made for group commit */
 };
 
 /* Submissions from several handler processes take turns on a kernel lock before they ask
@@ -147,6 +163,18 @@ store_queue_leave(struct store *store)
 {
     if (store->queue_fd >= 0)
         flock(store->queue_fd, LOCK_UN);
+}
+
+/* The sync turn: an open-file-description lock on the "-queue" file's first byte, apart from
+ * the flock that orders submissions (Linux keeps the two kinds of lock apart). */
+static int
+store_sync_turn(struct store *store, short type)
+{
+    struct flock turn = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    int rc;
+    while ((rc = fcntl(store->queue_fd, F_OFD_SETLKW, &turn)) != 0 && errno == EINTR)
+        ;
+    return rc;
 }
 
 static int
@@ -218,10 +246,107 @@ store_destroy(struct store **store)
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize((*store)->statements[i]);
     sqlite3_close((*store)->db);
+    if ((*store)->shared)
+        munmap((*store)->shared, sizeof *(*store)->shared);
     if ((*store)->queue_fd >= 0)
         close((*store)->queue_fd);
     free(*store);
     *store = NULL;
+}
+
+static int
+store_exec(struct store *store, const char *sql)
+{
+    return sqlite3_exec(store->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : store_fail(store, sql);
+}
+
+/* Group commit.  With synchronous=FULL, SQLite syncs the WAL inside every commit, while it
+ * holds the one writer lock: concurrent submissions queue for a disk flush each.  Here the
+ * connection commits with synchronous=NORMAL (SQLite still syncs around checkpoints and WAL
+ * reuse) and makes the commit durable itself, after the writer lock is released: it takes a
+ * ticket, and one process at a time syncs the WAL for every ticket handed out so far.  A
+ * commit that a sync already covered returns without one, so the processes' commits share
+ * flushes.  A function returns only once its commit is on disk, as with FULL. */
+int
+store_group_commit(struct store *store)
+{
+    char boot_id[STORE_BOOT_ID_SIZE] = {0};
+    FILE *boot = fopen("/proc/sys/kernel/random/boot_id", "re");
+    size_t got = boot ? fread(boot_id, 1, sizeof boot_id - 1, boot) : 0;
+    if (boot)
+        fclose(boot);
+    struct stat st;
+    if (got == 0 || store->queue_fd < 0 || fstat(store->queue_fd, &st) != 0 ||
+        ((size_t)st.st_size < sizeof(struct store_shared) &&
+         ftruncate(store->queue_fd, sizeof(struct store_shared)) != 0))
+        return TW_E_STORE;
+    void *map = mmap(NULL, sizeof(struct store_shared), PROT_READ | PROT_WRITE, MAP_SHARED,
+                     store->queue_fd, 0);
+    if (map == MAP_FAILED)
+        return TW_E_STORE;
+    struct store_shared *shared = map;
+    if (store_sync_turn(store, F_WRLCK) != 0) {
+        munmap(map, sizeof *shared);
+        return TW_E_STORE;
+    }
+    if (memcmp(shared->boot_id, boot_id, sizeof boot_id) != 0) {
+        __atomic_store_n(&shared->committed, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&shared->synced, 0, __ATOMIC_SEQ_CST);
+        memcpy(shared->boot_id, boot_id, sizeof boot_id);
+    }
+    store_sync_turn(store, F_UNLCK);
+    if (store_exec(store, "PRAGMA synchronous = NORMAL") != 0) {
+        munmap(map, sizeof *shared);
+        return TW_E_STORE;
+    }
+    store->shared = shared;
+    store->changes_seen = sqlite3_total_changes64(store->db);
+    return 0;
+}
+
+/* Sync the WAL through SQLite's own file object, as its FULL commit would. */
+static int
+store_sync_wal(struct store *store)
+{
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(store->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK ||
+        !wal || !wal->pMethods || wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL) != SQLITE_OK)
+        return store_fail(store, "sync");
+    store->syncs++;
+    return 0;
+}
+
+/* After a commit (outside SQLite's writer lock): 0 once it is on disk. */
+static int
+store_commit_durable(struct store *store)
+{
+    sqlite3_int64 changes = sqlite3_total_changes64(store->db);
+    if (!store->shared || changes == store->changes_seen)
+        return 0; /* FULL synced it already, or nothing was written */
+    store->changes_seen = changes;
+    struct store_shared *shared = store->shared;
+    uint64_t ticket = __atomic_add_fetch(&shared->committed, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&shared->synced, __ATOMIC_SEQ_CST) >= ticket)
+        return 0;
+    if (store_sync_turn(store, F_WRLCK) != 0)
+        return store_sync_wal(store);
+    int rc = 0;
+    if (__atomic_load_n(&shared->synced, __ATOMIC_SEQ_CST) < ticket) {
+        /* Every ticket up to upto was taken after its commit was written: this sync covers
+         * them all, whoever made them. */
+        uint64_t upto = __atomic_load_n(&shared->committed, __ATOMIC_SEQ_CST);
+        rc = store_sync_wal(store);
+        if (rc == 0 && upto > __atomic_load_n(&shared->synced, __ATOMIC_SEQ_CST))
+            __atomic_store_n(&shared->synced, upto, __ATOMIC_SEQ_CST);
+    }
+    store_sync_turn(store, F_UNLCK);
+    return rc;
+}
+
+uint64_t
+store_sync_count(const struct store *store)
+{
+    return store->syncs;
 }
 
 int
@@ -360,6 +485,10 @@ store_task_insert(struct store *store, const char *client_id, const char *type,
         store_queue_leave(store);
         if (rc == TW_E_NOT_FOUND)
             rc = TW_E_STORE;
+        if (rc == 0 && (rc = store_commit_durable(store)) != 0) {
+            json_decref(*task);
+            *task = NULL;
+        }
     }
     free(params_text);
     return rc;
@@ -409,12 +538,6 @@ store_task_list(struct store *store, const char *client_id, const char *status,
     return result;
 }
 
-static int
-store_exec(struct store *store, const char *sql)
-{
-    return sqlite3_exec(store->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : store_fail(store, sql);
-}
-
 int
 store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
                   json_t **task)
@@ -455,6 +578,13 @@ out:
                 *task = NULL;
             }
             store_exec(store, "ROLLBACK");
+            return TW_E_STORE;
+        }
+        if (store_commit_durable(store) != 0) {
+            if (rc == 0) {
+                json_decref(*task);
+                *task = NULL;
+            }
             return TW_E_STORE;
         }
     } else {

@@ -37,6 +37,16 @@ struct store;
  * store_destroy().  NULL with the reason in err on failure. */
 struct store *store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen);
 
+/* Group commit for this connection (the handler's): its commits (store_task_insert,
+ * store_task_cancel) return once on disk, as before, but concurrent commits of all processes
+ * that turned it on share one sync of the WAL, taken outside SQLite's writer lock.  The shared
+ * counters live in the database's "-queue" file.  0, or TW_E_STORE when unavailable (the
+ * connection then stays synchronous=FULL, equally durable). */
+int store_group_commit(struct store *store);
+
+/* WAL syncs this connection made for group commit (for tests and measurements). */
+uint64_t store_sync_count(const struct store *store);
+
 /* Close the connection.  NULL-safe; sets *store to NULL. */
 void store_destroy(struct store **store);
 

@@ -24,6 +24,10 @@ app_new(const struct config *cfg, char *err, size_t errlen)
     app->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
     if (!app->store)
         goto fail;
+    /* Submissions of all handler processes share disk flushes; without it each waits for its
+     * own, equally durable. */
+    if (store_group_commit(app->store) != 0)
+        log_warn("event=group_commit_off database=%s", cfg->database);
     int hwm = APP_PUSH_HWM, linger = APP_PUSH_LINGER;
     app->zmq_context = zmq_ctx_new();
     app->push = app->zmq_context ? zmq_socket(app->zmq_context, ZMQ_PUSH) : NULL;

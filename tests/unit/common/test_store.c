@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -213,6 +214,80 @@ test_invalid_utf8_error_is_still_json(void **state)
     json_decref(queued);
 }
 
+#define GROUP_WRITERS 4 /* processes submitting at once */
+#define GROUP_TASKS 100 /* submissions each */
+
+/* If group commit lost a submission or stopped sharing flushes, a burst of submissions from
+ * several handler processes would lose tasks or queue for a disk flush each. */
+static void
+test_group_commit_keeps_every_task_and_shares_syncs(void **state)
+{
+    struct store *store = *state;
+    int pipes[GROUP_WRITERS][2];
+    pid_t pids[GROUP_WRITERS];
+    for (int w = 0; w < GROUP_WRITERS; w++) {
+        assert_int_equal(pipe(pipes[w]), 0);
+        pids[w] = fork();
+        assert_true(pids[w] >= 0);
+        if (pids[w] == 0) {
+            char err[256];
+            struct store *mine = store_new(path, 5000, err, sizeof err);
+            uint64_t syncs = UINT64_MAX;
+            if (mine && store_group_commit(mine) == 0) {
+                int ok = 1;
+                for (int i = 0; i < GROUP_TASKS && ok; i++) {
+                    json_t *params = json_object(), *task = NULL;
+                    ok = store_task_insert(mine, "g", "sleep", "", params, &task) == 0;
+                    json_decref(task);
+                    json_decref(params);
+                }
+                if (ok)
+                    syncs = store_sync_count(mine);
+            }
+            store_destroy(&mine);
+            ssize_t n = write(pipes[w][1], &syncs, sizeof syncs);
+            _exit(n == (ssize_t)sizeof syncs ? 0 : 1);
+        }
+        close(pipes[w][1]);
+    }
+    uint64_t syncs = 0;
+    for (int w = 0; w < GROUP_WRITERS; w++) {
+        uint64_t mine = UINT64_MAX;
+        assert_int_equal(read(pipes[w][0], &mine, sizeof mine), (ssize_t)sizeof mine);
+        close(pipes[w][0]);
+        int status = 0;
+        assert_int_equal(waitpid(pids[w], &status, 0), pids[w]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_true(mine != UINT64_MAX); /* every insert of that process succeeded */
+        syncs += mine;
+    }
+    /* Every task is there, in the file, for a fresh connection. */
+    char err[256];
+    struct store *fresh = store_new(path, 1000, err, sizeof err);
+    assert_non_null(fresh);
+    int found = 0;
+    const char *before = NULL;
+    json_t *page = NULL;
+    for (;;) {
+        assert_int_equal(store_task_list(fresh, "g", NULL, before, STORE_LIST_MAX, &page), 0);
+        size_t n = json_array_size(page);
+        found += (int)n;
+        static char cursor[64];
+        if (n > 0)
+            snprintf(cursor, sizeof cursor, "%s", text(json_array_get(page, n - 1), "id"));
+        json_decref(page);
+        if (n < STORE_LIST_MAX)
+            break;
+        before = cursor;
+    }
+    store_destroy(&fresh);
+    assert_int_equal(found, GROUP_WRITERS * GROUP_TASKS);
+    /* Concurrent commits shared flushes: fewer syncs than commits. */
+    assert_true(syncs > 0);
+    assert_true(syncs < (uint64_t)(GROUP_WRITERS * GROUP_TASKS));
+    (void)store;
+}
+
 int
 main(void)
 {
@@ -225,6 +300,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_reap_fails_only_tasks_of_dead_workers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_invalid_utf8_error_is_still_json, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_keeps_every_task_and_shares_syncs,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
