@@ -579,8 +579,10 @@ class Bench:
             return
         rate = self.args.rate or round(med(tw, "delivered_per_s") / 2)
         self.rate_value = rate
-        print(f"steady rate: {FANOUT_CONNS} clients at {rate} msgs/s (half of taskwire's "
-              f"fan-out rate)", flush=True)
+        self.rate_source = ("set with --rate" if self.args.rate
+                            else "half of taskwire's fan-out rate")
+        print(f"steady rate: {FANOUT_CONNS} clients at {rate} msgs/s ({self.rate_source})",
+              flush=True)
         for name in names:
             def go(peer):
                 for i in range(runs):
@@ -821,7 +823,7 @@ class Report:
                                          f"{self.ratio(tw, v)}", ok))
         if "rate" in res:
             rate = getattr(self.b, "rate_value", 0)
-            L.append(f"### Latency at a steady {rate:,} msgs/s (half of taskwire's fan-out rate), "
+            L.append(f"### Latency at a steady {rate:,} msgs/s ({self.b.rate_source}), "
                      "1,000 clients")
             L.append("")
             self.header("server", "delivered msgs/s", "p50 ms", "p90 ms", "p99 ms", "max ms",

@@ -270,11 +270,12 @@ void
 session_serve_woken(struct relay *relay)
 {
     /* Per-message path: lws runs the writeable callback as if poll() had said POLLOUT; lws
-     * drops its own POLLOUT request once the callback is done. */
+     * drops its own POLLOUT request once the callback is done.  A session leaves the list in
+     * session_fini, so every one on it still has its connection. */
     while (relay->woken.head) {
         struct session *session = lws_container_of(relay->woken.head, struct session, woken);
         lws_dll2_remove(&session->woken);
-        if (!session->wsi || lws_partial_buffered(session->wsi))
+        if (lws_partial_buffered(session->wsi))
             continue;
         struct lws_pollfd pollfd = {.fd = lws_get_socket_fd(session->wsi),
                                     .events = LWS_POLLIN | LWS_POLLOUT,
