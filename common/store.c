@@ -461,37 +461,85 @@ bind_text(sqlite3_stmt *stmt, int index, const char *text)
         sqlite3_bind_null(stmt, index);
 }
 
-int
-store_task_insert(struct store *store, const char *client_id, const char *type,
-                  const char *name, const json_t *params, json_t **task)
+/* Every submission of a batch fails with rc; the tasks already made are dropped. */
+static void
+store_submissions_fail(struct store_submission *const *subs, size_t count, int rc)
+{
+    for (size_t i = 0; i < count; i++) {
+        json_decref(subs[i]->task);
+        subs[i]->task = NULL;
+        subs[i]->rc = rc;
+    }
+}
+
+/* One submission's INSERT inside the batch's transaction. */
+static int
+store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_submission *sub)
 {
     char id[TOKEN_ID_SIZE];
     if (token_random_id(id) != 0)
         return TW_E_INTERNAL;
-    char *params_text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+    char *params_text = json_dumps(sub->params, JSON_COMPACT | JSON_SORT_KEYS);
     if (!params_text)
         return TW_E_NOMEM;
-    int rc = TW_E_STORE;
+    bind_text(stmt, 1, id);
+    bind_text(stmt, 2, sub->client_id);
+    bind_text(stmt, 3, sub->type);
+    bind_text(stmt, 4, sub->name ? sub->name : "");
+    bind_text(stmt, 5, params_text);
+    sqlite3_bind_int64(stmt, 6, clock_now_ms());
+    int rc = store_step_task(store, stmt, "insert", &sub->task);
+    free(params_text);
+    return rc == TW_E_NOT_FOUND ? TW_E_STORE : rc;
+}
+
+int
+store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        subs[i]->task = NULL;
+        subs[i]->rc = TW_E_STORE;
+    }
     sqlite3_stmt *stmt = store_statement(store, ST_INSERT);
-    if (stmt) {
-        bind_text(stmt, 1, id);
-        bind_text(stmt, 2, client_id);
-        bind_text(stmt, 3, type);
-        bind_text(stmt, 4, name ? name : "");
-        bind_text(stmt, 5, params_text);
-        sqlite3_bind_int64(stmt, 6, clock_now_ms());
-        store_queue_enter(store);
-        rc = store_step_task(store, stmt, "insert", task);
+    if (!stmt)
+        return TW_E_STORE;
+    store_queue_enter(store);
+    if (store_exec(store, "BEGIN IMMEDIATE") != 0) {
         store_queue_leave(store);
-        if (rc == TW_E_NOT_FOUND)
-            rc = TW_E_STORE;
-        if (rc == 0 && (rc = store_commit_durable(store)) != 0) {
-            json_decref(*task);
-            *task = NULL;
+        return TW_E_STORE;
+    }
+    int any = 0;
+    for (size_t i = 0; i < count; i++) {
+        subs[i]->rc = store_submission_insert(store, stmt, subs[i]);
+        any |= subs[i]->rc == 0;
+        /* A failed INSERT undoes itself alone, unless SQLite had to end the transaction (a
+         * full disk, an I/O error): then the rows before it are gone too. */
+        if (subs[i]->rc != 0 && sqlite3_get_autocommit(store->db)) {
+            store_submissions_fail(subs, count, TW_E_STORE);
+            store_queue_leave(store);
+            return TW_E_STORE;
         }
     }
-    free(params_text);
+    int rc = store_exec(store, any ? "COMMIT" : "ROLLBACK");
+    if (rc != 0 && any)
+        store_exec(store, "ROLLBACK");
+    store_queue_leave(store);
+    if (rc == 0 && any)
+        rc = store_commit_durable(store);
+    if (rc != 0)
+        store_submissions_fail(subs, count, TW_E_STORE);
     return rc;
+}
+
+int
+store_task_insert(struct store *store, const char *client_id, const char *type,
+                  const char *name, const json_t *params, json_t **task)
+{
+    struct store_submission sub = {client_id, type, name, params, NULL, 0};
+    struct store_submission *one = &sub;
+    store_tasks_insert(store, &one, 1);
+    *task = sub.task;
+    return sub.rc;
 }
 
 int

@@ -56,9 +56,24 @@ int store_status_is_final(const char *status);
 /* 1 when text is one of the five statuses, else 0. */
 int store_status_is_valid(const char *status);
 
-/* Insert a queued task (seq 1) with a new random id.  params is borrowed. */
+/* Insert a queued task (seq 1) with a new random id.  params is borrowed.  On success *task
+ * is the new row (caller owns; json_decref). */
 int store_task_insert(struct store *store, const char *client_id, const char *type,
                       const char *name, const json_t *params, json_t **task);
+
+/* One task to insert in a batch: the inputs are borrowed; store_tasks_insert() fills task (a
+ * new reference the caller owns, or NULL) and rc (0 or a TW_E_* code). */
+struct store_submission {
+    const char *client_id, *type, *name;
+    const json_t *params;
+    json_t *task;
+    int rc;
+};
+
+/* Insert count tasks in one transaction with one sync: each submission succeeds or fails on
+ * its own (its rc), and those that succeed are on disk when this returns.  Returns 0, or
+ * TW_E_STORE when the transaction as a whole failed (every rc says so and no task is kept). */
+int store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count);
 
 /* The task with id, if client_id is NULL or owns it; TW_E_NOT_FOUND otherwise. */
 int store_task_get(struct store *store, const char *id, const char *client_id, json_t **task);
