@@ -22,18 +22,19 @@ LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
 
 COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/tasktype.c common/protocol.c
-FCGI_SRC := fcgi/main.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
+FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/job_exec.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c
+UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/route.c \
 	relay/ingress.c relay/listener.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
 	tests/unit/common/test_tasktype.c
-UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER)
+UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
 
 COMMON_LIB := $(BUILD)/libtaskwire-common.a
 FCGI_BIN := $(BUILD)/taskwire.fcgi

@@ -43,6 +43,7 @@ static const struct config_key config_keys[] = {
     KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
     KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
     KEY_NUM("http", "max_body", KEY_LONG, max_body, 1024, 16777216),
+    KEY_NUM("http", "threads", KEY_INT, threads, 1, 64),
     KEY_NUM("worker", "concurrency", KEY_INT, concurrency, 0, 1024),
     KEY_NUM("worker", "progress_interval_ms", KEY_INT, progress_interval_ms, 0, 60000),
     KEY_NUM("worker", "scan_interval_ms", KEY_INT, scan_interval_ms, 50, 600000),
@@ -353,6 +354,7 @@ config_defaults(struct config *cfg)
     strcpy(cfg->publish_endpoint, "tcp://127.0.0.1:5572");
     strcpy(cfg->events_endpoint, "tcp://127.0.0.1:5573");
     cfg->max_body = CONFIG_DEFAULT_MAX_BODY;
+    cfg->threads = CONFIG_DEFAULT_HTTP_THREADS;
     cfg->concurrency = 0;
     cfg->progress_interval_ms = CONFIG_DEFAULT_PROGRESS_INTERVAL_MS;
     cfg->scan_interval_ms = CONFIG_DEFAULT_SCAN_INTERVAL_MS;

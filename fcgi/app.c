@@ -8,10 +8,12 @@
 #include <openssl/crypto.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "log.h"
 
 struct app *
-app_new(const struct config *cfg, char *err, size_t errlen)
+app_new(const struct config *cfg, void *zmq_context, struct intake *intake, char *err,
+        size_t errlen)
 {
     struct app *app = calloc(1, sizeof *app);
     if (!app) {
@@ -19,6 +21,7 @@ app_new(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     app->cfg = cfg;
+    app->intake = intake;
     if (token_secret_load(cfg->secret_file, 1, app->secret, &app->secret_len, err, errlen) != 0)
         goto fail;
     app->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
@@ -29,7 +32,8 @@ app_new(const struct config *cfg, char *err, size_t errlen)
     if (store_group_commit(app->store) != 0)
         log_warn("event=group_commit_off database=%s", cfg->database);
     int hwm = APP_PUSH_HWM, linger = APP_PUSH_LINGER;
-    app->zmq_context = zmq_ctx_new();
+    app->zmq_shared = zmq_context != NULL;
+    app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
     app->push = app->zmq_context ? zmq_socket(app->zmq_context, ZMQ_PUSH) : NULL;
     if (!app->push || zmq_setsockopt(app->push, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
         zmq_setsockopt(app->push, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
@@ -50,7 +54,7 @@ app_destroy(struct app **app)
         return;
     if ((*app)->push)
         zmq_close((*app)->push);
-    if ((*app)->zmq_context)
+    if ((*app)->zmq_context && !(*app)->zmq_shared)
         zmq_ctx_term((*app)->zmq_context);
     store_destroy(&(*app)->store);
     OPENSSL_cleanse((*app)->secret, sizeof (*app)->secret);
@@ -61,8 +65,27 @@ app_destroy(struct app **app)
 void
 app_nudge(struct app *app, const char *verb, const char *task_id)
 {
-    if (zmq_send(app->push, verb, strlen(verb), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(app->push, task_id, strlen(task_id), ZMQ_DONTWAIT) < 0)
-        log_warn("event=nudge_dropped verb=%s task=%s error=\"%s\"", verb, task_id,
-                 zmq_strerror(zmq_errno()));
+    if (zmq_send(app->push, verb, strlen(verb), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+        zmq_send(app->push, task_id, strlen(task_id), ZMQ_DONTWAIT) >= 0)
+        return;
+    /* With the worker pool down every request drops its nudge: one line per
+     * APP_NUDGE_WARN_MS says so, with the count, rather than one line per request. */
+    app->nudges_dropped++;
+    int64_t now = clock_mono_ms();
+    if (app->nudge_warned_ms && now - app->nudge_warned_ms < APP_NUDGE_WARN_MS)
+        return;
+    log_warn("event=nudge_dropped verb=%s task=%s dropped=%llu error=\"%s\"", verb, task_id,
+             app->nudges_dropped, zmq_strerror(zmq_errno()));
+    app->nudge_warned_ms = now;
+    app->nudges_dropped = 0;
+}
+
+void
+app_task_insert(struct app *app, struct store_submission *sub)
+{
+    if (app->intake) {
+        intake_submit(app->intake, sub);
+        return;
+    }
+    store_tasks_insert(app->store, &sub, 1);
 }

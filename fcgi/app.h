@@ -1,5 +1,7 @@
 /* app.h: what outlives a request in the handler: config, store, secret and the PUSH socket.
  *
+ * One app per serving thread (its own store connection and PUSH socket); the threads of a
+ * process share the ZeroMQ context and the intake that commits their submissions together.
  * Everything else belongs to one request and is freed when it ends.  The PUSH socket's queue is
  * bounded by APP_PUSH_HWM; when full (worker gone for long) nudges are dropped, which only
  * delays tasks until the worker's next scan of the store.
@@ -8,26 +10,40 @@
 #define TW_FCGI_APP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
+#include "intake.h"
 #include "store.h"
 #include "token.h"
 
 #define APP_PUSH_HWM 1000   /* nudges queued toward the worker before dropping */
 #define APP_PUSH_LINGER 250 /* ms a process exiting waits to flush its nudges (CGI mode) */
+#define APP_NUDGE_WARN_MS 10000 /* at most one nudge_dropped line per thread this often */
 
 struct app {
     const struct config *cfg;
     struct store *store;
     unsigned char secret[TOKEN_SECRET_MAX];
     size_t secret_len;
-    void *zmq_context;
-    void *push; /* PUSH to the worker's tasks endpoint */
+    void *zmq_context;       /* the app's own, or borrowed when zmq_shared */
+    int zmq_shared;
+    void *push;              /* PUSH to the worker's tasks endpoint */
+    struct intake *intake;   /* borrowed: the process's; NULL: submissions commit alone */
+    unsigned long long nudges_dropped; /* since the last nudge_dropped line */
+    int64_t nudge_warned_ms;           /* when that line was written (0: never) */
 };
 
-/* Open the store, load (or create) the secret and connect the PUSH socket.  cfg is borrowed
- * and must outlive the app.  Caller owns; free with app_destroy().  NULL with err on failure. */
-struct app *app_new(const struct config *cfg, char *err, size_t errlen);
+/* Open the store, load (or create) the secret and connect the PUSH socket.  cfg, zmq_context
+ * and intake are borrowed and must outlive the app; a NULL zmq_context makes the app its own,
+ * a NULL intake commits each submission alone.  Caller owns; free with app_destroy().  NULL
+ * with err on failure. */
+struct app *app_new(const struct config *cfg, void *zmq_context, struct intake *intake,
+                    char *err, size_t errlen);
+
+/* Insert sub's task (see store_tasks_insert), with the other threads' submissions when the
+ * app has an intake. */
+void app_task_insert(struct app *app, struct store_submission *sub);
 
 /* NULL-safe; sets *app to NULL. */
 void app_destroy(struct app **app);

@@ -1,9 +1,11 @@
-/* main.c: taskwire.fcgi, the REST API as a FastCGI responder (or a CGI program: fcgi2 falls
- * back to CGI when not started under FastCGI, and then serves exactly one request). */
-#include <fcgi_stdio.h>
+/* main.c: taskwire.fcgi, the REST API as a FastCGI responder (or a CGI program: when not
+ * started under FastCGI it serves exactly one request from its environment and stdio). */
+#include <fcgiapp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include "acceptors.h"
 #include "app.h"
 #include "cli.h"
 #include "errors.h"
@@ -12,18 +14,25 @@
 #include "request.h"
 #include "router.h"
 
-static volatile sig_atomic_t stop_requested;
-static volatile sig_atomic_t in_request;
+#define MAIN_MALLOC_KEEP (4 << 20) /* bytes of freed heap a handler process keeps for reuse */
 
-/* fcgi2 retries an accept interrupted by a signal, so an idle handler leaves at once; one in
- * the middle of a request finishes it first. */
-static void
-on_signal(int signal_number)
+/* CGI: one request, then the app's PUSH socket flushes its nudge as it closes. */
+static int
+serve_cgi(const struct config *cfg)
 {
-    (void)signal_number;
-    if (!in_request)
-        _exit(0);
-    stop_requested = 1;
+    char err[512];
+    struct app *app = app_new(cfg, NULL, NULL, err, sizeof err);
+    if (!app) {
+        log_error("event=start_failed error=\"%s\"", err);
+        return 1;
+    }
+    struct request req;
+    if (request_init(&req, NULL) == 0)
+        router_dispatch(app, &req);
+    else
+        reply_error(&req, TW_E_NOT_FOUND, "path too long");
+    app_destroy(&app);
+    return 0;
 }
 
 int
@@ -33,26 +42,32 @@ main(int argc, char **argv)
     int status = cli_setup(argc, argv, "taskwire.fcgi", &cfg);
     if (status != CLI_RUN)
         return status;
+    signal(SIGPIPE, SIG_IGN); /* a client gone while we answer is an error, not our end */
+    if (FCGX_IsCGI())
+        return serve_cgi(&cfg);
 
-    /* No SA_RESTART: a signal interrupts the blocking accept so the loop can end cleanly. */
-    cli_on_stop(on_signal);
-
+    /* The serving threads inherit the blocked stop signals; this thread waits for one.  An
+     * idle handler then leaves at once; one with requests under way answers them first. */
+    /* Each request frees what it allocated (fcgi2's streams, SQLite's and jansson's buffers):
+     * glibc's default gave that memory back to the kernel after most requests and faulted it
+     * in again on the next.  Keep up to MAIN_MALLOC_KEEP of it for reuse. */
+    mallopt(M_TRIM_THRESHOLD, MAIN_MALLOC_KEEP);
+    mallopt(M_MMAP_THRESHOLD, MAIN_MALLOC_KEEP / 4);
+    sigset_t previous, stop_signals;
+    cli_block_stop(&previous);
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
     char err[512];
-    struct app *app = app_new(&cfg, err, sizeof err);
-    if (!app) {
+    struct acceptors *acceptors = acceptors_new(&cfg, err, sizeof err);
+    if (!acceptors) {
         log_error("event=start_failed error=\"%s\"", err);
-        return 1;
+        _exit(1);
     }
-    while (!stop_requested && FCGI_Accept() >= 0) {
-        in_request = 1;
-        struct request req;
-        if (request_init(&req) == 0)
-            router_dispatch(app, &req);
-        else
-            reply_error(TW_E_NOT_FOUND, "path too long");
-        FCGI_Finish();
-        in_request = 0;
-    }
-    app_destroy(&app);
-    return 0;
+    int signal_number;
+    while (sigwait(&stop_signals, &signal_number) != 0)
+        ;
+    acceptors_stop(acceptors);
+    /* The threads stay blocked in accept on a socket other processes may share. */
+    _exit(0);
 }

@@ -1,7 +1,8 @@
-/* reply.c: CGI-style responses ("Status: 202 Accepted") through fcgi2's stdio. */
+/* reply.c: CGI-style responses ("Status: 202 Accepted") to fcgi2's stream or CGI's stdout. */
 #include "reply.h"
 
-#include <fcgi_stdio.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +31,17 @@ reply_reason(int status)
     }
 }
 
+static void
+reply_write(const struct request *req, const char *data, size_t length)
+{
+    if (!req->fcgx)
+        fwrite(data, 1, length, stdout);
+    else if (length <= INT_MAX)
+        FCGX_PutStr(data, (int)length, req->fcgx->out);
+}
+
 void
-reply_json(int status, json_t **body, const char *extra_headers)
+reply_json(const struct request *req, int status, json_t **body, const char *extra_headers)
 {
     char *text = *body ? json_dumps(*body, JSON_COMPACT) : NULL;
     json_decref(*body);
@@ -43,7 +53,6 @@ reply_json(int status, json_t **body, const char *extra_headers)
             return;
     }
     size_t length = strlen(text);
-    /* Headers are formatted here: fcgi2's own printf knows no %zu. */
     char head[REPLY_HEAD_MAX];
     int head_len = snprintf(head, sizeof head,
                             "Status: %d %s\r\nContent-Type: application/json\r\n"
@@ -54,14 +63,15 @@ reply_json(int status, json_t **body, const char *extra_headers)
         free(text);
         return;
     }
-    FCGI_fwrite(head, 1, (size_t)head_len, FCGI_stdout);
-    FCGI_fwrite(text, 1, length, FCGI_stdout);
-    FCGI_fwrite("\n", 1, 1, FCGI_stdout);
+    reply_write(req, head, (size_t)head_len);
+    reply_write(req, text, length);
+    reply_write(req, "\n", 1);
     free(text);
 }
 
 void
-reply_error_with(int err, const char *message, const char *extra_headers)
+reply_error_with(const struct request *req, int err, const char *message,
+                 const char *extra_headers)
 {
     int status = tw_error_status(err);
     if (status >= 500)
@@ -69,11 +79,11 @@ reply_error_with(int err, const char *message, const char *extra_headers)
                   message ? message : tw_error_message(err));
     json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", tw_error_name(err), "message",
                              message ? message : tw_error_message(err));
-    reply_json(status, &body, extra_headers);
+    reply_json(req, status, &body, extra_headers);
 }
 
 void
-reply_error(int err, const char *message)
+reply_error(const struct request *req, int err, const char *message)
 {
-    reply_error_with(err, message, NULL);
+    reply_error_with(req, err, message, NULL);
 }

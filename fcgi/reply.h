@@ -8,16 +8,20 @@
 
 #include <jansson.h>
 
+#include "request.h"
+
 #define REPLY_HEADERS_MAX 512 /* bytes of extra headers one reply may carry */
 
-/* Write status and *body (taken: decref'd and set to NULL), plus extra_headers (each line ending
- * in "\r\n"; NULL for none).  A NULL *body writes an internal error instead. */
-void reply_json(int status, json_t **body, const char *extra_headers);
+/* Answer req (borrowed) with status and *body (taken: decref'd and set to NULL), plus
+ * extra_headers (each line ending in "\r\n"; NULL for none).  A NULL *body writes an internal
+ * error instead. */
+void reply_json(const struct request *req, int status, json_t **body, const char *extra_headers);
 
 /* Write the error reply for err (a TW_E_* code) with message, or the table's message if NULL. */
-void reply_error(int err, const char *message);
+void reply_error(const struct request *req, int err, const char *message);
 
 /* Same with extra headers (Allow, Retry-After). */
-void reply_error_with(int err, const char *message, const char *extra_headers);
+void reply_error_with(const struct request *req, int err, const char *message,
+                      const char *extra_headers);
 
 #endif

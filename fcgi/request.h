@@ -1,12 +1,14 @@
 /* request.h: one HTTP request as the web server hands it over (FastCGI or CGI).
  *
- * Fields point into the process environment, which fcgi2 swaps per request: they are valid
- * until the request ends.  The body is read on demand, at most the configured limit; a longer
- * body is refused without reading it.
+ * Under FastCGI each thread has its own fcgi2 request (FCGX_Request); as a CGI program the
+ * request is the process's environment, stdin and stdout.  Fields point into the one or the
+ * other: they are valid until the request ends.  The body is read on demand, at most the
+ * configured limit; a longer body is refused without reading it.
  */
 #ifndef TW_FCGI_REQUEST_H
 #define TW_FCGI_REQUEST_H
 
+#include <fcgiapp.h>
 #include <jansson.h>
 #include <stddef.h>
 
@@ -14,6 +16,7 @@
 #define REQUEST_QUERY_VALUE_MAX 128 /* bytes of one query value */
 
 struct request {
+    FCGX_Request *fcgx;          /* borrowed; NULL for CGI (environment, stdin, stdout) */
     const char *method;
     char path[REQUEST_PATH_MAX]; /* without the query string */
     const char *query;           /* after '?', or "" */
@@ -22,9 +25,9 @@ struct request {
     long long content_length;    /* -1 when not given */
 };
 
-/* Fill req from the CGI/FastCGI variables of the current request. 0, or TW_E_NOT_FOUND for a
- * path over REQUEST_PATH_MAX. */
-int request_init(struct request *req);
+/* Fill req from the variables of fcgx (borrowed until the request ends), or of the process
+ * when fcgx is NULL (CGI).  0, or TW_E_NOT_FOUND for a path over REQUEST_PATH_MAX. */
+int request_init(struct request *req, FCGX_Request *fcgx);
 
 /* Read the body as a JSON object no longer than max_body bytes, requiring an
  * application/json content type.  On success *body is a new object (caller owns; json_decref).

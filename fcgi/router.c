@@ -65,12 +65,12 @@ router_dispatch(struct app *app, const struct request *req)
         }
     }
     if (allow[0] == '\0') {
-        reply_error(TW_E_NOT_FOUND, "no such route");
+        reply_error(req, TW_E_NOT_FOUND, "no such route");
         return;
     }
     char headers[128];
     snprintf(headers, sizeof headers, "Allow: %s\r\n", allow);
     char message[128];
     snprintf(message, sizeof message, "use %s on this resource", allow);
-    reply_error_with(TW_E_METHOD, message, headers);
+    reply_error_with(req, TW_E_METHOD, message, headers);
 }

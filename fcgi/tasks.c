@@ -25,14 +25,14 @@ tasks_authorize(struct app *app, const struct request *req, char client_id[TOKEN
     size_t token_len;
     char why[128];
     if (request_bearer(req, &token, &token_len) != 0) {
-        reply_error(TW_E_UNAUTHORIZED, "missing bearer token");
+        reply_error(req, TW_E_UNAUTHORIZED, "missing bearer token");
         return TW_E_UNAUTHORIZED;
     }
     if (token_verify(app->secret, app->secret_len, token, token_len, clock_now_ms() / 1000,
                      client_id, why, sizeof why) != 0) {
         char message[192];
         snprintf(message, sizeof message, "token rejected: %s", why);
-        reply_error(TW_E_UNAUTHORIZED, message);
+        reply_error(req, TW_E_UNAUTHORIZED, message);
         return TW_E_UNAUTHORIZED;
     }
     return 0;
@@ -55,13 +55,13 @@ tasks_session(struct app *app, const struct request *req, const char *id)
     int64_t exp = now + app->cfg->token_ttl;
     if (token_random_id(client_id) != 0 ||
         token_issue(app->secret, app->secret_len, client_id, now, exp, token, sizeof token) != 0) {
-        reply_error(TW_E_INTERNAL, "cannot issue a token");
+        reply_error(req, TW_E_INTERNAL, "cannot issue a token");
         return;
     }
     json_t *body = json_pack("{s:s, s:s, s:s}", "client_id", client_id, "token", token,
                              "expires_at", clock_iso8601(exp * 1000, expires, sizeof expires));
     log_info("event=session client=%s", client_id);
-    reply_json(201, &body, NULL);
+    reply_json(req, 201, &body, NULL);
 }
 
 void
@@ -76,7 +76,7 @@ tasks_health(struct app *app, const struct request *req, const char *id)
                              store_ok && pool_ok ? "ok" : "degraded", "store",
                              store_ok ? "ok" : "down", "pool", pool_ok ? "ok" : "down", "workers",
                              workers > 0 ? workers : 0);
-    reply_json(store_ok && pool_ok ? 200 : 503, &body,
+    reply_json(req, store_ok && pool_ok ? 200 : 503, &body,
                store_ok && pool_ok ? NULL : "Retry-After: 1\r\n");
 }
 
@@ -87,7 +87,7 @@ tasks_types(struct app *app, const struct request *req, const char *id)
     (void)id;
     json_t *types = tasktype_describe(app->cfg);
     json_t *body = types ? json_pack("{s:o}", "types", types) : NULL;
-    reply_json(200, &body, NULL);
+    reply_json(req, 200, &body, NULL);
 }
 
 /* Check the submission's fields; on success *type and *name point into body. */
@@ -142,11 +142,15 @@ tasks_create(struct app *app, const struct request *req, const char *id)
         rc = tasks_submission(app, body, &type, &name, err, sizeof err);
     if (rc == 0)
         rc = tasktype_validate(type, json_object_get(body, "params"), &params, err, sizeof err);
-    if (rc == 0 && (rc = store_task_insert(app->store, client_id, type->name, name, params,
-                                           &task)) != 0)
-        snprintf(err, sizeof err, "%s", tw_error_message(rc));
+    if (rc == 0) {
+        struct store_submission sub = {client_id, type->name, name, params, NULL, 0};
+        app_task_insert(app, &sub);
+        task = sub.task;
+        if ((rc = sub.rc) != 0)
+            snprintf(err, sizeof err, "%s", tw_error_message(rc));
+    }
     if (rc != 0) {
-        reply_error(rc, err);
+        reply_error(req, rc, err);
         goto out;
     }
     const char *task_id = json_string_value(json_object_get(task, "id"));
@@ -154,7 +158,7 @@ tasks_create(struct app *app, const struct request *req, const char *id)
     app_nudge(app, PROTOCOL_VERB_SUBMIT, task_id);
     char location[TASKS_LOCATION_MAX];
     snprintf(location, sizeof location, "Location: /api/tasks/%s\r\n", task_id);
-    reply_json(202, &task, location);
+    reply_json(req, 202, &task, location);
 out:
     json_decref(task);
     json_decref(params);
@@ -178,12 +182,12 @@ tasks_list_query(const struct request *req, int *limit, char *status, char *befo
             *limit = (int)value;
     }
     if (found < 0) {
-        reply_error(TW_E_BAD_REQUEST, "limit must be an integer 1..200");
+        reply_error(req, TW_E_BAD_REQUEST, "limit must be an integer 1..200");
         return TW_E_BAD_REQUEST;
     }
     found = request_query(req, "status", status, REQUEST_QUERY_VALUE_MAX);
     if (found < 0 || (found == 1 && !store_status_is_valid(status))) {
-        reply_error(TW_E_BAD_REQUEST,
+        reply_error(req, TW_E_BAD_REQUEST,
                     "status must be one of queued, running, succeeded, failed, cancelled");
         return TW_E_BAD_REQUEST;
     }
@@ -191,7 +195,7 @@ tasks_list_query(const struct request *req, int *limit, char *status, char *befo
         status[0] = '\0';
     found = request_query(req, "before", before, REQUEST_QUERY_VALUE_MAX);
     if (found < 0 || (found == 1 && !tasks_id_valid(before))) {
-        reply_error(TW_E_BAD_REQUEST, "before must be a task id");
+        reply_error(req, TW_E_BAD_REQUEST, "before must be a task id");
         return TW_E_BAD_REQUEST;
     }
     if (found == 0)
@@ -213,14 +217,14 @@ tasks_list(struct app *app, const struct request *req, const char *id)
     int rc = store_task_list(app->store, client_id, status[0] ? status : NULL,
                              before[0] ? before : NULL, limit, &tasks);
     if (rc != 0) {
-        reply_error(rc, NULL);
+        reply_error(req, rc, NULL);
         return;
     }
     size_t count = json_array_size(tasks);
     json_t *last = count == (size_t)limit ? json_array_get(tasks, count - 1) : NULL;
     json_t *body = json_pack("{s:o, s:O}", "tasks", tasks, "next_before",
                              last ? json_object_get(last, "id") : json_null());
-    reply_json(200, &body, NULL);
+    reply_json(req, 200, &body, NULL);
 }
 
 void
@@ -233,10 +237,10 @@ tasks_get(struct app *app, const struct request *req, const char *id)
     int rc = tasks_id_valid(id) ? store_task_get(app->store, id, client_id, &task)
                                 : TW_E_NOT_FOUND;
     if (rc != 0) {
-        reply_error(rc, rc == TW_E_NOT_FOUND ? "no such task" : NULL);
+        reply_error(req, rc, rc == TW_E_NOT_FOUND ? "no such task" : NULL);
         return;
     }
-    reply_json(200, &task, NULL);
+    reply_json(req, 200, &task, NULL);
 }
 
 void
@@ -250,7 +254,7 @@ tasks_cancel(struct app *app, const struct request *req, const char *id)
     int rc = tasks_id_valid(id) ? store_task_cancel(app->store, id, client_id, &now_final, &task)
                                 : TW_E_NOT_FOUND;
     if (rc != 0) {
-        reply_error(rc, rc == TW_E_NOT_FOUND ? "no such task"
+        reply_error(req, rc, rc == TW_E_NOT_FOUND ? "no such task"
                         : rc == TW_E_CONFLICT ? "the task has already finished"
                                               : NULL);
         return;
@@ -259,5 +263,5 @@ tasks_cancel(struct app *app, const struct request *req, const char *id)
     /* The worker publishes the cancelled event: at once for a queued task, when the task has
      * stopped for a running one. */
     app_nudge(app, PROTOCOL_VERB_CANCEL, id);
-    reply_json(202, &task, NULL);
+    reply_json(req, 202, &task, NULL);
 }

@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "store.h"
+#include "tests/unit/tempdb.h"
 
 static char dir[64];
 static char path[256];
@@ -19,10 +20,8 @@ static char path[256];
 static int
 setup(void **state)
 {
-    snprintf(dir, sizeof dir, "/tmp/tw-store-XXXXXX");
-    if (!mkdtemp(dir))
+    if (tempdb_make(dir, sizeof dir, "store", path, sizeof path) != 0)
         return -1;
-    snprintf(path, sizeof path, "%s/t.db", dir);
     char err[256];
     *state = store_new(path, 1000, err, sizeof err);
     return *state ? 0 : -1;
@@ -34,13 +33,7 @@ teardown(void **state)
     struct store *store = *state;
     store_destroy(&store);
     assert_null(store);
-    char file[300];
-    const char *suffixes[] = {"", "-wal", "-shm", "-queue"};
-    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
-        snprintf(file, sizeof file, "%s%s", path, suffixes[i]);
-        unlink(file);
-    }
-    return rmdir(dir);
+    return tempdb_remove(dir, path);
 }
 
 static json_t *

@@ -1,0 +1,47 @@
+/* intake.h: the submissions of one handler process's threads, committed together.
+ *
+ * A thread with a submission queues it and waits.  If no commit is under way, it leads one:
+ * it takes every queued submission, at most INTAKE_BATCH_MAX, inserts them in one
+ * transaction on the intake's own store connection, syncs once (store_tasks_insert) and
+ * wakes their threads.  Submissions that arrive meanwhile wait for the next commit, which one
+ * of them leads.  So a lone request commits at once, and concurrent ones share a transaction
+ * and a disk flush instead of queueing for one each.  One connection writes every batch, so
+ * its page cache stays warm.  The queue holds at most one submission per thread (each waits
+ * for its own), so it is bounded by [http] threads; a longer queue is led in several commits
+ * of INTAKE_BATCH_MAX.
+ */
+#ifndef TW_FCGI_INTAKE_H
+#define TW_FCGI_INTAKE_H
+
+#include <pthread.h>
+
+#include "store.h"
+
+#define INTAKE_BATCH_MAX 64 /* submissions in one transaction at most */
+
+struct intake_entry;
+
+struct intake {
+    struct store *store;            /* the connection every batch is written on */
+    pthread_mutex_t lock;
+    pthread_cond_t committed;       /* a commit ended: waiting threads look at their entry */
+    struct intake_entry *head;      /* queued, oldest first */
+    struct intake_entry **tail;
+    int leading;                    /* a thread is committing a batch */
+    unsigned long long commits;     /* transactions led so far (for tests and measurements) */
+};
+
+/* Takes *store (a connection of its own, group commit on) and nulls it.  0, or -1 when the
+ * lock or condition cannot be made (*store is destroyed all the same).  The storage is the
+ * caller's. */
+int intake_init(struct intake *intake, struct store **store);
+
+/* Closes the store.  Safe after a failed intake_init; no thread may be inside intake_submit. */
+void intake_fini(struct intake *intake);
+
+/* Insert sub's task together with other threads' submissions, leading the commit when none
+ * is under way.  Returns once sub->rc and sub->task are set (see store_tasks_insert): a task
+ * is on disk when its rc is 0. */
+void intake_submit(struct intake *intake, struct store_submission *sub);
+
+#endif

@@ -1,0 +1,145 @@
+/* Unit tests for fcgi/intake.c: a handler process's threads commit their submissions together,
+ * on a real SQLite file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fcgi/intake.c"
+#include "tests/unit/tempdb.h"
+
+#define INTAKE_THREADS 8 /* serving threads submitting at once */
+#define INTAKE_TASKS 50  /* submissions each */
+
+static char dir[64];
+static char path[256];
+
+static int
+setup(void **state)
+{
+    (void)state;
+    return tempdb_make(dir, sizeof dir, "intake", path, sizeof path);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    return tempdb_remove(dir, path);
+}
+
+struct submitter {
+    struct intake *intake;
+    char client[16];
+    int ok; /* submissions answered with a task */
+};
+
+static void *
+submitter_main(void *arg)
+{
+    struct submitter *self = arg;
+    for (int i = 0; i < INTAKE_TASKS; i++) {
+        json_t *params = json_pack("{s:i}", "n", i);
+        struct store_submission sub = {self->client, "sleep", "", params, NULL, -1};
+        intake_submit(self->intake, &sub);
+        if (sub.rc == 0 && sub.task &&
+            strcmp(json_string_value(json_object_get(sub.task, "client_id")), self->client) == 0)
+            self->ok++;
+        json_decref(sub.task);
+        json_decref(params);
+    }
+    return NULL;
+}
+
+/* If the intake lost a submission, answered one with another thread's task, or stopped
+ * sharing commits, concurrent POST /api/tasks would lose tasks, leak them across clients or
+ * queue for a disk flush each. */
+static void
+test_threads_share_commits_and_each_gets_its_own_task(void **state)
+{
+    (void)state;
+    char err[256];
+    struct store *writer = store_new(path, 5000, err, sizeof err);
+    assert_non_null(writer);
+    assert_int_equal(store_group_commit(writer), 0);
+    struct intake intake;
+    assert_int_equal(intake_init(&intake, &writer), 0);
+    assert_null(writer);
+    struct submitter submitters[INTAKE_THREADS];
+    pthread_t threads[INTAKE_THREADS];
+    for (int t = 0; t < INTAKE_THREADS; t++) {
+        submitters[t] = (struct submitter){&intake, "", 0};
+        snprintf(submitters[t].client, sizeof submitters[t].client, "c%d", t);
+        assert_int_equal(pthread_create(&threads[t], NULL, submitter_main, &submitters[t]), 0);
+    }
+    for (int t = 0; t < INTAKE_THREADS; t++) {
+        assert_int_equal(pthread_join(threads[t], NULL), 0);
+        assert_int_equal(submitters[t].ok, INTAKE_TASKS);
+    }
+    unsigned long long commits = intake.commits;
+    uint64_t syncs = store_sync_count(intake.store);
+    intake_fini(&intake);
+
+    /* Every task is in the file, for a fresh connection, under its own client. */
+    struct store *fresh = store_new(path, 1000, err, sizeof err);
+    assert_non_null(fresh);
+    for (int t = 0; t < INTAKE_THREADS; t++) {
+        json_t *tasks = NULL;
+        assert_int_equal(store_task_list(fresh, submitters[t].client, NULL, NULL, STORE_LIST_MAX,
+                                         &tasks),
+                         0);
+        assert_int_equal(json_array_size(tasks), INTAKE_TASKS);
+        json_decref(tasks);
+    }
+    store_destroy(&fresh);
+    /* Threads shared transactions and flushes. */
+    assert_true(commits < INTAKE_THREADS * INTAKE_TASKS);
+    assert_true(syncs <= commits);
+}
+
+/* If one bad submission failed its whole batch, a client's mistake would fail other clients'
+ * requests that happened to commit with it. */
+static void
+test_a_failed_submission_fails_alone(void **state)
+{
+    (void)state;
+    char err[256];
+    struct store *store = store_new(path, 1000, err, sizeof err);
+    assert_non_null(store);
+    json_t *params = json_object();
+    /* No client id breaks the table's NOT NULL rule for that row only. */
+    struct store_submission a = {"a", "sleep", "", params, NULL, -1};
+    struct store_submission bad = {NULL, "sleep", "", params, NULL, -1};
+    struct store_submission b = {"b", "sleep", "", params, NULL, -1};
+    struct store_submission *subs[] = {&a, &bad, &b};
+    assert_int_equal(store_tasks_insert(store, subs, 3), 0);
+    assert_int_equal(a.rc, 0);
+    assert_int_not_equal(bad.rc, 0);
+    assert_null(bad.task);
+    assert_int_equal(b.rc, 0);
+    json_t *found = NULL;
+    const char *id = json_string_value(json_object_get(b.task, "id"));
+    assert_int_equal(store_task_get(store, id, "b", &found), 0);
+    json_decref(found);
+    json_decref(a.task);
+    json_decref(b.task);
+    json_decref(params);
+    store_destroy(&store);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_threads_share_commits_and_each_gets_its_own_task,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_failed_submission_fails_alone, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
