@@ -26,6 +26,7 @@ struct acceptor {
 
 struct acceptors {
     void *zmq_context;
+    struct app *writer;           /* the intake's store connection and PUSH socket */
     struct intake intake;
     int intake_ready;
     pthread_mutex_t state_lock;
@@ -99,6 +100,7 @@ acceptors_free(struct acceptors *all)
         zmq_ctx_term(all->zmq_context);
     if (all->intake_ready)
         intake_fini(&all->intake);
+    app_destroy(&all->writer);
     pthread_cond_destroy(&all->idle);
     pthread_mutex_destroy(&all->state_lock);
     free(all);
@@ -122,8 +124,8 @@ acceptors_new(const struct config *cfg, char *err, size_t errlen)
         acceptors_free(all);
         return NULL;
     }
-    /* The first app creates the secret and the database if they are missing; the others and
-     * the intake's connection find them. */
+    /* The first app creates the secret and the database if they are missing; the others
+     * find them. */
     for (int i = 0; i < count; i++) {
         struct acceptor *self = &all->threads[i];
         self->all = all;
@@ -134,14 +136,14 @@ acceptors_new(const struct config *cfg, char *err, size_t errlen)
             return NULL;
         }
     }
-    struct store *writer = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
-    if (!writer) {
+    /* The intake writes every batch on this app's store and nudges on its PUSH socket. */
+    all->writer = app_new(cfg, all->zmq_context, NULL, err, errlen);
+    if (!all->writer) {
         acceptors_free(all);
         return NULL;
     }
-    if (store_group_commit(writer) != 0)
-        log_warn("event=group_commit_off database=%s", cfg->database);
-    all->intake_ready = intake_init(&all->intake, &writer) == 0;
+    all->intake_ready =
+        intake_init(&all->intake, all->writer->store, app_task_committed, all->writer) == 0;
     if (!all->intake_ready) {
         snprintf(err, errlen, "cannot set up the intake");
         acceptors_free(all);
@@ -169,6 +171,7 @@ acceptors_stop(struct acceptors *all)
      * sockets flush queued nudges (APP_PUSH_LINGER) as a single-threaded handler's did. */
     for (int i = 0; i < all->count; i++)
         app_destroy(&all->threads[i].app);
+    app_destroy(&all->writer);
     zmq_ctx_term(all->zmq_context);
     all->zmq_context = NULL;
     pthread_mutex_unlock(&all->state_lock);

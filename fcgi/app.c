@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "protocol.h"
 
 struct app *
 app_new(const struct config *cfg, void *zmq_context, struct intake *intake, char *err,
@@ -81,6 +82,12 @@ app_nudge(struct app *app, const char *verb, const char *task_id)
 }
 
 void
+app_task_committed(void *app, const struct store_submission *sub)
+{
+    app_nudge(app, PROTOCOL_VERB_SUBMIT, json_string_value(json_object_get(sub->task, "id")));
+}
+
+void
 app_task_insert(struct app *app, struct store_submission *sub)
 {
     if (app->intake) {
@@ -88,4 +95,6 @@ app_task_insert(struct app *app, struct store_submission *sub)
         return;
     }
     store_tasks_insert(app->store, &sub, 1);
+    if (sub->rc == 0)
+        app_task_committed(app, sub);
 }

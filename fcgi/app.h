@@ -42,8 +42,12 @@ struct app *app_new(const struct config *cfg, void *zmq_context, struct intake *
                     char *err, size_t errlen);
 
 /* Insert sub's task (see store_tasks_insert), with the other threads' submissions when the
- * app has an intake. */
+ * app has an intake, and nudge the worker pool about it. */
 void app_task_insert(struct app *app, struct store_submission *sub);
+
+/* The intake's report of a stored task (an intake_committed_fn; app is a struct app): nudge
+ * the worker pool on app's PUSH socket. */
+void app_task_committed(void *app, const struct store_submission *sub);
 
 /* NULL-safe; sets *app to NULL. */
 void app_destroy(struct app **app);

@@ -3,27 +3,25 @@
 
 #include <string.h>
 
+#include "errors.h"
+
 struct intake_entry {
     struct store_submission *sub;
     struct intake_entry *next;
+    pthread_cond_t wake;  /* its thread: the entry is done, or the thread should lead */
     int done;
 };
 
 int
-intake_init(struct intake *intake, struct store **store)
+intake_init(struct intake *intake, struct store *store, intake_committed_fn *committed,
+            void *data)
 {
     memset(intake, 0, sizeof *intake);
-    intake->store = *store;
-    *store = NULL;
-    if (pthread_mutex_init(&intake->lock, NULL) != 0) {
-        store_destroy(&intake->store);
+    intake->store = store;
+    intake->committed = committed;
+    intake->data = data;
+    if (pthread_mutex_init(&intake->lock, NULL) != 0)
         return -1;
-    }
-    if (pthread_cond_init(&intake->committed, NULL) != 0) {
-        pthread_mutex_destroy(&intake->lock);
-        store_destroy(&intake->store);
-        return -1;
-    }
     intake->tail = &intake->head;
     return 0;
 }
@@ -33,9 +31,7 @@ intake_fini(struct intake *intake)
 {
     if (!intake->tail)
         return;
-    pthread_cond_destroy(&intake->committed);
     pthread_mutex_destroy(&intake->lock);
-    store_destroy(&intake->store);
     intake->tail = NULL;
 }
 
@@ -58,18 +54,32 @@ intake_lead(struct intake *intake)
     intake->leading = 1;
     pthread_mutex_unlock(&intake->lock);
     store_tasks_insert(intake->store, subs, count);
+    for (size_t i = 0; i < count && intake->committed; i++)
+        if (subs[i]->rc == 0)
+            intake->committed(intake->data, subs[i]);
     pthread_mutex_lock(&intake->lock);
-    for (size_t i = 0; i < count; i++)
+    /* Wake exactly the threads whose submissions this commit stored, and the first of those
+     * that queued meanwhile to lead the next: a broadcast would wake every waiting thread
+     * for most of them to sleep again. */
+    for (size_t i = 0; i < count; i++) {
         batch[i]->done = 1;
+        pthread_cond_signal(&batch[i]->wake);
+    }
     intake->leading = 0;
     intake->commits++;
-    pthread_cond_broadcast(&intake->committed);
+    if (intake->head)
+        pthread_cond_signal(&intake->head->wake);
 }
 
 void
 intake_submit(struct intake *intake, struct store_submission *sub)
 {
-    struct intake_entry entry = {sub, NULL, 0};
+    struct intake_entry entry = {.sub = sub};
+    if (pthread_cond_init(&entry.wake, NULL) != 0) {
+        sub->task = NULL;
+        sub->rc = TW_E_INTERNAL;
+        return;
+    }
     pthread_mutex_lock(&intake->lock);
     /* The entry lives on this stack until it is done, and a leader unlinks it (and resets
      * tail) before marking it done. */
@@ -80,7 +90,8 @@ intake_submit(struct intake *intake, struct store_submission *sub)
         if (!intake->leading)
             intake_lead(intake);
         else
-            pthread_cond_wait(&intake->committed, &intake->lock);
+            pthread_cond_wait(&entry.wake, &intake->lock);
     }
     pthread_mutex_unlock(&intake->lock);
+    pthread_cond_destroy(&entry.wake);
 }

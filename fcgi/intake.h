@@ -2,8 +2,9 @@
  *
  * A thread with a submission queues it and waits.  If no commit is under way, it leads one:
  * it takes every queued submission, at most INTAKE_BATCH_MAX, inserts them in one
- * transaction on the intake's own store connection, syncs once (store_tasks_insert) and
- * wakes their threads.  Submissions that arrive meanwhile wait for the next commit, which one
+ * transaction on the intake's store connection, syncs once (store_tasks_insert), reports each
+ * task committed (the handler nudges the worker pool from there, a burst per commit) and wakes
+ * their threads.  Submissions that arrive meanwhile wait for the next commit, which one
  * of them leads.  So a lone request commits at once, and concurrent ones share a transaction
  * and a disk flush instead of queueing for one each.  One connection writes every batch, so
  * its page cache stays warm.  The queue holds at most one submission per thread (each waits
@@ -21,22 +22,27 @@
 
 struct intake_entry;
 
+/* Called by the thread leading a commit, once per task that commit stored. */
+typedef void intake_committed_fn(void *data, const struct store_submission *sub);
+
 struct intake {
-    struct store *store;            /* the connection every batch is written on */
+    struct store *store;            /* borrowed: the connection every batch is written on */
+    intake_committed_fn *committed; /* NULL for none */
+    void *data;                     /* handed to committed */
     pthread_mutex_t lock;
-    pthread_cond_t committed;       /* a commit ended: waiting threads look at their entry */
     struct intake_entry *head;      /* queued, oldest first */
     struct intake_entry **tail;
     int leading;                    /* a thread is committing a batch */
     unsigned long long commits;     /* transactions led so far (for tests and measurements) */
 };
 
-/* Takes *store (a connection of its own, group commit on) and nulls it.  0, or -1 when the
- * lock or condition cannot be made (*store is destroyed all the same).  The storage is the
- * caller's. */
-int intake_init(struct intake *intake, struct store **store);
+/* store (a connection of its own, group commit on) and data are borrowed until intake_fini;
+ * only the leading thread uses them, one at a time.  0, or -1 when the lock or condition
+ * cannot be made.  The storage is the caller's. */
+int intake_init(struct intake *intake, struct store *store, intake_committed_fn *committed,
+                void *data);
 
-/* Closes the store.  Safe after a failed intake_init; no thread may be inside intake_submit. */
+/* Safe after a failed intake_init; no thread may be inside intake_submit. */
 void intake_fini(struct intake *intake);
 
 /* Insert sub's task together with other threads' submissions, leading the commit when none

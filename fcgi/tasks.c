@@ -155,7 +155,6 @@ tasks_create(struct app *app, const struct request *req, const char *id)
     }
     const char *task_id = json_string_value(json_object_get(task, "id"));
     log_info("event=submitted client=%s task=%s type=%s", client_id, task_id, type->name);
-    app_nudge(app, PROTOCOL_VERB_SUBMIT, task_id);
     char location[TASKS_LOCATION_MAX];
     snprintf(location, sizeof location, "Location: /api/tasks/%s\r\n", task_id);
     reply_json(req, 202, &task, location);
