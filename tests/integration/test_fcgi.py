@@ -168,6 +168,31 @@ def test_tasks_are_private(stack):
     assert stack.request("GET", f"/api/tasks/{task['id']}", token=me)[0] == 200
 
 
+def test_concurrent_submissions_each_get_their_own_task(stack):
+    """Submissions arriving together (threads of one handler share a commit) are each answered
+    with their own task, owned by their own client, and all of them are stored."""
+    from concurrent.futures import ThreadPoolExecutor
+    tokens = [stack.session()["token"] for _ in range(4)]
+    jobs = [(tokens[i % 4], f"c{i}") for i in range(32)]
+
+    def post(job):
+        token, name = job
+        return token, name, stack.request("POST", "/api/tasks", {
+            "type": "sleep", "name": name, "params": {"duration_ms": 100, "steps": 1}}, token)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, jobs))
+    assert all(status == 202 for _, _, (status, _, _) in answers), answers
+    assert len({task["id"] for _, _, (_, _, task) in answers}) == len(jobs)
+    for token, name, (_, _, task) in answers:
+        assert task["name"] == name
+        assert stack.task(token, task["id"])["name"] == name
+    for token in tokens:
+        listed = stack.request("GET", "/api/tasks?limit=200", token=token)[2]["tasks"]
+        assert sorted(t["name"] for t in listed) == sorted(
+            name for owner, name in jobs if owner == token)
+
+
 def test_list_pages_newest_first(stack):
     """A client pages through its tasks newest first and can filter by status."""
     token = stack.session()["token"]
