@@ -1,6 +1,6 @@
 """The handler as taskwire-fcgi.socket runs it: a listening unix socket on its standard input
 (StandardInput=socket), FastCGI requests through that socket (cgi-fcgi, as a web server would
-send them), and SIGTERM ending it cleanly.
+send them), and SIGTERM ending it cleanly, after answering a request under way.
 
     /usr/bin/python3 tests/package/fcgi_socket.py HANDLER CONFIG
 
@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 
 def request(sock_path, method, uri, body=b""):
@@ -32,6 +33,66 @@ def request(sock_path, method, uri, body=b""):
     head, _, payload = out.partition(b"\r\n\r\n")
     match = re.search(rb"^Status: (\d+)", head, re.M)
     return int(match.group(1)) if match else 200, json.loads(payload)
+
+
+def fds(pid):
+    return set(os.listdir(f"/proc/{pid}/fd"))
+
+
+def reading(pid, fd):
+    """True when one of pid's threads is blocked in read() on descriptor fd."""
+    read_numbers = {"0", "63"}  # read() on x86_64 and on arm64
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                fields = f.read().split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[0] in read_numbers and int(fields[1], 16) == fd:
+            return True
+    return False
+
+
+def wait_for(check, what, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def stop_mid_request(sock_path, proc, token):
+    """SIGTERM while a thread waits for the rest of a submission's body: that request is still
+    answered (202, the task stored) before the handler exits.  Returns failures."""
+    body = json.dumps({"type": "sleep", "params": {"duration_ms": 100}}).encode()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_PROTOCOL": "HTTP/1.1", "REQUEST_METHOD": "POST", "REQUEST_URI": "/api/tasks",
+        "SCRIPT_NAME": "/api/tasks", "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json", "HTTP_AUTHORIZATION": "Bearer " + token,
+    }
+    before = fds(proc.pid)
+    client = subprocess.Popen(["cgi-fcgi", "-bind", "-connect", sock_path], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        client.stdin.write(body[:10])
+        client.stdin.flush()
+        wait_for(lambda: fds(proc.pid) - before, "the handler to accept the connection")
+        (fd,) = fds(proc.pid) - before
+        wait_for(lambda: reading(proc.pid, int(fd)), "a thread reading the body")
+        proc.terminate()
+        client.stdin.write(body[10:])
+        client.stdin.close()
+        out = client.stdout.read()
+        client.wait(timeout=10)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    head, _, payload = out.partition(b"\r\n\r\n")
+    if not re.search(rb"^Status: 202", head, re.M):
+        return [f"request under way at SIGTERM: {head[:200]!r} {payload[:200]!r}"]
+    return []
 
 
 def main():
@@ -63,6 +124,7 @@ def main():
                 failures.append("the handler created no secret in the state directory")
             elif os.stat(secret).st_mode & 0o777 != 0o600:
                 failures.append(f"the secret's mode is {os.stat(secret).st_mode & 0o777:o}, not 600")
+            failures += stop_mid_request(sock_path, proc, body.get("token", ""))
         finally:
             proc.terminate()
             try:

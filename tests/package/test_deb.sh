@@ -113,7 +113,7 @@ done
 # The handler from the package as the socket unit runs it: FastCGI on its standard input.
 if /usr/bin/python3 "$root_dir/tests/package/fcgi_socket.py" "$r/usr/lib/taskwire/taskwire.fcgi" \
         "$r/etc/taskwire/taskwire.conf"; then
-    ok "taskwire.fcgi serves FastCGI on a listening socket as standard input, stops on SIGTERM"
+    ok "taskwire.fcgi serves FastCGI on a listening socket as standard input, stops on SIGTERM after answering a request under way"
 else
     fail "taskwire.fcgi on a socket as standard input"
 fi
