@@ -259,7 +259,6 @@ session_wake(void *owner)
     /* Per-message path: ask for writeable as usual, and remember the session for
      * session_serve_woken, which saves the turn through poll(). */
     struct session *session = owner;
-    lws_callback_on_writable(session->wsi);
     if (lws_dll2_is_detached(&session->woken)) {
         struct relay *relay = lws_context_user(lws_get_context(session->wsi));
         lws_dll2_add_tail(&session->woken, &relay->woken);
@@ -275,8 +274,11 @@ session_serve_woken(struct relay *relay)
     while (relay->woken.head) {
         struct session *session = lws_container_of(relay->woken.head, struct session, woken);
         lws_dll2_remove(&session->woken);
-        if (lws_partial_buffered(session->wsi))
+        if (lws_partial_buffered(session->wsi)) {
+            /* lws finishes its buffered write first, then asks us for more. */
+            lws_callback_on_writable(session->wsi);
             continue;
+        }
         struct lws_pollfd pollfd = {.fd = lws_get_socket_fd(session->wsi),
                                     .events = LWS_POLLIN | LWS_POLLOUT,
                                     .revents = LWS_POLLOUT};
