@@ -96,11 +96,11 @@ acceptors_free(struct acceptors *all)
         app_destroy(&all->threads[i].app);
         FCGX_Free(&all->threads[i].fcgx, 0);
     }
-    if (all->zmq_context)
-        zmq_ctx_term(all->zmq_context);
     if (all->intake_ready)
         intake_fini(&all->intake);
-    app_destroy(&all->writer);
+    app_destroy(&all->writer); /* its socket closes before the context ends */
+    if (all->zmq_context)
+        zmq_ctx_term(all->zmq_context);
     pthread_cond_destroy(&all->idle);
     pthread_mutex_destroy(&all->state_lock);
     free(all);
@@ -125,22 +125,22 @@ acceptors_new(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     /* The first app creates the secret and the database if they are missing; the others
-     * find them. */
+     * find them.  The intake writes every batch on this app's store, and every thread nudges
+     * on its PUSH socket. */
+    all->writer = app_new(cfg, all->zmq_context, NULL, NULL, err, errlen);
+    if (!all->writer) {
+        acceptors_free(all);
+        return NULL;
+    }
     for (int i = 0; i < count; i++) {
         struct acceptor *self = &all->threads[i];
         self->all = all;
         FCGX_InitRequest(&self->fcgx, 0, 0);
-        self->app = app_new(cfg, all->zmq_context, &all->intake, err, errlen);
+        self->app = app_new(cfg, all->zmq_context, &all->intake, all->writer, err, errlen);
         if (!self->app) {
             acceptors_free(all);
             return NULL;
         }
-    }
-    /* The intake writes every batch on this app's store and nudges on its PUSH socket. */
-    all->writer = app_new(cfg, all->zmq_context, NULL, err, errlen);
-    if (!all->writer) {
-        acceptors_free(all);
-        return NULL;
     }
     all->intake_ready =
         intake_init(&all->intake, all->writer->store, app_task_committed, all->writer) == 0;

@@ -13,8 +13,8 @@
 #include "protocol.h"
 
 struct app *
-app_new(const struct config *cfg, void *zmq_context, struct intake *intake, char *err,
-        size_t errlen)
+app_new(const struct config *cfg, void *zmq_context, struct intake *intake, struct app *nudger,
+        char *err, size_t errlen)
 {
     struct app *app = calloc(1, sizeof *app);
     if (!app) {
@@ -23,6 +23,12 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, char
     }
     app->cfg = cfg;
     app->intake = intake;
+    app->nudger = nudger;
+    if (pthread_mutex_init(&app->push_lock, NULL) != 0) {
+        free(app);
+        snprintf(err, errlen, "cannot make a lock");
+        return NULL;
+    }
     if (token_secret_load(cfg->secret_file, 1, app->secret, &app->secret_len, err, errlen) != 0)
         goto fail;
     app->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
@@ -32,6 +38,8 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, char
      * own, equally durable. */
     if (store_group_commit(app->store) != 0)
         log_warn("event=group_commit_off database=%s", cfg->database);
+    if (nudger)
+        return app; /* nudges go out on the nudger's socket */
     int hwm = APP_PUSH_HWM, linger = APP_PUSH_LINGER;
     app->zmq_shared = zmq_context != NULL;
     app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
@@ -58,27 +66,38 @@ app_destroy(struct app **app)
     if ((*app)->zmq_context && !(*app)->zmq_shared)
         zmq_ctx_term((*app)->zmq_context);
     store_destroy(&(*app)->store);
+    pthread_mutex_destroy(&(*app)->push_lock);
     OPENSSL_cleanse((*app)->secret, sizeof (*app)->secret);
     free(*app);
     *app = NULL;
 }
 
-void
-app_nudge(struct app *app, const char *verb, const char *task_id)
+/* Send one nudge on via's socket; via's lock is held. */
+static void
+app_nudge_locked(struct app *via, const char *verb, const char *task_id)
 {
-    if (zmq_send(app->push, verb, strlen(verb), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
-        zmq_send(app->push, task_id, strlen(task_id), ZMQ_DONTWAIT) >= 0)
+    if (zmq_send(via->push, verb, strlen(verb), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+        zmq_send(via->push, task_id, strlen(task_id), ZMQ_DONTWAIT) >= 0)
         return;
     /* With the worker pool down every request drops its nudge: one line per
      * APP_NUDGE_WARN_MS says so, with the count, rather than one line per request. */
-    app->nudges_dropped++;
+    via->nudges_dropped++;
     int64_t now = clock_mono_ms();
-    if (app->nudge_warned_ms && now - app->nudge_warned_ms < APP_NUDGE_WARN_MS)
+    if (via->nudge_warned_ms && now - via->nudge_warned_ms < APP_NUDGE_WARN_MS)
         return;
     log_warn("event=nudge_dropped verb=%s task=%s dropped=%llu error=\"%s\"", verb, task_id,
-             app->nudges_dropped, zmq_strerror(zmq_errno()));
-    app->nudge_warned_ms = now;
-    app->nudges_dropped = 0;
+             via->nudges_dropped, zmq_strerror(zmq_errno()));
+    via->nudge_warned_ms = now;
+    via->nudges_dropped = 0;
+}
+
+void
+app_nudge(struct app *app, const char *verb, const char *task_id)
+{
+    struct app *via = app->nudger ? app->nudger : app;
+    pthread_mutex_lock(&via->push_lock);
+    app_nudge_locked(via, verb, task_id);
+    pthread_mutex_unlock(&via->push_lock);
 }
 
 void

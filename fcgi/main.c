@@ -21,7 +21,7 @@ static int
 serve_cgi(const struct config *cfg)
 {
     char err[512];
-    struct app *app = app_new(cfg, NULL, NULL, err, sizeof err);
+    struct app *app = app_new(cfg, NULL, NULL, NULL, err, sizeof err);
     if (!app) {
         log_error("event=start_failed error=\"%s\"", err);
         return 1;
