@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import signal
+import random
 import socket
 import subprocess
 import sys
@@ -76,11 +77,31 @@ def _close_live_stacks():
         stack.close()
 
 
+_ports_given = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 nobody listens on now, below the kernel's ephemeral range: a
+    port from that range can be taken as the source port of any outgoing connection (a ZeroMQ
+    socket reconnecting to a stopped worker makes ten a second) before our server binds it."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    low = 10000 if ephemeral_low > 11000 else 1024
+    for _ in range(1000):
+        port = random.randrange(low, ephemeral_low)
+        if port in _ports_given:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _ports_given.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_for(predicate, timeout, what):
