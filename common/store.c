@@ -532,17 +532,6 @@ store_tasks_insert(struct store *store, struct store_submission *const *subs, si
 }
 
 int
-store_task_insert(struct store *store, const char *client_id, const char *type,
-                  const char *name, const json_t *params, json_t **task)
-{
-    struct store_submission sub = {client_id, type, name, params, NULL, 0};
-    struct store_submission *one = &sub;
-    store_tasks_insert(store, &one, 1);
-    *task = sub.task;
-    return sub.rc;
-}
-
-int
 store_task_get(struct store *store, const char *id, const char *client_id, json_t **task)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_GET);

@@ -37,7 +37,7 @@ struct store;
  * store_destroy().  NULL with the reason in err on failure. */
 struct store *store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen);
 
-/* Group commit for this connection (the handler's): its commits (store_task_insert,
+/* Group commit for this connection (the handler's): its commits (store_tasks_insert,
  * store_task_cancel) return once on disk, as before, but concurrent commits of all processes
  * that turned it on share one sync of the WAL, taken outside SQLite's writer lock.  The shared
  * counters live in the database's "-queue" file.  0, or TW_E_STORE when unavailable (the
@@ -56,13 +56,9 @@ int store_status_is_final(const char *status);
 /* 1 when text is one of the five statuses, else 0. */
 int store_status_is_valid(const char *status);
 
-/* Insert a queued task (seq 1) with a new random id.  params is borrowed.  On success *task
- * is the new row (caller owns; json_decref). */
-int store_task_insert(struct store *store, const char *client_id, const char *type,
-                      const char *name, const json_t *params, json_t **task);
-
-/* One task to insert in a batch: the inputs are borrowed; store_tasks_insert() fills task (a
- * new reference the caller owns, or NULL) and rc (0 or a TW_E_* code). */
+/* One queued task (seq 1, a new random id) to insert: the inputs are borrowed;
+ * store_tasks_insert() fills task (a new reference the caller owns, or NULL) and rc (0 or a
+ * TW_E_* code). */
 struct store_submission {
     const char *client_id, *type, *name;
     const json_t *params;
@@ -70,8 +66,8 @@ struct store_submission {
     int rc;
 };
 
-/* Insert count tasks in one transaction with one sync: each submission succeeds or fails on
- * its own (its rc), and those that succeed are on disk when this returns.  Returns 0, or
+/* Insert count tasks (one or more) in one transaction with one sync: each submission succeeds
+ * or fails on its own (its rc), and those that succeed are on disk when this returns.  Returns 0, or
  * TW_E_STORE when the transaction as a whole failed (every rc says so and no task is kept). */
 int store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count);
 

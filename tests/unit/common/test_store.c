@@ -39,10 +39,13 @@ teardown(void **state)
 static json_t *
 insert(struct store *store, const char *client)
 {
-    json_t *params = json_pack("{s:i}", "steps", 3), *task = NULL;
-    assert_int_equal(store_task_insert(store, client, "sleep", "demo", params, &task), 0);
+    json_t *params = json_pack("{s:i}", "steps", 3);
+    struct store_submission sub = {client, "sleep", "demo", params, NULL, -1}, *one = &sub;
+    assert_int_equal(store_tasks_insert(store, &one, 1), 0);
+    assert_int_equal(sub.rc, 0);
+    assert_non_null(sub.task);
     json_decref(params);
-    return task;
+    return sub.task;
 }
 
 static const char *
@@ -229,9 +232,11 @@ test_group_commit_keeps_every_task_and_shares_syncs(void **state)
             if (mine && store_group_commit(mine) == 0) {
                 int ok = 1;
                 for (int i = 0; i < GROUP_TASKS && ok; i++) {
-                    json_t *params = json_object(), *task = NULL;
-                    ok = store_task_insert(mine, "g", "sleep", "", params, &task) == 0;
-                    json_decref(task);
+                    json_t *params = json_object();
+                    struct store_submission sub = {"g", "sleep", "", params, NULL, -1};
+                    struct store_submission *one = &sub;
+                    ok = store_tasks_insert(mine, &one, 1) == 0 && sub.rc == 0;
+                    json_decref(sub.task);
                     json_decref(params);
                 }
                 if (ok)
