@@ -27,7 +27,7 @@
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400        /* seconds a session token lives */
 #define CONFIG_DEFAULT_MAX_BODY 65536         /* bytes of a request body */
-#define CONFIG_DEFAULT_HTTP_THREADS 8         /* FastCGI requests one handler process serves at once */
+#define CONFIG_DEFAULT_HTTP_THREADS 8         /* requests one FastCGI process serves at once */
 #define CONFIG_DEFAULT_BUSY_TIMEOUT_MS 5000   /* SQLite busy timeout */
 #define CONFIG_DEFAULT_PROGRESS_INTERVAL_MS 100 /* progress coalescing window per task */
 #define CONFIG_DEFAULT_SCAN_INTERVAL_MS 1000  /* worker looks for queued tasks this often */

@@ -1,9 +1,9 @@
 /* acceptors.h: the handler's FastCGI threads.
  *
  * [http] threads threads accept on the FastCGI listening socket (fcgi2's FCGX_Accept_r), each
- * with its own app (store connection, PUSH socket) and fcgi2 request, and serve one request at
- * a time each.  A process so serves that many requests
- * at once; its submissions meet in one intake and share commits.  The threads block the stop
+ * with its own app (store connection) and fcgi2 request, and serve one request at a time each.
+ * A process so serves that many requests at once; its submissions meet in one intake and share
+ * commits, and its nudges leave on one PUSH socket, the intake's app's.  The threads block the stop
  * signals: main waits for them (sigwait) and calls acceptors_stop.
  */
 #ifndef TW_FCGI_ACCEPTORS_H
@@ -16,8 +16,8 @@
 struct acceptors;
 
 /* Make the apps and start the threads on fcgi2's listening socket.  cfg is borrowed and must
- * outlive them.  Caller owns; acceptors_stop() then exit.  NULL with err on failure (no thread
- * left running). */
+ * outlive them.  Caller owns; acceptors_stop() then exit.  NULL with err on failure; threads
+ * already started then stay blocked in accept, and the caller exits. */
 struct acceptors *acceptors_new(const struct config *cfg, char *err, size_t errlen);
 
 /* Stop taking requests, wait for those under way to be answered and flush the nudges they

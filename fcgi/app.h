@@ -21,7 +21,7 @@
 
 #define APP_PUSH_HWM 1000   /* nudges queued toward the worker before dropping */
 #define APP_PUSH_LINGER 250 /* ms a process exiting waits to flush its nudges (CGI mode) */
-#define APP_NUDGE_WARN_MS 10000 /* at most one nudge_dropped line per thread this often */
+#define APP_NUDGE_WARN_MS 10000 /* at most one nudge_dropped line per socket this often */
 
 struct app {
     const struct config *cfg;

@@ -37,8 +37,7 @@ struct intake {
 };
 
 /* store (a connection of its own, group commit on) and data are borrowed until intake_fini;
- * only the leading thread uses them, one at a time.  0, or -1 when the lock or condition
- * cannot be made.  The storage is the caller's. */
+ * only the leading thread uses them, one at a time.  0, or -1 when the lock cannot be made.  The storage is the caller's. */
 int intake_init(struct intake *intake, struct store *store, intake_committed_fn *committed,
                 void *data);
 

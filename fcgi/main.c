@@ -46,13 +46,13 @@ main(int argc, char **argv)
     if (FCGX_IsCGI())
         return serve_cgi(&cfg);
 
-    /* The serving threads inherit the blocked stop signals; this thread waits for one.  An
-     * idle handler then leaves at once; one with requests under way answers them first. */
     /* Each request frees what it allocated (fcgi2's streams, SQLite's and jansson's buffers):
      * glibc's default gave that memory back to the kernel after most requests and faulted it
      * in again on the next.  Keep up to MAIN_MALLOC_KEEP of it for reuse. */
     mallopt(M_TRIM_THRESHOLD, MAIN_MALLOC_KEEP);
     mallopt(M_MMAP_THRESHOLD, MAIN_MALLOC_KEEP / 4);
+    /* The serving threads inherit the blocked stop signals; this thread waits for one.  An
+     * idle handler then leaves at once; one with requests under way answers them first. */
     sigset_t previous, stop_signals;
     cli_block_stop(&previous);
     sigemptyset(&stop_signals);

@@ -256,8 +256,8 @@ session_heartbeat(struct relay *relay)
 void
 session_wake(void *owner)
 {
-    /* Per-message path: ask for writeable as usual, and remember the session for
-     * session_serve_woken, which saves the turn through poll(). */
+    /* Per-message path: remember the session for session_serve_woken, which runs its
+     * writeable callback in this turn of the loop rather than the next poll()'s. */
     struct session *session = owner;
     if (lws_dll2_is_detached(&session->woken)) {
         struct relay *relay = lws_context_user(lws_get_context(session->wsi));
