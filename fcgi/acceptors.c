@@ -1,8 +1,13 @@
-/* acceptors.c: FastCGI threads serving requests, one each at a time. */
+/* acceptors.c: FastCGI threads taking turns to accept and serving the requests they took. */
 #include "acceptors.h"
 
+#include <errno.h>
+#include <fastcgi.h>
 #include <fcgiapp.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +25,11 @@
 struct acceptor {
     struct acceptors *all;
     struct app *app;
-    FCGX_Request fcgx;
     pthread_t thread;
+    FCGX_Request fcgx[ACCEPTORS_BATCH_MAX]; /* the requests taken */
+    struct request req[ACCEPTORS_BATCH_MAX];
+    struct tasks_pending pending[ACCEPTORS_BATCH_MAX];
+    int waiting[ACCEPTORS_BATCH_MAX];       /* 1: its answer waits for the insert */
 };
 
 struct acceptors {
@@ -29,6 +37,7 @@ struct acceptors {
     struct app *writer;           /* the intake's store connection and PUSH socket */
     struct intake intake;
     int intake_ready;
+    pthread_mutex_t turn;         /* held by the thread accepting */
     pthread_mutex_t state_lock;
     pthread_cond_t idle;          /* in_flight went to 0 */
     int in_flight;                /* requests being served */
@@ -58,33 +67,109 @@ acceptors_leave(struct acceptors *all)
     pthread_mutex_unlock(&all->state_lock);
 }
 
+/* Wait for a connection and take it, then those already waiting: the count taken (each
+ * counted in), or -1 when the listening socket is gone or broken.  Called on the thread's turn,
+ * so no other thread accepts meanwhile and a ready socket does not block. */
+static int
+acceptor_take(struct acceptor *self)
+{
+    int count = 0;
+    while (count < ACCEPTORS_BATCH_MAX) {
+        int rc = FCGX_Accept_r(&self->fcgx[count]);
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+            /* Nothing waits: serve what was taken, or wait for the first. */
+            if (count > 0)
+                break;
+            struct pollfd listener = {.fd = FCGI_LISTENSOCK_FILENO, .events = POLLIN};
+            if (poll(&listener, 1, -1) < 0 && errno != EINTR)
+                return -1;
+            continue;
+        }
+        if (rc < 0) {
+            log_error("event=accept_failed code=%d", rc);
+            return count > 0 ? count : -1; /* the next turn fails again and reports it */
+        }
+        /* A kept connection would make this slot's next accept wait for that connection's
+         * next request, holding the turn: each connection carries one request (a web server
+         * asking to keep it sees it closed and opens another). */
+        self->fcgx[count].keepConnection = 0;
+        if (!acceptors_enter(self->all)) {
+            FCGX_Finish_r(&self->fcgx[count]); /* stopping: dropped, as the process ends */
+            break;
+        }
+        count++;
+    }
+    return count;
+}
+
+/* Put the rest of request i's answer on the wire: its streams' ends and FastCGI's end record.
+ * The connection stays open until acceptor_serve's end. */
+static void
+acceptor_answered(struct acceptor *self, int i)
+{
+    FCGX_FClose(self->fcgx[i].err);
+    FCGX_FClose(self->fcgx[i].out);
+}
+
+/* Serve the count requests taken: answer each, except that submissions wait to be inserted
+ * together and are answered after.  Then close the connections: fcgi2 waits for the web server
+ * to close its end first, so every answer is sent before the first wait, and the web server
+ * takes them all in one turn. */
+static void
+acceptor_serve(struct acceptor *self, int count)
+{
+    struct store_submission *subs[ACCEPTORS_BATCH_MAX];
+    size_t inserting = 0;
+    for (int i = 0; i < count; i++) {
+        struct request *req = &self->req[i];
+        self->waiting[i] = 0;
+        if (request_init(req, &self->fcgx[i]) != 0)
+            reply_error(req, TW_E_NOT_FOUND, "path too long");
+        else if (router_dispatch(self->app, req, &self->pending[i]) == 1)
+            self->waiting[i] = 1;
+        if (self->waiting[i])
+            subs[inserting++] = &self->pending[i].sub;
+        else
+            acceptor_answered(self, i);
+    }
+    if (inserting > 0)
+        app_tasks_insert(self->app, subs, inserting);
+    for (int i = 0; i < count; i++) {
+        if (!self->waiting[i])
+            continue;
+        tasks_create_end(&self->req[i], &self->pending[i]);
+        acceptor_answered(self, i);
+    }
+    for (int i = 0; i < count; i++) {
+        FCGX_Finish_r(&self->fcgx[i]);
+        acceptors_leave(self->all);
+    }
+}
+
 static void *
 acceptor_main(void *arg)
 {
     struct acceptor *self = arg;
     struct acceptors *all = self->all;
+    /* A batch thread: woken by a connection, it does not preempt the web server (on the same
+     * core, as it often is) in the middle of its turn, but runs when that yields, and then
+     * finds every request of the turn waiting.  Preempting, it took them one at a time. */
+    struct sched_param batch = {0};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &batch);
     for (;;) {
-        /* Linux lets threads wait in accept() together and wakes one per connection, so
-         * fcgi2's accept needs no lock of ours (its own is compiled out there). */
-        int rc = FCGX_Accept_r(&self->fcgx);
-        if (rc < 0) {
+        pthread_mutex_lock(&all->turn);
+        int count = acceptor_take(self);
+        pthread_mutex_unlock(&all->turn);
+        if (count < 0) {
             /* The listening socket is gone or broken: the process ends, as it would with one
              * thread.  main's sigwait takes the signal. */
-            log_error("event=accept_failed code=%d", rc);
             kill(getpid(), SIGTERM);
             break;
         }
-        if (!acceptors_enter(all))
-            break;
-        struct request req;
-        if (request_init(&req, &self->fcgx) == 0)
-            router_dispatch(self->app, &req);
-        else
-            reply_error(&req, TW_E_NOT_FOUND, "path too long");
-        FCGX_Finish_r(&self->fcgx);
-        acceptors_leave(all);
+        if (count == 0)
+            break; /* stopping */
+        acceptor_serve(self, count);
     }
-    FCGX_Finish_r(&self->fcgx);
     return NULL;
 }
 
@@ -94,7 +179,8 @@ acceptors_free(struct acceptors *all)
 {
     for (int i = 0; i < all->count; i++) {
         app_destroy(&all->threads[i].app);
-        FCGX_Free(&all->threads[i].fcgx, 0);
+        for (int k = 0; k < ACCEPTORS_BATCH_MAX; k++)
+            FCGX_Free(&all->threads[i].fcgx[k], 0);
     }
     if (all->intake_ready)
         intake_fini(&all->intake);
@@ -103,6 +189,7 @@ acceptors_free(struct acceptors *all)
         zmq_ctx_term(all->zmq_context);
     pthread_cond_destroy(&all->idle);
     pthread_mutex_destroy(&all->state_lock);
+    pthread_mutex_destroy(&all->turn);
     free(all);
 }
 
@@ -115,11 +202,14 @@ acceptors_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    pthread_mutex_init(&all->turn, NULL);
     pthread_mutex_init(&all->state_lock, NULL);
     pthread_cond_init(&all->idle, NULL);
     all->count = count;
     all->zmq_context = zmq_ctx_new();
-    if (!all->zmq_context || FCGX_Init() != 0) {
+    int flags = fcntl(FCGI_LISTENSOCK_FILENO, F_GETFL);
+    if (!all->zmq_context || FCGX_Init() != 0 || flags < 0 ||
+        fcntl(FCGI_LISTENSOCK_FILENO, F_SETFL, flags | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "cannot set up the FastCGI threads");
         acceptors_free(all);
         return NULL;
@@ -135,7 +225,8 @@ acceptors_new(const struct config *cfg, char *err, size_t errlen)
     for (int i = 0; i < count; i++) {
         struct acceptor *self = &all->threads[i];
         self->all = all;
-        FCGX_InitRequest(&self->fcgx, 0, 0);
+        for (int k = 0; k < ACCEPTORS_BATCH_MAX; k++)
+            FCGX_InitRequest(&self->fcgx[k], FCGI_LISTENSOCK_FILENO, 0);
         self->app = app_new(cfg, all->zmq_context, &all->intake, all->writer, err, errlen);
         if (!self->app) {
             acceptors_free(all);

@@ -107,13 +107,14 @@ app_task_committed(void *app, const struct store_submission *sub)
 }
 
 void
-app_task_insert(struct app *app, struct store_submission *sub)
+app_tasks_insert(struct app *app, struct store_submission *const *subs, size_t count)
 {
     if (app->intake) {
-        intake_submit(app->intake, sub);
+        intake_submit(app->intake, subs, count);
         return;
     }
-    store_tasks_insert(app->store, &sub, 1);
-    if (sub->rc == 0)
-        app_task_committed(app, sub);
+    store_tasks_insert(app->store, subs, count);
+    for (size_t i = 0; i < count; i++)
+        if (subs[i]->rc == 0)
+            app_task_committed(app, subs[i]);
 }

@@ -45,9 +45,9 @@ struct app {
 struct app *app_new(const struct config *cfg, void *zmq_context, struct intake *intake,
                     struct app *nudger, char *err, size_t errlen);
 
-/* Insert sub's task (see store_tasks_insert), with the other threads' submissions when the
- * app has an intake, and nudge the worker pool about it. */
-void app_task_insert(struct app *app, struct store_submission *sub);
+/* Insert the tasks of subs[0..count) (see store_tasks_insert), with the other threads'
+ * submissions when the app has an intake, and nudge the worker pool about each one stored. */
+void app_tasks_insert(struct app *app, struct store_submission *const *subs, size_t count);
 
 /* The intake's report of a stored task (an intake_committed_fn; app is a struct app): nudge
  * the worker pool on app's PUSH socket. */

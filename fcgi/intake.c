@@ -6,7 +6,8 @@
 #include "errors.h"
 
 struct intake_entry {
-    struct store_submission *sub;
+    struct store_submission *const *subs; /* one thread's submissions, committed together */
+    size_t count;                         /* 1..INTAKE_BATCH_MAX */
     struct intake_entry *next;
     pthread_cond_t wake;  /* its thread: the entry is done, or the thread should lead */
     int done;
@@ -35,19 +36,21 @@ intake_fini(struct intake *intake)
     intake->tail = NULL;
 }
 
-/* Lead one commit: the queue's first INTAKE_BATCH_MAX entries.  Called and returns with the
- * lock held; releases it while SQLite and the disk work. */
+/* Lead one commit: the queue's first entries, INTAKE_BATCH_MAX submissions at most (an entry
+ * is never split).  Called and returns with the lock held; releases it while SQLite and the
+ * disk work. */
 static void
 intake_lead(struct intake *intake)
 {
     struct intake_entry *batch[INTAKE_BATCH_MAX];
     struct store_submission *subs[INTAKE_BATCH_MAX];
-    size_t count = 0;
-    while (intake->head && count < INTAKE_BATCH_MAX) {
-        batch[count] = intake->head;
-        subs[count] = intake->head->sub;
-        count++;
-        intake->head = intake->head->next;
+    size_t entries = 0, count = 0;
+    while (intake->head && count + intake->head->count <= INTAKE_BATCH_MAX) {
+        struct intake_entry *entry = intake->head;
+        batch[entries++] = entry;
+        for (size_t i = 0; i < entry->count; i++)
+            subs[count++] = entry->subs[i];
+        intake->head = entry->next;
     }
     if (!intake->head)
         intake->tail = &intake->head;
@@ -61,7 +64,7 @@ intake_lead(struct intake *intake)
     /* Wake exactly the threads whose submissions this commit stored, and the first of those
      * that queued meanwhile to lead the next: a broadcast would wake every waiting thread
      * for most of them to sleep again. */
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < entries; i++) {
         batch[i]->done = 1;
         pthread_cond_signal(&batch[i]->wake);
     }
@@ -71,13 +74,16 @@ intake_lead(struct intake *intake)
         pthread_cond_signal(&intake->head->wake);
 }
 
-void
-intake_submit(struct intake *intake, struct store_submission *sub)
+/* Queue count (1..INTAKE_BATCH_MAX) submissions as one entry and wait until it is done. */
+static void
+intake_submit_entry(struct intake *intake, struct store_submission *const *subs, size_t count)
 {
-    struct intake_entry entry = {.sub = sub};
+    struct intake_entry entry = {.subs = subs, .count = count};
     if (pthread_cond_init(&entry.wake, NULL) != 0) {
-        sub->task = NULL;
-        sub->rc = TW_E_INTERNAL;
+        for (size_t i = 0; i < count; i++) {
+            subs[i]->task = NULL;
+            subs[i]->rc = TW_E_INTERNAL;
+        }
         return;
     }
     pthread_mutex_lock(&intake->lock);
@@ -94,4 +100,13 @@ intake_submit(struct intake *intake, struct store_submission *sub)
     }
     pthread_mutex_unlock(&intake->lock);
     pthread_cond_destroy(&entry.wake);
+}
+
+void
+intake_submit(struct intake *intake, struct store_submission *const *subs, size_t count)
+{
+    for (size_t done = 0; done < count; done += INTAKE_BATCH_MAX) {
+        size_t part = count - done < INTAKE_BATCH_MAX ? count - done : INTAKE_BATCH_MAX;
+        intake_submit_entry(intake, subs + done, part);
+    }
 }

@@ -1,15 +1,16 @@
 /* intake.h: the submissions of one handler process's threads, committed together.
  *
- * A thread with a submission queues it and waits.  If no commit is under way, it leads one:
- * it takes every queued submission, at most INTAKE_BATCH_MAX, inserts them in one
+ * A thread with submissions (those of the requests it holds) queues them and waits.  If no
+ * commit is under way, it leads one: it takes every queued submission, at most
+ * INTAKE_BATCH_MAX, inserts them in one
  * transaction on the intake's store connection, syncs once (store_tasks_insert), reports each
  * task committed (the handler nudges the worker pool from there, a burst per commit) and wakes
  * their threads.  Submissions that arrive meanwhile wait for the next commit, which one
  * of them leads.  So a lone request commits at once, and concurrent ones share a transaction
  * and a disk flush instead of queueing for one each.  One connection writes every batch, so
- * its page cache stays warm.  The queue holds at most one submission per thread (each waits
- * for its own), so it is bounded by [http] threads; a longer queue is led in several commits
- * of INTAKE_BATCH_MAX.
+ * its page cache stays warm.  The queue holds at most one entry per thread (each waits for its
+ * own), so it is bounded by [http] threads times the requests a thread holds; a longer queue
+ * is led in several commits of INTAKE_BATCH_MAX, and a thread's submissions stay together.
  */
 #ifndef TW_FCGI_INTAKE_H
 #define TW_FCGI_INTAKE_H
@@ -44,9 +45,9 @@ int intake_init(struct intake *intake, struct store *store, intake_committed_fn 
 /* Safe after a failed intake_init; no thread may be inside intake_submit. */
 void intake_fini(struct intake *intake);
 
-/* Insert sub's task together with other threads' submissions, leading the commit when none
- * is under way.  Returns once sub->rc and sub->task are set (see store_tasks_insert): a task
- * is on disk when its rc is 0. */
-void intake_submit(struct intake *intake, struct store_submission *sub);
+/* Insert the tasks of subs[0..count) together with other threads' submissions, leading the
+ * commit when none is under way (more than INTAKE_BATCH_MAX go in several commits).  Returns
+ * once every rc and task is set (see store_tasks_insert): a task is on disk when its rc is 0. */
+void intake_submit(struct intake *intake, struct store_submission *const *subs, size_t count);
 
 #endif

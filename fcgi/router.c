@@ -12,16 +12,18 @@ struct route {
     const char *method;
     const char *pattern;
     void (*handler)(struct app *, const struct request *, const char *);
+    /* The first step of a handler whose answer waits for the store, or NULL. */
+    int (*begin)(struct app *, const struct request *, struct tasks_pending *);
 };
 
 static const struct route routes[] = {
-    {"POST", "/api/session", tasks_session},
-    {"GET", "/api/health", tasks_health},
-    {"GET", "/api/task-types", tasks_types},
-    {"POST", "/api/tasks", tasks_create},
-    {"GET", "/api/tasks", tasks_list},
-    {"GET", "/api/tasks/{id}", tasks_get},
-    {"POST", "/api/tasks/{id}/cancel", tasks_cancel},
+    {"POST", "/api/session", tasks_session, NULL},
+    {"GET", "/api/health", tasks_health, NULL},
+    {"GET", "/api/task-types", tasks_types, NULL},
+    {"POST", "/api/tasks", tasks_create, tasks_create_begin},
+    {"GET", "/api/tasks", tasks_list, NULL},
+    {"GET", "/api/tasks/{id}", tasks_get, NULL},
+    {"POST", "/api/tasks/{id}/cancel", tasks_cancel, NULL},
 };
 
 /* 1 when path matches pattern; the {id} segment, if any, is copied into id. */
@@ -46,8 +48,8 @@ route_match(const char *pattern, const char *path, char id[ROUTER_ID_MAX])
     return *pattern == '\0' && (*path == '\0' || strcmp(path, "/") == 0);
 }
 
-void
-router_dispatch(struct app *app, const struct request *req)
+int
+router_dispatch(struct app *app, const struct request *req, struct tasks_pending *pending)
 {
     char id[ROUTER_ID_MAX];
     char allow[64] = "";
@@ -55,8 +57,10 @@ router_dispatch(struct app *app, const struct request *req)
         if (!route_match(routes[i].pattern, req->path, id))
             continue;
         if (strcmp(routes[i].method, req->method) == 0) {
+            if (pending && routes[i].begin)
+                return routes[i].begin(app, req, pending);
             routes[i].handler(app, req, id);
-            return;
+            return 0;
         }
         if (!strstr(allow, routes[i].method)) {
             size_t used = strlen(allow);
@@ -66,11 +70,12 @@ router_dispatch(struct app *app, const struct request *req)
     }
     if (allow[0] == '\0') {
         reply_error(req, TW_E_NOT_FOUND, "no such route");
-        return;
+        return 0;
     }
     char headers[128];
     snprintf(headers, sizeof headers, "Allow: %s\r\n", allow);
     char message[128];
     snprintf(message, sizeof message, "use %s on this resource", allow);
     reply_error_with(req, TW_E_METHOD, message, headers);
+    return 0;
 }

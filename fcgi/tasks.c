@@ -127,41 +127,61 @@ tasks_submission(struct app *app, json_t *body, const struct config_type **type,
     return 0;
 }
 
+int
+tasks_create_begin(struct app *app, const struct request *req, struct tasks_pending *pending)
+{
+    char err[256];
+    const char *name;
+    *pending = (struct tasks_pending){.body = NULL};
+    if (tasks_authorize(app, req, pending->client_id) != 0)
+        return 0;
+    int rc = request_json_body(req, app->cfg->max_body, &pending->body, err, sizeof err);
+    if (rc == 0)
+        rc = tasks_submission(app, pending->body, &pending->type, &name, err, sizeof err);
+    if (rc == 0)
+        rc = tasktype_validate(pending->type, json_object_get(pending->body, "params"),
+                               &pending->params, err, sizeof err);
+    if (rc != 0) {
+        reply_error(req, rc, err);
+        json_decref(pending->params);
+        json_decref(pending->body);
+        return 0;
+    }
+    pending->sub = (struct store_submission){pending->client_id, pending->type->name, name,
+                                             pending->params, NULL, 0};
+    return 1;
+}
+
+void
+tasks_create_end(const struct request *req, struct tasks_pending *pending)
+{
+    json_t *task = pending->sub.task;
+    if (pending->sub.rc != 0) {
+        reply_error(req, pending->sub.rc, NULL);
+    } else {
+        const char *task_id = json_string_value(json_object_get(task, "id"));
+        log_info("event=submitted client=%s task=%s type=%s", pending->client_id, task_id,
+                 pending->type->name);
+        char location[TASKS_LOCATION_MAX];
+        snprintf(location, sizeof location, "Location: /api/tasks/%s\r\n", task_id);
+        reply_json(req, 202, &task, location);
+    }
+    json_decref(task);
+    json_decref(pending->params);
+    json_decref(pending->body);
+    *pending = (struct tasks_pending){.body = NULL};
+}
+
 void
 tasks_create(struct app *app, const struct request *req, const char *id)
 {
     (void)id;
-    char client_id[TOKEN_ID_SIZE], err[256];
-    json_t *body = NULL, *params = NULL, *task = NULL;
-    const struct config_type *type;
-    const char *name;
-    if (tasks_authorize(app, req, client_id) != 0)
+    struct tasks_pending pending;
+    if (!tasks_create_begin(app, req, &pending))
         return;
-    int rc = request_json_body(req, app->cfg->max_body, &body, err, sizeof err);
-    if (rc == 0)
-        rc = tasks_submission(app, body, &type, &name, err, sizeof err);
-    if (rc == 0)
-        rc = tasktype_validate(type, json_object_get(body, "params"), &params, err, sizeof err);
-    if (rc == 0) {
-        struct store_submission sub = {client_id, type->name, name, params, NULL, 0};
-        app_task_insert(app, &sub);
-        task = sub.task;
-        if ((rc = sub.rc) != 0)
-            snprintf(err, sizeof err, "%s", tw_error_message(rc));
-    }
-    if (rc != 0) {
-        reply_error(req, rc, err);
-        goto out;
-    }
-    const char *task_id = json_string_value(json_object_get(task, "id"));
-    log_info("event=submitted client=%s task=%s type=%s", client_id, task_id, type->name);
-    char location[TASKS_LOCATION_MAX];
-    snprintf(location, sizeof location, "Location: /api/tasks/%s\r\n", task_id);
-    reply_json(req, 202, &task, location);
-out:
-    json_decref(task);
-    json_decref(params);
-    json_decref(body);
+    struct store_submission *sub = &pending.sub;
+    app_tasks_insert(app, &sub, 1);
+    tasks_create_end(req, &pending);
 }
 
 /* Parse ?limit=, ?status= and ?before= of a list request; writes the 400 itself. */

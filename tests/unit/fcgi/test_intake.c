@@ -40,19 +40,33 @@ struct submitter {
     int ok; /* submissions answered with a task */
 };
 
+/* Submit INTAKE_TASKS in groups of 1, 2, 3, ... (the requests a thread holds at once). */
 static void *
 submitter_main(void *arg)
 {
     struct submitter *self = arg;
-    for (int i = 0; i < INTAKE_TASKS; i++) {
-        json_t *params = json_pack("{s:i}", "n", i);
-        struct store_submission sub = {self->client, "sleep", "", params, NULL, -1};
-        intake_submit(self->intake, &sub);
-        if (sub.rc == 0 && sub.task &&
-            strcmp(json_string_value(json_object_get(sub.task, "client_id")), self->client) == 0)
-            self->ok++;
-        json_decref(sub.task);
-        json_decref(params);
+    struct store_submission group[INTAKE_TASKS];
+    struct store_submission *subs[INTAKE_TASKS];
+    for (int i = 0, size = 1; i < INTAKE_TASKS; i += size, size++) {
+        if (size > INTAKE_TASKS - i)
+            size = INTAKE_TASKS - i;
+        for (int k = 0; k < size; k++) {
+            json_t *params = json_pack("{s:i}", "n", i + k);
+            group[k] = (struct store_submission){self->client, "sleep", "", params, NULL, -1};
+            subs[k] = &group[k];
+        }
+        intake_submit(self->intake, subs, (size_t)size);
+        for (int k = 0; k < size; k++) {
+            const struct store_submission *sub = &group[k];
+            if (sub->rc == 0 && sub->task &&
+                strcmp(json_string_value(json_object_get(sub->task, "client_id")),
+                       self->client) == 0 &&
+                json_integer_value(json_object_get(json_object_get(sub->task, "params"), "n")) ==
+                    i + k)
+                self->ok++;
+            json_decref(sub->task);
+            json_decref((json_t *)sub->params);
+        }
     }
     return NULL;
 }
@@ -115,6 +129,43 @@ test_threads_share_commits_and_each_gets_its_own_task(void **state)
     assert_true(syncs <= commits);
 }
 
+/* A thread may hold more submissions than one commit takes: they must all be stored, in
+ * several commits, or a busy handler would drop requests past the limit. */
+static void
+test_a_group_over_the_batch_limit_is_committed_in_parts(void **state)
+{
+    (void)state;
+    char err[256];
+    int reported = 0;
+    struct store *writer = store_new(path, 5000, err, sizeof err);
+    assert_non_null(writer);
+    struct intake intake;
+    assert_int_equal(intake_init(&intake, writer, intake_count, &reported), 0);
+    enum { count = INTAKE_BATCH_MAX * 2 + 1 };
+    struct store_submission group[count];
+    struct store_submission *subs[count];
+    json_t *params = json_object();
+    for (int i = 0; i < count; i++) {
+        group[i] = (struct store_submission){"big", "sleep", "", params, NULL, -1};
+        subs[i] = &group[i];
+    }
+    intake_submit(&intake, subs, count);
+    for (int i = 0; i < count; i++) {
+        assert_int_equal(group[i].rc, 0);
+        assert_non_null(group[i].task);
+        json_decref(group[i].task);
+    }
+    assert_int_equal(reported, count);
+    assert_int_equal(intake.commits, 3);
+    json_t *tasks = NULL;
+    assert_int_equal(store_task_list(writer, "big", NULL, NULL, STORE_LIST_MAX, &tasks), 0);
+    assert_int_equal(json_array_size(tasks), count); /* under STORE_LIST_MAX */
+    json_decref(tasks);
+    json_decref(params);
+    intake_fini(&intake);
+    store_destroy(&writer);
+}
+
 /* If one bad submission failed its whole batch, a client's mistake would fail other clients'
  * requests that happened to commit with it. */
 static void
@@ -150,6 +201,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_threads_share_commits_and_each_gets_its_own_task,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_group_over_the_batch_limit_is_committed_in_parts,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failed_submission_fails_alone, setup, teardown),
     };
