@@ -27,7 +27,7 @@
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400        /* seconds a session token lives */
 #define CONFIG_DEFAULT_MAX_BODY 65536         /* bytes of a request body */
-#define CONFIG_DEFAULT_HTTP_THREADS 8         /* requests one FastCGI process serves at once */
+#define CONFIG_DEFAULT_HTTP_THREADS 2         /* FastCGI threads of one handler process */
 #define CONFIG_DEFAULT_BUSY_TIMEOUT_MS 5000   /* SQLite busy timeout */
 #define CONFIG_DEFAULT_PROGRESS_INTERVAL_MS 100 /* progress coalescing window per task */
 #define CONFIG_DEFAULT_SCAN_INTERVAL_MS 1000  /* worker looks for queued tasks this often */
@@ -84,7 +84,7 @@ struct config {
 
     /* [http] */
     long long max_body;
-    int threads;                     /* FastCGI requests a handler process serves at once */
+    int threads;                     /* FastCGI threads of a handler process */
 
     /* [worker] */
     int concurrency;                 /* 0 in the file means the number of cores */
