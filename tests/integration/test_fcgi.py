@@ -193,6 +193,46 @@ def test_concurrent_submissions_each_get_their_own_task(stack):
             name for owner, name in jobs if owner == token)
 
 
+def test_mixed_requests_arriving_together_each_get_their_own_answer(stack):
+    """Requests taken together by one handler thread (good and bad submissions, reads, an
+    unknown route, a bad token) are each answered as if alone; only the good submissions are
+    stored."""
+    from concurrent.futures import ThreadPoolExecutor
+    token = stack.session()["token"]
+    known = stack.submit(token, "sleep", {"duration_ms": 100, "steps": 1}, name="known")
+    good = {"type": "sleep", "params": {"duration_ms": 100, "steps": 1}}
+    kinds = [
+        ("good", lambda i: stack.request("POST", "/api/tasks", dict(good, name=f"g{i}"), token),
+         202),
+        ("malformed", lambda i: stack.request("POST", "/api/tasks", token=token,
+                                              raw=b'{"type": "sleep",'), 400),
+        ("unknown type", lambda i: stack.request("POST", "/api/tasks", {"type": "nope"}, token),
+         422),
+        ("bad token", lambda i: stack.request("POST", "/api/tasks", good, forged(token)), 401),
+        ("read", lambda i: stack.request("GET", f"/api/tasks/{known['id']}", token=token), 200),
+        ("missing", lambda i: stack.request("GET", f"/api/tasks/{NOBODY}", token=token), 404),
+        ("no route", lambda i: stack.request("GET", "/api/nowhere", token=token), 404),
+        ("health", lambda i: stack.request("GET", "/api/health"), 200),
+    ]
+    jobs = [(i, kinds[i % len(kinds)]) for i in range(48)]
+
+    def send(job):
+        i, (kind, call, _) = job
+        return i, kind, call(i)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(send, jobs))
+    for i, kind, (status, _, body) in answers:
+        expected = kinds[i % len(kinds)][2]
+        assert status == expected, (kind, status, body)
+        if kind == "good":
+            assert body["name"] == f"g{i}"
+        if kind == "read":
+            assert body["id"] == known["id"]
+    names = {t["name"] for t in stack.request("GET", "/api/tasks?limit=200", token=token)[2]["tasks"]}
+    assert names == {"known"} | {f"g{i}" for i, kind in jobs if kind[0] == "good"}
+
+
 def test_list_pages_newest_first(stack):
     """A client pages through its tasks newest first and can filter by status."""
     token = stack.session()["token"]
