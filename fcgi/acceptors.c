@@ -244,7 +244,8 @@ acceptors_new(const struct config *cfg, char *err, size_t errlen)
         struct acceptor *self = &all->threads[i];
         if (pthread_create(&self->thread, NULL, acceptor_main, self) != 0) {
             snprintf(err, errlen, "cannot start thread %d of %d", i + 1, count);
-            /* Threads already running are blocked in accept; main exits next. */
+            /* Threads already running wait for a connection or their turn; main exits
+             * next. */
             return NULL;
         }
     }

@@ -2,15 +2,15 @@
  *
  * A thread with submissions (those of the requests it holds) queues them and waits.  If no
  * commit is under way, it leads one: it takes every queued submission, at most
- * INTAKE_BATCH_MAX, inserts them in one
- * transaction on the intake's store connection, syncs once (store_tasks_insert), reports each
- * task committed (the handler nudges the worker pool from there, a burst per commit) and wakes
- * their threads.  Submissions that arrive meanwhile wait for the next commit, which one
- * of them leads.  So a lone request commits at once, and concurrent ones share a transaction
- * and a disk flush instead of queueing for one each.  One connection writes every batch, so
- * its page cache stays warm.  The queue holds at most one entry per thread (each waits for its
- * own), so it is bounded by [http] threads times the requests a thread holds; a longer queue
- * is led in several commits of INTAKE_BATCH_MAX, and a thread's submissions stay together.
+ * INTAKE_BATCH_MAX, inserts them in one transaction on the intake's store connection, syncs
+ * once (store_tasks_insert), reports each task committed (the handler nudges the worker pool
+ * from there, a burst per commit) and wakes their threads.  Submissions that arrive meanwhile
+ * wait for the next commit, which one of them leads.  So a lone request commits at once, and
+ * concurrent ones share a transaction and a disk flush instead of queueing for one each.  One
+ * connection writes every batch, so its page cache stays warm.  The queue holds at most one
+ * entry per thread (each waits for its own), so it is bounded by [http] threads times the
+ * requests a thread holds; a longer queue is led in several commits of INTAKE_BATCH_MAX, and a
+ * thread's submissions stay together.
  */
 #ifndef TW_FCGI_INTAKE_H
 #define TW_FCGI_INTAKE_H
@@ -38,7 +38,8 @@ struct intake {
 };
 
 /* store (a connection of its own, group commit on) and data are borrowed until intake_fini;
- * only the leading thread uses them, one at a time.  0, or -1 when the lock cannot be made.  The storage is the caller's. */
+ * only the leading thread uses them, one at a time.  0, or -1 when the lock cannot be made.
+ * The storage is the caller's. */
 int intake_init(struct intake *intake, struct store *store, intake_committed_fn *committed,
                 void *data);
 

@@ -68,6 +68,7 @@ main(int argc, char **argv)
     while (sigwait(&stop_signals, &signal_number) != 0)
         ;
     acceptors_stop(acceptors);
-    /* The threads stay blocked in accept on a socket other processes may share. */
+    /* The threads stay blocked waiting for a connection on a socket other processes may
+     * share, or for their turn at it. */
     _exit(0);
 }
