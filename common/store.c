@@ -477,7 +477,8 @@ static int
 store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_submission *sub)
 {
     char id[TOKEN_ID_SIZE];
-    if (token_random_id(id) != 0)
+    int64_t now = clock_now_ms();
+    if (token_ordered_id(now, id) != 0)
         return TW_E_INTERNAL;
     char *params_text = json_dumps(sub->params, JSON_COMPACT | JSON_SORT_KEYS);
     if (!params_text)
@@ -487,7 +488,7 @@ store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_su
     bind_text(stmt, 3, sub->type);
     bind_text(stmt, 4, sub->name ? sub->name : "");
     bind_text(stmt, 5, params_text);
-    sqlite3_bind_int64(stmt, 6, clock_now_ms());
+    sqlite3_bind_int64(stmt, 6, now);
     int rc = store_step_task(store, stmt, "insert", &sub->task);
     free(params_text);
     return rc == TW_E_NOT_FOUND ? TW_E_STORE : rc;

@@ -56,7 +56,7 @@ int store_status_is_final(const char *status);
 /* 1 when text is one of the five statuses, else 0. */
 int store_status_is_valid(const char *status);
 
-/* One queued task (seq 1, a new random id) to insert: the inputs are borrowed;
+/* One queued task (seq 1, a new id from token_ordered_id) to insert: the inputs are borrowed;
  * store_tasks_insert() fills task (a new reference the caller owns, or NULL) and rc (0 or a
  * TW_E_* code). */
 struct store_submission {

@@ -22,17 +22,38 @@
 #define TOKEN_HEADER "{\"alg\":\"HS256\",\"typ\":\"JWT\"}"
 #define TOKEN_PART_MAX 512 /* bytes of a decoded header or payload */
 
-int
-token_random_id(char out[TOKEN_ID_SIZE])
+/* len bytes as 2 * len lowercase hex digits into out. */
+static void
+token_hex(const unsigned char *bytes, size_t len, char *out)
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char bytes[16];
-    if (RAND_bytes(bytes, sizeof bytes) != 1)
-        return TW_E_INTERNAL;
-    for (size_t i = 0; i < sizeof bytes; i++) {
+    for (size_t i = 0; i < len; i++) {
         out[2 * i] = hex[bytes[i] >> 4];
         out[2 * i + 1] = hex[bytes[i] & 15];
     }
+}
+
+int
+token_random_id(char out[TOKEN_ID_SIZE])
+{
+    unsigned char bytes[16];
+    if (RAND_bytes(bytes, sizeof bytes) != 1)
+        return TW_E_INTERNAL;
+    token_hex(bytes, sizeof bytes, out);
+    out[32] = '\0';
+    return 0;
+}
+
+int
+token_ordered_id(int64_t now_ms, char out[TOKEN_ID_SIZE])
+{
+    unsigned char bytes[16];
+    uint64_t ms = now_ms > 0 ? (uint64_t)now_ms : 0;
+    for (int i = 0; i < 6; i++)
+        bytes[i] = (unsigned char)(ms >> (8 * (5 - i)));
+    if (RAND_bytes(bytes + 6, sizeof bytes - 6) != 1)
+        return TW_E_INTERNAL;
+    token_hex(bytes, sizeof bytes, out);
     out[32] = '\0';
     return 0;
 }

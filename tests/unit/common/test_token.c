@@ -29,6 +29,25 @@ test_random_ids_are_hex_and_distinct(void **state)
     assert_string_not_equal(a, b);
 }
 
+/* Task ids out of creation order would scatter a batch's inserts over the id index, and
+ * a collision would hand one client another's task. */
+static void
+test_ordered_ids_sort_by_time_and_are_distinct(void **state)
+{
+    (void)state;
+    char a[TOKEN_ID_SIZE], b[TOKEN_ID_SIZE], c[TOKEN_ID_SIZE];
+    int64_t t = 1795000000123; /* 2026-11-18, in milliseconds */
+    assert_int_equal(token_ordered_id(t, a), 0);
+    assert_int_equal(token_ordered_id(t, b), 0);
+    assert_int_equal(token_ordered_id(t + 1, c), 0);
+    assert_int_equal(strlen(a), 32);
+    assert_int_equal(strspn(a, "0123456789abcdef"), 32);
+    assert_memory_equal(a, "01a1ee565e7b", 12); /* the time, 48 bits in hex */
+    assert_memory_equal(a, b, 12);
+    assert_string_not_equal(a, b); /* the 80 random bits */
+    assert_true(strcmp(a, c) < 0 && strcmp(b, c) < 0);
+}
+
 /* A page's token would be refused by the API or the relay. */
 static void
 test_issued_token_verifies(void **state)
@@ -109,6 +128,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_ids_are_hex_and_distinct),
+        cmocka_unit_test(test_ordered_ids_sort_by_time_and_are_distinct),
         cmocka_unit_test(test_issued_token_verifies),
         cmocka_unit_test(test_forged_expired_and_malformed_tokens_fail),
         cmocka_unit_test(test_secret_is_created_once_with_mode_0600),
