@@ -13,6 +13,9 @@ int64_t clock_now_ms(void);
 /* Milliseconds from an arbitrary fixed point (CLOCK_MONOTONIC), for timeouts. */
 int64_t clock_mono_ms(void);
 
+/* The same clock in microseconds, for the relay's turns. */
+int64_t clock_mono_us(void);
+
 /* Write ms since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (at least CLOCK_ISO8601_SIZE).
  * Returns buf. */
 char *clock_iso8601(int64_t ms, char *buf, size_t size);

@@ -56,6 +56,7 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
         return -1;
     }
     /* lws closes what it adopts; ZeroMQ must keep its own descriptor. */
+    relay->sub_wait_fd = fd;
     relay->sub_fd = dup(fd);
     if (relay->sub_fd < 0) {
         snprintf(err, errlen, "dup: %s", strerror(errno));

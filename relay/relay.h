@@ -22,6 +22,7 @@
 #define RELAY_CLOSE_GRACE_MS 1000     /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
+#define RELAY_FULL_TURN_US 1000 /* while messages flow, lws polls every descriptor this often */
 
 struct relay {
     const struct config *cfg;
@@ -38,6 +39,7 @@ struct relay {
     void *zmq;
     void *sub;                     /* ZeroMQ SUB on [zmq] events */
     int sub_fd;                    /* a dup of ZMQ_FD, adopted by lws */
+    int sub_wait_fd;               /* ZMQ_FD itself (ZeroMQ's): relay_run waits on it alone */
     void *monitor;                 /* the SUB's connection events (zmq_socket_monitor) */
     int monitor_fd;                /* a dup of its ZMQ_FD, adopted by lws */
     lws_sorted_usec_list_t resync_later; /* tell every connection to resync, once upstream is back */
