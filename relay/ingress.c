@@ -112,8 +112,11 @@ ingress_fini(struct relay *relay)
 void
 ingress_drain(struct relay *relay)
 {
-    /* Per-message path: two frames in, one route_publish, no parsing. */
-    for (int n = 0; n < RELAY_INGRESS_BATCH; n++) {
+    /* Per-message path: two frames in, one route_publish, no parsing.  The batch ends early
+     * when a client id's backlog reaches half its ring: its connections write first, so a
+     * burst for one client id never culls a connection that reads as fast as it can. */
+    size_t backlog = 0;
+    for (int n = 0; n < RELAY_INGRESS_BATCH && backlog * 2 < (size_t)relay->cfg->ring; n++) {
         zmq_msg_t topic, payload;
         zmq_msg_init(&topic);
         if (zmq_msg_recv(&topic, relay->sub, ZMQ_DONTWAIT) < 0) {
@@ -134,7 +137,7 @@ ingress_drain(struct relay *relay)
                     ;
             } else {
                 route_publish(relay->route, zmq_msg_data(&topic), zmq_msg_size(&topic),
-                              zmq_msg_data(&payload), zmq_msg_size(&payload));
+                              zmq_msg_data(&payload), zmq_msg_size(&payload), &backlog);
             }
         }
         zmq_msg_close(&payload);

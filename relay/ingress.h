@@ -2,7 +2,8 @@
  *
  * ZMQ_FD is edge-triggered: every time it signals (and after any call that may have consumed
  * the signal, like a subscription change) the relay drains the socket with ZMQ_DONTWAIT until
- * EAGAIN, at most RELAY_INGRESS_BATCH messages per turn.  The loop (relay_run) drains between
+ * EAGAIN, at most RELAY_INGRESS_BATCH messages per turn, fewer when one client id's backlog
+ * reaches half its ring (its connections write first).  The loop (relay_run) drains between
  * turns of lws's service whenever relay->ingress_ready says there may be more, and then does
  * not wait in poll(): the connections get their turn and nothing waits for the next signal.
  * Messages are [client id][payload]; anything else is counted as malformed and dropped.

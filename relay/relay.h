@@ -17,7 +17,8 @@
 #include "token.h"
 
 #define RELAY_CLIENT_MESSAGE_MAX 512  /* bytes of one client message (a ping); more is 1009 */
-#define RELAY_INGRESS_BATCH 1024      /* ZeroMQ messages read per turn before yielding */
+#define RELAY_INGRESS_BATCH 4096      /* ZeroMQ messages read per turn before yielding */
+#define RELAY_GATHER_BYTES 65536      /* frames gathered into one write to a connection */
 #define RELAY_SUB_HWM 100000          /* messages ZeroMQ queues for the relay before dropping */
 #define RELAY_CLOSE_GRACE_MS 1000     /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
@@ -46,6 +47,7 @@ struct relay {
     uint64_t upstream_connects;    /* connections of the SUB to a worker pool so far */
     int ingress_ready;             /* the SUB may hold messages: drain before waiting again */
     lws_dll2_owner_t woken;        /* sessions a message woke this turn (session_serve_woken) */
+    unsigned char gather[RELAY_GATHER_BYTES]; /* one connection's waiting frames (session.c) */
     uint64_t connections;          /* WebSocket connections open now */
     uint64_t next_connection_id;
     uint64_t ingress_malformed;

@@ -313,7 +313,7 @@ route_ring_grow(struct route_client *client, uint64_t min, uint32_t limit)
 
 int
 route_publish(struct route *route, const char *topic, size_t topic_len, const void *payload,
-              size_t payload_len)
+              size_t payload_len, size_t *backlog)
 {
     /* Per-message path: exact match on the topic, one copy, one wake per member. */
     struct route_client *client =
@@ -348,6 +348,8 @@ route_publish(struct route *route, const char *topic, size_t topic_len, const vo
     client->ring[client->head % client->ring_cap] = m;
     client->head++;
     route->stats.messages_in++;
+    if (backlog)
+        *backlog = (size_t)(client->head - min);
     int woken = 0;
     for (struct route_member *member = client->members; member; member = member->next, woken++)
         route->callbacks.wake(member->owner);

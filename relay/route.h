@@ -66,9 +66,12 @@ void route_detach(struct route *route, struct route_member *member);
 
 /* Per-message path: route one message to every member of client id topic.  Returns the
  * number of members woken; 0 when nobody listens (counted as dropped), -1 when the message
- * is too large or no buffer can be had (dropped). */
+ * is too large or no buffer can be had (dropped).  backlog (may be NULL) gets the client id's
+ * unsent messages now, counted for its furthest-behind member: a caller that reads messages
+ * in batches writes before this reaches `ring`, so no member is culled for the caller's own
+ * batching. */
 int route_publish(struct route *route, const char *topic, size_t topic_len, const void *payload,
-                  size_t payload_len);
+                  size_t payload_len, size_t *backlog);
 
 /* Per-message path: member's next message (payload pointer, headroom bytes before it are
  * writable) and length.  1 when there is one, 0 when the member is up to date. */

@@ -1,6 +1,10 @@
 """The WebSocket relay: tokens, control messages, routing by client id, its own HTTP."""
 import asyncio
+import base64
 import json
+import os
+import signal
+import socket
 import time
 import urllib.request
 
@@ -8,7 +12,7 @@ import pytest
 import websockets
 
 from conftest import (connect, deliverable, publisher, recv_json, relay_status, run, skip_probes,
-                      start_stack, wait_for, ws_url)
+                      start_stack, tap, wait_for, ws_url)
 from test_fcgi import forged, signed
 
 
@@ -143,24 +147,32 @@ def test_status_counts_connections_and_messages(stack):
     assert relay_status(stack)["client_ids"] == before["client_ids"]
 
 
+def raw_websocket(stack, token, rcvbuf=None):
+    """A socket that has done the WebSocket handshake with the relay and nothing else: it
+    answers no ping and reads only when the test does."""
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", stack.relay_port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
 def test_dead_peer_is_dropped_and_live_one_kept(request):
     """A browser that vanished without closing (no pong) is dropped after the ping interval
     and timeout, so it holds no memory and no descriptor; one that answers the pings stays,
     however long it is quiet."""
-    import base64
-    import os
-    import socket
     stack = start_stack(request, worker=False, relay_settings={"ping_interval": 1, "ping_timeout": 1})
     token = stack.session()["token"]
 
     def vanished_peer():
-        sock = socket.create_connection(("127.0.0.1", stack.relay_port), timeout=5)
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = sock.recv(4096)
-        assert head.startswith(b"HTTP/1.1 101")
+        sock = raw_websocket(stack, token)
         assert relay_status(stack)["connections"] == 2
         # Read (so the kernel buffer never fills) but never answer: pings go unanswered.
         sock.settimeout(8)
@@ -182,3 +194,84 @@ def test_dead_peer_is_dropped_and_live_one_kept(request):
         await live.close()
 
     run(go())
+
+
+async def read_numbered(ws, count, into, timeout=20):
+    """Read count notices {"n": ...} from ws into the list into, skipping probes."""
+    for _ in range(count):
+        into.append((await skip_probes(ws, timeout))["n"])
+
+
+def test_burst_many_times_the_ring_reaches_a_reading_page(request):
+    """A page that reads as fast as it can gets every message of a burst ten times the
+    relay's ring, in order, and is not closed as lagging, even when the relay finds the
+    whole burst waiting at once (here it was stopped while the burst was published)."""
+    stack = start_stack(request)  # ring 64
+    session = stack.session()
+    client_id = session["client_id"]
+    burst = 640
+
+    async def go():
+        pub, taps = publisher(stack), tap(stack, client_id)
+        ws, _ = await connect(stack, session["token"], direct=True)
+        await deliverable(stack, client_id, ws, taps, pub=pub)
+        culled = relay_status(stack)["culled"]
+        relay = stack.processes["relay"]
+        os.kill(relay.pid, signal.SIGSTOP)
+        try:
+            for n in range(burst):
+                await pub.send_multipart([client_id.encode(), json.dumps({"type": "notice", "n": n}).encode()])
+            # The tap has them all: the worker has passed the burst on to the relay too.
+            seen = 0
+            while seen < burst:
+                _, payload = await asyncio.wait_for(taps.recv_multipart(), 10)
+                seen += json.loads(payload).get("type") == "notice"
+        finally:
+            os.kill(relay.pid, signal.SIGCONT)
+        got = []
+        await read_numbered(ws, burst, got)
+        pub.close(0)
+        taps.close(0)
+        await ws.close()
+        return got, relay_status(stack)["culled"] - culled
+    got, culled = run(go())
+    assert got == list(range(burst))
+    assert culled == 0
+
+
+def test_page_that_stops_reading_is_closed_and_others_lose_nothing(request):
+    """A page that stops reading is closed (4008, lagging) once it is a ring behind, and
+    the relay forgets it within the grace period; its client's other tab, reading, gets
+    every message in order meanwhile."""
+    stack = start_stack(request)  # ring 64
+    session = stack.session()
+    client_id = session["client_id"]
+    big = "x" * 60000
+    batch = 16
+
+    async def go():
+        pub = publisher(stack)
+        reader, _ = await connect(stack, session["token"], direct=True)
+        stuck = raw_websocket(stack, session["token"], rcvbuf=4096)
+        await deliverable(stack, client_id, reader, pub=pub)
+        before = relay_status(stack)
+        got, sent = [], 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        # In batches the reader keeps up with, until the relay gives up on the stuck page.
+        while relay_status(stack)["culled"] == before["culled"]:
+            assert loop.time() < deadline, f"the stuck page was never closed ({sent} sent)"
+            for _ in range(batch):
+                await pub.send_multipart([client_id.encode(),
+                                          json.dumps({"type": "notice", "n": sent, "pad": big}).encode()])
+                sent += 1
+            await read_numbered(reader, batch, got)
+        await asyncio.to_thread(
+            wait_for, lambda: relay_status(stack)["connections"] == before["connections"] - 1,
+            10, "the relay to drop the stuck page")
+        pub.close(0)
+        await reader.close()
+        stuck.close()
+        return got, sent
+    got, sent = run(go(), timeout=60)
+    assert got == list(range(sent))

@@ -76,7 +76,18 @@ publish(struct route *route, const char *id, int n)
 {
     char text[32];
     int len = snprintf(text, sizeof text, "m%d", n);
-    route_publish(route, id, strlen(id), text, (size_t)len);
+    route_publish(route, id, strlen(id), text, (size_t)len, NULL);
+}
+
+/* Two tabs of client id "c", neither culled yet. */
+static void
+attach_pair(struct route *route, struct conn *fast, struct conn *slow)
+{
+    route_member_init(&fast->member, fast);
+    route_member_init(&slow->member, slow);
+    fast->culled = slow->culled = 0;
+    assert_int_equal(route_attach(route, &fast->member, "c", 1), 0);
+    assert_int_equal(route_attach(route, &slow->member, "c", 1), 0);
 }
 
 /* Every tab of a client sees every message in order, and after warm-up the path allocates
@@ -141,8 +152,8 @@ test_exact_match(void **state)
     a.woken = ab.woken = 0;
     route_attach(route, &a.member, "abc", 3);
     route_attach(route, &ab.member, "abcd", 4);
-    assert_int_equal(route_publish(route, "abcd", 4, "x", 1), 1);
-    assert_int_equal(route_publish(route, "ab", 2, "y", 1), 0);
+    assert_int_equal(route_publish(route, "abcd", 4, "x", 1, NULL), 1);
+    assert_int_equal(route_publish(route, "ab", 2, "y", 1, NULL), 0);
     assert_int_equal(a.woken, 0);
     assert_int_equal(ab.woken, 1);
     assert_int_equal(route_pending(&a.member), 0);
@@ -163,11 +174,7 @@ test_lagging_member_is_culled(void **state)
     const uint32_t ring = 8;
     struct route *route = make_route(ring);
     struct conn fast, slow;
-    route_member_init(&fast.member, &fast);
-    route_member_init(&slow.member, &slow);
-    fast.culled = slow.culled = 0;
-    route_attach(route, &fast.member, "c", 1);
-    route_attach(route, &slow.member, "c", 1);
+    attach_pair(route, &fast, &slow);
     int expect_fast = 0;
     for (int n = 0; n < 40; n++) {
         publish(route, "c", n);
@@ -182,6 +189,32 @@ test_lagging_member_is_culled(void **state)
     assert_int_equal(stats.culled, 1);
     assert_int_equal(stats.members, 1);
     route_detach(route, &fast.member);
+    route_destroy(&route);
+}
+
+/* The publisher learns how far behind the client id's slowest tab is, so a relay reading in
+ * batches can write before that tab would be culled. */
+static void
+test_backlog_counts_the_furthest_behind(void **state)
+{
+    (void)state;
+    struct route *route = make_route(16);
+    struct conn fast, slow;
+    attach_pair(route, &fast, &slow);
+    int expect_fast = 0, expect_slow = 0;
+    size_t backlog = 0;
+    for (int n = 0; n < 5; n++) {
+        char text[8];
+        int len = snprintf(text, sizeof text, "m%d", n);
+        assert_int_equal(route_publish(route, "c", 1, text, (size_t)len, &backlog), 2);
+        assert_int_equal(backlog, (size_t)n + 1);
+        drain(route, &fast, &expect_fast);
+    }
+    drain(route, &slow, &expect_slow);
+    assert_int_equal(route_publish(route, "c", 1, "m5", 2, &backlog), 2);
+    assert_int_equal(backlog, 1);
+    route_detach(route, &fast.member);
+    route_detach(route, &slow.member);
     route_destroy(&route);
 }
 
@@ -202,7 +235,7 @@ test_detach_releases_and_oversize_is_dropped(void **state)
     route_attach(route, &c.member, "c", 1);
     char big[2048];
     memset(big, 'x', sizeof big);
-    assert_int_equal(route_publish(route, "c", 1, big, sizeof big), -1);
+    assert_int_equal(route_publish(route, "c", 1, big, sizeof big, NULL), -1);
     assert_int_equal(route_pending(&c.member), 0);
     route_detach(route, &c.member);
     route_destroy(&route);
@@ -215,6 +248,7 @@ main(void)
         cmocka_unit_test(test_fanout_in_order_without_allocation),
         cmocka_unit_test(test_exact_match),
         cmocka_unit_test(test_lagging_member_is_culled),
+        cmocka_unit_test(test_backlog_counts_the_furthest_behind),
         cmocka_unit_test(test_detach_releases_and_oversize_is_dropped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
