@@ -2,6 +2,7 @@
  *
  *   taskwire-relay [-c FILE] [-n]
  */
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 static volatile sig_atomic_t relay_quit;
 
 #define RELAY_STOP_DEADLINE_S 5 /* after a stop signal, the process is gone within this */
+#define RELAY_TRIM_BYTES (16 << 20) /* free memory a malloc heap keeps before giving it back */
 
 static void
 relay_on_signal(int signo)
@@ -31,6 +33,10 @@ main(int argc, char **argv)
     if (rc != CLI_RUN)
         return rc;
 
+    /* ZeroMQ's I/O thread reads into buffers of its own malloc arena, and the loop frees them
+     * once their messages are routed.  With glibc's default threshold that arena's heap gave
+     * its top back to the kernel and faulted it in again thousands of times a second. */
+    mallopt(M_TRIM_THRESHOLD, RELAY_TRIM_BYTES);
     cli_on_stop(relay_on_signal);
     /* ZeroMQ's threads keep the stop signals blocked, so they interrupt the event loop. */
     sigset_t previous;
