@@ -563,15 +563,19 @@ class Bench:
         extra += ["--rate", str(rate)] if rate else ["--window", str(window or FLAT_WINDOW)]
         return measure(peer, extra, self.tmp, f"{peer.name}-{label}")
 
+    def rounds(self, scenario, names, runs, one):
+        """runs rounds of one(peer, i), each peer once per round, started for its run and
+        stopped after it: a slow spell of the machine falls on every peer's runs alike, not on
+        one peer's, so the ratio of medians is steadier than the medians themselves."""
+        for i in range(runs):
+            for name in names:
+                self.record(scenario, name, self.with_peer(name, lambda peer: one(peer, i)))
+
     def fanout(self, names, runs, duration=10.0, conns=FANOUT_CONNS, warmup=2.0):
         print(f"fan-out: {conns} clients, one client id each, flat out for {duration:.0f} s",
               flush=True)
-        for name in names:
-            def go(peer):
-                for i in range(runs):
-                    self.record("fanout", name, self.pub_run(peer, f"fanout{i}", conns, conns,
-                                                             warmup=warmup, duration=duration))
-            self.with_peer(name, go)
+        self.rounds("fanout", names, runs, lambda peer, i: self.pub_run(
+            peer, f"fanout{i}", conns, conns, warmup=warmup, duration=duration))
 
     def rate(self, names, runs):
         tw = self.results.get("fanout", {}).get("taskwire")
@@ -584,22 +588,14 @@ class Bench:
                             else "half of taskwire's fan-out rate")
         print(f"steady rate: {FANOUT_CONNS} clients at {rate} msgs/s ({self.rate_source})",
               flush=True)
-        for name in names:
-            def go(peer):
-                for i in range(runs):
-                    self.record("rate", name, self.pub_run(peer, f"rate{i}", FANOUT_CONNS,
-                                                           FANOUT_CONNS, rate=rate))
-            self.with_peer(name, go)
+        self.rounds("rate", names, runs, lambda peer, i: self.pub_run(
+            peer, f"rate{i}", FANOUT_CONNS, FANOUT_CONNS, rate=rate))
 
     def broadcast(self, names, runs):
         print(f"broadcast: {FANOUT_CONNS} connections of one client id, {BROADCAST_RATE} msgs/s "
               f"({BROADCAST_RATE * FANOUT_CONNS} deliveries/s)", flush=True)
-        for name in names:
-            def go(peer):
-                for i in range(runs):
-                    self.record("broadcast", name, self.pub_run(
-                        peer, f"broadcast{i}", FANOUT_CONNS, 1, rate=BROADCAST_RATE))
-            self.with_peer(name, go)
+        self.rounds("broadcast", names, runs, lambda peer, i: self.pub_run(
+            peer, f"broadcast{i}", FANOUT_CONNS, 1, rate=BROADCAST_RATE))
 
     def idle_once(self, peer, conns, label):
         time.sleep(1.0)
@@ -943,7 +939,9 @@ def conditions(args):
         f"- Servers pinned to core {SERVER_CPU} (`taskset -c {SERVER_CPU}`: taskwire's worker and "
         f"relay, all Pushpin processes, nginx master and worker, node); the load generator, the "
         f"publisher, wrk and Pushpin's origin on core {CLIENT_CPU}.",
-        f"- Medians of {args.runs} runs; each run uses fresh client ids, {PAYLOAD}-byte JSON "
+        f"- Medians of {args.runs} runs; fan-out, steady rate and broadcast run in rounds (each "
+        "peer once per round, started for its run), so a slow spell of the machine does not fall "
+        "on one peer's runs alone; each run uses fresh client ids, {PAYLOAD}-byte JSON "
         "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to frame "
         "parsed by the client, through each server's own publish input (taskwire: a ZeroMQ PUB "
         "that the relay's SUB connects to, as to a worker pool's events endpoint; \"taskwire via "
