@@ -23,7 +23,7 @@
 #define RELAY_CLOSE_GRACE_MS 1000     /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
-#define RELAY_FULL_TURN_US 1000 /* while messages flow, lws polls every descriptor this often */
+#define RELAY_FULL_TURN_US 5000 /* while messages flow, lws polls every descriptor this often */
 
 struct relay {
     const struct config *cfg;
