@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,11 +34,55 @@ token_hex(const unsigned char *bytes, size_t len, char *out)
     }
 }
 
+/* Random bytes for ids, drawn from OpenSSL's generator TOKEN_POOL_BYTES at a time: each
+ * RAND_bytes call takes a lock and a getpid() (OpenSSL's fork check), a few microseconds per
+ * submission when called for every id.  Each thread has its own pool, every byte is handed
+ * out once, and a forked child starts with an empty pool so it never repeats its parent's
+ * ids.  Secrets do not come from here. */
+#define TOKEN_POOL_BYTES 320
+
+static _Thread_local struct {
+    unsigned char bytes[TOKEN_POOL_BYTES];
+    size_t used; /* bytes handed out; TOKEN_POOL_BYTES (or 0 before the first fill) is empty */
+    int filled;
+} token_pool;
+
+static pthread_once_t token_pool_once = PTHREAD_ONCE_INIT;
+
+static void
+token_pool_forget(void)
+{
+    OPENSSL_cleanse(&token_pool, sizeof token_pool);
+}
+
+static void
+token_pool_setup(void)
+{
+    pthread_atfork(NULL, NULL, token_pool_forget);
+}
+
+/* len <= TOKEN_POOL_BYTES random bytes into out; 0, or -1 when OpenSSL has none. */
+static int
+token_pool_take(unsigned char *out, size_t len)
+{
+    pthread_once(&token_pool_once, token_pool_setup);
+    if (!token_pool.filled || TOKEN_POOL_BYTES - token_pool.used < len) {
+        if (RAND_bytes(token_pool.bytes, TOKEN_POOL_BYTES) != 1)
+            return -1;
+        token_pool.used = 0;
+        token_pool.filled = 1;
+    }
+    memcpy(out, token_pool.bytes + token_pool.used, len);
+    OPENSSL_cleanse(token_pool.bytes + token_pool.used, len);
+    token_pool.used += len;
+    return 0;
+}
+
 int
 token_random_id(char out[TOKEN_ID_SIZE])
 {
     unsigned char bytes[16];
-    if (RAND_bytes(bytes, sizeof bytes) != 1)
+    if (token_pool_take(bytes, sizeof bytes) != 0)
         return TW_E_INTERNAL;
     token_hex(bytes, sizeof bytes, out);
     out[32] = '\0';
@@ -51,7 +96,7 @@ token_ordered_id(int64_t now_ms, char out[TOKEN_ID_SIZE])
     uint64_t ms = now_ms > 0 ? (uint64_t)now_ms : 0;
     for (int i = 0; i < 6; i++)
         bytes[i] = (unsigned char)(ms >> (8 * (5 - i)));
-    if (RAND_bytes(bytes + 6, sizeof bytes - 6) != 1)
+    if (token_pool_take(bytes + 6, sizeof bytes - 6) != 0)
         return TW_E_INTERNAL;
     token_hex(bytes, sizeof bytes, out);
     out[32] = '\0';

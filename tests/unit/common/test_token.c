@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -27,6 +28,54 @@ test_random_ids_are_hex_and_distinct(void **state)
     assert_int_equal(strlen(a), 32);
     assert_int_equal(strspn(a, "0123456789abcdef"), 32);
     assert_string_not_equal(a, b);
+}
+
+static int
+compare_ids(const void *a, const void *b)
+{
+    return memcmp(a, b, TOKEN_ID_SIZE);
+}
+
+/* Ids come from a pool of random bytes refilled as it runs out: a thousand in a row (many
+ * refills) must still all differ. */
+static void
+test_many_ids_are_distinct(void **state)
+{
+    (void)state;
+    enum { COUNT = 1000 };
+    static char ids[COUNT][TOKEN_ID_SIZE];
+    for (int i = 0; i < COUNT; i++)
+        assert_int_equal(i % 2 ? token_random_id(ids[i]) : token_ordered_id(0, ids[i]), 0);
+    qsort(ids, COUNT, TOKEN_ID_SIZE, compare_ids);
+    for (int i = 1; i < COUNT; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+}
+
+/* A forked child that made ids from its parent's pool would hand out the parent's next
+ * ids: two clients, one identity. */
+static void
+test_forked_child_does_not_repeat_parent_ids(void **state)
+{
+    (void)state;
+    char parent[TOKEN_ID_SIZE], child[TOKEN_ID_SIZE] = {0};
+    assert_int_equal(token_random_id(parent), 0); /* the pool holds bytes now */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char id[TOKEN_ID_SIZE];
+        int ok = token_random_id(id) == 0 && write(fds[1], id, TOKEN_ID_SIZE) == TOKEN_ID_SIZE;
+        _exit(ok ? 0 : 1);
+    }
+    close(fds[1]);
+    assert_int_equal(read(fds[0], child, TOKEN_ID_SIZE), TOKEN_ID_SIZE);
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(token_random_id(parent), 0);
+    assert_string_not_equal(child, parent);
 }
 
 /* Task ids out of creation order would scatter a batch's inserts over the id index, and
@@ -128,6 +177,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_ids_are_hex_and_distinct),
+        cmocka_unit_test(test_many_ids_are_distinct),
+        cmocka_unit_test(test_forked_child_does_not_repeat_parent_ids),
         cmocka_unit_test(test_ordered_ids_sort_by_time_and_are_distinct),
         cmocka_unit_test(test_issued_token_verifies),
         cmocka_unit_test(test_forged_expired_and_malformed_tokens_fail),
