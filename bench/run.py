@@ -941,7 +941,7 @@ def conditions(args):
         f"publisher, wrk and Pushpin's origin on core {CLIENT_CPU}.",
         f"- Medians of {args.runs} runs; fan-out, steady rate and broadcast run in rounds (each "
         "peer once per round, started for its run), so a slow spell of the machine does not fall "
-        "on one peer's runs alone; each run uses fresh client ids, {PAYLOAD}-byte JSON "
+        f"on one peer's runs alone; each run uses fresh client ids, {PAYLOAD}-byte JSON "
         "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to frame "
         "parsed by the client, through each server's own publish input (taskwire: a ZeroMQ PUB "
         "that the relay's SUB connects to, as to a worker pool's events endpoint; \"taskwire via "
