@@ -134,19 +134,26 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
      * without a poll() over every descriptor (at a steady rate, that poll() took a third of the
      * relay's time, and every millisecond still a sixth at 1,000 connections).  So while
      * messages flow, a connection's input, a backed-up connection's output and lws's timers
-     * wait for the next full turn, RELAY_FULL_TURN_US at most; an idle relay sleeps in
-     * lws_service until something happens. */
+     * wait for the next full turn, RELAY_FULL_TURN_US at most.  Once a whole period passes
+     * without a message the relay is idle: it sleeps in lws_service until something happens,
+     * so a quiet relay answers its connections and runs its timers at once. */
     int64_t full_due_us = 0;
+    int flowing = 0; /* messages arrived in the last turn's period: wait on the SUB alone */
+    int arrived = 0; /* messages arrived since the last full turn */
     while (!*quit) {
-        if (!relay->ingress_ready && relay_wait_ingress(relay, full_due_us)) {
+        if (!relay->ingress_ready && flowing && relay_wait_ingress(relay, full_due_us)) {
             relay->ingress_ready = 1;
-        } else if (clock_mono_us() >= full_due_us) {
+        } else if (!flowing || clock_mono_us() >= full_due_us) {
             if (lws_service(relay->context, relay->ingress_ready ? -1 : 0) < 0)
                 return;
             full_due_us = clock_mono_us() + RELAY_FULL_TURN_US;
+            flowing = arrived;
+            arrived = 0;
         }
-        if (relay->ingress_ready)
+        if (relay->ingress_ready) {
             ingress_drain(relay);
+            arrived = flowing = 1;
+        }
         session_serve_woken(relay);
     }
     relay->closing = 1;

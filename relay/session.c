@@ -282,17 +282,21 @@ session_heartbeat(struct relay *relay)
 {
     /* One timer for all connections instead of one each (see relay.c): a walk of a few
      * nanoseconds per connection, once a second. */
+    /* A connection is dropped ping_timeout after its ping, never before one was sent: the
+     * heartbeat's seconds can step by two when a tick runs late, and a peer silent for
+     * ping_interval + ping_timeout would then be dropped without ever being pinged. */
     uint32_t ping = (uint32_t)relay->cfg->ping_interval;
-    uint32_t hangup = ping + (uint32_t)relay->cfg->ping_timeout;
+    uint32_t timeout = (uint32_t)relay->cfg->ping_timeout;
     for (struct session *s = relay->sessions; s; s = s->next) {
         uint32_t silent = relay->now_s - s->last_rx_s;
-        if (silent >= hangup && !s->dead) {
+        if (s->ping_sent && relay->now_s - s->ping_at_s >= timeout && !s->dead) {
             s->dead = 1;
             log_info("event=ws_dead connection=%llu silent_s=%u", (unsigned long long)s->id,
                      silent);
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         } else if (silent >= ping && !s->ping_sent) {
             s->ping_sent = 1;
+            s->ping_at_s = relay->now_s;
             s->send_ping = 1;
             lws_callback_on_writable(s->wsi);
         }

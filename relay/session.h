@@ -23,6 +23,7 @@ struct session {
     struct lws_dll2 woken;        /* on relay->woken while a message waits for its write */
     uint64_t id;
     uint32_t last_rx_s;           /* relay->now_s when the peer last sent anything */
+    uint32_t ping_at_s;           /* relay->now_s when the unanswered ping went (ping_sent) */
     uint16_t close_code;          /* non-zero: close with this code at the next write */
     uint8_t send_connected, send_pong, send_error, send_ping, send_resync;
     uint8_t ping_sent, dead;
