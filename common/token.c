@@ -43,8 +43,7 @@ token_hex(const unsigned char *bytes, size_t len, char *out)
 
 static _Thread_local struct {
     unsigned char bytes[TOKEN_POOL_BYTES];
-    size_t used; /* bytes handed out; TOKEN_POOL_BYTES (or 0 before the first fill) is empty */
-    int filled;
+    size_t left; /* bytes not handed out yet, at the end of bytes; 0 before the first fill */
 } token_pool;
 
 static pthread_once_t token_pool_once = PTHREAD_ONCE_INIT;
@@ -66,15 +65,15 @@ static int
 token_pool_take(unsigned char *out, size_t len)
 {
     pthread_once(&token_pool_once, token_pool_setup);
-    if (!token_pool.filled || TOKEN_POOL_BYTES - token_pool.used < len) {
+    if (token_pool.left < len) {
         if (RAND_bytes(token_pool.bytes, TOKEN_POOL_BYTES) != 1)
             return -1;
-        token_pool.used = 0;
-        token_pool.filled = 1;
+        token_pool.left = TOKEN_POOL_BYTES;
     }
-    memcpy(out, token_pool.bytes + token_pool.used, len);
-    OPENSSL_cleanse(token_pool.bytes + token_pool.used, len);
-    token_pool.used += len;
+    unsigned char *next = token_pool.bytes + TOKEN_POOL_BYTES - token_pool.left;
+    memcpy(out, next, len);
+    OPENSSL_cleanse(next, len);
+    token_pool.left -= len;
     return 0;
 }
 

@@ -157,9 +157,8 @@ session_frame_header(unsigned char *out, size_t len)
     return 4;
 }
 
-/* Frames in the gather buffer and the bytes they fill; more is written alone. */
-#define SESSION_FRAME_HEADER_MAX 4
-#define SESSION_GATHER_MAX (RELAY_GATHER_BYTES / 4)
+#define SESSION_FRAME_HEADER_MAX 4                  /* header bytes of a gathered frame */
+#define SESSION_GATHER_MAX (RELAY_GATHER_BYTES / 4) /* larger messages are written alone */
 
 /* Per-message path: the member's waiting messages from the one in hand (payload, len), as
  * whole frames in relay->gather, written with one send; at most *budget of them. */
@@ -281,10 +280,10 @@ void
 session_heartbeat(struct relay *relay)
 {
     /* One timer for all connections instead of one each (see relay.c): a walk of a few
-     * nanoseconds per connection, once a second. */
-    /* A connection is dropped ping_timeout after its ping, never before one was sent: the
-     * heartbeat's seconds can step by two when a tick runs late, and a peer silent for
-     * ping_interval + ping_timeout would then be dropped without ever being pinged. */
+     * nanoseconds per connection, once a second.  A connection is dropped ping_timeout after
+     * its ping, never before one was sent: the heartbeat's seconds can step by two when a tick
+     * runs late, and a peer silent for ping_interval + ping_timeout would then be dropped
+     * without ever being pinged. */
     uint32_t ping = (uint32_t)relay->cfg->ping_interval;
     uint32_t timeout = (uint32_t)relay->cfg->ping_timeout;
     for (struct session *s = relay->sessions; s; s = s->next) {
