@@ -13,7 +13,7 @@ OPT := -O2 -g
 endif
 
 CC ?= cc
-PKGS := libwebsockets libzmq jansson sqlite3 openssl inih
+PKGS := libwebsockets libzmq jansson sqlite3 openssl inih liburing
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -47,7 +47,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 ALL_OBJ := $(call obj,$(COMMON_SRC) $(FCGI_SRC) $(WORKER_SRC) $(RELAY_SRC))
 
 DEBS_BUILD := gcc make pkg-config libfcgi-dev libwebsockets-dev libzmq3-dev libjansson-dev \
-	libsqlite3-dev libssl-dev libinih-dev
+	libsqlite3-dev libssl-dev libinih-dev liburing-dev
 DEBS_RUN := lighttpd curl
 DEBS_TEST := libcmocka-dev python3-pytest python3-websockets python3-zmq lighttpd apache2 \
 	libapache2-mod-fcgid

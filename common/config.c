@@ -57,6 +57,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("relay", "ring", KEY_INT, ring, 2, 65536),
     KEY_NUM("relay", "max_message", KEY_INT, max_message, 256, 16777216),
     KEY_NUM("relay", "max_connections", KEY_INT, max_connections, 1, 10000000),
+    KEY_NUM("relay", "io_uring", KEY_INT, relay_io_uring, 0, 1),
 };
 
 struct load_state {
@@ -367,6 +368,7 @@ config_defaults(struct config *cfg)
     cfg->ping_timeout = CONFIG_DEFAULT_PING_TIMEOUT;
     cfg->ring = CONFIG_DEFAULT_RING;
     cfg->max_message = CONFIG_DEFAULT_MAX_MESSAGE;
+    cfg->relay_io_uring = 1;
     cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
     cfg->type_count = 1;
     sleep_type_fill(&cfg->types[0]);

@@ -102,6 +102,7 @@ struct config {
     int ring;
     int max_message;
     int max_connections;
+    int relay_io_uring; /* 1: batch the per-message writes with io_uring where the kernel can */
 
     /* task types: [0] is always the built-in "sleep" */
     size_t type_count;

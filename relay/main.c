@@ -48,8 +48,8 @@ main(int argc, char **argv)
         log_error("event=start_failed error=\"%s\"", err);
         return 1;
     }
-    log_info("event=started pid=%d listen=%s port=%d", (int)getpid(), cfg.relay_listen,
-             cfg.relay_port);
+    log_info("event=started pid=%d listen=%s port=%d writes=%s", (int)getpid(), cfg.relay_listen,
+             cfg.relay_port, relay->uring_ready ? "io_uring" : "plain");
     relay_run(relay, &relay_quit);
     relay_destroy(&relay);
     log_info("event=stopped");

@@ -1,6 +1,7 @@
 /* relay.c: the relay's context: secret, route table, lws context and vhost, subscriber. */
 #include "relay.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <poll.h>
 #include <stdio.h>
@@ -41,6 +42,31 @@ relay_heartbeat(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat, RELAY_HEARTBEAT_US);
 }
 
+/* The per-message path hands the kernel the writes of every connection a batch of messages
+ * woke in one system call (session_serve_woken) when [relay] io_uring is on and the kernel
+ * allows it; otherwise each write is its own send. */
+static void
+relay_uring_init(struct relay *relay)
+{
+    if (!relay->cfg->relay_io_uring)
+        return;
+    int rc = io_uring_queue_init(RELAY_SEND_DEPTH, &relay->uring,
+                                 IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN);
+    if (rc == -EINVAL) /* a kernel older than 6.0 */
+        rc = io_uring_queue_init(RELAY_SEND_DEPTH, &relay->uring, 0);
+    if (rc < 0) {
+        log_warn("event=io_uring_unavailable error=\"%s\" writes=plain", strerror(-rc));
+        return;
+    }
+    relay->arena = malloc(RELAY_SEND_ARENA);
+    if (!relay->arena) {
+        io_uring_queue_exit(&relay->uring);
+        log_warn("event=io_uring_unavailable error=\"out of memory\" writes=plain");
+        return;
+    }
+    relay->uring_ready = 1;
+}
+
 struct relay *
 relay_new(const struct config *cfg, char *err, size_t errlen)
 {
@@ -63,6 +89,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     }
     if (ingress_init(relay, err, errlen) != 0 || listener_init(relay, err, errlen) != 0)
         goto fail;
+    relay_uring_init(relay);
     relay->listen_wsi_fd = relay->listen_fd;
 
     memcpy(relay->protocols, relay_protocols, sizeof relay->protocols);
@@ -177,6 +204,9 @@ relay_destroy(struct relay **relay)
     ingress_fini(r);
     listener_fini(r);
     route_destroy(&r->route);
+    if (r->uring_ready)
+        io_uring_queue_exit(&r->uring);
+    free(r->arena);
     OPENSSL_cleanse(r->secret, sizeof r->secret);
     free(r);
     *relay = NULL;

@@ -9,6 +9,7 @@
 #define TW_RELAY_RELAY_H
 
 #include <libwebsockets.h>
+#include <liburing.h>
 #include <signal.h>
 #include <stdint.h>
 
@@ -24,6 +25,16 @@
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 #define RELAY_FULL_TURN_US 5000 /* while messages flow, lws polls every descriptor this often */
+#define RELAY_SEND_DEPTH 256    /* connections' writes handed to the kernel in one io_uring_enter */
+#define RELAY_SEND_ARENA (1u << 20) /* bytes of gathered frames those writes may use */
+
+/* One connection's write in a submission (session.c). */
+struct relay_send {
+    struct session *session;
+    unsigned char *bytes;
+    uint32_t len;
+    uint8_t shared; /* bytes are the message's shared buffer: it is sent (route_sent) after */
+};
 
 struct relay {
     const struct config *cfg;
@@ -48,6 +59,12 @@ struct relay {
     int ingress_ready;             /* the SUB may hold messages: drain before waiting again */
     lws_dll2_owner_t woken;        /* sessions a message woke this turn (session_serve_woken) */
     unsigned char gather[RELAY_GATHER_BYTES]; /* one connection's waiting frames (session.c) */
+    struct io_uring uring;         /* the woken connections' writes, submitted together */
+    int uring_ready;               /* io_uring is set up; else every write is its own send */
+    struct relay_send sends[RELAY_SEND_DEPTH]; /* writes prepared, not yet submitted */
+    unsigned nsends;
+    unsigned char *arena;          /* RELAY_SEND_ARENA bytes: their gathered frames */
+    size_t arena_used;
     uint64_t connections;          /* WebSocket connections open now */
     uint64_t next_connection_id;
     uint64_t ingress_malformed;

@@ -1,9 +1,12 @@
 /* session.c: one WebSocket connection. */
 #include "session.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -141,32 +144,41 @@ session_write_text(struct session *session, const char *text, int length)
                                                                                           : 0;
 }
 
-/* The header of an unmasked, final text frame of len bytes, len <= SESSION_GATHER_MAX
- * (RFC 6455, 5.2): written to out, its length returned. */
+#define SESSION_FRAME_HEADER_MAX 10                  /* bytes of a frame header at most */
+#define SESSION_GATHER_MAX (RELAY_GATHER_BYTES / 4) /* larger messages are written alone */
+
+_Static_assert(LWS_PRE >= SESSION_FRAME_HEADER_MAX, "a frame header fits a message's headroom");
+
+/* Bytes of the header of a frame of len bytes. */
+static size_t
+session_frame_header_size(size_t len)
+{
+    return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
+}
+
+/* The header of an unmasked, final text frame of len bytes (RFC 6455, 5.2), written to out;
+ * its length returned. */
 static size_t
 session_frame_header(unsigned char *out, size_t len)
 {
+    size_t size = session_frame_header_size(len);
     out[0] = 0x81; /* FIN, opcode 1 (text) */
-    if (len < 126) {
+    if (size == 2) {
         out[1] = (unsigned char)len;
-        return 2;
+    } else {
+        out[1] = size == 4 ? 126 : 127; /* a 16- or 64-bit length follows, network order */
+        for (size_t i = 2; i < size; i++)
+            out[i] = (unsigned char)(len >> (8 * (size - 1 - i)));
     }
-    out[1] = 126; /* a 16-bit length follows, network order */
-    out[2] = (unsigned char)(len >> 8);
-    out[3] = (unsigned char)len;
-    return 4;
+    return size;
 }
 
-#define SESSION_FRAME_HEADER_MAX 4                  /* header bytes of a gathered frame */
-#define SESSION_GATHER_MAX (RELAY_GATHER_BYTES / 4) /* larger messages are written alone */
-
 /* Per-message path: the member's waiting messages from the one in hand (payload, len), as
- * whole frames in relay->gather, written with one send; at most *budget of them. */
-static int
-session_write_gathered(struct relay *relay, struct session *session, unsigned char *payload,
-                       size_t len, int *budget)
+ * whole frames in out (room bytes), at most *budget of them; the bytes used returned. */
+static size_t
+session_gather(struct relay *relay, struct session *session, unsigned char *out, size_t room,
+               unsigned char *payload, size_t len, int *budget)
 {
-    unsigned char *out = relay->gather;
     size_t used = 0;
     do {
         used += session_frame_header(out + used, len);
@@ -175,10 +187,8 @@ session_write_gathered(struct relay *relay, struct session *session, unsigned ch
         route_sent(relay->route, &session->member);
         (*budget)--;
     } while (*budget > 0 && route_next(relay->route, &session->member, &payload, &len) &&
-             len <= SESSION_GATHER_MAX &&
-             used + SESSION_FRAME_HEADER_MAX + len <= RELAY_GATHER_BYTES);
-    /* Already framed: lws sends the bytes as they are, and buffers what the socket refuses. */
-    return lws_write(session->wsi, out, used, LWS_WRITE_RAW) < (int)used ? -1 : 0;
+             len <= SESSION_GATHER_MAX && used + SESSION_FRAME_HEADER_MAX + len <= room);
+    return used;
 }
 
 static int
@@ -197,7 +207,11 @@ session_write_ring(struct relay *relay, struct session *session)
     while (budget > 0 && !lws_partial_buffered(session->wsi) &&
            route_next(relay->route, &session->member, &payload, &len)) {
         if (route_pending(&session->member) > 1 && len <= SESSION_GATHER_MAX) {
-            if (session_write_gathered(relay, session, payload, len, &budget) != 0)
+            size_t used = session_gather(relay, session, relay->gather, sizeof relay->gather,
+                                         payload, len, &budget);
+            /* Already framed: lws sends the bytes as they are, and buffers what the socket
+             * refuses. */
+            if (lws_write(session->wsi, relay->gather, used, LWS_WRITE_RAW) < (int)used)
                 return -1;
             continue;
         }
@@ -314,10 +328,111 @@ session_wake(void *owner)
     }
 }
 
+/* A session whose next write is a message, nothing else. */
+static int
+session_only_messages(const struct relay *relay, const struct session *session)
+{
+    return !relay->closing && !session->close_code && session->attached &&
+           !(session->send_connected | session->send_ping | session->send_resync |
+             session->send_pong | session->send_error);
+}
+
+/* Per-message path, batched: prepare the session's next write in relay->sends, its waiting
+ * messages as whole frames: one message is framed in its shared buffer's headroom (the
+ * header is the same for every recipient), several are gathered into relay->arena.  0 when
+ * prepared (or nothing waits), -1 when there is no room: submit first. */
+static int
+session_prepare(struct relay *relay, struct session *session)
+{
+    unsigned char *payload;
+    size_t len;
+    if (!route_next(relay->route, &session->member, &payload, &len))
+        return 0;
+    if (relay->nsends == RELAY_SEND_DEPTH)
+        return -1;
+    struct relay_send *send = &relay->sends[relay->nsends];
+    if (route_pending(&session->member) > 1 && len <= SESSION_GATHER_MAX) {
+        size_t room = RELAY_SEND_ARENA - relay->arena_used;
+        if (room < SESSION_FRAME_HEADER_MAX + len)
+            return -1;
+        int budget = SESSION_BATCH;
+        send->bytes = relay->arena + relay->arena_used;
+        send->len = (uint32_t)session_gather(relay, session, send->bytes,
+                                             room < RELAY_GATHER_BYTES ? room : RELAY_GATHER_BYTES,
+                                             payload, len, &budget);
+        send->shared = 0;
+        relay->arena_used += send->len;
+    } else {
+        /* Sent (route_sent) once the kernel is done with the buffer: until then it may not
+         * go back to the pool. */
+        send->bytes = payload - session_frame_header_size(len);
+        send->len = (uint32_t)(session_frame_header(send->bytes, len) + len);
+        send->shared = 1;
+    }
+    send->session = session;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&relay->uring); /* RELAY_SEND_DEPTH entries */
+    io_uring_prep_send(sqe, lws_get_socket_fd(session->wsi), send->bytes, send->len,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    io_uring_sqe_set_data(sqe, send);
+    relay->nsends++;
+    return 0;
+}
+
+/* A prepared write is done: res bytes went (or -errno).  What the socket did not take goes to
+ * lws, which buffers it and finishes on POLLOUT as it does its own writes. */
+static void
+session_settle(struct relay *relay, const struct relay_send *send, int res)
+{
+    struct session *session = send->session;
+    size_t sent = res > 0 ? (size_t)res : 0;
+    if (res < 0 && res != -EAGAIN) {
+        log_debug("event=ws_write_failed connection=%llu error=\"%s\"",
+                  (unsigned long long)session->id, strerror(-res));
+        lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    } else if (sent < send->len &&
+               lws_write(session->wsi, send->bytes + sent, send->len - sent, LWS_WRITE_RAW) < 0) {
+        lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+    if (send->shared)
+        route_sent(relay->route, &session->member);
+    if (route_pending(&session->member))
+        lws_callback_on_writable(session->wsi);
+}
+
+/* Per-message path, batched: hand the kernel every prepared write in one system call (each a
+ * non-blocking send, done before the call returns) and settle them. */
+static void
+session_submit(struct relay *relay)
+{
+    unsigned left = relay->nsends;
+    while (left > 0) {
+        int rc = io_uring_submit_and_wait(&relay->uring, left);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            log_error("event=io_uring_failed error=\"%s\"", strerror(-rc));
+            abort(); /* the kernel may still hold the buffers: no safe way on */
+        }
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&relay->uring, head, cqe)
+        {
+            session_settle(relay, io_uring_cqe_get_data(cqe), cqe->res);
+            seen++;
+        }
+        io_uring_cq_advance(&relay->uring, seen);
+        left -= seen;
+    }
+    relay->nsends = 0;
+    relay->arena_used = 0;
+}
+
 void
 session_serve_woken(struct relay *relay)
 {
-    /* Per-message path: lws runs the writeable callback as if poll() had said POLLOUT; lws
+    /* Per-message path.  With io_uring, the writes of every woken session go to the kernel
+     * together: one system call for up to RELAY_SEND_DEPTH connections instead of a send
+     * (and a pass through lws) each.  A session with anything but messages to write, and
+     * every session without io_uring, gets its writeable callback as if poll() had said
+     * POLLOUT, after the prepared writes are done (so its bytes never overtake them); lws
      * drops its own POLLOUT request once the callback is done.  A session leaves the list in
      * session_fini, so every one on it still has its connection. */
     while (relay->woken.head) {
@@ -328,12 +443,21 @@ session_serve_woken(struct relay *relay)
             lws_callback_on_writable(session->wsi);
             continue;
         }
+        if (relay->uring_ready && session_only_messages(relay, session)) {
+            if (session_prepare(relay, session) == 0)
+                continue;
+            session_submit(relay);
+            if (session_prepare(relay, session) == 0)
+                continue;
+        }
+        session_submit(relay);
         struct lws_pollfd pollfd = {.fd = lws_get_socket_fd(session->wsi),
                                     .events = LWS_POLLIN | LWS_POLLOUT,
                                     .revents = LWS_POLLOUT};
         if (lws_service_fd(relay->context, &pollfd) < 0)
             return;
     }
+    session_submit(relay);
 }
 
 void

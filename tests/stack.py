@@ -474,7 +474,7 @@ class Stack:
                            **worker_settings),
             "relay": dict({"listen": "127.0.0.1", "port": self.relay_port, "ping_interval": 5,
                            "ping_timeout": 5, "ring": 64, "max_message": 65536,
-                           "max_connections": 1000}, **relay_settings),
+                           "max_connections": 1000, "io_uring": 1}, **relay_settings),
         }
         for name, keys in types.items():
             sections[f"type {name}"] = dict(keys, command=keys["command"].replace(ROOT, self.tree, 1))

@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 import websockets
 
-from conftest import (connect, deliverable, publisher, recv_json, relay_status, run, skip_probes,
-                      start_stack, tap, wait_for, ws_url)
+from conftest import (connect, deliverable, next_text, publisher, recv_json, relay_status, run,
+                      skip_probes, start_stack, tap, wait_for, ws_url)
 from test_fcgi import forged, signed
 
 
@@ -202,11 +202,56 @@ async def read_numbered(ws, count, into, timeout=20):
         into.append((await skip_probes(ws, timeout))["n"])
 
 
-def test_burst_many_times_the_ring_reaches_a_reading_page(request):
+# The relay's two ways of writing: every woken connection's write in one io_uring submission,
+# or one send each ([relay] io_uring = 0, and a kernel without io_uring).
+WRITES = pytest.mark.parametrize("writes", [1, 0], ids=["io_uring", "plain"])
+
+
+@WRITES
+def test_messages_of_every_frame_length_arrive_byte_for_byte(request, writes):
+    """Messages whose frames need a 7-, 16- and 64-bit length, alone and in a burst, reach the
+    page exactly as published and in order."""
+    stack = start_stack(request, relay_settings={"max_message": 1 << 20, "io_uring": writes})
+    session = stack.session()
+    client_id = session["client_id"]
+    sizes = [40, 125, 126, 127, 65535, 65536, 65537, 300000]
+
+    def message(n, size):
+        head = '{"type":"notice","n":%d,"pad":"' % n
+        return (head + "x" * (size - len(head) - 2) + '"}').encode()
+    messages = [message(n, size) for n, size in enumerate(sizes)]
+    assert [len(m) for m in messages] == sizes
+
+    async def go():
+        pub = publisher(stack)
+        ws, _ = await connect(stack, session["token"], direct=True)
+        await deliverable(stack, client_id, ws, pub=pub)
+        alone = []
+        for m in messages:  # one at a time: each is the only one waiting
+            await pub.send_multipart([client_id.encode(), m])
+            alone.append(await next_text(ws))
+        for m in messages:  # all at once: several wait together
+            await pub.send_multipart([client_id.encode(), m])
+        burst = [await next_text(ws) for _ in messages]
+        pub.close(0)
+        await ws.close()
+        return alone, burst
+    alone, burst = run(go())
+    started = [line for line in open(f"{stack.tmp}/relay.log") if "event=started" in line]
+    assert started and ("writes=io_uring" in started[0] or "event=io_uring_unavailable" in
+                        open(f"{stack.tmp}/relay.log").read() if writes else
+                        "writes=plain" in started[0]), started
+    expected = [m.decode() for m in messages]
+    assert [len(t) for t in alone] == sizes and alone == expected
+    assert [len(t) for t in burst] == sizes and burst == expected
+
+
+@WRITES
+def test_burst_many_times_the_ring_reaches_a_reading_page(request, writes):
     """A page that reads as fast as it can gets every message of a burst ten times the
     relay's ring, in order, and is not closed as lagging, even when the relay finds the
     whole burst waiting at once (here it was stopped while the burst was published)."""
-    stack = start_stack(request)  # ring 64
+    stack = start_stack(request, relay_settings={"io_uring": writes})  # ring 64
     session = stack.session()
     client_id = session["client_id"]
     burst = 640
@@ -239,11 +284,12 @@ def test_burst_many_times_the_ring_reaches_a_reading_page(request):
     assert culled == 0
 
 
-def test_page_that_stops_reading_is_closed_and_others_lose_nothing(request):
+@WRITES
+def test_page_that_stops_reading_is_closed_and_others_lose_nothing(request, writes):
     """A page that stops reading is closed (4008, lagging) once it is a ring behind, and
     the relay forgets it within the grace period; its client's other tab, reading, gets
     every message in order meanwhile."""
-    stack = start_stack(request)  # ring 64
+    stack = start_stack(request, relay_settings={"io_uring": writes})  # ring 64
     session = stack.session()
     client_id = session["client_id"]
     big = "x" * 60000
