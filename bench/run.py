@@ -824,14 +824,15 @@ class Report:
                      "1,000 clients")
             L.append("")
             self.header("server", "delivered msgs/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                        "lost", "server CPU")
+                        "lost", "server CPU", "loadgen CPU")
             for n in self.names:
                 rows = res["rate"].get(n)
                 if rows:
                     self.row(self.labels[n], fmt(med(rows, "delivered_per_s")),
                              ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p90")),
                              ms(med(rows, "lat_us", "p99")), ms(med(rows, "lat_us", "max")),
-                             fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}")
+                             fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}",
+                             f"{med(rows, 'client_cpu'):.0%}")
             L.append("")
             tw = res["rate"].get("taskwire")
             if tw:
