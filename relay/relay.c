@@ -58,12 +58,6 @@ relay_uring_init(struct relay *relay)
         log_warn("event=io_uring_unavailable error=\"%s\" writes=plain", strerror(-rc));
         return;
     }
-    relay->arena = malloc(RELAY_SEND_ARENA);
-    if (!relay->arena) {
-        io_uring_queue_exit(&relay->uring);
-        log_warn("event=io_uring_unavailable error=\"out of memory\" writes=plain");
-        return;
-    }
     relay->uring_ready = 1;
 }
 
@@ -206,7 +200,6 @@ relay_destroy(struct relay **relay)
     route_destroy(&r->route);
     if (r->uring_ready)
         io_uring_queue_exit(&r->uring);
-    free(r->arena);
     OPENSSL_cleanse(r->secret, sizeof r->secret);
     free(r);
     *relay = NULL;

@@ -360,11 +360,18 @@ int
 route_next(struct route *route, const struct route_member *member, unsigned char **payload,
            size_t *len)
 {
+    return route_peek(route, member, 0, payload, len);
+}
+
+int
+route_peek(struct route *route, const struct route_member *member, size_t k,
+           unsigned char **payload, size_t *len)
+{
     /* Per-message path: a pointer into the shared buffer, nothing copied. */
     const struct route_client *client = member->client;
-    if (!client || member->cursor >= client->head)
+    if (!client || k >= client->head - member->cursor)
         return 0;
-    struct route_message *m = client->ring[member->cursor % client->ring_cap];
+    struct route_message *m = client->ring[(member->cursor + k) % client->ring_cap];
     *payload = m->bytes + route->headroom;
     *len = m->len;
     return 1;

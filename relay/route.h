@@ -78,6 +78,11 @@ int route_publish(struct route *route, const char *topic, size_t topic_len, cons
 int route_next(struct route *route, const struct route_member *member, unsigned char **payload,
                size_t *len);
 
+/* Per-message path: as route_next, for the member's k-th waiting message (0 is the next);
+ * 0 when fewer than k + 1 wait.  The message stays the member's until route_sent. */
+int route_peek(struct route *route, const struct route_member *member, size_t k,
+               unsigned char **payload, size_t *len);
+
 /* Per-message path: the member sent its next message; move on. */
 void route_sent(struct route *route, struct route_member *member);
 

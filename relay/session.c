@@ -14,7 +14,6 @@
 #include "relay.h"
 
 #define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
-#define SESSION_BATCH 32           /* ring messages written in one writeable callback at most */
 #define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
 
 /* Close code constants not in the lws enum. */
@@ -144,8 +143,7 @@ session_write_text(struct session *session, const char *text, int length)
                                                                                           : 0;
 }
 
-#define SESSION_FRAME_HEADER_MAX 10                  /* bytes of a frame header at most */
-#define SESSION_GATHER_MAX (RELAY_GATHER_BYTES / 4) /* larger messages are written alone */
+#define SESSION_FRAME_HEADER_MAX 10 /* bytes of a frame header at most */
 
 _Static_assert(LWS_PRE >= SESSION_FRAME_HEADER_MAX, "a frame header fits a message's headroom");
 
@@ -173,54 +171,80 @@ session_frame_header(unsigned char *out, size_t len)
     return size;
 }
 
-/* Per-message path: the member's waiting messages from the one in hand (payload, len), as
- * whole frames in out (room bytes), at most *budget of them; the bytes used returned. */
+/* Per-message path: one write of the member's waiting messages, as whole frames where they
+ * lie: each frame's header goes in the headroom before its payload, in the message's shared
+ * buffer (the same bytes for every recipient), and the write points at those buffers, nothing
+ * copied.  At most RELAY_WRITE_FRAMES messages, and past the first at most RELAY_WRITE_BYTES.
+ * The number of messages returned, 0 when none waits. */
 static size_t
-session_gather(struct relay *relay, struct session *session, unsigned char *out, size_t room,
-               unsigned char *payload, size_t len, int *budget)
+session_prepare(struct relay *relay, struct session *session, struct relay_send *send)
 {
-    size_t used = 0;
-    do {
-        used += session_frame_header(out + used, len);
-        memcpy(out + used, payload, len);
-        used += len;
+    unsigned char *payload;
+    size_t len, n = 0;
+    send->session = session;
+    send->len = 0;
+    while (n < RELAY_WRITE_FRAMES &&
+           route_peek(relay->route, &session->member, n, &payload, &len)) {
+        size_t header = session_frame_header_size(len);
+        if (n > 0 && send->len + header + len > RELAY_WRITE_BYTES)
+            break;
+        session_frame_header(payload - header, len);
+        send->iov[n].iov_base = payload - header;
+        send->iov[n].iov_len = header + len;
+        send->len += header + len;
+        n++;
+    }
+    memset(&send->msg, 0, sizeof send->msg);
+    send->msg.msg_iov = send->iov;
+    send->msg.msg_iovlen = n;
+    return n;
+}
+
+/* A prepared write is done: res bytes went, or -errno.  What the socket did not take goes to
+ * lws, which copies it, buffers it and finishes it on POLLOUT as it does its own writes; then
+ * the messages are sent (route_sent), and their buffers may go back to the pool.  -1 when the
+ * connection failed. */
+static int
+session_settle(struct relay *relay, const struct relay_send *send, ssize_t res)
+{
+    struct session *session = send->session;
+    int rc = 0;
+    if (res < 0 && res != -EAGAIN) {
+        log_debug("event=ws_write_failed connection=%llu error=\"%s\"",
+                  (unsigned long long)session->id, strerror((int)-res));
+        rc = -1;
+    } else {
+        size_t skip = res > 0 ? (size_t)res : 0;
+        for (size_t i = 0; i < send->msg.msg_iovlen && rc == 0; i++) {
+            size_t part = send->iov[i].iov_len;
+            if (skip >= part) {
+                skip -= part;
+                continue;
+            }
+            if (lws_write(session->wsi, (unsigned char *)send->iov[i].iov_base + skip,
+                          part - skip, LWS_WRITE_RAW) < 0)
+                rc = -1;
+            skip = 0;
+        }
+    }
+    for (size_t i = 0; i < send->msg.msg_iovlen; i++)
         route_sent(relay->route, &session->member);
-        (*budget)--;
-    } while (*budget > 0 && route_next(relay->route, &session->member, &payload, &len) &&
-             len <= SESSION_GATHER_MAX && used + SESSION_FRAME_HEADER_MAX + len <= room);
-    return used;
+    if (rc == 0 && route_pending(&session->member))
+        lws_callback_on_writable(session->wsi);
+    return rc;
 }
 
 static int
 session_write_ring(struct relay *relay, struct session *session)
 {
-    /* Per-message path: the member's waiting messages, at most SESSION_BATCH of them, in this
-     * one writeable callback rather than one callback (and one turn of the event loop) each.
-     * One waiting message is a frame around the shared buffer, nothing copied.  Several are
-     * copied into one buffer of whole frames and go in one send: a send (a system call and a
-     * pass through the TCP stack) costs a hundred times a copy of a few hundred bytes.  A
-     * write that lws had to buffer in part ends the batch: lws finishes it before the next
-     * writeable callback. */
-    unsigned char *payload;
-    size_t len;
-    int budget = SESSION_BATCH;
-    while (budget > 0 && !lws_partial_buffered(session->wsi) &&
-           route_next(relay->route, &session->member, &payload, &len)) {
-        if (route_pending(&session->member) > 1 && len <= SESSION_GATHER_MAX) {
-            size_t used = session_gather(relay, session, relay->gather, sizeof relay->gather,
-                                         payload, len, &budget);
-            /* Already framed: lws sends the bytes as they are, and buffers what the socket
-             * refuses. */
-            if (lws_write(session->wsi, relay->gather, used, LWS_WRITE_RAW) < (int)used)
-                return -1;
-            continue;
-        }
-        if (lws_write(session->wsi, payload, len, LWS_WRITE_TEXT) < (int)len)
-            return -1;
-        route_sent(relay->route, &session->member);
-        budget--;
-    }
-    return 0;
+    /* Per-message path, from lws's writeable callback: the waiting messages in one sendmsg()
+     * (a send costs a system call and a pass through the TCP stack; several frames in one
+     * cost little more than one).  A write lws still holds part of goes first. */
+    struct relay_send *send = &relay->sends[RELAY_SEND_DEPTH];
+    if (lws_partial_buffered(session->wsi) || !session_prepare(relay, session, send))
+        return 0;
+    ssize_t res = sendmsg(lws_get_socket_fd(session->wsi), &send->msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    return session_settle(relay, send, res < 0 ? -errno : res);
 }
 
 int
@@ -337,68 +361,6 @@ session_only_messages(const struct relay *relay, const struct session *session)
              session->send_pong | session->send_error);
 }
 
-/* Per-message path, batched: prepare the session's next write in relay->sends, its waiting
- * messages as whole frames: one message is framed in its shared buffer's headroom (the
- * header is the same for every recipient), several are gathered into relay->arena.  0 when
- * prepared (or nothing waits), -1 when there is no room: submit first. */
-static int
-session_prepare(struct relay *relay, struct session *session)
-{
-    unsigned char *payload;
-    size_t len;
-    if (!route_next(relay->route, &session->member, &payload, &len))
-        return 0;
-    if (relay->nsends == RELAY_SEND_DEPTH)
-        return -1;
-    struct relay_send *send = &relay->sends[relay->nsends];
-    if (route_pending(&session->member) > 1 && len <= SESSION_GATHER_MAX) {
-        size_t room = RELAY_SEND_ARENA - relay->arena_used;
-        if (room < SESSION_FRAME_HEADER_MAX + len)
-            return -1;
-        int budget = SESSION_BATCH;
-        send->bytes = relay->arena + relay->arena_used;
-        send->len = (uint32_t)session_gather(relay, session, send->bytes,
-                                             room < RELAY_GATHER_BYTES ? room : RELAY_GATHER_BYTES,
-                                             payload, len, &budget);
-        send->shared = 0;
-        relay->arena_used += send->len;
-    } else {
-        /* Sent (route_sent) once the kernel is done with the buffer: until then it may not
-         * go back to the pool. */
-        send->bytes = payload - session_frame_header_size(len);
-        send->len = (uint32_t)(session_frame_header(send->bytes, len) + len);
-        send->shared = 1;
-    }
-    send->session = session;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&relay->uring); /* RELAY_SEND_DEPTH entries */
-    io_uring_prep_send(sqe, lws_get_socket_fd(session->wsi), send->bytes, send->len,
-                       MSG_DONTWAIT | MSG_NOSIGNAL);
-    io_uring_sqe_set_data(sqe, send);
-    relay->nsends++;
-    return 0;
-}
-
-/* A prepared write is done: res bytes went (or -errno).  What the socket did not take goes to
- * lws, which buffers it and finishes on POLLOUT as it does its own writes. */
-static void
-session_settle(struct relay *relay, const struct relay_send *send, int res)
-{
-    struct session *session = send->session;
-    size_t sent = res > 0 ? (size_t)res : 0;
-    if (res < 0 && res != -EAGAIN) {
-        log_debug("event=ws_write_failed connection=%llu error=\"%s\"",
-                  (unsigned long long)session->id, strerror(-res));
-        lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    } else if (sent < send->len &&
-               lws_write(session->wsi, send->bytes + sent, send->len - sent, LWS_WRITE_RAW) < 0) {
-        lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    }
-    if (send->shared)
-        route_sent(relay->route, &session->member);
-    if (route_pending(&session->member))
-        lws_callback_on_writable(session->wsi);
-}
-
 /* Per-message path, batched: hand the kernel every prepared write in one system call (each a
  * non-blocking send, done before the call returns) and settle them. */
 static void
@@ -415,14 +377,33 @@ session_submit(struct relay *relay)
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&relay->uring, head, cqe)
         {
-            session_settle(relay, io_uring_cqe_get_data(cqe), cqe->res);
+            const struct relay_send *send = io_uring_cqe_get_data(cqe);
+            if (session_settle(relay, send, cqe->res) != 0)
+                lws_set_timeout(send->session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
             seen++;
         }
         io_uring_cq_advance(&relay->uring, seen);
         left -= seen;
     }
     relay->nsends = 0;
-    relay->arena_used = 0;
+}
+
+/* Per-message path, batched: prepare the session's write in relay->sends and queue it.  0 when
+ * queued (or nothing waits), -1 when the submission is full: submit first. */
+static int
+session_queue(struct relay *relay, struct session *session)
+{
+    if (relay->nsends == RELAY_SEND_DEPTH)
+        return -1;
+    struct relay_send *send = &relay->sends[relay->nsends];
+    if (!session_prepare(relay, session, send))
+        return 0;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&relay->uring); /* RELAY_SEND_DEPTH entries */
+    io_uring_prep_sendmsg(sqe, lws_get_socket_fd(session->wsi), &send->msg,
+                          MSG_DONTWAIT | MSG_NOSIGNAL);
+    io_uring_sqe_set_data(sqe, send);
+    relay->nsends++;
+    return 0;
 }
 
 void
@@ -444,10 +425,10 @@ session_serve_woken(struct relay *relay)
             continue;
         }
         if (relay->uring_ready && session_only_messages(relay, session)) {
-            if (session_prepare(relay, session) == 0)
+            if (session_queue(relay, session) == 0)
                 continue;
             session_submit(relay);
-            if (session_prepare(relay, session) == 0)
+            if (session_queue(relay, session) == 0)
                 continue;
         }
         session_submit(relay);

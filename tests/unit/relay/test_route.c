@@ -90,6 +90,52 @@ attach_pair(struct route *route, struct conn *fast, struct conn *slow)
     assert_int_equal(route_attach(route, &slow->member, "c", 1), 0);
 }
 
+/* Assert that member's k-th waiting message is "m<n>". */
+static void
+assert_peek(struct route *route, struct conn *conn, size_t k, int n)
+{
+    unsigned char *payload;
+    size_t len;
+    char want[32];
+    int wlen = snprintf(want, sizeof want, "m%d", n);
+    assert_int_equal(route_peek(route, &conn->member, k, &payload, &len), 1);
+    assert_int_equal(len, (size_t)wlen);
+    assert_memory_equal(payload, want, len);
+}
+
+/* A write of several waiting messages looks ahead without sending them: each stays the
+ * member's until route_sent, in order, also where the ring wraps. */
+static void
+test_peek_looks_ahead_without_sending(void **state)
+{
+    (void)state;
+    struct route *route = make_route(4);
+    struct conn fast, slow;
+    unsigned char *payload;
+    size_t len;
+    attach_pair(route, &fast, &slow);
+    int expect_fast = 0, expect_slow = 0;
+    for (int round = 0; round < 3; round++) { /* the ring (4 slots) wraps */
+        for (int k = 0; k < 3; k++)
+            publish(route, "c", round * 3 + k);
+        for (size_t k = 0; k < 3; k++)
+            assert_peek(route, &fast, k, round * 3 + (int)k);
+        assert_int_equal(route_peek(route, &fast.member, 3, &payload, &len), 0);
+        assert_int_equal(route_pending(&fast.member), 3);
+        route_sent(route, &fast.member);
+        assert_peek(route, &fast, 0, round * 3 + 1);
+        assert_peek(route, &slow, 0, round * 3); /* the other tab's place did not move */
+        expect_fast++;
+        drain(route, &fast, &expect_fast);
+        drain(route, &slow, &expect_slow);
+    }
+    assert_int_equal(fast.culled + slow.culled, 0);
+    route_detach(route, &fast.member);
+    assert_int_equal(route_peek(route, &fast.member, 0, &payload, &len), 0);
+    route_detach(route, &slow.member);
+    route_destroy(&route);
+}
+
 /* Every tab of a client sees every message in order, and after warm-up the path allocates
  * nothing (the relay's memory stays flat under load). */
 static void
@@ -247,6 +293,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fanout_in_order_without_allocation),
         cmocka_unit_test(test_exact_match),
+        cmocka_unit_test(test_peek_looks_ahead_without_sending),
         cmocka_unit_test(test_lagging_member_is_culled),
         cmocka_unit_test(test_backlog_counts_the_furthest_behind),
         cmocka_unit_test(test_detach_releases_and_oversize_is_dropped),
