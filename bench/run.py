@@ -105,10 +105,11 @@ def on_signal(sig, frame):
     raise SystemExit(128 + sig)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The tests' free_port: a port below the kernel's ephemeral range, which the load generator's
+# thousands of connections draw their source ports from (a port taken from that range could
+# be in use as one before the server under test binds it).
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from stack import free_port  # noqa: E402
 
 
 def wait_port(port, proc=None, timeout=20.0, what="server"):
