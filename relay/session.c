@@ -203,7 +203,7 @@ session_prepare(struct relay *relay, struct session *session, struct relay_send 
 /* A prepared write is done: res bytes went, or -errno.  What the socket did not take goes to
  * lws, which copies it, buffers it and finishes it on POLLOUT as it does its own writes; then
  * the messages are sent (route_sent), and their buffers may go back to the pool.  -1 when the
- * connection failed. */
+ * connection failed.  The caller asks for a writeable callback if more messages wait. */
 static int
 session_settle(struct relay *relay, const struct relay_send *send, ssize_t res)
 {
@@ -229,8 +229,6 @@ session_settle(struct relay *relay, const struct relay_send *send, ssize_t res)
     }
     for (size_t i = 0; i < send->msg.msg_iovlen; i++)
         route_sent(relay->route, &session->member);
-    if (rc == 0 && route_pending(&session->member))
-        lws_callback_on_writable(session->wsi);
     return rc;
 }
 
@@ -378,8 +376,11 @@ session_submit(struct relay *relay)
         io_uring_for_each_cqe(&relay->uring, head, cqe)
         {
             const struct relay_send *send = io_uring_cqe_get_data(cqe);
+            struct session *session = send->session;
             if (session_settle(relay, send, cqe->res) != 0)
-                lws_set_timeout(send->session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            else if (route_pending(&session->member))
+                lws_callback_on_writable(session->wsi);
             seen++;
         }
         io_uring_cq_advance(&relay->uring, seen);
@@ -388,22 +389,20 @@ session_submit(struct relay *relay)
     relay->nsends = 0;
 }
 
-/* Per-message path, batched: prepare the session's write in relay->sends and queue it.  0 when
- * queued (or nothing waits), -1 when the submission is full: submit first. */
-static int
+/* Per-message path, batched: prepare the session's write in relay->sends and queue it (if
+ * anything waits); a full submission goes to the kernel at once. */
+static void
 session_queue(struct relay *relay, struct session *session)
 {
-    if (relay->nsends == RELAY_SEND_DEPTH)
-        return -1;
     struct relay_send *send = &relay->sends[relay->nsends];
     if (!session_prepare(relay, session, send))
-        return 0;
+        return;
     struct io_uring_sqe *sqe = io_uring_get_sqe(&relay->uring); /* RELAY_SEND_DEPTH entries */
     io_uring_prep_sendmsg(sqe, lws_get_socket_fd(session->wsi), &send->msg,
                           MSG_DONTWAIT | MSG_NOSIGNAL);
     io_uring_sqe_set_data(sqe, send);
-    relay->nsends++;
-    return 0;
+    if (++relay->nsends == RELAY_SEND_DEPTH)
+        session_submit(relay);
 }
 
 void
@@ -425,11 +424,8 @@ session_serve_woken(struct relay *relay)
             continue;
         }
         if (relay->uring_ready && session_only_messages(relay, session)) {
-            if (session_queue(relay, session) == 0)
-                continue;
-            session_submit(relay);
-            if (session_queue(relay, session) == 0)
-                continue;
+            session_queue(relay, session);
+            continue;
         }
         session_submit(relay);
         struct lws_pollfd pollfd = {.fd = lws_get_socket_fd(session->wsi),
