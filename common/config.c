@@ -368,7 +368,7 @@ config_defaults(struct config *cfg)
     cfg->ping_timeout = CONFIG_DEFAULT_PING_TIMEOUT;
     cfg->ring = CONFIG_DEFAULT_RING;
     cfg->max_message = CONFIG_DEFAULT_MAX_MESSAGE;
-    cfg->relay_io_uring = 1;
+    cfg->relay_io_uring = CONFIG_DEFAULT_RELAY_IO_URING;
     cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
     cfg->type_count = 1;
     sleep_type_fill(&cfg->types[0]);

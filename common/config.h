@@ -41,6 +41,7 @@
 #define CONFIG_DEFAULT_RING 256               /* messages kept per client id in the relay */
 #define CONFIG_DEFAULT_MAX_MESSAGE 65536      /* bytes of one relayed message */
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 100000 /* relay connections per process */
+#define CONFIG_DEFAULT_RELAY_IO_URING 1       /* relay writes batched through io_uring */
 
 enum config_param_kind { CONFIG_PARAM_INTEGER, CONFIG_PARAM_STRING, CONFIG_PARAM_BOOLEAN };
 
