@@ -357,13 +357,6 @@ route_publish(struct route *route, const char *topic, size_t topic_len, const vo
 }
 
 int
-route_next(struct route *route, const struct route_member *member, unsigned char **payload,
-           size_t *len)
-{
-    return route_peek(route, member, 0, payload, len);
-}
-
-int
 route_peek(struct route *route, const struct route_member *member, size_t k,
            unsigned char **payload, size_t *len)
 {

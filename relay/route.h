@@ -4,7 +4,7 @@
  * A member (one WebSocket connection) is attached to one client id.  route_publish() copies a
  * message once into a pooled buffer with ROUTE_HEADROOM bytes in front (room for a frame
  * header), puts it in the client id's ring with one reference per member, and wakes every
- * member.  Each member is a cursor into the ring: route_next() gives its next message,
+ * member.  Each member is a cursor into the ring: route_peek() gives its waiting messages,
  * route_sent() moves it on and drops its reference; the last reference returns the buffer
  * to the pool.  Bounds: a client id holds at most `ring` unsent messages; publishing one more
  * culls the members furthest behind (they are detached and the cull callback closes them),
@@ -73,13 +73,9 @@ void route_detach(struct route *route, struct route_member *member);
 int route_publish(struct route *route, const char *topic, size_t topic_len, const void *payload,
                   size_t payload_len, size_t *backlog);
 
-/* Per-message path: member's next message (payload pointer, headroom bytes before it are
- * writable) and length.  1 when there is one, 0 when the member is up to date. */
-int route_next(struct route *route, const struct route_member *member, unsigned char **payload,
-               size_t *len);
-
-/* Per-message path: as route_next, for the member's k-th waiting message (0 is the next);
- * 0 when fewer than k + 1 wait.  The message stays the member's until route_sent. */
+/* Per-message path: member's k-th waiting message (0 is the next): payload pointer (headroom
+ * bytes before it are writable) and length.  1 when there is one, 0 when fewer than k + 1
+ * wait.  The message stays the member's until route_sent. */
 int route_peek(struct route *route, const struct route_member *member, size_t k,
                unsigned char **payload, size_t *len);
 
