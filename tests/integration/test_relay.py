@@ -147,14 +147,14 @@ def test_status_counts_connections_and_messages(stack):
     assert relay_status(stack)["client_ids"] == before["client_ids"]
 
 
-def raw_websocket(stack, token, rcvbuf=None):
-    """A socket that has done the WebSocket handshake with the relay and nothing else: it
-    answers no ping and reads only when the test does."""
+def raw_websocket(stack, token, rcvbuf=None, direct=True):
+    """A socket that has done the WebSocket handshake with the relay (or through the web
+    server) and nothing else: it answers no ping and reads only when the test does."""
     sock = socket.socket()
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(5)
-    sock.connect(("127.0.0.1", stack.relay_port))
+    sock.connect(("127.0.0.1", stack.relay_port if direct else stack.http_port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
@@ -321,3 +321,80 @@ def test_page_that_stops_reading_is_closed_and_others_lose_nothing(request, writ
         return got, sent
     got, sent = run(go(), timeout=60)
     assert got == list(range(sent))
+
+
+def read_frames(sock, pending):
+    """One recv from a raw WebSocket: the complete frames in it, as (opcode, payload) pairs;
+    the rest of a frame stays in pending (a bytearray).  The relay's frames are unmasked."""
+    pending += sock.recv(65536)
+    frames = []
+    while len(pending) >= 2:
+        length, at = pending[1] & 0x7F, 2
+        if length == 126:
+            length, at = int.from_bytes(pending[2:4], "big"), 4
+        elif length == 127:
+            length, at = int.from_bytes(pending[2:10], "big"), 10
+        if len(pending) < at + length:
+            break
+        frames.append((pending[0] & 0x0F, bytes(pending[at:at + length])))
+        del pending[:at + length]
+    return frames
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["through the web server", "direct"])
+def test_small_messages_are_not_held_for_the_clients_ack(stack, direct):
+    """Progress comes as small messages close together.  A client that delays its ACKs (as a
+    TCP stack does, by tens of milliseconds, or a WAN round trip) still gets each message as
+    it is published: the relay does not hold one back until the previous one is
+    acknowledged (Nagle's algorithm)."""
+    session = stack.session()
+    client_id = session["client_id"]
+    count, spacing = 60, 0.003
+    sock = raw_websocket(stack, session["token"], direct=direct)
+    pending = bytearray()
+
+    def delay_acks():  # the kernel forgets this once it acknowledges: set it after every read
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0)
+
+    def texts(timeout):
+        sock.settimeout(timeout)
+        try:
+            frames = read_frames(sock, pending)
+        except socket.timeout:
+            return []
+        delay_acks()
+        return [json.loads(payload) for opcode, payload in frames if opcode == 1]
+
+    async def go():
+        pub = publisher(stack)
+        delay_acks()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        seen_probe = False
+        while not seen_probe:  # the relay's subscription has reached the publisher
+            assert loop.time() < deadline, "probes never reached the raw WebSocket"
+            await pub.send_multipart([client_id.encode(), b'{"type":"probe"}'])
+            seen_probe = any(m.get("type") == "probe" for m in await asyncio.to_thread(texts, 0.05))
+        lags = {}
+
+        def receive():
+            end = time.monotonic() + 10
+            while len(lags) < count and time.monotonic() < end:
+                for message in texts(1):
+                    if "sent" in message:
+                        lags[message["n"]] = time.monotonic() - message["sent"]
+        reader = asyncio.ensure_future(asyncio.to_thread(receive))
+        for n in range(count):
+            await pub.send_multipart([client_id.encode(), json.dumps(
+                {"type": "notice", "n": n, "sent": time.monotonic()}).encode()])
+            await asyncio.sleep(spacing)
+        await reader
+        pub.close(0)
+        return lags
+    lags = run(go())
+    sock.close()
+    assert sorted(lags) == list(range(count)), f"messages missing: {sorted(lags)}"
+    lags = sorted(lags.values())
+    median = lags[count // 2]
+    assert median < 0.010, (f"half the messages waited {median * 1000:.1f} ms or more "
+                            f"(slowest {lags[-1] * 1000:.1f} ms)")
