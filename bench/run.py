@@ -48,6 +48,7 @@ CLIENT_CPU = "1"  # load generator, publisher, wrk, Pushpin's origin
 TICK = os.sysconf("SC_CLK_TCK")
 PAYLOAD = 300  # bytes of each published message, about a task event
 FANOUT_CONNS = 1000
+LATENCY_RUNS = 5  # rounds of the latency scenarios at least (latency_runs)
 RATE_SUSTAINED = 0.95  # a server delivering less than this share of the steady rate fell behind
 FLAT_WINDOW = 2000  # flat out: deliveries outstanding at most
 BROADCAST_RATE = 10  # messages/s to the one client id (10,000 deliveries/s)
@@ -978,13 +979,22 @@ class Report:
         return "\n".join(L)
 
 
+def latency_runs(args):
+    """Rounds of the steady-rate and broadcast scenarios.  A p99 moves with a slow spell of the
+    machine more than a throughput does (one spell of a few seconds can put a run's p99 at
+    30 ms where the runs around it measure 2 to 5 ms), so these take five rounds at least."""
+    return args.latency_runs or max(args.runs, LATENCY_RUNS)
+
+
 def conditions(args):
     return "\n".join([
         f"- Machine: {machine()}.",
         f"- Servers pinned to core {SERVER_CPU} (`taskset -c {SERVER_CPU}`: taskwire's worker and "
         f"relay, all Pushpin processes, nginx master and worker, node); the load generator, the "
         f"publisher, wrk and Pushpin's origin on core {CLIENT_CPU}.",
-        f"- Medians of {args.runs} runs; fan-out, steady rate and broadcast run in rounds (each "
+        f"- Medians of {args.runs} runs ({latency_runs(args)} for steady rate and broadcast, whose "
+        "p99 a slow spell of the machine moves most); fan-out, steady rate and broadcast run in "
+        "rounds (each "
         "peer once per round, started for its run), so a slow spell of the machine does not fall "
         f"on one peer's runs alone; each run uses fresh client ids, {PAYLOAD}-byte JSON "
         "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to frame "
@@ -1071,6 +1081,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--doc", action="store_true", help="also update docs/PERFORMANCE.md")
     ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--latency-runs", type=int, default=0,
+                    help=f"rounds of steady rate and broadcast (default: --runs, at least "
+                         f"{LATENCY_RUNS})")
     ap.add_argument("--rate", type=int, default=0,
                     help="steady-rate scenario at this many msgs/s instead of half of taskwire's "
                          "fan-out rate (to compare builds at one rate)")
@@ -1097,9 +1110,9 @@ def main():
         if "fanout" in scenarios:
             bench.fanout(names, args.runs)
         if "rate" in scenarios:
-            bench.rate(names, args.runs)
+            bench.rate(names, latency_runs(args))
         if "broadcast" in scenarios:
-            bench.broadcast(names, args.runs)
+            bench.broadcast(names, latency_runs(args))
         if "idle" in scenarios:
             bench.idle(names, args.runs)
         if "scale" in scenarios and "taskwire" in names:
