@@ -552,6 +552,7 @@ class Bench:
             # No measured message arrived before the run ended: its latency is longer than
             # the run, not the 0 of an empty histogram.
             row["lat_us"] = {k: float("inf") for k in row["lat_us"]}
+            row["parsed_us"] = {k: float("inf") for k in row["parsed_us"]}
         self.raw.append(row)
         self.results.setdefault(scenario, {}).setdefault(peer, []).append(row)
         print(f"  {scenario:9} {peer:9} " + summary(row), flush=True)
@@ -733,7 +734,8 @@ def summary(r):
     if "delivered_per_s" in r:
         s = (f"ready {r['ready']}/{r['conns']} delivered/s {r['delivered_per_s']:.0f} "
              f"p50 {r['lat_us']['p50']} p90 {r['lat_us']['p90']} p99 {r['lat_us']['p99']} "
-             f"max {r['lat_us']['max']} us lost {r['lost']} gaps {r['gaps']}")
+             f"max {r['lat_us']['max']} us (parsed p99 {r['parsed_us']['p99']}) lost {r['lost']} "
+             f"gaps {r['gaps']}")
         s += f" cpu server {r.get('server_cpu', 0):.0%} client {r.get('client_cpu', 0):.0%}"
         if r.get("retries") or r.get("failed"):
             s += f" (retried {r.get('retries')}, failed {r.get('failed')}: {r.get('close_codes')})"
@@ -851,13 +853,14 @@ class Report:
                      "1,000 clients")
             L.append("")
             self.header("server", "delivered msgs/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                        "lost", "server CPU", "loadgen CPU")
+                        "p99 parsed ms", "lost", "server CPU", "loadgen CPU")
             for n in self.names:
                 rows = res["rate"].get(n)
                 if rows:
                     self.row(self.labels[n], fmt(med(rows, "delivered_per_s")),
                              ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p90")),
                              ms(med(rows, "lat_us", "p99")), ms(med(rows, "lat_us", "max")),
+                             ms(med(rows, "parsed_us", "p99")),
                              fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}",
                              f"{med(rows, 'client_cpu'):.0%}")
             L.append("")
@@ -997,8 +1000,11 @@ def conditions(args):
         "rounds (each "
         "peer once per round, started for its run), so a slow spell of the machine does not fall "
         f"on one peer's runs alone; each run uses fresh client ids, {PAYLOAD}-byte JSON "
-        "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to frame "
-        "parsed by the client, through each server's own publish input (taskwire: a ZeroMQ PUB "
+        "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to the "
+        "frame's arrival in the client's socket (the kernel's receive timestamp of the read that "
+        "brought it; \"p99 parsed\" adds the load generator's own wait to read and parse it), "
+        "and at a steady rate the publishing thread hands the core to ZeroMQ's I/O thread at "
+        "least every 300 us, through each server's own publish input (taskwire: a ZeroMQ PUB "
         "that the relay's SUB connects to, as to a worker pool's events endpoint; \"taskwire via "
         "proxy\": ZeroMQ PUB into the worker pool's XSUB/XPUB proxy, the operators' inject path, "
         "one hop more; Pushpin: ZeroMQ PUSH of publish items; nchan: HTTP "
