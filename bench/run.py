@@ -1003,12 +1003,13 @@ def conditions(args):
         "messages stamped with CLOCK_MONOTONIC microseconds; latency is publish call to the "
         "frame's arrival in the client's socket (the kernel's receive timestamp of the read that "
         "brought it; \"p99 parsed\" adds the load generator's own wait to read and parse it), "
-        "and at a steady rate the publishing thread hands the core to ZeroMQ's I/O thread at "
-        "least every 300 us, through each server's own publish input (taskwire: a ZeroMQ PUB "
+        "through each server's own publish input (taskwire: a ZeroMQ PUB "
         "that the relay's SUB connects to, as to a worker pool's events endpoint; \"taskwire via "
         "proxy\": ZeroMQ PUB into the worker pool's XSUB/XPUB proxy, the operators' inject path, "
         "one hop more; Pushpin: ZeroMQ PUSH of publish items; nchan: HTTP "
-        "POST over 64 keep-alive connections; Socket.IO: TCP lines into io.to(room).emit).",
+        "POST over 64 keep-alive connections; Socket.IO: TCP lines into io.to(room).emit).  At a "
+        "steady rate the load generator hands its core to its ZeroMQ I/O thread at least every "
+        "300 us, so a published message does not wait out a scheduler slice before it leaves.",
         f"- Flat out = as fast as the server takes it with at most {FLAT_WINDOW:,} deliveries "
         "outstanding; 2 s warm-up, 10 s measured. \"lost\" counts measured messages that never "
         "arrived (0 everywhere means every published message was delivered in order).",
