@@ -6,10 +6,11 @@
  * the server under test through publisher.h, at --rate messages/s or flat out with at most
  * --window deliveries outstanding.  Each message carries the publisher's CLOCK_MONOTONIC time in
  * microseconds ("t_us"), a per-client-id sequence number ("seq") and the phase ("k": p probe,
- * w warm-up, m measured); every connection checks the sequence and records the latency: to the
- * kernel's receive time of the read that brought the frame (SO_TIMESTAMPING), the moment it
- * reached the client, and also to the moment this thread parsed it ("parsed_us"), which adds
- * the wait for this one thread to come round to that connection.
+ * w warm-up, m measured); every connection checks the sequence and records the latency.  At a
+ * set rate that is to the kernel's receive time of the read that brought the frame
+ * (SO_TIMESTAMPING), the moment it reached the client; it is also taken to the moment this
+ * thread parsed it ("parsed_us"), which adds the wait for this one thread to come round to
+ * that connection.  Flat out, both are the time it was parsed.
  *
  * The framer is the minimum a client needs: unmasked frames in (7/16/64-bit lengths,
  * continuations skipped), masked control frames and short text frames out.  It is a load
@@ -358,10 +359,13 @@ conn_start(struct loadgen *lg, struct conn *c)
     int one = 1;
     setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    /* The kernel's receive time of each read: when the frame reached the client, before the
-     * load generator (one thread for all its clients) got round to reading it. */
-    int stamps = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
-    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPING, &stamps, sizeof stamps);
+    /* At a set rate, the kernel's receive time of each read: when the frame reached the
+     * client, before the load generator (one thread for all its clients) got round to reading
+     * it.  Flat out, where the load generator's own cost sets the rate, it is not asked for. */
+    if (lg->o.rate > 0) {
+        int stamps = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+        setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPING, &stamps, sizeof stamps);
+    }
     struct sockaddr_in src = {.sin_family = AF_INET,
                               .sin_addr.s_addr = htonl(lg->o.src_first + c->src)};
     struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lg->o.port)};
@@ -659,7 +663,8 @@ conn_on_event(struct loadgen *lg, struct conn *c, uint32_t events)
     } control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
                          .msg_controllen = sizeof control.buf};
-    ssize_t n = recvmsg(c->fd, &msg, 0);
+    ssize_t n = lg->o.rate > 0 ? recvmsg(c->fd, &msg, 0)
+                               : recv(c->fd, iov.iov_base, iov.iov_len, 0);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
             return;
@@ -668,7 +673,8 @@ conn_on_event(struct loadgen *lg, struct conn *c, uint32_t events)
     }
     lg->now = now_us();
     lg->arrived = lg->now;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    for (struct cmsghdr *cm = lg->o.rate > 0 ? CMSG_FIRSTHDR(&msg) : NULL; cm;
+         cm = CMSG_NXTHDR(&msg, cm)) {
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPING) {
             /* TCP gives the time of the last segment read: later than the first frames' own
              * arrival when one read takes several, never earlier. */
