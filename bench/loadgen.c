@@ -132,6 +132,7 @@ struct loadgen {
     struct hist lat;    /* publish call to the frame's arrival in the client's socket */
     struct hist parsed; /* publish call to the frame parsed by the load generator */
     uint64_t arrived;   /* the last read's kernel receive time, CLOCK_MONOTONIC us */
+    uint64_t stamped;   /* reads that came with a kernel receive time */
     int64_t real_minus_mono; /* CLOCK_REALTIME - CLOCK_MONOTONIC, us, as of the last wait */
 };
 
@@ -682,8 +683,10 @@ conn_on_event(struct loadgen *lg, struct conn *c, uint32_t events)
             memcpy(&ts, CMSG_DATA(cm), sizeof ts);
             int64_t real_us = (int64_t)ts.ts[0].tv_sec * 1000000 + ts.ts[0].tv_nsec / 1000;
             int64_t mono_us = real_us - lg->real_minus_mono;
-            if (real_us > 0 && mono_us > 0 && (uint64_t)mono_us < lg->now)
+            if (real_us > 0 && mono_us > 0 && (uint64_t)mono_us < lg->now) {
                 lg->arrived = (uint64_t)mono_us;
+                lg->stamped++;
+            }
         }
     }
     have += (size_t)n;
@@ -929,7 +932,7 @@ print_result(struct loadgen *lg, const char *event, double seconds)
            ",\"publish_errors\":%" PRIu64 ",\"seconds\":%.3f,\"published_per_s\":%.1f"
            ",\"delivered_per_s\":%.1f,\"lat_us\":{\"p50\":%" PRIu64 ",\"p90\":%" PRIu64
            ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 ",\"mean\":%.1f},\"parsed_us\":{\"p50\":%" PRIu64
-           ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 "},\"cpu_s\":%.3f,"
+           ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 "},\"stamped_reads\":%" PRIu64 ",\"cpu_s\":%.3f,"
            "\"maxrss_kb\":%ld,\"server_cpu\":%.3f,\"client_cpu\":%.3f}\n",
            lg->published[2], lg->expected[2], lg->received[2], lost, lg->gaps, lg->others,
            lg->pings, lg->pub ? publisher_errors(lg->pub) : 0, seconds,
@@ -938,6 +941,7 @@ print_result(struct loadgen *lg, const char *event, double seconds)
            hist_quantile(&lg->lat, 0.9), hist_quantile(&lg->lat, 0.99), lg->lat.max,
            lg->lat.count ? (double)lg->lat.sum / (double)lg->lat.count : 0,
            hist_quantile(&lg->parsed, 0.5), hist_quantile(&lg->parsed, 0.99), lg->parsed.max,
+           lg->stamped,
            cpu, ru.ru_maxrss,
            lg->window_s > 0 ? lg->server_cpu_s / lg->window_s : 0,
            lg->window_s > 0 ? lg->client_cpu_s / lg->window_s : 0);
