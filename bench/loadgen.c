@@ -18,11 +18,11 @@
  * the connections stay open (idle) and a "ready" JSON line is printed once they are up.
  */
 #include <arpa/inet.h>
-#include <linux/errqueue.h>
-#include <linux/net_tstamp.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
@@ -55,7 +55,7 @@
 #define PROBE_EVERY_US 200000      /* probe round interval while waiting for subscriptions */
 #define TOKEN_TTL 86400            /* seconds a generated token is valid */
 #define WATCH_MAX 64               /* server processes whose CPU time is sampled */
-#define HANDOFF_US 300             /* at a set rate, the publisher's thread gets the core this often */
+#define HANDOFF_US 300             /* at a set rate: the publisher's thread gets the core */
 
 enum proto { PROTO_WS, PROTO_SIO };
 enum ready_on { READY_UPGRADE, READY_FIRST_FRAME };
@@ -485,8 +485,7 @@ on_payload(struct loadgen *lg, struct conn *c, const char *s, size_t len)
     }
     if (lg->now >= lg->window_start && lg->now < lg->window_end)
         lg->in_window++;
-    if (ph == 2)
-    {
+    if (ph == 2) {
         hist_record(&lg->lat, lg->arrived > sent ? lg->arrived - sent : 0);
         hist_record(&lg->parsed, lg->now > sent ? lg->now - sent : 0);
     }
@@ -766,10 +765,12 @@ poll_events(struct loadgen *lg, int timeout_ms)
     struct epoll_event ev[EVENTS_MAX];
     int n = epoll_wait(lg->epfd, ev, EVENTS_MAX, timeout_ms);
     lg->now = now_us();
-    struct timespec real;
-    clock_gettime(CLOCK_REALTIME, &real);
-    lg->real_minus_mono = (int64_t)real.tv_sec * 1000000 + real.tv_nsec / 1000 -
-                          (int64_t)lg->now;
+    if (lg->o.rate > 0) { /* receive timestamps are CLOCK_REALTIME */
+        struct timespec real;
+        clock_gettime(CLOCK_REALTIME, &real);
+        lg->real_minus_mono = (int64_t)real.tv_sec * 1000000 + real.tv_nsec / 1000 -
+                              (int64_t)lg->now;
+    }
     for (int i = 0; i < n; i++) {
         uint64_t d = ev[i].data.u64;
         if (d & PUBLISHER_TAG)
