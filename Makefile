@@ -24,9 +24,10 @@ COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/co
 	common/store.c common/tasktype.c common/protocol.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
+	worker/retry.c \
 	worker/job_exec.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c
-UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c
+UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/route.c \
 	relay/ingress.c relay/listener.c

@@ -20,4 +20,9 @@ int64_t clock_mono_us(void);
  * Returns buf. */
 char *clock_iso8601(int64_t ms, char *buf, size_t size);
 
+/* Parse an ISO 8601 / RFC 3339 date-time, "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm)"
+ * (a space may stand for the T; the zone is required), into ms since the epoch.  0, or -1 when
+ * text is not one. */
+int clock_parse_iso8601(const char *text, int64_t *ms);
+
 #endif

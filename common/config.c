@@ -37,6 +37,7 @@ static const struct config_key config_keys[] = {
     {"log", "level", KEY_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0},
     KEY_STR("store", "database", KEY_PATH, database),
     KEY_NUM("store", "busy_timeout_ms", KEY_INT, busy_timeout_ms, 0, 600000),
+    KEY_NUM("store", "keep_finished", KEY_LONG, keep_finished, 0, 315360000),
     KEY_STR("auth", "secret_file", KEY_PATH, secret_file),
     KEY_NUM("auth", "token_ttl", KEY_LONG, token_ttl, 60, 31536000),
     KEY_STR("zmq", "tasks", KEY_TEXT, tasks_endpoint),
@@ -44,12 +45,14 @@ static const struct config_key config_keys[] = {
     KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
     KEY_NUM("http", "max_body", KEY_LONG, max_body, 1024, 16777216),
     KEY_NUM("http", "threads", KEY_INT, threads, 1, 64),
+    KEY_NUM("http", "max_queued", KEY_INT, max_queued, 1, 100000000),
     KEY_NUM("worker", "concurrency", KEY_INT, concurrency, 0, 1024),
     KEY_NUM("worker", "progress_interval_ms", KEY_INT, progress_interval_ms, 0, 60000),
     KEY_NUM("worker", "scan_interval_ms", KEY_INT, scan_interval_ms, 50, 600000),
     KEY_NUM("worker", "heartbeat_ms", KEY_INT, heartbeat_ms, 50, 60000),
     KEY_NUM("worker", "stale_after_ms", KEY_INT, stale_after_ms, 200, 600000),
     KEY_NUM("worker", "cancel_grace_ms", KEY_INT, cancel_grace_ms, 0, 600000),
+    KEY_NUM("worker", "lease_ms", KEY_INT, lease_ms, 200, 3600000),
     KEY_STR("relay", "listen", KEY_TEXT, relay_listen),
     KEY_NUM("relay", "port", KEY_INT, relay_port, 1, 65535),
     KEY_NUM("relay", "ping_interval", KEY_INT, ping_interval, 1, 3600),
@@ -97,6 +100,17 @@ resolve_path(const struct load_state *state, char *dst, size_t size, const char 
     return written < 0 || (size_t)written >= size ? TW_E_CONFIG : 0;
 }
 
+static void
+config_type_policy_defaults(struct config_type *type)
+{
+    type->max_attempts = CONFIG_DEFAULT_MAX_ATTEMPTS;
+    type->retry_on = CONFIG_DEFAULT_RETRY_ON;
+    type->on_lost_fail = 0;
+    type->retry_base_ms = CONFIG_DEFAULT_RETRY_BASE_MS;
+    type->retry_max_ms = CONFIG_DEFAULT_RETRY_MAX_MS;
+    type->concurrency = 0;
+}
+
 static struct config_type *
 type_for_section(struct load_state *state, const char *name)
 {
@@ -119,6 +133,7 @@ type_for_section(struct load_state *state, const char *name)
     memcpy(type->name, name, length + 1);
     type->kind = CONFIG_TYPE_EXEC;
     type->timeout_ms = CONFIG_DEFAULT_EXEC_TIMEOUT_MS;
+    config_type_policy_defaults(type);
     return type;
 }
 
@@ -209,6 +224,93 @@ param_parse(struct load_state *state, struct config_param *param, const char *va
     return 0;
 }
 
+/* retry_on: a comma-separated list of lost, failed, timeout (or "none"). */
+static int
+retry_on_parse(const char *value, unsigned *out)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } reasons[] = {{"lost", CONFIG_RETRY_LOST},
+                   {"failed", CONFIG_RETRY_FAILED},
+                   {"timeout", CONFIG_RETRY_TIMEOUT},
+                   {"none", 0}};
+    char list[CONFIG_TEXT_MAX];
+    if (copy_text(list, sizeof list, value) != 0)
+        return TW_E_CONFIG;
+    unsigned bits = 0;
+    char *save = NULL;
+    int words = 0;
+    for (char *word = strtok_r(list, ", \t", &save); word; word = strtok_r(NULL, ", \t", &save)) {
+        size_t i;
+        for (i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+            if (strcmp(word, reasons[i].name) == 0)
+                break;
+        if (i == sizeof reasons / sizeof reasons[0])
+            return TW_E_CONFIG;
+        bits |= reasons[i].bit;
+        words++;
+    }
+    if (words == 0)
+        return TW_E_CONFIG;
+    *out = bits;
+    return 0;
+}
+
+/* The retry and admission keys, which every type has (the built-in sleep included): 1 when
+ * name is one of them (set, or the error in state->err), 0 when it is not. */
+static int
+config_type_policy_key(struct load_state *state, struct config_type *type, const char *name,
+                       const char *value, int *rc)
+{
+    static const struct {
+        const char *name;
+        long long min, max;
+    } numbers[] = {{"max_attempts", 1, 1000},
+                   {"retry_base_ms", 0, 86400000LL},
+                   {"retry_max_ms", 0, 604800000LL},
+                   {"concurrency", 0, 1000000}};
+    long long number;
+    *rc = 0;
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        if (strcmp(name, numbers[i].name) != 0)
+            continue;
+        if (parse_integer(value, numbers[i].min, numbers[i].max, &number) != 0) {
+            snprintf(state->err, sizeof state->err, "%s must be an integer %lld..%lld", name,
+                     numbers[i].min, numbers[i].max);
+            *rc = TW_E_CONFIG;
+        } else if (i == 0) {
+            type->max_attempts = (int)number;
+        } else if (i == 1) {
+            type->retry_base_ms = number;
+        } else if (i == 2) {
+            type->retry_max_ms = number;
+        } else {
+            type->concurrency = (int)number;
+        }
+        return 1;
+    }
+    if (strcmp(name, "retry_on") == 0) {
+        if (retry_on_parse(value, &type->retry_on) != 0) {
+            snprintf(state->err, sizeof state->err,
+                     "retry_on must list lost, failed, timeout (or be none)");
+            *rc = TW_E_CONFIG;
+        }
+        return 1;
+    }
+    if (strcmp(name, "on_lost") == 0) {
+        if (strcmp(value, "retry") == 0 || strcmp(value, "fail") == 0) {
+            type->on_lost_fail = strcmp(value, "fail") == 0;
+        } else {
+            snprintf(state->err, sizeof state->err, "on_lost must be retry or fail");
+            *rc = TW_E_CONFIG;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+
 static int
 config_type_key(struct load_state *state, const char *type_name, const char *name,
                 const char *value)
@@ -216,8 +318,12 @@ config_type_key(struct load_state *state, const char *type_name, const char *nam
     struct config_type *type = type_for_section(state, type_name);
     if (!type)
         return TW_E_CONFIG;
+    int policy_rc;
+    if (config_type_policy_key(state, type, name, value, &policy_rc))
+        return policy_rc;
     if (strcmp(type->name, "sleep") == 0) {
-        snprintf(state->err, sizeof state->err, "the sleep type is built in and has no keys");
+        snprintf(state->err, sizeof state->err,
+                 "the sleep type is built in: only its retry and concurrency keys can be set");
         return TW_E_CONFIG;
     }
     if (strcmp(name, "label") == 0) {
@@ -330,7 +436,7 @@ sleep_type_fill(struct config_type *type)
     type->param_count = 2;
     type->params[0] = (struct config_param){.name = "duration_ms",
                                             .kind = CONFIG_PARAM_INTEGER,
-                                            .min = 100,
+                                            .min = 0,
                                             .max = 600000,
                                             .has_default = 1,
                                             .default_integer = 3000};
@@ -340,6 +446,7 @@ sleep_type_fill(struct config_type *type)
                                             .max = 1000,
                                             .has_default = 1,
                                             .default_integer = 10};
+    config_type_policy_defaults(type);
 }
 
 void
@@ -349,6 +456,7 @@ config_defaults(struct config *cfg)
     cfg->log_level = LOG_LEVEL_INFO;
     strcpy(cfg->database, "/var/lib/taskwire/taskwire.db");
     cfg->busy_timeout_ms = CONFIG_DEFAULT_BUSY_TIMEOUT_MS;
+    cfg->keep_finished = CONFIG_DEFAULT_KEEP_FINISHED;
     strcpy(cfg->secret_file, "/var/lib/taskwire/secret");
     cfg->token_ttl = CONFIG_DEFAULT_TOKEN_TTL;
     strcpy(cfg->tasks_endpoint, "tcp://127.0.0.1:5571");
@@ -356,12 +464,14 @@ config_defaults(struct config *cfg)
     strcpy(cfg->events_endpoint, "tcp://127.0.0.1:5573");
     cfg->max_body = CONFIG_DEFAULT_MAX_BODY;
     cfg->threads = CONFIG_DEFAULT_HTTP_THREADS;
+    cfg->max_queued = CONFIG_DEFAULT_MAX_QUEUED;
     cfg->concurrency = 0;
     cfg->progress_interval_ms = CONFIG_DEFAULT_PROGRESS_INTERVAL_MS;
     cfg->scan_interval_ms = CONFIG_DEFAULT_SCAN_INTERVAL_MS;
     cfg->heartbeat_ms = CONFIG_DEFAULT_HEARTBEAT_MS;
     cfg->stale_after_ms = CONFIG_DEFAULT_STALE_AFTER_MS;
     cfg->cancel_grace_ms = CONFIG_DEFAULT_CANCEL_GRACE_MS;
+    cfg->lease_ms = CONFIG_DEFAULT_LEASE_MS;
     strcpy(cfg->relay_listen, "127.0.0.1");
     cfg->relay_port = CONFIG_DEFAULT_RELAY_PORT;
     cfg->ping_interval = CONFIG_DEFAULT_PING_INTERVAL;
@@ -377,6 +487,14 @@ config_defaults(struct config *cfg)
 static int
 config_check(struct config *cfg, char *err, size_t errlen)
 {
+    for (size_t i = 0; i < cfg->type_count; i++) {
+        const struct config_type *type = &cfg->types[i];
+        if (type->retry_max_ms < type->retry_base_ms) {
+            snprintf(err, errlen, "%s: [type %s] retry_max_ms is below retry_base_ms", cfg->path,
+                     type->name);
+            return TW_E_CONFIG;
+        }
+    }
     for (size_t i = 1; i < cfg->type_count; i++) {
         struct config_type *type = &cfg->types[i];
         if (type->command[0] == '\0') {
@@ -388,6 +506,13 @@ config_check(struct config *cfg, char *err, size_t errlen)
     }
     if (cfg->stale_after_ms <= cfg->heartbeat_ms) {
         snprintf(err, errlen, "%s: [worker] stale_after_ms must be above heartbeat_ms", cfg->path);
+        return TW_E_CONFIG;
+    }
+    if (cfg->lease_ms < 2 * cfg->heartbeat_ms) {
+        snprintf(err, errlen,
+                 "%s: [worker] lease_ms must be at least twice heartbeat_ms (a lease outlives "
+                 "one missed renewal)",
+                 cfg->path);
         return TW_E_CONFIG;
     }
     return 0;

@@ -23,7 +23,6 @@
 #define CONFIG_NAME_MAX 32              /* type and parameter names, NUL included */
 #define CONFIG_TEXT_MAX 256             /* labels, string defaults, endpoints */
 #define CONFIG_STRING_PARAM_MAX 65536   /* longest string parameter value a type may allow */
-#define CONFIG_MAX_RELAY_LISTENERS 1    /* reserved: one listen address per relay */
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400        /* seconds a session token lives */
 #define CONFIG_DEFAULT_MAX_BODY 65536         /* bytes of a request body */
@@ -35,6 +34,12 @@
 #define CONFIG_DEFAULT_STALE_AFTER_MS 5000    /* a worker silent this long is dead */
 #define CONFIG_DEFAULT_CANCEL_GRACE_MS 2000   /* SIGTERM to SIGKILL for exec tasks */
 #define CONFIG_DEFAULT_EXEC_TIMEOUT_MS 600000 /* exec type timeout when none is given */
+#define CONFIG_DEFAULT_LEASE_MS 10000         /* a claim's lease, renewed by every heartbeat */
+#define CONFIG_DEFAULT_MAX_QUEUED 1000        /* queued tasks per client before 429 */
+#define CONFIG_DEFAULT_KEEP_FINISHED 604800   /* seconds a finished task is kept (7 days) */
+#define CONFIG_DEFAULT_MAX_ATTEMPTS 3         /* attempts of a task, the first included */
+#define CONFIG_DEFAULT_RETRY_BASE_MS 1000     /* backoff of the first retry (full jitter) */
+#define CONFIG_DEFAULT_RETRY_MAX_MS 600000    /* longest backoff between attempts */
 #define CONFIG_DEFAULT_RELAY_PORT 8081
 #define CONFIG_DEFAULT_PING_INTERVAL 20       /* seconds idle before a WebSocket ping */
 #define CONFIG_DEFAULT_PING_TIMEOUT 10        /* seconds more before a silent peer is dropped */
@@ -56,12 +61,26 @@ struct config_param {
 
 enum config_type_kind { CONFIG_TYPE_SLEEP, CONFIG_TYPE_EXEC };
 
+/* Why an attempt ended, as [type] retry_on names them (bits of retry_on). */
+enum config_retry_reason {
+    CONFIG_RETRY_LOST = 1,    /* its worker died or lost its lease */
+    CONFIG_RETRY_FAILED = 2,  /* the task reported failure */
+    CONFIG_RETRY_TIMEOUT = 4, /* it ran past timeout_ms */
+};
+#define CONFIG_DEFAULT_RETRY_ON CONFIG_RETRY_LOST
+
 struct config_type {
     char name[CONFIG_NAME_MAX];
     char label[CONFIG_TEXT_MAX];
     enum config_type_kind kind;
     char command[PATH_MAX];          /* exec: absolute path of the program */
     long long timeout_ms;            /* exec: wall-clock limit */
+    int max_attempts;                /* attempts at most, the first included */
+    unsigned retry_on;               /* enum config_retry_reason bits that earn another attempt */
+    int on_lost_fail;                /* 1: a task whose worker was lost fails (on_lost = fail) */
+    long long retry_base_ms;         /* backoff of the first retry; doubles per attempt */
+    long long retry_max_ms;          /* longest backoff */
+    int concurrency;                 /* running at most, across every worker; 0: no limit */
     size_t param_count;
     struct config_param params[CONFIG_MAX_PARAMS];
 };
@@ -73,6 +92,7 @@ struct config {
     /* [store] */
     char database[PATH_MAX];
     int busy_timeout_ms;
+    long long keep_finished;         /* seconds a finished task is kept; 0: for ever */
 
     /* [auth] */
     char secret_file[PATH_MAX];
@@ -86,6 +106,7 @@ struct config {
     /* [http] */
     long long max_body;
     int threads;                     /* FastCGI threads of a handler process */
+    int max_queued;                  /* queued tasks of one client before 429 */
 
     /* [worker] */
     int concurrency;                 /* 0 in the file means the number of cores */
@@ -94,6 +115,7 @@ struct config {
     int heartbeat_ms;
     int stale_after_ms;
     int cancel_grace_ms;
+    int lease_ms;                    /* a claim's lease; the heartbeat renews it */
 
     /* [relay] */
     char relay_listen[CONFIG_TEXT_MAX];

@@ -16,10 +16,14 @@
     XX(NOT_FOUND, 404, "not_found", "no such resource")                                            \
     XX(METHOD, 405, "method_not_allowed", "method not allowed on this resource")                   \
     XX(CONFLICT, 409, "conflict", "the task has already finished")                                 \
+    XX(FENCED, 409, "fenced", "the write belongs to an attempt that is no longer current")          \
     XX(TOO_LARGE, 413, "too_large", "request body is over the limit")                              \
     XX(MEDIA_TYPE, 415, "unsupported_media_type", "content type must be application/json")         \
     XX(UNKNOWN_TYPE, 422, "unknown_type", "unknown task type")                                     \
     XX(BAD_PARAMS, 422, "bad_params", "task parameters do not match the type's spec")              \
+    XX(IDEMPOTENCY_MISMATCH, 422, "idempotency_mismatch",                                          \
+       "this Idempotency-Key was used with a different request")                                   \
+    XX(TOO_MANY_TASKS, 429, "too_many_tasks", "too many queued tasks for this client")             \
     XX(UNAVAILABLE, 503, "unavailable", "a required part of the service is down")                  \
     XX(STORE, 500, "store_error", "the task store failed")                                         \
     XX(NOMEM, 500, "out_of_memory", "out of memory")                                               \

@@ -1,7 +1,7 @@
 /* protocol.h: the ZeroMQ wire between handlers, workers and relays, and the event messages.
  *
  * Tasks socket (handler PUSH -> worker PULL), two frames: [verb][task id], verb one of
- * PROTOCOL_VERB_SUBMIT and PROTOCOL_VERB_CANCEL.  The store is the queue; these are nudges.
+ * PROTOCOL_VERB_SUBMIT, PROTOCOL_VERB_CANCEL and PROTOCOL_VERB_RETRY.  The store is the queue; these are nudges.
  *
  * Events (PUB -> worker XSUB/XPUB proxy -> relay SUB), two frames: [client id][payload].
  * The payload is exactly the text sent to the browser:
@@ -15,12 +15,14 @@
 
 #define PROTOCOL_VERB_SUBMIT "submit"
 #define PROTOCOL_VERB_CANCEL "cancel"
+#define PROTOCOL_VERB_RETRY "retry"   /* a finished task was given a new attempt */
 #define PROTOCOL_VERB_MAX 16 /* longest verb frame accepted, NUL included */
 
 /* Task events, in the order a task can go through them. */
 #define PROTOCOL_EVENT_QUEUED "queued"
 #define PROTOCOL_EVENT_STARTED "started"
 #define PROTOCOL_EVENT_PROGRESS "progress"
+#define PROTOCOL_EVENT_RETRYING "retrying" /* an attempt ended; the task waits for its next */
 #define PROTOCOL_EVENT_SUCCEEDED "succeeded"
 #define PROTOCOL_EVENT_FAILED "failed"
 #define PROTOCOL_EVENT_CANCELLED "cancelled"

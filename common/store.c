@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -25,13 +26,40 @@
 
 #define TASK_COLUMNS                                                                               \
     "id, client_id, type, name, params, status, progress, message, result, error, attempts, "      \
-    "seq, created_at, started_at, finished_at"
+    "seq, created_at, started_at, finished_at, max_attempts, priority, errors, run_at"
+#define TASK_COLUMN_COUNT 19 /* columns of TASK_COLUMNS; extra columns of a query follow */
 #define OWNER "(?2 IS NULL OR client_id = ?2)"
+#define FINAL_STATUSES "('succeeded', 'failed', 'cancelled')"
+/* A queued task q may start now (?2) under the type limits ?4 ({"type": limit} or NULL). */
+#define CLAIMABLE                                                                                  \
+    "q.status = 'queued' AND q.run_at <= ?2 AND (?4 IS NULL"                                       \
+    " OR json_extract(?4, '$.\"' || q.type || '\"') IS NULL"                                       \
+    " OR (SELECT count(*) FROM tasks r WHERE r.status = 'running' AND r.type = q.type)"            \
+    " < json_extract(?4, '$.\"' || q.type || '\"'))"
+
+/* Outside any transaction: journal mode and the default sync of every connection. */
+static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
+                                    "PRAGMA synchronous = FULL;";
+
+/* The indexes of schema 2, for a new database and for the upgrade from 1. */
+#define STORE_INDEXES                                                                              \
+    "CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client_id, seqno);"                      \
+    "CREATE INDEX IF NOT EXISTS tasks_claimable ON tasks (priority DESC, seqno)"                   \
+    " WHERE status = 'queued';"                                                                    \
+    "CREATE INDEX IF NOT EXISTS tasks_queued_by_client ON tasks (client_id)"                       \
+    " WHERE status = 'queued';"                                                                    \
+    "CREATE INDEX IF NOT EXISTS tasks_running ON tasks (type) WHERE status = 'running';"           \
+    "CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at)"                             \
+    " WHERE finished_at IS NOT NULL;"                                                              \
+    "CREATE TABLE IF NOT EXISTS idempotency ("                                                     \
+    " client_id TEXT NOT NULL, key TEXT NOT NULL, task_id TEXT NOT NULL,"                          \
+    " request_hash TEXT NOT NULL, created_at INTEGER NOT NULL,"                                    \
+    " PRIMARY KEY (client_id, key));"                                                              \
+    "CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at);"                   \
+    "PRAGMA user_version = 2;"
 
 static const char store_schema[] =
-    "PRAGMA journal_mode = WAL;"
-    "PRAGMA synchronous = FULL;"
-    "CREATE TABLE IF NOT EXISTS tasks ("
+    "CREATE TABLE tasks ("
     " seqno INTEGER PRIMARY KEY,"
     " id TEXT NOT NULL UNIQUE,"
     " client_id TEXT NOT NULL,"
@@ -49,37 +77,73 @@ static const char store_schema[] =
     " worker_id TEXT,"
     " created_at INTEGER NOT NULL,"
     " started_at INTEGER,"
-    " finished_at INTEGER);"
-    "CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client_id, seqno);"
-    "CREATE INDEX IF NOT EXISTS tasks_by_status ON tasks (status, seqno);"
-    "CREATE TABLE IF NOT EXISTS workers ("
+    " finished_at INTEGER,"
+    " max_attempts INTEGER NOT NULL DEFAULT 3,"
+    " priority INTEGER NOT NULL DEFAULT 0,"
+    " errors TEXT NOT NULL DEFAULT '[]',"
+    " run_at INTEGER NOT NULL DEFAULT 0,"
+    " lease_expires_at INTEGER,"
+    " worker_host TEXT,"
+    " announced INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE workers ("
     " id TEXT PRIMARY KEY, pid INTEGER NOT NULL, concurrency INTEGER NOT NULL,"
     " started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);";
+    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES;
+
+/* Schema 1 (no user_version) to 2: the lease, retry and scheduling columns; a task of 1 was
+ * announced already and may run from its creation. */
+static const char store_upgrade_1[] =
+    "ALTER TABLE tasks ADD COLUMN max_attempts INTEGER NOT NULL DEFAULT 3;"
+    "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN errors TEXT NOT NULL DEFAULT '[]';"
+    "ALTER TABLE tasks ADD COLUMN run_at INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE tasks ADD COLUMN lease_expires_at INTEGER;"
+    "ALTER TABLE tasks ADD COLUMN worker_host TEXT;"
+    "ALTER TABLE tasks ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE tasks SET run_at = created_at, announced = 1;"
+    "DROP INDEX IF EXISTS tasks_by_status;"
+    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES;
 
 enum statement {
     ST_INSERT,
+    ST_QUEUED_COUNT,
+    ST_KEY_GET,
+    ST_KEY_PUT,
     ST_GET,
     ST_LIST,
     ST_CANCEL_QUEUED,
     ST_CANCEL_RUNNING,
+    ST_RETRY,
+    ST_DELETE,
+    ST_ANNOUNCE,
+    ST_CLAIMABLE,
     ST_CLAIM,
-    ST_OLDEST_QUEUED,
+    ST_RENEW,
+    ST_EXPIRED,
     ST_PROGRESS,
     ST_FINISH,
-    ST_CANCEL_REQUESTED,
+    ST_END_RETRY,
+    ST_CHECK,
     ST_HEARTBEAT,
     ST_WORKER_REMOVE,
     ST_WORKERS_ALIVE,
-    ST_REAP,
     ST_WORKERS_FORGET,
     ST_REQUEUE,
+    ST_PRUNE,
+    ST_PRUNE_KEYS,
     ST_COUNT
 };
 
 static const char *const store_statements[ST_COUNT] = {
-    [ST_INSERT] = "INSERT INTO tasks (id, client_id, type, name, params, status, message, "
-                  "created_at) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 'queued', ?6) RETURNING " TASK_COLUMNS,
+    [ST_INSERT] = "INSERT INTO tasks (id, client_id, type, name, params, status, message,"
+                  " created_at, run_at, priority, max_attempts) VALUES (?1, ?2, ?3, ?4, ?5,"
+                  " 'queued', 'queued', ?6, ?7, ?8, ?9) RETURNING " TASK_COLUMNS,
+    [ST_QUEUED_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE client_id = ?1"
+                        " AND status = 'queued' LIMIT ?2)",
+    [ST_KEY_GET] = "SELECT task_id, request_hash FROM idempotency WHERE client_id = ?1"
+                   " AND key = ?2 AND created_at > ?3",
+    [ST_KEY_PUT] = "INSERT OR REPLACE INTO idempotency (client_id, key, task_id, request_hash,"
+                   " created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_GET] = "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND " OWNER,
     [ST_LIST] = "SELECT " TASK_COLUMNS " FROM tasks WHERE client_id = ?1"
                 " AND (?2 IS NULL OR status = ?2)"
@@ -90,33 +154,62 @@ static const char *const store_statements[ST_COUNT] = {
                          " WHERE id = ?1 AND " OWNER " AND status = 'queued' RETURNING " TASK_COLUMNS,
     [ST_CANCEL_RUNNING] = "UPDATE tasks SET cancel_requested = 1"
                           " WHERE id = ?1 AND " OWNER " AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_RETRY] = "UPDATE tasks SET status = 'queued', run_at = ?3,"
+                 " max_attempts = max(max_attempts, json_array_length(errors) + 1),"
+                 " cancel_requested = 0, error = NULL, result = NULL, finished_at = NULL,"
+                 " started_at = NULL, progress = 0, message = 'queued for retry',"
+                 " worker_id = NULL, worker_host = NULL, lease_expires_at = NULL, seq = seq + 1"
+                 " WHERE id = ?1 AND " OWNER " AND status IN ('failed', 'cancelled')"
+                 " RETURNING " TASK_COLUMNS,
+    [ST_DELETE] = "DELETE FROM tasks WHERE id = ?1 AND " OWNER " AND status IN " FINAL_STATUSES
+                  " RETURNING id",
+    [ST_ANNOUNCE] = "UPDATE tasks SET announced = 1 WHERE id = ?1 AND announced = 0"
+                    " AND status = 'queued' RETURNING " TASK_COLUMNS,
+    [ST_CLAIMABLE] = "SELECT 1 FROM tasks q WHERE " CLAIMABLE " LIMIT 1",
     [ST_CLAIM] = "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2,"
-                 " worker_id = ?1, seq = seq + 1, message = 'started'"
-                 " WHERE seqno = (SELECT seqno FROM tasks WHERE status = 'queued'"
-                 " ORDER BY seqno LIMIT 1) AND status = 'queued' RETURNING " TASK_COLUMNS,
-    [ST_OLDEST_QUEUED] = "SELECT " TASK_COLUMNS " FROM tasks WHERE status = 'queued'"
-                         " ORDER BY seqno LIMIT 1",
-    [ST_PROGRESS] = "UPDATE tasks SET progress = ?2, message = ?3, seq = seq + 1"
-                    " WHERE id = ?1 AND status = 'running' RETURNING " TASK_COLUMNS,
-    [ST_FINISH] = "UPDATE tasks SET status = ?2, result = ?3, error = ?4,"
-                  " message = COALESCE(?5, message),"
-                  " progress = CASE WHEN ?2 = 'succeeded' THEN 100 ELSE progress END,"
-                  " finished_at = ?6, seq = seq + 1"
-                  " WHERE id = ?1 AND status = 'running' RETURNING " TASK_COLUMNS,
-    [ST_CANCEL_REQUESTED] = "SELECT cancel_requested FROM tasks WHERE id = ?1",
+                 " worker_id = ?1, worker_host = ?5, seq = seq + 1, message = 'started',"
+                 " lease_expires_at = ?3, announced = announced + 1"
+                 " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
+                 " ORDER BY q.priority DESC, q.seqno LIMIT 1) RETURNING " TASK_COLUMNS ", announced",
+    [ST_RENEW] = "UPDATE tasks SET lease_expires_at = ?2 WHERE worker_id = ?1"
+                 " AND status = 'running' RETURNING id, attempts",
+    [ST_EXPIRED] = "SELECT " TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
+                   " WHERE status = 'running' AND lease_expires_at < ?1",
+    [ST_PROGRESS] = "UPDATE tasks SET progress = ?3, message = ?4, seq = seq + 1"
+                    " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_FINISH] = "UPDATE tasks SET status = ?3, result = ?4, error = ?5,"
+                  " message = COALESCE(?6, message),"
+                  " progress = CASE WHEN ?3 = 'succeeded' THEN 100 ELSE progress END,"
+                  " finished_at = ?7, lease_expires_at = NULL, seq = seq + 1,"
+                  " errors = CASE WHEN ?8 IS NULL THEN errors"
+                  " ELSE json_insert(errors, '$[#]', json(?8)) END"
+                  " WHERE id = ?1 AND attempts = ?2 AND status = 'running'"
+                  " AND (?9 IS NULL OR lease_expires_at < ?9) RETURNING " TASK_COLUMNS,
+    [ST_END_RETRY] = "UPDATE tasks SET status = 'queued', run_at = ?3, progress = 0,"
+                     " message = ?4, error = ?5, errors = json_insert(errors, '$[#]', json(?6)),"
+                     " worker_id = NULL, worker_host = NULL, lease_expires_at = NULL,"
+                     " started_at = NULL, seq = seq + 1"
+                     " WHERE id = ?1 AND attempts = ?2 AND status = 'running'"
+                     " AND (?7 IS NULL OR lease_expires_at < ?7) RETURNING " TASK_COLUMNS,
+    [ST_CHECK] = "SELECT cancel_requested, attempts = ?2 AND status = 'running' FROM tasks"
+                 " WHERE id = ?1",
     [ST_HEARTBEAT] = "INSERT INTO workers (id, pid, concurrency, started_at, heartbeat_at)"
                      " VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (id) DO UPDATE"
                      " SET heartbeat_at = excluded.heartbeat_at",
     [ST_WORKER_REMOVE] = "DELETE FROM workers WHERE id = ?1",
     [ST_WORKERS_ALIVE] = "SELECT count(*) FROM workers WHERE heartbeat_at > ?1",
-    [ST_REAP] = "UPDATE tasks SET status = 'failed', error = 'worker lost', finished_at = ?2,"
-                " seq = seq + 1 WHERE status = 'running' AND (worker_id IS NULL OR worker_id"
-                " NOT IN (SELECT id FROM workers WHERE heartbeat_at > ?1)) RETURNING " TASK_COLUMNS,
     [ST_WORKERS_FORGET] = "DELETE FROM workers WHERE heartbeat_at <= ?1",
-    [ST_REQUEUE] = "UPDATE tasks SET status = 'queued', progress = 0, message = ?2,"
-                   " started_at = NULL, worker_id = NULL, seq = seq + 1"
-                   " WHERE id = ?1 AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_REQUEUE] = "UPDATE tasks SET status = 'queued', progress = 0, message = ?3,"
+                   " started_at = NULL, worker_id = NULL, worker_host = NULL,"
+                   " lease_expires_at = NULL, seq = seq + 1"
+                   " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_PRUNE] = "DELETE FROM tasks WHERE seqno IN (SELECT seqno FROM tasks"
+                 " WHERE finished_at < ?1 LIMIT ?2)",
+    [ST_PRUNE_KEYS] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
+                      " WHERE created_at < ?1 LIMIT ?2)",
 };
+
+#define STORE_WORKER_FORGET_MS 3600000 /* a worker silent this long is dropped from workers */
 
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
 
@@ -136,6 +229,8 @@ struct store {
     struct store_shared *shared; /* non-NULL once store_group_commit() is on */
     sqlite3_int64 changes_seen;  /* sqlite3_total_changes64 when this connection last synced */
     uint64_t syncs;              /* WAL syncs this connection made for group commit */
+    int busy_timeout_ms;         /* how long store_busy() waits for a lock */
+    int64_t busy_since_ms;       /* when the current wait began (monotonic) */
 };
 
 /* Submissions from several handler processes take turns on a kernel lock before they ask
@@ -207,6 +302,82 @@ store_statement_done(sqlite3_stmt *stmt)
     sqlite3_clear_bindings(stmt);
 }
 
+/* SQLite's own busy handler sleeps 1 ms, then longer, up to 100 ms, between tries: under
+ * contention (the slots and the pool of a worker, the handlers' commits) a writer would sleep
+ * long after the lock came free.  This one tries again after 20 us, doubling to 1 ms, until
+ * busy_timeout_ms have passed. */
+static int
+store_busy(void *data, int count)
+{
+    struct store *store = data;
+    int64_t now = clock_mono_ms();
+    if (count == 0)
+        store->busy_since_ms = now;
+    if (now - store->busy_since_ms >= store->busy_timeout_ms)
+        return 0;
+    long wait_us = count < 6 ? 20L << count : 1000;
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = wait_us * 1000};
+    nanosleep(&pause, NULL);
+    return 1;
+}
+
+static int
+store_exec(struct store *store, const char *sql)
+{
+    return sqlite3_exec(store->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : store_fail(store, sql);
+}
+
+/* Create the schema, or upgrade an older one, in one write transaction (several processes may
+ * open a new database at once: the first creates it, the others find it done). */
+static int
+store_schema_open(struct store *store, char *err, size_t errlen)
+{
+    char *message = NULL;
+    if (sqlite3_exec(store->db, store_pragmas, NULL, NULL, &message) != SQLITE_OK ||
+        sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, &message) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", message ? message : sqlite3_errmsg(store->db));
+        sqlite3_free(message);
+        return TW_E_STORE;
+    }
+    sqlite3_stmt *stmt = NULL;
+    int version = -1, has_tasks = 0;
+    if (sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    if (sqlite3_prepare_v2(store->db,
+                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'",
+                           -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        has_tasks = 1;
+    sqlite3_finalize(stmt);
+    const char *script = NULL;
+    if (version < 0) {
+        snprintf(err, errlen, "cannot read the schema version: %s", sqlite3_errmsg(store->db));
+    } else if (version > STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "the database has schema version %d, newer than this program knows (%d): "
+                 "run the newer taskwire, or restore a backup",
+                 version, STORE_SCHEMA_VERSION);
+        version = -1;
+    } else if (version == 0) {
+        script = has_tasks ? store_upgrade_1 : store_schema;
+    }
+    if (version < 0 ||
+        (script && sqlite3_exec(store->db, script, NULL, NULL, &message) != SQLITE_OK) ||
+        sqlite3_exec(store->db, "COMMIT", NULL, NULL, &message) != SQLITE_OK) {
+        if (version >= 0)
+            snprintf(err, errlen, "cannot create the schema: %s",
+                     message ? message : sqlite3_errmsg(store->db));
+        sqlite3_free(message);
+        sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+        return TW_E_STORE;
+    }
+    if (script && has_tasks)
+        log_info("event=schema_upgraded from=1 to=%d", STORE_SCHEMA_VERSION);
+    return 0;
+}
+
 struct store *
 store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
 {
@@ -216,26 +387,32 @@ store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
         return NULL;
     }
     store->queue_fd = -1;
+    store->busy_timeout_ms = busy_timeout_ms;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &store->db, flags, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", path,
                  store->db ? sqlite3_errmsg(store->db) : "cannot open");
         goto fail;
     }
-    sqlite3_busy_timeout(store->db, busy_timeout_ms);
+    sqlite3_busy_handler(store->db, store_busy, store);
     char queue_path[4096];
     if (snprintf(queue_path, sizeof queue_path, "%s-queue", path) < (int)sizeof queue_path)
         store->queue_fd = open(queue_path, O_RDWR | O_CREAT | O_CLOEXEC, store_file_mode(path));
-    char *message = NULL;
-    if (sqlite3_exec(store->db, store_schema, NULL, NULL, &message) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, message ? message : "cannot create the schema");
-        sqlite3_free(message);
+    char why[512];
+    if (store_schema_open(store, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
         goto fail;
     }
     return store;
 fail:
     store_destroy(&store);
     return NULL;
+}
+
+int
+store_worker_durability(struct store *store)
+{
+    return store_exec(store, "PRAGMA synchronous = NORMAL");
 }
 
 void
@@ -252,12 +429,6 @@ store_destroy(struct store **store)
         close((*store)->queue_fd);
     free(*store);
     *store = NULL;
-}
-
-static int
-store_exec(struct store *store, const char *sql)
-{
-    return sqlite3_exec(store->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : store_fail(store, sql);
 }
 
 /* Group commit.  With synchronous=FULL, SQLite syncs the WAL inside every commit, while it
@@ -413,17 +584,25 @@ store_json_document(sqlite3_stmt *stmt, int column)
 static json_t *
 store_row_task(sqlite3_stmt *stmt)
 {
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:o, s:o, s:o}",
+    json_t *errors = store_json_document(stmt, 17);
+    if (!json_is_array(errors)) {
+        json_decref(errors);
+        errors = json_array();
+    }
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
+                     " s:o, s:o, s:o, s:o}",
                      "id", store_json_column(stmt, 0), "client_id", store_json_column(stmt, 1),
                      "type", store_json_column(stmt, 2), "name", store_json_column(stmt, 3),
                      "params", store_json_document(stmt, 4), "status", store_json_column(stmt, 5),
                      "progress", (json_int_t)sqlite3_column_int64(stmt, 6), "message",
                      store_json_column(stmt, 7), "result", store_json_document(stmt, 8), "error",
                      store_json_column(stmt, 9), "attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 10), "seq",
-                     (json_int_t)sqlite3_column_int64(stmt, 11), "created_at",
-                     store_json_time(stmt, 12), "started_at", store_json_time(stmt, 13),
-                     "finished_at", store_json_time(stmt, 14));
+                     (json_int_t)sqlite3_column_int64(stmt, 10), "max_attempts",
+                     (json_int_t)sqlite3_column_int64(stmt, 15), "priority",
+                     (json_int_t)sqlite3_column_int64(stmt, 16), "seq",
+                     (json_int_t)sqlite3_column_int64(stmt, 11), "errors", errors, "created_at",
+                     store_json_time(stmt, 12), "run_at", store_json_time(stmt, 18), "started_at",
+                     store_json_time(stmt, 13), "finished_at", store_json_time(stmt, 14));
 }
 
 /* Step stmt expecting at most one row: 0 with *task set, TW_E_NOT_FOUND without a row. */
@@ -452,6 +631,18 @@ store_step_task(struct store *store, sqlite3_stmt *stmt, const char *what, json_
     return result;
 }
 
+/* Run a statement that returns no rows (or one count); 0, or the count when counting. */
+static int
+store_run(struct store *store, sqlite3_stmt *stmt, const char *what)
+{
+    int rc = sqlite3_step(stmt);
+    int result = rc == SQLITE_ROW    ? sqlite3_column_int(stmt, 0)
+                 : rc == SQLITE_DONE ? 0
+                                     : store_fail(store, what);
+    store_statement_done(stmt);
+    return result;
+}
+
 static void
 bind_text(sqlite3_stmt *stmt, int index, const char *text)
 {
@@ -472,12 +663,74 @@ store_submissions_fail(struct store_submission *const *subs, size_t count, int r
     }
 }
 
-/* One submission's INSERT inside the batch's transaction. */
+/* Answer a submission from its Idempotency-Key, if the key was used within its window: 1 when
+ * answered (sub->task, sub->replayed set, or sub->rc the mismatch), 0 to go on and insert. */
+static int
+store_submission_replay(struct store *store, struct store_submission *sub, int64_t now)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_KEY_GET);
+    if (!stmt) {
+        sub->rc = TW_E_STORE;
+        return 1;
+    }
+    bind_text(stmt, 1, sub->client_id);
+    bind_text(stmt, 2, sub->idempotency_key);
+    sqlite3_bind_int64(stmt, 3, now - STORE_IDEMPOTENCY_MS);
+    int rc = sqlite3_step(stmt);
+    char task_id[TOKEN_ID_SIZE] = "";
+    int same = 0;
+    if (rc == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(stmt, 0);
+        const char *hash = (const char *)sqlite3_column_text(stmt, 1);
+        snprintf(task_id, sizeof task_id, "%s", id ? id : "");
+        same = hash && sub->request_hash && strcmp(hash, sub->request_hash) == 0;
+    } else if (rc != SQLITE_DONE) {
+        store_statement_done(stmt);
+        sub->rc = store_fail(store, "idempotency");
+        return 1;
+    }
+    store_statement_done(stmt);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (!same) {
+        sub->rc = TW_E_IDEMPOTENCY_MISMATCH;
+        return 1;
+    }
+    rc = store_task_get(store, task_id, sub->client_id, &sub->task);
+    if (rc == TW_E_NOT_FOUND)
+        return 0; /* its task was deleted since: the key makes a new one */
+    sub->rc = rc;
+    sub->replayed = rc == 0;
+    return 1;
+}
+
+/* 0 while client_id has fewer than max queued tasks, TW_E_TOO_MANY_TASKS at max. */
+static int
+store_submission_admit(struct store *store, const struct store_submission *sub)
+{
+    if (sub->max_queued <= 0)
+        return 0;
+    sqlite3_stmt *stmt = store_statement(store, ST_QUEUED_COUNT);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, sub->client_id);
+    sqlite3_bind_int(stmt, 2, sub->max_queued);
+    int queued = store_run(store, stmt, "queued_count");
+    return queued < 0 ? queued : queued >= sub->max_queued ? TW_E_TOO_MANY_TASKS : 0;
+}
+
+/* One submission inside the batch's transaction: its key, its admission, its INSERT. */
 static int
 store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_submission *sub)
 {
     char id[TOKEN_ID_SIZE];
     int64_t now = clock_now_ms();
+    sub->replayed = 0;
+    if (sub->idempotency_key && store_submission_replay(store, sub, now))
+        return sub->rc;
+    int rc = store_submission_admit(store, sub);
+    if (rc != 0)
+        return rc;
     if (token_ordered_id(now, id) != 0)
         return TW_E_INTERNAL;
     char *params_text = json_dumps(sub->params, JSON_COMPACT | JSON_SORT_KEYS);
@@ -489,9 +742,22 @@ store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_su
     bind_text(stmt, 4, sub->name ? sub->name : "");
     bind_text(stmt, 5, params_text);
     sqlite3_bind_int64(stmt, 6, now);
-    int rc = store_step_task(store, stmt, "insert", &sub->task);
+    sqlite3_bind_int64(stmt, 7, sub->run_at_ms > 0 ? sub->run_at_ms : now);
+    sqlite3_bind_int(stmt, 8, sub->priority);
+    sqlite3_bind_int(stmt, 9, sub->max_attempts > 0 ? sub->max_attempts : 1);
+    rc = store_step_task(store, stmt, "insert", &sub->task);
     free(params_text);
-    return rc == TW_E_NOT_FOUND ? TW_E_STORE : rc;
+    if (rc != 0 || !sub->idempotency_key)
+        return rc == TW_E_NOT_FOUND ? TW_E_STORE : rc;
+    sqlite3_stmt *key = store_statement(store, ST_KEY_PUT);
+    if (!key)
+        return TW_E_STORE;
+    bind_text(key, 1, sub->client_id);
+    bind_text(key, 2, sub->idempotency_key);
+    bind_text(key, 3, id);
+    bind_text(key, 4, sub->request_hash ? sub->request_hash : "");
+    sqlite3_bind_int64(key, 5, now);
+    return store_run(store, key, "idempotency_put");
 }
 
 int
@@ -500,6 +766,7 @@ store_tasks_insert(struct store *store, struct store_submission *const *subs, si
     for (size_t i = 0; i < count; i++) {
         subs[i]->task = NULL;
         subs[i]->rc = TW_E_STORE;
+        subs[i]->replayed = 0;
     }
     sqlite3_stmt *stmt = store_statement(store, ST_INSERT);
     if (!stmt)
@@ -512,7 +779,11 @@ store_tasks_insert(struct store *store, struct store_submission *const *subs, si
     int any = 0;
     for (size_t i = 0; i < count; i++) {
         subs[i]->rc = store_submission_insert(store, stmt, subs[i]);
-        any |= subs[i]->rc == 0;
+        if (subs[i]->rc != 0) {
+            json_decref(subs[i]->task);
+            subs[i]->task = NULL;
+        }
+        any |= subs[i]->rc == 0 && !subs[i]->replayed;
         /* A failed INSERT undoes itself alone, unless SQLite had to end the transaction (a
          * full disk, an I/O error): then the rows before it are gone too. */
         if (subs[i]->rc != 0 && sqlite3_get_autocommit(store->db)) {
@@ -631,34 +902,197 @@ out:
     return rc;
 }
 
-int
-store_task_oldest_queued(struct store *store, json_t **task)
+/* One statement that changes a task in a committed write of its own, with the durability of
+ * a submission (group commit or FULL). */
+static int
+store_step_durable(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
 {
-    sqlite3_stmt *stmt = store_statement(store, ST_OLDEST_QUEUED);
-    return stmt ? store_step_task(store, stmt, "oldest_queued", task) : TW_E_STORE;
+    int rc = store_step_task(store, stmt, what, task);
+    if (rc == 0 && store_commit_durable(store) != 0) {
+        json_decref(*task);
+        *task = NULL;
+        rc = TW_E_STORE;
+    }
+    return rc;
+}
+
+/* After a refused change: TW_E_NOT_FOUND when the task is not the caller's (or gone), else
+ * TW_E_CONFLICT (its status does not allow the change). */
+static int
+store_refusal(struct store *store, const char *id, const char *client_id)
+{
+    json_t *existing = NULL;
+    int rc = store_task_get(store, id, client_id, &existing);
+    json_decref(existing);
+    return rc == 0 ? TW_E_CONFLICT : rc;
 }
 
 int
-store_task_claim(struct store *store, const char *worker_id, json_t **task)
+store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task)
 {
-    sqlite3_stmt *stmt = store_statement(store, ST_CLAIM);
-    if (!stmt)
-        return TW_E_STORE;
-    bind_text(stmt, 1, worker_id);
-    sqlite3_bind_int64(stmt, 2, clock_now_ms());
-    return store_step_task(store, stmt, "claim", task);
-}
-
-int
-store_task_requeue(struct store *store, const char *id, const char *message, json_t **task)
-{
-    sqlite3_stmt *stmt = store_statement(store, ST_REQUEUE);
+    sqlite3_stmt *stmt = store_statement(store, ST_RETRY);
     if (!stmt)
         return TW_E_STORE;
     bind_text(stmt, 1, id);
-    bind_text(stmt, 2, message);
-    int rc = store_step_task(store, stmt, "requeue", task);
-    return rc == TW_E_NOT_FOUND ? TW_E_CONFLICT : rc;
+    bind_text(stmt, 2, client_id);
+    sqlite3_bind_int64(stmt, 3, clock_now_ms());
+    int rc = store_step_durable(store, stmt, "retry", task);
+    return rc == TW_E_NOT_FOUND ? store_refusal(store, id, client_id) : rc;
+}
+
+int
+store_task_delete(struct store *store, const char *id, const char *client_id)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_DELETE);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    bind_text(stmt, 2, client_id);
+    int rc = sqlite3_step(stmt);
+    while (rc == SQLITE_ROW)
+        rc = sqlite3_step(stmt);
+    int deleted = sqlite3_changes(store->db) > 0;
+    store_statement_done(stmt);
+    if (rc != SQLITE_DONE)
+        return store_fail(store, "delete");
+    if (!deleted)
+        return store_refusal(store, id, client_id);
+    return store_commit_durable(store);
+}
+
+int
+store_task_announce(struct store *store, const char *id, json_t **task)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_ANNOUNCE);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    return store_step_task(store, stmt, "announce", task);
+}
+
+int
+store_task_claimable(struct store *store, const char *limits)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_CLAIMABLE);
+    if (!stmt)
+        return TW_E_STORE;
+    sqlite3_bind_int64(stmt, 2, clock_now_ms());
+    bind_text(stmt, 4, limits);
+    int rc = sqlite3_step(stmt);
+    store_statement_done(stmt);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store_fail(store, "claimable");
+}
+
+int
+store_tasks_claim(struct store *store, const char *worker_id, const char *host,
+                  int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
+                  int *announce)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_CLAIM);
+    if (!stmt || max == 0 || max > STORE_CLAIM_MAX)
+        return stmt ? TW_E_INTERNAL : TW_E_STORE;
+    if (store_exec(store, "BEGIN IMMEDIATE") != 0)
+        return TW_E_STORE;
+    int64_t now = clock_now_ms();
+    size_t n = 0;
+    int failed = 0;
+    /* One row per statement: each claim counts the running tasks the ones before it made, so a
+     * type's limit holds within the batch too. */
+    while (n < max && !failed) {
+        bind_text(stmt, 1, worker_id);
+        sqlite3_bind_int64(stmt, 2, now);
+        sqlite3_bind_int64(stmt, 3, now + lease_ms);
+        bind_text(stmt, 4, limits);
+        bind_text(stmt, 5, host);
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+            tasks[n] = store_row_task(stmt);
+            announce[n] = sqlite3_column_int(stmt, TASK_COLUMN_COUNT) == 1;
+            failed = !tasks[n];
+            n += tasks[n] != NULL;
+            rc = sqlite3_step(stmt);
+        } else if (rc == SQLITE_DONE) {
+            store_statement_done(stmt);
+            break;
+        }
+        if (rc != SQLITE_DONE)
+            failed = store_fail(store, "claim");
+        store_statement_done(stmt);
+    }
+    if (failed || store_exec(store, "COMMIT") != 0) {
+        store_exec(store, "ROLLBACK");
+        for (size_t i = 0; i < n; i++) {
+            json_decref(tasks[i]);
+            tasks[i] = NULL;
+        }
+        return TW_E_STORE;
+    }
+    return (int)n;
+}
+
+int
+store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms, json_t **held)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_RENEW);
+    if (!stmt)
+        return TW_E_STORE;
+    json_t *list = json_array();
+    if (!list)
+        return TW_E_NOMEM;
+    bind_text(stmt, 1, worker_id);
+    sqlite3_bind_int64(stmt, 2, clock_now_ms() + lease_ms);
+    int rc, result = 0;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        if (json_array_append_new(list, json_pack("{s:o, s:I}", "id", store_json_column(stmt, 0),
+                                                  "attempts",
+                                                  (json_int_t)sqlite3_column_int64(stmt, 1))))
+            result = TW_E_NOMEM; /* keep stepping: the UPDATE must complete */
+    if (rc != SQLITE_DONE)
+        result = store_fail(store, "renew");
+    store_statement_done(stmt);
+    if (result == 0)
+        *held = list;
+    else
+        json_decref(list);
+    return result;
+}
+
+int
+store_leases_expired(struct store *store, json_t **expired)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_EXPIRED);
+    if (!stmt)
+        return TW_E_STORE;
+    json_t *list = json_array();
+    if (!list)
+        return TW_E_NOMEM;
+    sqlite3_bind_int64(stmt, 1, clock_now_ms());
+    int rc, result = 0;
+    while (result == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        json_t *task = store_row_task(stmt);
+        if (!task || json_object_set_new(task, "worker", store_json_column(stmt, 19)) != 0 ||
+            json_object_set_new(task, "host", store_json_column(stmt, 20)) != 0 ||
+            json_object_set_new(task, "cancel_requested",
+                                json_boolean(sqlite3_column_int(stmt, 21))) != 0 ||
+            json_array_append_new(list, task) != 0)
+            result = TW_E_NOMEM;
+    }
+    if (result == 0 && rc != SQLITE_DONE)
+        result = store_fail(store, "expired");
+    store_statement_done(stmt);
+    if (result == 0)
+        *expired = list;
+    else
+        json_decref(list);
+    return result;
+}
+
+/* A fenced change of a running attempt: no row means the attempt is not current any more. */
+static int
+store_step_fenced(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
+{
+    int rc = store_step_task(store, stmt, what, task);
+    return rc == TW_E_NOT_FOUND ? TW_E_FENCED : rc;
 }
 
 /* text cut to at most max bytes, keeping the head (keep_tail 0) or the tail; borrowed. */
@@ -670,25 +1104,51 @@ store_cut(const char *text, size_t max, int keep_tail, int *length)
     return keep_tail && full > max ? text + (full - max) : text;
 }
 
+/* Bind text cut to max bytes (head or tail kept), or NULL. */
+static void
+bind_cut(sqlite3_stmt *stmt, int index, const char *text, size_t max, int keep_tail)
+{
+    if (!text) {
+        sqlite3_bind_null(stmt, index);
+        return;
+    }
+    int length;
+    const char *part = store_cut(text, max, keep_tail, &length);
+    sqlite3_bind_text(stmt, index, part, length, SQLITE_TRANSIENT);
+}
+
 int
-store_task_progress(struct store *store, const char *id, int progress, const char *message,
-                    json_t **task)
+store_task_requeue(struct store *store, const char *id, int attempt, const char *message,
+                   json_t **task)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_REQUEUE);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    sqlite3_bind_int(stmt, 2, attempt);
+    bind_cut(stmt, 3, message, STORE_MESSAGE_MAX, 0);
+    return store_step_fenced(store, stmt, "requeue", task);
+}
+
+int
+store_task_progress(struct store *store, const char *id, int attempt, int progress,
+                    const char *message, json_t **task)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_PROGRESS);
     if (!stmt)
         return TW_E_STORE;
-    int length;
-    const char *text = store_cut(message ? message : "", STORE_MESSAGE_MAX, 0, &length);
     bind_text(stmt, 1, id);
-    sqlite3_bind_int(stmt, 2, progress < 0 ? 0 : progress > 100 ? 100 : progress);
-    sqlite3_bind_text(stmt, 3, text, length, SQLITE_TRANSIENT);
-    int rc = store_step_task(store, stmt, "progress", task);
-    return rc == TW_E_NOT_FOUND ? TW_E_CONFLICT : rc;
+    sqlite3_bind_int(stmt, 2, attempt);
+    sqlite3_bind_int(stmt, 3, progress < 0 ? 0 : progress > 100 ? 100 : progress);
+    bind_cut(stmt, 4, message ? message : "", STORE_MESSAGE_MAX, 0);
+    return store_step_fenced(store, stmt, "progress", task);
 }
 
-int
-store_task_finish(struct store *store, const char *id, const char *status, const json_t *result,
-                  const char *error, const char *message, json_t **task)
+/* ST_FINISH for attempt; expired_before non-zero: only while the lease ran out before it. */
+static int
+store_finish_attempt(struct store *store, const char *id, int attempt, const char *status,
+                     const json_t *result, const char *error, const char *message,
+                     const char *error_entry, int64_t expired_before, json_t **task)
 {
     if (!store_status_is_final(status))
         return TW_E_INTERNAL;
@@ -702,53 +1162,93 @@ store_task_finish(struct store *store, const char *id, const char *status, const
     sqlite3_stmt *stmt = store_statement(store, ST_FINISH);
     if (stmt) {
         bind_text(stmt, 1, id);
-        bind_text(stmt, 2, status);
-        bind_text(stmt, 3, result_text);
-        if (error) {
-            int length;
-            const char *tail = store_cut(error, STORE_ERROR_MAX, 1, &length);
-            sqlite3_bind_text(stmt, 4, tail, length, SQLITE_TRANSIENT);
-        }
-        if (message) {
-            int length;
-            const char *head = store_cut(message, STORE_MESSAGE_MAX, 0, &length);
-            sqlite3_bind_text(stmt, 5, head, length, SQLITE_TRANSIENT);
-        }
-        sqlite3_bind_int64(stmt, 6, clock_now_ms());
-        rc = store_step_task(store, stmt, "finish", task);
-        if (rc == TW_E_NOT_FOUND)
-            rc = TW_E_CONFLICT;
+        sqlite3_bind_int(stmt, 2, attempt);
+        bind_text(stmt, 3, status);
+        bind_text(stmt, 4, result_text);
+        bind_cut(stmt, 5, error, STORE_ERROR_MAX, 1);
+        bind_cut(stmt, 6, message, STORE_MESSAGE_MAX, 0);
+        sqlite3_bind_int64(stmt, 7, clock_now_ms());
+        bind_text(stmt, 8, error_entry);
+        if (expired_before)
+            sqlite3_bind_int64(stmt, 9, expired_before);
+        rc = store_step_fenced(store, stmt, "finish", task);
     }
     free(result_text);
     return rc;
 }
 
 int
-store_task_cancel_requested(struct store *store, const char *id)
+store_task_finish(struct store *store, const char *id, int attempt, const char *status,
+                  const json_t *result, const char *error, const char *message,
+                  const char *error_entry, json_t **task)
 {
-    sqlite3_stmt *stmt = store_statement(store, ST_CANCEL_REQUESTED);
+    return store_finish_attempt(store, id, attempt, status, result, error, message, error_entry,
+                                0, task);
+}
+
+/* ST_END_RETRY for attempt; expired_before as for store_finish_attempt. */
+static int
+store_retry_attempt(struct store *store, const char *id, int attempt, const char *error,
+                    const char *error_entry, int64_t run_at_ms, int64_t expired_before,
+                    json_t **task)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_END_RETRY);
     if (!stmt)
         return TW_E_STORE;
     bind_text(stmt, 1, id);
+    sqlite3_bind_int(stmt, 2, attempt);
+    sqlite3_bind_int64(stmt, 3, run_at_ms);
+    bind_text(stmt, 4, "retrying");
+    bind_cut(stmt, 5, error, STORE_ERROR_MAX, 1);
+    bind_text(stmt, 6, error_entry ? error_entry : "{}");
+    if (expired_before)
+        sqlite3_bind_int64(stmt, 7, expired_before);
+    return store_step_fenced(store, stmt, "retry_later", task);
+}
+
+int
+store_task_retry_later(struct store *store, const char *id, int attempt, const char *error,
+                       const char *error_entry, int64_t run_at_ms, json_t **task)
+{
+    return store_retry_attempt(store, id, attempt, error, error_entry, run_at_ms, 0, task);
+}
+
+int
+store_task_take_back(struct store *store, const char *id, int attempt, enum store_next next,
+                     int64_t run_at_ms, const char *error_entry, json_t **task)
+{
+    int64_t now = clock_now_ms();
+    switch (next) {
+    case STORE_NEXT_RETRY:
+        return store_retry_attempt(store, id, attempt, "worker lost", error_entry, run_at_ms, now,
+                                   task);
+    case STORE_NEXT_FAIL:
+        return store_finish_attempt(store, id, attempt, STORE_STATUS_FAILED, NULL, "worker lost",
+                                    "failed", error_entry, now, task);
+    case STORE_NEXT_CANCEL:
+        return store_finish_attempt(store, id, attempt, STORE_STATUS_CANCELLED, NULL, NULL,
+                                    "cancelled", NULL, now, task);
+    }
+    return TW_E_INTERNAL;
+}
+
+int
+store_task_check(struct store *store, const char *id, int attempt)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_CHECK);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    sqlite3_bind_int(stmt, 2, attempt);
     int rc = sqlite3_step(stmt);
-    int result = rc == SQLITE_ROW    ? sqlite3_column_int(stmt, 0) != 0
-                 : rc == SQLITE_DONE ? TW_E_NOT_FOUND
-                                     : store_fail(store, "cancel_requested");
+    int result = rc == SQLITE_ROW    ? (sqlite3_column_int(stmt, 1) == 0 ? TW_E_FENCED
+                                        : sqlite3_column_int(stmt, 0) != 0)
+                 : rc == SQLITE_DONE ? TW_E_FENCED
+                                     : store_fail(store, "check");
     store_statement_done(stmt);
     return result;
 }
 
-/* Run a statement that returns no rows (or one count); 0, or the count when counting. */
-static int
-store_run(struct store *store, sqlite3_stmt *stmt, const char *what)
-{
-    int rc = sqlite3_step(stmt);
-    int result = rc == SQLITE_ROW    ? sqlite3_column_int(stmt, 0)
-                 : rc == SQLITE_DONE ? 0
-                                     : store_fail(store, what);
-    store_statement_done(stmt);
-    return result;
-}
 
 int
 store_worker_heartbeat(struct store *store, const char *worker_id, int concurrency)
@@ -784,33 +1284,35 @@ store_workers_alive(struct store *store, int64_t stale_after_ms)
 }
 
 int
-store_tasks_reap(struct store *store, int64_t stale_after_ms, json_t **reaped)
+store_tasks_prune(struct store *store, int64_t keep_ms)
 {
     int64_t now = clock_now_ms();
-    sqlite3_stmt *stmt = store_statement(store, ST_REAP);
-    if (!stmt)
+    if (store_exec(store, "BEGIN IMMEDIATE") != 0)
         return TW_E_STORE;
-    json_t *list = json_array();
-    if (!list)
-        return TW_E_NOMEM;
-    sqlite3_bind_int64(stmt, 1, now - stale_after_ms);
-    sqlite3_bind_int64(stmt, 2, now);
-    int rc, result = 0;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (json_array_append_new(list, store_row_task(stmt)) != 0)
-            result = TW_E_NOMEM; /* keep stepping: the UPDATE must complete */
-    if (rc != SQLITE_DONE)
-        result = store_fail(store, "reap");
-    store_statement_done(stmt);
-    if (result == 0 && (stmt = store_statement(store, ST_WORKERS_FORGET)) != NULL) {
-        sqlite3_bind_int64(stmt, 1, now - stale_after_ms);
-        store_run(store, stmt, "workers_forget");
+    int deleted = 0, rc = 0;
+    sqlite3_stmt *stmt = store_statement(store, ST_PRUNE);
+    if (stmt && keep_ms > 0) {
+        sqlite3_bind_int64(stmt, 1, now - keep_ms);
+        sqlite3_bind_int(stmt, 2, STORE_PRUNE_BATCH);
+        rc = store_run(store, stmt, "prune");
+        deleted = sqlite3_changes(store->db);
+    } else if (!stmt) {
+        rc = TW_E_STORE;
     }
-    if (result == 0)
-        *reaped = list;
-    else
-        json_decref(list);
-    return result;
+    if (rc == 0 && (stmt = store_statement(store, ST_PRUNE_KEYS)) != NULL) {
+        sqlite3_bind_int64(stmt, 1, now - STORE_IDEMPOTENCY_MS);
+        sqlite3_bind_int(stmt, 2, STORE_PRUNE_BATCH);
+        rc = store_run(store, stmt, "prune_keys");
+    }
+    if (rc == 0 && (stmt = store_statement(store, ST_WORKERS_FORGET)) != NULL) {
+        sqlite3_bind_int64(stmt, 1, now - STORE_WORKER_FORGET_MS);
+        rc = store_run(store, stmt, "workers_forget");
+    }
+    if (rc != 0 || store_exec(store, "COMMIT") != 0) {
+        store_exec(store, "ROLLBACK");
+        return TW_E_STORE;
+    }
+    return deleted;
 }
 
 int

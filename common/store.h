@@ -6,8 +6,13 @@
  * raises its "seq" by one, so readers can order what they see.
  *
  * Task objects are JSON: id, client_id, type, name, params, status, progress (0..100),
- * message, result (JSON or null), error (string or null), attempts, seq, created_at,
- * started_at, finished_at (ISO 8601 or null).
+ * message, result (JSON or null), error (string or null), attempts (started so far; the
+ * current attempt's fencing token), max_attempts, priority, errors (one entry per ended
+ * attempt: attempt, at, error, worker, host), seq, created_at, run_at, started_at,
+ * finished_at (ISO 8601 or null).
+ *
+ * The schema carries a version (PRAGMA user_version): an older one is upgraded on open, a newer
+ * one than STORE_SCHEMA_VERSION is refused with a clear error.
  *
  * A struct store is one SQLite connection: use one per thread.  Every function returns 0 or
  * a negative TW_E_* code; a returned task (json_t **) is new and owned by the caller.
@@ -30,6 +35,7 @@
 #define STORE_MESSAGE_MAX 1024  /* bytes of a progress message kept; longer is cut */
 #define STORE_ERROR_MAX 4096    /* bytes of an error text kept; longer keeps the tail */
 #define STORE_NAME_MAX 200      /* bytes of a task name */
+#define STORE_SCHEMA_VERSION 2  /* 1: before leases (no user_version); 2: leases, retries */
 
 struct store;
 
@@ -56,13 +62,35 @@ int store_status_is_final(const char *status);
 /* 1 when text is one of the five statuses, else 0. */
 int store_status_is_valid(const char *status);
 
+/* How long an Idempotency-Key holds: the same key from the same client within this window
+ * answers the task it made. */
+#define STORE_IDEMPOTENCY_MS (24LL * 3600 * 1000)
+#define STORE_IDEMPOTENCY_KEY_MAX 255 /* bytes of an Idempotency-Key */
+#define STORE_HASH_SIZE 65            /* a request digest in hex, NUL included */
+#define STORE_PRUNE_BATCH 500         /* finished tasks deleted per transaction by pruning */
+#define STORE_CLAIM_MAX 64            /* tasks claimed in one transaction at most */
+#define STORE_HOST_MAX 64             /* bytes of a worker's host name kept */
+
 /* One queued task (seq 1, a new id from token_ordered_id) to insert: the inputs are borrowed;
- * store_tasks_insert() fills task (a new reference the caller owns, or NULL) and rc (0 or a
- * TW_E_* code). */
+ * store_tasks_insert() fills task (a new reference the caller owns, or NULL), replayed and rc
+ * (0 or a TW_E_* code).
+ *   run_at_ms       when the first attempt may start (ms since the epoch); 0: now.
+ *   max_queued      the client's queued tasks at most, this one included; 0: no limit
+ *                   (TW_E_TOO_MANY_TASKS beyond it).
+ *   idempotency_key with request_hash (the submission's digest): a key seen from this client
+ *                   within STORE_IDEMPOTENCY_MS answers its task (replayed = 1) when the digest
+ *                   matches, TW_E_IDEMPOTENCY_MISMATCH when it does not. */
 struct store_submission {
     const char *client_id, *type, *name;
     const json_t *params;
+    int priority;
+    int64_t run_at_ms;
+    int max_attempts;
+    int max_queued;
+    const char *idempotency_key;
+    const char *request_hash;
     json_t *task;
+    int replayed;
     int rc;
 };
 
@@ -79,39 +107,88 @@ int store_task_get(struct store *store, const char *id, const char *client_id, j
 int store_task_list(struct store *store, const char *client_id, const char *status,
                     const char *before, int limit, json_t **tasks);
 
-/* Cancel: a queued task becomes cancelled at once (*task has the final state, *now_final=1);
- * a running one is marked cancel-requested for its worker (*now_final=0); a finished one is
- * TW_E_CONFLICT.  client_id NULL means any owner. */
+/* Cancel: a queued task (waiting for its first attempt or for a retry) becomes cancelled at once
+ * (*task has the final state, *now_final=1); a running one is marked cancel-requested for its
+ * worker (*now_final=0); a finished one is TW_E_CONFLICT.  client_id NULL means any owner. */
 int store_task_cancel(struct store *store, const char *id, const char *client_id,
                       int *now_final, json_t **task);
 
-/* The oldest queued task: the one store_task_claim() would take now.  TW_E_NOT_FOUND when
- * nothing is queued. */
-int store_task_oldest_queued(struct store *store, json_t **task);
+/* A failed or cancelled task gets a new attempt: queued, runnable now, its attempt budget
+ * raised to one more than it used.  TW_E_CONFLICT when it is queued, running or succeeded. */
+int store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task);
 
-/* Claim the oldest queued task for worker_id: status running, attempts+1, started_at now.
- * TW_E_NOT_FOUND when nothing is queued. */
-int store_task_claim(struct store *store, const char *worker_id, json_t **task);
+/* Remove a finished task.  TW_E_CONFLICT while it is queued or running. */
+int store_task_delete(struct store *store, const char *id, const char *client_id);
+
+/* Mark a queued task as announced: 0 when this call did (the caller publishes its queued
+ * event, *task is its state), TW_E_NOT_FOUND when it was announced already or is not queued.
+ * So every task's queued event goes out once, whichever worker or restart sees it first. */
+int store_task_announce(struct store *store, const char *id, json_t **task);
+
+/* 1 when some queued task could be claimed now (limits as in store_tasks_claim), 0 when none,
+ * or a negative code.  A read: it spares an idle worker's scans a write transaction. */
+int store_task_claimable(struct store *store, const char *limits);
+
+/* Claim up to max (1..STORE_CLAIM_MAX) runnable tasks for worker_id on host, in one
+ * transaction: highest priority first, then oldest; only tasks whose run_at has come; no more
+ * running of a type than limits allows (a JSON object {"type": limit}, or NULL for none),
+ * counted across every worker of the store.  Each becomes running with attempts+1 (its fencing
+ * token) and a lease until now + lease_ms.  Fills tasks[0..n) (new references) and announce[i]
+ * (1 when the task's queued event was never published: publish it first, built from the task
+ * as it was); returns n (0 when nothing is runnable) or a negative code. */
+int store_tasks_claim(struct store *store, const char *worker_id, const char *host,
+                      int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
+                      int *announce);
+
+/* Renew worker_id's leases until now + lease_ms.  *held is a new array of {"id", "attempts"}
+ * of every task the worker still holds; a task missing from it was taken back (its lease ran
+ * out and another worker swept it): the worker must stop it and write nothing more about it. */
+int store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms,
+                       json_t **held);
+
+/* Running tasks whose lease has run out: a new array of task objects, each with "worker" and
+ * "host" of the attempt that was lost and "cancel_requested" (true/false).  A read; act on
+ * each with store_task_take_back. */
+int store_leases_expired(struct store *store, json_t **expired);
+
+/* What becomes of a task taken back from a lost worker, or of an attempt that ended. */
+enum store_next { STORE_NEXT_RETRY, STORE_NEXT_FAIL, STORE_NEXT_CANCEL };
+
+/* Take back attempt of task id, whose lease has run out (refused with TW_E_FENCED if it was
+ * renewed or taken meanwhile): retry (queued, runnable at run_at_ms), fail (failed, error
+ * "worker lost") or cancel (a cancel was requested).  error_entry (a JSON object text, the
+ * lost attempt's record) is appended to the task's errors. */
+int store_task_take_back(struct store *store, const char *id, int attempt, enum store_next next,
+                         int64_t run_at_ms, const char *error_entry, json_t **task);
+
+/* Every write a worker makes about a running task names its attempt (the fencing token): a
+ * write of an attempt that is no longer the task's current running one is refused with
+ * TW_E_FENCED and changes nothing. */
 
 /* Put a running task back in the queue (a worker stopping before it could finish): status
- * queued, progress 0, message as given; it keeps its place by age.  TW_E_CONFLICT if the task
- * is not running. */
-int store_task_requeue(struct store *store, const char *id, const char *message, json_t **task);
+ * queued, progress 0, message as given; it keeps its place by age. */
+int store_task_requeue(struct store *store, const char *id, int attempt, const char *message,
+                       json_t **task);
 
-/* Record progress (clamped to 0..100) and message of a running task. TW_E_CONFLICT if the
- * task is no longer running. */
-int store_task_progress(struct store *store, const char *id, int progress, const char *message,
-                        json_t **task);
+/* Record progress (clamped to 0..100) and message of a running task. */
+int store_task_progress(struct store *store, const char *id, int attempt, int progress,
+                        const char *message, json_t **task);
 
 /* Finish a running task with a final status; result (borrowed, may be NULL) and error (may be
- * NULL) are stored as given; message replaces the step message when not NULL.  Succeeded sets
- * progress to 100.  TW_E_CONFLICT if the task is not running. */
-int store_task_finish(struct store *store, const char *id, const char *status,
+ * NULL) are stored as given; message replaces the step message when not NULL; error_entry
+ * (a JSON object text, or NULL) is appended to errors.  Succeeded sets progress to 100. */
+int store_task_finish(struct store *store, const char *id, int attempt, const char *status,
                       const json_t *result, const char *error, const char *message,
-                      json_t **task);
+                      const char *error_entry, json_t **task);
 
-/* 1 if a cancel was requested for the task, 0 if not, or a negative code. */
-int store_task_cancel_requested(struct store *store, const char *id);
+/* End a running attempt that will be retried: status queued, runnable at run_at_ms, error and
+ * message as given, error_entry appended to errors. */
+int store_task_retry_later(struct store *store, const char *id, int attempt, const char *error,
+                           const char *error_entry, int64_t run_at_ms, json_t **task);
+
+/* For a running attempt: 1 if a cancel was requested, 0 if not, TW_E_FENCED when the attempt is
+ * no longer the task's current running one, or another negative code. */
+int store_task_check(struct store *store, const char *id, int attempt);
 
 /* Record that worker_id (running `concurrency` slots) is alive now. */
 int store_worker_heartbeat(struct store *store, const char *worker_id, int concurrency);
@@ -119,12 +196,19 @@ int store_worker_heartbeat(struct store *store, const char *worker_id, int concu
 /* Forget worker_id (clean shutdown). */
 int store_worker_remove(struct store *store, const char *worker_id);
 
-/* Number of workers whose heartbeat is younger than stale_after_ms, or a negative code. */
+/* Number of workers whose heartbeat is younger than stale_after_ms, or a negative code;
+ * forgets workers silent for longer. */
 int store_workers_alive(struct store *store, int64_t stale_after_ms);
 
-/* Fail every running task whose worker is gone (no heartbeat within stale_after_ms, or no
- * row), with error "worker lost".  *reaped is a new array of the failed tasks. */
-int store_tasks_reap(struct store *store, int64_t stale_after_ms, json_t **reaped);
+/* Delete up to STORE_PRUNE_BATCH tasks finished more than keep_ms ago, and the idempotency
+ * keys past their window, in one short transaction.  Returns the number of tasks deleted (call
+ * again while it is STORE_PRUNE_BATCH) or a negative code. */
+int store_tasks_prune(struct store *store, int64_t keep_ms);
+
+/* The worker's connections: commit with synchronous=NORMAL.  A worker's changes then survive
+ * any crash of a process; an OS crash or power loss may undo its last ones (a task then runs
+ * again, which at least once allows).  Submissions and cancels keep their sync. */
+int store_worker_durability(struct store *store);
 
 /* 0 when the database accepts a write transaction now. */
 int store_check_writable(struct store *store);

@@ -103,7 +103,8 @@ app_nudge(struct app *app, const char *verb, const char *task_id)
 void
 app_task_committed(void *app, const struct store_submission *sub)
 {
-    app_nudge(app, PROTOCOL_VERB_SUBMIT, json_string_value(json_object_get(sub->task, "id")));
+    if (!sub->replayed) /* a replay's task was nudged when it was made */
+        app_nudge(app, PROTOCOL_VERB_SUBMIT, json_string_value(json_object_get(sub->task, "id")));
 }
 
 void

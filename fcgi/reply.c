@@ -18,6 +18,7 @@ reply_reason(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
+    case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -26,6 +27,7 @@ reply_reason(int status)
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
     case 503: return "Service Unavailable";
     default: return "Internal Server Error";
     }
@@ -67,6 +69,13 @@ reply_json(const struct request *req, int status, json_t **body, const char *ext
     reply_write(req, text, length);
     reply_write(req, "\n", 1);
     free(text);
+}
+
+void
+reply_empty(const struct request *req)
+{
+    static const char head[] = "Status: 204 No Content\r\nCache-Control: no-store\r\n\r\n";
+    reply_write(req, head, sizeof head - 1);
 }
 
 void

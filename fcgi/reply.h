@@ -17,6 +17,9 @@
  * error instead. */
 void reply_json(const struct request *req, int status, json_t **body, const char *extra_headers);
 
+/* Answer req with 204 No Content (no body). */
+void reply_empty(const struct request *req);
+
 /* Write the error reply for err (a TW_E_* code) with message, or the table's message if NULL. */
 void reply_error(const struct request *req, int err, const char *message);
 

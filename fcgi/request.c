@@ -32,6 +32,7 @@ request_init(struct request *req, FCGX_Request *fcgx)
     req->method = request_env(req, "REQUEST_METHOD");
     req->content_type = request_env(req, "CONTENT_TYPE");
     req->authorization = request_env(req, "HTTP_AUTHORIZATION");
+    req->idempotency_key = request_param(req, "HTTP_IDEMPOTENCY_KEY");
     req->query = request_env(req, "QUERY_STRING");
     req->content_length = -1;
     const char *length = request_param(req, "CONTENT_LENGTH");

@@ -22,6 +22,7 @@ struct request {
     const char *query;           /* after '?', or "" */
     const char *content_type;    /* or "" */
     const char *authorization;   /* or "" */
+    const char *idempotency_key; /* the Idempotency-Key header, or NULL */
     long long content_length;    /* -1 when not given */
 };
 

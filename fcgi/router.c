@@ -24,6 +24,8 @@ static const struct route routes[] = {
     {"GET", "/api/tasks", tasks_list, NULL},
     {"GET", "/api/tasks/{id}", tasks_get, NULL},
     {"POST", "/api/tasks/{id}/cancel", tasks_cancel, NULL},
+    {"POST", "/api/tasks/{id}/retry", tasks_retry, NULL},
+    {"DELETE", "/api/tasks/{id}", tasks_delete, NULL},
 };
 
 /* 1 when path matches pattern; the {id} segment, if any, is copied into id. */

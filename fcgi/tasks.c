@@ -2,6 +2,7 @@
 #include "tasks.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 #include "token.h"
 
 #define TASKS_LOCATION_MAX 128 /* bytes of a Location header line */
+#define TASKS_PRIORITY_MIN (-10)
+#define TASKS_PRIORITY_MAX 10
+#define TASKS_DELAY_MAX_MS 31536000000LL /* delay_ms at most (a year); run_at likewise */
 
 /* The caller's client id from the bearer token; on failure the 401 is already written. */
 static int
@@ -90,15 +94,63 @@ tasks_types(struct app *app, const struct request *req, const char *id)
     reply_json(req, 200, &body, NULL);
 }
 
+/* Read priority, run_at and delay_ms of a submission into sub. */
+static int
+tasks_schedule(json_t *body, struct store_submission *sub, char *err, size_t errlen)
+{
+    json_t *priority = json_object_get(body, "priority");
+    if (priority && !json_is_null(priority)) {
+        if (!json_is_integer(priority) || json_integer_value(priority) < TASKS_PRIORITY_MIN ||
+            json_integer_value(priority) > TASKS_PRIORITY_MAX) {
+            snprintf(err, errlen, "priority must be an integer %d..%d", TASKS_PRIORITY_MIN,
+                     TASKS_PRIORITY_MAX);
+            return TW_E_BAD_REQUEST;
+        }
+        sub->priority = (int)json_integer_value(priority);
+    }
+    json_t *run_at = json_object_get(body, "run_at");
+    json_t *delay = json_object_get(body, "delay_ms");
+    int64_t now = clock_now_ms();
+    if (run_at && !json_is_null(run_at) && delay && !json_is_null(delay)) {
+        snprintf(err, errlen, "give run_at or delay_ms, not both");
+        return TW_E_BAD_REQUEST;
+    }
+    if (run_at && !json_is_null(run_at)) {
+        int64_t at;
+        if (!json_is_string(run_at) || clock_parse_iso8601(json_string_value(run_at), &at) != 0 ||
+            at > now + TASKS_DELAY_MAX_MS) {
+            snprintf(err, errlen,
+                     "run_at must be an ISO 8601 date-time with a zone, within a year");
+            return TW_E_BAD_REQUEST;
+        }
+        sub->run_at_ms = at > now ? at : now;
+    }
+    if (delay && !json_is_null(delay)) {
+        if (!json_is_integer(delay) || json_integer_value(delay) < 0 ||
+            json_integer_value(delay) > TASKS_DELAY_MAX_MS) {
+            snprintf(err, errlen, "delay_ms must be an integer 0..%lld", TASKS_DELAY_MAX_MS);
+            return TW_E_BAD_REQUEST;
+        }
+        sub->run_at_ms = now + (int64_t)json_integer_value(delay);
+    }
+    return 0;
+}
+
 /* Check the submission's fields; on success *type and *name point into body. */
 static int
 tasks_submission(struct app *app, json_t *body, const struct config_type **type,
                  const char **name, char *err, size_t errlen)
 {
+    static const char *const fields[] = {"type", "name", "params", "priority", "run_at",
+                                         "delay_ms"};
     const char *key;
     json_t *value;
     json_object_foreach(body, key, value) {
-        if (strcmp(key, "type") && strcmp(key, "name") && strcmp(key, "params")) {
+        size_t i;
+        for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
+            if (strcmp(key, fields[i]) == 0)
+                break;
+        if (i == sizeof fields / sizeof fields[0]) {
             snprintf(err, errlen, "unknown field '%.64s'", key);
             return TW_E_BAD_REQUEST;
         }
@@ -127,6 +179,34 @@ tasks_submission(struct app *app, json_t *body, const struct config_type **type,
     return 0;
 }
 
+/* The Idempotency-Key of req, checked, and the digest of the body it vouches for. */
+static int
+tasks_idempotency(const struct request *req, const json_t *body, char hash[STORE_HASH_SIZE],
+                  char *err, size_t errlen)
+{
+    const char *key = req->idempotency_key;
+    size_t length = strlen(key);
+    int printable = length > 0 && length <= STORE_IDEMPOTENCY_KEY_MAX;
+    for (size_t i = 0; printable && i < length; i++)
+        printable = key[i] >= 0x21 && key[i] <= 0x7e;
+    if (!printable) {
+        snprintf(err, errlen, "Idempotency-Key must be 1..%d visible ASCII characters",
+                 STORE_IDEMPOTENCY_KEY_MAX);
+        return TW_E_BAD_REQUEST;
+    }
+    char *canonical = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    int ok = canonical && EVP_Digest(canonical, strlen(canonical), digest, &digest_len,
+                                     EVP_sha256(), NULL) == 1;
+    free(canonical);
+    if (!ok || digest_len * 2 >= STORE_HASH_SIZE)
+        return TW_E_INTERNAL;
+    for (unsigned int i = 0; i < digest_len; i++)
+        snprintf(hash + 2 * i, 3, "%02x", digest[i]);
+    return 0;
+}
+
 int
 tasks_create_begin(struct app *app, const struct request *req, struct tasks_pending *pending)
 {
@@ -141,14 +221,25 @@ tasks_create_begin(struct app *app, const struct request *req, struct tasks_pend
     if (rc == 0)
         rc = tasktype_validate(pending->type, json_object_get(pending->body, "params"),
                                &pending->params, err, sizeof err);
+    if (rc == 0)
+        rc = tasks_schedule(pending->body, &pending->sub, err, sizeof err);
+    if (rc == 0 && req->idempotency_key)
+        rc = tasks_idempotency(req, pending->body, pending->request_hash, err, sizeof err);
     if (rc != 0) {
         reply_error(req, rc, err);
         json_decref(pending->params);
         json_decref(pending->body);
         return 0;
     }
-    pending->sub = (struct store_submission){pending->client_id, pending->type->name, name,
-                                             pending->params, NULL, 0};
+    struct store_submission *sub = &pending->sub;
+    sub->client_id = pending->client_id;
+    sub->type = pending->type->name;
+    sub->name = name;
+    sub->params = pending->params;
+    sub->max_attempts = pending->type->max_attempts;
+    sub->max_queued = app->cfg->max_queued;
+    sub->idempotency_key = req->idempotency_key;
+    sub->request_hash = req->idempotency_key ? pending->request_hash : NULL;
     return 1;
 }
 
@@ -156,8 +247,14 @@ void
 tasks_create_end(const struct request *req, struct tasks_pending *pending)
 {
     json_t *task = pending->sub.task;
-    if (pending->sub.rc != 0) {
+    if (pending->sub.rc == TW_E_TOO_MANY_TASKS) {
+        reply_error_with(req, pending->sub.rc, NULL, "Retry-After: 1\r\n");
+    } else if (pending->sub.rc != 0) {
         reply_error(req, pending->sub.rc, NULL);
+    } else if (pending->sub.replayed) {
+        log_info("event=submission_replayed client=%s task=%s", pending->client_id,
+                 json_string_value(json_object_get(task, "id")));
+        reply_json(req, 200, &task, NULL);
     } else {
         const char *task_id = json_string_value(json_object_get(task, "id"));
         log_info("event=submitted client=%s task=%s type=%s", pending->client_id, task_id,
@@ -283,4 +380,42 @@ tasks_cancel(struct app *app, const struct request *req, const char *id)
      * stopped for a running one. */
     app_nudge(app, PROTOCOL_VERB_CANCEL, id);
     reply_json(req, 202, &task, NULL);
+}
+
+void
+tasks_retry(struct app *app, const struct request *req, const char *id)
+{
+    char client_id[TOKEN_ID_SIZE];
+    json_t *task = NULL;
+    if (tasks_authorize(app, req, client_id) != 0)
+        return;
+    int rc = tasks_id_valid(id) ? store_task_retry(app->store, id, client_id, &task)
+                                : TW_E_NOT_FOUND;
+    if (rc != 0) {
+        reply_error(req, rc, rc == TW_E_NOT_FOUND ? "no such task"
+                        : rc == TW_E_CONFLICT ? "only a failed or cancelled task can be retried"
+                                              : NULL);
+        return;
+    }
+    log_info("event=retry_requested client=%s task=%s", client_id, id);
+    app_nudge(app, PROTOCOL_VERB_RETRY, id);
+    reply_json(req, 202, &task, NULL);
+}
+
+void
+tasks_delete(struct app *app, const struct request *req, const char *id)
+{
+    char client_id[TOKEN_ID_SIZE];
+    if (tasks_authorize(app, req, client_id) != 0)
+        return;
+    int rc = tasks_id_valid(id) ? store_task_delete(app->store, id, client_id) : TW_E_NOT_FOUND;
+    if (rc != 0) {
+        reply_error(req, rc, rc == TW_E_NOT_FOUND ? "no such task"
+                        : rc == TW_E_CONFLICT ? "a queued or running task cannot be deleted: "
+                                                "cancel it first"
+                                              : NULL);
+        return;
+    }
+    log_info("event=task_deleted client=%s task=%s", client_id, id);
+    reply_empty(req);
 }

@@ -18,6 +18,7 @@ struct tasks_pending {
     char client_id[TOKEN_ID_SIZE];
     json_t *body, *params;       /* owned until tasks_create_end */
     const struct config_type *type;
+    char request_hash[STORE_HASH_SIZE]; /* the body's digest, with an Idempotency-Key */
 };
 
 void tasks_session(struct app *app, const struct request *req, const char *id);
@@ -32,5 +33,7 @@ void tasks_create_end(const struct request *req, struct tasks_pending *pending);
 void tasks_list(struct app *app, const struct request *req, const char *id);
 void tasks_get(struct app *app, const struct request *req, const char *id);
 void tasks_cancel(struct app *app, const struct request *req, const char *id);
+void tasks_retry(struct app *app, const struct request *req, const char *id);
+void tasks_delete(struct app *app, const struct request *req, const char *id);
 
 #endif

@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "log.h"
 #include "protocol.h"
+#include "retry.h"
 #include "slot.h"
 
 /* The task kinds: one row per way of running a task. */
@@ -23,7 +24,8 @@ static const struct job_kind {
     {CONFIG_TYPE_EXEC, job_exec_run},
 };
 
-/* Send the event for job's current task to the pool, which publishes it in order. */
+/* Send the event for job's current task to the pool, which publishes it in order (unless the
+ * slot's attempt was lost meanwhile: the slot index tells the pool whose event it is). */
 static void
 job_publish(struct job *job, const char *event)
 {
@@ -32,9 +34,13 @@ job_publish(struct job *job, const char *event)
         log_error("event=publish_failed task=%s error=\"out of memory\"", job->id);
         return;
     }
-    if (zmq_send(job->events, SLOT_FRAME_EVENT, strlen(SLOT_FRAME_EVENT), ZMQ_SNDMORE) < 0 ||
-        zmq_send(job->events, job->client_id, strlen(job->client_id), ZMQ_SNDMORE) < 0 ||
-        zmq_send(job->events, payload, strlen(payload), 0) < 0)
+    char index[16];
+    int length = snprintf(index, sizeof index, "%d", job->env->slot_index);
+    void *events = job->env->events;
+    if (zmq_send(events, SLOT_FRAME_EVENT, strlen(SLOT_FRAME_EVENT), ZMQ_SNDMORE) < 0 ||
+        zmq_send(events, job->client_id, strlen(job->client_id), ZMQ_SNDMORE) < 0 ||
+        zmq_send(events, payload, strlen(payload), ZMQ_SNDMORE) < 0 ||
+        zmq_send(events, index, (size_t)length, 0) < 0)
         log_warn("event=publish_failed task=%s error=\"%s\"", job->id,
                  zmq_strerror(zmq_errno()));
     free(payload);
@@ -49,16 +55,25 @@ job_task_replace(struct job *job, json_t *task)
     job->params = json_object_get(task, "params");
 }
 
+/* The store refused a write of this attempt: a newer attempt owns the task now. */
+static void
+job_fenced(struct job *job)
+{
+    if (!job->lost)
+        log_warn("event=attempt_fenced task=%s attempt=%d", job->id, job->attempt);
+    job->lost = 1;
+    atomic_store(job->stop, JOB_STOP_LOST);
+}
+
 static void
 job_progress_store(struct job *job, int percent, const char *message)
 {
     json_t *task = NULL;
-    int rc = store_task_progress(job->store, job->id, percent, message, &task);
+    int rc = store_task_progress(job->store, job->id, job->attempt, percent, message, &task);
     job->last_progress_ms = clock_mono_ms();
     job->pending = 0;
-    if (rc == TW_E_CONFLICT) {
-        /* Reaped or finished elsewhere: nothing this job says counts any more. */
-        job->lost = 1;
+    if (rc == TW_E_FENCED) {
+        job_fenced(job);
         return;
     }
     if (rc != 0)
@@ -95,11 +110,16 @@ job_cancelled(struct job *job)
     if (stop != JOB_STOP_NONE)
         return stop;
     if (job->lost)
-        return JOB_STOP_CANCEL;
+        return JOB_STOP_LOST;
     int64_t now = clock_mono_ms();
     if (now - job->last_cancel_poll_ms >= JOB_CANCEL_POLL_MS) {
         job->last_cancel_poll_ms = now;
-        if (store_task_cancel_requested(job->store, job->id) == 1) {
+        int check = store_task_check(job->store, job->id, job->attempt);
+        if (check == TW_E_FENCED) {
+            job_fenced(job);
+            return JOB_STOP_LOST;
+        }
+        if (check == 1) {
             atomic_store(job->stop, JOB_STOP_CANCEL);
             return JOB_STOP_CANCEL;
         }
@@ -131,57 +151,86 @@ job_wait_until(struct job *job, int64_t deadline_ms)
         int64_t ns = (int64_t)ts.tv_nsec + (until - now) * 1000000;
         ts.tv_sec += ns / 1000000000;
         ts.tv_nsec = ns % 1000000000;
-        pthread_mutex_lock(job->lock);
+        pthread_mutex_lock(job->env->lock);
         if (atomic_load(job->stop) == JOB_STOP_NONE)
-            pthread_cond_timedwait(job->wake, job->lock, &ts);
-        pthread_mutex_unlock(job->lock);
+            pthread_cond_timedwait(job->env->wake, job->env->lock, &ts);
+        pthread_mutex_unlock(job->env->lock);
     }
 }
 
-/* Store the final state the kind reached and publish it. */
+/* An attempt that failed or timed out: retried later when its type's policy allows (a
+ * retrying event), else final. */
+static int
+job_end_failure(struct job *job, unsigned reason, json_t **task)
+{
+    const char *error = job->error[0] ? job->error : "failed";
+    char *entry = retry_error_entry(job->attempt, error, job->env->worker_id, job->env->host);
+    if (!entry)
+        return TW_E_NOMEM;
+    int rc;
+    if (retry_allowed(job->type, reason, job->task)) {
+        int n = (int)json_array_size(json_object_get(job->task, "errors")) + 1;
+        int64_t run_at = clock_now_ms() + retry_backoff_ms(job->type, n, retry_random());
+        rc = store_task_retry_later(job->store, job->id, job->attempt, error, entry, run_at, task);
+    } else {
+        rc = store_task_finish(job->store, job->id, job->attempt, STORE_STATUS_FAILED, NULL, error,
+                               "failed", entry, task);
+    }
+    free(entry);
+    return rc;
+}
+
+/* Store the outcome the kind reached and publish it. */
 static void
 job_finish(struct job *job, enum job_end end)
 {
-    if (job->lost) {
-        log_warn("event=task_lost task=%s", job->id);
+    if (job->lost || end == JOB_END_LOST) {
+        log_warn("event=task_lost task=%s attempt=%d", job->id, job->attempt);
         return;
     }
     /* A final state always carries the latest progress, so a pending step is not needed. */
     json_t *task = NULL;
     int rc;
-    const char *status = NULL, *event;
     switch (end) {
     case JOB_END_SUCCEEDED:
-        status = STORE_STATUS_SUCCEEDED;
-        rc = store_task_finish(job->store, job->id, status, job->result, NULL, "done", &task);
+        rc = store_task_finish(job->store, job->id, job->attempt, STORE_STATUS_SUCCEEDED,
+                               job->result, NULL, "done", NULL, &task);
         break;
     case JOB_END_FAILED:
-        status = STORE_STATUS_FAILED;
-        rc = store_task_finish(job->store, job->id, status, NULL,
-                               job->error[0] ? job->error : "failed", "failed", &task);
+        rc = job_end_failure(job, CONFIG_RETRY_FAILED, &task);
+        break;
+    case JOB_END_TIMEOUT:
+        rc = job_end_failure(job, CONFIG_RETRY_TIMEOUT, &task);
         break;
     case JOB_END_CANCELLED:
-        status = STORE_STATUS_CANCELLED;
-        rc = store_task_finish(job->store, job->id, status, NULL, NULL, "cancelled", &task);
+        rc = store_task_finish(job->store, job->id, job->attempt, STORE_STATUS_CANCELLED, NULL,
+                               NULL, "cancelled", NULL, &task);
         break;
     default:
-        rc = store_task_requeue(job->store, job->id, "requeued: worker stopping", &task);
+        rc = store_task_requeue(job->store, job->id, job->attempt, "requeued: worker stopping",
+                                &task);
         break;
+    }
+    if (rc == TW_E_FENCED) {
+        job_fenced(job);
+        return;
     }
     if (rc != 0) {
         log_warn("event=finish_failed task=%s error=%s", job->id, tw_error_name(rc));
         return;
     }
     job_task_replace(job, task);
-    event = status ? protocol_event_for_status(status) : PROTOCOL_EVENT_QUEUED;
+    const char *status = json_string_value(json_object_get(task, "status"));
+    const char *event = status && strcmp(status, STORE_STATUS_QUEUED) == 0
+                            ? PROTOCOL_EVENT_RETRYING
+                            : protocol_event_for_status(status ? status : "");
     job_publish(job, event);
-    log_info("event=task_%s task=%s client=%s type=%s", event, job->id, job->client_id,
-             job->type ? job->type->name : "?");
+    log_info("event=task_%s task=%s client=%s type=%s attempt=%d", event, job->id,
+             job->client_id, job->type ? job->type->name : "?", job->attempt);
 }
 
 void
-job_run(const struct config *cfg, struct store *store, void *events, atomic_int *stop,
-        pthread_mutex_t *lock, pthread_cond_t *wake, json_t **task)
+job_run(const struct job_env *env, json_t **task)
 {
     struct job *job = calloc(1, sizeof *job);
     if (!job) {
@@ -189,17 +238,17 @@ job_run(const struct config *cfg, struct store *store, void *events, atomic_int 
         *task = NULL;
         return;
     }
+    const struct config *cfg = env->cfg;
     job->cfg = cfg;
-    job->store = store;
-    job->events = events;
-    job->stop = stop;
-    job->lock = lock;
-    job->wake = wake;
+    job->env = env;
+    job->store = env->store;
+    job->stop = env->stop;
     job_task_replace(job, *task);
     *task = NULL;
     snprintf(job->id, sizeof job->id, "%s", json_string_value(json_object_get(job->task, "id")));
     snprintf(job->client_id, sizeof job->client_id, "%s",
              json_string_value(json_object_get(job->task, "client_id")));
+    job->attempt = (int)json_integer_value(json_object_get(job->task, "attempts"));
     const char *type_name = json_string_value(json_object_get(job->task, "type"));
     job->type = type_name ? config_type_find(cfg, type_name, strlen(type_name)) : NULL;
     job->last_progress_ms = clock_mono_ms() - cfg->progress_interval_ms;
@@ -214,6 +263,8 @@ job_run(const struct config *cfg, struct store *store, void *events, atomic_int 
             if (job_kinds[i].kind == job->type->kind)
                 end = job_kinds[i].run(job);
     }
+    if (atomic_load(job->stop) == JOB_STOP_LOST)
+        end = JOB_END_LOST;
     job_finish(job, end);
     json_decref(job->result);
     json_decref(job->task);

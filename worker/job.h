@@ -5,7 +5,10 @@
  * publishes at most one progress event per [worker] progress_interval_ms (the latest wins; a
  * pending one is flushed by job_flush() or before the final state), and ask job_cancelled()
  * whether to stop: set by a cancel nudge at once, or found in the store (a cancel sent to
- * another worker) within JOB_CANCEL_POLL_MS.
+ * another worker, or the attempt fenced by a newer one) within JOB_CANCEL_POLL_MS.
+ *
+ * Every store write names the job's attempt; a refused one (TW_E_FENCED) makes the job lost.
+ * How an attempt that did not succeed goes on is retry.h's policy.
  */
 #ifndef TW_WORKER_JOB_H
 #define TW_WORKER_JOB_H
@@ -21,39 +24,60 @@
 #define JOB_CANCEL_POLL_MS 250   /* how often a job looks in the store for a cancel request */
 #define JOB_ERROR_MAX 4096       /* bytes of a failed task's error text (the stderr tail) */
 
-/* Why a slot asks its job to stop. */
-enum job_stop { JOB_STOP_NONE, JOB_STOP_CANCEL, JOB_STOP_SHUTDOWN };
+/* Why a slot asks its job to stop.  LOST: the attempt is no longer the task's current one (its
+ * lease was taken back, or the store refused a write as fenced): stop at once, write and
+ * publish nothing more. */
+enum job_stop { JOB_STOP_NONE, JOB_STOP_CANCEL, JOB_STOP_SHUTDOWN, JOB_STOP_LOST };
 
 /* How a kind says a job ended. */
-enum job_end { JOB_END_SUCCEEDED, JOB_END_FAILED, JOB_END_CANCELLED, JOB_END_INTERRUPTED };
+enum job_end {
+    JOB_END_SUCCEEDED,
+    JOB_END_FAILED,
+    JOB_END_TIMEOUT,
+    JOB_END_CANCELLED,
+    JOB_END_INTERRUPTED,
+    JOB_END_LOST
+};
+
+/* What a job borrows from its slot and pool; all outlive the job. */
+struct job_env {
+    const struct config *cfg;
+    struct store *store;          /* the slot's connection */
+    void *events;                 /* the slot's PUSH socket to the pool */
+    int slot_index;               /* names the slot on every event it sends */
+    atomic_int *stop;             /* an enum job_stop set by the pool */
+    pthread_mutex_t *lock;        /* guards waits on wake */
+    pthread_cond_t *wake;         /* signalled when stop changes (CLOCK_MONOTONIC) */
+    const char *worker_id;        /* the pool's id and host, for the errors of an attempt */
+    const char *host;
+};
 
 struct job {
     const struct config *cfg;
     const struct config_type *type;
+    const struct job_env *env;
     struct store *store;          /* borrowed: the slot's connection */
-    void *events;                 /* borrowed: the slot's PUSH socket to the pool */
     atomic_int *stop;             /* borrowed: an enum job_stop set by the pool */
-    pthread_mutex_t *lock;        /* borrowed: guards waits on wake */
-    pthread_cond_t *wake;         /* borrowed: signalled when stop changes */
     json_t *task;                 /* owned: the latest task object */
     char id[64];
     char client_id[64];
+    int attempt;                  /* the attempt this job runs: its fencing token */
     const json_t *params;         /* borrowed from task */
     int64_t last_progress_ms;     /* monotonic time of the last progress stored */
     int64_t last_cancel_poll_ms;
     int pending;                  /* a progress step is waiting for its interval */
     int pending_percent;
     char pending_message[STORE_MESSAGE_MAX + 1];
-    int lost;                     /* the store no longer lets us update the task */
+    int lost;                     /* the attempt was fenced: nothing it says counts any more */
     /* the outcome a kind fills in */
     json_t *result;               /* owned */
     char error[JOB_ERROR_MAX + 1];
 };
 
-/* Run task (a running task object from a claim; the job takes the reference) to its final
- * state: stores it, publishes every event, and returns once the task is final or requeued. */
-void job_run(const struct config *cfg, struct store *store, void *events, atomic_int *stop,
-             pthread_mutex_t *lock, pthread_cond_t *wake, json_t **task);
+/* Run task (a running task object from a claim; the job takes the reference) to the end of its
+ * attempt: stores the outcome (final, a retry later, or requeued), publishes every event, and
+ * returns.  A fenced attempt returns having written and published nothing more. */
+void job_run(const struct job_env *env, json_t **task);
 
 /* Report progress (0..100) with a step message; stored and published now or when the
  * coalescing interval allows. */

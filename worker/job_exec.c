@@ -313,7 +313,13 @@ job_exec_run(struct job *job)
             stop = job_cancelled(job);
             if (stop == JOB_STOP_NONE && now >= deadline)
                 timed_out = 1;
-            if (stop != JOB_STOP_NONE || timed_out) {
+            if (stop == JOB_STOP_LOST) {
+                /* Another attempt owns the task: no grace for this one. */
+                kill(-child.pid, SIGKILL);
+                kill_at = INT64_MAX;
+                log_info("event=exec_killed task=%s pid=%d reason=fenced", job->id,
+                         (int)child.pid);
+            } else if (stop != JOB_STOP_NONE || timed_out) {
                 kill(-child.pid, SIGTERM);
                 kill_at = now + job->cfg->cancel_grace_ms;
                 if (kill_at == now)
@@ -335,6 +341,8 @@ job_exec_run(struct job *job)
     exec_close(&child.in);
     free(child.input);
 
+    if (stop == JOB_STOP_LOST)
+        return JOB_END_LOST;
     if (stop == JOB_STOP_SHUTDOWN)
         return JOB_END_INTERRUPTED;
     if (stop == JOB_STOP_CANCEL)
@@ -342,7 +350,7 @@ job_exec_run(struct job *job)
     if (timed_out) {
         snprintf(job->error, sizeof job->error, "timed out after %lld ms",
                  (long long)job->type->timeout_ms);
-        return JOB_END_FAILED;
+        return JOB_END_TIMEOUT;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         if (child.bad_result) {

@@ -14,6 +14,7 @@
 #include "job.h"
 #include "log.h"
 #include "protocol.h"
+#include "retry.h"
 #include "slot.h"
 #include "store.h"
 #include "token.h"
@@ -21,11 +22,14 @@
 #define POOL_FRAME_MAX 256       /* bytes of a nudge frame or a client id kept */
 #define POOL_BATCH 256           /* messages handled per socket per turn, for fairness */
 
-#define POOL_ANNOUNCED 256
+#define POOL_PRUNE_INTERVAL_MS 60000 /* how often finished tasks past keep_finished are pruned */
+#define POOL_PRUNE_BATCHES 20        /* prune transactions per turn at most */
 
 struct pool {
     const struct config *cfg;
     char worker_id[TOKEN_ID_SIZE];
+    char host[STORE_HOST_MAX];
+    char *limits;                /* {"type": concurrency} of the limited types, or NULL */
     struct store *store;
     void *zmq;
     void *tasks;                 /* PULL: nudges */
@@ -36,12 +40,26 @@ struct pool {
     int proxy_started;
     int concurrency;
     struct slot **slots;
-    int64_t next_scan_ms, next_heartbeat_ms;
-    /* Tasks this pool announced as queued, most recent POOL_ANNOUNCED of them: a task is
-     * announced once, by its nudge or, when a scan gets to it first, just before it starts. */
-    char announced[POOL_ANNOUNCED][TOKEN_ID_SIZE];
-    unsigned announced_next;
+    int64_t next_scan_ms, next_heartbeat_ms, next_prune_ms;
+    /* Monotonic time until which this pool's leases surely hold: lease_ms after the start of
+     * its last renewal.  Past it (the process was frozen, or the store unreachable) it publishes
+     * nothing about its tasks until a renewal says which it still holds. */
+    int64_t lease_valid_until_ms;
 };
+
+/* The limited types' concurrency as a JSON object, or NULL when no type is limited. */
+static char *
+pool_limits(const struct config *cfg)
+{
+    json_t *limits = json_object();
+    for (size_t i = 0; limits && i < cfg->type_count; i++)
+        if (cfg->types[i].concurrency > 0)
+            json_object_set_new(limits, cfg->types[i].name,
+                                json_integer(cfg->types[i].concurrency));
+    char *text = limits && json_object_size(limits) > 0 ? json_dumps(limits, JSON_COMPACT) : NULL;
+    json_decref(limits);
+    return text;
+}
 
 static void *
 pool_proxy_main(void *arg)
@@ -99,8 +117,12 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "no randomness for the worker id");
         goto fail;
     }
+    if (gethostname(pool->host, sizeof pool->host) != 0)
+        snprintf(pool->host, sizeof pool->host, "unknown");
+    pool->host[sizeof pool->host - 1] = '\0';
+    pool->limits = pool_limits(cfg);
     pool->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
-    if (!pool->store)
+    if (!pool->store || store_worker_durability(pool->store) != 0)
         goto fail;
     pool->zmq = zmq_ctx_new();
     if (!pool->zmq) {
@@ -136,11 +158,10 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         goto fail;
     }
     for (int i = 0; i < pool->concurrency; i++) {
-        pool->slots[i] = slot_new(cfg, pool->zmq, i, err, errlen);
+        pool->slots[i] = slot_new(cfg, pool->zmq, i, pool->worker_id, pool->host, err, errlen);
         if (!pool->slots[i])
             goto fail;
     }
-    pool->cfg = cfg;
     return pool;
 fail:
     pool_destroy(&pool);
@@ -179,6 +200,7 @@ pool_destroy(struct pool **pool)
     if (p->zmq)
         zmq_ctx_term(p->zmq);
     store_destroy(&p->store);
+    free(p->limits);
     free(p);
     *pool = NULL;
 }
@@ -205,64 +227,93 @@ pool_publish_task(struct pool *pool, const char *event, const json_t *task)
     free(payload);
 }
 
-/* Publish task's queued event unless this pool already did: every task's events then begin
- * with queued, also when a scan claims it before its nudge arrives. */
+/* The queued event a claim found unannounced: the task as it was just before the claim. */
 static void
-pool_announce_queued(struct pool *pool, json_t *task)
+pool_publish_queued_before(struct pool *pool, const json_t *claimed)
 {
-    const char *id = json_string_value(json_object_get(task, "id"));
-    const char *status = json_string_value(json_object_get(task, "status"));
-    if (!id || !status || strcmp(status, STORE_STATUS_QUEUED) != 0)
+    json_t *before = json_deep_copy(claimed);
+    if (!before)
         return;
-    for (unsigned i = 0; i < POOL_ANNOUNCED; i++)
-        if (strcmp(pool->announced[i], id) == 0)
-            return;
-    snprintf(pool->announced[pool->announced_next], TOKEN_ID_SIZE, "%s", id);
-    pool->announced_next = (pool->announced_next + 1) % POOL_ANNOUNCED;
-    pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, task);
+    json_int_t seq = json_integer_value(json_object_get(claimed, "seq"));
+    json_int_t attempts = json_integer_value(json_object_get(claimed, "attempts"));
+    json_object_set_new(before, "status", json_string(STORE_STATUS_QUEUED));
+    json_object_set_new(before, "message", json_string("queued"));
+    json_object_set_new(before, "seq", json_integer(seq - 1));
+    json_object_set_new(before, "attempts", json_integer(attempts - 1));
+    json_object_set_new(before, "started_at", json_null());
+    pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, before);
+    json_decref(before);
 }
 
-/* Claim queued tasks for every idle slot. */
+/* 1 while this pool's leases surely hold (see lease_valid_until_ms). */
+static int
+pool_lease_valid(const struct pool *pool)
+{
+    return clock_mono_ms() < pool->lease_valid_until_ms;
+}
+
+/* Claim runnable tasks for every idle slot, in one transaction. */
 static void
 pool_dispatch(struct pool *pool)
 {
-    for (int i = 0; i < pool->concurrency; i++) {
-        if (slot_busy(pool->slots[i]))
-            continue;
-        /* The look at the queue also spares the claim's write transaction when it is empty
-         * (every scan of an idle worker). */
-        json_t *next = NULL;
-        int found = store_task_oldest_queued(pool->store, &next);
-        if (found != 0) {
-            if (found != TW_E_NOT_FOUND)
-                log_warn("event=queue_read_failed error=%s", tw_error_name(found));
-            return;
-        }
-        pool_announce_queued(pool, next);
-        json_decref(next);
-        json_t *task = NULL;
-        int rc = store_task_claim(pool->store, pool->worker_id, &task);
-        if (rc != 0) {
-            if (rc != TW_E_NOT_FOUND)
-                log_warn("event=claim_failed error=%s", tw_error_name(rc));
-            return;
-        }
-        log_info("event=task_started task=%s client=%s type=%s",
+    struct slot *idle[STORE_CLAIM_MAX];
+    size_t count = 0;
+    for (int i = 0; i < pool->concurrency && count < STORE_CLAIM_MAX; i++)
+        if (!slot_busy(pool->slots[i]))
+            idle[count++] = pool->slots[i];
+    if (count == 0 || !pool_lease_valid(pool))
+        return;
+    /* The look at the queue spares the claim's write transaction when nothing can start
+     * (every scan of an idle worker). */
+    int claimable = store_task_claimable(pool->store, pool->limits);
+    if (claimable <= 0) {
+        if (claimable < 0)
+            log_warn("event=queue_read_failed error=%s", tw_error_name(claimable));
+        return;
+    }
+    json_t *tasks[STORE_CLAIM_MAX];
+    int announce[STORE_CLAIM_MAX];
+    int claimed = store_tasks_claim(pool->store, pool->worker_id, pool->host, pool->cfg->lease_ms,
+                                    pool->limits, count, tasks, announce);
+    if (claimed < 0) {
+        log_warn("event=claim_failed error=%s", tw_error_name(claimed));
+        return;
+    }
+    for (int i = 0; i < claimed; i++) {
+        json_t *task = tasks[i];
+        log_info("event=task_started task=%s client=%s type=%s attempt=%lld",
                  json_string_value(json_object_get(task, "id")),
                  json_string_value(json_object_get(task, "client_id")),
-                 json_string_value(json_object_get(task, "type")));
+                 json_string_value(json_object_get(task, "type")),
+                 (long long)json_integer_value(json_object_get(task, "attempts")));
+        if (announce[i])
+            pool_publish_queued_before(pool, task);
         pool_publish_task(pool, PROTOCOL_EVENT_STARTED, task);
-        slot_assign(pool->slots[i], &task);
+        slot_assign(idle[i], &task);
     }
 }
 
-/* A submit nudge: announce the task as queued (if nobody took it yet) and dispatch. */
+/* A submit nudge: start what can start, then announce the task as queued if no claim did. */
 static void
 pool_on_submit(struct pool *pool, const char *id)
 {
+    pool_dispatch(pool);
+    json_t *task = NULL;
+    if (store_task_announce(pool->store, id, &task) == 0) {
+        pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, task);
+        json_decref(task);
+    }
+}
+
+/* A retry nudge: a finished task was given a new attempt over REST; say so, and start it. */
+static void
+pool_on_retry(struct pool *pool, const char *id)
+{
     json_t *task = NULL;
     if (store_task_get(pool->store, id, NULL, &task) == 0) {
-        pool_announce_queued(pool, task);
+        const char *status = json_string_value(json_object_get(task, "status"));
+        if (status && strcmp(status, STORE_STATUS_QUEUED) == 0)
+            pool_publish_task(pool, PROTOCOL_EVENT_RETRYING, task);
         json_decref(task);
     }
     pool_dispatch(pool);
@@ -348,11 +399,27 @@ pool_intake(struct pool *pool)
             pool_on_submit(pool, id);
         } else if (strcmp(verb, PROTOCOL_VERB_CANCEL) == 0) {
             pool_on_cancel(pool, id);
+        } else if (strcmp(verb, PROTOCOL_VERB_RETRY) == 0) {
+            pool_on_retry(pool, id);
         } else {
             log_warn("event=bad_nudge verb=%s", verb);
         }
         pool_close_frames(frames, count);
     }
+}
+
+/* The slot index a slot wrote as the last frame of its message, or -1. */
+static int
+pool_slot_index(const struct pool *pool, zmq_msg_t *frame)
+{
+    char text[16];
+    if (pool_frame_text(frame, text, sizeof text) != 0)
+        return -1;
+    char *end;
+    errno = 0;
+    long index = strtol(text, &end, 10);
+    return errno || end == text || *end || index < 0 || index >= pool->concurrency ? -1
+                                                                                   : (int)index;
 }
 
 /* Forward the slots' events, and put slots that are done back to work.  Returns the number
@@ -367,47 +434,130 @@ pool_collect(struct pool *pool, int wait_ms)
             if (zmq_poll(&item, 1, wait_ms) <= 0)
                 return done;
         }
-        zmq_msg_t frames[3];
-        int count = pool_receive(pool->slot_events, frames, 3);
+        zmq_msg_t frames[4];
+        int count = pool_receive(pool->slot_events, frames, 4);
         if (count <= 0)
             return done;
         const char *kind = zmq_msg_data(&frames[0]);
         size_t kind_len = zmq_msg_size(&frames[0]);
-        if (count == 3 && kind_len == strlen(SLOT_FRAME_EVENT) &&
+        int slot = pool_slot_index(pool, &frames[count - 1]);
+        if (count == 4 && slot >= 0 && kind_len == strlen(SLOT_FRAME_EVENT) &&
             memcmp(kind, SLOT_FRAME_EVENT, kind_len) == 0) {
-            pool_publish(pool, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]),
-                         zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]));
-        } else if (count == 2) {
-            char index[16];
-            if (pool_frame_text(&frames[1], index, sizeof index) == 0) {
-                int i = atoi(index); /* our own frame, written by slot.c */
-                if (i >= 0 && i < pool->concurrency)
-                    slot_release(pool->slots[i]);
-                done++;
-            }
+            /* A lost attempt's events, or any while our leases may have run out, stay here. */
+            if (!slot_lost(pool->slots[slot]) && pool_lease_valid(pool))
+                pool_publish(pool, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]),
+                             zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]));
+            else
+                log_info("event=stale_event_dropped slot=%d", slot);
+        } else if (count == 2 && slot >= 0) {
+            slot_release(pool->slots[slot]);
+            done++;
         }
         pool_close_frames(frames, count);
     }
     return done;
 }
 
-/* Heartbeat, and fail the running tasks of dead workers. */
+/* Renew our leases; a slot whose attempt is no longer ours is stopped at once. */
+static void
+pool_renew(struct pool *pool)
+{
+    int64_t started = clock_mono_ms();
+    json_t *held = NULL;
+    if (store_leases_renew(pool->store, pool->worker_id, pool->cfg->lease_ms, &held) != 0) {
+        log_warn("event=lease_renew_failed");
+        return;
+    }
+    pool->lease_valid_until_ms = started + pool->cfg->lease_ms;
+    for (int i = 0; i < pool->concurrency; i++) {
+        const char *id = slot_task_id(pool->slots[i]);
+        if (!id || slot_lost(pool->slots[i]))
+            continue;
+        int mine = 0;
+        size_t j;
+        json_t *entry;
+        json_array_foreach(held, j, entry) {
+            if (strcmp(json_string_value(json_object_get(entry, "id")), id) == 0 &&
+                json_integer_value(json_object_get(entry, "attempts")) ==
+                    slot_attempt(pool->slots[i]))
+                mine = 1;
+        }
+        /* A slot that just finished is gone from held too: stopping it is then harmless. */
+        if (!mine) {
+            log_warn("event=lease_lost task=%s attempt=%d", id, slot_attempt(pool->slots[i]));
+            slot_lose(pool->slots[i]);
+        }
+    }
+    json_decref(held);
+}
+
+/* Take back the tasks of workers whose lease ran out: retried at once, failed or cancelled as
+ * their type and state say, each with a record of the attempt and the worker that was lost. */
+static void
+pool_sweep(struct pool *pool)
+{
+    json_t *expired = NULL;
+    if (store_leases_expired(pool->store, &expired) != 0)
+        return;
+    size_t i;
+    json_t *task;
+    json_array_foreach(expired, i, task) {
+        const char *id = json_string_value(json_object_get(task, "id"));
+        const char *type_name = json_string_value(json_object_get(task, "type"));
+        const char *worker = json_string_value(json_object_get(task, "worker"));
+        const char *host = json_string_value(json_object_get(task, "host"));
+        int attempt = (int)json_integer_value(json_object_get(task, "attempts"));
+        const struct config_type *type =
+            type_name ? config_type_find(pool->cfg, type_name, strlen(type_name)) : NULL;
+        enum store_next next = json_is_true(json_object_get(task, "cancel_requested"))
+                                   ? STORE_NEXT_CANCEL
+                               : retry_allowed(type, CONFIG_RETRY_LOST, task) ? STORE_NEXT_RETRY
+                                                                              : STORE_NEXT_FAIL;
+        char *entry = retry_error_entry(attempt, "worker lost", worker, host);
+        json_t *after = NULL;
+        int rc = entry ? store_task_take_back(pool->store, id, attempt, next, clock_now_ms(),
+                                              entry, &after)
+                       : TW_E_NOMEM;
+        free(entry);
+        if (rc != 0) {
+            if (rc != TW_E_FENCED)
+                log_warn("event=take_back_failed task=%s error=%s", id, tw_error_name(rc));
+            continue;
+        }
+        static const char *const events[] = {[STORE_NEXT_RETRY] = PROTOCOL_EVENT_RETRYING,
+                                             [STORE_NEXT_FAIL] = PROTOCOL_EVENT_FAILED,
+                                             [STORE_NEXT_CANCEL] = PROTOCOL_EVENT_CANCELLED};
+        log_warn("event=task_taken_back task=%s attempt=%d worker=%s host=%s next=%s", id, attempt,
+                 worker ? worker : "?", host ? host : "?", events[next]);
+        pool_publish_task(pool, events[next], after);
+        json_decref(after);
+    }
+    json_decref(expired);
+}
+
+/* Heartbeat: say we live, renew our leases, take back those of workers that are gone. */
 static void
 pool_heartbeat(struct pool *pool)
 {
     if (store_worker_heartbeat(pool->store, pool->worker_id, pool->concurrency) != 0)
         return;
-    json_t *reaped = NULL;
-    if (store_tasks_reap(pool->store, pool->cfg->stale_after_ms, &reaped) != 0)
-        return;
-    size_t i;
-    json_t *task;
-    json_array_foreach(reaped, i, task) {
-        log_warn("event=task_reaped task=%s error=\"worker lost\"",
-                 json_string_value(json_object_get(task, "id")));
-        pool_publish_task(pool, PROTOCOL_EVENT_FAILED, task);
+    pool_renew(pool);
+    pool_sweep(pool);
+}
+
+/* Delete finished tasks past [store] keep_finished, a batch per short transaction. */
+static void
+pool_prune(struct pool *pool)
+{
+    int64_t keep_ms = pool->cfg->keep_finished * 1000;
+    int total = 0, deleted = STORE_PRUNE_BATCH;
+    for (int n = 0; n < POOL_PRUNE_BATCHES && deleted == STORE_PRUNE_BATCH; n++) {
+        deleted = store_tasks_prune(pool->store, keep_ms);
+        if (deleted > 0)
+            total += deleted;
     }
-    json_decref(reaped);
+    if (total > 0)
+        log_info("event=pruned tasks=%d", total);
 }
 
 static int
@@ -423,14 +573,20 @@ void
 pool_run(struct pool *pool, volatile sig_atomic_t *quit)
 {
     int64_t now = clock_mono_ms();
+    pool->lease_valid_until_ms = now + pool->cfg->lease_ms; /* nothing held yet */
     pool_heartbeat(pool);
     pool->next_heartbeat_ms = now + pool->cfg->heartbeat_ms;
     pool->next_scan_ms = now; /* tasks queued while no worker ran go first */
+    pool->next_prune_ms = now;
     while (!*quit) {
         now = clock_mono_ms();
         if (now >= pool->next_heartbeat_ms) {
             pool_heartbeat(pool);
             pool->next_heartbeat_ms = now + pool->cfg->heartbeat_ms;
+        }
+        if (now >= pool->next_prune_ms) {
+            pool_prune(pool);
+            pool->next_prune_ms = now + POOL_PRUNE_INTERVAL_MS;
         }
         if (now >= pool->next_scan_ms) {
             pool_dispatch(pool);

@@ -2,10 +2,14 @@
  *
  * The pool binds the three ZeroMQ endpoints of the config: PULL on `tasks` (nudges
  * [verb][task id]), XSUB on `publish` and XPUB on `events`, joined by a zmq_proxy thread so any
- * PUB can publish to every relay.  The store is the queue: the pool claims the oldest queued
- * task whenever a slot is free, on a nudge and every scan_interval_ms.  It records a heartbeat
- * every heartbeat_ms and fails the running tasks of workers silent for stale_after_ms.
- * Every event of every task leaves through the pool's one PUB socket, in order.
+ * PUB can publish to every relay.  The store is the queue: the pool claims runnable tasks
+ * (highest priority, then oldest; per-type concurrency limits held in the claim) whenever a
+ * slot is free, on a nudge and every scan_interval_ms.  Every heartbeat_ms it records its
+ * heartbeat, renews the leases of the tasks it runs (a slot whose attempt it no longer holds is
+ * stopped at once) and takes back the tasks whose lease ran out on a lost worker (retry.h
+ * decides what becomes of them).  Every minute it prunes finished tasks past keep_finished.
+ * Every event of every task leaves through the pool's one PUB socket, in order; none leaves
+ * while the pool cannot be sure its leases hold (lease_ms since its last renewal began).
  */
 #ifndef TW_WORKER_POOL_H
 #define TW_WORKER_POOL_H

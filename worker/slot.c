@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "job.h"
@@ -21,9 +22,12 @@ struct slot {
     int quit;                    /* guarded by lock */
     atomic_int stop;             /* enum job_stop for the running task */
     int busy;                    /* pool thread only */
+    int attempt;                 /* pool thread only: the running task's attempt */
+    int lost;                    /* pool thread only: that attempt was taken back */
     char task_id[64];            /* pool thread only */
     struct store *store;         /* slot thread only */
     void *events;                /* slot thread only (created before it starts) */
+    struct job_env env;          /* what the slot's jobs borrow */
 };
 
 static void *
@@ -39,8 +43,7 @@ slot_main(void *arg)
         int quit = slot->quit;
         pthread_mutex_unlock(&slot->lock);
         if (task) {
-            job_run(slot->cfg, slot->store, slot->events, &slot->stop, &slot->lock, &slot->wake,
-                    &task);
+            job_run(&slot->env, &task);
             char index[16];
             int length = snprintf(index, sizeof index, "%d", slot->index);
             zmq_send(slot->events, SLOT_FRAME_DONE, strlen(SLOT_FRAME_DONE), ZMQ_SNDMORE);
@@ -53,7 +56,8 @@ slot_main(void *arg)
 }
 
 struct slot *
-slot_new(const struct config *cfg, void *zmq_context, int index, char *err, size_t errlen)
+slot_new(const struct config *cfg, void *zmq_context, int index, const char *worker_id,
+         const char *host, char *err, size_t errlen)
 {
     struct slot *slot = calloc(1, sizeof *slot);
     if (!slot) {
@@ -63,10 +67,16 @@ slot_new(const struct config *cfg, void *zmq_context, int index, char *err, size
     slot->cfg = cfg;
     slot->index = index;
     pthread_mutex_init(&slot->lock, NULL);
-    pthread_cond_init(&slot->wake, NULL);
+    /* job_wait_until() times its waits on CLOCK_MONOTONIC: a default (CLOCK_REALTIME)
+     * condition variable would take every monotonic deadline as long past and spin. */
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&slot->wake, &attr);
+    pthread_condattr_destroy(&attr);
     atomic_init(&slot->stop, JOB_STOP_NONE);
     slot->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
-    if (!slot->store)
+    if (!slot->store || store_worker_durability(slot->store) != 0)
         goto fail;
     int linger = 1000;
     slot->events = zmq_socket(zmq_context, ZMQ_PUSH);
@@ -75,6 +85,15 @@ slot_new(const struct config *cfg, void *zmq_context, int index, char *err, size
         snprintf(err, errlen, "slot socket: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
+    slot->env = (struct job_env){.cfg = cfg,
+                                 .store = slot->store,
+                                 .events = slot->events,
+                                 .slot_index = index,
+                                 .stop = &slot->stop,
+                                 .lock = &slot->lock,
+                                 .wake = &slot->wake,
+                                 .worker_id = worker_id,
+                                 .host = host};
     if (pthread_create(&slot->thread, NULL, slot_main, slot) != 0) {
         snprintf(err, errlen, "cannot start a slot thread");
         goto fail;
@@ -115,6 +134,8 @@ slot_assign(struct slot *slot, json_t **task)
 {
     const char *id = json_string_value(json_object_get(*task, "id"));
     snprintf(slot->task_id, sizeof slot->task_id, "%s", id ? id : "");
+    slot->attempt = (int)json_integer_value(json_object_get(*task, "attempts"));
+    slot->lost = 0;
     slot->busy = 1;
     pthread_mutex_lock(&slot->lock);
     atomic_store(&slot->stop, JOB_STOP_NONE);
@@ -134,7 +155,29 @@ void
 slot_release(struct slot *slot)
 {
     slot->busy = 0;
+    slot->lost = 0;
     slot->task_id[0] = '\0';
+}
+
+int
+slot_attempt(const struct slot *slot)
+{
+    return slot->busy ? slot->attempt : 0;
+}
+
+void
+slot_lose(struct slot *slot)
+{
+    if (!slot->busy)
+        return;
+    slot->lost = 1;
+    slot_stop(slot, JOB_STOP_LOST);
+}
+
+int
+slot_lost(const struct slot *slot)
+{
+    return slot->busy && slot->lost;
 }
 
 const char *

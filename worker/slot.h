@@ -3,9 +3,11 @@
  * The pool owns the slots and is the only one that hands them tasks (slot_assign) and asks
  * them to stop a task (slot_stop).  A slot has its own store connection and its own PUSH
  * socket to the pool's inproc PULL, on which it sends, in order, every event of its task as
- * [SLOT_FRAME_EVENT][client id][payload] and then [SLOT_FRAME_DONE][slot index] when it is free
- * again.  The pool publishes the events, so all of a task's events leave through one socket in
- * the order they happened.
+ * [SLOT_FRAME_EVENT][client id][payload][slot index] and then [SLOT_FRAME_DONE][slot index]
+ * when it is free again.  Once the pool has marked a slot's attempt lost (slot_lose), it drops
+ * that slot's events until the slot is released.  The pool publishes the events, so all of a task's events leave through one socket in
+ * the order they happened.  Its wake condition variable runs on CLOCK_MONOTONIC, the clock of
+ * every deadline a job waits for.
  */
 #ifndef TW_WORKER_SLOT_H
 #define TW_WORKER_SLOT_H
@@ -23,9 +25,9 @@
 struct slot;
 
 /* Start a slot thread; returns once its store and socket are ready, or NULL with err set.
- * zmq_context and cfg are borrowed and must outlive the slot. */
-struct slot *slot_new(const struct config *cfg, void *zmq_context, int index, char *err,
-                      size_t errlen);
+ * zmq_context, cfg, worker_id and host are borrowed and must outlive the slot. */
+struct slot *slot_new(const struct config *cfg, void *zmq_context, int index,
+                      const char *worker_id, const char *host, char *err, size_t errlen);
 
 /* Stop the thread (a running task is interrupted and requeued) and free.  NULL-safe. */
 void slot_destroy(struct slot **slot);
@@ -44,5 +46,15 @@ const char *slot_task_id(const struct slot *slot);
 
 /* Ask the running task to stop (enum job_stop reason); harmless when idle. */
 void slot_stop(struct slot *slot, int reason);
+
+/* The attempt of the task the slot runs (its fencing token), 0 when idle. */
+int slot_attempt(const struct slot *slot);
+
+/* The slot's attempt was taken back: stop it at once (JOB_STOP_LOST); its events are dropped
+ * from now on.  Harmless when idle. */
+void slot_lose(struct slot *slot);
+
+/* 1 while the slot's attempt is marked lost. */
+int slot_lost(const struct slot *slot);
 
 #endif

@@ -104,7 +104,12 @@ BAD_INPUTS = [
     ("no content type", "POST", "/api/tasks", b'{"type":"sleep"}', None, "good", 415, "unsupported_media_type", None),
     ("unknown type", "POST", "/api/tasks", b'{"type":"nope"}', "application/json", "good", 422, "unknown_type", None),
     ("param over max", "POST", "/api/tasks", b'{"type":"sleep","params":{"steps":1001}}', "application/json", "good", 422, "bad_params", "steps"),
-    ("param under min", "POST", "/api/tasks", b'{"type":"sleep","params":{"duration_ms":99}}', "application/json", "good", 422, "bad_params", "duration_ms"),
+    ("param under min", "POST", "/api/tasks", b'{"type":"sleep","params":{"duration_ms":-1}}', "application/json", "good", 422, "bad_params", "duration_ms"),
+    ("priority out of range", "POST", "/api/tasks", b'{"type":"sleep","priority":11}', "application/json", "good", 400, "bad_request", "priority"),
+    ("run_at not a date", "POST", "/api/tasks", b'{"type":"sleep","run_at":"tomorrow"}', "application/json", "good", 400, "bad_request", "run_at"),
+    ("run_at without zone", "POST", "/api/tasks", b'{"type":"sleep","run_at":"2030-01-01T00:00:00"}', "application/json", "good", 400, "bad_request", "run_at"),
+    ("run_at and delay_ms", "POST", "/api/tasks", b'{"type":"sleep","run_at":"2030-01-01T00:00:00Z","delay_ms":5}', "application/json", "good", 400, "bad_request", "delay_ms"),
+    ("delay_ms negative", "POST", "/api/tasks", b'{"type":"sleep","delay_ms":-5}', "application/json", "good", 400, "bad_request", "delay_ms"),
     ("param wrong type", "POST", "/api/tasks", b'{"type":"sleep","params":{"duration_ms":"long"}}', "application/json", "good", 422, "bad_params", "duration_ms"),
     ("exec param out of range", "POST", "/api/tasks", b'{"type":"steps","params":{"count":11}}', "application/json", "good", 422, "bad_params", "count"),
     ("string param too long", "POST", "/api/tasks", b'{"type":"steps","params":{"note":"' + b"n" * 65 + b'"}}', "application/json", "good", 422, "bad_params", "note"),
@@ -266,7 +271,7 @@ def test_task_types_describe_the_forms(stack):
     types = {t["name"]: t for t in body["types"]}
     assert {"sleep", "steps", "stall"} <= set(types)
     assert types["sleep"]["params"] == [
-        {"name": "duration_ms", "type": "integer", "min": 100, "max": 600000, "default": 3000},
+        {"name": "duration_ms", "type": "integer", "min": 0, "max": 600000, "default": 3000},
         {"name": "steps", "type": "integer", "min": 1, "max": 1000, "default": 10}]
     assert types["steps"]["label"] == "Count in steps"
     steps = {p["name"]: p for p in types["steps"]["params"]}

@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "errors.h"
 #include "store.h"
 #include "tests/unit/tempdb.h"
@@ -36,16 +38,51 @@ teardown(void **state)
     return tempdb_remove(dir, path);
 }
 
+/* Insert one submission as given (client, type and params filled in when missing); its rc. */
+static int
+submit(struct store *store, struct store_submission *sub)
+{
+    json_t *params = json_pack("{s:i}", "steps", 3);
+    if (!sub->type)
+        sub->type = "sleep";
+    if (!sub->name)
+        sub->name = "demo";
+    sub->params = params;
+    if (!sub->max_attempts)
+        sub->max_attempts = 3;
+    struct store_submission *one = sub;
+    assert_int_equal(store_tasks_insert(store, &one, 1), 0);
+    json_decref(params);
+    sub->params = NULL;
+    return sub->rc;
+}
+
 static json_t *
 insert(struct store *store, const char *client)
 {
-    json_t *params = json_pack("{s:i}", "steps", 3);
-    struct store_submission sub = {client, "sleep", "demo", params, NULL, -1}, *one = &sub;
-    assert_int_equal(store_tasks_insert(store, &one, 1), 0);
-    assert_int_equal(sub.rc, 0);
+    struct store_submission sub = {.client_id = client};
+    assert_int_equal(submit(store, &sub), 0);
     assert_non_null(sub.task);
-    json_decref(params);
     return sub.task;
+}
+
+/* Claim at most one task for worker with a lease of lease_ms: 0 with *task, or TW_E_NOT_FOUND.
+ * *announce (when given) says whether its queued event was still to be published. */
+static int
+claim_for(struct store *store, const char *worker, int64_t lease_ms, const char *limits,
+          json_t **task, int *announce)
+{
+    int first = 0;
+    int n = store_tasks_claim(store, worker, "host-a", lease_ms, limits, 1, task, &first);
+    if (announce)
+        *announce = first;
+    return n == 1 ? 0 : n == 0 ? TW_E_NOT_FOUND : n;
+}
+
+static int
+claim(struct store *store, const char *worker, json_t **task)
+{
+    return claim_for(store, worker, 10000, NULL, task, NULL);
 }
 
 static const char *
@@ -69,20 +106,23 @@ test_lifecycle_claims_oldest_once_and_raises_seq(void **state)
     assert_string_equal(text(first, "status"), "queued");
     assert_int_equal(number(first, "seq"), 1);
 
-    assert_int_equal(store_task_claim(store, "w1", &claimed), 0);
+    int announce = 0;
+    assert_int_equal(claim_for(store, "w1", 10000, NULL, &claimed, &announce), 0);
+    assert_int_equal(announce, 1);
     assert_string_equal(text(claimed, "id"), text(first, "id"));
     assert_string_equal(text(claimed, "status"), "running");
     assert_int_equal(number(claimed, "seq"), 2);
     assert_int_equal(number(claimed, "attempts"), 1);
+    assert_int_equal(number(claimed, "max_attempts"), 3);
 
-    assert_int_equal(store_task_progress(store, text(first, "id"), 150, "half", &task), 0);
+    assert_int_equal(store_task_progress(store, text(first, "id"), 1, 150, "half", &task), 0);
     assert_int_equal(number(task, "progress"), 100);
     assert_int_equal(number(task, "seq"), 3);
     json_decref(task);
 
     json_t *result = json_pack("{s:i}", "ok", 1);
-    assert_int_equal(store_task_finish(store, text(first, "id"), STORE_STATUS_SUCCEEDED, result,
-                                       NULL, "done", &task),
+    assert_int_equal(store_task_finish(store, text(first, "id"), 1, STORE_STATUS_SUCCEEDED, result,
+                                       NULL, "done", NULL, &task),
                      0);
     json_decref(result);
     assert_string_equal(text(task, "status"), "succeeded");
@@ -92,17 +132,17 @@ test_lifecycle_claims_oldest_once_and_raises_seq(void **state)
     json_decref(task);
 
     /* Finished is final: no more progress, no second finish. */
-    assert_int_equal(store_task_progress(store, text(first, "id"), 5, "late", &task),
-                     TW_E_CONFLICT);
-    assert_int_equal(store_task_finish(store, text(first, "id"), STORE_STATUS_FAILED, NULL, "x",
-                                       NULL, &task),
-                     TW_E_CONFLICT);
+    assert_int_equal(store_task_progress(store, text(first, "id"), 1, 5, "late", &task),
+                     TW_E_FENCED);
+    assert_int_equal(store_task_finish(store, text(first, "id"), 1, STORE_STATUS_FAILED, NULL, "x",
+                                       NULL, NULL, &task),
+                     TW_E_FENCED);
     json_decref(claimed);
 
-    assert_int_equal(store_task_claim(store, "w1", &claimed), 0);
+    assert_int_equal(claim(store, "w1", &claimed), 0);
     assert_string_equal(text(claimed, "id"), text(second, "id"));
     json_decref(claimed);
-    assert_int_equal(store_task_claim(store, "w1", &claimed), TW_E_NOT_FOUND);
+    assert_int_equal(claim(store, "w1", &claimed), TW_E_NOT_FOUND);
     json_decref(first);
     json_decref(second);
 }
@@ -122,17 +162,17 @@ test_cancel_queued_running_and_finished(void **state)
     json_decref(task);
     assert_int_equal(store_task_cancel(store, text(queued, "id"), "c", &final, &task),
                      TW_E_CONFLICT);
-    assert_int_equal(store_task_claim(store, "w", &task), TW_E_NOT_FOUND);
+    assert_int_equal(claim(store, "w", &task), TW_E_NOT_FOUND);
 
     json_t *running = insert(store, "c");
-    assert_int_equal(store_task_claim(store, "w", &task), 0);
+    assert_int_equal(claim(store, "w", &task), 0);
     json_decref(task);
-    assert_int_equal(store_task_cancel_requested(store, text(running, "id")), 0);
+    assert_int_equal(store_task_check(store, text(running, "id"), 1), 0);
     assert_int_equal(store_task_cancel(store, text(running, "id"), "c", &final, &task), 0);
     assert_int_equal(final, 0);
     assert_string_equal(text(task, "status"), "running");
     json_decref(task);
-    assert_int_equal(store_task_cancel_requested(store, text(running, "id")), 1);
+    assert_int_equal(store_task_check(store, text(running, "id"), 1), 1);
     json_decref(queued);
     json_decref(running);
 }
@@ -168,30 +208,255 @@ test_list_is_per_client_newest_first_with_cursor(void **state)
     json_decref(other);
 }
 
-/* A dead worker's task would stay "running" forever; a live one's would be taken from it. */
+/* A live worker's task would be taken from it, or a dead one's would stay running. */
 static void
-test_reap_fails_only_tasks_of_dead_workers(void **state)
+test_leases_renewed_hold_and_expired_are_taken_back(void **state)
 {
     struct store *store = *state;
-    json_t *a = insert(store, "r"), *b = insert(store, "r"), *task, *reaped = NULL;
+    json_t *a = insert(store, "l"), *b = insert(store, "l"), *task, *held = NULL, *expired = NULL;
+    assert_int_equal(claim_for(store, "live", 10000, NULL, &task, NULL), 0);
+    json_decref(task);
+    assert_int_equal(claim_for(store, "dead", 1, NULL, &task, NULL), 0);
+    json_decref(task);
+    usleep(5000);
+    assert_int_equal(store_leases_renew(store, "live", 10000, &held), 0);
+    assert_int_equal(json_array_size(held), 1);
+    assert_string_equal(text(json_array_get(held, 0), "id"), text(a, "id"));
+    json_decref(held);
+    assert_int_equal(store_leases_expired(store, &expired), 0);
+    assert_int_equal(json_array_size(expired), 1);
+    json_t *lost = json_array_get(expired, 0);
+    assert_string_equal(text(lost, "id"), text(b, "id"));
+    assert_string_equal(text(lost, "worker"), "dead");
+    assert_string_equal(text(lost, "host"), "host-a");
+    json_decref(expired);
+    assert_int_equal(store_task_take_back(store, text(b, "id"), 1, STORE_NEXT_RETRY, 0,
+                                          "{\"attempt\":1,\"error\":\"worker lost\"}", &task),
+                     0);
+    assert_string_equal(text(task, "status"), "queued");
+    assert_int_equal(json_array_size(json_object_get(task, "errors")), 1);
+    json_decref(task);
+    /* The same take-back again is refused: the attempt is no longer running. */
+    assert_int_equal(store_task_take_back(store, text(b, "id"), 1, STORE_NEXT_RETRY, 0, "{}", &task),
+                     TW_E_FENCED);
+    /* The dead worker's late writes are fenced; the next attempt's are not. */
+    assert_int_equal(store_task_progress(store, text(b, "id"), 1, 50, "stale", &task), TW_E_FENCED);
+    assert_int_equal(claim(store, "other", &task), 0);
+    assert_string_equal(text(task, "id"), text(b, "id"));
+    assert_int_equal(number(task, "attempts"), 2);
+    json_decref(task);
+    assert_int_equal(store_task_check(store, text(b, "id"), 1), TW_E_FENCED);
+    assert_int_equal(store_task_check(store, text(b, "id"), 2), 0);
+    assert_int_equal(store_task_finish(store, text(b, "id"), 1, STORE_STATUS_SUCCEEDED, NULL, NULL,
+                                       NULL, NULL, &task),
+                     TW_E_FENCED);
+    assert_int_equal(store_task_progress(store, text(b, "id"), 2, 50, "fresh", &task), 0);
+    json_decref(task);
+    /* A live lease is never taken back. */
+    assert_int_equal(store_task_take_back(store, text(a, "id"), 1, STORE_NEXT_FAIL, 0, "{}", &task),
+                     TW_E_FENCED);
     assert_int_equal(store_worker_heartbeat(store, "live", 2), 0);
-    assert_int_equal(store_task_claim(store, "live", &task), 0);
-    json_decref(task);
-    assert_int_equal(store_task_claim(store, "dead", &task), 0);
-    json_decref(task);
     assert_int_equal(store_workers_alive(store, 5000), 1);
-    assert_int_equal(store_tasks_reap(store, 5000, &reaped), 0);
-    assert_int_equal(json_array_size(reaped), 1);
-    json_t *failed = json_array_get(reaped, 0);
-    assert_string_equal(text(failed, "id"), text(b, "id"));
-    assert_string_equal(text(failed, "status"), "failed");
-    assert_string_equal(text(failed, "error"), "worker lost");
-    json_decref(reaped);
     assert_int_equal(store_worker_remove(store, "live"), 0);
     assert_int_equal(store_workers_alive(store, 5000), 0);
     assert_int_equal(store_check_writable(store), 0);
     json_decref(a);
     json_decref(b);
+}
+
+/* A retry would run early, be lost, or a failed attempt leave no trace. */
+static void
+test_retry_later_waits_for_run_at_and_records_errors(void **state)
+{
+    struct store *store = *state;
+    json_t *queued = insert(store, "r"), *task;
+    const char *id = text(queued, "id");
+    assert_int_equal(claim(store, "w", &task), 0);
+    json_decref(task);
+    assert_int_equal(store_task_retry_later(store, id, 1, "boom", "{\"attempt\":1,\"error\":\"boom\"}",
+                                            INT64_C(4102444800000), &task),
+                     0);
+    assert_string_equal(text(task, "status"), "queued");
+    assert_string_equal(text(task, "error"), "boom");
+    assert_string_equal(text(task, "run_at"), "2100-01-01T00:00:00.000Z");
+    json_decref(task);
+    assert_int_equal(store_task_claimable(store, NULL), 0);
+    assert_int_equal(claim(store, "w", &task), TW_E_NOT_FOUND);
+    /* A cancel reaches a task waiting for its retry at once. */
+    int final = 0;
+    assert_int_equal(store_task_cancel(store, id, "r", &final, &task), 0);
+    assert_int_equal(final, 1);
+    assert_string_equal(text(task, "status"), "cancelled");
+    json_decref(task);
+    /* Retry over REST: a new attempt, runnable now; then the next claim takes it. */
+    assert_int_equal(store_task_retry(store, id, "r", &task), 0);
+    assert_string_equal(text(task, "status"), "queued");
+    assert_true(number(task, "max_attempts") >= 2);
+    json_decref(task);
+    assert_int_equal(store_task_retry(store, id, "r", &task), TW_E_CONFLICT);
+    assert_int_equal(store_task_delete(store, id, "r"), TW_E_CONFLICT);
+    assert_int_equal(claim(store, "w", &task), 0);
+    assert_int_equal(number(task, "attempts"), 2);
+    json_decref(task);
+    assert_int_equal(store_task_finish(store, id, 2, STORE_STATUS_FAILED, NULL, "again", "failed",
+                                       "{\"attempt\":2,\"error\":\"again\"}", &task),
+                     0);
+    assert_int_equal(json_array_size(json_object_get(task, "errors")), 2);
+    json_decref(task);
+    assert_int_equal(store_task_delete(store, id, "someone-else"), TW_E_NOT_FOUND);
+    assert_int_equal(store_task_delete(store, id, "r"), 0);
+    assert_int_equal(store_task_get(store, id, NULL, &task), TW_E_NOT_FOUND);
+    json_decref(queued);
+}
+
+/* Urgent tasks would wait behind old ones, a scheduled one start early, or a type run more
+ * copies at once than its limit. */
+static void
+test_claim_order_schedule_and_type_limits(void **state)
+{
+    struct store *store = *state;
+    struct store_submission low = {.client_id = "o"}, high = {.client_id = "o", .priority = 5},
+                            later = {.client_id = "o", .priority = 10,
+                                     .run_at_ms = INT64_C(4102444800000)},
+                            other = {.client_id = "o", .type = "other"};
+    assert_int_equal(submit(store, &low), 0);
+    assert_int_equal(submit(store, &high), 0);
+    assert_int_equal(submit(store, &later), 0);
+    assert_int_equal(submit(store, &other), 0);
+    const char *limits = "{\"sleep\":1}";
+    json_t *task;
+    assert_int_equal(claim_for(store, "w", 10000, limits, &task, NULL), 0);
+    assert_string_equal(text(task, "id"), text(high.task, "id"));
+    json_decref(task);
+    /* sleep is at its limit of 1: the next claim skips the low sleep for the other type. */
+    assert_int_equal(claim_for(store, "w", 10000, limits, &task, NULL), 0);
+    assert_string_equal(text(task, "id"), text(other.task, "id"));
+    json_decref(task);
+    assert_int_equal(store_task_claimable(store, limits), 0);
+    assert_int_equal(claim_for(store, "w", 10000, limits, &task, NULL), TW_E_NOT_FOUND);
+    /* Without the limit the low one runs; the scheduled one still waits. */
+    assert_int_equal(claim(store, "w", &task), 0);
+    assert_string_equal(text(task, "id"), text(low.task, "id"));
+    json_decref(task);
+    assert_int_equal(claim(store, "w", &task), TW_E_NOT_FOUND);
+    json_decref(low.task);
+    json_decref(high.task);
+    json_decref(later.task);
+    json_decref(other.task);
+}
+
+/* A retried submission would make a second task, or a reused key run a different job. */
+static void
+test_idempotency_key_and_queue_bound(void **state)
+{
+    struct store *store = *state;
+    struct store_submission first = {.client_id = "k", .idempotency_key = "key-1",
+                                     .request_hash = "aa"},
+                            again = first, changed = first, bounded = {.client_id = "k",
+                                                                       .max_queued = 2};
+    assert_int_equal(submit(store, &first), 0);
+    assert_int_equal(first.replayed, 0);
+    assert_int_equal(submit(store, &again), 0);
+    assert_int_equal(again.replayed, 1);
+    assert_string_equal(text(again.task, "id"), text(first.task, "id"));
+    changed.request_hash = "bb";
+    assert_int_equal(submit(store, &changed), TW_E_IDEMPOTENCY_MISMATCH);
+    assert_null(changed.task);
+    /* Another client's key is its own. */
+    struct store_submission elsewhere = {.client_id = "k2", .idempotency_key = "key-1",
+                                         .request_hash = "bb"};
+    assert_int_equal(submit(store, &elsewhere), 0);
+    assert_int_equal(elsewhere.replayed, 0);
+    /* "k" has 1 queued task: a bound of 2 takes one more, then refuses. */
+    assert_int_equal(submit(store, &bounded), 0);
+    json_decref(bounded.task);
+    bounded.task = NULL;
+    assert_int_equal(submit(store, &bounded), TW_E_TOO_MANY_TASKS);
+    json_decref(first.task);
+    json_decref(again.task);
+    json_decref(elsewhere.task);
+}
+
+/* A task's queued event would go out twice (a restarted worker) or never. */
+static void
+test_announce_once(void **state)
+{
+    struct store *store = *state;
+    json_t *queued = insert(store, "n"), *task = NULL;
+    assert_int_equal(store_task_announce(store, text(queued, "id"), &task), 0);
+    assert_int_equal(number(task, "seq"), 1);
+    json_decref(task);
+    assert_int_equal(store_task_announce(store, text(queued, "id"), &task), TW_E_NOT_FOUND);
+    int announce = 1;
+    assert_int_equal(claim_for(store, "w", 10000, NULL, &task, &announce), 0);
+    assert_int_equal(announce, 0);
+    json_decref(task);
+    json_decref(queued);
+}
+
+/* Finished tasks would pile up for ever, or pruning would take unfinished ones. */
+static void
+test_prune_removes_only_old_finished_tasks(void **state)
+{
+    struct store *store = *state;
+    json_t *done = insert(store, "p"), *waiting = insert(store, "p"), *task;
+    assert_int_equal(claim(store, "w", &task), 0);
+    json_decref(task);
+    assert_int_equal(store_task_finish(store, text(done, "id"), 1, STORE_STATUS_SUCCEEDED, NULL,
+                                       NULL, NULL, NULL, &task),
+                     0);
+    json_decref(task);
+    assert_int_equal(store_tasks_prune(store, 3600000), 0);
+    usleep(3000);
+    assert_int_equal(store_tasks_prune(store, 1), 1);
+    assert_int_equal(store_task_get(store, text(done, "id"), NULL, &task), TW_E_NOT_FOUND);
+    assert_int_equal(store_task_get(store, text(waiting, "id"), NULL, &task), 0);
+    json_decref(task);
+    json_decref(done);
+    json_decref(waiting);
+}
+
+/* An upgrade would lose the tasks of an older database, or a newer one be misread. */
+static void
+test_schema_upgrade_and_newer_schema_refused(void **state)
+{
+    (void)state;
+    char old_dir[64], old_path[256], err[512];
+    assert_int_equal(tempdb_make(old_dir, sizeof old_dir, "schema", old_path, sizeof old_path), 0);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(old_path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TABLE tasks (seqno INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
+                     " client_id TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL DEFAULT '',"
+                     " params TEXT NOT NULL DEFAULT '{}', status TEXT NOT NULL,"
+                     " progress INTEGER NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '',"
+                     " result TEXT, error TEXT, attempts INTEGER NOT NULL DEFAULT 0,"
+                     " seq INTEGER NOT NULL DEFAULT 1, cancel_requested INTEGER NOT NULL DEFAULT 0,"
+                     " worker_id TEXT, created_at INTEGER NOT NULL, started_at INTEGER,"
+                     " finished_at INTEGER);"
+                     "CREATE INDEX tasks_by_status ON tasks (status, seqno);"
+                     "CREATE TABLE workers (id TEXT PRIMARY KEY, pid INTEGER NOT NULL,"
+                     " concurrency INTEGER NOT NULL, started_at INTEGER NOT NULL,"
+                     " heartbeat_at INTEGER NOT NULL);"
+                     "INSERT INTO tasks (id, client_id, type, status, created_at) VALUES"
+                     " ('00000000000000000000000000000001', 'old', 'sleep', 'queued', 1000);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    struct store *upgraded = store_new(old_path, 1000, err, sizeof err);
+    assert_non_null(upgraded);
+    json_t *task = NULL;
+    assert_int_equal(claim(upgraded, "w", &task), 0);
+    assert_string_equal(text(task, "id"), "00000000000000000000000000000001");
+    json_decref(task);
+    store_destroy(&upgraded);
+    assert_int_equal(sqlite3_open(old_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_null(store_new(old_path, 1000, err, sizeof err));
+    assert_non_null(strstr(err, "newer than this program"));
+    assert_int_equal(tempdb_remove(old_dir, old_path), 0);
 }
 
 /* A program writing invalid UTF-8 to stderr would make the task unreadable as JSON. */
@@ -200,10 +465,10 @@ test_invalid_utf8_error_is_still_json(void **state)
 {
     struct store *store = *state;
     json_t *queued = insert(store, "u"), *task;
-    assert_int_equal(store_task_claim(store, "w", &task), 0);
+    assert_int_equal(claim(store, "w", &task), 0);
     json_decref(task);
-    assert_int_equal(store_task_finish(store, text(queued, "id"), STORE_STATUS_FAILED, NULL,
-                                       "bad \xff\xfe bytes", NULL, &task),
+    assert_int_equal(store_task_finish(store, text(queued, "id"), 1, STORE_STATUS_FAILED, NULL,
+                                       "bad \xff\xfe bytes", NULL, NULL, &task),
                      0);
     assert_string_equal(text(task, "error"), "bad ?? bytes");
     json_decref(task);
@@ -233,7 +498,9 @@ test_group_commit_keeps_every_task_and_shares_syncs(void **state)
                 int ok = 1;
                 for (int i = 0; i < GROUP_TASKS && ok; i++) {
                     json_t *params = json_object();
-                    struct store_submission sub = {"g", "sleep", "", params, NULL, -1};
+                    struct store_submission sub = {.client_id = "g", .type = "sleep",
+                                                   .name = "", .params = params,
+                                                   .max_attempts = 1};
                     struct store_submission *one = &sub;
                     ok = store_tasks_insert(mine, &one, 1) == 0 && sub.rc == 0;
                     json_decref(sub.task);
@@ -295,8 +562,17 @@ main(void)
         cmocka_unit_test_setup_teardown(test_cancel_queued_running_and_finished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_is_per_client_newest_first_with_cursor, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_reap_fails_only_tasks_of_dead_workers, setup,
+        cmocka_unit_test_setup_teardown(test_leases_renewed_hold_and_expired_are_taken_back,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_later_waits_for_run_at_and_records_errors,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_order_schedule_and_type_limits, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_key_and_queue_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_announce_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune_removes_only_old_finished_tasks, setup,
+                                        teardown),
+        cmocka_unit_test(test_schema_upgrade_and_newer_schema_refused),
         cmocka_unit_test_setup_teardown(test_invalid_utf8_error_is_still_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_keeps_every_task_and_shares_syncs,
                                         setup, teardown),

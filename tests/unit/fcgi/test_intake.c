@@ -52,7 +52,8 @@ submitter_main(void *arg)
             size = INTAKE_TASKS - i;
         for (int k = 0; k < size; k++) {
             json_t *params = json_pack("{s:i}", "n", i + k);
-            group[k] = (struct store_submission){self->client, "sleep", "", params, NULL, -1};
+            group[k] = (struct store_submission){
+                .client_id = self->client, .type = "sleep", .name = "", .params = params};
             subs[k] = &group[k];
         }
         intake_submit(self->intake, subs, (size_t)size);
@@ -146,7 +147,8 @@ test_a_group_over_the_batch_limit_is_committed_in_parts(void **state)
     struct store_submission *subs[count];
     json_t *params = json_object();
     for (int i = 0; i < count; i++) {
-        group[i] = (struct store_submission){"big", "sleep", "", params, NULL, -1};
+        group[i] = (struct store_submission){
+            .client_id = "big", .type = "sleep", .name = "", .params = params};
         subs[i] = &group[i];
     }
     intake_submit(&intake, subs, count);
@@ -177,9 +179,10 @@ test_a_failed_submission_fails_alone(void **state)
     assert_non_null(store);
     json_t *params = json_object();
     /* No client id breaks the table's NOT NULL rule for that row only. */
-    struct store_submission a = {"a", "sleep", "", params, NULL, -1};
-    struct store_submission bad = {NULL, "sleep", "", params, NULL, -1};
-    struct store_submission b = {"b", "sleep", "", params, NULL, -1};
+    struct store_submission a = {.client_id = "a", .type = "sleep", .name = "", .params = params};
+    struct store_submission bad = {.client_id = NULL, .type = "sleep", .name = "",
+                                   .params = params};
+    struct store_submission b = {.client_id = "b", .type = "sleep", .name = "", .params = params};
     struct store_submission *subs[] = {&a, &bad, &b};
     assert_int_equal(store_tasks_insert(store, subs, 3), 0);
     assert_int_equal(a.rc, 0);

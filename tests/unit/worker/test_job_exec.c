@@ -20,6 +20,7 @@ static int progress_count;
 static int progress_percent[PROGRESS_MAX];
 static char progress_message[PROGRESS_MAX][128];
 static int cancel_after_progress = -1; /* request a cancel once this many steps were seen */
+static int stop_reason = JOB_STOP_CANCEL; /* the stop cancel_after_progress requests */
 
 void
 job_progress(struct job *job, int percent, const char *message)
@@ -31,7 +32,7 @@ job_progress(struct job *job, int percent, const char *message)
     }
     progress_count++;
     if (cancel_after_progress >= 0 && progress_count >= cancel_after_progress)
-        atomic_store(job->stop, JOB_STOP_CANCEL);
+        atomic_store(job->stop, stop_reason);
 }
 
 void
@@ -71,6 +72,7 @@ make_job(const char *text, const char *params, long long timeout_ms)
     atomic_init(&stop, JOB_STOP_NONE);
     progress_count = 0;
     cancel_after_progress = -1;
+    stop_reason = JOB_STOP_CANCEL;
     struct job *job = calloc(1, sizeof *job);
     job->cfg = &cfg;
     job->type = &type;
@@ -158,7 +160,7 @@ test_timeout_kills(void **state)
     struct job *job = make_job("#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.05; done\n", "{}",
                                300);
     int64_t start = clock_mono_ms();
-    assert_int_equal(job_exec_run(job), JOB_END_FAILED);
+    assert_int_equal(job_exec_run(job), JOB_END_TIMEOUT);
     int64_t took = clock_mono_ms() - start;
     assert_string_equal(job->error, "timed out after 300 ms");
     assert_true(took >= 300 + 200 && took < 5000);
@@ -175,6 +177,24 @@ test_cancel(void **state)
     int64_t start = clock_mono_ms();
     assert_int_equal(job_exec_run(job), JOB_END_CANCELLED);
     assert_true(clock_mono_ms() - start < 5000);
+    free_job(job);
+}
+
+/* A fenced attempt (a newer one owns the task) kills the program's group at once, without the
+ * grace a cancel gets, even when it ignores SIGTERM. */
+static void
+test_lost_attempt_is_killed_at_once(void **state)
+{
+    (void)state;
+    struct job *job = make_job("#!/bin/sh\ntrap '' TERM\necho 'PROGRESS 5 started'\n"
+                               "while :; do sleep 0.05; done\n",
+                               "{}", 60000);
+    cfg.cancel_grace_ms = 5000;
+    cancel_after_progress = 1;
+    stop_reason = JOB_STOP_LOST;
+    int64_t start = clock_mono_ms();
+    assert_int_equal(job_exec_run(job), JOB_END_LOST);
+    assert_true(clock_mono_ms() - start < 2000);
     free_job(job);
 }
 
@@ -202,6 +222,7 @@ main(void)
         cmocka_unit_test(test_exit_status_and_bad_result),
         cmocka_unit_test(test_timeout_kills),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_lost_attempt_is_killed_at_once),
         cmocka_unit_test(test_missing_program),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
