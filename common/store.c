@@ -410,6 +410,28 @@ fail:
 }
 
 int
+store_transaction_begin(struct store *store)
+{
+    return store_exec(store, "BEGIN IMMEDIATE");
+}
+
+int
+store_transaction_commit(struct store *store)
+{
+    if (store_exec(store, "COMMIT") == 0)
+        return 0;
+    store_exec(store, "ROLLBACK");
+    return TW_E_STORE;
+}
+
+void
+store_transaction_rollback(struct store *store)
+{
+    if (!sqlite3_get_autocommit(store->db))
+        store_exec(store, "ROLLBACK");
+}
+
+int
 store_worker_durability(struct store *store)
 {
     return store_exec(store, "PRAGMA synchronous = NORMAL");
@@ -991,7 +1013,8 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host,
     sqlite3_stmt *stmt = store_statement(store, ST_CLAIM);
     if (!stmt || max == 0 || max > STORE_CLAIM_MAX)
         return stmt ? TW_E_INTERNAL : TW_E_STORE;
-    if (store_exec(store, "BEGIN IMMEDIATE") != 0)
+    int own = sqlite3_get_autocommit(store->db); /* else the caller's transaction holds it */
+    if (own && store_exec(store, "BEGIN IMMEDIATE") != 0)
         return TW_E_STORE;
     int64_t now = clock_now_ms();
     size_t n = 0;
@@ -1019,8 +1042,9 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host,
             failed = store_fail(store, "claim");
         store_statement_done(stmt);
     }
-    if (failed || store_exec(store, "COMMIT") != 0) {
-        store_exec(store, "ROLLBACK");
+    if (failed || (own && store_exec(store, "COMMIT") != 0)) {
+        if (own)
+            store_exec(store, "ROLLBACK");
         for (size_t i = 0; i < n; i++) {
             json_decref(tasks[i]);
             tasks[i] = NULL;

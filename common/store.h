@@ -130,7 +130,7 @@ int store_task_announce(struct store *store, const char *id, json_t **task);
 int store_task_claimable(struct store *store, const char *limits);
 
 /* Claim up to max (1..STORE_CLAIM_MAX) runnable tasks for worker_id on host, in one
- * transaction: highest priority first, then oldest; only tasks whose run_at has come; no more
+ * transaction (the caller's, if one is open): highest priority first, then oldest; only tasks whose run_at has come; no more
  * running of a type than limits allows (a JSON object {"type": limit}, or NULL for none),
  * counted across every worker of the store.  Each becomes running with attempts+1 (its fencing
  * token) and a lease until now + lease_ms.  Fills tasks[0..n) (new references) and announce[i]
@@ -204,6 +204,13 @@ int store_workers_alive(struct store *store, int64_t stale_after_ms);
  * keys past their window, in one short transaction.  Returns the number of tasks deleted (call
  * again while it is STORE_PRUNE_BATCH) or a negative code. */
 int store_tasks_prune(struct store *store, int64_t keep_ms);
+
+/* A write transaction around several of the calls above (the worker pool's turn: the outcomes
+ * of its slots and its claims, one commit for all).  Inside one, the calls do not commit;
+ * a failed commit is rolled back.  0 or TW_E_STORE. */
+int store_transaction_begin(struct store *store);
+int store_transaction_commit(struct store *store);
+void store_transaction_rollback(struct store *store);
 
 /* The worker's connections: commit with synchronous=NORMAL.  A worker's changes then survive
  * any crash of a process; an OS crash or power loss may undo its last ones (a task then runs

@@ -158,85 +158,117 @@ job_wait_until(struct job *job, int64_t deadline_ms)
     }
 }
 
-/* An attempt that failed or timed out: retried later when its type's policy allows (a
- * retrying event), else final. */
-static int
-job_end_failure(struct job *job, unsigned reason, json_t **task)
+void
+job_outcome_destroy(struct job_outcome **outcome)
 {
-    const char *error = job->error[0] ? job->error : "failed";
-    char *entry = retry_error_entry(job->attempt, error, job->env->worker_id, job->env->host);
-    if (!entry)
-        return TW_E_NOMEM;
+    if (!outcome || !*outcome)
+        return;
+    json_decref((*outcome)->result);
+    free((*outcome)->error);
+    free((*outcome)->error_entry);
+    free(*outcome);
+    *outcome = NULL;
+}
+
+int
+job_outcome_apply(struct store *store, const struct job_outcome *outcome, json_t **task,
+                  const char **event)
+{
     int rc;
-    if (retry_allowed(job->type, reason, job->task)) {
-        int n = (int)json_array_size(json_object_get(job->task, "errors")) + 1;
-        int64_t run_at = clock_now_ms() + retry_backoff_ms(job->type, n, retry_random());
-        rc = store_task_retry_later(job->store, job->id, job->attempt, error, entry, run_at, task);
-    } else {
-        rc = store_task_finish(job->store, job->id, job->attempt, STORE_STATUS_FAILED, NULL, error,
-                               "failed", entry, task);
+    switch (outcome->kind) {
+    case JOB_OUTCOME_FINISH:
+        rc = store_task_finish(store, outcome->id, outcome->attempt, outcome->status,
+                               outcome->result, outcome->error, outcome->message,
+                               outcome->error_entry, task);
+        *event = protocol_event_for_status(outcome->status);
+        break;
+    case JOB_OUTCOME_RETRY_LATER:
+        rc = store_task_retry_later(store, outcome->id, outcome->attempt, outcome->error,
+                                    outcome->error_entry, outcome->run_at_ms, task);
+        *event = PROTOCOL_EVENT_RETRYING;
+        break;
+    default:
+        rc = store_task_requeue(store, outcome->id, outcome->attempt, outcome->message, task);
+        *event = PROTOCOL_EVENT_RETRYING;
+        break;
     }
-    free(entry);
     return rc;
 }
 
-/* Store the outcome the kind reached and publish it. */
-static void
+/* An attempt that failed or timed out: retried later when its type's policy allows, else
+ * final; either way with an errors entry. */
+static int
+job_end_failure(struct job *job, unsigned reason, struct job_outcome *outcome)
+{
+    const char *error = job->error[0] ? job->error : "failed";
+    outcome->error = strdup(error);
+    outcome->error_entry =
+        retry_error_entry(job->attempt, error, job->env->worker_id, job->env->host);
+    if (!outcome->error || !outcome->error_entry)
+        return TW_E_NOMEM;
+    if (retry_allowed(job->type, reason, job->task)) {
+        int n = (int)json_array_size(json_object_get(job->task, "errors")) + 1;
+        outcome->kind = JOB_OUTCOME_RETRY_LATER;
+        outcome->run_at_ms = clock_now_ms() + retry_backoff_ms(job->type, n, retry_random());
+        outcome->message = "retrying";
+    } else {
+        outcome->status = STORE_STATUS_FAILED;
+        outcome->message = "failed";
+    }
+    return 0;
+}
+
+/* The outcome of the end the kind reached, or NULL when there is none to store. */
+static struct job_outcome *
 job_finish(struct job *job, enum job_end end)
 {
     if (job->lost || end == JOB_END_LOST) {
         log_warn("event=task_lost task=%s attempt=%d", job->id, job->attempt);
-        return;
+        return NULL;
     }
+    struct job_outcome *outcome = calloc(1, sizeof *outcome);
+    if (!outcome)
+        return NULL;
+    snprintf(outcome->id, sizeof outcome->id, "%s", job->id);
+    outcome->attempt = job->attempt;
+    outcome->kind = JOB_OUTCOME_FINISH;
+    int rc = 0;
     /* A final state always carries the latest progress, so a pending step is not needed. */
-    json_t *task = NULL;
-    int rc;
     switch (end) {
     case JOB_END_SUCCEEDED:
-        rc = store_task_finish(job->store, job->id, job->attempt, STORE_STATUS_SUCCEEDED,
-                               job->result, NULL, "done", NULL, &task);
+        outcome->status = STORE_STATUS_SUCCEEDED;
+        outcome->message = "done";
+        outcome->result = job->result;
+        job->result = NULL;
         break;
     case JOB_END_FAILED:
-        rc = job_end_failure(job, CONFIG_RETRY_FAILED, &task);
+        rc = job_end_failure(job, CONFIG_RETRY_FAILED, outcome);
         break;
     case JOB_END_TIMEOUT:
-        rc = job_end_failure(job, CONFIG_RETRY_TIMEOUT, &task);
+        rc = job_end_failure(job, CONFIG_RETRY_TIMEOUT, outcome);
         break;
     case JOB_END_CANCELLED:
-        rc = store_task_finish(job->store, job->id, job->attempt, STORE_STATUS_CANCELLED, NULL,
-                               NULL, "cancelled", NULL, &task);
+        outcome->status = STORE_STATUS_CANCELLED;
+        outcome->message = "cancelled";
         break;
     default:
-        rc = store_task_requeue(job->store, job->id, job->attempt, "requeued: worker stopping",
-                                &task);
+        outcome->kind = JOB_OUTCOME_REQUEUE;
+        outcome->message = "requeued: worker stopping";
         break;
     }
-    if (rc == TW_E_FENCED) {
-        job_fenced(job);
-        return;
-    }
-    if (rc != 0) {
-        log_warn("event=finish_failed task=%s error=%s", job->id, tw_error_name(rc));
-        return;
-    }
-    job_task_replace(job, task);
-    const char *status = json_string_value(json_object_get(task, "status"));
-    const char *event = status && strcmp(status, STORE_STATUS_QUEUED) == 0
-                            ? PROTOCOL_EVENT_RETRYING
-                            : protocol_event_for_status(status ? status : "");
-    job_publish(job, event);
-    log_info("event=task_%s task=%s client=%s type=%s attempt=%d", event, job->id,
-             job->client_id, job->type ? job->type->name : "?", job->attempt);
+    if (rc != 0)
+        job_outcome_destroy(&outcome);
+    return outcome;
 }
 
-void
+struct job_outcome *
 job_run(const struct job_env *env, json_t **task)
 {
     struct job *job = calloc(1, sizeof *job);
     if (!job) {
         json_decref(*task);
         *task = NULL;
-        return;
+        return NULL;
     }
     const struct config *cfg = env->cfg;
     job->cfg = cfg;
@@ -265,8 +297,9 @@ job_run(const struct job_env *env, json_t **task)
     }
     if (atomic_load(job->stop) == JOB_STOP_LOST)
         end = JOB_END_LOST;
-    job_finish(job, end);
+    struct job_outcome *outcome = job_finish(job, end);
     json_decref(job->result);
     json_decref(job->task);
     free(job);
+    return outcome;
 }

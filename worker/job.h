@@ -74,10 +74,41 @@ struct job {
     char error[JOB_ERROR_MAX + 1];
 };
 
+/* How an attempt ended, for the pool to store with other slots' outcomes and its claims in one
+ * transaction (a write of its own per task would cost each task a commit).  The pool applies it
+ * with job_outcome_apply(), fenced on the attempt, and publishes the event it names. */
+enum job_outcome_kind {
+    JOB_OUTCOME_FINISH,      /* a final status */
+    JOB_OUTCOME_RETRY_LATER, /* queued again, runnable at run_at_ms */
+    JOB_OUTCOME_REQUEUE      /* handed back by a stopping worker */
+};
+
+struct job_outcome {
+    enum job_outcome_kind kind;
+    char id[64];
+    int attempt;
+    const char *status;           /* FINISH: a STORE_STATUS_* */
+    json_t *result;               /* owned; FINISH succeeded, or NULL */
+    char *error;                  /* owned, or NULL */
+    const char *message;          /* static text */
+    char *error_entry;            /* owned: the attempt's errors entry, or NULL */
+    int64_t run_at_ms;            /* RETRY_LATER */
+};
+
+/* Free an outcome.  NULL-safe; nulls *outcome. */
+void job_outcome_destroy(struct job_outcome **outcome);
+
+/* Store outcome on store (inside the caller's transaction, if one is open).  0 with *task the
+ * new state and *event the event to publish; TW_E_FENCED when the attempt is no longer current
+ * (nothing to publish); another code on failure. */
+int job_outcome_apply(struct store *store, const struct job_outcome *outcome, json_t **task,
+                      const char **event);
+
 /* Run task (a running task object from a claim; the job takes the reference) to the end of its
- * attempt: stores the outcome (final, a retry later, or requeued), publishes every event, and
- * returns.  A fenced attempt returns having written and published nothing more. */
-void job_run(const struct job_env *env, json_t **task);
+ * attempt, publishing its progress.  Returns how it ended (caller owns; job_outcome_destroy),
+ * or NULL when there is nothing to store: the attempt was fenced (nothing more may be written
+ * or published about it) or memory ran out (its lease then runs out and it runs again). */
+struct job_outcome *job_run(const struct job_env *env, json_t **task);
 
 /* Report progress (0..100) with a step message; stored and published now or when the
  * coalescing interval allows. */

@@ -40,11 +40,14 @@ struct pool {
     int proxy_started;
     int concurrency;
     struct slot **slots;
+    struct job_outcome **outcomes; /* ended attempts to store, one per slot at most */
+    size_t outcome_count;
     int64_t next_scan_ms, next_heartbeat_ms, next_prune_ms;
     /* Monotonic time until which this pool's leases surely hold: lease_ms after the start of
      * its last renewal.  Past it (the process was frozen, or the store unreachable) it publishes
      * nothing about its tasks until a renewal says which it still holds. */
     int64_t lease_valid_until_ms;
+    int stopping;                /* shutting down: outcomes are stored, nothing is claimed */
 };
 
 /* The limited types' concurrency as a JSON object, or NULL when no type is limited. */
@@ -153,7 +156,8 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
     }
     pool->proxy_started = 1;
     pool->slots = calloc((size_t)pool->concurrency, sizeof *pool->slots);
-    if (!pool->slots) {
+    pool->outcomes = calloc((size_t)pool->concurrency, sizeof *pool->outcomes);
+    if (!pool->slots || !pool->outcomes) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -179,6 +183,9 @@ pool_destroy(struct pool **pool)
             slot_destroy(&p->slots[i]);
         free(p->slots);
     }
+    for (size_t i = 0; i < p->outcome_count; i++)
+        job_outcome_destroy(&p->outcomes[i]);
+    free(p->outcomes);
     if (p->store)
         store_worker_remove(p->store, p->worker_id);
     if (p->tasks)
@@ -252,33 +259,70 @@ pool_lease_valid(const struct pool *pool)
     return clock_mono_ms() < pool->lease_valid_until_ms;
 }
 
-/* Claim runnable tasks for every idle slot, in one transaction. */
+/* Store the slots' outcomes and claim runnable tasks for every idle slot, in one transaction;
+ * then publish what it did.  On a failure everything is rolled back and the outcomes wait for
+ * the next turn (their leases are ours and are renewed meanwhile). */
 static void
 pool_dispatch(struct pool *pool)
 {
     struct slot *idle[STORE_CLAIM_MAX];
     size_t count = 0;
-    for (int i = 0; i < pool->concurrency && count < STORE_CLAIM_MAX; i++)
-        if (!slot_busy(pool->slots[i]))
-            idle[count++] = pool->slots[i];
-    if (count == 0 || !pool_lease_valid(pool))
-        return;
-    /* The look at the queue spares the claim's write transaction when nothing can start
+    if (pool_lease_valid(pool) && !pool->stopping)
+        for (int i = 0; i < pool->concurrency && count < STORE_CLAIM_MAX; i++)
+            if (!slot_busy(pool->slots[i]))
+                idle[count++] = pool->slots[i];
+    /* The look at the queue spares the claim a write transaction when nothing can start
      * (every scan of an idle worker). */
-    int claimable = store_task_claimable(pool->store, pool->limits);
-    if (claimable <= 0) {
-        if (claimable < 0)
-            log_warn("event=queue_read_failed error=%s", tw_error_name(claimable));
+    int claimable = count > 0 ? store_task_claimable(pool->store, pool->limits) : 0;
+    if (claimable < 0)
+        log_warn("event=queue_read_failed error=%s", tw_error_name(claimable));
+    if (pool->outcome_count == 0 && claimable <= 0)
         return;
+    if (store_transaction_begin(pool->store) != 0)
+        return;
+    size_t applied = pool->outcome_count;
+    json_t *ended[applied > 0 ? applied : 1];
+    const char *ended_events[applied > 0 ? applied : 1];
+    int rc = 0;
+    for (size_t i = 0; i < applied && rc == 0; i++) {
+        ended[i] = NULL;
+        rc = job_outcome_apply(pool->store, pool->outcomes[i], &ended[i], &ended_events[i]);
+        if (rc == TW_E_FENCED) {
+            log_warn("event=attempt_fenced task=%s attempt=%d", pool->outcomes[i]->id,
+                     pool->outcomes[i]->attempt);
+            rc = 0;
+        }
     }
     json_t *tasks[STORE_CLAIM_MAX];
     int announce[STORE_CLAIM_MAX];
-    int claimed = store_tasks_claim(pool->store, pool->worker_id, pool->host, pool->cfg->lease_ms,
+    int claimed = 0;
+    if (rc == 0 && claimable > 0) {
+        claimed = store_tasks_claim(pool->store, pool->worker_id, pool->host, pool->cfg->lease_ms,
                                     pool->limits, count, tasks, announce);
-    if (claimed < 0) {
-        log_warn("event=claim_failed error=%s", tw_error_name(claimed));
+        rc = claimed < 0 ? claimed : 0;
+    }
+    if (rc == 0)
+        rc = store_transaction_commit(pool->store);
+    else
+        store_transaction_rollback(pool->store);
+    if (rc != 0) {
+        log_warn("event=settle_failed error=%s", tw_error_name(rc));
+        for (size_t i = 0; i < applied; i++)
+            json_decref(ended[i]);
+        for (int i = 0; i < claimed; i++)
+            json_decref(tasks[i]);
         return;
     }
+    for (size_t i = 0; i < applied; i++) {
+        if (ended[i]) {
+            log_info("event=task_%s task=%s attempt=%d", ended_events[i], pool->outcomes[i]->id,
+                     pool->outcomes[i]->attempt);
+            pool_publish_task(pool, ended_events[i], ended[i]);
+            json_decref(ended[i]);
+        }
+        job_outcome_destroy(&pool->outcomes[i]);
+    }
+    pool->outcome_count = 0;
     for (int i = 0; i < claimed; i++) {
         json_t *task = tasks[i];
         log_info("event=task_started task=%s client=%s type=%s attempt=%lld",
@@ -449,7 +493,16 @@ pool_collect(struct pool *pool, int wait_ms)
                              zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]));
             else
                 log_info("event=stale_event_dropped slot=%d", slot);
-        } else if (count == 2 && slot >= 0) {
+        } else if (count == 3 && slot >= 0 && zmq_msg_size(&frames[1]) == sizeof(void *)) {
+            struct job_outcome *outcome;
+            memcpy(&outcome, zmq_msg_data(&frames[1]), sizeof outcome);
+            /* A lost attempt's outcome is not ours to store. */
+            if (outcome && slot_lost(pool->slots[slot]))
+                job_outcome_destroy(&outcome);
+            if (outcome && pool->outcome_count < (size_t)pool->concurrency)
+                pool->outcomes[pool->outcome_count++] = outcome;
+            else
+                job_outcome_destroy(&outcome);
             slot_release(pool->slots[slot]);
             done++;
         }
@@ -612,6 +665,7 @@ pool_run(struct pool *pool, volatile sig_atomic_t *quit)
     /* Stop: running tasks go back to the queue, and their events still go out. */
     int busy = pool_busy_count(pool);
     log_info("event=stopping running=%d", busy);
+    pool->stopping = 1;
     for (int i = 0; i < pool->concurrency; i++)
         if (slot_busy(pool->slots[i]))
             slot_stop(pool->slots[i], JOB_STOP_SHUTDOWN);
@@ -619,4 +673,5 @@ pool_run(struct pool *pool, volatile sig_atomic_t *quit)
     while (pool_busy_count(pool) > 0 && clock_mono_ms() < deadline)
         pool_collect(pool, 100);
     pool_collect(pool, 0);
+    pool_dispatch(pool);
 }

@@ -43,11 +43,14 @@ slot_main(void *arg)
         int quit = slot->quit;
         pthread_mutex_unlock(&slot->lock);
         if (task) {
-            job_run(&slot->env, &task);
+            struct job_outcome *outcome = job_run(&slot->env, &task);
             char index[16];
             int length = snprintf(index, sizeof index, "%d", slot->index);
-            zmq_send(slot->events, SLOT_FRAME_DONE, strlen(SLOT_FRAME_DONE), ZMQ_SNDMORE);
-            zmq_send(slot->events, index, (size_t)length, 0);
+            /* The outcome travels as a pointer: the pool takes it (inproc, same process). */
+            if (zmq_send(slot->events, SLOT_FRAME_DONE, strlen(SLOT_FRAME_DONE), ZMQ_SNDMORE) < 0 ||
+                zmq_send(slot->events, &outcome, sizeof outcome, ZMQ_SNDMORE) < 0 ||
+                zmq_send(slot->events, index, (size_t)length, 0) < 0)
+                job_outcome_destroy(&outcome);
         }
         if (quit)
             break;

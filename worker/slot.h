@@ -3,8 +3,9 @@
  * The pool owns the slots and is the only one that hands them tasks (slot_assign) and asks
  * them to stop a task (slot_stop).  A slot has its own store connection and its own PUSH
  * socket to the pool's inproc PULL, on which it sends, in order, every event of its task as
- * [SLOT_FRAME_EVENT][client id][payload][slot index] and then [SLOT_FRAME_DONE][slot index]
- * when it is free again.  Once the pool has marked a slot's attempt lost (slot_lose), it drops
+ * [SLOT_FRAME_EVENT][client id][payload][slot index] and then
+ * [SLOT_FRAME_DONE][struct job_outcome * (the pool takes it; may be NULL)][slot index] when it is
+ * free again: the pool stores the outcome (and publishes its event).  Once the pool has marked a slot's attempt lost (slot_lose), it drops
  * that slot's events until the slot is released.  The pool publishes the events, so all of a task's events leave through one socket in
  * the order they happened.  Its wake condition variable runs on CLOCK_MONOTONIC, the clock of
  * every deadline a job waits for.
