@@ -9,6 +9,7 @@ const $ = (id) => document.getElementById(id);
 let client = null;
 let types = [];
 const cards = new Map();
+let renderQueued = false;
 
 // ---- identity: per tab by default, or shared by the browser's tabs ----
 
@@ -229,8 +230,18 @@ function render() {
   $('empty').hidden = tasks.length > 0;
 }
 
+/** Many tasks can change at once (a page of a resync): draw once after them. */
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  queueMicrotask(() => {
+    renderQueued = false;
+    render();
+  });
+}
+
 function onTask(task, info) {
-  render();
+  scheduleRender();
   const before = info.previous;
   if (isFinal(task.status) && before && !isFinal(before.status) && task.status !== 'cancelled') {
     toast(`${task.name || task.type} ${task.status}`, task.status);
@@ -245,7 +256,8 @@ function startClient() {
   $('share-identity').checked = mode() === 'shared';
   const params = new URLSearchParams(window.location.search);
   const options = { identity: mode() };
-  for (const key of ['backoffInitialMs', 'pingIntervalMs', 'pingTimeoutMs', 'fallbackAfter', 'pollIntervalMs']) {
+  for (const key of ['backoffInitialMs', 'pingIntervalMs', 'pingTimeoutMs', 'fallbackAfter',
+    'pollIntervalMs', 'resyncBackoffInitialMs', 'resyncBackoffMaxMs', 'resyncAttempts']) {
     if (params.has(key)) options[key] = Number(params.get(key));
   }
   client = new Taskwire(options);
@@ -253,7 +265,7 @@ function startClient() {
   client.on('status', (status) => {
     showStatus(status);
     $('client-id').textContent = client.clientId() || '…';
-    render();
+    scheduleRender();
   });
   client.on('message', log);
   client.on('error', (e) => log({ direction: 'in', channel: 'error', data: e.message }));

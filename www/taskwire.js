@@ -10,8 +10,9 @@
 // The WebSocket is the fast path, the REST API the truth: after every (re)connect the client
 // lists its tasks over REST and merges them with what arrives live, by each task's seq, so a
 // page that missed events while disconnected still ends at each task's real state, and a
-// stale message never overwrites a newer one.  When no WebSocket can be opened at all (a proxy
-// that strips the upgrade) it polls the REST API and keeps trying the WebSocket behind it.
+// stale message never overwrites a newer one.  A resync follows the list's cursor to its last
+// page and retries a failed listing with backoff.  When no WebSocket can be opened at all (a
+// proxy that strips the upgrade) it polls the REST API and keeps trying the WebSocket behind it.
 // See docs/CLIENT.md.
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -29,9 +30,22 @@ const DEFAULTS = {
   openTimeoutMs: 10000,     // an open that has not said "connected" by then failed
   fallbackAfter: 3,         // failed opens, never connected, before polling the REST API
   pollIntervalMs: 2000,     // REST polling while the WebSocket is unavailable
-  listLimit: 200,           // tasks fetched by a resync (the API's maximum)
+  listLimit: 200,           // tasks per page of a resync (the API's maximum)
+  resyncBackoffInitialMs: 500, // a failed listing is tried again after this, doubling ...
+  resyncBackoffMaxMs: 30000,   // ... up to this, each delay jittered down by up to half ...
+  resyncAttempts: 10,          // ... this many tries in all before that resync gives up
 };
 
+/** A delay for the attempt-th retry (0 first): initial doubling up to max, jittered down by up
+ * to half, so that many pages retrying at once spread out. */
+function backoffDelay(attempt, initialMs, maxMs) {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 16));
+  return Math.round(ceiling * (0.5 + Math.random() * 0.5));
+}
+
+
+/** A failed request: status and code from the API's error, or status 0 and code "network" when
+ * no answer arrived (the connection failed, or the reply was cut off). */
 export class TaskwireError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -45,6 +59,12 @@ export class Taskwire {
     this.options = { ...DEFAULTS, ...options };
     this.listeners = new Map();
     this.byId = new Map();
+    this.generation = 0;       // raised by close(): work begun before it merges nothing
+    this.resyncWaiters = [];   // resync() callers waiting for the current cycle
+    this.resyncFailures = 0;   // failed listings in the current cycle
+    this.resyncRunning = false;
+    this.resyncAgain = false;  // resync() called while a listing ran: list once more after it
+    this.listing = null;       // the cursor of the listing under way, kept across its retries
     this.session = null;
     this.ws = null;
     this.state = 'offline';
@@ -91,6 +111,10 @@ export class Taskwire {
   /** Stop: no socket, no timers, no more events. */
   close() {
     this.started = false;
+    this.generation += 1;
+    this.resyncRunning = false;
+    this.listing = null;
+    for (const waiter of this.resyncWaiters.splice(0)) waiter.reject(new Error('closed'));
     window.removeEventListener('online', this.onOnline);
     window.removeEventListener('offline', this.onOffline);
     window.removeEventListener('storage', this.onStorage);
@@ -140,11 +164,76 @@ export class Taskwire {
     return answer.types;
   }
 
-  /** List the client's tasks over REST and merge them: what a reconnect does by itself. */
-  async resync() {
-    const answer = await this.request('GET', `/api/tasks?limit=${this.options.listLimit}`);
-    for (const task of answer.tasks) this.merge(task, 'rest');
-    return this.tasks();
+  /** List every task of the client over REST, page by page, and merge them: what a reconnect
+   * does by itself.  Resolves to tasks() once a listing has been read to its last page.  A
+   * listing that fails is tried again from the page that failed, after 0.5 s, 1 s, 2 s … 30 s
+   * (jittered), resyncAttempts tries in all; then the promise rejects.  A call while a listing
+   * runs makes one more full listing follow it, and starts the count of tries afresh. */
+  resync() {
+    return new Promise((resolve, reject) => {
+      this.resyncWaiters.push({ resolve, reject });
+      this.resyncFailures = 0;
+      this.clearTimer('resync');
+      if (this.resyncRunning) this.resyncAgain = true;
+      else this.runResync(true);
+    });
+  }
+
+  /** One listing of a resync cycle; schedules the next try when it fails. */
+  async runResync(fresh) {
+    const generation = this.generation;
+    this.resyncRunning = true;
+    this.resyncAgain = false;
+    if (fresh || !this.listing) this.listing = { before: null };
+    let error = null;
+    try {
+      await this.listPages(this.listing, generation);
+    } catch (e) {
+      error = e;
+    }
+    if (generation !== this.generation) return; // closed meanwhile
+    this.resyncRunning = false;
+    if (this.resyncAgain) { this.runResync(true); return; }
+    if (!error) {
+      this.listing = null;
+      for (const waiter of this.resyncWaiters.splice(0)) waiter.resolve(this.tasks());
+      return;
+    }
+    this.resyncFailures += 1;
+    this.emit('error', error);
+    if (this.resyncFailures >= this.options.resyncAttempts) {
+      this.emit('message', { direction: 'in', channel: 'rest',
+        data: `list failed ${this.resyncFailures} times: giving up until the next resync` });
+      this.listing = null;
+      for (const waiter of this.resyncWaiters.splice(0)) waiter.reject(error);
+      return;
+    }
+    const o = this.options;
+    const delay = backoffDelay(this.resyncFailures - 1, o.resyncBackoffInitialMs, o.resyncBackoffMaxMs);
+    this.emit('message', { direction: 'in', channel: 'rest',
+      data: `list failed (${this.resyncFailures} of ${o.resyncAttempts}): next try in ${(delay / 1000).toFixed(1)} s` });
+    this.timers.resync = setTimeout(() => {
+      delete this.timers.resync;
+      this.runResync(false);
+    }, delay);
+  }
+
+  /** Read the list from listing.before (null: the newest) to its last page, merging each page
+   * as it arrives; listing.before moves with the pages, so a retry resumes where one failed. */
+  async listPages(listing, generation) {
+    for (;;) {
+      let path = `/api/tasks?limit=${this.options.listLimit}`;
+      if (listing.before) path += `&before=${encodeURIComponent(listing.before)}`;
+      const answer = await this.request('GET', path);
+      if (generation !== this.generation) return;
+      if (!answer || !Array.isArray(answer.tasks)) {
+        throw new TaskwireError(0, 'network', `GET ${path}: no task list in the reply`);
+      }
+      for (const task of answer.tasks) this.merge(task, 'rest');
+      const next = answer.next_before || null;
+      if (!next || next === listing.before || answer.tasks.length === 0) return;
+      listing.before = next;
+    }
   }
 
   async request(method, path, body, retried = false) {
@@ -165,10 +254,16 @@ export class Taskwire {
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers.Authorization = `Bearer ${token}`;
     this.emit('message', { direction: 'out', channel: 'rest', data: `${method} ${path}` });
-    const response = await fetch(this.options.base + path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-    });
+    let response;
+    try {
+      response = await fetch(this.options.base + path, {
+        method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+        cache: 'no-store',
+      });
+    } catch (e) { // no answer at all: the server is unreachable or the connection broke
+      this.emit('message', { direction: 'in', channel: 'rest', data: `no answer: ${method} ${path}` });
+      throw new TaskwireError(0, 'network', `${method} ${path}: ${e.message}`);
+    }
     let answer = null;
     try { answer = await response.json(); } catch (e) { answer = null; }
     this.emit('message', { direction: 'in', channel: 'rest',
@@ -308,7 +403,7 @@ export class Taskwire {
       } else if (message.type === 'task') {
         this.merge(message.task, 'ws', message.event);
       } else if (message.type === 'resync') { // the relay may have missed events (pool restart)
-        this.resync().catch((e) => this.emit('error', e));
+        this.resync().catch(() => {}); // each failed try was reported as an error
       }
     };
     ws.onclose = (event) => { if (ws === this.ws) this.socketLost(ws, event); };
@@ -324,7 +419,7 @@ export class Taskwire {
     this.timers.stable = setTimeout(() => { this.attempt = 0; }, this.options.stableMs);
     this.timers.ping = setInterval(() => this.heartbeat(ws), this.options.pingIntervalMs);
     // Whatever happened while we were away is in the store.
-    this.resync().catch((e) => this.emit('error', e));
+    this.resync().catch(() => {}); // each failed try was reported as an error
   }
 
   /** Send a ping; if nothing at all (a pong or anything else) arrives within pingTimeoutMs,
@@ -368,9 +463,7 @@ export class Taskwire {
 
   scheduleReconnect() {
     if (!this.started) return;
-    const o = this.options;
-    const ceiling = Math.min(o.backoffMaxMs, o.backoffInitialMs * 2 ** Math.min(this.attempt, 16));
-    const delay = Math.round(ceiling * (0.5 + Math.random() * 0.5));
+    const delay = backoffDelay(this.attempt, this.options.backoffInitialMs, this.options.backoffMaxMs);
     this.attempt += 1;
     this.nextAttemptAt = Date.now() + delay;
     this.clearTimer('retry');
@@ -383,7 +476,11 @@ export class Taskwire {
   startPolling() {
     if (this.polling) return;
     this.polling = true;
-    const poll = () => this.resync().catch((e) => this.emit('error', e));
+    // A listing under way or waiting to be tried again is this poll already: a failing list is
+    // then tried at the resync's backoff, not every pollIntervalMs.
+    const poll = () => {
+      if (!this.resyncRunning && !this.timers.resync) this.resync().catch(() => {});
+    };
     poll();
     this.timers.poll = setInterval(poll, this.options.pollIntervalMs);
   }

@@ -151,6 +151,51 @@ async function restTask(page, base, id) {
   return response.json();
 }
 
+// ---- the REST API from the test itself (no page), and sessions handed to a page ----
+
+async function api(base, method, route, { token, body, headers = {} } = {}) {
+  const response = await fetch(`${base}${route.replace(/^\//, '')}`, {
+    method,
+    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      ...(body ? { 'Content-Type': 'application/json' } : {}), ...headers },
+    body: body ? JSON.stringify(body) : (method === 'POST' ? '' : undefined),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+async function newSession(base) {
+  const { status, body } = await api(base, 'POST', '/api/session');
+  assert.equal(status, 201);
+  return body;
+}
+
+/** Submit count sleep tasks for session, a few at a time: resolves to their ids. */
+async function submitMany(base, session, count, params = { duration_ms: 100, steps: 1 }) {
+  const ids = [];
+  for (let i = 0; i < count; i += 10) {
+    const batch = [];
+    for (let k = i; k < Math.min(count, i + 10); k++) {
+      batch.push(api(base, 'POST', '/api/tasks', { token: session.token,
+        body: { type: 'sleep', name: `bulk ${k}`, params } }).then(({ status, body }) => {
+        assert.equal(status, 202, JSON.stringify(body));
+        ids.push(body.id);
+      }));
+    }
+    await Promise.all(batch);
+  }
+  return ids;
+}
+
+/** Pages of context start as session's client (as a tab that had it before a reload). */
+async function useSession(context, session) {
+  await context.addInitScript((value) => {
+    if (!window.sessionStorage.getItem('taskwire.session')) {
+      window.sessionStorage.setItem('taskwire.session', JSON.stringify(value));
+    }
+  }, session);
+}
+
 async function until(what, check, timeout = STEP) {
   const deadline = Date.now() + timeout;
   while (Date.now() < deadline) {
@@ -441,6 +486,79 @@ test('an exec type from the config gets its own form; its result, error and toas
       await page.locator('#form-error', { hasText: 'count' }).waitFor({ timeout: STEP });
       assert.equal(await page.locator('.task').count(), 2);
       await screenshot(page, '10-exec-type');
+      noPageErrors(page);
+    });
+  });
+});
+
+test('a page with more than 200 tasks lists every one, page by page, resuming a page that failed', { timeout: 90000 }, async () => {
+  // No worker: the tasks stay queued, so only the resync can bring them to the page.
+  await withStack(['--no-worker'], async ({ info }) => {
+    const session = await newSession(info.http);
+    const ids = await submitMany(info.http, session, 230);
+    await withContext(async (context) => {
+      await useSession(context, session);
+      const lists = [];
+      let failedOnce = false;
+      await context.route(/\/api\/tasks\?/, async (route) => {
+        const url = new URL(route.request().url());
+        lists.push(url.search);
+        // The second page fails once: the resync tries it again, not the whole list.
+        if (url.searchParams.has('before') && !failedOnce) {
+          failedOnce = true;
+          await route.abort('connectionreset');
+        } else {
+          await route.continue();
+        }
+      });
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      await until('every task on the page', async () => (await page.locator('.task').count()) === ids.length);
+      const shown = await page.locator('.task').evaluateAll((items) => items.map((i) => i.dataset.taskId));
+      assert.deepEqual([...shown].sort(), [...ids].sort());
+      assert.equal(new Set(shown).size, ids.length);
+      // Page one, page two (failed), page two again; each the API's largest page.
+      assert.equal(lists.length, 3, lists.join(' '));
+      assert.ok(lists.every((q) => q.includes('limit=200')), lists.join(' '));
+      assert.ok(!lists[0].includes('before='));
+      assert.equal(lists[1], lists[2]);
+      assert.ok(await page.locator('#log li', { hasText: 'list failed (1 of 10)' }).count() >= 1);
+      await screenshot(page, '11-more-than-a-page');
+      noPageErrors(page);
+    });
+  });
+});
+
+test('a task list that fails is tried again with backoff and the page converges', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    // Tasks that finished while no page was open: only a list can show them.
+    const session = await newSession(info.http);
+    const ids = await submitMany(info.http, session, 3, { duration_ms: 200, steps: 2 });
+    for (const id of ids) {
+      await until(`task ${id} to succeed`, async () =>
+        (await api(info.http, 'GET', `/api/tasks/${id}`, { token: session.token })).body.status === 'succeeded');
+    }
+    await withContext(async (context) => {
+      await useSession(context, session);
+      const times = [];
+      await context.route(/\/api\/tasks\?/, async (route) => {
+        times.push(Date.now());
+        if (times.length === 1 || times.length === 3) await route.abort('connectionrefused');
+        else if (times.length === 2) {
+          await route.fulfill({ status: 503, contentType: 'application/json',
+            body: '{"error":{"code":"unavailable","message":"the store is down"}}' });
+        } else await route.continue();
+      });
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      for (const id of ids) await waitStatus(page, id, 'succeeded');
+      assert.equal(times.length, 4);
+      // Waits of 0.5 s, 1 s and 2 s, each jittered down by up to half.
+      const gaps = times.slice(1).map((t, i) => t - times[i]);
+      [250, 500, 1000].forEach((least, i) => assert.ok(gaps[i] >= least - 30, `gaps ${gaps}`));
+      assert.equal(await page.locator('#log li', { hasText: /list failed \(\d of 10\)/ }).count(), 3);
+      assert.equal(await page.locator('#connection').getAttribute('data-state'), 'connected');
+      await screenshot(page, '12-list-retried');
       noPageErrors(page);
     });
   });
