@@ -13,11 +13,13 @@
 // stale message never overwrites a newer one.  A resync follows the list's cursor to its last
 // page and retries a failed listing with backoff.  When no WebSocket can be opened at all (a
 // proxy that strips the upgrade) it polls the REST API and keeps trying the WebSocket behind it.
+// Submissions carry an Idempotency-Key, so one retried after a lost reply makes one task.
 // See docs/CLIENT.md.
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const SESSION_KEY = 'taskwire.session';
 const RENEW_BEFORE_S = 60; // get a new session when the token expires within this
+const RETRY_STATUSES = new Set([502, 503, 504]); // a submission answered so is tried again
 
 const DEFAULTS = {
   base: '',                 // URL prefix of /api/ and /ws (same origin by default)
@@ -34,6 +36,8 @@ const DEFAULTS = {
   resyncBackoffInitialMs: 500, // a failed listing is tried again after this, doubling ...
   resyncBackoffMaxMs: 30000,   // ... up to this, each delay jittered down by up to half ...
   resyncAttempts: 10,          // ... this many tries in all before that resync gives up
+  submitAttempts: 4,        // tries of one submission that got no answer (same Idempotency-Key)
+  submitBackoffMs: 500,     // before the second try, doubling for each further one
 };
 
 /** A delay for the attempt-th retry (0 first): initial doubling up to max, jittered down by up
@@ -43,6 +47,18 @@ function backoffDelay(attempt, initialMs, maxMs) {
   return Math.round(ceiling * (0.5 + Math.random() * 0.5));
 }
 
+/** A random version 4 UUID: crypto.randomUUID where the page is a secure context (https,
+ * localhost), else the same from crypto.getRandomValues (available everywhere). */
+export function randomUUID() {
+  if (window.crypto && typeof window.crypto.randomUUID === 'function') return window.crypto.randomUUID();
+  const b = window.crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A failed request: status and code from the API's error, or status 0 and code "network" when
  * no answer arrived (the connection failed, or the reply was cut off). */
@@ -142,13 +158,26 @@ export class Taskwire {
 
   // ---- REST ----
 
-  /** Submit a task: resolves to the task object (status queued). Throws TaskwireError. */
+  /** Submit a task: resolves to the task object (status queued). Throws TaskwireError.
+   * The request carries an Idempotency-Key, new for this call: a try that got no answer (the
+   * network failed, or a gateway answered 502, 503 or 504) is repeated with the same key, up to
+   * submitAttempts tries, and the server answers the task the first one made, if it made one. */
   async submit(type, params = {}, name) {
     const body = { type, params };
     if (name) body.name = name;
-    const task = await this.request('POST', '/api/tasks', body);
-    this.merge(task, 'rest');
-    return task;
+    const headers = { 'Idempotency-Key': randomUUID() };
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const task = await this.request('POST', '/api/tasks', body, headers);
+        if (!task || !task.id) throw new TaskwireError(0, 'network', 'POST /api/tasks: no task in the reply');
+        this.merge(task, 'rest');
+        return task;
+      } catch (e) {
+        const again = e.status === 0 || RETRY_STATUSES.has(e.status);
+        if (!again || attempt >= this.options.submitAttempts) throw e;
+        await sleep(backoffDelay(attempt - 1, this.options.submitBackoffMs, this.options.backoffMaxMs));
+      }
+    }
   }
 
   /** Cancel a task: resolves to the task object (cancelled, or still running until it stops). */
@@ -236,21 +265,21 @@ export class Taskwire {
     }
   }
 
-  async request(method, path, body, retried = false) {
+  async request(method, path, body, headers, retried = false) {
     const session = await this.ensureSession();
     try {
-      return await this.fetchJson(method, path, body, session.token);
+      return await this.fetchJson(method, path, body, session.token, headers);
     } catch (e) {
       if (e.status === 401 && !retried) { // expired or from another secret: a fresh identity
         this.forgetSession();
-        return this.request(method, path, body, true);
+        return this.request(method, path, body, headers, true);
       }
       throw e;
     }
   }
 
-  async fetchJson(method, path, body, token) {
-    const headers = { Accept: 'application/json' };
+  async fetchJson(method, path, body, token, extraHeaders) {
+    const headers = { Accept: 'application/json', ...extraHeaders };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (token) headers.Authorization = `Bearer ${token}`;
     this.emit('message', { direction: 'out', channel: 'rest', data: `${method} ${path}` });

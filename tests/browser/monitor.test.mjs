@@ -196,6 +196,11 @@ async function useSession(context, session) {
   }, session);
 }
 
+/** The engine with retries answers task objects with max_attempts; an older one does not. */
+function hasRetries(task) {
+  return task && Object.prototype.hasOwnProperty.call(task, 'max_attempts');
+}
+
 async function until(what, check, timeout = STEP) {
   const deadline = Date.now() + timeout;
   while (Date.now() < deadline) {
@@ -559,6 +564,54 @@ test('a task list that fails is tried again with backoff and the page converges'
       assert.equal(await page.locator('#log li', { hasText: /list failed \(\d of 10\)/ }).count(), 3);
       assert.equal(await page.locator('#connection').getAttribute('data-state'), 'connected');
       await screenshot(page, '12-list-retried');
+      noPageErrors(page);
+    });
+  });
+});
+
+test('a submission whose reply is lost is sent again with the same Idempotency-Key: one task', { timeout: 90000 }, async (t) => {
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      const keys = [];
+      let replyLost = false;
+      let engine = true;
+      await context.route(/\/api\/tasks$/, async (route) => {
+        if (route.request().method() !== 'POST') { await route.continue(); return; }
+        keys.push(await route.request().headerValue('idempotency-key'));
+        if (keys.length === 1) { // the server makes the task; its answer never arrives
+          const response = await route.fetch();
+          engine = hasRetries(await response.json());
+          replyLost = true;
+          await route.abort('connectionreset');
+        } else {
+          await route.continue();
+        }
+      });
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      const id = await startTask(page, { duration: 300, steps: 1, name: 'only once' });
+      // The card can come from the WebSocket's queued event before the second try is sent.
+      await until('the submission to end', async () => keys.length >= 2 &&
+        !(await page.isDisabled('#submit')));
+      if (!engine) {
+        t.skip('the server has no idempotency keys yet');
+        return;
+      }
+      assert.equal(replyLost, true);
+      assert.equal(keys.length, 2);
+      assert.equal(await page.isVisible('#form-error'), false);
+      assert.match(keys[0], /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      assert.equal(keys[1], keys[0]);
+      await waitStatus(page, id, 'succeeded');
+      const token = JSON.parse(await page.evaluate(() => sessionStorage.getItem('taskwire.session'))).token;
+      const listed = await api(info.http, 'GET', '/api/tasks', { token });
+      assert.deepEqual(listed.body.tasks.map((task) => task.id), [id]);
+      assert.equal(await page.locator('.task').count(), 1);
+      // Another submission is another key.
+      await startTask(page, { duration: 300, steps: 1, name: 'second' });
+      assert.equal(keys.length, 3);
+      assert.notEqual(keys[2], keys[0]);
+      assert.ok(await page.locator('#log li', { hasText: 'no answer: POST /api/tasks' }).count() >= 1);
       noPageErrors(page);
     });
   });
