@@ -172,14 +172,32 @@ function card(task) {
         <span class="elapsed"></span>
       </div>
       <pre class="outcome" hidden></pre>
-      <button type="button" class="cancel">Cancel</button>`;
-    item.querySelector('.cancel').addEventListener('click', async (e) => {
-      e.currentTarget.disabled = true;
-      try { await client.cancel(item.dataset.taskId); } catch (err) { toast(err.message, 'failed'); }
-    });
+      <div class="actions">
+        <button type="button" class="cancel">Cancel</button>
+        <button type="button" class="retry">Retry</button>
+        <button type="button" class="remove">Remove</button>
+      </div>`;
+    const act = (selector, action) => {
+      const button = item.querySelector(selector);
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try {
+          await action(item.dataset.taskId);
+        } catch (err) {
+          toast(err.message, 'failed');
+          button.disabled = false;
+        }
+      });
+    };
+    act('.cancel', (id) => client.cancel(id));
+    act('.retry', (id) => client.retry(id));
+    act('.remove', (id) => client.remove(id));
     cards.set(task.id, item);
   }
   const name = task.name || task.type;
+  if (item.dataset.status !== task.status) { // a new state: its buttons may be pressed again
+    for (const button of item.querySelectorAll('.actions button')) button.disabled = false;
+  }
   item.dataset.status = task.status;
   item.querySelector('.task-name').textContent = name;
   item.querySelector('.task-type').textContent = task.type;
@@ -208,6 +226,12 @@ function card(task) {
   const cancel = item.querySelector('.cancel');
   cancel.hidden = isFinal(task.status);
   cancel.setAttribute('aria-label', `Cancel ${name}`);
+  const retry = item.querySelector('.retry');
+  retry.hidden = task.status !== 'failed' && task.status !== 'cancelled';
+  retry.setAttribute('aria-label', `Retry ${name}`);
+  const remove = item.querySelector('.remove');
+  remove.hidden = !isFinal(task.status);
+  remove.setAttribute('aria-label', `Remove ${name}`);
   return item;
 }
 
@@ -248,6 +272,21 @@ function onTask(task, info) {
   }
 }
 
+/** A removed task leaves the page at once; the keyboard focus, if it was on its card, moves to
+ * the next card (or the one before, or the list's heading). */
+function onRemoved(task) {
+  const item = cards.get(task.id);
+  cards.delete(task.id);
+  if (!item) return;
+  if (item.contains(document.activeElement)) {
+    const near = item.nextElementSibling || item.previousElementSibling;
+    const target = near ? [...near.querySelectorAll('button')].find((b) => !b.hidden) : null;
+    (target || $('tasks-title')).focus();
+  }
+  item.remove();
+  $('empty').hidden = client.tasks().length > 0;
+}
+
 // ---- start ----
 
 function startClient() {
@@ -262,6 +301,7 @@ function startClient() {
   }
   client = new Taskwire(options);
   client.on('task', onTask);
+  client.on('removed', onRemoved);
   client.on('status', (status) => {
     showStatus(status);
     $('client-id').textContent = client.clientId() || '…';

@@ -19,6 +19,7 @@
 const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const SESSION_KEY = 'taskwire.session';
 const RENEW_BEFORE_S = 60; // get a new session when the token expires within this
+const REMOVED_MAX = 1000;  // ids of removed tasks remembered, so a late copy cannot bring one back
 const RETRY_STATUSES = new Set([502, 503, 504]); // a submission answered so is tried again
 
 const DEFAULTS = {
@@ -75,6 +76,7 @@ export class Taskwire {
     this.options = { ...DEFAULTS, ...options };
     this.listeners = new Map();
     this.byId = new Map();
+    this.removed = new Set();  // ids removed by this client: never shown again
     this.generation = 0;       // raised by close(): work begun before it merges nothing
     this.resyncWaiters = [];   // resync() callers waiting for the current cycle
     this.resyncFailures = 0;   // failed listings in the current cycle
@@ -98,7 +100,8 @@ export class Taskwire {
 
   // ---- events ----
 
-  /** on('task' | 'status' | 'message' | 'error', fn): returns a function that removes fn. */
+  /** on('task' | 'removed' | 'status' | 'message' | 'error', fn): returns a function that
+   * removes fn. */
   on(event, fn) {
     if (!this.listeners.has(event)) this.listeners.set(event, new Set());
     this.listeners.get(event).add(fn);
@@ -185,6 +188,26 @@ export class Taskwire {
     const task = await this.request('POST', `/api/tasks/${encodeURIComponent(id)}/cancel`);
     if (task && task.id) this.merge(task, 'rest');
     return task;
+  }
+
+  /** Give a failed or cancelled task a new attempt: resolves to the task object (queued).
+   * Throws TaskwireError (409 conflict when the task is queued, running or succeeded). */
+  async retry(id) {
+    const task = await this.request('POST', `/api/tasks/${encodeURIComponent(id)}/retry`);
+    if (task && task.id) this.merge(task, 'rest');
+    return task;
+  }
+
+  /** Remove a finished task: once the server has deleted it (or does not know it: 404) the
+   * client forgets it and emits "removed". Throws TaskwireError (409 conflict while the task
+   * is queued or running). */
+  async remove(id) {
+    try {
+      await this.request('DELETE', `/api/tasks/${encodeURIComponent(id)}`);
+    } catch (e) {
+      if (e.status !== 404) throw e;
+    }
+    this.forget(id);
   }
 
   /** The configured task types and their parameter specs (GET /api/task-types). */
@@ -352,20 +375,36 @@ export class Taskwire {
 
   // ---- merging ----
 
-  /** Keep task if it is newer than what we have (seq), never going back from a final state. */
+  /** Keep task if it is newer than what we have (higher seq).  A final state is left only for
+   * a higher seq (a retry's new attempt), never for a copy of the same seq; a removed task is
+   * never taken back. */
   merge(task, source, event) {
-    if (!task || !task.id) return false;
+    if (!task || !task.id || this.removed.has(task.id)) return false;
     if (this.session && task.client_id && task.client_id !== this.session.client_id) return false;
     const known = this.byId.get(task.id);
     if (known) {
-      if ((task.seq || 0) < (known.seq || 0)) return false;
-      if ((task.seq || 0) === (known.seq || 0) && task.status === known.status &&
-          task.progress === known.progress && task.message === known.message) return false;
-      if (FINAL.has(known.status) && !FINAL.has(task.status)) return false;
+      const seq = task.seq || 0;
+      const knownSeq = known.seq || 0;
+      if (seq < knownSeq) return false;
+      if (seq === knownSeq) {
+        if (task.status === known.status && task.progress === known.progress &&
+            task.message === known.message) return false;
+        if (FINAL.has(known.status) && !FINAL.has(task.status)) return false;
+      }
     }
     this.byId.set(task.id, task);
     this.emit('task', task, { source, event: event || null, previous: known || null });
     return true;
+  }
+
+  /** Drop a removed task: emits "removed" if it was known, and refuses it from then on. */
+  forget(id) {
+    this.removed.add(id);
+    if (this.removed.size > REMOVED_MAX) this.removed.delete(this.removed.values().next().value);
+    const known = this.byId.get(id);
+    if (!known) return;
+    this.byId.delete(id);
+    this.emit('removed', known, { source: 'rest' });
   }
 
   // ---- the WebSocket ----

@@ -569,6 +569,49 @@ test('a task list that fails is tried again with backoff and the page converges'
   });
 });
 
+test('a cancelled task is retried from the page and succeeds; a finished one is removed', { timeout: 90000 }, async (t) => {
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      const id = await startTask(page, { duration: 2000, steps: 4, name: 'again' });
+      if (!hasRetries(await restTask(page, info.http, id))) {
+        t.skip('the server has no retry or delete endpoints yet');
+        return;
+      }
+      await waitMidway(page, id);
+      const item = card(page, id);
+      assert.equal(await item.locator('.retry').isVisible(), false);
+      assert.equal(await item.locator('.remove').isVisible(), false);
+      await item.getByRole('button', { name: 'Cancel again' }).click();
+      await waitStatus(page, id, 'cancelled');
+      assert.equal(await item.locator('.cancel').isVisible(), false);
+      assert.equal(await item.locator('.remove').isVisible(), true);
+      // Retry: the same card, a second attempt, which runs to the end this time.
+      await item.getByRole('button', { name: 'Retry again' }).click();
+      await waitStatus(page, id, 'running');
+      assert.equal(await item.locator('.retry').isVisible(), false);
+      assert.equal(await item.locator('.remove').isVisible(), false);
+      assert.equal(await item.locator('.cancel').isEnabled(), true);
+      await waitStatus(page, id, 'succeeded');
+      assert.equal(await progress(page, id), 100);
+      assert.equal(await item.locator('.retry').isVisible(), false);
+      const done = await restTask(page, info.http, id);
+      assert.equal(done.status, 'succeeded');
+      assert.equal(done.attempts, 2);
+      await screenshot(page, '13-retried');
+      // Remove: gone from the page at once, and from the server.
+      await item.getByRole('button', { name: 'Remove again' }).click();
+      await item.waitFor({ state: 'detached', timeout: STEP });
+      assert.equal(await page.locator('.task').count(), 0);
+      assert.equal(await page.isVisible('#empty'), true);
+      const token = JSON.parse(await page.evaluate(() => sessionStorage.getItem('taskwire.session'))).token;
+      assert.equal((await api(info.http, 'GET', `/api/tasks/${id}`, { token })).status, 404);
+      noPageErrors(page);
+    });
+  });
+});
+
 test('a submission whose reply is lost is sent again with the same Idempotency-Key: one task', { timeout: 90000 }, async (t) => {
   await withStack([], async ({ info }) => {
     await withContext(async (context) => {
