@@ -144,8 +144,35 @@ async function onSubmit(event) {
 
 // ---- task cards ----
 
+function duration(seconds) {
+  return seconds < 60 ? `${seconds} s` : `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+
+/** Whole seconds until the task's run_at, or 0 once it has come (or when there is none). */
+function secondsToRunAt(task) {
+  const at = Date.parse(task.run_at);
+  return Number.isNaN(at) ? 0 : Math.max(0, Math.ceil((at - Date.now()) / 1000));
+}
+
+/** A queued task that has had an attempt waits for its next one (a retry). */
+function retrying(task) {
+  return task.status === 'queued' && (task.attempts || 0) >= 1;
+}
+
+/** "attempt 2 of 3, retrying in 8 s" while a retry waits, "attempt 2 of 3" while a later attempt
+ * runs or after it ended, "starts in 5 s" for a first attempt scheduled later, else nothing. */
+function attemptText(task) {
+  const attempts = task.attempts || 0;
+  const of = task.max_attempts ? ` of ${task.max_attempts}` : '';
+  const wait = secondsToRunAt(task);
+  if (retrying(task)) return `attempt ${attempts + 1}${of}, ${wait ? `retrying in ${duration(wait)}` : 'retrying now'}`;
+  if (task.status === 'queued') return wait ? `starts in ${duration(wait)}` : '';
+  return attempts > 1 ? `attempt ${attempts}${of}` : '';
+}
+
 function elapsed(task) {
-  if (!task.started_at) return task.status === 'queued' ? 'waiting' : '';
+  if (task.status === 'queued') return retrying(task) ? '' : 'waiting';
+  if (!task.started_at) return '';
   const end = task.finished_at ? Date.parse(task.finished_at) : Date.now();
   const seconds = Math.max(0, (end - Date.parse(task.started_at)) / 1000);
   return seconds < 60 ? `${seconds.toFixed(1)} s` : `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
@@ -169,9 +196,11 @@ function card(task) {
       <div class="task-line">
         <span class="percent"></span>
         <span class="step"></span>
+        <span class="attempt"></span>
         <span class="elapsed"></span>
       </div>
       <pre class="outcome" hidden></pre>
+      <details class="history" hidden><summary></summary><ol></ol></details>
       <div class="actions">
         <button type="button" class="cancel">Cancel</button>
         <button type="button" class="retry">Retry</button>
@@ -202,17 +231,21 @@ function card(task) {
   item.querySelector('.task-name').textContent = name;
   item.querySelector('.task-type').textContent = task.type;
   const badge = item.querySelector('.badge');
-  badge.textContent = task.status;
-  badge.className = `badge badge-${task.status}`;
+  const shown = retrying(task) ? 'retrying' : task.status;
+  badge.textContent = shown;
+  badge.className = `badge badge-${shown}`;
   const bar = item.querySelector('.progress');
   bar.setAttribute('aria-valuenow', String(task.progress));
   bar.setAttribute('aria-label', `${name}: ${task.progress}%`);
   item.querySelector('.progress-fill').style.width = `${task.progress}%`;
   item.querySelector('.percent').textContent = `${task.progress}%`;
   item.querySelector('.step').textContent = task.message || '';
+  const attempt = item.querySelector('.attempt');
+  attempt.textContent = attemptText(task);
+  attempt.hidden = !attempt.textContent;
   item.querySelector('.elapsed').textContent = elapsed(task);
   const outcome = item.querySelector('.outcome');
-  if (task.status === 'failed' || task.status === 'cancelled') {
+  if (task.status === 'failed' || task.status === 'cancelled' || retrying(task)) {
     outcome.hidden = !task.error;
     outcome.textContent = task.error || '';
     outcome.className = 'outcome outcome-error';
@@ -223,6 +256,7 @@ function card(task) {
   } else {
     outcome.hidden = true;
   }
+  history(item, task, !outcome.hidden && outcome.classList.contains('outcome-error'));
   const cancel = item.querySelector('.cancel');
   cancel.hidden = isFinal(task.status);
   cancel.setAttribute('aria-label', `Cancel ${name}`);
@@ -233,6 +267,26 @@ function card(task) {
   remove.hidden = !isFinal(task.status);
   remove.setAttribute('aria-label', `Remove ${name}`);
   return item;
+}
+
+/** The errors of the task's ended attempts, folded away; not shown when the only one is the
+ * error the card already shows. */
+function history(item, task, errorShown) {
+  const errors = Array.isArray(task.errors) ? task.errors : [];
+  const box = item.querySelector('.history');
+  box.hidden = errors.length === 0 || (errors.length === 1 && errorShown);
+  if (box.hidden || box.dataset.count === String(errors.length)) return;
+  box.dataset.count = String(errors.length);
+  box.querySelector('summary').textContent =
+    errors.length === 1 ? '1 failed attempt' : `${errors.length} failed attempts`;
+  box.querySelector('ol').replaceChildren(...errors.map((entry) => {
+    const line = document.createElement('li');
+    const at = Date.parse(entry.at);
+    const when = Number.isNaN(at) ? '' : ` at ${new Date(at).toLocaleTimeString()}`;
+    const where = entry.host || entry.worker ? ` on ${entry.host || entry.worker}` : '';
+    line.textContent = `attempt ${entry.attempt}${when}${where}: ${entry.error || 'no error text'}`;
+    return line;
+  }));
 }
 
 /** Put the cards in the list's order, moving only what must move: a card that stays in place

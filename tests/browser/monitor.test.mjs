@@ -24,8 +24,24 @@ const liveStacks = new Set();
 process.on('exit', () => { for (const child of liveStacks) child.kill('SIGTERM'); });
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
 
-function startStack(extra = []) {
-  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'tests', 'stack.py'), ...extra], {
+// tests/stack.py's command line with keyword arguments of its Stack class added (JSON in
+// argv[1]), for a stack its options do not describe (e.g. a type's retry settings).
+const STACK_WITH = `
+import functools, json, sys
+sys.path.insert(0, sys.argv[2])
+import stack
+stack.Stack = functools.partial(stack.Stack, **json.loads(sys.argv[1]))
+sys.argv[1:] = sys.argv[3:]
+stack.main()
+`;
+
+/** Start tests/stack.py with its command-line options extra, or with keyword arguments of its
+ * Stack class when stackOptions is given. */
+function startStack(extra = [], stackOptions = null) {
+  const argv = stackOptions
+    ? ['-c', STACK_WITH, JSON.stringify(stackOptions), path.join(ROOT, 'tests'), ...extra]
+    : [path.join(ROOT, 'tests', 'stack.py'), ...extra];
+  const child = spawn('/usr/bin/python3', argv, {
     cwd: ROOT, env: process.env, stdio: ['pipe', 'pipe', 'inherit'],
   });
   liveStacks.add(child);
@@ -64,8 +80,8 @@ function startStack(extra = []) {
 }
 
 /** Run fn(stack) with a stack that is stopped afterwards, also when fn fails. */
-async function withStack(extra, fn) {
-  const stack = await startStack(extra);
+async function withStack(extra, fn, stackOptions = null) {
+  const stack = await startStack(extra, stackOptions);
   try {
     await fn(stack);
   } finally {
@@ -199,6 +215,27 @@ async function useSession(context, session) {
 /** The engine with retries answers task objects with max_attempts; an older one does not. */
 function hasRetries(task) {
   return task && Object.prototype.hasOwnProperty.call(task, 'max_attempts');
+}
+
+/** Publish messages (objects) to every page of clientId through the stack's ZeroMQ publish
+ * endpoint, as any process may (docs/PROTOCOL.md, "Injecting a message"). */
+async function publish(info, clientId, ...messages) {
+  const code = `
+import json, sys, time, zmq
+s = zmq.Context().socket(zmq.PUB)
+s.connect(sys.argv[1]); time.sleep(0.3)
+for payload in sys.argv[3:]:
+    s.send_multipart([sys.argv[2].encode(), payload.encode()])
+s.close(linger=2000)`;
+  const child = spawn('/usr/bin/python3', ['-c', code, info.publish, clientId,
+    ...messages.map((m) => JSON.stringify(m))], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const status = await new Promise((resolve) => child.on('exit', resolve));
+  assert.equal(status, 0, 'the publisher failed');
+}
+
+/** The text of the task's attempt line. */
+async function attemptLine(page, id) {
+  return (await card(page, id).locator('.attempt').textContent()).trim();
 }
 
 async function until(what, check, timeout = STEP) {
@@ -593,8 +630,13 @@ test('a cancelled task is retried from the page and succeeds; a finished one is 
       assert.equal(await item.locator('.retry').isVisible(), false);
       assert.equal(await item.locator('.remove').isVisible(), false);
       assert.equal(await item.locator('.cancel').isEnabled(), true);
+      // The budget after a retry is the server's to set: the line shows what the task says.
+      const budget = (await restTask(page, info.http, id)).max_attempts;
+      assert.ok(budget >= 2, `max_attempts ${budget}`);
+      assert.equal(await attemptLine(page, id), `attempt 2 of ${budget}`);
       await waitStatus(page, id, 'succeeded');
       assert.equal(await progress(page, id), 100);
+      assert.equal(await attemptLine(page, id), `attempt 2 of ${budget}`);
       assert.equal(await item.locator('.retry').isVisible(), false);
       const done = await restTask(page, info.http, id);
       assert.equal(done.status, 'succeeded');
@@ -610,6 +652,105 @@ test('a cancelled task is retried from the page and succeeds; a finished one is 
       noPageErrors(page);
     });
   });
+});
+
+test('a retrying task counts down to its next attempt, then shows which attempt runs', { timeout: 90000 }, async () => {
+  // The events as the worker publishes them, injected through the real relay: the page's
+  // rendering of a retry whatever the server's timing.
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      const id = await startTask(page, { duration: 500, steps: 2, name: 'flaky' });
+      await waitStatus(page, id, 'succeeded');
+      const real = await restTask(page, info.http, id);
+      const clientId = await page.textContent('#client-id');
+      const at = new Date().toISOString();
+      const retrying = { ...real, status: 'queued', progress: 0, message: 'retrying', result: null,
+        error: 'exit status 3', attempts: 1, max_attempts: 3, finished_at: null,
+        run_at: new Date(Date.now() + 8800).toISOString(),
+        errors: [{ attempt: 1, at, error: 'exit status 3', worker: 'w1', host: 'build-host' }],
+        seq: real.seq + 1 };
+      await publish(info, clientId, { type: 'task', event: 'retrying', seq: retrying.seq, task: retrying });
+      await waitStatus(page, id, 'queued');
+      const item = card(page, id);
+      const first = await attemptLine(page, id);
+      const match = /^attempt 2 of 3, retrying in (\d) s$/.exec(first);
+      assert.ok(match, first);
+      assert.ok(Number(match[1]) >= 6 && Number(match[1]) <= 9, first);
+      assert.equal(await item.locator('.badge').textContent(), 'retrying');
+      assert.match(await item.locator('.outcome').textContent(), /exit status 3/);
+      assert.equal(await item.locator('.cancel').isVisible(), true);
+      assert.equal(await item.locator('.retry').isVisible(), false);
+      await screenshot(page, '14-retrying');
+      // The countdown moves with the clock.
+      await page.waitForFunction(({ taskId, before }) => {
+        const text = document.querySelector(`.task[data-task-id="${taskId}"] .attempt`).textContent;
+        const m = /retrying in (\d) s/.exec(text);
+        return m && Number(m[1]) < before;
+      }, { taskId: id, before: Number(match[1]) }, { timeout: 3000, polling: 100 });
+      // The next attempt starts: its number, not the countdown.
+      const running = { ...retrying, status: 'running', attempts: 2, message: 'step 1 of 2',
+        progress: 50, started_at: new Date().toISOString(), seq: retrying.seq + 1 };
+      await publish(info, clientId, { type: 'task', event: 'started', seq: running.seq, task: running });
+      await waitStatus(page, id, 'running');
+      assert.equal(await attemptLine(page, id), 'attempt 2 of 3');
+      assert.equal(await item.locator('.badge').textContent(), 'running');
+      // The error of the attempt that ended stays in the card's history.
+      assert.equal(await item.locator('.history summary').textContent(), '1 failed attempt');
+      assert.match(await item.locator('.history li').first().textContent(),
+        /^attempt 1 at .* on build-host: exit status 3$/);
+      noPageErrors(page);
+    });
+  });
+});
+
+test('a task whose attempts fail is retried by the server, and the page follows each attempt', { timeout: 90000 }, async (t) => {
+  const retries = { steps: { retry_on: 'failed', max_attempts: 3, retry_base_ms: 1500, retry_max_ms: 3000 } };
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      // Every text the attempt line shows, however briefly.
+      await context.addInitScript(() => {
+        window.attemptLines = [];
+        new MutationObserver((records) => {
+          for (const r of records) {
+            const node = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+            const line = node && node.closest('.attempt');
+            if (line && line.textContent && window.attemptLines.at(-1) !== line.textContent) {
+              window.attemptLines.push(line.textContent);
+            }
+          }
+        }).observe(document, { childList: true, characterData: true, subtree: true });
+      });
+      const page = await open(context, info.http);
+      await connection(page, 'connected');
+      await page.selectOption('#task-type', 'steps');
+      await page.check('#param-fail');
+      await page.fill('#task-name', 'fails thrice');
+      await page.click('#submit');
+      const item = page.locator('.task', { has: page.locator('.task-name', { hasText: 'fails thrice' }) });
+      await item.waitFor({ timeout: STEP });
+      const id = await item.getAttribute('data-task-id');
+      if (!hasRetries(await restTask(page, info.http, id))) {
+        t.skip('the server has no retries yet');
+        return;
+      }
+      await waitStatus(page, id, 'failed');
+      const lines = await page.evaluate(() => window.attemptLines);
+      for (const expected of [/^attempt 2 of 3, retrying (in \d s|now)$/, /^attempt 2 of 3$/,
+        /^attempt 3 of 3, retrying (in \d s|now)$/, /^attempt 3 of 3$/]) {
+        assert.ok(lines.some((l) => expected.test(l)), `${expected} in ${JSON.stringify(lines)}`);
+      }
+      assert.equal(await attemptLine(page, id), 'attempt 3 of 3');
+      assert.equal(await item.locator('.history summary').textContent(), '3 failed attempts');
+      assert.equal(await item.locator('.history li').count(), 3);
+      assert.equal(await item.locator('.retry').isVisible(), true);
+      assert.equal((await restTask(page, info.http, id)).attempts, 3);
+      await item.locator('.history summary').click();
+      await screenshot(page, '15-failed-after-retries');
+      noPageErrors(page);
+    });
+  }, { type_settings: retries });
 });
 
 test('a submission whose reply is lost is sent again with the same Idempotency-Key: one task', { timeout: 90000 }, async (t) => {
