@@ -459,7 +459,31 @@ store_destroy(struct store **store)
  * reuse) and makes the commit durable itself, after the writer lock is released: it takes a
  * ticket, and one process at a time syncs the WAL for every ticket handed out so far.  A
  * commit that a sync already covered returns without one, so the processes' commits share
- * flushes.  A function returns only once its commit is on disk, as with FULL. */
+ * flushes.  A function returns only once its commit is on disk, as with FULL.
+ *
+ * Why a 202 is then on disk, from SQLite's documented WAL rules and POSIX:
+ * 1. In WAL mode a COMMIT appends the transaction's frames, the last one marked as a commit
+ *    frame, to the -wal file with write() before the writer lock is released (with NORMAL it
+ *    skips only the fsync).  When COMMIT returns, the frames are in the file (the page cache).
+ * 2. A process takes its ticket after its COMMIT returned, with a sequentially consistent
+ *    atomic add on the shared counter; a syncer reads `committed` after taking the sync turn
+ *    (an fcntl lock, a full barrier) and before it calls fsync.  So every ticket <= upto belongs
+ *    to a commit whose write() completed before that fsync began.
+ * 3. fsync (xSync: fdatasync) flushes every dirty page of the file, whichever descriptor or
+ *    process wrote it: POSIX syncs the file, not the descriptor.  After it, every commit with a
+ *    ticket <= upto is on disk, and `synced` is raised to upto only then.
+ * 4. The -wal file is the same inode for every connection while any is open: SQLite resets it
+ *    (writes from its start again) only after a checkpoint has copied its frames into the
+ *    database and synced the database (SQLite syncs the WAL before, and the database after, a
+ *    checkpoint at NORMAL and FULL alike), so a frame overwritten by a reset was durable in the
+ *    database first; the file is deleted only when the last connection closes, after a full
+ *    checkpoint.
+ * 5. The counters count commits since the boot recorded beside them: a reboot (a power loss
+ *    included) resets them, so a count from before it never vouches for a commit after it.
+ * A crash of any process at any point leaves either a ticket not yet synced (its caller never
+ * answered, so no 202 went out) or a synced one.  When the counters cannot be set up, the
+ * connection stays at FULL.  tests/integration/test_durable.py kills every process right after
+ * a burst of 202s and finds every task. */
 int
 store_group_commit(struct store *store)
 {
