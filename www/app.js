@@ -160,14 +160,17 @@ function retrying(task) {
 }
 
 /** "attempt 2 of 3, retrying in 8 s" while a retry waits, "attempt 2 of 3" while a later attempt
- * runs or after it ended, "starts in 5 s" for a first attempt scheduled later, else nothing. */
+ * runs or after it ended, "starts in 5 s" for a first attempt scheduled later, else nothing.
+ * max_attempts counts only attempts that end in an error, attempts every one started (a
+ * stopping worker's hand-back too): a number past the budget is shown without "of". */
 function attemptText(task) {
   const attempts = task.attempts || 0;
-  const of = task.max_attempts ? ` of ${task.max_attempts}` : '';
+  const number = retrying(task) ? attempts + 1 : attempts;
+  const of = task.max_attempts && number <= task.max_attempts ? ` of ${task.max_attempts}` : '';
   const wait = secondsToRunAt(task);
-  if (retrying(task)) return `attempt ${attempts + 1}${of}, ${wait ? `retrying in ${duration(wait)}` : 'retrying now'}`;
+  if (retrying(task)) return `attempt ${number}${of}, ${wait ? `retrying in ${duration(wait)}` : 'retrying now'}`;
   if (task.status === 'queued') return wait ? `starts in ${duration(wait)}` : '';
-  return attempts > 1 ? `attempt ${attempts}${of}` : '';
+  return attempts > 1 ? `attempt ${number}${of}` : '';
 }
 
 function elapsed(task) {
