@@ -7,8 +7,10 @@
 //
 // pg-boss 10 has no teamSize: each work() call is one polling loop that fetches up to
 // batchSize jobs, hands them to the handler and polls again after pollingIntervalSeconds
-// (0.5 s at least), whether or not it found jobs.  16 loops, each running its batch one job
-// after another, keep 16 jobs running at most.  pg-boss sends no completion notification;
+// (0.5 s at least), whether or not it found jobs, unless notifyWorker(id) was called
+// meanwhile.  16 loops, each running its batch one job after another, keep 16 jobs running
+// at most; a loop whose fetch came back full notifies itself, so a backlog is fetched batch
+// after batch instead of one batch per interval.  pg-boss sends no completion notification;
 // a job is final here when pg-boss's own UPDATE ... state = 'completed' has returned from
 // PostgreSQL (committed, synchronous_commit on): the database adapter handed to pg-boss
 // (its `db` option) timestamps that reply.  It watches pg-boss's queries, it changes none.
@@ -18,12 +20,15 @@ import { args, say, fail, now, paced, Records, onStop } from "./lib.mjs";
 import { writeFileSync } from "node:fs";
 
 const QUEUE = "bench";
-const LOOPS = 16; // work() calls: jobs in flight at most
 const BULK = 1000; // jobs per insert call
 const POLL_S = 0.5; // pg-boss's minimum polling interval
 
 const { role, options } = args();
-const batch = options.batch || 100; // jobs a loop fetches at once
+// $BENCH_PGBOSS ({"loops":L,"batch":B}) overrides the shape, to compare shapes by hand.
+const tune = JSON.parse(process.env.BENCH_PGBOSS || "{}");
+const LOOPS = tune.loops || 16; // work() calls
+const batch = tune.batch || 50; // jobs a loop fetches at once
+
 
 // pg-boss's `db` option: an object with executeSql(text, values).
 function database(onCompleted) {
@@ -77,17 +82,20 @@ async function work() {
         }
     });
     const b = await boss(db);
-    const handler = async (jobs) => {
+    const loop = (self) => async (jobs) => {
         for (const job of jobs) {
             records.started(job.data.i);
             indexOf.set(job.id, job.data.i);
         }
+        if (jobs.length === batch && self.id) b.notifyWorker(self.id);
     };
     // The loops start POLL_S / LOOPS apart, so their polls stay spread over the interval
     // instead of all landing at once.
     for (let k = 0; k < LOOPS; k++) {
         if (k) await new Promise((resolve) => setTimeout(resolve, (POLL_S * 1000) / LOOPS));
-        await b.work(QUEUE, { batchSize: batch, pollingIntervalSeconds: POLL_S }, handler);
+        const self = {};
+        self.id = await b.work(QUEUE, { batchSize: batch, pollingIntervalSeconds: POLL_S },
+            loop(self));
     }
     onStop(async () => {
         await b.stop({ graceful: true, wait: true, timeout: 5000 });
