@@ -165,8 +165,8 @@ def run_quiet(cmd, **kwargs):
     return r.stdout
 
 
-def pin_tree(pid, cpu):
-    """Pin every thread of pid and of its descendants to cpu."""
+def tree(pids):
+    """The pids and all their descendants."""
     children = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -176,15 +176,47 @@ def pin_tree(pid, cpu):
                 children.setdefault(ppid, []).append(int(d))
             except (OSError, IndexError, ValueError):
                 pass
-    todo = [pid]
+    out, todo = [], list(pids)
     while todo:
         p = todo.pop()
+        out.append(p)
         todo.extend(children.get(p, []))
+    return out
+
+
+def pin_tree(pid, cpu):
+    """Pin every thread of pid and of its descendants to cpu."""
+    for p in tree([pid]):
         try:
             for tid in os.listdir(f"/proc/{p}/task"):
                 os.sched_setaffinity(int(tid), {cpu})
         except OSError:
             pass
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds used by process trees (children that exited and were reaped included)."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.start = self.read()
+
+    def read(self):
+        total = 0
+        for pid in tree(self.pids):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / TICK
+
+    def used(self):
+        return self.read() - self.start
 
 
 # ---- stores ----
@@ -215,6 +247,9 @@ class Redis:
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def pids(self):
+        return [self.child.proc.pid]
+
     def stop(self):
         self.child.stop()
 
@@ -244,6 +279,10 @@ class Postgres:
     @property
     def url(self):
         return f"postgres://postgres@{self.dir.replace('/', '%2F')}:{self.port}/postgres"
+
+    def pids(self):
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return [int(f.readline())]
 
     def stop(self):
         if self.started:
@@ -341,12 +380,15 @@ class NodePeer(Peer):
         self.store_start()
         try:
             enq = self.enqueue(jobs)
+            store_cpu = CpuMeter(self.store.pids())
             t0 = now()
             worker = self.worker(jobs, os.path.join(self.tmp, "worker.json"))
+            worker_cpu = CpuMeter([worker.proc.pid])
             done = worker.wait_event("done", max(60, jobs / 50))
+            cpu = {"store_cpu_s": store_cpu.used(), "worker_cpu_s": worker_cpu.used()}
             counts = self.counts()
             worker.stop()
-            return self.drain_result(jobs, enq, t0, done, counts)
+            return dict(self.drain_result(jobs, enq, t0, done, counts), **cpu)
         finally:
             self.store_stop()
 
@@ -404,8 +446,9 @@ class BullMQ(NodePeer):
     label = "BullMQ (Redis default persistence)"
     script = "bullmq.mjs"
     aof = False
-    durability = (f"Redis RDB snapshots on its default schedule (save {REDIS_DEFAULT_SAVE}): "
-                  f"an added job is in memory only until the next snapshot")
+    durability = (f"Redis RDB snapshots on its default schedule (save {REDIS_DEFAULT_SAVE}), "
+                  f"no AOF: an added or completed job is in memory only until the next "
+                  f"snapshot; a crash of Redis or the OS loses what came after it")
     setup = "Worker concurrency 16; addBulk of 1,000 for the drain, add() per job steady"
 
     def store_start(self):
@@ -426,7 +469,8 @@ class BullMQAof(BullMQ):
     name = "bullmq-aof"
     label = "BullMQ (Redis appendfsync always)"
     aof = True
-    durability = "Redis AOF, appendonly yes + appendfsync always: fsync before each reply"
+    durability = ("Redis AOF, appendonly yes + appendfsync always: every write is in the AOF "
+                  "on disk before Redis replies")
 
 
 class Graphile(NodePeer):
@@ -459,9 +503,10 @@ class PgBoss(Graphile):
     label = "pg-boss"
     script = "pgboss.mjs"
     env = {}
-    setup = ("16 work() loops, batchSize 100 run one after another, polling every 0.5 s (its "
-             "minimum), loops started 31 ms apart; insert of 1,000 for the drain, send() per "
-             "job steady; final = its UPDATE to completed returned")
+    setup = ("16 work() loops, batchSize 50 run one after another, polling every 0.5 s (its "
+             "minimum), loops started 31 ms apart, a loop whose batch came back full calls "
+             "notifyWorker() on itself to fetch again at once; insert of 1,000 for the drain, "
+             "send() per job steady; final = its UPDATE to completed returned")
 
     def completed(self, counts, jobs):
         return counts.get("completed", 0)
@@ -476,8 +521,10 @@ class Celery(Peer):
     family = "Celery"
     label = "Celery (prefork, -c 16)"
     pool = "prefork"
-    durability = (f"Redis RDB snapshots on its default schedule (save {REDIS_DEFAULT_SAVE}); "
-                  f"tasks acked when received (acks_late off, the default)")
+    durability = (f"broker and results in one Redis with its default persistence (RDB "
+                  f"snapshots, save {REDIS_DEFAULT_SAVE}, no AOF); a task is acked when the "
+                  f"worker takes it (acks_late off, the default), so one running when its "
+                  f"worker dies is not run again")
     setup = ("worker -c 16 --pool POOL --without-gossip --without-mingle --without-heartbeat, "
              "prefetch multiplier 4 (default); apply_async per job on one connection; final "
              "= the result backend's notification (redis PUBLISH)")
@@ -517,16 +564,19 @@ class Celery(Peer):
             c = self.py("enqueue", "enqueue", jobs=jobs)
             enq = c.need_event("enqueued", 600)
             c.wait(60)
+            store_cpu = CpuMeter(self.store.pids())
             t0 = now()
             worker = self.worker()
+            worker_cpu = CpuMeter([worker.proc.pid])
             done = listener.wait_event("done", max(60, jobs / 50))
+            cpu = {"store_cpu_s": store_cpu.used(), "worker_cpu_s": worker_cpu.used()}
             worker.stop()
             listener.stop()
             counts = self.counts()
             with open(out) as f:
                 got = json.load(f)
             result = {"jobs": jobs, "enqueue_s": enq["seconds"], "counts": counts,
-                      "finished": bool(done), "completed": got["count"]}
+                      "finished": bool(done), "completed": got["count"], **cpu}
             if done:
                 result.update(seconds=(done["last_final"] - t0) / 1e9,
                               busy_seconds=(done["last_final"] - done["first_start"]) / 1e9,
@@ -622,8 +672,10 @@ class Taskwire(Peer):
     name = "taskwire"
     family = "taskwire"
     label = "taskwire"
-    durability = ("SQLite WAL: a task is on disk (WAL synced, group commit) before the 202; the "
-                  "worker's updates commit to the same store")
+    durability = ("SQLite WAL: a task is on disk before its 202 (the WAL synced after the commit, "
+                  "one sync shared by concurrent submissions); the worker's claims and final "
+                  "states commit with synchronous=NORMAL (a process crash loses none, an OS "
+                  "crash can undo the last, which runs that task again)")
     setup = ("one worker, concurrency 16; lighttpd + taskwire.fcgi (1 process); POST /api/tasks "
              "of sleep duration_ms DURATION, steps 1; started / final = the WebSocket events "
              "(steady), `succeeded` on a ZeroMQ tap of the events endpoint (drain)")
@@ -720,8 +772,11 @@ class Taskwire(Peer):
                             seen["other"] += 1
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
+            store_cpu = CpuMeter([p.pid for name, p in stack.processes.items()
+                                  if not name.startswith("worker")])
             t0 = now()
             stack.start_worker()
+            worker_cpu = CpuMeter([stack.processes["worker"].pid])
             pin_tree(stack.processes["worker"].pid, CLIENT_CPU)
             deadline = time.monotonic() + max(60, jobs / 50)
             finished = False
@@ -731,12 +786,13 @@ class Taskwire(Peer):
                         now() - times["last_event"] > 500e6 and \
                         task_counts(stack).get("succeeded", 0) >= jobs:
                     finished = True  # quiet for 0.5 s and all final: the tap missed the first
+            cpu = {"store_cpu_s": store_cpu.used(), "worker_cpu_s": worker_cpu.used()}
             stop.set()
             watcher.join()
             counts = task_counts(stack)
             result = {"jobs": jobs, "enqueue_s": enqueue_s, "counts": counts,
                       "finished": finished, "completed": counts.get("succeeded", 0),
-                      "tap_succeeded": len(seen["succeeded"])}
+                      "tap_succeeded": len(seen["succeeded"]), **cpu}
             if times["last_final"] and counts.get("succeeded", 0) >= jobs:
                 result.update(seconds=(times["last_final"] - t0) / 1e9,
                               busy_seconds=(times["last_final"] - times["first_start"]) / 1e9,
@@ -822,6 +878,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.tmp = tempfile.mkdtemp(prefix="taskwire-jobs-")
+        self.load = [loadavg(), None]
         os.chmod(self.tmp, 0o755)  # the postgres user reaches its cluster's directory
 
 
@@ -856,6 +913,11 @@ def versions(build):
     }
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def machine():
     cpu = "?"
     try:
@@ -882,7 +944,9 @@ def drain_metrics(r):
             (r.get("completed") or 0) < r["jobs"]:
         return None
     return {"rate": r["jobs"] / r["seconds"], "busy_rate": r["jobs"] / r["busy_seconds"],
-            "first_ms": r["first_start_ms"], "enqueue_rate": r["jobs"] / r["enqueue_s"]}
+            "first_ms": r["first_start_ms"], "enqueue_rate": r["jobs"] / r["enqueue_s"],
+            "store_us": r["store_cpu_s"] * 1e6 / r["jobs"],
+            "worker_us": r["worker_cpu_s"] * 1e6 / r["jobs"]}
 
 
 STEADY_KEYS = ("start_p50", "start_p99", "final_p50", "final_p99", "ack_p50", "max_lag_ms")
@@ -919,13 +983,16 @@ def report(bench, names, results, stamp):
     lines = [f"# Job queues side by side, {stamp}", "",
              f"Measured with `/usr/bin/python3 bench/jobs/run.py {' '.join(sys.argv[1:])}`"
              .rstrip() + f" ({runs} per system).", "",
-             f"- Machine: {machine()}.",
+             f"- Machine: {machine()}; load average {bench.load[0]} at the start, "
+             f"{bench.load[1]} at the end (1, 5, 15 min; other work on the machine shows here).",
              f"- Redis, PostgreSQL and taskwire's lighttpd, handler and relay on core "
              f"{STORE_CPU} (`taskset -c {STORE_CPU}`); every worker, producer and listener on "
              f"core {CLIENT_CPU}. One worker process per system, {CONCURRENCY} jobs at once.",
              f"- Drain: {a.jobs:,} no-op jobs enqueued while no worker runs, then the worker "
              f"started; jobs/s over the time from starting the worker process to the last "
-             f"job final (\"busy\": from the first job's start instead).",
+             f"job final (\"busy\": from the first job's start instead); CPU per job is the "
+             f"store's (Redis, PostgreSQL; taskwire's web server, handler and relay) and the "
+             f"worker's CPU time over that window divided by the jobs.",
              f"- Steady: {a.rate:,g} jobs/s for {a.seconds:g} s ({round(a.rate * a.seconds):,} "
              f"jobs), one submit call per job on a fixed schedule; latency from the submit call "
              f"to the job's start in the worker and to its final notification; \"submit\" is "
@@ -934,19 +1001,20 @@ def report(bench, names, results, stamp):
     if "drain" in a.scenarios:
         lines += ["## Drain", "",
                   "| system | jobs/s | busy jobs/s | first job after ms | enqueue jobs/s | "
-                  "runs with every job done | durability |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+                  "CPU us per job, store / worker | runs with every job done | durability |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for n in names:
             rs = results[n].get("drain", [])
             m, ok, bad = median_of(rs, drain_metrics)
             label, durability = PEERS[n].label, PEERS[n].durability
             if not m:
-                lines.append(f"| {label} | {failure(bad)} | | | | 0 of {len(rs)} | "
+                lines.append(f"| {label} | {failure(bad)} | | | | | 0 of {len(rs)} | "
                              f"{durability} |")
                 continue
             note = f"; {failure(bad)}" if bad else ""
             lines.append(f"| {label} | {fmt(m['rate'], 0)} | {fmt(m['busy_rate'], 0)} | "
                          f"{fmt(m['first_ms'], 0)} | {fmt(m['enqueue_rate'], 0)} | "
+                         f"{fmt(m['store_us'], 0)} / {fmt(m['worker_us'], 0)} | "
                          f"{ok} of {len(rs)}{note} | {durability} |")
         lines.append("")
     if "steady" in a.scenarios:
@@ -1022,7 +1090,7 @@ def main():
                 for n in names:
                     peer = PEERS[n](bench)
                     peer.fresh(scenario)
-                    log(f"round {round_ + 1}, {scenario}: {n} ...")
+                    log(f"round {round_ + 1}, {scenario}: {n} (load {loadavg()}) ...")
                     t = time.monotonic()
                     try:
                         if scenario == "drain":
@@ -1040,6 +1108,7 @@ def main():
                     log(f"  {json.dumps(r)}")
     finally:
         stop_everything()
+    bench.load[1] = loadavg()
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"jobs-{stamp}.md")
