@@ -27,7 +27,6 @@
 #define TASK_COLUMNS                                                                               \
     "id, client_id, type, name, params, status, progress, message, result, error, attempts, "      \
     "seq, created_at, started_at, finished_at, max_attempts, priority, errors, run_at"
-#define TASK_COLUMN_COUNT 19 /* columns of TASK_COLUMNS; extra columns of a query follow */
 #define OWNER "(?2 IS NULL OR client_id = ?2)"
 #define FINAL_STATUSES "('succeeded', 'failed', 'cancelled')"
 /* A queued task q may start now (?2) under the type limits ?4 ({"type": limit} or NULL). */
@@ -116,6 +115,7 @@ enum statement {
     ST_RETRY,
     ST_DELETE,
     ST_ANNOUNCE,
+    ST_UNANNOUNCED,
     ST_CLAIMABLE,
     ST_CLAIM,
     ST_RENEW,
@@ -165,12 +165,14 @@ static const char *const store_statements[ST_COUNT] = {
                   " RETURNING id",
     [ST_ANNOUNCE] = "UPDATE tasks SET announced = 1 WHERE id = ?1 AND announced = 0"
                     " AND status = 'queued' RETURNING " TASK_COLUMNS,
+    [ST_UNANNOUNCED] = "SELECT 1 FROM tasks WHERE id = ?1 AND announced = 0 AND status = 'queued'",
     [ST_CLAIMABLE] = "SELECT 1 FROM tasks q WHERE " CLAIMABLE " LIMIT 1",
     [ST_CLAIM] = "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2,"
                  " worker_id = ?1, worker_host = ?5, seq = seq + 1, message = 'started',"
                  " lease_expires_at = ?3, announced = announced + 1"
                  " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
-                 " ORDER BY q.priority DESC, q.seqno LIMIT 1) RETURNING " TASK_COLUMNS ", announced",
+                 " ORDER BY q.priority DESC, q.seqno LIMIT 1)"
+                 " RETURNING id, client_id, type, attempts, announced",
     [ST_RENEW] = "UPDATE tasks SET lease_expires_at = ?2 WHERE worker_id = ?1"
                  " AND status = 'running' RETURNING id, attempts",
     [ST_EXPIRED] = "SELECT " TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
@@ -230,6 +232,7 @@ struct store {
     sqlite3_int64 changes_seen;  /* sqlite3_total_changes64 when this connection last synced */
     uint64_t syncs;              /* WAL syncs this connection made for group commit */
     int busy_timeout_ms;         /* how long store_busy() waits for a lock */
+    int64_t last_seq;            /* seq of the last task row a change returned */
     int64_t busy_since_ms;       /* when the current wait began (monotonic) */
 };
 
@@ -658,8 +661,13 @@ store_step_task(struct store *store, sqlite3_stmt *stmt, const char *what, json_
     int rc = sqlite3_step(stmt);
     int result;
     if (rc == SQLITE_ROW) {
-        *task = store_row_task(stmt);
-        result = *task ? 0 : TW_E_NOMEM;
+        store->last_seq = sqlite3_column_int64(stmt, 11);
+        json_t *ignored = NULL;
+        if (!task)
+            task = &ignored; /* the caller wants the change made, not the row */
+        else
+            *task = store_row_task(stmt);
+        result = *task || task == &ignored ? 0 : TW_E_NOMEM;
         /* Finish the statement so an UPDATE ... RETURNING commits now. */
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
             ;
@@ -1009,7 +1017,16 @@ store_task_delete(struct store *store, const char *id, const char *client_id)
 int
 store_task_announce(struct store *store, const char *id, json_t **task)
 {
-    sqlite3_stmt *stmt = store_statement(store, ST_ANNOUNCE);
+    /* Most nudges find their task claimed (and announced) already: a read spares the write. */
+    sqlite3_stmt *stmt = store_statement(store, ST_UNANNOUNCED);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    int found = sqlite3_step(stmt);
+    store_statement_done(stmt);
+    if (found != SQLITE_ROW)
+        return found == SQLITE_DONE ? TW_E_NOT_FOUND : store_fail(store, "announce");
+    stmt = store_statement(store, ST_ANNOUNCE);
     if (!stmt)
         return TW_E_STORE;
     bind_text(stmt, 1, id);
@@ -1053,8 +1070,11 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host,
         bind_text(stmt, 5, host);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW) {
-            tasks[n] = store_row_task(stmt);
-            announce[n] = sqlite3_column_int(stmt, TASK_COLUMN_COUNT) == 1;
+            tasks[n] = json_pack("{s:o, s:o, s:o, s:I}", "id", store_json_column(stmt, 0),
+                                 "client_id", store_json_column(stmt, 1), "type",
+                                 store_json_column(stmt, 2), "attempts",
+                                 (json_int_t)sqlite3_column_int64(stmt, 3));
+            announce[n] = sqlite3_column_int(stmt, 4) == 1;
             failed = !tasks[n];
             n += tasks[n] != NULL;
             rc = sqlite3_step(stmt);
@@ -1192,11 +1212,13 @@ store_task_progress(struct store *store, const char *id, int attempt, int progre
     return store_step_fenced(store, stmt, "progress", task);
 }
 
-/* ST_FINISH for attempt; expired_before non-zero: only while the lease ran out before it. */
+/* ST_FINISH for attempt at at_ms (0: now); expired_before non-zero: only while the lease ran out
+ * before it. */
 static int
 store_finish_attempt(struct store *store, const char *id, int attempt, const char *status,
                      const json_t *result, const char *error, const char *message,
-                     const char *error_entry, int64_t expired_before, json_t **task)
+                     const char *error_entry, int64_t at_ms, int64_t expired_before,
+                     json_t **task)
 {
     if (!store_status_is_final(status))
         return TW_E_INTERNAL;
@@ -1215,7 +1237,7 @@ store_finish_attempt(struct store *store, const char *id, int attempt, const cha
         bind_text(stmt, 4, result_text);
         bind_cut(stmt, 5, error, STORE_ERROR_MAX, 1);
         bind_cut(stmt, 6, message, STORE_MESSAGE_MAX, 0);
-        sqlite3_bind_int64(stmt, 7, clock_now_ms());
+        sqlite3_bind_int64(stmt, 7, at_ms > 0 ? at_ms : clock_now_ms());
         bind_text(stmt, 8, error_entry);
         if (expired_before)
             sqlite3_bind_int64(stmt, 9, expired_before);
@@ -1228,10 +1250,16 @@ store_finish_attempt(struct store *store, const char *id, int attempt, const cha
 int
 store_task_finish(struct store *store, const char *id, int attempt, const char *status,
                   const json_t *result, const char *error, const char *message,
-                  const char *error_entry, json_t **task)
+                  const char *error_entry, int64_t at_ms, json_t **task)
 {
     return store_finish_attempt(store, id, attempt, status, result, error, message, error_entry,
-                                0, task);
+                                at_ms, 0, task);
+}
+
+int64_t
+store_last_seq(const struct store *store)
+{
+    return store->last_seq;
 }
 
 /* ST_END_RETRY for attempt; expired_before as for store_finish_attempt. */
@@ -1272,10 +1300,10 @@ store_task_take_back(struct store *store, const char *id, int attempt, enum stor
                                    task);
     case STORE_NEXT_FAIL:
         return store_finish_attempt(store, id, attempt, STORE_STATUS_FAILED, NULL, "worker lost",
-                                    "failed", error_entry, now, task);
+                                    "failed", error_entry, now, now, task);
     case STORE_NEXT_CANCEL:
         return store_finish_attempt(store, id, attempt, STORE_STATUS_CANCELLED, NULL, NULL,
-                                    "cancelled", NULL, now, task);
+                                    "cancelled", NULL, now, now, task);
     }
     return TW_E_INTERNAL;
 }

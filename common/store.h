@@ -133,9 +133,10 @@ int store_task_claimable(struct store *store, const char *limits);
  * transaction (the caller's, if one is open): highest priority first, then oldest; only tasks whose run_at has come; no more
  * running of a type than limits allows (a JSON object {"type": limit}, or NULL for none),
  * counted across every worker of the store.  Each becomes running with attempts+1 (its fencing
- * token) and a lease until now + lease_ms.  Fills tasks[0..n) (new references) and announce[i]
- * (1 when the task's queued event was never published: publish it first, built from the task
- * as it was); returns n (0 when nothing is runnable) or a negative code. */
+ * token) and a lease until now + lease_ms.  Fills tasks[0..n) (new references to
+ * {"id","client_id","type","attempts"} only: the one who runs it reads the whole task) and
+ * announce[i] (1 when the task's queued event was never published: publish it first, built from
+ * the task as it was); returns n (0 when nothing is runnable) or a negative code. */
 int store_tasks_claim(struct store *store, const char *worker_id, const char *host,
                       int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
                       int *announce);
@@ -174,12 +175,18 @@ int store_task_requeue(struct store *store, const char *id, int attempt, const c
 int store_task_progress(struct store *store, const char *id, int attempt, int progress,
                         const char *message, json_t **task);
 
-/* Finish a running task with a final status; result (borrowed, may be NULL) and error (may be
- * NULL) are stored as given; message replaces the step message when not NULL; error_entry
- * (a JSON object text, or NULL) is appended to errors.  Succeeded sets progress to 100. */
+/* Finish a running task with a final status at at_ms (finished_at; 0: now); result (borrowed,
+ * may be NULL) and error (may be NULL) are stored as given; message replaces the step message
+ * when not NULL; error_entry (a JSON object text, or NULL) is appended to errors.  Succeeded
+ * sets progress to 100. */
 int store_task_finish(struct store *store, const char *id, int attempt, const char *status,
                       const json_t *result, const char *error, const char *message,
-                      const char *error_entry, json_t **task);
+                      const char *error_entry, int64_t at_ms, json_t **task);
+
+/* The seq of the task the last successful change returned.  The changes below accept a NULL
+ * task: the change is made and only its seq kept here (a caller that knows the new state
+ * spares building it). */
+int64_t store_last_seq(const struct store *store);
 
 /* End a running attempt that will be retried: status queued, runnable at run_at_ms, error and
  * message as given, error_entry appended to errors. */

@@ -166,8 +166,16 @@ job_outcome_destroy(struct job_outcome **outcome)
     json_decref((*outcome)->result);
     free((*outcome)->error);
     free((*outcome)->error_entry);
+    free((*outcome)->payload);
     free(*outcome);
     *outcome = NULL;
+}
+
+const char *
+job_outcome_event(const struct job_outcome *outcome)
+{
+    return outcome->kind == JOB_OUTCOME_FINISH ? protocol_event_for_status(outcome->status)
+                                               : PROTOCOL_EVENT_RETRYING;
 }
 
 int
@@ -175,24 +183,85 @@ job_outcome_apply(struct store *store, const struct job_outcome *outcome, json_t
                   const char **event)
 {
     int rc;
+    /* With a predicted event, only the change is made; its row is read only if the
+     * prediction missed. */
+    json_t **row = outcome->payload ? NULL : task;
+    *task = NULL;
+    *event = job_outcome_event(outcome);
     switch (outcome->kind) {
     case JOB_OUTCOME_FINISH:
         rc = store_task_finish(store, outcome->id, outcome->attempt, outcome->status,
                                outcome->result, outcome->error, outcome->message,
-                               outcome->error_entry, task);
-        *event = protocol_event_for_status(outcome->status);
+                               outcome->error_entry, outcome->at_ms, row);
         break;
     case JOB_OUTCOME_RETRY_LATER:
         rc = store_task_retry_later(store, outcome->id, outcome->attempt, outcome->error,
-                                    outcome->error_entry, outcome->run_at_ms, task);
-        *event = PROTOCOL_EVENT_RETRYING;
+                                    outcome->error_entry, outcome->run_at_ms, row);
         break;
     default:
-        rc = store_task_requeue(store, outcome->id, outcome->attempt, outcome->message, task);
-        *event = PROTOCOL_EVENT_RETRYING;
+        rc = store_task_requeue(store, outcome->id, outcome->attempt, outcome->message, row);
         break;
     }
+    if (rc == 0 && outcome->payload && store_last_seq(store) != outcome->seq)
+        rc = store_task_get(store, outcome->id, NULL, task);
     return rc;
+}
+
+/* Build the event of outcome from the state the store will hold after it (see ST_FINISH,
+ * ST_END_RETRY and ST_REQUEUE): a copy of the task as this attempt last stored it, changed as
+ * those statements change it.  Leaves outcome->payload NULL when it cannot (the pool then
+ * builds the event from the row). */
+static void
+job_predict(struct job *job, struct job_outcome *outcome)
+{
+    json_t *after = json_copy(job->task);
+    if (!after)
+        return;
+    char stamp[CLOCK_ISO8601_SIZE];
+    json_int_t seq = json_integer_value(json_object_get(job->task, "seq")) + 1;
+    int ok = json_object_set_new(after, "seq", json_integer(seq)) == 0 &&
+             json_object_set_new(after, "message", json_string(outcome->message)) == 0;
+    if (outcome->error_entry) {
+        json_t *entry = json_loads(outcome->error_entry, 0, NULL);
+        json_t *errors = json_copy(json_object_get(job->task, "errors"));
+        ok = ok && entry && errors && json_array_append_new(errors, entry) == 0 &&
+             json_object_set_new(after, "errors", errors) == 0;
+        if (!ok) {
+            json_decref(errors);
+            json_decref(entry);
+        }
+    }
+    if (outcome->kind == JOB_OUTCOME_FINISH) {
+        int succeeded = strcmp(outcome->status, STORE_STATUS_SUCCEEDED) == 0;
+        ok = ok && json_object_set_new(after, "status", json_string(outcome->status)) == 0 &&
+             json_object_set(after, "result", outcome->result ? outcome->result : json_null()) ==
+                 0 &&
+             json_object_set_new(after, "error", outcome->error ? json_string(outcome->error)
+                                                                : json_null()) == 0 &&
+             json_object_set_new(after, "finished_at",
+                                 json_string(clock_iso8601(outcome->at_ms, stamp, sizeof stamp))) ==
+                 0 &&
+             (!succeeded || json_object_set_new(after, "progress", json_integer(100)) == 0);
+    } else {
+        ok = ok && json_object_set_new(after, "status", json_string(STORE_STATUS_QUEUED)) == 0 &&
+             json_object_set_new(after, "progress", json_integer(0)) == 0 &&
+             json_object_set_new(after, "started_at", json_null()) == 0;
+        if (outcome->kind == JOB_OUTCOME_RETRY_LATER)
+            ok = ok &&
+                 json_object_set_new(after, "error", json_string(outcome->error)) == 0 &&
+                 json_object_set_new(after, "run_at",
+                                     json_string(clock_iso8601(outcome->run_at_ms, stamp,
+                                                               sizeof stamp))) == 0;
+    }
+    /* A result or an error the store keeps differently (one that is not valid UTF-8, or an
+     * error cut to its tail) is left to the row. */
+    ok = ok && (!outcome->error || strlen(outcome->error) <= STORE_ERROR_MAX);
+    if (ok) {
+        outcome->payload = protocol_task_event(job_outcome_event(outcome), after);
+        outcome->seq = seq;
+        snprintf(outcome->client_id, sizeof outcome->client_id, "%s", job->client_id);
+    }
+    json_decref(after);
 }
 
 /* An attempt that failed or timed out: retried later when its type's policy allows, else
@@ -232,6 +301,7 @@ job_finish(struct job *job, enum job_end end)
     snprintf(outcome->id, sizeof outcome->id, "%s", job->id);
     outcome->attempt = job->attempt;
     outcome->kind = JOB_OUTCOME_FINISH;
+    outcome->at_ms = clock_now_ms();
     int rc = 0;
     /* A final state always carries the latest progress, so a pending step is not needed. */
     switch (end) {
@@ -258,11 +328,55 @@ job_finish(struct job *job, enum job_end end)
     }
     if (rc != 0)
         job_outcome_destroy(&outcome);
+    else
+        job_predict(job, outcome);
     return outcome;
 }
 
+/* The queued event a claim found unannounced: the task as it was just before the claim. */
+static void
+job_publish_queued_before(struct job *job)
+{
+    json_t *claimed = job->task;
+    json_t *before = json_deep_copy(claimed);
+    if (!before)
+        return;
+    json_int_t seq = json_integer_value(json_object_get(claimed, "seq"));
+    json_object_set_new(before, "status", json_string(STORE_STATUS_QUEUED));
+    json_object_set_new(before, "message", json_string("queued"));
+    json_object_set_new(before, "seq", json_integer(seq - 1));
+    json_object_set_new(before, "attempts", json_integer(job->attempt - 1));
+    json_object_set_new(before, "started_at", json_null());
+    job->task = before;
+    job_publish(job, PROTOCOL_EVENT_QUEUED);
+    job->task = claimed;
+    json_decref(before);
+}
+
+/* Read the claimed task whole and announce its start (its queued event first when announce).
+ * 0, TW_E_FENCED when the attempt is no longer current, or another code. */
+static int
+job_begin(struct job *job, int announce)
+{
+    json_t *task = NULL;
+    int rc = store_task_get(job->store, job->id, NULL, &task);
+    if (rc != 0)
+        return rc;
+    const char *status = json_string_value(json_object_get(task, "status"));
+    if (!status || strcmp(status, STORE_STATUS_RUNNING) != 0 ||
+        json_integer_value(json_object_get(task, "attempts")) != job->attempt) {
+        json_decref(task);
+        return TW_E_FENCED;
+    }
+    job_task_replace(job, task);
+    if (announce)
+        job_publish_queued_before(job);
+    job_publish(job, PROTOCOL_EVENT_STARTED);
+    return 0;
+}
+
 struct job_outcome *
-job_run(const struct job_env *env, json_t **task)
+job_run(const struct job_env *env, json_t **task, int announce)
 {
     struct job *job = calloc(1, sizeof *job);
     if (!job) {
@@ -281,6 +395,22 @@ job_run(const struct job_env *env, json_t **task)
     snprintf(job->client_id, sizeof job->client_id, "%s",
              json_string_value(json_object_get(job->task, "client_id")));
     job->attempt = (int)json_integer_value(json_object_get(job->task, "attempts"));
+    int begun = job_begin(job, announce);
+    if (begun != 0) {
+        struct job_outcome *outcome = NULL;
+        if (begun == TW_E_FENCED) {
+            job_fenced(job);
+        } else if ((outcome = calloc(1, sizeof *outcome)) != NULL) {
+            /* The store could not be read: hand the task back for another try. */
+            outcome->kind = JOB_OUTCOME_REQUEUE;
+            snprintf(outcome->id, sizeof outcome->id, "%s", job->id);
+            outcome->attempt = job->attempt;
+            outcome->message = "requeued: the store could not be read";
+        }
+        json_decref(job->task);
+        free(job);
+        return outcome;
+    }
     const char *type_name = json_string_value(json_object_get(job->task, "type"));
     job->type = type_name ? config_type_find(cfg, type_name, strlen(type_name)) : NULL;
     job->last_progress_ms = clock_mono_ms() - cfg->progress_interval_ms;

@@ -93,22 +93,34 @@ struct job_outcome {
     const char *message;          /* static text */
     char *error_entry;            /* owned: the attempt's errors entry, or NULL */
     int64_t run_at_ms;            /* RETRY_LATER */
+    int64_t at_ms;                /* FINISH: finished_at */
+    /* The event this outcome will publish, built by the slot from the state the store will
+     * hold (so the pool spares building it): valid when the store's new seq is seq. */
+    char *payload;                /* owned, or NULL */
+    char client_id[64];
+    int64_t seq;
 };
+
+/* The event an outcome publishes (borrowed, static). */
+const char *job_outcome_event(const struct job_outcome *outcome);
 
 /* Free an outcome.  NULL-safe; nulls *outcome. */
 void job_outcome_destroy(struct job_outcome **outcome);
 
-/* Store outcome on store (inside the caller's transaction, if one is open).  0 with *task the
- * new state and *event the event to publish; TW_E_FENCED when the attempt is no longer current
- * (nothing to publish); another code on failure. */
+/* Store outcome on store (inside the caller's transaction, if one is open).  0 with *event the
+ * event to publish and *task the new state, or *task NULL when outcome->payload is that event
+ * as it is (the prediction held); TW_E_FENCED when the attempt is no longer current (nothing
+ * to publish); another code on failure. */
 int job_outcome_apply(struct store *store, const struct job_outcome *outcome, json_t **task,
                       const char **event);
 
-/* Run task (a running task object from a claim; the job takes the reference) to the end of its
- * attempt, publishing its progress.  Returns how it ended (caller owns; job_outcome_destroy),
- * or NULL when there is nothing to store: the attempt was fenced (nothing more may be written
- * or published about it) or memory ran out (its lease then runs out and it runs again). */
-struct job_outcome *job_run(const struct job_env *env, json_t **task);
+/* Run task (a claim's {"id","client_id","type","attempts"}; the job takes the reference) to the
+ * end of its attempt: reads the task whole, publishes its started event (its queued event
+ * first when announce), its progress, and returns how the attempt ended (caller owns;
+ * job_outcome_destroy).  NULL when there is nothing to store: the attempt was fenced (nothing
+ * more may be written or published about it), or memory ran out (the pool then hands the task
+ * back itself). */
+struct job_outcome *job_run(const struct job_env *env, json_t **task, int announce);
 
 /* Report progress (0..100) with a step message; stored and published now or when the
  * coalescing interval allows. */

@@ -234,24 +234,6 @@ pool_publish_task(struct pool *pool, const char *event, const json_t *task)
     free(payload);
 }
 
-/* The queued event a claim found unannounced: the task as it was just before the claim. */
-static void
-pool_publish_queued_before(struct pool *pool, const json_t *claimed)
-{
-    json_t *before = json_deep_copy(claimed);
-    if (!before)
-        return;
-    json_int_t seq = json_integer_value(json_object_get(claimed, "seq"));
-    json_int_t attempts = json_integer_value(json_object_get(claimed, "attempts"));
-    json_object_set_new(before, "status", json_string(STORE_STATUS_QUEUED));
-    json_object_set_new(before, "message", json_string("queued"));
-    json_object_set_new(before, "seq", json_integer(seq - 1));
-    json_object_set_new(before, "attempts", json_integer(attempts - 1));
-    json_object_set_new(before, "started_at", json_null());
-    pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, before);
-    json_decref(before);
-}
-
 /* 1 while this pool's leases surely hold (see lease_valid_until_ms). */
 static int
 pool_lease_valid(const struct pool *pool)
@@ -283,10 +265,13 @@ pool_dispatch(struct pool *pool)
     size_t applied = pool->outcome_count;
     json_t *ended[applied > 0 ? applied : 1];
     const char *ended_events[applied > 0 ? applied : 1];
+    int applied_ok[applied > 0 ? applied : 1];
     int rc = 0;
-    for (size_t i = 0; i < applied && rc == 0; i++) {
+    for (size_t i = 0; i < applied; i++)
         ended[i] = NULL;
+    for (size_t i = 0; i < applied && rc == 0; i++) {
         rc = job_outcome_apply(pool->store, pool->outcomes[i], &ended[i], &ended_events[i]);
+        applied_ok[i] = rc == 0;
         if (rc == TW_E_FENCED) {
             log_warn("event=attempt_fenced task=%s attempt=%d", pool->outcomes[i]->id,
                      pool->outcomes[i]->attempt);
@@ -314,12 +299,17 @@ pool_dispatch(struct pool *pool)
         return;
     }
     for (size_t i = 0; i < applied; i++) {
-        if (ended[i]) {
-            log_info("event=task_%s task=%s attempt=%d", ended_events[i], pool->outcomes[i]->id,
-                     pool->outcomes[i]->attempt);
-            pool_publish_task(pool, ended_events[i], ended[i]);
-            json_decref(ended[i]);
+        struct job_outcome *outcome = pool->outcomes[i];
+        if (applied_ok[i]) {
+            log_info("event=task_%s task=%s attempt=%d", ended_events[i], outcome->id,
+                     outcome->attempt);
+            if (ended[i])
+                pool_publish_task(pool, ended_events[i], ended[i]);
+            else
+                pool_publish(pool, outcome->client_id, strlen(outcome->client_id),
+                             outcome->payload, strlen(outcome->payload));
         }
+        json_decref(ended[i]);
         job_outcome_destroy(&pool->outcomes[i]);
     }
     pool->outcome_count = 0;
@@ -330,22 +320,27 @@ pool_dispatch(struct pool *pool)
                  json_string_value(json_object_get(task, "client_id")),
                  json_string_value(json_object_get(task, "type")),
                  (long long)json_integer_value(json_object_get(task, "attempts")));
-        if (announce[i])
-            pool_publish_queued_before(pool, task);
-        pool_publish_task(pool, PROTOCOL_EVENT_STARTED, task);
-        slot_assign(idle[i], &task);
+        slot_assign(idle[i], &task, announce[i]);
     }
 }
 
-/* A submit nudge: start what can start, then announce the task as queued if no claim did. */
+/* After a batch of submit nudges (dispatched already): announce as queued each task no claim
+ * announced. */
 static void
-pool_on_submit(struct pool *pool, const char *id)
+pool_announce(struct pool *pool, const char (*ids)[TOKEN_ID_SIZE], size_t count)
 {
-    pool_dispatch(pool);
-    json_t *task = NULL;
-    if (store_task_announce(pool->store, id, &task) == 0) {
-        pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, task);
-        json_decref(task);
+    /* One transaction for the batch; the events go out once it is committed. */
+    json_t *announced[POOL_BATCH];
+    size_t n = 0;
+    int in_transaction = store_transaction_begin(pool->store) == 0;
+    for (size_t i = 0; i < count && i < POOL_BATCH; i++)
+        if (store_task_announce(pool->store, ids[i], &announced[n]) == 0)
+            n++;
+    int committed = !in_transaction || store_transaction_commit(pool->store) == 0;
+    for (size_t i = 0; i < n; i++) {
+        if (committed)
+            pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, announced[i]);
+        json_decref(announced[i]);
     }
 }
 
@@ -429,18 +424,22 @@ pool_close_frames(zmq_msg_t *frames, int count)
 static void
 pool_intake(struct pool *pool)
 {
+    /* Submit nudges are handled as a batch: one dispatch for all (its claims announce what
+     * they take), then the announcement of the rest. */
+    char submitted[POOL_BATCH][TOKEN_ID_SIZE];
+    size_t submits = 0;
     for (int n = 0; n < POOL_BATCH; n++) {
         zmq_msg_t frames[2];
         int count = pool_receive(pool->tasks, frames, 2);
         if (count <= 0)
-            return;
+            break;
         char verb[PROTOCOL_VERB_MAX], id[POOL_FRAME_MAX];
         if (count != 2 || pool_frame_text(&frames[0], verb, sizeof verb) != 0 ||
             pool_frame_text(&frames[1], id, sizeof id) != 0 ||
             strlen(id) != TOKEN_ID_SIZE - 1) {
             log_warn("event=bad_nudge frames=%d", count);
         } else if (strcmp(verb, PROTOCOL_VERB_SUBMIT) == 0) {
-            pool_on_submit(pool, id);
+            memcpy(submitted[submits++], id, TOKEN_ID_SIZE);
         } else if (strcmp(verb, PROTOCOL_VERB_CANCEL) == 0) {
             pool_on_cancel(pool, id);
         } else if (strcmp(verb, PROTOCOL_VERB_RETRY) == 0) {
@@ -450,6 +449,25 @@ pool_intake(struct pool *pool)
         }
         pool_close_frames(frames, count);
     }
+    if (submits > 0) {
+        pool_dispatch(pool);
+        pool_announce(pool, (const char (*)[TOKEN_ID_SIZE])submitted, submits);
+    }
+}
+
+/* The outcome of a slot whose job had none to give though its attempt is ours (it ran out of
+ * memory): the task goes back to the queue rather than stay running under a renewed lease. */
+static struct job_outcome *
+pool_hand_back(const struct slot *slot)
+{
+    struct job_outcome *outcome = calloc(1, sizeof *outcome);
+    if (!outcome)
+        return NULL;
+    outcome->kind = JOB_OUTCOME_REQUEUE;
+    snprintf(outcome->id, sizeof outcome->id, "%s", slot_task_id(slot));
+    outcome->attempt = slot_attempt(slot);
+    outcome->message = "requeued: the worker ran out of memory";
+    return outcome;
 }
 
 /* The slot index a slot wrote as the last frame of its message, or -1. */
@@ -499,6 +517,8 @@ pool_collect(struct pool *pool, int wait_ms)
             /* A lost attempt's outcome is not ours to store. */
             if (outcome && slot_lost(pool->slots[slot]))
                 job_outcome_destroy(&outcome);
+            else if (!outcome && !slot_lost(pool->slots[slot]))
+                outcome = pool_hand_back(pool->slots[slot]);
             if (outcome && pool->outcome_count < (size_t)pool->concurrency)
                 pool->outcomes[pool->outcome_count++] = outcome;
             else

@@ -19,6 +19,7 @@ struct slot {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     json_t *task;                /* handed over, not yet taken by the thread */
+    int announce;                /* with task: its queued event is still to be published */
     int quit;                    /* guarded by lock */
     atomic_int stop;             /* enum job_stop for the running task */
     int busy;                    /* pool thread only */
@@ -39,11 +40,12 @@ slot_main(void *arg)
         while (!slot->task && !slot->quit)
             pthread_cond_wait(&slot->wake, &slot->lock);
         json_t *task = slot->task;
+        int announce = slot->announce;
         slot->task = NULL;
         int quit = slot->quit;
         pthread_mutex_unlock(&slot->lock);
         if (task) {
-            struct job_outcome *outcome = job_run(&slot->env, &task);
+            struct job_outcome *outcome = job_run(&slot->env, &task, announce);
             char index[16];
             int length = snprintf(index, sizeof index, "%d", slot->index);
             /* The outcome travels as a pointer: the pool takes it (inproc, same process). */
@@ -133,7 +135,7 @@ slot_destroy(struct slot **slot)
 }
 
 void
-slot_assign(struct slot *slot, json_t **task)
+slot_assign(struct slot *slot, json_t **task, int announce)
 {
     const char *id = json_string_value(json_object_get(*task, "id"));
     snprintf(slot->task_id, sizeof slot->task_id, "%s", id ? id : "");
@@ -143,6 +145,7 @@ slot_assign(struct slot *slot, json_t **task)
     pthread_mutex_lock(&slot->lock);
     atomic_store(&slot->stop, JOB_STOP_NONE);
     slot->task = *task;
+    slot->announce = announce;
     *task = NULL;
     pthread_cond_broadcast(&slot->wake);
     pthread_mutex_unlock(&slot->lock);

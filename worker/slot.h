@@ -33,8 +33,9 @@ struct slot *slot_new(const struct config *cfg, void *zmq_context, int index,
 /* Stop the thread (a running task is interrupted and requeued) and free.  NULL-safe. */
 void slot_destroy(struct slot **slot);
 
-/* Give an idle slot a claimed task; the slot takes the reference. */
-void slot_assign(struct slot *slot, json_t **task);
+/* Give an idle slot a claimed task (see store_tasks_claim; the slot takes the reference): it
+ * publishes the task's started event, and its queued event first when announce. */
+void slot_assign(struct slot *slot, json_t **task, int announce);
 
 /* 1 while the slot holds a task (from slot_assign until its done message is handled). */
 int slot_busy(const struct slot *slot);

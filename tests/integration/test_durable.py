@@ -82,6 +82,7 @@ def test_killed_worker_task_runs_again(request):
     assert kinds.count("queued") == 1 and kinds[0] == "queued", kinds
     assert "retrying" in kinds and kinds[-1] == "succeeded", kinds
     final = stack.task(token, task["id"])
+    assert events[-1]["task"] == final, "the final event and the store disagree"
     assert final["status"] == "succeeded" and final["attempts"] == 2, final
     assert len(final["errors"]) == 1
     lost = final["errors"][0]
@@ -126,6 +127,9 @@ def test_failed_attempts_retry_with_backoff_until_the_budget(request):
         assert retrying["task"]["status"] == "queued"
         assert retrying["task"]["run_at"] >= retrying["task"]["errors"][-1]["at"]
     final = events[-1]["task"]
+    assert final == stack.task(token, task["id"]), "the final event and the store disagree"
+    for retrying in (e for e in events if e["event"] == "retrying"):
+        assert retrying["task"]["seq"] < final["seq"]
     assert final["attempts"] == 3 and final["max_attempts"] == 3
     assert [e["attempt"] for e in final["errors"]] == [1, 2, 3]
     assert "something went wrong" in final["error"]

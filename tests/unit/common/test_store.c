@@ -38,6 +38,18 @@ teardown(void **state)
     return tempdb_remove(dir, path);
 }
 
+static const char *
+text(json_t *task, const char *key)
+{
+    return json_string_value(json_object_get(task, key));
+}
+
+static long long
+number(json_t *task, const char *key)
+{
+    return json_integer_value(json_object_get(task, key));
+}
+
 /* Insert one submission as given (client, type and params filled in when missing); its rc. */
 static int
 submit(struct store *store, struct store_submission *sub)
@@ -73,10 +85,18 @@ claim_for(struct store *store, const char *worker, int64_t lease_ms, const char 
           json_t **task, int *announce)
 {
     int first = 0;
-    int n = store_tasks_claim(store, worker, "host-a", lease_ms, limits, 1, task, &first);
+    json_t *claimed = NULL;
+    int n = store_tasks_claim(store, worker, "host-a", lease_ms, limits, 1, &claimed, &first);
     if (announce)
         *announce = first;
-    return n == 1 ? 0 : n == 0 ? TW_E_NOT_FOUND : n;
+    if (n != 1)
+        return n == 0 ? TW_E_NOT_FOUND : n;
+    /* A claim names the task; its runner reads the rest. */
+    assert_non_null(text(claimed, "client_id"));
+    assert_int_equal(store_task_get(store, text(claimed, "id"), NULL, task), 0);
+    assert_int_equal(number(*task, "attempts"), number(claimed, "attempts"));
+    json_decref(claimed);
+    return 0;
 }
 
 static int
@@ -85,17 +105,6 @@ claim(struct store *store, const char *worker, json_t **task)
     return claim_for(store, worker, 10000, NULL, task, NULL);
 }
 
-static const char *
-text(json_t *task, const char *key)
-{
-    return json_string_value(json_object_get(task, key));
-}
-
-static long long
-number(json_t *task, const char *key)
-{
-    return json_integer_value(json_object_get(task, key));
-}
 
 /* A task could run twice, out of order, or skip a state, and seq would not rise with it. */
 static void
@@ -122,7 +131,7 @@ test_lifecycle_claims_oldest_once_and_raises_seq(void **state)
 
     json_t *result = json_pack("{s:i}", "ok", 1);
     assert_int_equal(store_task_finish(store, text(first, "id"), 1, STORE_STATUS_SUCCEEDED, result,
-                                       NULL, "done", NULL, &task),
+                                       NULL, "done", NULL, 0, &task),
                      0);
     json_decref(result);
     assert_string_equal(text(task, "status"), "succeeded");
@@ -135,7 +144,7 @@ test_lifecycle_claims_oldest_once_and_raises_seq(void **state)
     assert_int_equal(store_task_progress(store, text(first, "id"), 1, 5, "late", &task),
                      TW_E_FENCED);
     assert_int_equal(store_task_finish(store, text(first, "id"), 1, STORE_STATUS_FAILED, NULL, "x",
-                                       NULL, NULL, &task),
+                                       NULL, NULL, 0, &task),
                      TW_E_FENCED);
     json_decref(claimed);
 
@@ -248,7 +257,7 @@ test_leases_renewed_hold_and_expired_are_taken_back(void **state)
     assert_int_equal(store_task_check(store, text(b, "id"), 1), TW_E_FENCED);
     assert_int_equal(store_task_check(store, text(b, "id"), 2), 0);
     assert_int_equal(store_task_finish(store, text(b, "id"), 1, STORE_STATUS_SUCCEEDED, NULL, NULL,
-                                       NULL, NULL, &task),
+                                       NULL, NULL, 0, &task),
                      TW_E_FENCED);
     assert_int_equal(store_task_progress(store, text(b, "id"), 2, 50, "fresh", &task), 0);
     json_decref(task);
@@ -299,7 +308,7 @@ test_retry_later_waits_for_run_at_and_records_errors(void **state)
     assert_int_equal(number(task, "attempts"), 2);
     json_decref(task);
     assert_int_equal(store_task_finish(store, id, 2, STORE_STATUS_FAILED, NULL, "again", "failed",
-                                       "{\"attempt\":2,\"error\":\"again\"}", &task),
+                                       "{\"attempt\":2,\"error\":\"again\"}", 0, &task),
                      0);
     assert_int_equal(json_array_size(json_object_get(task, "errors")), 2);
     json_decref(task);
@@ -403,7 +412,7 @@ test_prune_removes_only_old_finished_tasks(void **state)
     assert_int_equal(claim(store, "w", &task), 0);
     json_decref(task);
     assert_int_equal(store_task_finish(store, text(done, "id"), 1, STORE_STATUS_SUCCEEDED, NULL,
-                                       NULL, NULL, NULL, &task),
+                                       NULL, NULL, NULL, 0, &task),
                      0);
     json_decref(task);
     assert_int_equal(store_tasks_prune(store, 3600000), 0);
@@ -468,7 +477,7 @@ test_invalid_utf8_error_is_still_json(void **state)
     assert_int_equal(claim(store, "w", &task), 0);
     json_decref(task);
     assert_int_equal(store_task_finish(store, text(queued, "id"), 1, STORE_STATUS_FAILED, NULL,
-                                       "bad \xff\xfe bytes", NULL, NULL, &task),
+                                       "bad \xff\xfe bytes", NULL, NULL, 0, &task),
                      0);
     assert_string_equal(text(task, "error"), "bad ?? bytes");
     json_decref(task);
