@@ -147,7 +147,12 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_GET] = "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND " OWNER,
     [ST_LIST] = "SELECT " TASK_COLUMNS " FROM tasks WHERE client_id = ?1"
                 " AND (?2 IS NULL OR status = ?2)"
-                " AND (?3 IS NULL OR seqno < (SELECT seqno FROM tasks WHERE id = ?3))"
+                /* The cursor's own place, or, when it was deleted meanwhile, the first task
+                 * made after its millisecond (?5, from its id): commits are serialized, so
+                 * created_at rises with seqno, and no older task is skipped. */
+                " AND (?3 IS NULL OR seqno < COALESCE((SELECT seqno FROM tasks WHERE id = ?3),"
+                " (SELECT min(seqno) FROM tasks WHERE client_id = ?1 AND created_at > ?5),"
+                " 9223372036854775807))"
                 " ORDER BY seqno DESC LIMIT ?4",
     [ST_CANCEL_QUEUED] = "UPDATE tasks SET status = 'cancelled', message = 'cancelled',"
                          " finished_at = ?3, seq = seq + 1, cancel_requested = 1"
@@ -884,6 +889,12 @@ store_task_list(struct store *store, const char *client_id, const char *status,
     bind_text(stmt, 2, status);
     bind_text(stmt, 3, before);
     sqlite3_bind_int(stmt, 4, limit);
+    if (before) {
+        /* An id begins with its creation time: 48 bits of milliseconds in 12 hex digits. */
+        char stamp[13];
+        snprintf(stamp, sizeof stamp, "%s", before);
+        sqlite3_bind_int64(stmt, 5, strtoll(stamp, NULL, 16));
+    }
     int rc, result = 0;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
         if (json_array_append_new(list, store_row_task(stmt)) != 0) {

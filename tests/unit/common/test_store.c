@@ -205,6 +205,17 @@ test_list_is_per_client_newest_first_with_cursor(void **state)
     assert_string_equal(text(json_array_get(next, 0), "id"), text(ids[2], "id"));
     json_decref(next);
     json_decref(page);
+    /* The cursor's task deleted between two pages: the next page still starts below it. */
+    int final = 0;
+    json_t *cancelled = NULL;
+    assert_int_equal(store_task_cancel(store, text(ids[2], "id"), "lister", &final, &cancelled),
+                     0);
+    json_decref(cancelled);
+    assert_int_equal(store_task_delete(store, text(ids[2], "id"), "lister"), 0);
+    assert_int_equal(store_task_list(store, "lister", NULL, text(ids[2], "id"), 50, &page), 0);
+    assert_int_equal(json_array_size(page), 2);
+    assert_string_equal(text(json_array_get(page, 0), "id"), text(ids[1], "id"));
+    json_decref(page);
     assert_int_equal(store_task_list(store, "lister", "running", NULL, 50, &page), 0);
     assert_int_equal(json_array_size(page), 0);
     json_decref(page);
