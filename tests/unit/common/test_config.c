@@ -108,6 +108,52 @@ test_exec_types_and_param_specs(void **state)
     assert_null(config_type_find(&cfg, "zi", 2));
 }
 
+/* A type's retry policy would be ignored, or a lease shorter than a missed renewal accepted. */
+static void
+test_retry_policy_and_lease_keys(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    assert_int_equal(load(&cfg,
+                          "[worker]\nlease_ms = 4000\nheartbeat_ms = 1000\n[http]\nmax_queued = 7\n"
+                          "[store]\nkeep_finished = 0\n"
+                          "[type sleep]\nconcurrency = 2\non_lost = fail\n"
+                          "[type job]\ncommand = /bin/true\nmax_attempts = 5\n"
+                          "retry_on = failed, timeout\nretry_base_ms = 10\nretry_max_ms = 20\n",
+                          err, sizeof err),
+                     0);
+    assert_int_equal(cfg.lease_ms, 4000);
+    assert_int_equal(cfg.max_queued, 7);
+    assert_int_equal(cfg.keep_finished, 0);
+    const struct config_type *sleep = config_type_find(&cfg, "sleep", 5);
+    assert_int_equal(sleep->concurrency, 2);
+    assert_int_equal(sleep->on_lost_fail, 1);
+    assert_int_equal(sleep->max_attempts, CONFIG_DEFAULT_MAX_ATTEMPTS);
+    const struct config_type *job = config_type_find(&cfg, "job", 3);
+    assert_int_equal(job->max_attempts, 5);
+    assert_int_equal(job->retry_on, CONFIG_RETRY_FAILED | CONFIG_RETRY_TIMEOUT);
+    assert_int_equal(job->retry_base_ms, 10);
+    assert_int_equal(job->on_lost_fail, 0);
+    static const struct {
+        const char *text, *says;
+    } bad[] = {
+        {"[worker]\nlease_ms = 1500\nheartbeat_ms = 1000\n", "twice heartbeat_ms"},
+        {"[type sleep]\ncommand = /bin/true\n", "built in"},
+        {"[type job]\ncommand = /bin/true\nretry_on = sometimes\n", "retry_on"},
+        {"[type job]\ncommand = /bin/true\non_lost = maybe\n", "on_lost"},
+        {"[type job]\ncommand = /bin/true\nmax_attempts = 0\n", "max_attempts"},
+        {"[type job]\ncommand = /bin/true\nretry_base_ms = 50\nretry_max_ms = 10\n",
+         "retry_max_ms"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        assert_int_equal(load(&cfg, bad[i].text, err, sizeof err), TW_E_CONFIG);
+        if (!strstr(err, bad[i].says))
+            fail_msg("'%s' said '%s'", bad[i].text, err);
+    }
+}
+
 int
 main(void)
 {
@@ -115,6 +161,7 @@ main(void)
         cmocka_unit_test(test_defaults_and_relative_paths),
         cmocka_unit_test(test_unknown_keys_and_bad_values_name_the_line),
         cmocka_unit_test(test_exec_types_and_param_specs),
+        cmocka_unit_test(test_retry_policy_and_lease_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
