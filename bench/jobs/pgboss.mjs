@@ -1,16 +1,18 @@
 // pgboss.mjs: the pg-boss peer of the job-queue benchmark (PostgreSQL).
 //
 //   node pgboss.mjs enqueue '{"db":URL,"jobs":N}'             createQueue, insert in chunks
-//   node pgboss.mjs work    '{"db":URL,"expect":N,"out":F}'   16 work() loops
+//   node pgboss.mjs work    '{"db":URL,"expect":N,"out":F,"loops":L,"batch":B}'  L work() loops
 //   node pgboss.mjs produce '{"db":URL,"rate":R,"seconds":S,"out":F}'   send() at a rate
 //   node pgboss.mjs counts  '{"db":URL}'                      the job table's states
 //
 // pg-boss 10 has no teamSize: each work() call is one polling loop that fetches up to
 // batchSize jobs, hands them to the handler and polls again after pollingIntervalSeconds
 // (0.5 s at least), whether or not it found jobs, unless notifyWorker(id) was called
-// meanwhile.  16 loops, each running its batch one job after another, keep 16 jobs running
-// at most; a loop whose fetch came back full notifies itself, so a backlog is fetched batch
-// after batch instead of one batch per interval.  pg-boss sends no completion notification;
+// meanwhile.  L loops (16 by default), each running 16 / L jobs of its batch at once, keep 16
+// jobs running at most; a loop whose fetch came back full notifies itself, so a backlog is
+// fetched batch after batch instead of one batch per interval.  Many loops poll often (low
+// latency) but contend for the same rows; one loop with a large batch drains a backlog with
+// a third of the database's work, and waits up to the interval for a new job.  pg-boss sends no completion notification;
 // a job is final here when pg-boss's own UPDATE ... state = 'completed' has returned from
 // PostgreSQL (committed, synchronous_commit on): the database adapter handed to pg-boss
 // (its `db` option) timestamps that reply.  It watches pg-boss's queries, it changes none.
@@ -24,10 +26,10 @@ const BULK = 1000; // jobs per insert call
 const POLL_S = 0.5; // pg-boss's minimum polling interval
 
 const { role, options } = args();
-// $BENCH_PGBOSS ({"loops":L,"batch":B}) overrides the shape, to compare shapes by hand.
-const tune = JSON.parse(process.env.BENCH_PGBOSS || "{}");
-const LOOPS = tune.loops || 16; // work() calls
-const batch = tune.batch || 50; // jobs a loop fetches at once
+const CONCURRENCY = 16; // jobs running at once, over all loops
+const LOOPS = options.loops || 16; // work() calls
+const batch = options.batch || 50; // jobs a loop fetches at once
+const parallel = Math.max(1, Math.floor(CONCURRENCY / LOOPS)); // jobs of a batch at once
 
 
 // pg-boss's `db` option: an object with executeSql(text, values).
@@ -82,11 +84,16 @@ async function work() {
         }
     });
     const b = await boss(db);
+    const run = async (job) => {
+        records.started(job.data.i);
+        indexOf.set(job.id, job.data.i);
+    };
     const loop = (self) => async (jobs) => {
-        for (const job of jobs) {
-            records.started(job.data.i);
-            indexOf.set(job.id, job.data.i);
-        }
+        let next = 0;
+        const slot = async () => {
+            while (next < jobs.length) await run(jobs[next++]);
+        };
+        await Promise.all(Array.from({ length: Math.min(parallel, jobs.length) }, slot));
         if (jobs.length === batch && self.id) b.notifyWorker(self.id);
     };
     // The loops start POLL_S / LOOPS apart, so their polls stay spread over the interval

@@ -500,7 +500,8 @@ class Graphile(NodePeer):
 class PgBoss(Graphile):
     name = "pgboss"
     family = "pg-boss"
-    label = "pg-boss"
+    label = "pg-boss (16 loops)"
+    shape = {"loops": 16, "batch": 50}
     script = "pgboss.mjs"
     env = {}
     setup = ("16 work() loops, batchSize 50 run one after another, polling every 0.5 s (its "
@@ -510,6 +511,17 @@ class PgBoss(Graphile):
 
     def completed(self, counts, jobs):
         return counts.get("completed", 0)
+
+    def worker(self, expect, out):
+        return self.node("work", "worker", expect=expect, out=out, **self.shape)
+
+
+class PgBossBatch(PgBoss):
+    name = "pgboss-batch"
+    label = "pg-boss (1 loop, batch 200)"
+    shape = {"loops": 1, "batch": 200}
+    setup = ("one work() loop, batchSize 200 with 16 of its jobs running at once, polling every "
+             "0.5 s, notifyWorker() on itself after a full batch; otherwise as pg-boss above")
 
 
 class Celery(Peer):
@@ -868,8 +880,8 @@ def task_counts(stack):
         db.close()
 
 
-PEERS = {p.name: p for p in (Taskwire, BullMQ, BullMQAof, Graphile, PgBoss, Celery,
-                             CeleryThreads)}
+PEERS = {p.name: p for p in (Taskwire, BullMQ, BullMQAof, Graphile, PgBoss, PgBossBatch,
+                             Celery, CeleryThreads)}
 
 
 # ---- the run ----
@@ -1074,7 +1086,7 @@ def main():
     for n in names:
         if n not in PEERS:
             sys.exit(f"run.py: unknown peer {n}; known: {', '.join(PEERS)}")
-    if any(PEERS[n] in (BullMQ, BullMQAof, Graphile, PgBoss) for n in names) and \
+    if any(issubclass(PEERS[n], NodePeer) for n in names) and \
             not os.path.isdir(os.path.join(HERE, "node_modules")):
         sys.exit("run.py: bench/jobs/node_modules is missing: run `make bench-jobs` "
                  "(or `cd bench/jobs && npm ci`)")
