@@ -50,7 +50,7 @@ test_bad_params_name_the_param(void **state)
     assert_string_equal(err, "steps must be an integer 1..1000");
     validate(&cfg.types[0], "{\"steps\":\"3\"}", TW_E_BAD_PARAMS, err);
     validate(&cfg.types[0], "{\"steps\":2.5}", TW_E_BAD_PARAMS, err);
-    validate(&cfg.types[0], "{\"duration_ms\":99}", TW_E_BAD_PARAMS, err);
+    validate(&cfg.types[0], "{\"duration_ms\":-1}", TW_E_BAD_PARAMS, err);
     validate(&cfg.types[0], "{\"color\":\"red\"}", TW_E_BAD_PARAMS, err);
     assert_non_null(strstr(err, "unknown parameter 'color'"));
     validate(&cfg.types[0], "[1,2]", TW_E_BAD_PARAMS, err);
