@@ -126,8 +126,26 @@ def group_alive(pgid):
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
+            if int(fields[2]) == pgid and (fields[0] != "Z" or threads_alive(pid)):
                 return True
+    return False
+
+
+def threads_alive(pid):
+    """True while a thread of process pid is not a zombie.  A killed multi-threaded process
+    shows its main thread as a zombie ("Zl") while the others are still exiting, and until the
+    last one has, its descriptors (a FastCGI handler's listening socket) stay open."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    return True
+        except OSError:
+            continue
     return False
 
 
