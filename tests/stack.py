@@ -6,7 +6,15 @@ Used by the integration tests (as a module) and by people (as a command):
 
 prints one JSON line ({"http": ..., "relay": ..., "events": ..., "publish": ..., "tmp": ...}) once
 everything answers, then runs until SIGTERM or SIGINT and stops everything it started.  Lines on
-stdin control it: "stop worker", "kill worker" (kill -9), "start worker", the same for "relay".
+stdin control it: "stop worker", "kill worker" (kill -9), "start worker", the same for "relay",
+for the web server ("server") and for each further worker of --workers N ("worker2", ...);
+"kill fcgi" kills the FastCGI handler processes (the web server respawns them).
+
+A stack of several workers (Stack(workers=2)) gives each worker endpoints of its own, since a
+worker binds its three endpoints, and runs a ZeroMQ hub (`stack.py zmq-hub`, the process
+"zmq-hub") on the stack's endpoints: it carries nudges from the handler to the workers, every
+worker's events to the relays, and sends {"type":"resync"} to the subscribed client ids 200 ms
+after it reconnects to a restarted worker, as a relay does when it reconnects to its pool.
 
 Binaries come from $TASKWIRE_BUILD (default build/).  Everything else lives in a fresh temporary
 directory: taskwire.conf, var/ (0700: the database and a random 32-byte secret, 0600), the web
@@ -26,6 +34,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+
+WORKER = "worker"  # the name of a stack's first worker; further ones are worker2, worker3, ...
+HUB_RESYNC_S = 0.2  # the hub tells pages to resync this long after a worker came back
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPES = os.path.join(ROOT, "tests", "integration", "types")
@@ -368,14 +379,24 @@ class Stack:
     """A stack on free ports with its own config, database and secret in a temp dir.
 
     worker: start a worker with the stack.  worker_settings / relay_settings: [worker] and
-    [relay] keys that replace the test defaults.  fcgi_tasks: a [zmq] tasks endpoint for the
-    FastCGI handler alone (the tests use a dead one to take the handler's nudges away).
+    [relay] keys that replace the test defaults (a key set to None is left out).  fcgi_tasks:
+    a [zmq] tasks endpoint for the FastCGI handler alone (the tests use a dead one to take the
+    handler's nudges away).
     websocket=False (lighttpd only): /ws is proxied without the upgrade, as by a proxy that
-    strips it, so a page cannot open a WebSocket through the web server."""
+    strips it, so a page cannot open a WebSocket through the web server.  workers: how many
+    workers the stack runs (named by worker_names: "worker", "worker2", ...); more than one
+    puts the ZeroMQ hub between them and the other programs.  types: further exec types,
+    {name: {key: value}} as in TEST_TYPES.  type_settings: keys added to types of the config
+    ("sleep" included), {name: {key: value}}."""
 
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
-                 relay_settings=None, fcgi_tasks=None, websocket=True):
+                 relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
+                 type_settings=None):
         self.websocket = websocket
+        self.worker_names = [WORKER] + [f"{WORKER}{n}" for n in range(2, workers + 1)]
+        self.hub = workers > 1
+        self.extra_types = dict(types or {})
+        self.type_settings = dict(type_settings or {})
         self.build = os.path.abspath(build or os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
         self.tmp = tempfile.mkdtemp(prefix="taskwire-test-")
         os.chmod(self.tmp, 0o700)
@@ -399,6 +420,19 @@ class Stack:
         self.config_path = os.path.join(self.tmp, "taskwire.conf")
         with open(self.config_path, "w") as f:
             f.write(ini(sections))
+        # With the hub, each worker binds endpoints of its own (in its own config); the
+        # stack's endpoints, which the handler, the relay and the tests use, are the hub's.
+        self.worker_ports = {}
+        self.worker_config_paths = {WORKER: self.config_path}
+        if self.hub:
+            for name in self.worker_names:
+                ports = self.worker_ports[name] = [free_port() for _ in range(3)]
+                own = dict(sections, zmq={key: f"tcp://127.0.0.1:{port}" for key, port in
+                                          zip(("tasks", "publish", "events"), ports)})
+                path = self.worker_config_paths[name] = os.path.join(self.tmp,
+                                                                     f"taskwire-{name}.conf")
+                with open(path, "w") as f:
+                    f.write(ini(own))
         self.fcgi_config_path = self.config_path
         if fcgi_tasks:
             sections["zmq"] = dict(sections["zmq"], tasks=fcgi_tasks)
@@ -480,6 +514,7 @@ class Stack:
         types = dict(TEST_TYPES)
         if os.path.exists(CHECKSUM):
             types["checksum"] = CHECKSUM_TYPE
+        types.update(self.extra_types)
         sections = {
             "log": {"level": "info"},
             "store": {"database": os.path.join(self.var, "taskwire.db"), "busy_timeout_ms": 5000},
@@ -496,7 +531,11 @@ class Stack:
         }
         for name, keys in types.items():
             sections[f"type {name}"] = dict(keys, command=keys["command"].replace(ROOT, self.tree, 1))
-        return sections
+        for name, keys in self.type_settings.items():
+            sections[f"type {name}"] = dict(sections.get(f"type {name}", {}), **keys)
+        # A key set to None is left out (one that the programs being tested do not know).
+        return {section: {key: value for key, value in keys.items() if value is not None}
+                for section, keys in sections.items()}
 
     # -- processes -----------------------------------------------------------------------
 
@@ -521,12 +560,68 @@ class Stack:
             raise FileNotFoundError(f"{path} is missing: build it first (make SAN=1 all)")
         return path
 
-    def start_worker(self):
-        """Start a worker and wait until health counts it."""
-        self._spawn("worker", [self._binary("taskwire-worker"), "-c", self.config_path])
-        wait_for(lambda: self.health().get("pool") == "ok" or self._died("worker"),
-                 START_TIMEOUT, "the worker's heartbeat")
-        self._check_running("worker")
+    def start_worker(self, name=WORKER):
+        """Start a worker (one of worker_names) and wait until health counts it; while another
+        worker runs, until its own heartbeat is in the store."""
+        if name not in self.worker_names:
+            raise ValueError(f"{name} is not a worker of this stack: {self.worker_names}")
+        others = [n for n in self.worker_names if n != name and not self._died(n)]
+        process = self._spawn(name, [self._binary("taskwire-worker"), "-c",
+                                     self.worker_config_paths[name]])
+        if others:
+            wait_for(lambda: self.worker_id(name) or self._died(name), START_TIMEOUT,
+                     f"{name}'s heartbeat")
+        else:
+            wait_for(lambda: self.health().get("pool") == "ok" or self._died(name),
+                     START_TIMEOUT, "the worker's heartbeat")
+        self._check_running(name)
+        return process
+
+    def worker_id(self, name=WORKER):
+        """The id the running worker `name` has in the store (None until its first heartbeat,
+        or when it is not running)."""
+        process = self.processes.get(name)
+        if process is None or process.poll() is not None:
+            return None
+        rows = self.store_query("SELECT id FROM workers WHERE pid = ?", (process.pid,))
+        return rows[0][0] if rows else None
+
+    def store_query(self, sql, parameters=()):
+        """Rows of a query on the stack's database, opened read-only (no process notices);
+        [] while the database does not exist yet or is busy."""
+        import sqlite3
+        path = os.path.join(self.var, "taskwire.db")
+        if not os.path.exists(path):
+            return []
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        except sqlite3.Error:
+            return []
+        try:
+            return db.execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                return []
+            raise
+        finally:
+            db.close()
+
+    def start_hub(self):
+        """Start the ZeroMQ hub of a stack of several workers and wait until it has bound."""
+        spec = {"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
+                "events": self.events_endpoint,
+                "workers": [{key: f"tcp://127.0.0.1:{port}" for key, port in
+                             zip(("tasks", "publish", "events"), self.worker_ports[name])}
+                            for name in self.worker_names]}
+        log = os.path.join(self.tmp, "zmq-hub.log")
+        self._spawn("zmq-hub", [sys.executable, os.path.abspath(__file__), "zmq-hub",
+                                json.dumps(spec)])
+
+        def bound():
+            with open(log, errors="replace") as f:
+                return "event=hub_ready" in f.read()
+        wait_for(lambda: bound() or self._died("zmq-hub"), START_TIMEOUT, "the ZeroMQ hub")
+        self._check_running("zmq-hub")
 
     def start_relay(self):
         """Start the relay and wait until its /health answers."""
@@ -586,11 +681,11 @@ class Stack:
                 pass
         return status
 
-    def stop_worker(self):
-        return self.stop("worker")
+    def stop_worker(self, name=WORKER):
+        return self.stop(name)
 
-    def kill_worker(self):
-        return self.stop("worker", signal.SIGKILL)
+    def kill_worker(self, name=WORKER):
+        return self.stop(name, signal.SIGKILL)
 
     def stop_relay(self):
         return self.stop("relay")
@@ -598,14 +693,65 @@ class Stack:
     def kill_relay(self):
         return self.stop("relay", signal.SIGKILL)
 
+    def _server_names(self):
+        helpers = self.server.helpers() if hasattr(self.server, "helpers") else {}
+        return [self.server.name] + list(helpers)
+
+    def stop_server(self, sig=signal.SIGTERM):
+        """Stop the web server (and the processes beside it, with their FastCGI handlers);
+        returns the web server's exit status."""
+        statuses = [self.stop(name, sig) for name in self._server_names()]
+        return statuses[0]
+
+    def kill_server(self):
+        """kill -9 the web server's process group (its FastCGI handlers die with it)."""
+        return self.stop_server(signal.SIGKILL)
+
+    def fcgi_pids(self):
+        """Pids of the FastCGI handler processes in the web server's process groups (lighttpd
+        spawns its handler as its child; nginx's runs under spawn-fcgi)."""
+        groups = {self.processes[n].pid for n in self._server_names() if not self._died(n)}
+        found = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    program = f.read().split(b"\0")[0]
+            except OSError:
+                continue
+            if int(fields[2]) in groups and (fields[0] != "Z" or threads_alive(pid)) and \
+                    os.path.basename(program) == b"taskwire.fcgi":
+                found.append(int(pid))
+        return found
+
+    def kill_fcgi(self, timeout=5):
+        """kill -9 every FastCGI handler process and wait until they are gone; the web server
+        starts new ones (lighttpd about 2 s later, as it retries a dead backend).  Returns
+        the pids killed."""
+        pids = self.fcgi_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_for(lambda: not set(pids) & set(self.fcgi_pids()), timeout,
+                 "the FastCGI handlers to die")
+        return pids
+
     def start(self):
         """Start the web server, the relay and (unless worker=False) a worker; on any failure
         stop what started and raise."""
         try:
+            if self.hub:
+                self.start_hub()
             self.start_server()
             self.start_relay()
             if self.with_worker:
-                self.start_worker()
+                for name in self.worker_names:
+                    self.start_worker(name)
         except BaseException:
             self.close()
             raise
@@ -647,7 +793,7 @@ class Stack:
     # -- small HTTP client -----------------------------------------------------------------
 
     def request(self, method, path, body=None, token=None, headers=None, raw=None,
-                content_type="application/json"):
+                content_type="application/json", timeout=10):
         """(status, headers, parsed JSON body or None) of a request through the web server."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         if data is None and method in ("POST", "PUT"):
@@ -660,7 +806,7 @@ class Stack:
         for key, value in (headers or {}).items():
             request.add_header(key, value)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 status, head, text = response.status, response.headers, response.read()
         except urllib.error.HTTPError as error:
             status, head, text = error.code, error.headers, error.read()
@@ -713,6 +859,8 @@ def main():
     parser.add_argument("--no-worker", action="store_true", help="start without a worker")
     parser.add_argument("--no-websocket", action="store_true",
                         help="lighttpd proxies /ws without the upgrade (WebSockets fail)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="workers to run (more than one: behind the ZeroMQ hub)")
     args = parser.parse_args()
 
     def finish(*_):
@@ -721,14 +869,21 @@ def main():
     signal.signal(signal.SIGTERM, finish)
     signal.signal(signal.SIGINT, finish)
     with Stack(server=args.server, worker=not args.no_worker,
-               websocket=not args.no_websocket) as stack:
+               websocket=not args.no_websocket, workers=args.workers) as stack:
         print(json.dumps({"http": stack.http + "/", "relay": stack.relay_ws,
                           "relay_http": stack.relay_http, "events": stack.events_endpoint,
                           "publish": stack.publish_endpoint, "tasks": stack.tasks_endpoint,
                           "tmp": stack.tmp}), flush=True)
-        actions = {"stop": {"worker": stack.stop_worker, "relay": stack.stop_relay},
-                   "kill": {"worker": stack.kill_worker, "relay": stack.kill_relay},
-                   "start": {"worker": stack.start_worker, "relay": stack.start_relay}}
+        actions = {"stop": {"worker": stack.stop_worker, "relay": stack.stop_relay,
+                            "server": stack.stop_server},
+                   "kill": {"worker": stack.kill_worker, "relay": stack.kill_relay,
+                            "server": stack.kill_server, "fcgi": stack.kill_fcgi},
+                   "start": {"worker": stack.start_worker, "relay": stack.start_relay,
+                             "server": stack.start_server}}
+        for name in stack.worker_names[1:]:
+            for verb, method in (("stop", stack.stop_worker), ("kill", stack.kill_worker),
+                                 ("start", stack.start_worker)):
+                actions[verb][name] = (lambda m, n: lambda: m(n))(method, name)
         for line in sys.stdin:
             words = line.split()
             action = actions.get(words[0], {}).get(words[1]) if len(words) == 2 else None
@@ -741,5 +896,82 @@ def main():
             signal.pause()
 
 
+def zmq_hub(spec):
+    """The ZeroMQ hub of a stack of several workers (run as `stack.py zmq-hub SPEC`, SPEC a JSON
+    object: tasks, publish, events, and workers, a list of each worker's three endpoints).
+
+    A worker binds its endpoints, so two workers cannot share them; the hub stands in for the
+    one set of endpoints the other programs know.  tasks: a PULL the handlers connect to, each
+    nudge passed on to one connected worker (dropped when none is: the store is the queue).
+    events: an XPUB the relays connect to, fed by an XSUB connected to every worker's events
+    endpoint and bound on publish (so a PUB there reaches every relay, as a worker's publish
+    endpoint does); subscriptions travel the other way.  When it reconnects to a restarted
+    worker it sends {"type":"resync"} to every subscribed client id HUB_RESYNC_S later, as a
+    relay does when its pool comes back: what that worker published before the hub was there
+    is not replayed.  One thread; every message is passed on unchanged."""
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message
+    context = zmq.Context()
+
+    def socket_of(kind, **options):
+        sock = context.socket(kind)
+        for option, value in dict(options, LINGER=0, SNDHWM=100000, RCVHWM=100000).items():
+            sock.setsockopt(getattr(zmq, option), value)
+        return sock
+
+    xpub = socket_of(zmq.XPUB)
+    xpub.bind(spec["events"])
+    xsub = socket_of(zmq.XSUB, RECONNECT_IVL=20)
+    monitor = xsub.get_monitor_socket(zmq.EVENT_CONNECTED)
+    xsub.bind(spec["publish"])
+    pull = socket_of(zmq.PULL)
+    pull.bind(spec["tasks"])
+    push = socket_of(zmq.PUSH, IMMEDIATE=1, RECONNECT_IVL=20)
+    for worker in spec["workers"]:
+        xsub.connect(worker["events"])
+        push.connect(worker["tasks"])
+    print(f"event=hub_ready workers={len(spec['workers'])}", flush=True)
+
+    subscribed = set()
+    resync_at = None
+    poller = zmq.Poller()
+    for sock in (xpub, xsub, pull, monitor):
+        poller.register(sock, zmq.POLLIN)
+    while True:
+        wait = None if resync_at is None else max(0, int((resync_at - time.monotonic()) * 1000))
+        ready = dict(poller.poll(wait))
+        if xsub in ready:
+            while xsub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                xpub.send_multipart(xsub.recv_multipart())
+        if xpub in ready:
+            while xpub.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                frames = xpub.recv_multipart()
+                if len(frames) == 1 and frames[0][:1] in (b"\x00", b"\x01"):
+                    (subscribed.add if frames[0][:1] == b"\x01" else subscribed.discard)(
+                        frames[0][1:])
+                xsub.send_multipart(frames)
+        if pull in ready:
+            while pull.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                frames = pull.recv_multipart()
+                try:
+                    push.send_multipart(frames, zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+        if monitor in ready:
+            while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                event = recv_monitor_message(monitor)
+                if event["event"] == zmq.EVENT_CONNECTED:
+                    print(f"event=hub_connected endpoint={event['endpoint'].decode()}",
+                          flush=True)
+                    resync_at = time.monotonic() + HUB_RESYNC_S
+        if resync_at is not None and time.monotonic() >= resync_at:
+            resync_at = None
+            for client_id in subscribed:
+                xpub.send_multipart([client_id, b'{"type":"resync"}'])
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["zmq-hub"]:
+        zmq_hub(json.loads(sys.argv[2]))
+    else:
+        main()
