@@ -29,6 +29,7 @@ app.conf.update(
     result_serializer="json",
     accept_content=["json"],
     worker_prefetch_multiplier=int(os.environ.get("BENCH_PREFETCH", "4")),
+    worker_disable_rate_limits=True,  # no task has one; Celery's documented shortcut
     worker_redirect_stdouts=False,
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,

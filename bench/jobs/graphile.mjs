@@ -21,6 +21,7 @@ const BULK = 1000; // jobs per addJobs call
 // jobs at once, and completions made in the same turn share one DELETE.
 const LOCAL_QUEUE = 200;
 const COMPLETE_BATCH_DELAY_MS = 0;
+const PRODUCER_CONNECTIONS = 16; // steady: submissions in flight at most (default 10)
 // Errors and warnings only: a line per job would cost the worker more than the job.
 const logger = new Logger(() => (level, message) => {
     if (level === "error" || level === "warning") say(level, { message });
@@ -29,7 +30,8 @@ const logger = new Logger(() => (level, message) => {
 const { role, options } = args();
 
 function utils() {
-    return makeWorkerUtils({ connectionString: options.db, logger });
+    return makeWorkerUtils({ connectionString: options.db, logger,
+        maxPoolSize: PRODUCER_CONNECTIONS });
 }
 
 async function enqueue() {

@@ -24,6 +24,7 @@ import { writeFileSync } from "node:fs";
 const QUEUE = "bench";
 const BULK = 1000; // jobs per insert call
 const POLL_S = 0.5; // pg-boss's minimum polling interval
+const PRODUCER_CONNECTIONS = 16; // steady: submissions in flight at most
 
 const { role, options } = args();
 const CONCURRENCY = 16; // jobs running at once, over all loops
@@ -33,8 +34,8 @@ const parallel = Math.max(1, Math.floor(CONCURRENCY / LOOPS)); // jobs of a batc
 
 
 // pg-boss's `db` option: an object with executeSql(text, values).
-function database(onCompleted) {
-    const pool = new pg.Pool({ connectionString: options.db, max: LOOPS + 4 });
+function database(onCompleted, connections = LOOPS + 4) {
+    const pool = new pg.Pool({ connectionString: options.db, max: connections });
     pool.on("error", (error) => say("error", { message: String(error) }));
     return {
         pool,
@@ -113,7 +114,7 @@ async function work() {
 }
 
 async function produce() {
-    const db = database();
+    const db = database(null, PRODUCER_CONNECTIONS);
     const b = await boss(db, { supervise: false, schedule: false });
     const result = await paced(options.rate, options.seconds,
         (i) => b.send(QUEUE, { i }));

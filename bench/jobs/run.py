@@ -51,9 +51,10 @@ DRAIN_JOBS = 20000
 RATE = 500
 SECONDS = 20
 QUICK = {"jobs": 1000, "rate": 100, "seconds": 3}  # --quick: about 10 s per system
+RUNS = 3  # rounds: this machine's other work moves single runs by a factor of two or more
 SETTLE_S = 30  # after the last submission, how long the last jobs may take to become final
 TW_SUBMITTERS = 32  # drain: HTTP connections (threads) enqueueing, one client id each
-TW_STEADY_CLIENTS = 8  # steady: client ids, each with its own connection and WebSocket
+TW_STEADY_CLIENTS = 16  # steady: client ids, each with a connection (thread) and a WebSocket
 TW_MAX_QUEUED = 1000  # the handler's default [http] max_queued per client
 TW_SLEEP = {"duration_ms": 0, "steps": 1}  # a no-op task (--tw-duration-ms changes it)
 REDIS_DEFAULT_SAVE = "3600 1 300 100 60 10000"  # Redis 7's built-in snapshot schedule
@@ -318,6 +319,7 @@ class Peer:
     """One system under test.  Subclasses set up its store, worker, producer and listener."""
 
     name = label = durability = setup = "?"
+    short = "?"  # the durability in a few words, for the table
     family = "?"  # its line in the report's versions
 
     def __init__(self, bench):
@@ -446,6 +448,7 @@ class BullMQ(NodePeer):
     label = "BullMQ (Redis default persistence)"
     script = "bullmq.mjs"
     aof = False
+    short = "Redis RDB snapshots"
     durability = (f"Redis RDB snapshots on its default schedule (save {REDIS_DEFAULT_SAVE}), "
                   f"no AOF: an added or completed job is in memory only until the next "
                   f"snapshot; a crash of Redis or the OS loses what came after it")
@@ -469,6 +472,7 @@ class BullMQAof(BullMQ):
     name = "bullmq-aof"
     label = "BullMQ (Redis appendfsync always)"
     aof = True
+    short = "Redis AOF, fsync always"
     durability = ("Redis AOF, appendonly yes + appendfsync always: every write is in the AOF "
                   "on disk before Redis replies")
 
@@ -479,6 +483,7 @@ class Graphile(NodePeer):
     label = "graphile-worker"
     script = "graphile.mjs"
     env = {"NO_LOG_SUCCESS": "1"}
+    short = "PostgreSQL, synchronous_commit on"
     durability = ("PostgreSQL, fsync on, synchronous_commit on (the default): each add and "
                   "each completion is in the WAL on disk before it returns")
     setup = ("concurrency 16, localQueue size 200, completeJobBatchDelay 0; addJobs of 1,000 "
@@ -533,6 +538,7 @@ class Celery(Peer):
     family = "Celery"
     label = "Celery (prefork, -c 16)"
     pool = "prefork"
+    short = "Redis RDB snapshots, acked on receipt"
     durability = (f"broker and results in one Redis with its default persistence (RDB "
                   f"snapshots, save {REDIS_DEFAULT_SAVE}, no AOF); a task is acked when the "
                   f"worker takes it (acks_late off, the default), so one running when its "
@@ -633,7 +639,10 @@ def steady_result(total, sent, start, final, produced):
     started = latency_ms(submit, start)
     finals = latency_ms(submit, final)
     acks = latency_ms(submit, sent.get("ack", {}))
+    last = max((final[k] for k in submit if k in final), default=0)
+    span = (last - min(submit.values())) / 1e9 if last else 0
     return {"jobs": total, "submitted": len(submit), "started": len(started),
+            "final_per_s": len(finals) / span if span > 0 else None,
             "final": len(finals), "errors": produced.get("errors", 0),
             "max_lag_ms": produced.get("max_lag_ms"),
             "start_p50": pct(started, 0.5), "start_p99": pct(started, 0.99),
@@ -684,6 +693,7 @@ class Taskwire(Peer):
     name = "taskwire"
     family = "taskwire"
     label = "taskwire"
+    short = "SQLite, WAL synced before the 202"
     durability = ("SQLite WAL: a task is on disk before its 202 (the WAL synced after the commit, "
                   "one sync shared by concurrent submissions); the worker's claims and final "
                   "states commit with synchronous=NORMAL (a process crash loses none, an OS "
@@ -961,7 +971,8 @@ def drain_metrics(r):
             "worker_us": r["worker_cpu_s"] * 1e6 / r["jobs"]}
 
 
-STEADY_KEYS = ("start_p50", "start_p99", "final_p50", "final_p99", "ack_p50", "max_lag_ms")
+STEADY_KEYS = ("start_p50", "start_p99", "final_p50", "final_p99", "ack_p50", "max_lag_ms",
+               "final_per_s")
 
 
 def steady_metrics(r):
@@ -1008,17 +1019,20 @@ def report(bench, names, results, stamp):
              f"- Steady: {a.rate:,g} jobs/s for {a.seconds:g} s ({round(a.rate * a.seconds):,} "
              f"jobs), one submit call per job on a fixed schedule; latency from the submit call "
              f"to the job's start in the worker and to its final notification; \"submit\" is "
-             f"the submit call's own time.",
+             f"the submit call's own time; \"final jobs/s\" the jobs final over the time from "
+             f"the first submission to the last final (below the rate: the system fell "
+             f"behind, and its latencies measure the queue it built up).",
              ""]
     if "drain" in a.scenarios:
         lines += ["## Drain", "",
                   "| system | jobs/s | busy jobs/s | first job after ms | enqueue jobs/s | "
-                  "CPU us per job, store / worker | runs with every job done | durability |",
+                  "CPU us per job, store / worker | runs with every job done | durability "
+                  "(below) |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         for n in names:
             rs = results[n].get("drain", [])
             m, ok, bad = median_of(rs, drain_metrics)
-            label, durability = PEERS[n].label, PEERS[n].durability
+            label, durability = PEERS[n].label, PEERS[n].short
             if not m:
                 lines.append(f"| {label} | {failure(bad)} | | | | | 0 of {len(rs)} | "
                              f"{durability} |")
@@ -1032,24 +1046,29 @@ def report(bench, names, results, stamp):
     if "steady" in a.scenarios:
         lines += ["## Steady", "",
                   "| system | start p50 ms | start p99 ms | final p50 ms | final p99 ms | "
-                  "submit p50 ms | runs with every job final | max schedule lag ms |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "submit p50 ms | final jobs/s | runs with every job final | max schedule "
+                  "lag ms |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for n in names:
             rs = results[n].get("steady", [])
             m, ok, bad = median_of(rs, steady_metrics)
             label = PEERS[n].label
             if not m:
-                lines.append(f"| {label} | {failure(bad)} | | | | | 0 of {len(rs)} | |")
+                lines.append(f"| {label} | {failure(bad)} | | | | | | 0 of {len(rs)} | |")
                 continue
             note = f"; {failure(bad)}" if bad else ""
             lines.append(f"| {label} | {fmt(m['start_p50'], 2)} | {fmt(m['start_p99'], 2)} | "
                          f"{fmt(m['final_p50'], 2)} | {fmt(m['final_p99'], 2)} | "
-                         f"{fmt(m['ack_p50'], 2)} | {ok} of {len(rs)}{note} | "
+                         f"{fmt(m['ack_p50'], 2)} | {fmt(m['final_per_s'], 0)} | "
+                         f"{ok} of {len(rs)}{note} | "
                          f"{fmt(m['max_lag_ms'], 1)} |")
         lines.append("")
     lines += ["## Setup of each system", ""]
     for n in names:
         lines.append(f"- {PEERS[n].label}: {PEERS[n](bench).setup}.")
+    lines += ["", "## Durability of each system", ""]
+    for n in names:
+        lines.append(f"- {PEERS[n].label}: {PEERS[n].durability}.")
     lines += ["", "Versions:", ""]
     shown = {PEERS[n].family for n in names}
     for k, v in versions(a.build).items():
@@ -1070,7 +1089,9 @@ def main():
     ap.add_argument("--jobs", type=int, default=DRAIN_JOBS, help="drain: jobs enqueued")
     ap.add_argument("--rate", type=float, default=RATE, help="steady: jobs submitted per second")
     ap.add_argument("--seconds", type=float, default=SECONDS, help="steady: for this long")
-    ap.add_argument("--runs", type=int, default=1, help="rounds (each system once per round)")
+    ap.add_argument("--runs", type=int, default=RUNS,
+                    help=f"rounds, each system once per round; the table shows medians "
+                         f"(default {RUNS}, 1 with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke run: {QUICK['jobs']:,} jobs, {QUICK['rate']} jobs/s for "
                          f"{QUICK['seconds']} s (about 10 s per system)")
@@ -1081,6 +1102,8 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.jobs, args.rate, args.seconds = QUICK["jobs"], QUICK["rate"], QUICK["seconds"]
+        if "--runs" not in sys.argv:
+            args.runs = 1
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     names = [n for n in args.peers.split(",") if n]
     for n in names:
