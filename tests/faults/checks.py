@@ -2,6 +2,7 @@
 messages and view, the store's final rows) judged against what the job engine promises, and the
 summary table a report quotes.  analyse(run) returns a Result: failures (one sentence each),
 numbers and summary."""
+import datetime
 import json
 import math
 import os
@@ -160,20 +161,23 @@ def analyse(run):
             f"e.g. {queued_late[:3]}")
 
     # Reruns of the tasks a killed worker held.
-    delays, not_rerun = [], []
+    delays, not_rerun, unmeasured = [], [], []
     starts = started_events(clients)
     for death in run.deaths:
         for task_id, attempt in death["lost"]:
-            delay = rerun_delay(starts, rows.get(task_id), task_id, attempt, death["at"])
             row = rows.get(task_id) or {}
+            delay = rerun_delay(starts, clients, row, task_id, attempt, death["at"])
             budget = row.get("max_attempts") or DEFAULT_MAX_ATTEMPTS
             if delay is not None:
                 delays.append(delay)
+            elif row.get("attempts", 0) > attempt:
+                unmeasured.append(task_id)
             elif attempt < budget:
                 not_rerun.append((task_id, attempt, row.get("status"), row.get("error")))
     numbers["lost"] = sum(len(d["lost"]) for d in run.deaths)
     numbers["delays"] = delays
     numbers["not_rerun"] = len(not_rerun)
+    numbers["unmeasured"] = len(unmeasured)
     bound = (run.lease_ms + RERUN_SLACK_MS) / 1000
     numbers["bound"] = bound
     fail_if(not_rerun, f"{len(not_rerun)} tasks of killed workers never ran again (task, lost "
@@ -206,15 +210,27 @@ def started_events(clients):
     return starts
 
 
-def rerun_delay(starts, row, task_id, attempt, died_at):
-    """Seconds from a worker's death to the next start of a task it held: its first started
-    event of a later attempt, else the store's started_at when that attempt was the last."""
+def rerun_delay(starts, clients, row, task_id, attempt, died_at):
+    """Seconds from a worker's death to the start of the next attempt of a task it held: when
+    that attempt's started event arrived, else its started_at from any copy of the task a page
+    saw (a listing, when the event fell in a gap) or from the store (when it was the last
+    attempt); None when nothing shows that start."""
     for at, started in starts.get(task_id, []):
-        if started > attempt and at >= died_at:
+        if started == attempt + 1 and at >= died_at:
             return at - died_at
-    if row and row["attempts"] == attempt + 1 and isinstance(row.get("started_at"), int):
+    for client in clients:
+        seen = client.starts.get(task_id, {}).get(attempt + 1)
+        if seen:
+            return iso_seconds(seen) - died_at
+    if row and row.get("attempts") == attempt + 1 and isinstance(row.get("started_at"), int):
         return row["started_at"] / 1000 - died_at
     return None
+
+
+def iso_seconds(text):
+    """Seconds since the epoch of "YYYY-MM-DDTHH:MM:SS.mmmZ"."""
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def marked_by(value, pid):
@@ -272,8 +288,8 @@ def check_freeze(run, fail, owner, rows, bound):
     if out["events"]:
         fail(f"frozen worker: {out['events']} events of its lost attempt reached the page "
              "after SIGCONT or after the newer attempt's first event")
-    delay = rerun_delay(started_events(clients_of(client)), final, task_id, attempt,
-                        record["stopped_at"])
+    delay = rerun_delay(started_events(clients_of(client)), clients_of(client), final,
+                        task_id, attempt, record["stopped_at"])
     out["rerun_s"] = delay
     if delay is not None and delay > bound:
         fail(f"frozen worker: its task ran again {delay:.2f} s after SIGSTOP, above {bound:.2f} s")
@@ -311,7 +327,8 @@ def summary(run, n, failures):
         ("final states", ", ".join(f"{k} {v}" for k, v in sorted(n["statuses"].items()))),
         ("retried tasks", f"{n['retried_tasks']} with more than one attempt; "
                           f"{n['exhausted']} out of attempts to faults"),
-        ("lost to killed workers", f"{n['lost']} running tasks; ran again {len(delays)}, "
+        ("lost to killed workers", f"{n['lost']} running tasks; ran again {len(delays)} "
+                                   f"(and {n['unmeasured']} whose next start no copy showed), "
                                    f"never {n['not_rerun']}"),
         ("rerun delay", f"p50 {fmt(percentile(delays, 50))}  p99 {fmt(percentile(delays, 99))}"
                         f"  max {fmt(max(delays) if delays else None)}  (bound "

@@ -139,6 +139,7 @@ class Client:
         self.tasks = {}  # task id -> submission, for those answered 202/200
         self.events = []  # (receive time, connection number, message): task events, resyncs
         self.view = {}  # task id -> task object
+        self.starts = {}  # task id -> {attempt: started_at} from every copy of the task seen
         self.connections = 0
         self.drops = 0
         self.lists = 0
@@ -148,6 +149,9 @@ class Client:
 
     def merge(self, task):
         with self.lock:
+            if task.get("attempts") and task.get("started_at"):
+                self.starts.setdefault(task["id"], {}).setdefault(task["attempts"],
+                                                                  task["started_at"])
             known = self.view.get(task["id"])
             if known is None or task["seq"] > known["seq"]:
                 self.view[task["id"]] = task
