@@ -35,15 +35,6 @@ sys.argv[1:] = sys.argv[3:]
 stack.main()
 `;
 
-/** Whether tests/stack.py's Stack takes the keyword argument name. */
-function stackTakes(name) {
-  const code = 'import inspect, sys; sys.path.insert(0, sys.argv[1]); import stack; ' +
-    'sys.exit(0 if sys.argv[2] in inspect.signature(stack.Stack).parameters else 1)';
-  const child = spawn('/usr/bin/python3', ['-c', code, path.join(ROOT, 'tests'), name],
-    { stdio: ['ignore', 'inherit', 'inherit'] });
-  return new Promise((resolve) => child.on('exit', (status) => resolve(status === 0)));
-}
-
 /** Start tests/stack.py with its command-line options extra, or with keyword arguments of its
  * Stack class when stackOptions is given. */
 function startStack(extra = [], stackOptions = null) {
@@ -219,11 +210,6 @@ async function useSession(context, session) {
       window.sessionStorage.setItem('taskwire.session', JSON.stringify(value));
     }
   }, session);
-}
-
-/** The engine with retries answers task objects with max_attempts; an older one does not. */
-function hasRetries(task) {
-  return task && Object.prototype.hasOwnProperty.call(task, 'max_attempts');
 }
 
 /** Publish messages (objects) to every page of clientId through the stack's ZeroMQ publish
@@ -615,16 +601,12 @@ test('a task list that fails is tried again with backoff and the page converges'
   });
 });
 
-test('a cancelled task is retried from the page and succeeds; a finished one is removed', { timeout: 90000 }, async (t) => {
+test('a cancelled task is retried from the page and succeeds; a finished one is removed', { timeout: 90000 }, async () => {
   await withStack([], async ({ info }) => {
     await withContext(async (context) => {
       const page = await open(context, info.http);
       await connection(page, 'connected');
       const id = await startTask(page, { duration: 2000, steps: 4, name: 'again' });
-      if (!hasRetries(await restTask(page, info.http, id))) {
-        t.skip('the server has no retry or delete endpoints yet');
-        return;
-      }
       await waitMidway(page, id);
       const item = card(page, id);
       assert.equal(await item.locator('.retry').isVisible(), false);
@@ -714,12 +696,8 @@ test('a retrying task counts down to its next attempt, then shows which attempt 
   });
 });
 
-test('a task whose attempts fail is retried by the server, and the page follows each attempt', { timeout: 90000 }, async (t) => {
+test('a task whose attempts fail is retried by the server, and the page follows each attempt', { timeout: 90000 }, async () => {
   const retries = { steps: { retry_on: 'failed', max_attempts: 3, retry_base_ms: 1500, retry_max_ms: 3000 } };
-  if (!(await stackTakes('type_settings'))) {
-    t.skip('tests/stack.py cannot set a type\'s retry keys yet');
-    return;
-  }
   await withStack([], async ({ info }) => {
     await withContext(async (context) => {
       // Every text the attempt line shows, however briefly.
@@ -744,10 +722,6 @@ test('a task whose attempts fail is retried by the server, and the page follows 
       const item = page.locator('.task', { has: page.locator('.task-name', { hasText: 'fails thrice' }) });
       await item.waitFor({ timeout: STEP });
       const id = await item.getAttribute('data-task-id');
-      if (!hasRetries(await restTask(page, info.http, id))) {
-        t.skip('the server has no retries yet');
-        return;
-      }
       await waitStatus(page, id, 'failed');
       const lines = await page.evaluate(() => window.attemptLines);
       for (const expected of [/^attempt 2 of 3, retrying (in \d s|now)$/, /^attempt 2 of 3$/,
@@ -766,18 +740,17 @@ test('a task whose attempts fail is retried by the server, and the page follows 
   }, { type_settings: retries });
 });
 
-test('a submission whose reply is lost is sent again with the same Idempotency-Key: one task', { timeout: 90000 }, async (t) => {
+test('a submission whose reply is lost is sent again with the same Idempotency-Key: one task', { timeout: 90000 }, async () => {
   await withStack([], async ({ info }) => {
     await withContext(async (context) => {
       const keys = [];
       let replyLost = false;
-      let engine = true;
       await context.route(/\/api\/tasks$/, async (route) => {
         if (route.request().method() !== 'POST') { await route.continue(); return; }
         keys.push(await route.request().headerValue('idempotency-key'));
         if (keys.length === 1) { // the server makes the task; its answer never arrives
           const response = await route.fetch();
-          engine = hasRetries(await response.json());
+          assert.ok((await response.json()).id, 'the server made the task');
           replyLost = true;
           await route.abort('connectionreset');
         } else {
@@ -790,10 +763,6 @@ test('a submission whose reply is lost is sent again with the same Idempotency-K
       // The card can come from the WebSocket's queued event before the second try is sent.
       await until('the submission to end', async () => keys.length >= 2 &&
         !(await page.isDisabled('#submit')));
-      if (!engine) {
-        t.skip('the server has no idempotency keys yet');
-        return;
-      }
       assert.equal(replyLost, true);
       assert.equal(keys.length, 2);
       assert.equal(await page.isVisible('#form-error'), false);
