@@ -319,8 +319,7 @@ def summary(run, n, failures):
     freeze = n.get("freeze") or {}
     rows = [
         ("run", f"{run.seconds:.0f} s of faults, {run.client_count} clients, seed {run.seed}, "
-                f"lease {run.lease_ms} ms" + (f" (worker lacks {', '.join(run.left_out)})"
-                                              if run.left_out else "")),
+                f"lease {run.lease_ms} ms"),
         ("tasks answered", f"{n['tasks']} (submissions retried {n['retried']}, tries "
                            f"{n['tries']}, answered 200 on a retry {n['replayed']})"),
         ("faults", ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) or "none"),

@@ -32,10 +32,8 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -52,10 +50,6 @@ import zmq  # noqa: E402
 import zmq.asyncio  # noqa: E402
 
 LEASE_MS = 3000  # [worker] lease_ms of the stack
-# The worker settings wanted.  A key the worker does not know (lease_ms before the durable
-# engine) is left out; stale_after_ms, the old engine's "worker is dead" threshold, is the
-# lease's stand-in meanwhile.  TODO: once no build without lease_ms is tested, drop the probe
-# (accepted_worker_settings) and that stand-in.
 WORKER_SETTINGS = {"concurrency": 32, "lease_ms": LEASE_MS, "heartbeat_ms": 300,
                    "scan_interval_ms": 200, "stale_after_ms": LEASE_MS,
                    "progress_interval_ms": 50}
@@ -104,27 +98,6 @@ def store_write_locks(pid, database):
         held += [f"{os.path.basename(target)}: {line.split(':', 1)[1].strip()}"
                  for line in lines if "->" not in line and " WRITE " in line]
     return held
-
-
-def accepted_worker_settings(build, wanted):
-    """(settings, left out): wanted, less the keys `taskwire-worker -n` calls unknown (they are
-    set to None, which the stack leaves out of the config)."""
-    settings, left_out = dict(wanted), []
-    for _ in range(len(wanted) + 1):
-        stack = Stack(build=build, worker=False, worker_settings=settings, types={"marked": MARKED})
-        try:
-            check = subprocess.run([stack._binary("taskwire-worker"), "-n", "-c",
-                                    stack.config_path], capture_output=True, text=True, timeout=60)
-        finally:
-            shutil.rmtree(stack.tmp, ignore_errors=True)
-        if check.returncode == 0:
-            return settings, left_out
-        unknown = re.search(r"unknown key '([^']+)' in section \[worker\]", check.stderr)
-        if not unknown or unknown.group(1) not in settings or settings[unknown.group(1)] is None:
-            raise RuntimeError(f"the worker refuses the fault suite's config: {check.stderr}")
-        settings[unknown.group(1)] = None
-        left_out.append(unknown.group(1))
-    raise RuntimeError("the worker refuses every setting")
 
 
 class Client:
@@ -491,15 +464,12 @@ class Run:
 
     def execute(self):
         self.t0 = now()
-        settings, self.left_out = accepted_worker_settings(self.build, WORKER_SETTINGS)
-        self.lease_ms = LEASE_MS if "lease_ms" not in self.left_out else settings["stale_after_ms"]
-        self.stack = Stack(build=self.build, workers=2, worker_settings=settings,
+        self.lease_ms = LEASE_MS
+        self.stack = Stack(build=self.build, workers=2, worker_settings=WORKER_SETTINGS,
                            types={"marked": MARKED})
         self.database = os.path.join(self.stack.var, "taskwire.db")
         self.stack.start()
-        self.log(f"stack in {self.stack.tmp}, seed {self.seed}, lease {self.lease_ms} ms"
-                 + (f" (the worker does not know {', '.join(self.left_out)})"
-                    if self.left_out else ""))
+        self.log(f"stack in {self.stack.tmp}, seed {self.seed}, lease {self.lease_ms} ms")
         try:
             self.clients = [Client(i, self.stack.session()) for i in range(self.client_count)]
             self.listener = Listener(self)

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import time
 
-import pytest
 
 from conftest import connect, deliverable, recv_json, run, start_stack, task_events, wait_for
 from stack import Stack, group_alive
