@@ -310,7 +310,6 @@ config_type_policy_key(struct load_state *state, struct config_type *type, const
     return 0;
 }
 
-
 static int
 config_type_key(struct load_state *state, const char *type_name, const char *name,
                 const char *value)

@@ -92,7 +92,7 @@ struct config {
     /* [store] */
     char database[PATH_MAX];
     int busy_timeout_ms;
-    long long keep_finished;         /* seconds a finished task is kept; 0: for ever */
+    long long keep_finished; /* seconds a finished task is kept; 0: for ever */
 
     /* [auth] */
     char secret_file[PATH_MAX];
@@ -115,7 +115,7 @@ struct config {
     int heartbeat_ms;
     int stale_after_ms;
     int cancel_grace_ms;
-    int lease_ms;                    /* a claim's lease; the heartbeat renews it */
+    int lease_ms; /* a claim's lease; the heartbeat renews it */
 
     /* [relay] */
     char relay_listen[CONFIG_TEXT_MAX];

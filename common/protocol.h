@@ -1,7 +1,8 @@
 /* protocol.h: the ZeroMQ wire between handlers, workers and relays, and the event messages.
  *
  * Tasks socket (handler PUSH -> worker PULL), two frames: [verb][task id], verb one of
- * PROTOCOL_VERB_SUBMIT, PROTOCOL_VERB_CANCEL and PROTOCOL_VERB_RETRY.  The store is the queue; these are nudges.
+ * PROTOCOL_VERB_SUBMIT, PROTOCOL_VERB_CANCEL and PROTOCOL_VERB_RETRY.  The store is the queue;
+ * these are nudges.
  *
  * Events (PUB -> worker XSUB/XPUB proxy -> relay SUB), two frames: [client id][payload].
  * The payload is exactly the text sent to the browser:
@@ -15,7 +16,7 @@
 
 #define PROTOCOL_VERB_SUBMIT "submit"
 #define PROTOCOL_VERB_CANCEL "cancel"
-#define PROTOCOL_VERB_RETRY "retry"   /* a finished task was given a new attempt */
+#define PROTOCOL_VERB_RETRY "retry" /* a finished task was given a new attempt */
 #define PROTOCOL_VERB_MAX 16 /* longest verb frame accepted, NUL included */
 
 /* Task events, in the order a task can go through them. */

@@ -154,11 +154,13 @@ static const char *const store_statements[ST_COUNT] = {
                 " (SELECT min(seqno) FROM tasks WHERE client_id = ?1 AND created_at > ?5),"
                 " 9223372036854775807))"
                 " ORDER BY seqno DESC LIMIT ?4",
-    [ST_CANCEL_QUEUED] = "UPDATE tasks SET status = 'cancelled', message = 'cancelled',"
-                         " finished_at = ?3, seq = seq + 1, cancel_requested = 1"
-                         " WHERE id = ?1 AND " OWNER " AND status = 'queued' RETURNING " TASK_COLUMNS,
-    [ST_CANCEL_RUNNING] = "UPDATE tasks SET cancel_requested = 1"
-                          " WHERE id = ?1 AND " OWNER " AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_CANCEL_QUEUED] =
+        "UPDATE tasks SET status = 'cancelled', message = 'cancelled',"
+        " finished_at = ?3, seq = seq + 1, cancel_requested = 1"
+        " WHERE id = ?1 AND " OWNER " AND status = 'queued' RETURNING " TASK_COLUMNS,
+    [ST_CANCEL_RUNNING] =
+        "UPDATE tasks SET cancel_requested = 1"
+        " WHERE id = ?1 AND " OWNER " AND status = 'running' RETURNING " TASK_COLUMNS,
     [ST_RETRY] = "UPDATE tasks SET status = 'queued', run_at = ?3,"
                  " max_attempts = max(max_attempts, json_array_length(errors) + 1),"
                  " cancel_requested = 0, error = NULL, result = NULL, finished_at = NULL,"
@@ -182,8 +184,9 @@ static const char *const store_statements[ST_COUNT] = {
                  " AND status = 'running' RETURNING id, attempts",
     [ST_EXPIRED] = "SELECT " TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
                    " WHERE status = 'running' AND lease_expires_at < ?1",
-    [ST_PROGRESS] = "UPDATE tasks SET progress = ?3, message = ?4, seq = seq + 1"
-                    " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_PROGRESS] =
+        "UPDATE tasks SET progress = ?3, message = ?4, seq = seq + 1"
+        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
     [ST_FINISH] = "UPDATE tasks SET status = ?3, result = ?4, error = ?5,"
                   " message = COALESCE(?6, message),"
                   " progress = CASE WHEN ?3 = 'succeeded' THEN 100 ELSE progress END,"
@@ -206,10 +209,11 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_WORKER_REMOVE] = "DELETE FROM workers WHERE id = ?1",
     [ST_WORKERS_ALIVE] = "SELECT count(*) FROM workers WHERE heartbeat_at > ?1",
     [ST_WORKERS_FORGET] = "DELETE FROM workers WHERE heartbeat_at <= ?1",
-    [ST_REQUEUE] = "UPDATE tasks SET status = 'queued', progress = 0, message = ?3,"
-                   " started_at = NULL, worker_id = NULL, worker_host = NULL,"
-                   " lease_expires_at = NULL, seq = seq + 1"
-                   " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
+    [ST_REQUEUE] =
+        "UPDATE tasks SET status = 'queued', progress = 0, message = ?3,"
+        " started_at = NULL, worker_id = NULL, worker_host = NULL,"
+        " lease_expires_at = NULL, seq = seq + 1"
+        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
     [ST_PRUNE] = "DELETE FROM tasks WHERE seqno IN (SELECT seqno FROM tasks"
                  " WHERE finished_at < ?1 LIMIT ?2)",
     [ST_PRUNE_KEYS] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
@@ -1058,9 +1062,8 @@ store_task_claimable(struct store *store, const char *limits)
 }
 
 int
-store_tasks_claim(struct store *store, const char *worker_id, const char *host,
-                  int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
-                  int *announce)
+store_tasks_claim(struct store *store, const char *worker_id, const char *host, int64_t lease_ms,
+                  const char *limits, size_t max, json_t **tasks, int *announce)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_CLAIM);
     if (!stmt || max == 0 || max > STORE_CLAIM_MAX)
@@ -1081,10 +1084,10 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host,
         bind_text(stmt, 5, host);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW) {
-            tasks[n] = json_pack("{s:o, s:o, s:o, s:I}", "id", store_json_column(stmt, 0),
-                                 "client_id", store_json_column(stmt, 1), "type",
-                                 store_json_column(stmt, 2), "attempts",
-                                 (json_int_t)sqlite3_column_int64(stmt, 3));
+            tasks[n] =
+                json_pack("{s:o, s:o, s:o, s:I}", "id", store_json_column(stmt, 0), "client_id",
+                          store_json_column(stmt, 1), "type", store_json_column(stmt, 2),
+                          "attempts", (json_int_t)sqlite3_column_int64(stmt, 3));
             announce[n] = sqlite3_column_int(stmt, 4) == 1;
             failed = !tasks[n];
             n += tasks[n] != NULL;
@@ -1122,9 +1125,9 @@ store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms,
     sqlite3_bind_int64(stmt, 2, clock_now_ms() + lease_ms);
     int rc, result = 0;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (json_array_append_new(list, json_pack("{s:o, s:I}", "id", store_json_column(stmt, 0),
-                                                  "attempts",
-                                                  (json_int_t)sqlite3_column_int64(stmt, 1))))
+        if (json_array_append_new(list,
+                                  json_pack("{s:o, s:I}", "id", store_json_column(stmt, 0),
+                                            "attempts", (json_int_t)sqlite3_column_int64(stmt, 1))))
             result = TW_E_NOMEM; /* keep stepping: the UPDATE must complete */
     if (rc != SQLITE_DONE)
         result = store_fail(store, "renew");
@@ -1228,8 +1231,7 @@ store_task_progress(struct store *store, const char *id, int attempt, int progre
 static int
 store_finish_attempt(struct store *store, const char *id, int attempt, const char *status,
                      const json_t *result, const char *error, const char *message,
-                     const char *error_entry, int64_t at_ms, int64_t expired_before,
-                     json_t **task)
+                     const char *error_entry, int64_t at_ms, int64_t expired_before, json_t **task)
 {
     if (!store_status_is_final(status))
         return TW_E_INTERNAL;
@@ -1328,14 +1330,14 @@ store_task_check(struct store *store, const char *id, int attempt)
     bind_text(stmt, 1, id);
     sqlite3_bind_int(stmt, 2, attempt);
     int rc = sqlite3_step(stmt);
-    int result = rc == SQLITE_ROW    ? (sqlite3_column_int(stmt, 1) == 0 ? TW_E_FENCED
-                                        : sqlite3_column_int(stmt, 0) != 0)
-                 : rc == SQLITE_DONE ? TW_E_FENCED
-                                     : store_fail(store, "check");
+    int result =
+        rc == SQLITE_ROW
+            ? (sqlite3_column_int(stmt, 1) == 0 ? TW_E_FENCED : sqlite3_column_int(stmt, 0) != 0)
+        : rc == SQLITE_DONE ? TW_E_FENCED
+                            : store_fail(store, "check");
     store_statement_done(stmt);
     return result;
 }
-
 
 int
 store_worker_heartbeat(struct store *store, const char *worker_id, int concurrency)

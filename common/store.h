@@ -130,10 +130,10 @@ int store_task_announce(struct store *store, const char *id, json_t **task);
 int store_task_claimable(struct store *store, const char *limits);
 
 /* Claim up to max (1..STORE_CLAIM_MAX) runnable tasks for worker_id on host, in one
- * transaction (the caller's, if one is open): highest priority first, then oldest; only tasks whose run_at has come; no more
- * running of a type than limits allows (a JSON object {"type": limit}, or NULL for none),
- * counted across every worker of the store.  Each becomes running with attempts+1 (its fencing
- * token) and a lease until now + lease_ms.  Fills tasks[0..n) (new references to
+ * transaction (the caller's, if one is open): highest priority first, then oldest; only tasks whose
+ * run_at has come; no more running of a type than limits allows (a JSON object {"type": limit}, or
+ * NULL for none), counted across every worker of the store.  Each becomes running with attempts+1
+ * (its fencing token) and a lease until now + lease_ms.  Fills tasks[0..n) (new references to
  * {"id","client_id","type","attempts"} only: the one who runs it reads the whole task) and
  * announce[i] (1 when the task's queued event was never published: publish it first, built from
  * the task as it was); returns n (0 when nothing is runnable) or a negative code. */
@@ -144,8 +144,7 @@ int store_tasks_claim(struct store *store, const char *worker_id, const char *ho
 /* Renew worker_id's leases until now + lease_ms.  *held is a new array of {"id", "attempts"}
  * of every task the worker still holds; a task missing from it was taken back (its lease ran
  * out and another worker swept it): the worker must stop it and write nothing more about it. */
-int store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms,
-                       json_t **held);
+int store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms, json_t **held);
 
 /* Running tasks whose lease has run out: a new array of task objects, each with "worker" and
  * "host" of the attempt that was lost and "cancel_requested" (true/false).  A read; act on

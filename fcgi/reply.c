@@ -18,7 +18,8 @@ reply_reason(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
-    case 204: return "No Content";
+    case 204:
+        return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -27,7 +28,8 @@ reply_reason(int status)
     case 413: return "Payload Too Large";
     case 415: return "Unsupported Media Type";
     case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
+    case 429:
+        return "Too Many Requests";
     case 503: return "Service Unavailable";
     default: return "Internal Server Error";
     }

@@ -141,8 +141,8 @@ static int
 tasks_submission(struct app *app, json_t *body, const struct config_type **type,
                  const char **name, char *err, size_t errlen)
 {
-    static const char *const fields[] = {"type", "name", "params", "priority", "run_at",
-                                         "delay_ms"};
+    static const char *const fields[] = {"type",     "name",   "params",
+                                         "priority", "run_at", "delay_ms"};
     const char *key;
     json_t *value;
     json_object_foreach(body, key, value) {
@@ -197,8 +197,8 @@ tasks_idempotency(const struct request *req, const json_t *body, char hash[STORE
     char *canonical = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0;
-    int ok = canonical && EVP_Digest(canonical, strlen(canonical), digest, &digest_len,
-                                     EVP_sha256(), NULL) == 1;
+    int ok = canonical &&
+             EVP_Digest(canonical, strlen(canonical), digest, &digest_len, EVP_sha256(), NULL) == 1;
     free(canonical);
     if (!ok || digest_len * 2 >= STORE_HASH_SIZE)
         return TW_E_INTERNAL;
@@ -389,12 +389,13 @@ tasks_retry(struct app *app, const struct request *req, const char *id)
     json_t *task = NULL;
     if (tasks_authorize(app, req, client_id) != 0)
         return;
-    int rc = tasks_id_valid(id) ? store_task_retry(app->store, id, client_id, &task)
-                                : TW_E_NOT_FOUND;
+    int rc =
+        tasks_id_valid(id) ? store_task_retry(app->store, id, client_id, &task) : TW_E_NOT_FOUND;
     if (rc != 0) {
-        reply_error(req, rc, rc == TW_E_NOT_FOUND ? "no such task"
-                        : rc == TW_E_CONFLICT ? "only a failed or cancelled task can be retried"
-                                              : NULL);
+        reply_error(req, rc,
+                    rc == TW_E_NOT_FOUND  ? "no such task"
+                    : rc == TW_E_CONFLICT ? "only a failed or cancelled task can be retried"
+                                          : NULL);
         return;
     }
     log_info("event=retry_requested client=%s task=%s", client_id, id);
@@ -410,10 +411,11 @@ tasks_delete(struct app *app, const struct request *req, const char *id)
         return;
     int rc = tasks_id_valid(id) ? store_task_delete(app->store, id, client_id) : TW_E_NOT_FOUND;
     if (rc != 0) {
-        reply_error(req, rc, rc == TW_E_NOT_FOUND ? "no such task"
-                        : rc == TW_E_CONFLICT ? "a queued or running task cannot be deleted: "
-                                                "cancel it first"
-                                              : NULL);
+        reply_error(req, rc,
+                    rc == TW_E_NOT_FOUND  ? "no such task"
+                    : rc == TW_E_CONFLICT ? "a queued or running task cannot be deleted: "
+                                            "cancel it first"
+                                          : NULL);
         return;
     }
     log_info("event=task_deleted client=%s task=%s", client_id, id);

@@ -236,8 +236,8 @@ job_predict(struct job *job, struct job_outcome *outcome)
         ok = ok && json_object_set_new(after, "status", json_string(outcome->status)) == 0 &&
              json_object_set(after, "result", outcome->result ? outcome->result : json_null()) ==
                  0 &&
-             json_object_set_new(after, "error", outcome->error ? json_string(outcome->error)
-                                                                : json_null()) == 0 &&
+             json_object_set_new(after, "error",
+                                 outcome->error ? json_string(outcome->error) : json_null()) == 0 &&
              json_object_set_new(after, "finished_at",
                                  json_string(clock_iso8601(outcome->at_ms, stamp, sizeof stamp))) ==
                  0 &&
@@ -247,11 +247,10 @@ job_predict(struct job *job, struct job_outcome *outcome)
              json_object_set_new(after, "progress", json_integer(0)) == 0 &&
              json_object_set_new(after, "started_at", json_null()) == 0;
         if (outcome->kind == JOB_OUTCOME_RETRY_LATER)
-            ok = ok &&
-                 json_object_set_new(after, "error", json_string(outcome->error)) == 0 &&
-                 json_object_set_new(after, "run_at",
-                                     json_string(clock_iso8601(outcome->run_at_ms, stamp,
-                                                               sizeof stamp))) == 0;
+            ok = ok && json_object_set_new(after, "error", json_string(outcome->error)) == 0 &&
+                 json_object_set_new(
+                     after, "run_at",
+                     json_string(clock_iso8601(outcome->run_at_ms, stamp, sizeof stamp))) == 0;
     }
     /* A result or an error the store keeps differently (one that is not valid UTF-8, or an
      * error cut to its tail) is left to the row. */

@@ -42,13 +42,13 @@ enum job_end {
 /* What a job borrows from its slot and pool; all outlive the job. */
 struct job_env {
     const struct config *cfg;
-    struct store *store;          /* the slot's connection */
-    void *events;                 /* the slot's PUSH socket to the pool */
-    int slot_index;               /* names the slot on every event it sends */
-    atomic_int *stop;             /* an enum job_stop set by the pool */
-    pthread_mutex_t *lock;        /* guards waits on wake */
-    pthread_cond_t *wake;         /* signalled when stop changes (CLOCK_MONOTONIC) */
-    const char *worker_id;        /* the pool's id and host, for the errors of an attempt */
+    struct store *store;   /* the slot's connection */
+    void *events;          /* the slot's PUSH socket to the pool */
+    int slot_index;        /* names the slot on every event it sends */
+    atomic_int *stop;      /* an enum job_stop set by the pool */
+    pthread_mutex_t *lock; /* guards waits on wake */
+    pthread_cond_t *wake;  /* signalled when stop changes (CLOCK_MONOTONIC) */
+    const char *worker_id; /* the pool's id and host, for the errors of an attempt */
     const char *host;
 };
 
@@ -68,7 +68,7 @@ struct job {
     int pending;                  /* a progress step is waiting for its interval */
     int pending_percent;
     char pending_message[STORE_MESSAGE_MAX + 1];
-    int lost;                     /* the attempt was fenced: nothing it says counts any more */
+    int lost; /* the attempt was fenced: nothing it says counts any more */
     /* the outcome a kind fills in */
     json_t *result;               /* owned */
     char error[JOB_ERROR_MAX + 1];
@@ -87,16 +87,16 @@ struct job_outcome {
     enum job_outcome_kind kind;
     char id[64];
     int attempt;
-    const char *status;           /* FINISH: a STORE_STATUS_* */
-    json_t *result;               /* owned; FINISH succeeded, or NULL */
-    char *error;                  /* owned, or NULL */
-    const char *message;          /* static text */
-    char *error_entry;            /* owned: the attempt's errors entry, or NULL */
-    int64_t run_at_ms;            /* RETRY_LATER */
-    int64_t at_ms;                /* FINISH: finished_at */
+    const char *status;  /* FINISH: a STORE_STATUS_* */
+    json_t *result;      /* owned; FINISH succeeded, or NULL */
+    char *error;         /* owned, or NULL */
+    const char *message; /* static text */
+    char *error_entry;   /* owned: the attempt's errors entry, or NULL */
+    int64_t run_at_ms;   /* RETRY_LATER */
+    int64_t at_ms;       /* FINISH: finished_at */
     /* The event this outcome will publish, built by the slot from the state the store will
      * hold (so the pool spares building it): valid when the store's new seq is seq. */
-    char *payload;                /* owned, or NULL */
+    char *payload; /* owned, or NULL */
     char client_id[64];
     int64_t seq;
 };

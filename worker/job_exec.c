@@ -317,8 +317,7 @@ job_exec_run(struct job *job)
                 /* Another attempt owns the task: no grace for this one. */
                 kill(-child.pid, SIGKILL);
                 kill_at = INT64_MAX;
-                log_info("event=exec_killed task=%s pid=%d reason=fenced", job->id,
-                         (int)child.pid);
+                log_info("event=exec_killed task=%s pid=%d reason=fenced", job->id, (int)child.pid);
             } else if (stop != JOB_STOP_NONE || timed_out) {
                 kill(-child.pid, SIGTERM);
                 kill_at = now + job->cfg->cancel_grace_ms;

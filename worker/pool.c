@@ -29,7 +29,7 @@ struct pool {
     const struct config *cfg;
     char worker_id[TOKEN_ID_SIZE];
     char host[STORE_HOST_MAX];
-    char *limits;                /* {"type": concurrency} of the limited types, or NULL */
+    char *limits; /* {"type": concurrency} of the limited types, or NULL */
     struct store *store;
     void *zmq;
     void *tasks;                 /* PULL: nudges */
@@ -47,7 +47,7 @@ struct pool {
      * its last renewal.  Past it (the process was frozen, or the store unreachable) it publishes
      * nothing about its tasks until a renewal says which it still holds. */
     int64_t lease_valid_until_ms;
-    int stopping;                /* shutting down: outcomes are stored, nothing is claimed */
+    int stopping; /* shutting down: outcomes are stored, nothing is claimed */
 };
 
 /* The limited types' concurrency as a JSON object, or NULL when no type is limited. */
@@ -306,8 +306,8 @@ pool_dispatch(struct pool *pool)
             if (ended[i])
                 pool_publish_task(pool, ended_events[i], ended[i]);
             else
-                pool_publish(pool, outcome->client_id, strlen(outcome->client_id),
-                             outcome->payload, strlen(outcome->payload));
+                pool_publish(pool, outcome->client_id, strlen(outcome->client_id), outcome->payload,
+                             strlen(outcome->payload));
         }
         json_decref(ended[i]);
         job_outcome_destroy(&pool->outcomes[i]);
@@ -451,7 +451,7 @@ pool_intake(struct pool *pool)
     }
     if (submits > 0) {
         pool_dispatch(pool);
-        pool_announce(pool, (const char (*)[TOKEN_ID_SIZE])submitted, submits);
+        pool_announce(pool, (const char(*)[TOKEN_ID_SIZE])submitted, submits);
     }
 }
 
@@ -549,7 +549,8 @@ pool_renew(struct pool *pool)
         int mine = 0;
         size_t j;
         json_t *entry;
-        json_array_foreach(held, j, entry) {
+        json_array_foreach(held, j, entry)
+        {
             if (strcmp(json_string_value(json_object_get(entry, "id")), id) == 0 &&
                 json_integer_value(json_object_get(entry, "attempts")) ==
                     slot_attempt(pool->slots[i]))
@@ -574,7 +575,8 @@ pool_sweep(struct pool *pool)
         return;
     size_t i;
     json_t *task;
-    json_array_foreach(expired, i, task) {
+    json_array_foreach(expired, i, task)
+    {
         const char *id = json_string_value(json_object_get(task, "id"));
         const char *type_name = json_string_value(json_object_get(task, "type"));
         const char *worker = json_string_value(json_object_get(task, "worker"));
@@ -588,8 +590,8 @@ pool_sweep(struct pool *pool)
                                                                               : STORE_NEXT_FAIL;
         char *entry = retry_error_entry(attempt, "worker lost", worker, host);
         json_t *after = NULL;
-        int rc = entry ? store_task_take_back(pool->store, id, attempt, next, clock_now_ms(),
-                                              entry, &after)
+        int rc = entry ? store_task_take_back(pool->store, id, attempt, next, clock_now_ms(), entry,
+                                              &after)
                        : TW_E_NOMEM;
         free(entry);
         if (rc != 0) {

@@ -5,10 +5,11 @@
  * socket to the pool's inproc PULL, on which it sends, in order, every event of its task as
  * [SLOT_FRAME_EVENT][client id][payload][slot index] and then
  * [SLOT_FRAME_DONE][struct job_outcome * (the pool takes it; may be NULL)][slot index] when it is
- * free again: the pool stores the outcome (and publishes its event).  Once the pool has marked a slot's attempt lost (slot_lose), it drops
- * that slot's events until the slot is released.  The pool publishes the events, so all of a task's events leave through one socket in
- * the order they happened.  Its wake condition variable runs on CLOCK_MONOTONIC, the clock of
- * every deadline a job waits for.
+ * free again: the pool stores the outcome (and publishes its event).  Once the pool has marked a
+ * slot's attempt lost (slot_lose), it drops that slot's events until the slot is released.  The
+ * pool publishes the events, so all of a task's events leave through one socket in the order they
+ * happened.  Its wake condition variable runs on CLOCK_MONOTONIC, the clock of every deadline a job
+ * waits for.
  */
 #ifndef TW_WORKER_SLOT_H
 #define TW_WORKER_SLOT_H
@@ -27,8 +28,8 @@ struct slot;
 
 /* Start a slot thread; returns once its store and socket are ready, or NULL with err set.
  * zmq_context, cfg, worker_id and host are borrowed and must outlive the slot. */
-struct slot *slot_new(const struct config *cfg, void *zmq_context, int index,
-                      const char *worker_id, const char *host, char *err, size_t errlen);
+struct slot *slot_new(const struct config *cfg, void *zmq_context, int index, const char *worker_id,
+                      const char *host, char *err, size_t errlen);
 
 /* Stop the thread (a running task is interrupted and requeued) and free.  NULL-safe. */
 void slot_destroy(struct slot **slot);
