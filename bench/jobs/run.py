@@ -1015,7 +1015,8 @@ def report(bench, names, results, stamp):
              f"started; jobs/s over the time from starting the worker process to the last "
              f"job final (\"busy\": from the first job's start instead); CPU per job is the "
              f"store's (Redis, PostgreSQL; taskwire's web server, handler and relay) and the "
-             f"worker's CPU time over that window divided by the jobs.",
+             f"worker's CPU time over that window divided by the jobs (taskwire's worker "
+             f"writes its SQLite store itself, so its store work is in the worker's column).",
              f"- Steady: {a.rate:,g} jobs/s for {a.seconds:g} s ({round(a.rate * a.seconds):,} "
              f"jobs), one submit call per job on a fixed schedule; latency from the submit call "
              f"to the job's start in the worker and to its final notification; \"submit\" is "
