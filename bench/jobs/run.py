@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""run.py: taskwire's job-queue benchmark, side by side with BullMQ, graphile-worker, pg-boss and
-Celery: the same no-op jobs on each system in one run, each set up at its best, each row with
-the durability it gives.
+"""run.py: taskwire's job-queue benchmark beside BullMQ, graphile-worker, pg-boss and Celery.
+
+The same no-op jobs on each system in one run, each set up at its best, each row with the
+durability it gives.
 
 Scenarios (each on a fresh store: Redis, a PostgreSQL cluster or a taskwire stack):
 
@@ -1086,7 +1087,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--peers", default=",".join(PEERS),
                     help=f"comma-separated, of {', '.join(PEERS)}")
-    ap.add_argument("--scenarios", default="drain,steady")
+    ap.add_argument("--scenarios", default="drain,steady", help="drain, steady or both")
     ap.add_argument("--jobs", type=int, default=DRAIN_JOBS, help="drain: jobs enqueued")
     ap.add_argument("--rate", type=float, default=RATE, help="steady: jobs submitted per second")
     ap.add_argument("--seconds", type=float, default=SECONDS, help="steady: for this long")
@@ -1098,8 +1099,10 @@ def main():
                          f"{QUICK['seconds']} s (about 10 s per system)")
     ap.add_argument("--tw-duration-ms", type=int, default=TW_SLEEP["duration_ms"],
                     help="taskwire's sleep duration_ms (0, the no-op, unless the build refuses it)")
-    ap.add_argument("--build", default=os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--build", default=os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")),
+                    help="taskwire's programs (default $TASKWIRE_BUILD, else build/)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"),
+                    help="where jobs-DATE.md and jobs-DATE.raw go")
     args = ap.parse_args()
     if args.quick:
         args.jobs, args.rate, args.seconds = QUICK["jobs"], QUICK["rate"], QUICK["seconds"]
