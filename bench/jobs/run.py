@@ -57,6 +57,7 @@ SETTLE_S = 30  # after the last submission, how long the last jobs may take to b
 TW_SUBMITTERS = 32  # drain: HTTP connections (threads) enqueueing, one client id each
 TW_STEADY_CLIENTS = 16  # steady: client ids, each with a connection (thread) and a WebSocket
 TW_MAX_QUEUED = 1000  # the handler's default [http] max_queued per client
+TW_MAX_QUEUED_LIFTED = 100000000  # the largest [http] max_queued the config takes
 TW_SLEEP = {"duration_ms": 0, "steps": 1}  # a no-op task (--tw-duration-ms changes it)
 REDIS_DEFAULT_SAVE = "3600 1 300 100 60 10000"  # Redis 7's built-in snapshot schedule
 
@@ -713,7 +714,7 @@ class Taskwire(Peer):
         # A Stack that takes [http] keys lifts the per-client queue limit for the drain; the
         # drain spreads its jobs over enough client ids to stay under the default anyway.
         if "http_settings" in inspect.signature(Stack.__init__).parameters:
-            kwargs["http_settings"] = {"max_queued": 0}
+            kwargs["http_settings"] = {"max_queued": TW_MAX_QUEUED_LIFTED}
         stack = Stack(build=self.bench.args.build, **kwargs)
         stack.start()
         for name, child in stack.processes.items():
