@@ -774,6 +774,11 @@ class Taskwire(Peer):
             stop = threading.Event()
 
             def watch():
+                # The peers count their drain in their own worker process (BullMQ's "completed"
+                # handler) or on the database's side; taskwire's worker has no such hook, so
+                # this tap, which parses every started and succeeded event, runs beside the
+                # store on its core rather than taking the workers' core from the worker.
+                os.sched_setaffinity(0, {STORE_CPU})
                 while not stop.is_set():
                     if not tap.poll(200):
                         continue
