@@ -242,6 +242,8 @@ struct store {
     uint64_t syncs;              /* WAL syncs this connection made for group commit */
     int busy_timeout_ms;         /* how long store_busy() waits for a lock */
     int64_t last_seq;            /* seq of the last task row a change returned */
+    int busy_failure;            /* a statement failed on another writer's lock since the
+                                    last store_answer() */
     int64_t busy_since_ms;       /* when the current wait began (monotonic) */
 };
 
@@ -287,8 +289,21 @@ store_sync_turn(struct store *store, short type)
 static int
 store_fail(struct store *store, const char *what)
 {
+    int code = sqlite3_errcode(store->db);
+    store->busy_failure |= code == SQLITE_BUSY || code == SQLITE_LOCKED;
     log_error("event=store_error op=%s error=\"%s\"", what, sqlite3_errmsg(store->db));
     return TW_E_STORE;
+}
+
+/* rc of a handler's change, as its client should see it: TW_E_UNAVAILABLE (503, try again)
+ * when it failed because another writer held the database past busy_timeout_ms, rather than
+ * because the store is broken. */
+static int
+store_answer(struct store *store, int rc)
+{
+    int busy = store->busy_failure;
+    store->busy_failure = 0;
+    return rc == TW_E_STORE && busy ? TW_E_UNAVAILABLE : rc;
 }
 
 /* The prepared statement for which, reset and unbound; NULL after logging on failure. */
@@ -823,8 +838,21 @@ store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_su
     return store_run(store, key, "idempotency_put");
 }
 
+static int store_tasks_insert_batch(struct store *store, struct store_submission *const *subs,
+                                    size_t count);
+
 int
 store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count)
+{
+    store->busy_failure = 0;
+    int rc = store_answer(store, store_tasks_insert_batch(store, subs, count));
+    for (size_t i = 0; rc == TW_E_UNAVAILABLE && i < count; i++)
+        subs[i]->rc = TW_E_UNAVAILABLE;
+    return rc;
+}
+
+static int
+store_tasks_insert_batch(struct store *store, struct store_submission *const *subs, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         subs[i]->task = NULL;
@@ -916,9 +944,9 @@ store_task_list(struct store *store, const char *client_id, const char *status,
     return result;
 }
 
-int
-store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
-                  json_t **task)
+static int
+store_task_cancel_change(struct store *store, const char *id, const char *client_id, int *now_final,
+                         json_t **task)
 {
     if (store_exec(store, "BEGIN IMMEDIATE") != 0)
         return TW_E_STORE;
@@ -971,6 +999,14 @@ out:
     return rc;
 }
 
+int
+store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
+                  json_t **task)
+{
+    store->busy_failure = 0;
+    return store_answer(store, store_task_cancel_change(store, id, client_id, now_final, task));
+}
+
 /* One statement that changes a task in a committed write of its own, with the durability of
  * a submission (group commit or FULL). */
 static int
@@ -996,8 +1032,8 @@ store_refusal(struct store *store, const char *id, const char *client_id)
     return rc == 0 ? TW_E_CONFLICT : rc;
 }
 
-int
-store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task)
+static int
+store_task_retry_change(struct store *store, const char *id, const char *client_id, json_t **task)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_RETRY);
     if (!stmt)
@@ -1010,7 +1046,14 @@ store_task_retry(struct store *store, const char *id, const char *client_id, jso
 }
 
 int
-store_task_delete(struct store *store, const char *id, const char *client_id)
+store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task)
+{
+    store->busy_failure = 0;
+    return store_answer(store, store_task_retry_change(store, id, client_id, task));
+}
+
+static int
+store_task_delete_change(struct store *store, const char *id, const char *client_id)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_DELETE);
     if (!stmt)
@@ -1027,6 +1070,13 @@ store_task_delete(struct store *store, const char *id, const char *client_id)
     if (!deleted)
         return store_refusal(store, id, client_id);
     return store_commit_durable(store);
+}
+
+int
+store_task_delete(struct store *store, const char *id, const char *client_id)
+{
+    store->busy_failure = 0;
+    return store_answer(store, store_task_delete_change(store, id, client_id));
 }
 
 int

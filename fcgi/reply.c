@@ -96,5 +96,6 @@ reply_error_with(const struct request *req, int err, const char *message,
 void
 reply_error(const struct request *req, int err, const char *message)
 {
-    reply_error_with(req, err, message, NULL);
+    /* A 503 is worth trying again, and says when. */
+    reply_error_with(req, err, message, tw_error_status(err) == 503 ? "Retry-After: 1\r\n" : NULL);
 }

@@ -20,7 +20,8 @@ void reply_json(const struct request *req, int status, json_t **body, const char
 /* Answer req with 204 No Content (no body). */
 void reply_empty(const struct request *req);
 
-/* Write the error reply for err (a TW_E_* code) with message, or the table's message if NULL. */
+/* Write the error reply for err (a TW_E_* code) with message, or the table's message if NULL;
+ * a 503 carries Retry-After: 1. */
 void reply_error(const struct request *req, int err, const char *message);
 
 /* Same with extra headers (Allow, Retry-After). */

@@ -237,18 +237,18 @@ def test_type_concurrency_holds_across_slots(request):
         assert later["started_at"] >= earlier["finished_at"], (earlier, later)
 
 
-def _with_http(stack, **keys):
-    """Add [http] keys to the stack's config before it starts."""
+def _with_http(stack, section="http", **keys):
+    """Add keys to a section ([http] unless given) of the stack's config before it starts."""
     with open(stack.config_path) as f:
         text = f.read()
     extra = "".join(f"{key} = {value}\n" for key, value in keys.items())
     with open(stack.config_path, "w") as f:
-        f.write(text.replace("[http]\n", "[http]\n" + extra, 1))
+        f.write(text.replace(f"[{section}]\n", f"[{section}]\n" + extra, 1))
 
 
-def _stack_with_http(request, worker=True, **keys):
+def _stack_with_http(request, worker=True, section="http", **keys):
     stack = Stack(worker=worker)
-    _with_http(stack, **keys)
+    _with_http(stack, section, **keys)
 
     def finish():
         stack.close()
@@ -384,3 +384,36 @@ def test_every_202_survives_killing_everything(request):
     db.close()
     missing = set(ids) - stored
     assert not missing, f"{len(missing)} tasks answered 202 are not in the store"
+
+
+def test_a_store_held_by_another_writer_answers_503_and_loses_nothing(request):
+    """While another process holds the database's write lock past busy_timeout_ms (a worker
+    frozen inside a write), a submission answers 503 unavailable with Retry-After, not 500;
+    sent again with its Idempotency-Key once the lock is free, it makes its one task."""
+    stack = Stack(worker=False)
+    with open(stack.config_path) as f:
+        text = f.read()
+    with open(stack.config_path, "w") as f:
+        f.write(text.replace("busy_timeout_ms = 5000", "busy_timeout_ms = 300", 1))
+
+    def finish():
+        stack.close()
+        assert not stack.sanitizer_reports(), stack.sanitizer_reports()
+    request.addfinalizer(finish)
+    stack.start()
+    token = stack.session()["token"]
+    body = {"type": "sleep", "params": {"duration_ms": 0}}
+    key = {"Idempotency-Key": "held-store"}
+    holder = sqlite3.connect(f"{stack.var}/taskwire.db", isolation_level=None, timeout=10)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        status, headers, answer = stack.request("POST", "/api/tasks", body, token, headers=key)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert status == 503 and answer["error"]["code"] == "unavailable", (status, answer)
+    assert headers["Retry-After"] == "1"
+    status, _, task = stack.request("POST", "/api/tasks", body, token, headers=key)
+    assert status == 202, task
+    assert [t["id"] for t in stack.request("GET", "/api/tasks", token=token)[2]["tasks"]] == \
+        [task["id"]]
