@@ -23,6 +23,7 @@ usage: /usr/bin/python3 bench/jobs/run.py [--peers a,b] [--jobs N] [--rate R --s
 import argparse
 import datetime
 import http.client
+import importlib.util
 import inspect
 import json
 import os
@@ -40,6 +41,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+# The relay benchmark's helpers (its process tree walk, its description of the machine), loaded
+# by path: this file is "run.py" too.
+_relay_bench_spec = importlib.util.spec_from_file_location(
+    "relay_bench", os.path.join(ROOT, "bench", "run.py"))
+relay_bench = importlib.util.module_from_spec(_relay_bench_spec)
+_relay_bench_spec.loader.exec_module(relay_bench)
+tree, machine = relay_bench.tree, relay_bench.machine
 from stack import Stack, free_port  # noqa: E402
 
 STORE_CPU = 0  # Redis, PostgreSQL, taskwire's web server, handler and relay
@@ -166,25 +175,6 @@ def run_quiet(cmd, **kwargs):
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stdout}{r.stderr}")
     return r.stdout
-
-
-def tree(pids):
-    """The pids and all their descendants."""
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    out, todo = [], list(pids)
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
 
 
 def pin_tree(pid, cpu):
@@ -945,20 +935,6 @@ def versions(build):
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
-
-
-def machine():
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, Linux {platform.release()}"
 
 
 def fmt(value, digits=1):
