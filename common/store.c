@@ -905,6 +905,28 @@ store_task_get(struct store *store, const char *id, const char *client_id, json_
     return store_step_task(store, stmt, "get", task);
 }
 
+/* Step stmt (bound) through every row, each made into an object by row, into a new array
+ * *out; 0, TW_E_NOMEM (every row is still stepped: an UPDATE ... RETURNING completes) or the
+ * failure of the statement.  The statement is reset either way. */
+static int
+store_collect(struct store *store, sqlite3_stmt *stmt, const char *what,
+              json_t *(*row)(sqlite3_stmt *), json_t **out)
+{
+    json_t *list = json_array();
+    int rc, result = list ? 0 : TW_E_NOMEM;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+        if (result == 0 && json_array_append_new(list, row(stmt)) != 0)
+            result = TW_E_NOMEM;
+    if (rc != SQLITE_DONE)
+        result = store_fail(store, what);
+    store_statement_done(stmt);
+    if (result == 0)
+        *out = list;
+    else
+        json_decref(list);
+    return result;
+}
+
 int
 store_task_list(struct store *store, const char *client_id, const char *status,
                 const char *before, int limit, json_t **tasks)
@@ -914,9 +936,6 @@ store_task_list(struct store *store, const char *client_id, const char *status,
     sqlite3_stmt *stmt = store_statement(store, ST_LIST);
     if (!stmt)
         return TW_E_STORE;
-    json_t *list = json_array();
-    if (!list)
-        return TW_E_NOMEM;
     bind_text(stmt, 1, client_id);
     bind_text(stmt, 2, status);
     bind_text(stmt, 3, before);
@@ -927,21 +946,7 @@ store_task_list(struct store *store, const char *client_id, const char *status,
         snprintf(stamp, sizeof stamp, "%s", before);
         sqlite3_bind_int64(stmt, 5, strtoll(stamp, NULL, 16));
     }
-    int rc, result = 0;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (json_array_append_new(list, store_row_task(stmt)) != 0) {
-            result = TW_E_NOMEM;
-            break;
-        }
-    }
-    if (result == 0 && rc != SQLITE_DONE)
-        result = store_fail(store, "list");
-    store_statement_done(stmt);
-    if (result == 0)
-        *tasks = list;
-    else
-        json_decref(list);
-    return result;
+    return store_collect(store, stmt, "list", store_row_task, tasks);
 }
 
 static int
@@ -1162,31 +1167,39 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host, 
     return (int)n;
 }
 
+/* A renewed lease: {"id","attempts"}. */
+static json_t *
+store_row_held(sqlite3_stmt *stmt)
+{
+    return json_pack("{s:o, s:I}", "id", store_json_column(stmt, 0), "attempts",
+                     (json_int_t)sqlite3_column_int64(stmt, 1));
+}
+
 int
 store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms, json_t **held)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_RENEW);
     if (!stmt)
         return TW_E_STORE;
-    json_t *list = json_array();
-    if (!list)
-        return TW_E_NOMEM;
     bind_text(stmt, 1, worker_id);
     sqlite3_bind_int64(stmt, 2, clock_now_ms() + lease_ms);
-    int rc, result = 0;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (json_array_append_new(list,
-                                  json_pack("{s:o, s:I}", "id", store_json_column(stmt, 0),
-                                            "attempts", (json_int_t)sqlite3_column_int64(stmt, 1))))
-            result = TW_E_NOMEM; /* keep stepping: the UPDATE must complete */
-    if (rc != SQLITE_DONE)
-        result = store_fail(store, "renew");
-    store_statement_done(stmt);
-    if (result == 0)
-        *held = list;
-    else
-        json_decref(list);
-    return result;
+    return store_collect(store, stmt, "renew", store_row_held, held);
+}
+
+/* An expired lease: the task, with the lost attempt's worker and host and whether a cancel
+ * was requested (the columns after TASK_COLUMNS in ST_EXPIRED). */
+static json_t *
+store_row_expired(sqlite3_stmt *stmt)
+{
+    json_t *task = store_row_task(stmt);
+    if (task && (json_object_set_new(task, "worker", store_json_column(stmt, 19)) != 0 ||
+                 json_object_set_new(task, "host", store_json_column(stmt, 20)) != 0 ||
+                 json_object_set_new(task, "cancel_requested",
+                                     json_boolean(sqlite3_column_int(stmt, 21))) != 0)) {
+        json_decref(task);
+        task = NULL;
+    }
+    return task;
 }
 
 int
@@ -1195,28 +1208,8 @@ store_leases_expired(struct store *store, json_t **expired)
     sqlite3_stmt *stmt = store_statement(store, ST_EXPIRED);
     if (!stmt)
         return TW_E_STORE;
-    json_t *list = json_array();
-    if (!list)
-        return TW_E_NOMEM;
     sqlite3_bind_int64(stmt, 1, clock_now_ms());
-    int rc, result = 0;
-    while (result == 0 && (rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        json_t *task = store_row_task(stmt);
-        if (!task || json_object_set_new(task, "worker", store_json_column(stmt, 19)) != 0 ||
-            json_object_set_new(task, "host", store_json_column(stmt, 20)) != 0 ||
-            json_object_set_new(task, "cancel_requested",
-                                json_boolean(sqlite3_column_int(stmt, 21))) != 0 ||
-            json_array_append_new(list, task) != 0)
-            result = TW_E_NOMEM;
-    }
-    if (result == 0 && rc != SQLITE_DONE)
-        result = store_fail(store, "expired");
-    store_statement_done(stmt);
-    if (result == 0)
-        *expired = list;
-    else
-        json_decref(list);
-    return result;
+    return store_collect(store, stmt, "expired", store_row_expired, expired);
 }
 
 /* A fenced change of a running attempt: no row means the attempt is not current any more. */
