@@ -2,7 +2,9 @@
  *
  * The store is also the queue: a task answered 202 is a row with status "queued" before the
  * reply is written; workers claim rows atomically, so a task runs at most once per claim and
- * a nudge lost on the wire delays a task by one scan, never loses it.  Every change of a task
+ * a nudge lost on the wire delays a task by one scan, never loses it.  A claim holds a lease
+ * its worker renews; an expired one is taken back, and every write of a worker names the
+ * attempt it belongs to (the fencing token), so a stale attempt's writes change nothing.  Every change of a task
  * raises its "seq" by one, so readers can order what they see.
  *
  * Task objects are JSON: id, client_id, type, name, params, status, progress (0..100),
