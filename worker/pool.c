@@ -329,10 +329,11 @@ pool_dispatch(struct pool *pool)
 static void
 pool_announce(struct pool *pool, const char (*ids)[TOKEN_ID_SIZE], size_t count)
 {
-    /* One transaction for the batch; the events go out once it is committed. */
+    /* One transaction for a batch (a lone nudge, the usual case, needs none: most find their
+     * task announced by its claim, a read); the events go out once it is committed. */
     json_t *announced[POOL_BATCH];
     size_t n = 0;
-    int in_transaction = store_transaction_begin(pool->store) == 0;
+    int in_transaction = count > 1 && store_transaction_begin(pool->store) == 0;
     for (size_t i = 0; i < count && i < POOL_BATCH; i++)
         if (store_task_announce(pool->store, ids[i], &announced[n]) == 0)
             n++;
