@@ -36,7 +36,15 @@ def request(sock_path, method, uri, body=b""):
 
 
 def fds(pid):
-    return set(os.listdir(f"/proc/{pid}/fd"))
+    """pid's open descriptors as (number, target) pairs: a connection accepted on a number the
+    previous connection just released still differs by its socket inode."""
+    out = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.add((fd, os.readlink(f"/proc/{pid}/fd/{fd}")))
+        except OSError:
+            continue
+    return out
 
 
 def reading(pid, fd):
@@ -77,9 +85,12 @@ def stop_mid_request(sock_path, proc, token):
     try:
         client.stdin.write(body[:10])
         client.stdin.flush()
-        wait_for(lambda: fds(proc.pid) - before, "the handler to accept the connection")
-        (fd,) = fds(proc.pid) - before
-        wait_for(lambda: reading(proc.pid, int(fd)), "a thread reading the body")
+        def new_sockets():
+            return [int(fd) for fd, target in fds(proc.pid) - before
+                    if target.startswith("socket:")]
+        wait_for(new_sockets, "the handler to accept the connection")
+        wait_for(lambda: any(reading(proc.pid, fd) for fd in new_sockets()),
+                 "a thread reading the body")
         proc.terminate()
         client.stdin.write(body[10:])
         client.stdin.close()
