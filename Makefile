@@ -18,7 +18,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CFLAGS += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += $(SANFLAGS)
-LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lwslay -lpthread
 
 COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/tasktype.c common/protocol.c
@@ -26,11 +26,11 @@ FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/retry.c \
 	worker/job_exec.c
-UNIT_TESTS_RELAY := tests/unit/relay/test_route.c
+UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
-RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/route.c \
-	relay/ingress.c relay/listener.c
+RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c \
+	relay/route.c relay/ingress.c relay/listener.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
@@ -48,7 +48,7 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 ALL_OBJ := $(call obj,$(COMMON_SRC) $(FCGI_SRC) $(WORKER_SRC) $(RELAY_SRC))
 
 DEBS_BUILD := gcc make pkg-config libfcgi-dev libwebsockets-dev libzmq3-dev libjansson-dev \
-	libsqlite3-dev libssl-dev libinih-dev liburing-dev
+	libsqlite3-dev libssl-dev libinih-dev liburing-dev libwslay-dev
 DEBS_RUN := lighttpd curl
 DEBS_TEST := libcmocka-dev python3-pytest python3-websockets python3-zmq lighttpd apache2 \
 	libapache2-mod-fcgid

@@ -68,19 +68,13 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
 int
 ingress_start(struct relay *relay, char *err, size_t errlen)
 {
-    lws_sock_file_fd_type fd = {.filefd = relay->sub_fd};
-    if (!lws_adopt_descriptor_vhost(relay->vhost, LWS_ADOPT_RAW_FILE_DESC, fd,
-                                    relay_protocols[1].name, NULL)) {
-        snprintf(err, errlen, "cannot watch the ZeroMQ socket");
+    if (relay_watch(relay, relay->sub_fd, RELAY_PROTOCOL_INGRESS, "the ZeroMQ socket", err,
+                    errlen) != 0)
         return -1;
-    }
     relay->sub_fd = -1; /* lws owns the duplicate now */
-    lws_sock_file_fd_type monitor = {.filefd = relay->monitor_fd};
-    if (!lws_adopt_descriptor_vhost(relay->vhost, LWS_ADOPT_RAW_FILE_DESC, monitor,
-                                    relay_protocols[3].name, NULL)) {
-        snprintf(err, errlen, "cannot watch the ZeroMQ monitor");
+    if (relay_watch(relay, relay->monitor_fd, RELAY_PROTOCOL_UPSTREAM, "the ZeroMQ monitor", err,
+                    errlen) != 0)
         return -1;
-    }
     relay->monitor_fd = -1;
     relay->ingress_ready = 1;
     ingress_watch(relay);

@@ -45,12 +45,9 @@ listener_init(struct relay *relay, char *err, size_t errlen)
 int
 listener_start(struct relay *relay, char *err, size_t errlen)
 {
-    lws_sock_file_fd_type fd = {.filefd = relay->listen_fd};
-    if (!lws_adopt_descriptor_vhost(relay->vhost, LWS_ADOPT_RAW_FILE_DESC, fd,
-                                    relay_protocols[2].name, NULL)) {
-        snprintf(err, errlen, "cannot watch the listening socket");
+    if (relay_watch(relay, relay->listen_fd, RELAY_PROTOCOL_LISTENER, "the listening socket", err,
+                    errlen) != 0)
         return -1;
-    }
     relay->listen_fd = -1; /* lws owns it now */
     return 0;
 }

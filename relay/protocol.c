@@ -65,13 +65,9 @@ protocol_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_CLOSED:
         session_fini(relay, session);
         return 0;
-    case LWS_CALLBACK_RECEIVE:
-        session_receive(relay, session, in, len,
-                        lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
-                            !lws_remaining_packet_payload(wsi));
-        return 0;
+    case LWS_CALLBACK_RECEIVE: /* lws read frames: they came before the 101 (receive.h) */
     case LWS_CALLBACK_RECEIVE_PONG:
-        session_alive(relay, session);
+        session_receive_early(session);
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return session_write(relay, session);
@@ -80,48 +76,48 @@ protocol_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
 }
 
+/* The SUB may hold messages: relay_run drains it once this turn's service is done. */
+static void
+protocol_ingress_ready(struct relay *relay)
+{
+    relay->ingress_ready = 1;
+}
+
+/* What each raw descriptor's readiness starts, by protocol row. */
+static void (*const protocol_raw_ready[RELAY_PROTOCOLS])(struct relay *) = {
+    [RELAY_PROTOCOL_INGRESS] = protocol_ingress_ready,
+    [RELAY_PROTOCOL_LISTENER] = listener_accept,
+    [RELAY_PROTOCOL_UPSTREAM] = ingress_watch,
+    [RELAY_PROTOCOL_CLIENTS] = session_read_ready,
+};
+
+/* The raw descriptors (relay_watch): each row's id is its index. */
 static int
-protocol_ingress_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                          void *in, size_t len)
+protocol_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                      size_t len)
 {
     (void)user;
     (void)in;
     (void)len;
-    if (reason == LWS_CALLBACK_RAW_RX_FILE) {
-        struct relay *relay = lws_context_user(lws_get_context(wsi));
-        relay->ingress_ready = 1; /* drained by relay_run once this turn's service is done */
-    }
+    if (reason != LWS_CALLBACK_RAW_RX_FILE)
+        return 0;
+    unsigned int row = lws_get_protocol(wsi)->id;
+    if (row < RELAY_PROTOCOLS && protocol_raw_ready[row])
+        protocol_raw_ready[row](lws_context_user(lws_get_context(wsi)));
     return 0;
 }
 
-static int
-protocol_listener_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                           void *in, size_t len)
-{
-    (void)user;
-    (void)in;
-    (void)len;
-    if (reason == LWS_CALLBACK_RAW_RX_FILE)
-        listener_accept(lws_context_user(lws_get_context(wsi)));
-    return 0;
-}
-
-static int
-protocol_upstream_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                           void *in, size_t len)
-{
-    (void)user;
-    (void)in;
-    (void)len;
-    if (reason == LWS_CALLBACK_RAW_RX_FILE)
-        ingress_watch(lws_context_user(lws_get_context(wsi)));
-    return 0;
-}
-
-/* tx_packet_size is set from [relay] max_message when the context is made (relay.c). */
-const struct lws_protocols relay_protocols[] = {
-    {"taskwire", protocol_callback, sizeof(struct session), RELAY_CLIENT_MESSAGE_MAX, 0, NULL, 0},
-    {"taskwire-ingress", protocol_ingress_callback, 0, 0, 0, NULL, 0},
-    {"taskwire-listener", protocol_listener_callback, 0, 0, 0, NULL, 0},
-    {"taskwire-upstream", protocol_upstream_callback, 0, 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0}};
+/* tx_packet_size is set from [relay] max_message when the context is made (relay.c).  lws
+ * reads a connection only until its handshake is done (receive.h), hence the small rx size. */
+const struct lws_protocols relay_protocols[RELAY_PROTOCOLS + 1] = {
+    [RELAY_PROTOCOL_WS] = {"taskwire", protocol_callback, sizeof(struct session),
+                           RELAY_CLIENT_MESSAGE_MAX, RELAY_PROTOCOL_WS, NULL, 0},
+    [RELAY_PROTOCOL_INGRESS] = {"taskwire-ingress", protocol_raw_callback, 0, 0,
+                                RELAY_PROTOCOL_INGRESS, NULL, 0},
+    [RELAY_PROTOCOL_LISTENER] = {"taskwire-listener", protocol_raw_callback, 0, 0,
+                                 RELAY_PROTOCOL_LISTENER, NULL, 0},
+    [RELAY_PROTOCOL_UPSTREAM] = {"taskwire-upstream", protocol_raw_callback, 0, 0,
+                                 RELAY_PROTOCOL_UPSTREAM, NULL, 0},
+    [RELAY_PROTOCOL_CLIENTS] = {"taskwire-clients", protocol_raw_callback, 0, 0,
+                                RELAY_PROTOCOL_CLIENTS, NULL, 0},
+    [RELAY_PROTOCOLS] = {NULL, NULL, 0, 0, 0, NULL, 0}};

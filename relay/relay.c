@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "ingress.h"
@@ -61,6 +63,19 @@ relay_uring_init(struct relay *relay)
     relay->uring_ready = 1;
 }
 
+int
+relay_watch(struct relay *relay, int fd, enum relay_protocol row, const char *what, char *err,
+            size_t errlen)
+{
+    lws_sock_file_fd_type file = {.filefd = fd};
+    if (!lws_adopt_descriptor_vhost(relay->vhost, LWS_ADOPT_RAW_FILE_DESC, file,
+                                    relay_protocols[row].name, NULL)) {
+        snprintf(err, errlen, "cannot watch %s", what);
+        return -1;
+    }
+    return 0;
+}
+
 struct relay *
 relay_new(const struct config *cfg, char *err, size_t errlen)
 {
@@ -71,6 +86,11 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     }
     relay->cfg = cfg;
     relay->sub_fd = relay->listen_fd = relay->reserve_fd = -1;
+    relay->clients_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (relay->clients_fd < 0) {
+        snprintf(err, errlen, "cannot create an epoll descriptor: %s", strerror(errno));
+        goto fail;
+    }
     if (token_secret_load(cfg->secret_file, 0, relay->secret, &relay->secret_len, err,
                           errlen) != 0)
         goto fail;
@@ -87,7 +107,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     relay->listen_wsi_fd = relay->listen_fd;
 
     memcpy(relay->protocols, relay_protocols, sizeof relay->protocols);
-    relay->protocols[0].tx_packet_size = (size_t)cfg->max_message + RELAY_FRAME_HEADER;
+    relay->protocols[RELAY_PROTOCOL_WS].tx_packet_size = (size_t)cfg->max_message + RELAY_FRAME_HEADER;
     /* No lws validity timers: lws keeps every timer in one sorted list, so one per connection
      * makes each re-arm walk the list (quadratic in connections).  The heartbeat below does
      * the same job with one timer. */
@@ -116,6 +136,12 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     }
     if (ingress_start(relay, err, errlen) != 0 || listener_start(relay, err, errlen) != 0)
         goto fail;
+    /* The connections' input (session.c) wakes the loop through one epoll descriptor in lws's
+     * poll set, so lws watches it among its own and reads none of the connections. */
+    if (relay_watch(relay, relay->clients_fd, RELAY_PROTOCOL_CLIENTS, "the connections' input",
+                    err, errlen) != 0)
+        goto fail;
+    relay->clients_adopted = 1; /* lws closes it with the context */
     relay_heartbeat(&relay->heartbeat);
     return relay;
 fail:
@@ -178,7 +204,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
         session_serve_woken(relay);
     }
     relay->closing = 1;
-    lws_callback_on_writable_all_protocol(relay->context, &relay->protocols[0]);
+    lws_callback_on_writable_all_protocol(relay->context, &relay->protocols[RELAY_PROTOCOL_WS]);
     relay_closing_tick(&relay->closing_tick);
     int64_t deadline = clock_mono_ms() + RELAY_CLOSE_GRACE_MS;
     while (relay->connections > 0 && clock_mono_ms() < deadline)
@@ -195,6 +221,8 @@ relay_destroy(struct relay **relay)
     struct relay *r = *relay;
     if (r->context)
         lws_context_destroy(r->context); /* closes every connection: sessions detach */
+    if (r->clients_fd >= 0 && !r->clients_adopted)
+        close(r->clients_fd);
     ingress_fini(r);
     listener_fini(r);
     route_destroy(&r->route);

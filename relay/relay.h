@@ -3,7 +3,8 @@
  *
  * Bounds: at most [relay] max_connections WebSocket connections (one more is closed with
  * 1013); per client id a ring of [relay] ring messages (route.h); client messages of at most
- * RELAY_CLIENT_MESSAGE_MAX bytes (more closes the connection with 1009).
+ * RELAY_CLIENT_MESSAGE_MAX bytes in all their fragments (more closes the connection with 1009;
+ * receive.h reads and checks what clients send).
  */
 #ifndef TW_RELAY_RELAY_H
 #define TW_RELAY_RELAY_H
@@ -30,6 +31,16 @@
 #define RELAY_FULL_TURN_US 5000 /* while messages flow, lws polls every descriptor this often */
 #define RELAY_SEND_DEPTH 256    /* connections' writes handed to the kernel in one io_uring_enter */
 
+/* The rows of the lws protocols table (relay_protocols). */
+enum relay_protocol {
+    RELAY_PROTOCOL_WS,       /* HTTP (/health, /status) and WebSocket (/ws) */
+    RELAY_PROTOCOL_INGRESS,  /* the ZeroMQ SUB's fd */
+    RELAY_PROTOCOL_LISTENER, /* the listening socket */
+    RELAY_PROTOCOL_UPSTREAM, /* the ZeroMQ monitor's fd */
+    RELAY_PROTOCOL_CLIENTS,  /* the epoll of the connections' input */
+    RELAY_PROTOCOLS
+};
+
 /* One write to a connection: its waiting messages' frames, where they lie (session.c). */
 struct relay_send {
     struct session *session;
@@ -49,7 +60,9 @@ struct relay {
     struct session *sessions;      /* every WebSocket connection, for the heartbeat walk */
     lws_sorted_usec_list_t heartbeat; /* once a second: ping the idle, drop the dead */
     uint32_t now_s;                /* monotonic seconds, as of the last heartbeat */
-    struct lws_protocols protocols[5]; /* relay_protocols with this config's sizes */
+    struct lws_protocols protocols[RELAY_PROTOCOLS + 1]; /* relay_protocols, this config's sizes */
+    int clients_fd;                /* epoll of every connection's input (session.c), in lws */
+    int clients_adopted;           /* lws owns clients_fd */
     void *zmq;
     void *sub;                     /* ZeroMQ SUB on [zmq] events */
     int sub_fd;                    /* a dup of ZMQ_FD, adopted by lws */
@@ -85,11 +98,15 @@ struct relay *relay_new(const struct config *cfg, char *err, size_t errlen);
  * most RELAY_CLOSE_GRACE_MS. */
 void relay_run(struct relay *relay, volatile sig_atomic_t *quit);
 
+/* Hand fd to lws's poll set as a raw file of protocol row, whose callback runs when it is
+ * readable; lws owns and closes it from then on.  0, or -1 with err naming what. */
+int relay_watch(struct relay *relay, int fd, enum relay_protocol row, const char *what, char *err,
+                size_t errlen);
+
 /* Close every connection and free.  NULL-safe; nulls *relay. */
 void relay_destroy(struct relay **relay);
 
-/* The lws protocols table (protocol.c): [0] serves HTTP and WebSocket, [1] the ZeroMQ fd,
- * [2] the listening socket, [3] the ZeroMQ monitor's fd. */
-extern const struct lws_protocols relay_protocols[];
+/* The lws protocols table (protocol.c), one row each and a terminating row. */
+extern const struct lws_protocols relay_protocols[RELAY_PROTOCOLS + 1];
 
 #endif

@@ -6,15 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
+#include "receive.h"
 #include "relay.h"
 
 #define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
 #define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
+#define SESSION_READ_BATCH 256     /* connections read per wake of relay->clients_fd */
 
 /* Close code constants not in the lws enum. */
 #define SESSION_CLOSE_UNAUTHORIZED 4001
@@ -34,6 +37,9 @@ static const struct {
     {SESSION_CLOSE_TRY_LATER, "too many connections"},
     {SESSION_CLOSE_INTERNAL, "internal error"},
     {LWS_CLOSE_STATUS_GOINGAWAY, "going away"},
+    {RECEIVE_CLOSE_PROTOCOL, "protocol error"},
+    {RECEIVE_CLOSE_UNSUPPORTED, "text messages only"},
+    {RECEIVE_CLOSE_BAD_DATA, "invalid UTF-8"},
 };
 
 static const char *
@@ -44,6 +50,8 @@ session_close_reason(uint16_t code)
             return session_close_reasons[i].reason;
     return "";
 }
+
+static void session_stop_reading(struct relay *relay, struct session *session);
 
 static void
 session_close_later(struct session *session, uint16_t code)
@@ -65,6 +73,15 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     relay->sessions = session;
     session->id = ++relay->next_connection_id;
     relay->connections++;
+    /* From here on the relay reads the connection itself (receive.h): lws must not. */
+    lws_rx_flow_control(wsi, 0);
+    struct epoll_event watch = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = session};
+    if (epoll_ctl(relay->clients_fd, EPOLL_CTL_ADD, lws_get_socket_fd(wsi), &watch) != 0) {
+        log_warn("event=ws_refused reason=\"cannot watch\" error=\"%s\"", strerror(errno));
+        session_close_later(session, SESSION_CLOSE_INTERNAL);
+        return;
+    }
+    session->reading = 1;
     if (relay->connections > (uint64_t)relay->cfg->max_connections) {
         log_warn("event=ws_refused reason=\"max_connections\"");
         session_close_later(session, SESSION_CLOSE_TRY_LATER);
@@ -99,6 +116,8 @@ session_fini(struct relay *relay, struct session *session)
         return;
     route_detach(relay->route, &session->member);
     lws_dll2_remove(&session->woken);
+    session_stop_reading(relay, session);
+    receive_destroy(&session->rx);
     if (session->prev)
         session->prev->next = session->next;
     else
@@ -110,18 +129,16 @@ session_fini(struct relay *relay, struct session *session)
     session->wsi = NULL;
 }
 
-void
-session_receive(struct relay *relay, struct session *session, const void *in, size_t len,
-                int final)
+/* The client asked for something in a text message: {"type":"ping"} is answered with
+ * {"type":"pong"}, anything else with an error; the replies are flags, so a flood of messages
+ * costs no memory. */
+static void
+session_on_text(void *owner, const unsigned char *in, size_t len)
 {
-    session_alive(relay, session);
+    struct session *session = owner;
     if (session->close_code)
         return;
-    if (!final || len > RELAY_CLIENT_MESSAGE_MAX) {
-        session_close_later(session, SESSION_CLOSE_TOO_BIG);
-        return;
-    }
-    json_t *message = json_loadb(in, len, 0, NULL);
+    json_t *message = json_loadb((const char *)in, len, 0, NULL);
     const char *type = json_string_value(json_object_get(message, "type"));
     if (type && strcmp(type, "ping") == 0)
         session->send_pong = 1;
@@ -129,6 +146,113 @@ session_receive(struct relay *relay, struct session *session, const void *in, si
         session->send_error = 1;
     json_decref(message);
     lws_callback_on_writable(session->wsi);
+}
+
+static void
+session_on_ping(void *owner)
+{
+    struct session *session = owner;
+    session->send_pong_frame = 1;
+    lws_callback_on_writable(session->wsi);
+}
+
+static void
+session_on_pong(void *owner)
+{
+    (void)owner; /* any input counts as alive (session_read) */
+}
+
+/* End the connection now: its close is done, or there is no one to tell. */
+static void
+session_end(struct session *session)
+{
+    lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void
+session_on_close(void *owner, uint16_t code)
+{
+    struct session *session = owner;
+    if (session->close_sent) {
+        session_end(session); /* the reply to our close: the handshake is complete */
+        return;
+    }
+    /* The client closes: answer with its code (RFC 6455 5.5.1), or 1000 when it gave none,
+     * unless a close of ours is already due. */
+    if (!session->close_code) {
+        session->close_code = code ? code : LWS_CLOSE_STATUS_NORMAL;
+        session->close_echo = 1;
+    }
+    session->close_now = 1;
+    lws_callback_on_writable(session->wsi);
+}
+
+static void
+session_on_fail(void *owner, uint16_t code)
+{
+    struct session *session = owner;
+    log_info("event=ws_protocol_error connection=%llu code=%u", (unsigned long long)session->id,
+             (unsigned)code);
+    if (session->close_sent) {
+        session_end(session);
+        return;
+    }
+    session->close_code = code;
+    session->close_now = 1;
+    lws_callback_on_writable(session->wsi);
+}
+
+static void
+session_on_end(void *owner)
+{
+    session_end(owner);
+}
+
+static const struct receive_handler session_receive_handler = {
+    session_on_text, session_on_ping, session_on_pong, session_on_close, session_on_fail,
+    session_on_end,
+};
+
+static void
+session_stop_reading(struct relay *relay, struct session *session)
+{
+    if (!session->reading)
+        return;
+    (void)epoll_ctl(relay->clients_fd, EPOLL_CTL_DEL, lws_get_socket_fd(session->wsi), NULL);
+    session->reading = 0;
+}
+
+/* The connection has input: hand it to receive.h, which reports each event above. */
+static void
+session_read(struct relay *relay, struct session *session)
+{
+    session_alive(relay, session);
+    if (receive_read(&session->rx, lws_get_socket_fd(session->wsi), RELAY_CLIENT_MESSAGE_MAX,
+                     &session_receive_handler, session) != 0) {
+        session_stop_reading(relay, session);
+        receive_destroy(&session->rx);
+    }
+}
+
+void
+session_read_ready(struct relay *relay)
+{
+    /* Level-triggered: a connection left with input (RECEIVE_TURN_BYTES read) comes back on
+     * the next turn.  A session leaves the set in session_fini, before lws frees it, and no
+     * connection closes within this loop (session_end is asynchronous). */
+    struct epoll_event ready[SESSION_READ_BATCH];
+    int n = epoll_wait(relay->clients_fd, ready, SESSION_READ_BATCH, 0);
+    for (int i = 0; i < n; i++) {
+        struct session *session = ready[i].data.ptr;
+        if (session->reading)
+            session_read(relay, session);
+    }
+}
+
+void
+session_receive_early(struct session *session)
+{
+    session_on_fail(session, RECEIVE_CLOSE_PROTOCOL);
 }
 
 /* Write a control reply from text; -1 when the connection failed. */
@@ -154,13 +278,16 @@ session_frame_header_size(size_t len)
     return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
 }
 
-/* The header of an unmasked, final text frame of len bytes (RFC 6455, 5.2), written to out;
- * its length returned. */
+#define SESSION_OPCODE_TEXT 0x1
+#define SESSION_OPCODE_CLOSE 0x8
+
+/* The header of an unmasked, final frame of len bytes with this opcode (RFC 6455, 5.2),
+ * written to out; its length returned. */
 static size_t
-session_frame_header(unsigned char *out, size_t len)
+session_frame_header(unsigned char *out, unsigned char opcode, size_t len)
 {
     size_t size = session_frame_header_size(len);
-    out[0] = 0x81; /* FIN, opcode 1 (text) */
+    out[0] = (unsigned char)(0x80 | opcode); /* FIN */
     if (size == 2) {
         out[1] = (unsigned char)len;
     } else {
@@ -188,7 +315,7 @@ session_prepare(struct relay *relay, struct session *session, struct relay_send 
         size_t header = session_frame_header_size(len);
         if (n > 0 && send->len + header + len > RELAY_WRITE_BYTES)
             break;
-        session_frame_header(payload - header, len);
+        session_frame_header(payload - header, SESSION_OPCODE_TEXT, len);
         send->iov[n].iov_base = payload - header;
         send->iov[n].iov_len = header + len;
         send->len += header + len;
@@ -245,6 +372,31 @@ session_write_ring(struct relay *relay, struct session *session)
     return session_settle(relay, send, res < 0 ? -errno : res);
 }
 
+/* The close: through lws's closing handshake, or written here and the connection ended once
+ * it is sent (see session.h).  Always -1: lws takes over. */
+static int
+session_write_close(struct session *session)
+{
+    const char *reason = session->close_echo ? "" : session_close_reason(session->close_code);
+    size_t len = strlen(reason);
+    if (!session->close_now) {
+        lws_close_reason(session->wsi, (enum lws_close_status)session->close_code,
+                         (unsigned char *)reason, len);
+        session->close_sent = 1;
+        return -1;
+    }
+    /* lws 4.1 has no way to send a close without then waiting for the reply, so the frame is
+     * built here, as the messages' frames are, and goes out as raw bytes after whatever lws
+     * still holds. */
+    unsigned char frame[SESSION_FRAME_HEADER_MAX + 2 + SESSION_CONTROL_MAX];
+    size_t header = session_frame_header(frame, SESSION_OPCODE_CLOSE, 2 + len);
+    frame[header] = (unsigned char)(session->close_code >> 8);
+    frame[header + 1] = (unsigned char)(session->close_code & 0xff);
+    memcpy(frame + header + 2, reason, len);
+    (void)lws_write(session->wsi, frame, header + 2 + len, LWS_WRITE_RAW);
+    return -1; /* no close reason set: lws flushes what it holds and ends the connection */
+}
+
 int
 session_write(struct relay *relay, struct session *session)
 {
@@ -253,12 +405,10 @@ session_write(struct relay *relay, struct session *session)
     int rc = 0;
     if (relay->closing && !session->close_code)
         session->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
-    if (session->close_code) {
-        const char *reason = session_close_reason(session->close_code);
-        lws_close_reason(session->wsi, (enum lws_close_status)session->close_code,
-                         (unsigned char *)reason, strlen(reason));
-        return -1;
-    }
+    if (session->close_sent)
+        return 0; /* lws waits for the client's reply */
+    if (session->close_code)
+        return session_write_close(session);
     if (session->send_connected) {
         session->send_connected = 0;
         int n = snprintf(text, sizeof text,
@@ -266,6 +416,13 @@ session_write(struct relay *relay, struct session *session)
                          "\"client_id\":\"%s\"}",
                          (int)getpid(), (unsigned long long)session->id, session->client_id);
         rc = session_write_text(session, text, n);
+    } else if (session->send_pong_frame) {
+        session->send_pong_frame = 0;
+        unsigned char pong[LWS_PRE + RECEIVE_PONG_MAX];
+        int len = receive_take_pong(&session->rx, pong + LWS_PRE);
+        if (len >= 0)
+            rc = lws_write(session->wsi, pong + LWS_PRE, (size_t)len, LWS_WRITE_PONG) < len ? -1
+                                                                                          : 0;
     } else if (session->send_ping) {
         session->send_ping = 0;
         /* lws reports a pong to the protocol only when it carries a payload. */
@@ -289,7 +446,7 @@ session_write(struct relay *relay, struct session *session)
     if (rc != 0)
         return -1;
     if (session->send_ping || session->send_resync || session->send_pong || session->send_error ||
-        route_pending(&session->member))
+        session->send_pong_frame || route_pending(&session->member))
         lws_callback_on_writable(session->wsi);
     return 0;
 }
@@ -356,7 +513,7 @@ session_only_messages(const struct relay *relay, const struct session *session)
 {
     return !relay->closing && !session->close_code && session->attached &&
            !(session->send_connected | session->send_ping | session->send_resync |
-             session->send_pong | session->send_error);
+             session->send_pong | session->send_error | session->send_pong_frame);
 }
 
 /* Per-message path, batched: hand the kernel every prepared write in one system call (each a

@@ -1,9 +1,18 @@
-/* session.h: one WebSocket connection: token check, its place in the route table, control
- * replies (connected, pong, error) and sending the next message.
+/* session.h: one WebSocket connection: token check, its place in the route table, what the
+ * client sends (read by the relay through receive.h once lws has done the handshake), control
+ * replies (connected, pong, error, close) and sending the next message.
  *
  * The struct is lws per-session storage (lws allocates and frees it); session_init and
  * session_fini bracket its life.  Control replies are flags, not queued text, so a session is
- * a fixed ~100 bytes whatever the client sends; writes happen only in session_write().
+ * a fixed ~120 bytes whatever the client sends (receive.h holds a partial frame only while it
+ * is partial).  Writes happen in session_write() (lws's writeable callback) and, batched, in
+ * session_serve_woken().
+ *
+ * Closing: a close the relay starts (4001, 4008, 1013, 1001) goes through lws, which sends it
+ * and waits PENDING_TIMEOUT_CLOSE_ACK (5 s) for the client's reply; the reply (or the end of
+ * the client's stream) ends the connection at once.  A close that fails the connection (RFC
+ * 6455 7.1.7: 1002, 1003, 1007, 1009) or answers the client's own close is written here and
+ * the connection ends as soon as it is sent.
  */
 #ifndef TW_RELAY_SESSION_H
 #define TW_RELAY_SESSION_H
@@ -15,6 +24,7 @@
 #include "token.h"
 
 struct relay;
+struct receive;
 
 struct session {
     struct lws *wsi;
@@ -24,8 +34,13 @@ struct session {
     uint64_t id;
     uint32_t last_rx_s;           /* relay->now_s when the peer last sent anything */
     uint32_t ping_at_s;           /* relay->now_s when the unanswered ping went (ping_sent) */
+    struct receive *rx;           /* the client's partial frame or message, NULL between */
     uint16_t close_code;          /* non-zero: close with this code at the next write */
-    uint8_t send_connected, send_pong, send_error, send_ping, send_resync;
+    uint8_t close_now;            /* write the close and end: a failure, or the peer's close */
+    uint8_t close_sent;           /* lws sent our close: the client's reply ends it */
+    uint8_t close_echo;           /* the close answers the client's: no reason text */
+    uint8_t reading;              /* on relay->clients_fd */
+    uint8_t send_connected, send_pong, send_error, send_ping, send_resync, send_pong_frame;
     uint8_t ping_sent, dead;
     uint8_t attached;
     char client_id[TOKEN_ID_SIZE];
@@ -37,9 +52,12 @@ void session_init(struct relay *relay, struct session *session, struct lws *wsi)
 /* The connection is gone: detach.  Safe after a failed init. */
 void session_fini(struct relay *relay, struct session *session);
 
-/* A client message arrived (len bytes, final says whether the frame is complete). */
-void session_receive(struct relay *relay, struct session *session, const void *in, size_t len,
-                     int final);
+/* lws read and delivered client data itself (sent before the handshake's 101, which RFC 6455
+ * 4.1 forbids; see receive.h): fail the connection with 1002. */
+void session_receive_early(struct session *session);
+
+/* relay->clients_fd is readable: read every connection that has input (receive.h). */
+void session_read_ready(struct relay *relay);
 
 /* Per-message path: the connection is writeable; write one frame.  -1 to close. */
 int session_write(struct relay *relay, struct session *session);
@@ -48,7 +66,7 @@ int session_write(struct relay *relay, struct session *session);
  * events (the relay reconnected to a worker pool). */
 void session_resync_all(struct relay *relay);
 
-/* The peer sent a frame (a message or a pong): it is alive. */
+/* The peer sent something: it is alive. */
 void session_alive(struct relay *relay, struct session *session);
 
 /* Once a second over every connection: ping one silent for [relay] ping_interval, drop one
