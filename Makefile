@@ -21,7 +21,7 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
 
 COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
-	common/store.c common/tasktype.c common/protocol.c
+	common/store.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/retry.c \
@@ -34,7 +34,8 @@ RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/r
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
-	tests/unit/common/test_tasktype.c
+	tests/unit/common/test_tasktype.c tests/unit/common/test_origin.c \
+	tests/unit/common/test_bucket.c
 UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
 
 COMMON_LIB := $(BUILD)/libtaskwire-common.a
