@@ -27,10 +27,12 @@ WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_
 	worker/retry.c \
 	worker/job_exec.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c
+UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/route.c \
 	relay/ingress.c relay/listener.c
+RELAY_SRC += relay/throttle.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \

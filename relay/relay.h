@@ -2,8 +2,11 @@
  * ZeroMQ subscriber, the token secret and the counters.  One thread runs it all.
  *
  * Bounds: at most [relay] max_connections WebSocket connections (one more is closed with
- * 1013); per client id a ring of [relay] ring messages (route.h); client messages of at most
- * RELAY_CLIENT_MESSAGE_MAX bytes (more closes the connection with 1009).
+ * 1013), at most [relay] max_connections_per_client of one client id (one more is closed
+ * with 1008), new ones per source address at [relay] connect_rate (throttle.h), handshakes
+ * only from [relay] allowed_origins (others get 403); per client id a ring of [relay] ring
+ * messages (route.h); client messages of at most RELAY_CLIENT_MESSAGE_MAX bytes (more closes
+ * the connection with 1009).
  */
 #ifndef TW_RELAY_RELAY_H
 #define TW_RELAY_RELAY_H
@@ -31,6 +34,8 @@
 #define RELAY_SEND_DEPTH 256    /* connections' writes handed to the kernel in one io_uring_enter */
 
 /* One write to a connection: its waiting messages' frames, where they lie (session.c). */
+struct throttle;
+
 struct relay_send {
     struct session *session;
     struct msghdr msg;
@@ -72,6 +77,11 @@ struct relay {
     int closing;                   /* shutting down: every connection gets 1001 */
     lws_sorted_usec_list_t closing_tick;
     uint64_t refused;              /* connections accepted and closed at once (no room) */
+    struct throttle *throttle;     /* [relay] connect_rate per source address (listener.c) */
+    uint64_t throttled;            /* connections closed at accept for their source's rate */
+    uint64_t throttled_unlogged;   /* of those, since the last connect_throttled line */
+    int64_t throttle_logged_ms;    /* when that line was written (0: never) */
+    uint64_t forbidden;            /* handshakes refused with 403 for their Origin */
     int listen_fd;                 /* until lws adopts it */
     int listen_wsi_fd;             /* the listening socket, for accept() */
     int reserve_fd;                /* given up to shed a connection when out of descriptors */
