@@ -23,6 +23,7 @@ LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
 COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
+FCGI_SRC += fcgi/cors.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/retry.c \
 	worker/job_exec.c

@@ -45,5 +45,6 @@ bucket_take(struct bucket *bucket, int rate, int burst, int64_t now_ms, int64_t 
 int
 bucket_is_full(const struct bucket *bucket, int rate, int burst, int64_t now_ms)
 {
-    return rate <= 0 || bucket_units_at(bucket, rate, burst, now_ms) >= (int64_t)burst * BUCKET_UNIT;
+    return rate <= 0 ||
+           bucket_units_at(bucket, rate, burst, now_ms) >= (int64_t)burst * BUCKET_UNIT;
 }

@@ -19,8 +19,7 @@ origin_scheme_length(const char *origin, size_t len)
 }
 
 int
-origin_list_add(struct origin_list *list, const char *origin, size_t len, char *err,
-                size_t errlen)
+origin_list_add(struct origin_list *list, const char *origin, size_t len, char *err, size_t errlen)
 {
     size_t scheme = origin_scheme_length(origin, len);
     if (scheme == 0) {

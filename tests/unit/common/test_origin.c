@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 #include <string.h>
 
@@ -27,8 +28,12 @@ test_exact_match_ignoring_case(void **state)
     static const char *const in[] = {"https://app.example.com", "HTTPS://APP.EXAMPLE.COM",
                                      "http://127.0.0.1:8080"};
     static const char *const out[] = {"https://app.example.com.evil.net",
-                                      "https://app.example.co", "http://app.example.com",
-                                      "http://127.0.0.1", "http://127.0.0.1:80800", "null", ""};
+                                      "https://app.example.co",
+                                      "http://app.example.com",
+                                      "http://127.0.0.1",
+                                      "http://127.0.0.1:80800",
+                                      "null",
+                                      ""};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
         assert_int_equal(origin_list_contains(&list, in[i], strlen(in[i])), 1);
     for (size_t i = 0; i < sizeof out / sizeof out[0]; i++)
@@ -47,9 +52,15 @@ test_what_is_not_an_origin_is_refused(void **state)
     (void)state;
     struct origin_list list = {0};
     char err[128];
-    static const char *const bad[] = {"example.com", "https://", "ftp://example.com",
-                                      "https://example.com/", "https://example.com/app",
-                                      "https://user@example.com", "https://a b", "*", "null"};
+    static const char *const bad[] = {"example.com",
+                                      "https://",
+                                      "ftp://example.com",
+                                      "https://example.com/",
+                                      "https://example.com/app",
+                                      "https://user@example.com",
+                                      "https://a b",
+                                      "*",
+                                      "null"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
         if (add(&list, bad[i], err, sizeof err) == 0)
