@@ -269,6 +269,12 @@ events = tcp://127.0.0.1:{events}
 listen = 127.0.0.1
 port = {self.port}
 max_connections = 100000
+; The scenarios measure the paths, not the limits: a thousand tabs of one client id
+; (broadcast), connections from 127.0.0.2-8 (scale), one client submitting flat out.
+max_connections_per_client = 100000
+connect_rate = 0
+[http]
+submit_rate = 0
 """)
 
     def start(self):
