@@ -43,16 +43,20 @@ protocol_upgrade(struct relay *relay, struct lws *wsi)
 {
     const struct origin_list *allowed = &relay->cfg->allowed_origins;
     int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
-    char origin[ORIGIN_MAX];
+    char origin[ORIGIN_MAX] = "";
     if (allowed->count == 0 || len <= 0) /* any origin, or not a browser (see CONFIG.md) */
         return 0;
-    if (len < (int)sizeof origin &&
-        lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) == len &&
-        origin_list_contains(allowed, origin, (size_t)len))
+    int copied =
+        len < (int)sizeof origin ? lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) : -1;
+    if (copied == len && origin_list_contains(allowed, origin, (size_t)len))
         return 0;
     relay->forbidden++;
-    log_warn("event=ws_forbidden reason=\"origin\" origin=\"%.*s\"", len < 128 ? len : 128,
-             len < (int)sizeof origin ? origin : "(too long)");
+    /* The header is the client's: logged printable, without quotes. */
+    for (char *c = origin; *c; c++)
+        if (*c < 0x21 || *c > 0x7e || *c == '"')
+            *c = '?';
+    log_warn("event=ws_forbidden reason=\"origin\" origin=\"%s\"",
+             copied == len ? origin : "(too long)");
     json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", "forbidden_origin", "message",
                              "this page's origin may not open the WebSocket");
     return protocol_reply(wsi, HTTP_STATUS_FORBIDDEN, &body) == 0 ? 1 : -1;
