@@ -21,20 +21,24 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lwslay -lpthread
 
 COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
-	common/store.c common/tasktype.c common/protocol.c
+	common/store.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
+FCGI_SRC += fcgi/cors.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/retry.c \
 	worker/job_exec.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c
+UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c \
 	relay/route.c relay/ingress.c relay/listener.c
+RELAY_SRC += relay/throttle.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
-	tests/unit/common/test_tasktype.c
+	tests/unit/common/test_tasktype.c tests/unit/common/test_origin.c \
+	tests/unit/common/test_bucket.c
 UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
 
 COMMON_LIB := $(BUILD)/libtaskwire-common.a

@@ -269,6 +269,14 @@ events = tcp://127.0.0.1:{events}
 listen = 127.0.0.1
 port = {self.port}
 max_connections = 100000
+; The scenarios measure the paths, not the limits: a thousand tabs of one client id
+; (broadcast), connections from 127.0.0.2-8 (scale), one client submitting flat out (its
+; bucket is still read and written with every submission, as with the default).
+max_connections_per_client = 100000
+connect_rate = 0
+[http]
+submit_rate = 1000000
+submit_burst = 1000000
 """)
 
     def start(self):

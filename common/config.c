@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <libgen.h>
@@ -17,7 +18,10 @@
 
 #include "errors.h"
 
-enum key_kind { KEY_INT, KEY_LONG, KEY_TEXT, KEY_PATH, KEY_LOG_LEVEL };
+/* KEY_ORIGINS and KEY_ADDRESSES are lists: items separated by spaces or commas, continued on
+ * indented lines (inih hands each line over as another value of the key); the file's first
+ * value of such a key replaces the default list. */
+enum key_kind { KEY_INT, KEY_LONG, KEY_TEXT, KEY_PATH, KEY_LOG_LEVEL, KEY_ORIGINS, KEY_ADDRESSES };
 
 struct config_key {
     const char *section;
@@ -32,6 +36,7 @@ struct config_key {
     {sec, key, kind, offsetof(struct config, field), 0, lo, hi}
 #define KEY_STR(sec, key, kind, field)                                                             \
     {sec, key, kind, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0}
+#define KEY_LIST(sec, key, kind, field) {sec, key, kind, offsetof(struct config, field), 0, 0, 0}
 
 static const struct config_key config_keys[] = {
     {"log", "level", KEY_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0},
@@ -46,6 +51,9 @@ static const struct config_key config_keys[] = {
     KEY_NUM("http", "max_body", KEY_LONG, max_body, 1024, 16777216),
     KEY_NUM("http", "threads", KEY_INT, threads, 1, 64),
     KEY_NUM("http", "max_queued", KEY_INT, max_queued, 1, 100000000),
+    KEY_NUM("http", "submit_rate", KEY_INT, submit_rate, 0, 1000000),
+    KEY_NUM("http", "submit_burst", KEY_INT, submit_burst, 1, 1000000),
+    KEY_LIST("http", "cors_origins", KEY_ORIGINS, cors_origins),
     KEY_NUM("worker", "concurrency", KEY_INT, concurrency, 0, 1024),
     KEY_NUM("worker", "progress_interval_ms", KEY_INT, progress_interval_ms, 0, 60000),
     KEY_NUM("worker", "scan_interval_ms", KEY_INT, scan_interval_ms, 50, 600000),
@@ -60,13 +68,22 @@ static const struct config_key config_keys[] = {
     KEY_NUM("relay", "ring", KEY_INT, ring, 2, 65536),
     KEY_NUM("relay", "max_message", KEY_INT, max_message, 256, 16777216),
     KEY_NUM("relay", "max_connections", KEY_INT, max_connections, 1, 10000000),
+    KEY_NUM("relay", "max_connections_per_client", KEY_INT, max_connections_per_client, 1,
+            100000),
+    KEY_NUM("relay", "connect_rate", KEY_INT, connect_rate, 0, 1000000),
+    KEY_NUM("relay", "connect_burst", KEY_INT, connect_burst, 1, 1000000),
+    KEY_LIST("relay", "connect_rate_exempt", KEY_ADDRESSES, connect_rate_exempt),
+    KEY_LIST("relay", "allowed_origins", KEY_ORIGINS, allowed_origins),
     KEY_NUM("relay", "io_uring", KEY_INT, relay_io_uring, 0, 1),
 };
+
+#define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
 
 struct load_state {
     struct config *cfg;
     char dir[PATH_MAX]; /* directory of the config file, for relative paths */
     char err[400];      /* what went wrong, without file and line */
+    unsigned char seen[CONFIG_KEY_COUNT]; /* list keys given in the file so far */
 };
 
 static int
@@ -373,6 +390,63 @@ config_type_key(struct load_state *state, const char *type_name, const char *nam
     return TW_E_CONFIG;
 }
 
+/* Append one item (len bytes) of a list key to its field. */
+static int
+config_list_item(struct load_state *state, const struct config_key *key, void *field,
+                 const char *item, size_t len)
+{
+    if (key->kind == KEY_ORIGINS) {
+        char why[256];
+        if (origin_list_add(field, item, len, why, sizeof why) == 0)
+            return 0;
+        snprintf(state->err, sizeof state->err, "%s: %s", key->name, why);
+        return TW_E_CONFIG;
+    }
+    struct config_addresses *list = field;
+    char text[INET_ADDRSTRLEN] = "";
+    struct in_addr address;
+    if (len < sizeof text) {
+        memcpy(text, item, len);
+        text[len] = '\0';
+    }
+    if (len >= sizeof text || inet_pton(AF_INET, text, &address) != 1) {
+        snprintf(state->err, sizeof state->err, "%s: '%.*s' is not an IPv4 address", key->name,
+                 (int)(len < 64 ? len : 64), item);
+        return TW_E_CONFIG;
+    }
+    if (list->count >= CONFIG_ADDRESSES_MAX) {
+        snprintf(state->err, sizeof state->err, "%s: at most %d addresses", key->name,
+                 CONFIG_ADDRESSES_MAX);
+        return TW_E_CONFIG;
+    }
+    list->addresses[list->count++] = address.s_addr;
+    return 0;
+}
+
+/* A list key's value (one line of it): its first line replaces the default list. */
+static int
+config_list_set(struct load_state *state, const struct config_key *key, void *field,
+                const char *value)
+{
+    size_t index = (size_t)(key - config_keys);
+    if (!state->seen[index]) {
+        state->seen[index] = 1;
+        if (key->kind == KEY_ORIGINS)
+            ((struct origin_list *)field)->count = 0;
+        else
+            ((struct config_addresses *)field)->count = 0;
+    }
+    static const char separators[] = " \t,";
+    for (const char *item = value + strspn(value, separators); *item;
+         item += strspn(item, separators)) {
+        size_t len = strcspn(item, separators);
+        if (config_list_item(state, key, field, item, len) != 0)
+            return TW_E_CONFIG;
+        item += len;
+    }
+    return 0;
+}
+
 static int
 config_key_set(struct load_state *state, const struct config_key *key, const char *value)
 {
@@ -404,6 +478,9 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
             return 0;
         snprintf(state->err, sizeof state->err, "level must be error, warn, info or debug");
         return TW_E_CONFIG;
+    case KEY_ORIGINS:
+    case KEY_ADDRESSES:
+        return config_list_set(state, key, field, value);
     }
     snprintf(state->err, sizeof state->err, "%s is empty or too long", key->name);
     return TW_E_CONFIG;
@@ -416,7 +493,7 @@ config_handler(void *user, const char *section, const char *name, const char *va
     struct load_state *state = user;
     if (strncmp(section, "type ", 5) == 0)
         return config_type_key(state, section + 5, name, value) == 0;
-    for (size_t i = 0; i < sizeof config_keys / sizeof config_keys[0]; i++) {
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
         const struct config_key *key = &config_keys[i];
         if (strcmp(key->section, section) == 0 && strcmp(key->name, name) == 0)
             return config_key_set(state, key, value) == 0;
@@ -464,6 +541,8 @@ config_defaults(struct config *cfg)
     cfg->max_body = CONFIG_DEFAULT_MAX_BODY;
     cfg->threads = CONFIG_DEFAULT_HTTP_THREADS;
     cfg->max_queued = CONFIG_DEFAULT_MAX_QUEUED;
+    cfg->submit_rate = CONFIG_DEFAULT_SUBMIT_RATE;
+    cfg->submit_burst = CONFIG_DEFAULT_SUBMIT_BURST;
     cfg->concurrency = 0;
     cfg->progress_interval_ms = CONFIG_DEFAULT_PROGRESS_INTERVAL_MS;
     cfg->scan_interval_ms = CONFIG_DEFAULT_SCAN_INTERVAL_MS;
@@ -479,6 +558,12 @@ config_defaults(struct config *cfg)
     cfg->max_message = CONFIG_DEFAULT_MAX_MESSAGE;
     cfg->relay_io_uring = CONFIG_DEFAULT_RELAY_IO_URING;
     cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
+    cfg->max_connections_per_client = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
+    cfg->connect_rate = CONFIG_DEFAULT_CONNECT_RATE;
+    cfg->connect_burst = CONFIG_DEFAULT_CONNECT_BURST;
+    struct in_addr exempt;
+    if (inet_pton(AF_INET, CONFIG_DEFAULT_CONNECT_RATE_EXEMPT, &exempt) == 1)
+        cfg->connect_rate_exempt.addresses[cfg->connect_rate_exempt.count++] = exempt.s_addr;
     cfg->type_count = 1;
     sleep_type_fill(&cfg->types[0]);
 }

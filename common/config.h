@@ -15,14 +15,17 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "log.h"
+#include "origin.h"
 
 #define CONFIG_MAX_TYPES 32             /* task types, the built-in sleep included */
 #define CONFIG_MAX_PARAMS 16            /* parameters per task type */
 #define CONFIG_NAME_MAX 32              /* type and parameter names, NUL included */
 #define CONFIG_TEXT_MAX 256             /* labels, string defaults, endpoints */
 #define CONFIG_STRING_PARAM_MAX 65536   /* longest string parameter value a type may allow */
+#define CONFIG_ADDRESSES_MAX 16         /* addresses in one address list */
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400        /* seconds a session token lives */
 #define CONFIG_DEFAULT_MAX_BODY 65536         /* bytes of a request body */
@@ -36,6 +39,8 @@
 #define CONFIG_DEFAULT_EXEC_TIMEOUT_MS 600000 /* exec type timeout when none is given */
 #define CONFIG_DEFAULT_LEASE_MS 10000         /* a claim's lease, renewed by every heartbeat */
 #define CONFIG_DEFAULT_MAX_QUEUED 1000        /* queued tasks per client before 429 */
+#define CONFIG_DEFAULT_SUBMIT_RATE 50         /* submissions a second per client, after the burst */
+#define CONFIG_DEFAULT_SUBMIT_BURST 200       /* submissions per client at once */
 #define CONFIG_DEFAULT_KEEP_FINISHED 604800   /* seconds a finished task is kept (7 days) */
 #define CONFIG_DEFAULT_MAX_ATTEMPTS 3         /* attempts of a task, the first included */
 #define CONFIG_DEFAULT_RETRY_BASE_MS 1000     /* backoff of the first retry (full jitter) */
@@ -46,7 +51,17 @@
 #define CONFIG_DEFAULT_RING 256               /* messages kept per client id in the relay */
 #define CONFIG_DEFAULT_MAX_MESSAGE 65536      /* bytes of one relayed message */
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 100000 /* relay connections per process */
+#define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_CLIENT 32 /* a client id's connections per process */
+#define CONFIG_DEFAULT_CONNECT_RATE 100       /* new connections a second per source address */
+#define CONFIG_DEFAULT_CONNECT_BURST 1000     /* new connections per source address at once */
+#define CONFIG_DEFAULT_CONNECT_RATE_EXEMPT "127.0.0.1" /* the local web server proxying /ws */
 #define CONFIG_DEFAULT_RELAY_IO_URING 1       /* relay writes batched through io_uring */
+
+/* IPv4 addresses, in network byte order. */
+struct config_addresses {
+    size_t count;
+    uint32_t addresses[CONFIG_ADDRESSES_MAX];
+};
 
 enum config_param_kind { CONFIG_PARAM_INTEGER, CONFIG_PARAM_STRING, CONFIG_PARAM_BOOLEAN };
 
@@ -107,6 +122,9 @@ struct config {
     long long max_body;
     int threads;                     /* FastCGI threads of a handler process */
     int max_queued;                  /* queued tasks of one client before 429 */
+    int submit_rate;                 /* submissions a second per client id; 0: no limit */
+    int submit_burst;                /* submissions per client id at once */
+    struct origin_list cors_origins; /* origins the REST API answers with CORS; empty: off */
 
     /* [worker] */
     int concurrency;                 /* 0 in the file means the number of cores */
@@ -125,6 +143,11 @@ struct config {
     int ring;
     int max_message;
     int max_connections;
+    int max_connections_per_client;
+    int connect_rate;                /* new connections a second per source address; 0: off */
+    int connect_burst;
+    struct config_addresses connect_rate_exempt; /* sources connect_rate does not apply to */
+    struct origin_list allowed_origins; /* WebSocket handshakes' origins; empty: any */
     int relay_io_uring; /* 1: batch the per-message writes with io_uring where the kernel can */
 
     /* task types: [0] is always the built-in "sleep" */

@@ -24,6 +24,8 @@
     XX(IDEMPOTENCY_MISMATCH, 422, "idempotency_mismatch",                                          \
        "this Idempotency-Key was used with a different request")                                   \
     XX(TOO_MANY_TASKS, 429, "too_many_tasks", "too many queued tasks for this client")             \
+    XX(TOO_MANY_REQUESTS, 429, "too_many_requests",                                                \
+       "too many submissions from this client: try again after Retry-After seconds")              \
     XX(UNAVAILABLE, 503, "unavailable", "a required part of the service is down")                  \
     XX(STORE, 500, "store_error", "the task store failed")                                         \
     XX(NOMEM, 500, "out_of_memory", "out of memory")                                               \

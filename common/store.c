@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bucket.h"
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
@@ -89,6 +90,11 @@ static const char store_schema[] =
     " started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES;
 
+/* Tables added since schema 2 that older programs do not read: made on every open. */
+static const char store_tables_added[] =
+    "CREATE TABLE IF NOT EXISTS submit_rate ("
+    " client_id TEXT PRIMARY KEY, units INTEGER NOT NULL, at INTEGER NOT NULL);";
+
 /* Schema 1 (no user_version) to 2: the lease, retry and scheduling columns; a task of 1 was
  * announced already and may run from its creation. */
 static const char store_upgrade_1[] =
@@ -131,6 +137,9 @@ enum statement {
     ST_REQUEUE,
     ST_PRUNE,
     ST_PRUNE_KEYS,
+    ST_RATE_GET,
+    ST_RATE_PUT,
+    ST_PRUNE_RATE,
     ST_COUNT
 };
 
@@ -218,6 +227,10 @@ static const char *const store_statements[ST_COUNT] = {
                  " WHERE finished_at < ?1 LIMIT ?2)",
     [ST_PRUNE_KEYS] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
                       " WHERE created_at < ?1 LIMIT ?2)",
+    [ST_RATE_GET] = "SELECT units, at FROM submit_rate WHERE client_id = ?1",
+    [ST_RATE_PUT] = "INSERT OR REPLACE INTO submit_rate (client_id, units, at) VALUES (?1, ?2, ?3)",
+    [ST_PRUNE_RATE] = "DELETE FROM submit_rate WHERE rowid IN (SELECT rowid FROM submit_rate"
+                      " WHERE at < ?1 LIMIT ?2)",
 };
 
 #define STORE_WORKER_FORGET_MS 3600000 /* a worker silent this long is dropped from workers */
@@ -392,6 +405,7 @@ store_schema_open(struct store *store, char *err, size_t errlen)
     }
     if (version < 0 ||
         (script && sqlite3_exec(store->db, script, NULL, NULL, &message) != SQLITE_OK) ||
+        sqlite3_exec(store->db, store_tables_added, NULL, NULL, &message) != SQLITE_OK ||
         sqlite3_exec(store->db, "COMMIT", NULL, NULL, &message) != SQLITE_OK) {
         if (version >= 0)
             snprintf(err, errlen, "cannot create the schema: %s",
@@ -797,6 +811,40 @@ store_submission_admit(struct store *store, const struct store_submission *sub)
     return queued < 0 ? queued : queued >= sub->max_queued ? TW_E_TOO_MANY_TASKS : 0;
 }
 
+/* Take a token of the client's submission bucket (sub->submit_rate): 0, or
+ * TW_E_TOO_MANY_REQUESTS with sub->retry_after_ms when it holds none (nothing is written).
+ * Inside the batch's transaction: SQLite's writer lock makes the read and the write one step
+ * for every handler process. */
+static int
+store_submission_rate(struct store *store, struct store_submission *sub, int64_t now)
+{
+    if (sub->submit_rate <= 0)
+        return 0;
+    sqlite3_stmt *stmt = store_statement(store, ST_RATE_GET);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, sub->client_id);
+    struct bucket bucket;
+    bucket_fill(&bucket, sub->submit_burst, now);
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+        bucket.units = sqlite3_column_int64(stmt, 0);
+        bucket.at_ms = sqlite3_column_int64(stmt, 1);
+    }
+    store_statement_done(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_fail(store, "rate_get");
+    if (!bucket_take(&bucket, sub->submit_rate, sub->submit_burst, now, &sub->retry_after_ms))
+        return TW_E_TOO_MANY_REQUESTS;
+    stmt = store_statement(store, ST_RATE_PUT);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, sub->client_id);
+    sqlite3_bind_int64(stmt, 2, bucket.units);
+    sqlite3_bind_int64(stmt, 3, bucket.at_ms);
+    return store_run(store, stmt, "rate_put");
+}
+
 /* One submission inside the batch's transaction: its key, its admission, its INSERT. */
 static int
 store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_submission *sub)
@@ -807,6 +855,8 @@ store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_su
     if (sub->idempotency_key && store_submission_replay(store, sub, now))
         return sub->rc;
     int rc = store_submission_admit(store, sub);
+    if (rc == 0)
+        rc = store_submission_rate(store, sub, now);
     if (rc != 0)
         return rc;
     if (token_ordered_id(now, id) != 0)
@@ -1435,6 +1485,11 @@ store_tasks_prune(struct store *store, int64_t keep_ms)
         sqlite3_bind_int64(stmt, 1, now - STORE_IDEMPOTENCY_MS);
         sqlite3_bind_int(stmt, 2, STORE_PRUNE_BATCH);
         rc = store_run(store, stmt, "prune_keys");
+    }
+    if (rc == 0 && (stmt = store_statement(store, ST_PRUNE_RATE)) != NULL) {
+        sqlite3_bind_int64(stmt, 1, now - STORE_RATE_IDLE_MS);
+        sqlite3_bind_int(stmt, 2, STORE_PRUNE_BATCH);
+        rc = store_run(store, stmt, "prune_rate");
     }
     if (rc == 0 && (stmt = store_statement(store, ST_WORKERS_FORGET)) != NULL) {
         sqlite3_bind_int64(stmt, 1, now - STORE_WORKER_FORGET_MS);

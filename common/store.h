@@ -72,6 +72,7 @@ int store_status_is_valid(const char *status);
 #define STORE_PRUNE_BATCH 500         /* finished tasks deleted per transaction by pruning */
 #define STORE_CLAIM_MAX 64            /* tasks claimed in one transaction at most */
 #define STORE_HOST_MAX 64             /* bytes of a worker's host name kept */
+#define STORE_RATE_IDLE_MS 3600000    /* a client's submission bucket is forgotten after this */
 
 /* One queued task (seq 1, a new id from token_ordered_id) to insert: the inputs are borrowed;
  * store_tasks_insert() fills task (a new reference the caller owns, or NULL), replayed and rc
@@ -81,7 +82,13 @@ int store_status_is_valid(const char *status);
  *                   (TW_E_TOO_MANY_TASKS beyond it).
  *   idempotency_key with request_hash (the submission's digest): a key seen from this client
  *                   within STORE_IDEMPOTENCY_MS answers its task (replayed = 1) when the digest
- *                   matches, TW_E_IDEMPOTENCY_MISMATCH when it does not. */
+ *                   matches, TW_E_IDEMPOTENCY_MISMATCH when it does not.
+ *   submit_rate     with submit_burst: the client's token bucket (common/bucket.h), a row of
+ *                   the store's submit_rate table shared by every process: a submission that
+ *                   would make a task takes a token (in the batch's transaction, so no two
+ *                   processes spend the same one); with none it is TW_E_TOO_MANY_REQUESTS and
+ *                   retry_after_ms says when one will be there.  0: no limit.  A client idle
+ *                   for STORE_RATE_IDLE_MS is forgotten by pruning (it starts full again). */
 struct store_submission {
     const char *client_id, *type, *name;
     const json_t *params;
@@ -91,6 +98,8 @@ struct store_submission {
     int max_queued;
     const char *idempotency_key;
     const char *request_hash;
+    int submit_rate, submit_burst;
+    int64_t retry_after_ms;
     json_t *task;
     int replayed;
     int rc;
@@ -209,7 +218,8 @@ int store_worker_remove(struct store *store, const char *worker_id);
 int store_workers_alive(struct store *store, int64_t stale_after_ms);
 
 /* Delete up to STORE_PRUNE_BATCH tasks finished more than keep_ms ago, and the idempotency
- * keys past their window, in one short transaction.  Returns the number of tasks deleted (call
+ * keys past their window and submission buckets idle for STORE_RATE_IDLE_MS (as many of
+ * each), in one short transaction.  Returns the number of tasks deleted (call
  * again while it is STORE_PRUNE_BATCH) or a negative code. */
 int store_tasks_prune(struct store *store, int64_t keep_ms);
 

@@ -60,9 +60,9 @@ reply_json(const struct request *req, int status, json_t **body, const char *ext
     char head[REPLY_HEAD_MAX];
     int head_len = snprintf(head, sizeof head,
                             "Status: %d %s\r\nContent-Type: application/json\r\n"
-                            "Content-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+                            "Content-Length: %zu\r\nCache-Control: no-store\r\n%s%s\r\n",
                             status, reply_reason(status), length + 1,
-                            extra_headers ? extra_headers : "");
+                            extra_headers ? extra_headers : "", req->cors);
     if (head_len < 0 || (size_t)head_len >= sizeof head) {
         free(text);
         return;
@@ -74,10 +74,14 @@ reply_json(const struct request *req, int status, json_t **body, const char *ext
 }
 
 void
-reply_empty(const struct request *req)
+reply_empty(const struct request *req, const char *extra_headers)
 {
-    static const char head[] = "Status: 204 No Content\r\nCache-Control: no-store\r\n\r\n";
-    reply_write(req, head, sizeof head - 1);
+    char head[REPLY_HEAD_MAX];
+    int head_len = snprintf(head, sizeof head,
+                            "Status: 204 No Content\r\nCache-Control: no-store\r\n%s%s\r\n",
+                            extra_headers ? extra_headers : "", req->cors);
+    if (head_len > 0 && (size_t)head_len < sizeof head)
+        reply_write(req, head, (size_t)head_len);
 }
 
 void

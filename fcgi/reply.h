@@ -1,6 +1,7 @@
 /* reply.h: the only code that writes status lines, headers and bodies of the handler.
  *
- * Every reply is JSON with Cache-Control: no-store.  Errors take the shape
+ * Every reply is JSON with Cache-Control: no-store, and carries the request's CORS header
+ * lines (req->cors, see cors.h).  Errors take the shape
  * {"error":{"code":"...","message":"..."}} with code and status from the error table.
  */
 #ifndef TW_FCGI_REPLY_H
@@ -17,8 +18,9 @@
  * error instead. */
 void reply_json(const struct request *req, int status, json_t **body, const char *extra_headers);
 
-/* Answer req with 204 No Content (no body). */
-void reply_empty(const struct request *req);
+/* Answer req with 204 No Content (no body), plus extra_headers (as reply_json; NULL for
+ * none). */
+void reply_empty(const struct request *req, const char *extra_headers);
 
 /* Write the error reply for err (a TW_E_* code) with message, or the table's message if NULL;
  * a 503 carries Retry-After: 1. */

@@ -33,6 +33,8 @@ request_init(struct request *req, FCGX_Request *fcgx)
     req->content_type = request_env(req, "CONTENT_TYPE");
     req->authorization = request_env(req, "HTTP_AUTHORIZATION");
     req->idempotency_key = request_param(req, "HTTP_IDEMPOTENCY_KEY");
+    req->origin = request_param(req, "HTTP_ORIGIN");
+    req->cors_request_method = request_param(req, "HTTP_ACCESS_CONTROL_REQUEST_METHOD");
     req->query = request_env(req, "QUERY_STRING");
     req->content_length = -1;
     const char *length = request_param(req, "CONTENT_LENGTH");

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cors.h"
 #include "errors.h"
 #include "reply.h"
 #include "tasks.h"
@@ -51,10 +52,11 @@ route_match(const char *pattern, const char *path, char id[ROUTER_ID_MAX])
 }
 
 int
-router_dispatch(struct app *app, const struct request *req, struct tasks_pending *pending)
+router_dispatch(struct app *app, struct request *req, struct tasks_pending *pending)
 {
     char id[ROUTER_ID_MAX];
     char allow[64] = "";
+    cors_prepare(app->cfg, req);
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (!route_match(routes[i].pattern, req->path, id))
             continue;
@@ -72,6 +74,10 @@ router_dispatch(struct app *app, const struct request *req, struct tasks_pending
     }
     if (allow[0] == '\0') {
         reply_error(req, TW_E_NOT_FOUND, "no such route");
+        return 0;
+    }
+    if (cors_is_preflight(app->cfg, req)) {
+        cors_preflight(req, allow);
         return 0;
     }
     char headers[128];

@@ -12,9 +12,10 @@
 
 #define ROUTER_ID_MAX 64 /* bytes of an {id} path segment */
 
-/* Handle one request: route it and write exactly one reply.  Returns 0 once it is answered.
- * With pending (not NULL), a task submission that passed its checks is left there instead
- * and 1 returned: the caller inserts pending->sub and answers with tasks_create_end. */
-int router_dispatch(struct app *app, const struct request *req, struct tasks_pending *pending);
+/* Handle one request: prepare its CORS headers (cors.h), route it and write exactly one
+ * reply.  Returns 0 once it is answered.  With pending (not NULL), a task submission that
+ * passed its checks is left there instead and 1 returned: the caller inserts pending->sub and
+ * answers with tasks_create_end.  A CORS preflight of a route is answered 204 (cors.h). */
+int router_dispatch(struct app *app, struct request *req, struct tasks_pending *pending);
 
 #endif

@@ -17,6 +17,7 @@
 #include "token.h"
 
 #define TASKS_LOCATION_MAX 128 /* bytes of a Location header line */
+#define TASKS_RETRY_AFTER_MAX 48 /* bytes of a Retry-After header line */
 #define TASKS_PRIORITY_MIN (-10)
 #define TASKS_PRIORITY_MAX 10
 #define TASKS_DELAY_MAX_MS 31536000000LL /* delay_ms at most (a year); run_at likewise */
@@ -238,6 +239,8 @@ tasks_create_begin(struct app *app, const struct request *req, struct tasks_pend
     sub->params = pending->params;
     sub->max_attempts = pending->type->max_attempts;
     sub->max_queued = app->cfg->max_queued;
+    sub->submit_rate = app->cfg->submit_rate;
+    sub->submit_burst = app->cfg->submit_burst;
     sub->idempotency_key = req->idempotency_key;
     sub->request_hash = req->idempotency_key ? pending->request_hash : NULL;
     return 1;
@@ -249,6 +252,14 @@ tasks_create_end(const struct request *req, struct tasks_pending *pending)
     json_t *task = pending->sub.task;
     if (pending->sub.rc == TW_E_TOO_MANY_TASKS) {
         reply_error_with(req, pending->sub.rc, NULL, "Retry-After: 1\r\n");
+    } else if (pending->sub.rc == TW_E_TOO_MANY_REQUESTS) {
+        /* Whole seconds, rounded up: a client that waits that long finds a token. */
+        char retry[TASKS_RETRY_AFTER_MAX];
+        long long seconds = (pending->sub.retry_after_ms + 999) / 1000;
+        snprintf(retry, sizeof retry, "Retry-After: %lld\r\n", seconds > 0 ? seconds : 1);
+        log_info("event=submission_throttled client=%s retry_after_s=%lld", pending->client_id,
+                 seconds > 0 ? seconds : 1);
+        reply_error_with(req, pending->sub.rc, NULL, retry);
     } else if (pending->sub.rc != 0) {
         reply_error(req, pending->sub.rc, NULL);
     } else if (pending->sub.replayed) {
@@ -419,5 +430,5 @@ tasks_delete(struct app *app, const struct request *req, const char *id)
         return;
     }
     log_info("event=task_deleted client=%s task=%s", client_id, id);
-    reply_empty(req);
+    reply_empty(req, NULL);
 }

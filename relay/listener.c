@@ -11,8 +11,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 #include "relay.h"
+#include "throttle.h"
+
+#define LISTENER_THROTTLE_LOG_MS 1000 /* at most one connect_throttled line this often */
 
 int
 listener_init(struct relay *relay, char *err, size_t errlen)
@@ -21,6 +25,11 @@ listener_init(struct relay *relay, char *err, size_t errlen)
                                   .sin_port = htons((uint16_t)relay->cfg->relay_port)};
     relay->listen_fd = -1;
     relay->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    relay->throttle = throttle_new(relay->cfg);
+    if (!relay->throttle) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     if (inet_pton(AF_INET, relay->cfg->relay_listen, &address.sin_addr) != 1) {
         snprintf(err, errlen, "[relay] listen = %s is not an IPv4 address",
                  relay->cfg->relay_listen);
@@ -60,6 +69,7 @@ listener_fini(struct relay *relay)
     if (relay->reserve_fd >= 0)
         close(relay->reserve_fd);
     relay->listen_fd = relay->reserve_fd = -1;
+    throttle_destroy(&relay->throttle);
 }
 
 /* Out of descriptors: take the newcomer with the reserve and close it at once. */
@@ -76,12 +86,33 @@ listener_shed(struct relay *relay, int listen_fd)
     relay->refused++;
 }
 
+/* A connection over [relay] connect_rate: closed before anything is read from it.  One log
+ * line per LISTENER_THROTTLE_LOG_MS at most, with the count, however hard a source floods. */
+static void
+listener_throttled(struct relay *relay, int fd, const struct sockaddr_in *peer, int64_t now_ms)
+{
+    close(fd);
+    relay->throttled++;
+    relay->throttled_unlogged++;
+    if (relay->throttle_logged_ms && now_ms - relay->throttle_logged_ms < LISTENER_THROTTLE_LOG_MS)
+        return;
+    char source[INET_ADDRSTRLEN] = "?";
+    inet_ntop(AF_INET, &peer->sin_addr, source, sizeof source);
+    log_warn("event=connect_throttled source=%s refused=%llu", source,
+             (unsigned long long)relay->throttled_unlogged);
+    relay->throttle_logged_ms = now_ms;
+    relay->throttled_unlogged = 0;
+}
+
 void
 listener_accept(struct relay *relay)
 {
     int listen_fd = relay->listen_wsi_fd;
     for (int n = 0; n < LISTENER_ACCEPT_BATCH; n++) {
-        int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_in peer = {.sin_family = AF_INET};
+        socklen_t peer_len = sizeof peer;
+        int fd = accept4(listen_fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
                 log_warn("event=accept_shed error=\"%s\"", strerror(errno));
@@ -89,6 +120,11 @@ listener_accept(struct relay *relay)
                 continue;
             }
             return; /* EAGAIN, or a connection that died before we took it */
+        }
+        int64_t now_ms = clock_mono_ms();
+        if (!throttle_admit(relay->throttle, peer.sin_addr.s_addr, now_ms)) {
+            listener_throttled(relay, fd, &peer, now_ms);
+            continue;
         }
         /* Progress arrives as small frames, often several within one round trip: Nagle's
          * algorithm would hold each one after the first until the client's ACK, which a

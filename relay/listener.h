@@ -6,7 +6,8 @@
  * connection is handed to lws in HTTP mode, where it may upgrade to a WebSocket.  At most
  * LISTENER_ACCEPT_BATCH accepts per turn.  When the process runs out of descriptors, a
  * reserved one is given up to accept and close the newcomer, so the loop never spins on a
- * connection it cannot take.
+ * connection it cannot take.  A connection from a source over [relay] connect_rate
+ * (throttle.h) is closed as it is accepted, before lws sees it.
  */
 #ifndef TW_RELAY_LISTENER_H
 #define TW_RELAY_LISTENER_H

@@ -1,15 +1,68 @@
-/* protocol.c: the lws callbacks: one switch for HTTP and WebSocket, one for the ZeroMQ fd. */
+/* protocol.c: the lws callbacks: one switch for HTTP and WebSocket (the handshake's Origin
+ * check included), one for the ZeroMQ fd. */
 #include <jansson.h>
 #include <string.h>
 
 #include "ingress.h"
 #include "listener.h"
+#include "origin.h"
 #include "relay.h"
 #include "session.h"
 
 #define PROTOCOL_HTTP_BODY_MAX 512 /* bytes of the relay's own HTTP answers */
 
-/* GET /health, GET /status, anything else 404: JSON bodies built with jansson. */
+/* Write an HTTP answer of status with *body (taken; built with jansson, NULL fails): 0, or -1
+ * when it could not be written. */
+static int
+protocol_reply(struct lws *wsi, unsigned int status, json_t **body)
+{
+    unsigned char head[LWS_PRE + 512], *start = head + LWS_PRE, *p = start,
+                                        *end = head + sizeof head - 1;
+    unsigned char text[LWS_PRE + PROTOCOL_HTTP_BODY_MAX];
+    size_t len = *body ? json_dumpb(*body, (char *)text + LWS_PRE, PROTOCOL_HTTP_BODY_MAX,
+                                    JSON_COMPACT)
+                       : 0;
+    json_decref(*body);
+    *body = NULL;
+    if (len == 0 || len > PROTOCOL_HTTP_BODY_MAX)
+        return -1;
+    if (lws_add_http_common_headers(wsi, status, "application/json", len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    return lws_write(wsi, text + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < (int)len ? -1 : 0;
+}
+
+/* A WebSocket handshake asks to upgrade ([relay] allowed_origins): 0 to go on, or 1 once it
+ * is answered 403 (lws then ends the HTTP transaction), -1 to hang up.  Here rather than in
+ * LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: by then lws has switched the connection to the
+ * WebSocket role, and refusing there hangs up without an HTTP status. */
+static int
+protocol_upgrade(struct relay *relay, struct lws *wsi)
+{
+    const struct origin_list *allowed = &relay->cfg->allowed_origins;
+    int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    char origin[ORIGIN_MAX] = "";
+    if (allowed->count == 0 || len <= 0) /* any origin, or not a browser (see CONFIG.md) */
+        return 0;
+    int copied =
+        len < (int)sizeof origin ? lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) : -1;
+    if (copied == len && origin_list_contains(allowed, origin, (size_t)len))
+        return 0;
+    relay->forbidden++;
+    /* The header is the client's: logged printable, without quotes. */
+    for (char *c = origin; *c; c++)
+        if (*c < 0x21 || *c > 0x7e || *c == '"')
+            *c = '?';
+    log_warn("event=ws_forbidden reason=\"origin\" origin=\"%s\"",
+             copied == len ? origin : "(too long)");
+    json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", "forbidden_origin", "message",
+                             "this page's origin may not open the WebSocket");
+    return protocol_reply(wsi, HTTP_STATUS_FORBIDDEN, &body) == 0 ? 1 : -1;
+}
+
+/* GET /health, GET /status, anything else 404. */
 static int
 protocol_http(struct relay *relay, struct lws *wsi, const char *path)
 {
@@ -20,32 +73,20 @@ protocol_http(struct relay *relay, struct lws *wsi, const char *path)
     } else if (strcmp(path, "/status") == 0) {
         struct route_stats stats;
         route_stats(relay->route, &stats);
-        body = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+        body = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
                          (json_int_t)relay->connections, "client_ids", (json_int_t)stats.clients,
                          "messages_in", (json_int_t)stats.messages_in, "messages_out",
                          (json_int_t)stats.messages_out, "dropped",
                          (json_int_t)(stats.dropped + relay->ingress_malformed), "culled",
-                         (json_int_t)stats.culled, "refused", (json_int_t)relay->refused);
+                         (json_int_t)stats.culled, "refused", (json_int_t)relay->refused,
+                         "throttled", (json_int_t)relay->throttled, "forbidden",
+                         (json_int_t)relay->forbidden);
     } else {
         status = HTTP_STATUS_NOT_FOUND;
         body = json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",
                          "the relay serves /ws, /health and /status");
     }
-    unsigned char head[LWS_PRE + 512], *start = head + LWS_PRE, *p = start,
-                                        *end = head + sizeof head - 1;
-    unsigned char text[LWS_PRE + PROTOCOL_HTTP_BODY_MAX];
-    size_t len = body ? json_dumpb(body, (char *)text + LWS_PRE, PROTOCOL_HTTP_BODY_MAX,
-                                   JSON_COMPACT)
-                      : 0;
-    json_decref(body);
-    if (len == 0 || len > PROTOCOL_HTTP_BODY_MAX)
-        return -1;
-    if (lws_add_http_common_headers(wsi, status, "application/json", len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    if (lws_write(wsi, text + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < (int)len)
+    if (protocol_reply(wsi, status, &body) != 0)
         return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
@@ -59,6 +100,8 @@ protocol_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     switch (reason) {
     case LWS_CALLBACK_HTTP:
         return protocol_http(relay, wsi, in ? (const char *)in : "");
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return protocol_upgrade(relay, wsi);
     case LWS_CALLBACK_ESTABLISHED:
         session_init(relay, session, wsi);
         return 0;

@@ -2,9 +2,12 @@
  * ZeroMQ subscriber, the token secret and the counters.  One thread runs it all.
  *
  * Bounds: at most [relay] max_connections WebSocket connections (one more is closed with
- * 1013); per client id a ring of [relay] ring messages (route.h); client messages of at most
- * RELAY_CLIENT_MESSAGE_MAX bytes in all their fragments (more closes the connection with 1009;
- * receive.h reads and checks what clients send).
+ * 1013), at most [relay] max_connections_per_client of one client id (one more is closed
+ * with 1008), new ones per source address at [relay] connect_rate (throttle.h), handshakes
+ * only from [relay] allowed_origins (others get 403); per client id a ring of [relay] ring
+ * messages (route.h); client messages of at most RELAY_CLIENT_MESSAGE_MAX bytes in all their
+ * fragments (more closes the connection with 1009; receive.h reads and checks what clients
+ * send).
  */
 #ifndef TW_RELAY_RELAY_H
 #define TW_RELAY_RELAY_H
@@ -40,6 +43,8 @@ enum relay_protocol {
     RELAY_PROTOCOL_CLIENTS,  /* the epoll of the connections' input */
     RELAY_PROTOCOLS
 };
+
+struct throttle;
 
 /* One write to a connection: its waiting messages' frames, where they lie (session.c). */
 struct relay_send {
@@ -85,6 +90,11 @@ struct relay {
     int closing;                   /* shutting down: every connection gets 1001 */
     lws_sorted_usec_list_t closing_tick;
     uint64_t refused;              /* connections accepted and closed at once (no room) */
+    struct throttle *throttle;     /* [relay] connect_rate per source address (listener.c) */
+    uint64_t throttled;            /* connections closed at accept for their source's rate */
+    uint64_t throttled_unlogged;   /* of those, since the last connect_throttled line */
+    int64_t throttle_logged_ms;    /* when that line was written (0: never) */
+    uint64_t forbidden;            /* handshakes refused with 403 for their Origin */
     int listen_fd;                 /* until lws adopts it */
     int listen_wsi_fd;             /* the listening socket, for accept() */
     int reserve_fd;                /* given up to shed a connection when out of descriptors */

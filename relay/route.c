@@ -229,6 +229,14 @@ route_attach(struct route *route, struct route_member *member, const char *id, s
     return 0;
 }
 
+size_t
+route_client_members(const struct route *route, const char *id, size_t len)
+{
+    const struct route_client *client =
+        len > 0 && len <= ROUTE_ID_MAX ? route_client_find(route, id, len) : NULL;
+    return client ? client->member_count : 0;
+}
+
 void
 route_detach(struct route *route, struct route_member *member)
 {

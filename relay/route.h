@@ -61,6 +61,9 @@ void route_member_init(struct route_member *member, void *owner);
  * 0, or -1 when out of memory or the id is too long. */
 int route_attach(struct route *route, struct route_member *member, const char *id, size_t len);
 
+/* Number of members attached to client id (id, len) now; 0 when it has none. */
+size_t route_client_members(const struct route *route, const char *id, size_t len);
+
 /* Detach member, dropping its references to unsent messages.  Harmless when detached. */
 void route_detach(struct route *route, struct route_member *member);
 

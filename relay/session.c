@@ -24,6 +24,7 @@
 #define SESSION_CLOSE_LAGGING 4008
 #define SESSION_CLOSE_TOO_BIG 1009
 #define SESSION_CLOSE_TRY_LATER 1013
+#define SESSION_CLOSE_POLICY 1008
 #define SESSION_CLOSE_INTERNAL 1011
 
 /* The reason text sent with each close code. */
@@ -35,6 +36,7 @@ static const struct {
     {SESSION_CLOSE_LAGGING, "lagging"},
     {SESSION_CLOSE_TOO_BIG, "message too big"},
     {SESSION_CLOSE_TRY_LATER, "too many connections"},
+    {SESSION_CLOSE_POLICY, "too many connections for this client"},
     {SESSION_CLOSE_INTERNAL, "internal error"},
     {LWS_CLOSE_STATUS_GOINGAWAY, "going away"},
     {RECEIVE_CLOSE_PROTOCOL, "protocol error"},
@@ -97,8 +99,16 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
         session_close_later(session, SESSION_CLOSE_UNAUTHORIZED);
         return;
     }
-    if (route_attach(relay->route, &session->member, session->client_id,
-                     strlen(session->client_id)) != 0) {
+    size_t id_len = strlen(session->client_id);
+    if (route_client_members(relay->route, session->client_id, id_len) >=
+        (size_t)relay->cfg->max_connections_per_client) {
+        log_warn("event=ws_refused reason=\"max_connections_per_client\" connection=%llu "
+                 "client=%s",
+                 (unsigned long long)session->id, session->client_id);
+        session_close_later(session, SESSION_CLOSE_POLICY);
+        return;
+    }
+    if (route_attach(relay->route, &session->member, session->client_id, id_len) != 0) {
         session_close_later(session, SESSION_CLOSE_INTERNAL);
         return;
     }

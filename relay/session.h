@@ -46,7 +46,8 @@ struct session {
     char client_id[TOKEN_ID_SIZE];
 };
 
-/* A connection was established: check its token and attach it, or schedule the close. */
+/* A connection was established: check its token and its client id's count of connections
+ * ([relay] max_connections_per_client) and attach it, or schedule the close. */
 void session_init(struct relay *relay, struct session *session, struct lws *wsi);
 
 /* The connection is gone: detach.  Safe after a failed init. */

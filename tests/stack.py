@@ -387,11 +387,12 @@ class Stack:
     workers the stack runs (named by worker_names: "worker", "worker2", ...); more than one
     puts the ZeroMQ hub between them and the other programs.  types: further exec types,
     {name: {key: value}} as in TEST_TYPES.  type_settings: keys added to types of the config
-    ("sleep" included), {name: {key: value}}."""
+    ("sleep" included), {name: {key: value}}.  http_settings: [http] keys that replace the
+    test defaults."""
 
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
-                 type_settings=None):
+                 type_settings=None, http_settings=None):
         self.websocket = websocket
         self.worker_names = [WORKER] + [f"{WORKER}{n}" for n in range(2, workers + 1)]
         self.hub = workers > 1
@@ -416,7 +417,8 @@ class Stack:
         with open(os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(secrets.token_bytes(32))
         self.with_worker = worker
-        sections = self.config_sections(worker_settings or {}, relay_settings or {})
+        sections = self.config_sections(worker_settings or {}, relay_settings or {},
+                                        http_settings or {})
         self.config_path = os.path.join(self.tmp, "taskwire.conf")
         with open(self.config_path, "w") as f:
             f.write(ini(sections))
@@ -509,7 +511,7 @@ class Stack:
     def relay_ws(self):
         return f"ws://127.0.0.1:{self.relay_port}/ws"
 
-    def config_sections(self, worker_settings, relay_settings):
+    def config_sections(self, worker_settings, relay_settings, http_settings=None):
         """Every key of docs/CONFIG.md, with short intervals so faults show within seconds."""
         types = dict(TEST_TYPES)
         if os.path.exists(CHECKSUM):
@@ -521,14 +523,20 @@ class Stack:
             "auth": {"secret_file": self.secret_path, "token_ttl": 3600},
             "zmq": {"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
                     "events": self.events_endpoint},
-            "http": {"max_body": MAX_BODY},
+            # Submissions: far above what the suite sends, so only the tests of the limit
+            # meet it (tests/integration/test_limits.py).
+            "http": dict({"max_body": MAX_BODY, "submit_rate": 1000, "submit_burst": 1000,
+                          "cors_origins": ""}, **(http_settings or {})),
             "worker": dict({"concurrency": 2, "progress_interval_ms": 50, "scan_interval_ms": 200,
                             "heartbeat_ms": 200, "stale_after_ms": 1500, "cancel_grace_ms": 500,
                             "lease_ms": 1500},
                            **worker_settings),
             "relay": dict({"listen": "127.0.0.1", "port": self.relay_port, "ping_interval": 5,
                            "ping_timeout": 5, "ring": 64, "max_message": 65536,
-                           "max_connections": 1000, "io_uring": 1}, **relay_settings),
+                           "max_connections": 1000, "io_uring": 1,
+                           "max_connections_per_client": 32, "connect_rate": 100,
+                           "connect_burst": 1000, "connect_rate_exempt": "127.0.0.1",
+                           "allowed_origins": ""}, **relay_settings),
         }
         for name, keys in types.items():
             sections[f"type {name}"] = dict(keys, command=keys["command"].replace(ROOT, self.tree, 1))

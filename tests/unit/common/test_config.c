@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,24 @@ load(struct config *cfg, const char *text, char *err, size_t errlen)
     fputs(text, file);
     fclose(file);
     return config_load(cfg, path, err, errlen);
+}
+
+/* A config text that must be refused, and what its error must say. */
+struct refusal {
+    const char *text, *says;
+};
+
+static void
+assert_refused(const struct refusal *bad, size_t count)
+{
+    static struct config cfg;
+    char err[512];
+    for (size_t i = 0; i < count; i++) {
+        err[0] = '\0';
+        assert_int_equal(load(&cfg, bad[i].text, err, sizeof err), TW_E_CONFIG);
+        if (!strstr(err, bad[i].says))
+            fail_msg("'%s' said '%s'", bad[i].text, err);
+    }
 }
 
 /* The shipped defaults and a relative path would not resolve where the operator expects. */
@@ -135,9 +154,7 @@ test_retry_policy_and_lease_keys(void **state)
     assert_int_equal(job->retry_on, CONFIG_RETRY_FAILED | CONFIG_RETRY_TIMEOUT);
     assert_int_equal(job->retry_base_ms, 10);
     assert_int_equal(job->on_lost_fail, 0);
-    static const struct {
-        const char *text, *says;
-    } bad[] = {
+    static const struct refusal bad[] = {
         {"[worker]\nlease_ms = 1500\nheartbeat_ms = 1000\n", "twice heartbeat_ms"},
         {"[type sleep]\ncommand = /bin/true\n", "built in"},
         {"[type job]\ncommand = /bin/true\nretry_on = sometimes\n", "retry_on"},
@@ -146,12 +163,60 @@ test_retry_policy_and_lease_keys(void **state)
         {"[type job]\ncommand = /bin/true\nretry_base_ms = 50\nretry_max_ms = 10\n",
          "retry_max_ms"},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        err[0] = '\0';
-        assert_int_equal(load(&cfg, bad[i].text, err, sizeof err), TW_E_CONFIG);
-        if (!strstr(err, bad[i].says))
-            fail_msg("'%s' said '%s'", bad[i].text, err);
-    }
+    assert_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
+/* A limit would not take the operator's value, or a bad origin or address would be ignored
+ * instead of named with its line. */
+static void
+test_limit_keys_and_lists(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    assert_int_equal(load(&cfg, "[relay]\nport = 9000\n", err, sizeof err), 0);
+    assert_int_equal(cfg.max_connections_per_client, CONFIG_DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
+    assert_int_equal(cfg.connect_rate, CONFIG_DEFAULT_CONNECT_RATE);
+    assert_int_equal(cfg.connect_burst, CONFIG_DEFAULT_CONNECT_BURST);
+    assert_int_equal(cfg.submit_rate, CONFIG_DEFAULT_SUBMIT_RATE);
+    assert_int_equal(cfg.submit_burst, CONFIG_DEFAULT_SUBMIT_BURST);
+    assert_int_equal(cfg.allowed_origins.count, 0);
+    assert_int_equal(cfg.cors_origins.count, 0);
+    assert_int_equal(cfg.connect_rate_exempt.count, 1);
+    assert_int_equal(cfg.connect_rate_exempt.addresses[0], htonl(0x7f000001));
+
+    assert_int_equal(load(&cfg,
+                          "[relay]\nmax_connections_per_client = 4\nconnect_rate = 0\n"
+                          "connect_burst = 7\nconnect_rate_exempt = 10.0.0.1, 10.0.0.2\n"
+                          "allowed_origins = https://a.example https://b.example:8443\n"
+                          "  http://127.0.0.1:8080\n"
+                          "[http]\nsubmit_rate = 3\nsubmit_burst = 9\ncors_origins =\n",
+                          err, sizeof err),
+                     0);
+    assert_int_equal(cfg.max_connections_per_client, 4);
+    assert_int_equal(cfg.connect_rate, 0);
+    assert_int_equal(cfg.connect_burst, 7);
+    assert_int_equal(cfg.connect_rate_exempt.count, 2);
+    assert_int_equal(cfg.connect_rate_exempt.addresses[1], htonl(0x0a000002));
+    assert_int_equal(cfg.allowed_origins.count, 3);
+    assert_string_equal(cfg.allowed_origins.origins[2], "http://127.0.0.1:8080");
+    assert_int_equal(cfg.cors_origins.count, 0);
+    assert_int_equal(cfg.submit_rate, 3);
+    assert_int_equal(cfg.submit_burst, 9);
+    /* An empty exempt list: every source is limited. */
+    assert_int_equal(load(&cfg, "[relay]\nconnect_rate_exempt =\n", err, sizeof err), 0);
+    assert_int_equal(cfg.connect_rate_exempt.count, 0);
+
+    static const struct refusal bad[] = {
+        {"[relay]\nmax_connections_per_client = 0\n", ":2: max_connections_per_client must"},
+        {"[relay]\nconnect_burst = 0\n", ":2: connect_burst must be an integer 1..1000000"},
+        {"[http]\nsubmit_rate = -1\n", ":2: submit_rate must"},
+        {"[relay]\nconnect_rate_exempt = localhost\n", ":2: connect_rate_exempt: 'localhost'"},
+        {"[relay]\nallowed_origins = https://a.example\n  https://b.example/app\n",
+         ":3: allowed_origins: 'https://b.example/app' is not an origin"},
+        {"[http]\ncors_origins = example.com\n", ":2: cors_origins: 'example.com'"},
+    };
+    assert_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
 int
@@ -162,6 +227,7 @@ main(void)
         cmocka_unit_test(test_unknown_keys_and_bad_values_name_the_line),
         cmocka_unit_test(test_exec_types_and_param_specs),
         cmocka_unit_test(test_retry_policy_and_lease_keys),
+        cmocka_unit_test(test_limit_keys_and_lists),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

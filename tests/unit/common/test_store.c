@@ -406,6 +406,64 @@ test_idempotency_key_and_queue_bound(void **state)
     json_decref(elsewhere.task);
 }
 
+/* A client would get its burst once per handler process instead of once, or be refused for
+ * what took no token (a replayed key), or stay refused for ever. */
+static void
+test_submission_rate_is_one_bucket_for_every_connection(void **state)
+{
+    struct store *store = *state;
+    char err[256];
+    struct store *other = store_new(path, 1000, err, sizeof err); /* another handler process */
+    assert_non_null(other);
+    struct store_submission subs[5];
+    for (int i = 0; i < 5; i++)
+        subs[i] = (struct store_submission){.client_id = "r", .submit_rate = 1, .submit_burst = 3};
+    subs[0].idempotency_key = "once";
+    subs[0].request_hash = "aa";
+    /* Three pass, taking turns on the two connections; the fourth is refused. */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(submit(i % 2 ? other : store, &subs[i]), 0);
+        json_decref(subs[i].task);
+    }
+    assert_int_equal(submit(other, &subs[3]), TW_E_TOO_MANY_REQUESTS);
+    assert_null(subs[3].task);
+    assert_true(subs[3].retry_after_ms > 0 && subs[3].retry_after_ms <= 1000);
+    /* A replay makes no task and takes no token; another client has its own bucket. */
+    struct store_submission replay = subs[0], stranger = {.client_id = "s", .submit_rate = 1,
+                                                          .submit_burst = 3};
+    assert_int_equal(submit(store, &replay), 0);
+    assert_int_equal(replay.replayed, 1);
+    json_decref(replay.task);
+    assert_int_equal(submit(store, &stranger), 0);
+    json_decref(stranger.task);
+    /* In one batch, a client's last token goes to the first of two. */
+    subs[4].client_id = "t";
+    subs[4].submit_burst = 1;
+    struct store_submission a = subs[4], b = subs[4];
+    struct store_submission *batch[] = {&a, &b};
+    json_t *params = json_pack("{s:i}", "steps", 1);
+    a.type = b.type = "sleep";
+    a.params = b.params = params;
+    assert_int_equal(store_tasks_insert(other, batch, 2), 0);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(b.rc, TW_E_TOO_MANY_REQUESTS);
+    json_decref(a.task);
+    json_decref(params);
+    /* Idle long enough, the client's row is pruned and it starts with a full burst. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE submit_rate SET at = 0", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_tasks_prune(store, 3600000), 0);
+    for (int i = 0; i < 3; i++) {
+        struct store_submission again = {.client_id = "r", .submit_rate = 1, .submit_burst = 3};
+        assert_int_equal(submit(store, &again), 0);
+        json_decref(again.task);
+    }
+    store_destroy(&other);
+}
+
 /* A task's queued event would go out twice (a restarted worker) or never. */
 static void
 test_announce_once(void **state)
@@ -599,6 +657,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_idempotency_key_and_queue_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_announce_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_submission_rate_is_one_bucket_for_every_connection,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_removes_only_old_finished_tasks, setup,
                                         teardown),
         cmocka_unit_test(test_schema_upgrade_and_newer_schema_refused),

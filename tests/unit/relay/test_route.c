@@ -211,6 +211,35 @@ test_exact_match(void **state)
     route_destroy(&route);
 }
 
+/* The relay's per-client connection limit would count another client's tabs (a prefix of
+ * the id), or keep counting a tab that left. */
+static void
+test_members_are_counted_per_client_id(void **state)
+{
+    (void)state;
+    struct route *route = make_route(16);
+    struct conn tabs[3], other;
+    for (int i = 0; i < 3; i++) {
+        route_member_init(&tabs[i].member, &tabs[i]);
+        assert_int_equal(route_attach(route, &tabs[i].member, "abc", 3), 0);
+        assert_int_equal(route_client_members(route, "abc", 3), (size_t)i + 1);
+    }
+    route_member_init(&other.member, &other);
+    assert_int_equal(route_attach(route, &other.member, "abcd", 4), 0);
+    assert_int_equal(route_client_members(route, "abc", 3), 3);
+    assert_int_equal(route_client_members(route, "abcd", 4), 1);
+    assert_int_equal(route_client_members(route, "ab", 2), 0);
+    assert_int_equal(route_client_members(route, "", 0), 0);
+    route_detach(route, &tabs[1].member);
+    route_detach(route, &tabs[1].member);
+    assert_int_equal(route_client_members(route, "abc", 3), 2);
+    route_detach(route, &tabs[0].member);
+    route_detach(route, &tabs[2].member);
+    route_detach(route, &other.member);
+    assert_int_equal(route_client_members(route, "abc", 3), 0);
+    route_destroy(&route);
+}
+
 /* A connection that stops reading is closed once it is `ring` messages behind, and the
  * other tabs of the same client lose nothing. */
 static void
@@ -293,6 +322,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fanout_in_order_without_allocation),
         cmocka_unit_test(test_exact_match),
+        cmocka_unit_test(test_members_are_counted_per_client_id),
         cmocka_unit_test(test_peek_looks_ahead_without_sending),
         cmocka_unit_test(test_lagging_member_is_culled),
         cmocka_unit_test(test_backlog_counts_the_furthest_behind),
