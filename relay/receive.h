@@ -18,8 +18,10 @@
  * - lws never reads an established connection (session.c turns its rx flow control off at
  *   ESTABLISHED): bytes lws read would be missing from this parser's stream.
  * - The client sends nothing between its upgrade request and the server's 101 (RFC 6455 4.1
- *   forbids it): lws may read such bytes with the request and hands them to the protocol
- *   callback, which fails the connection with 1002 (protocol.c).
+ *   forbids it).  Frames sent with the request are read by lws with it and held, never seen
+ *   here: the connection goes on without them (the web servers in front forward them only
+ *   after the 101, so there they are read here as usual).  Should lws hand them to the
+ *   protocol callback, it fails the connection with 1002 (protocol.c).
  *
  * State and bounds: nothing between messages (an idle connection costs no byte here).  While a
  * frame or a fragmented message is incomplete, or a pong is owed, one wslay context (about
