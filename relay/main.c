@@ -49,7 +49,7 @@ main(int argc, char **argv)
         return 1;
     }
     log_info("event=started pid=%d listen=%s port=%d writes=%s", (int)getpid(), cfg.relay_listen,
-             cfg.relay_port, relay->uring_ready ? "io_uring" : "plain");
+             cfg.relay_port, relay->send.uring_ready ? "io_uring" : "plain");
     relay_run(relay, &relay_quit);
     relay_destroy(&relay);
     log_info("event=stopped");

@@ -44,25 +44,6 @@ relay_heartbeat(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat, RELAY_HEARTBEAT_US);
 }
 
-/* The per-message path hands the kernel the writes of every connection a batch of messages
- * woke in one system call (session_serve_woken) when [relay] io_uring is on and the kernel
- * allows it; otherwise each write is its own send. */
-static void
-relay_uring_init(struct relay *relay)
-{
-    if (!relay->cfg->relay_io_uring)
-        return;
-    int rc = io_uring_queue_init(RELAY_SEND_DEPTH, &relay->uring,
-                                 IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN);
-    if (rc == -EINVAL) /* a kernel older than 6.0 */
-        rc = io_uring_queue_init(RELAY_SEND_DEPTH, &relay->uring, 0);
-    if (rc < 0) {
-        log_warn("event=io_uring_unavailable error=\"%s\" writes=plain", strerror(-rc));
-        return;
-    }
-    relay->uring_ready = 1;
-}
-
 int
 relay_watch(struct relay *relay, int fd, enum relay_protocol row, const char *what, char *err,
             size_t errlen)
@@ -103,7 +84,9 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     }
     if (ingress_init(relay, err, errlen) != 0 || listener_init(relay, err, errlen) != 0)
         goto fail;
-    relay_uring_init(relay);
+    /* The per-message path hands the kernel the writes of every connection a batch of
+     * messages woke in one system call when [relay] io_uring is on and the kernel allows it. */
+    send_init(&relay->send, &session_send_ops, relay->cfg->relay_io_uring);
     relay->listen_wsi_fd = relay->listen_fd;
 
     memcpy(relay->protocols, relay_protocols, sizeof relay->protocols);
@@ -226,8 +209,7 @@ relay_destroy(struct relay **relay)
     ingress_fini(r);
     listener_fini(r);
     route_destroy(&r->route);
-    if (r->uring_ready)
-        io_uring_queue_exit(&r->uring);
+    send_fini(&r->send);
     OPENSSL_cleanse(r->secret, sizeof r->secret);
     free(r);
     *relay = NULL;

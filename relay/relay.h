@@ -13,7 +13,6 @@
 #define TW_RELAY_RELAY_H
 
 #include <libwebsockets.h>
-#include <liburing.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -21,18 +20,16 @@
 
 #include "config.h"
 #include "route.h"
+#include "send.h"
 #include "token.h"
 
 #define RELAY_CLIENT_MESSAGE_MAX 512  /* bytes of one client message (a ping); more is 1009 */
 #define RELAY_INGRESS_BATCH 4096      /* ZeroMQ messages read per turn before yielding */
-#define RELAY_WRITE_FRAMES 32         /* messages in one write to a connection at most */
-#define RELAY_WRITE_BYTES 65536       /* bytes of one write, unless its first message is larger */
 #define RELAY_SUB_HWM 100000          /* messages ZeroMQ queues for the relay before dropping */
 #define RELAY_CLOSE_GRACE_MS 1000     /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 #define RELAY_FULL_TURN_US 5000 /* while messages flow, lws polls every descriptor this often */
-#define RELAY_SEND_DEPTH 256    /* connections' writes handed to the kernel in one io_uring_enter */
 
 /* The rows of the lws protocols table (relay_protocols). */
 enum relay_protocol {
@@ -45,14 +42,6 @@ enum relay_protocol {
 };
 
 struct throttle;
-
-/* One write to a connection: its waiting messages' frames, where they lie (session.c). */
-struct relay_send {
-    struct session *session;
-    struct msghdr msg;
-    struct iovec iov[RELAY_WRITE_FRAMES];
-    size_t len; /* bytes in all */
-};
 
 struct relay {
     const struct config *cfg;
@@ -78,12 +67,7 @@ struct relay {
     uint64_t upstream_connects;    /* connections of the SUB to a worker pool so far */
     int ingress_ready;             /* the SUB may hold messages: drain before waiting again */
     lws_dll2_owner_t woken;        /* sessions a message woke this turn (session_serve_woken) */
-    struct io_uring uring;         /* the woken connections' writes, submitted together */
-    int uring_ready;               /* io_uring is set up; else every write is its own send */
-    /* Writes queued for the next submission ([0, nsends)); the last is the write of lws's
-     * writeable callback. */
-    struct relay_send sends[RELAY_SEND_DEPTH + 1];
-    unsigned nsends;
+    struct send_batch send;        /* the write path: the woken connections' writes (send.h) */
     uint64_t connections;          /* WebSocket connections open now */
     uint64_t next_connection_id;
     uint64_t ingress_malformed;

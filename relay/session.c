@@ -14,6 +14,7 @@
 #include "log.h"
 #include "receive.h"
 #include "relay.h"
+#include "send.h"
 
 #define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
 #define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
@@ -277,109 +278,55 @@ session_write_text(struct session *session, const char *text, int length)
                                                                                           : 0;
 }
 
-#define SESSION_FRAME_HEADER_MAX 10 /* bytes of a frame header at most */
+_Static_assert(LWS_PRE >= SEND_HEADER_MAX, "a frame header fits a message's headroom");
 
-_Static_assert(LWS_PRE >= SESSION_FRAME_HEADER_MAX, "a frame header fits a message's headroom");
-
-/* Bytes of the header of a frame of len bytes. */
-static size_t
-session_frame_header_size(size_t len)
-{
-    return len < 126 ? 2 : len <= 0xffff ? 4 : 10;
-}
-
-#define SESSION_OPCODE_TEXT 0x1
-#define SESSION_OPCODE_CLOSE 0x8
-
-/* The header of an unmasked, final frame of len bytes with this opcode (RFC 6455, 5.2),
- * written to out; its length returned. */
-static size_t
-session_frame_header(unsigned char *out, unsigned char opcode, size_t len)
-{
-    size_t size = session_frame_header_size(len);
-    out[0] = (unsigned char)(0x80 | opcode); /* FIN */
-    if (size == 2) {
-        out[1] = (unsigned char)len;
-    } else {
-        out[1] = size == 4 ? 126 : 127; /* a 16- or 64-bit length follows, network order */
-        for (size_t i = 2; i < size; i++)
-            out[i] = (unsigned char)(len >> (8 * (size - 1 - i)));
-    }
-    return size;
-}
-
-/* Per-message path: one write of the member's waiting messages, as whole frames where they
- * lie: each frame's header goes in the headroom before its payload, in the message's shared
- * buffer (the same bytes for every recipient), and the write points at those buffers, nothing
- * copied.  At most RELAY_WRITE_FRAMES messages, and past the first at most RELAY_WRITE_BYTES.
- * The number of messages returned, 0 when none waits. */
-static size_t
-session_prepare(struct relay *relay, struct session *session, struct relay_send *send)
-{
-    unsigned char *payload;
-    size_t len, n = 0;
-    send->session = session;
-    send->len = 0;
-    while (n < RELAY_WRITE_FRAMES &&
-           route_peek(relay->route, &session->member, n, &payload, &len)) {
-        size_t header = session_frame_header_size(len);
-        if (n > 0 && send->len + header + len > RELAY_WRITE_BYTES)
-            break;
-        session_frame_header(payload - header, SESSION_OPCODE_TEXT, len);
-        send->iov[n].iov_base = payload - header;
-        send->iov[n].iov_len = header + len;
-        send->len += header + len;
-        n++;
-    }
-    memset(&send->msg, 0, sizeof send->msg);
-    send->msg.msg_iov = send->iov;
-    send->msg.msg_iovlen = n;
-    return n;
-}
-
-/* A prepared write is done: res bytes went, or -errno.  What the socket did not take goes to
- * lws, which copies it, buffers it and finishes it on POLLOUT as it does its own writes; then
- * the messages are sent (route_sent), and their buffers may go back to the pool.  -1 when the
- * connection failed.  The caller asks for a writeable callback if more messages wait. */
+/* send.h's view of a session: its ring's waiting messages, lws for what a socket does not
+ * take, and what follows a batched write. */
 static int
-session_settle(struct relay *relay, const struct relay_send *send, ssize_t res)
+session_peek(void *conn, size_t n, unsigned char **payload, size_t *len)
 {
-    struct session *session = send->session;
-    int rc = 0;
-    if (res < 0 && res != -EAGAIN) {
-        log_debug("event=ws_write_failed connection=%llu error=\"%s\"",
-                  (unsigned long long)session->id, strerror((int)-res));
-        rc = -1;
-    } else {
-        size_t skip = res > 0 ? (size_t)res : 0;
-        for (size_t i = 0; i < send->msg.msg_iovlen && rc == 0; i++) {
-            size_t part = send->iov[i].iov_len;
-            if (skip >= part) {
-                skip -= part;
-                continue;
-            }
-            if (lws_write(session->wsi, (unsigned char *)send->iov[i].iov_base + skip,
-                          part - skip, LWS_WRITE_RAW) < 0)
-                rc = -1;
-            skip = 0;
-        }
-    }
-    for (size_t i = 0; i < send->msg.msg_iovlen; i++)
-        route_sent(relay->route, &session->member);
-    return rc;
+    struct session *session = conn;
+    struct relay *relay = lws_context_user(lws_get_context(session->wsi));
+    return route_peek(relay->route, &session->member, n, payload, len);
 }
+
+static int
+session_rest(void *conn, const unsigned char *bytes, size_t len)
+{
+    /* lws copies it, buffers it and finishes it on POLLOUT as it does its own writes. */
+    struct session *session = conn;
+    return lws_write(session->wsi, (unsigned char *)bytes, len, LWS_WRITE_RAW) < 0 ? -1 : 0;
+}
+
+static void
+session_sent(void *conn, size_t n)
+{
+    struct session *session = conn;
+    struct relay *relay = lws_context_user(lws_get_context(session->wsi));
+    for (size_t i = 0; i < n; i++)
+        route_sent(relay->route, &session->member);
+}
+
+static void
+session_done(void *conn, int failed)
+{
+    struct session *session = conn;
+    if (failed)
+        lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    else if (route_pending(&session->member))
+        lws_callback_on_writable(session->wsi);
+}
+
+const struct send_ops session_send_ops = {session_peek, session_rest, session_sent, session_done};
 
 static int
 session_write_ring(struct relay *relay, struct session *session)
 {
-    /* Per-message path, from lws's writeable callback: the waiting messages in one sendmsg()
-     * (a send costs a system call and a pass through the TCP stack; several frames in one
-     * cost little more than one).  A write lws still holds part of goes first. */
-    struct relay_send *send = &relay->sends[RELAY_SEND_DEPTH];
-    if (lws_partial_buffered(session->wsi) || !session_prepare(relay, session, send))
+    /* Per-message path, from lws's writeable callback: a write lws still holds part of goes
+     * first. */
+    if (lws_partial_buffered(session->wsi))
         return 0;
-    ssize_t res = sendmsg(lws_get_socket_fd(session->wsi), &send->msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    return session_settle(relay, send, res < 0 ? -errno : res);
+    return send_now(&relay->send, session, lws_get_socket_fd(session->wsi));
 }
 
 /* The close: through lws's closing handshake, or written here and the connection ended once
@@ -398,8 +345,8 @@ session_write_close(struct session *session)
     /* lws 4.1 has no way to send a close without then waiting for the reply, so the frame is
      * built here, as the messages' frames are, and goes out as raw bytes after whatever lws
      * still holds. */
-    unsigned char frame[SESSION_FRAME_HEADER_MAX + 2 + SESSION_CONTROL_MAX];
-    size_t header = session_frame_header(frame, SESSION_OPCODE_CLOSE, 2 + len);
+    unsigned char frame[SEND_HEADER_MAX + 2 + SESSION_CONTROL_MAX];
+    size_t header = send_frame_header(frame, SEND_OPCODE_CLOSE, 2 + len);
     frame[header] = (unsigned char)(session->close_code >> 8);
     frame[header + 1] = (unsigned char)(session->close_code & 0xff);
     memcpy(frame + header + 2, reason, len);
@@ -526,57 +473,11 @@ session_only_messages(const struct relay *relay, const struct session *session)
              session->send_pong | session->send_error | session->send_pong_frame);
 }
 
-/* Per-message path, batched: hand the kernel every prepared write in one system call (each a
- * non-blocking send, done before the call returns) and settle them. */
-static void
-session_submit(struct relay *relay)
-{
-    unsigned left = relay->nsends;
-    while (left > 0) {
-        int rc = io_uring_submit_and_wait(&relay->uring, left);
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-            log_error("event=io_uring_failed error=\"%s\"", strerror(-rc));
-            abort(); /* the kernel may still hold the buffers: no safe way on */
-        }
-        struct io_uring_cqe *cqe;
-        unsigned head, seen = 0;
-        io_uring_for_each_cqe(&relay->uring, head, cqe)
-        {
-            const struct relay_send *send = io_uring_cqe_get_data(cqe);
-            struct session *session = send->session;
-            if (session_settle(relay, send, cqe->res) != 0)
-                lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-            else if (route_pending(&session->member))
-                lws_callback_on_writable(session->wsi);
-            seen++;
-        }
-        io_uring_cq_advance(&relay->uring, seen);
-        left -= seen;
-    }
-    relay->nsends = 0;
-}
-
-/* Per-message path, batched: prepare the session's write in relay->sends and queue it (if
- * anything waits); a full submission goes to the kernel at once. */
-static void
-session_queue(struct relay *relay, struct session *session)
-{
-    struct relay_send *send = &relay->sends[relay->nsends];
-    if (!session_prepare(relay, session, send))
-        return;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&relay->uring); /* RELAY_SEND_DEPTH entries */
-    io_uring_prep_sendmsg(sqe, lws_get_socket_fd(session->wsi), &send->msg,
-                          MSG_DONTWAIT | MSG_NOSIGNAL);
-    io_uring_sqe_set_data(sqe, send);
-    if (++relay->nsends == RELAY_SEND_DEPTH)
-        session_submit(relay);
-}
-
 void
 session_serve_woken(struct relay *relay)
 {
     /* Per-message path.  With io_uring, the writes of every woken session go to the kernel
-     * together: one system call for up to RELAY_SEND_DEPTH connections instead of a send
+     * together: one system call for up to SEND_DEPTH connections instead of a send
      * (and a pass through lws) each.  A session with anything but messages to write, and
      * every session without io_uring, gets its writeable callback as if poll() had said
      * POLLOUT, after the prepared writes are done (so its bytes never overtake them); lws
@@ -590,18 +491,18 @@ session_serve_woken(struct relay *relay)
             lws_callback_on_writable(session->wsi);
             continue;
         }
-        if (relay->uring_ready && session_only_messages(relay, session)) {
-            session_queue(relay, session);
+        if (relay->send.uring_ready && session_only_messages(relay, session)) {
+            send_queue(&relay->send, session, lws_get_socket_fd(session->wsi));
             continue;
         }
-        session_submit(relay);
+        send_submit(&relay->send);
         struct lws_pollfd pollfd = {.fd = lws_get_socket_fd(session->wsi),
                                     .events = LWS_POLLIN | LWS_POLLOUT,
                                     .revents = LWS_POLLOUT};
         if (lws_service_fd(relay->context, &pollfd) < 0)
             return;
     }
-    session_submit(relay);
+    send_submit(&relay->send);
 }
 
 void

@@ -5,8 +5,8 @@
  * The struct is lws per-session storage (lws allocates and frees it); session_init and
  * session_fini bracket its life.  Control replies are flags, not queued text, so a session is
  * a fixed ~120 bytes whatever the client sends (receive.h holds a partial frame only while it
- * is partial).  Writes happen in session_write() (lws's writeable callback) and, batched, in
- * session_serve_woken().
+ * is partial).  Writes happen in session_write() (lws's writeable callback: control replies
+ * through lws, messages through send.h) and, batched through send.h, in session_serve_woken().
  *
  * Closing: a close the relay starts (4001, 4008, 1013, 1001) goes through lws, which sends it
  * and waits PENDING_TIMEOUT_CLOSE_ACK (5 s) for the client's reply; the reply (or the end of
@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "route.h"
+#include "send.h"
 #include "token.h"
 
 struct relay;
@@ -78,6 +79,9 @@ void session_heartbeat(struct relay *relay);
  * its socket is writeable rather than asking poll() (a socket with nothing queued has room);
  * a session whose last write lws still buffers waits for the real POLLOUT instead. */
 void session_serve_woken(struct relay *relay);
+
+/* The write path's callbacks (send.h). */
+extern const struct send_ops session_send_ops;
 
 /* Route callbacks. */
 void session_wake(void *session);
