@@ -51,7 +51,7 @@ struct relay {
     struct lws_context *context;
     struct lws_vhost *vhost;
     lws_retry_bo_t retry;          /* lws's own validity timers: off (see heartbeat) */
-    struct session *sessions;      /* every WebSocket connection, for the heartbeat walk */
+    lws_dll2_owner_t sessions;     /* every WebSocket connection, for the heartbeat walk */
     lws_sorted_usec_list_t heartbeat; /* once a second: ping the idle, drop the dead */
     uint32_t now_s;                /* monotonic seconds, as of the last heartbeat */
     struct lws_protocols protocols[RELAY_PROTOCOLS + 1]; /* relay_protocols, this config's sizes */

@@ -17,8 +17,7 @@ struct route_message {
 
 struct route_client {
     struct route_client *hash_next;
-    struct route_member *members;
-    uint32_t member_count;
+    lws_dll2_owner_t members;    /* the client id's members (.count of them) */
     uint32_t ring_cap;           /* slots allocated, at most route->ring */
     uint64_t head;               /* sequence number of the next message */
     struct route_message **ring; /* message s at ring[s % ring_cap] while referenced */
@@ -219,12 +218,7 @@ route_attach(struct route *route, struct route_member *member, const char *id, s
     }
     member->client = client;
     member->cursor = client->head;
-    member->prev = NULL;
-    member->next = client->members;
-    if (client->members)
-        client->members->prev = member;
-    client->members = member;
-    client->member_count++;
+    lws_dll2_add_head(&member->link, &client->members);
     route->stats.members++;
     return 0;
 }
@@ -234,7 +228,7 @@ route_client_members(const struct route *route, const char *id, size_t len)
 {
     const struct route_client *client =
         len > 0 && len <= ROUTE_ID_MAX ? route_client_find(route, id, len) : NULL;
-    return client ? client->member_count : 0;
+    return client ? client->members.count : 0;
 }
 
 void
@@ -245,16 +239,10 @@ route_detach(struct route *route, struct route_member *member)
         return;
     for (uint64_t s = member->cursor; s < client->head; s++)
         route_release(route, client, s);
-    if (member->prev)
-        member->prev->next = member->next;
-    else
-        client->members = member->next;
-    if (member->next)
-        member->next->prev = member->prev;
+    lws_dll2_remove(&member->link);
     member->client = NULL;
-    member->prev = member->next = NULL;
     route->stats.members--;
-    if (--client->member_count == 0) {
+    if (client->members.count == 0) {
         if (route->callbacks.unsubscribe)
             route->callbacks.unsubscribe(route->callbacks.data, client->id, client->id_len);
         route_client_unlink(route, client);
@@ -268,9 +256,11 @@ static uint64_t
 route_min_cursor(const struct route_client *client)
 {
     uint64_t min = client->head;
-    for (const struct route_member *m = client->members; m; m = m->next)
+    for (const struct lws_dll2 *d = client->members.head; d; d = d->next) {
+        const struct route_member *m = lws_container_of(d, struct route_member, link);
         if (m->cursor < min)
             min = m->cursor;
+    }
     return min;
 }
 
@@ -280,10 +270,11 @@ static int
 route_cull(struct route *route, struct route_client *client)
 {
     uint64_t limit = client->head - route->ring;
-    struct route_member *m = client->members;
-    uint32_t left = client->member_count;
-    while (m) {
-        struct route_member *next = m->next;
+    struct lws_dll2 *d = client->members.head;
+    uint32_t left = client->members.count;
+    while (d) {
+        struct lws_dll2 *next = d->next;
+        struct route_member *m = lws_container_of(d, struct route_member, link);
         if (m->cursor <= limit) {
             void *owner = m->owner;
             route->stats.culled++;
@@ -294,7 +285,7 @@ route_cull(struct route *route, struct route_client *client)
             if (left == 0)
                 return 0;
         }
-        m = next;
+        d = next;
     }
     return 1;
 }
@@ -352,15 +343,15 @@ route_publish(struct route *route, const char *topic, size_t topic_len, const vo
         return -1;
     }
     memcpy(m->bytes + route->headroom, payload, payload_len);
-    m->refs = client->member_count;
+    m->refs = client->members.count;
     client->ring[client->head % client->ring_cap] = m;
     client->head++;
     route->stats.messages_in++;
     if (backlog)
         *backlog = (size_t)(client->head - min);
     int woken = 0;
-    for (struct route_member *member = client->members; member; member = member->next, woken++)
-        route->callbacks.wake(member->owner);
+    for (struct lws_dll2 *d = client->members.head; d; d = d->next, woken++)
+        route->callbacks.wake(lws_container_of(d, struct route_member, link)->owner);
     return woken;
 }
 

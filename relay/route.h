@@ -14,6 +14,7 @@
 #ifndef TW_RELAY_ROUTE_H
 #define TW_RELAY_ROUTE_H
 
+#include <libwebsockets.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,7 +30,7 @@ struct route_client;
  * initialise with route_member_init(). */
 struct route_member {
     struct route_client *client;          /* NULL when detached */
-    struct route_member *prev, *next;     /* the client id's members */
+    struct lws_dll2 link;                 /* in the client id's members */
     uint64_t cursor;                      /* sequence number of the next message to send */
     void *owner;                          /* handed back to the callbacks */
 };

@@ -69,11 +69,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     session->wsi = wsi;
     route_member_init(&session->member, session);
     session->last_rx_s = relay->now_s;
-    session->prev = NULL;
-    session->next = relay->sessions;
-    if (relay->sessions)
-        relay->sessions->prev = session;
-    relay->sessions = session;
+    lws_dll2_add_head(&session->link, &relay->sessions);
     session->id = ++relay->next_connection_id;
     relay->connections++;
     /* From here on the relay reads the connection itself (receive.h): lws must not. */
@@ -129,12 +125,7 @@ session_fini(struct relay *relay, struct session *session)
     lws_dll2_remove(&session->woken);
     session_stop_reading(relay, session);
     receive_destroy(&session->rx);
-    if (session->prev)
-        session->prev->next = session->next;
-    else
-        relay->sessions = session->next;
-    if (session->next)
-        session->next->prev = session->prev;
+    lws_dll2_remove(&session->link);
     session->attached = 0;
     relay->connections--;
     session->wsi = NULL;
@@ -411,7 +402,8 @@ session_write(struct relay *relay, struct session *session)
 void
 session_resync_all(struct relay *relay)
 {
-    for (struct session *s = relay->sessions; s; s = s->next) {
+    for (struct lws_dll2 *d = relay->sessions.head; d; d = d->next) {
+        struct session *s = lws_container_of(d, struct session, link);
         if (s->attached && !s->close_code) {
             s->send_resync = 1;
             lws_callback_on_writable(s->wsi);
@@ -436,7 +428,8 @@ session_heartbeat(struct relay *relay)
      * without ever being pinged. */
     uint32_t ping = (uint32_t)relay->cfg->ping_interval;
     uint32_t timeout = (uint32_t)relay->cfg->ping_timeout;
-    for (struct session *s = relay->sessions; s; s = s->next) {
+    for (struct lws_dll2 *d = relay->sessions.head; d; d = d->next) {
+        struct session *s = lws_container_of(d, struct session, link);
         uint32_t silent = relay->now_s - s->last_rx_s;
         if (s->ping_sent && relay->now_s - s->ping_at_s >= timeout && !s->dead) {
             s->dead = 1;

@@ -30,7 +30,7 @@ struct receive;
 struct session {
     struct lws *wsi;
     struct route_member member;
-    struct session *prev, *next;  /* the relay's connections (relay->sessions) */
+    struct lws_dll2 link;         /* in the relay's connections (relay->sessions) */
     struct lws_dll2 woken;        /* on relay->woken while a message waits for its write */
     uint64_t id;
     uint32_t last_rx_s;           /* relay->now_s when the peer last sent anything */
