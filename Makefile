@@ -19,6 +19,11 @@ CFLAGS += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS += $(SANFLAGS)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lwslay -lpthread
+# Each program links only what it uses (the unit tests and the rest take LDLIBS).
+libs = $(shell pkg-config --libs $(1) 2>/dev/null)
+FCGI_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lfcgi -lpthread
+WORKER_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lpthread
+RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -lwslay
 
 COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c
@@ -84,11 +89,11 @@ $(COMMON_LIB): $(call obj,$(COMMON_SRC))
 	ar rcs $@ $^
 
 $(FCGI_BIN): $(call obj,$(FCGI_SRC)) $(COMMON_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(FCGI_LIBS)
 $(WORKER_BIN): $(call obj,$(WORKER_SRC)) $(COMMON_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(WORKER_LIBS)
 $(RELAY_BIN): $(call obj,$(RELAY_SRC)) $(COMMON_LIB)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(RELAY_LIBS)
 
 # A unit test may #include the .c it tests, so it links only the common library.
 $(BUILD)/tests/%: tests/%.c $(COMMON_LIB)
