@@ -3,7 +3,9 @@
  * Every failure a client or operator can see is one row here: its enum value (negative, so
  * functions return 0 or a code), its HTTP status, its stable machine name and its default
  * human message.  The FastCGI handler's error replies and the error list in docs/PROTOCOL.md
- * are generated from / checked against this table; a new error is one line.
+ * are generated from / checked against this table; a new error is one line.  Several rows may
+ * share a machine name (the STORE_* 503s are all "unavailable"): clients act on the name, and
+ * the message says which part failed and how.
  */
 #ifndef TW_COMMON_ERRORS_H
 #define TW_COMMON_ERRORS_H
@@ -27,6 +29,10 @@
     XX(TOO_MANY_REQUESTS, 429, "too_many_requests",                                                \
        "too many submissions from this client: try again after Retry-After seconds")              \
     XX(UNAVAILABLE, 503, "unavailable", "a required part of the service is down")                  \
+    XX(STORE_BUSY, 503, "unavailable", "the task store is busy: another writer held it too long")  \
+    XX(STORE_FULL, 503, "unavailable", "the task store is full")                                   \
+    XX(STORE_READONLY, 503, "unavailable", "the task store is read-only")                          \
+    XX(STORE_IO, 503, "unavailable", "the task store cannot be read or written (I/O error)")       \
     XX(STORE, 500, "store_error", "the task store failed")                                         \
     XX(NOMEM, 500, "out_of_memory", "out of memory")                                               \
     XX(INTERNAL, 500, "internal", "internal error")                                                \

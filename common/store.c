@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -236,27 +237,45 @@ static const char *const store_statements[ST_COUNT] = {
 #define STORE_WORKER_FORGET_MS 3600000 /* a worker silent this long is dropped from workers */
 
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
+#define STORE_REVIVE_MS 1000  /* a read-only connection tries to open for writing this often */
+#define STORE_PROBLEM_RECHECK_MS 2000 /* a health check tries a write when the latest write of
+                                         every process failed this long ago */
 
-/* Group commit's counters, shared by every process through a mapping of the "-queue" file.
- * They count commits made since boot_id's boot; a reboot (a power loss included) resets them,
- * so a count from before it never vouches for a commit after it. */
+/* What every process of the store shares through a mapping of the "-queue" file: group
+ * commit's counters, and the latest write problem any of them met.  They hold since boot_id's
+ * boot; a reboot (a power loss included) resets them, so a count from before it never vouches
+ * for a commit after it. */
 struct store_shared {
     char boot_id[STORE_BOOT_ID_SIZE];
-    uint64_t committed; /* tickets handed out: one per commit, taken after the commit */
-    uint64_t synced;    /* every commit with a ticket up to this one is on disk */
+    uint64_t committed;    /* tickets handed out: one per commit, taken after the commit */
+    uint64_t synced;       /* every commit with a ticket up to this one is on disk */
+    int64_t problem_at_ms; /* wall clock of the latest failed write of any process; 0 once a
+                              write landed after it */
+    int32_t problem;       /* its TW_E_STORE_FULL, _READONLY or _IO */
+    int32_t unused;
 };
 
 struct store {
     sqlite3 *db;
     sqlite3_stmt *statements[ST_COUNT];
+    char *path;     /* the database, to open again (store_revive) */
     int queue_fd;   /* the database's "-queue" file: submissions take turns on its flock */
-    struct store_shared *shared; /* non-NULL once store_group_commit() is on */
+    struct store_shared *shared; /* the "-queue" file's mapping, or NULL without one */
+    int group_commit;            /* store_group_commit() is on */
+    int synchronous_normal;      /* commits with synchronous=NORMAL (group commit, a worker) */
     sqlite3_int64 changes_seen;  /* sqlite3_total_changes64 when this connection last synced */
     uint64_t syncs;              /* WAL syncs this connection made for group commit */
     int busy_timeout_ms;         /* how long store_busy() waits for a lock */
     int64_t last_seq;            /* seq of the last task row a change returned */
-    int busy_failure;            /* a statement failed on another writer's lock since the
-                                    last store_answer() */
+    int failure;                 /* TW_E_* of the first failure since the caller's change began
+                                    (store_answer) */
+    int problem;                 /* TW_E_STORE_FULL, _READONLY or _IO while this connection's
+                                    writes fail so; 0 once one lands */
+    unsigned long long problem_failures; /* failures since the problem began (the first logged) */
+    int64_t problem_since_ms;    /* when it began (monotonic) */
+    int read_only;               /* SQLite could open the database only read-only */
+    int64_t revive_at_ms;        /* when to try opening it for writing again (monotonic) */
+    sqlite3_int64 changes_at_begin; /* sqlite3_total_changes64 when the transaction began */
     int64_t busy_since_ms;       /* when the current wait began (monotonic) */
 };
 
@@ -299,30 +318,148 @@ store_sync_turn(struct store *store, short type)
     return rc;
 }
 
+/* What a failed SQLite call (its extended result code, and the errno of the system call that
+ * failed under it) means: a 503 when the same call can succeed later, with nothing changed on
+ * our side (another writer's lock; a full, read-only or failing disk), else TW_E_STORE (a
+ * corrupt file, a bug). */
+static int
+store_fault_of(int code, int sys_errno)
+{
+    switch (code & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return TW_E_STORE_BUSY;
+    case SQLITE_FULL:
+        return TW_E_STORE_FULL;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return TW_E_STORE_READONLY;
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+        switch (sys_errno) {
+        case ENOSPC:
+        case EDQUOT:
+        case EFBIG:
+            return TW_E_STORE_FULL;
+        case EROFS:
+        case EPERM:
+        case EACCES:
+            return TW_E_STORE_READONLY;
+        default:
+            return TW_E_STORE_IO;
+        }
+    default:
+        return TW_E_STORE;
+    }
+}
+
+/* What an I/O error whose errno SQLite did not keep (it reports the errno of the moment it
+ * returns, often 0) was about: a database or log file we may not write (a read-only file
+ * system, an immutable file) makes the store read-only, a file system without room left makes
+ * it full; anything else is an I/O error. */
+static int
+store_io_cause(const struct store *store)
+{
+    char wal[4096];
+    const char *files[] = {store->path, wal};
+    snprintf(wal, sizeof wal, "%s-wal", store->path);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (access(files[i], W_OK) != 0 && (errno == EROFS || errno == EPERM || errno == EACCES))
+            return TW_E_STORE_READONLY;
+    struct statvfs disk;
+    if (statvfs(store->path, &disk) == 0 && (geteuid() == 0 ? disk.f_bfree : disk.f_bavail) == 0)
+        return TW_E_STORE_FULL;
+    return TW_E_STORE_IO;
+}
+
+/* Record problem (a TW_E_STORE_* of a failed write) for every process (store_check_writable). */
+static void
+store_shared_problem(struct store *store, int problem)
+{
+    if (!store->shared)
+        return;
+    int64_t now = clock_now_ms();
+    __atomic_store_n(&store->shared->problem, problem, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&store->shared->problem_at_ms, now > 0 ? now : 1, __ATOMIC_SEQ_CST);
+}
+
+/* Log a failure of what and return TW_E_STORE.  A full, read-only or failing disk is logged
+ * once per episode: its first failure, then only a count until a write lands (store_landed),
+ * so a store that stays full for an hour does not log every write that tried. */
 static int
 store_fail(struct store *store, const char *what)
 {
-    int code = sqlite3_errcode(store->db);
-    store->busy_failure |= code == SQLITE_BUSY || code == SQLITE_LOCKED;
-    log_error("event=store_error op=%s error=\"%s\"", what, sqlite3_errmsg(store->db));
+    int code = sqlite3_extended_errcode(store->db);
+    int sys_errno = sqlite3_system_errno(store->db);
+    int fault = store_fault_of(code, sys_errno);
+    if (fault == TW_E_STORE_IO)
+        fault = store_io_cause(store);
+    if (!store->failure)
+        store->failure = fault;
+    if (fault == TW_E_STORE || fault == TW_E_STORE_BUSY) {
+        log_error("event=store_error op=%s error=\"%s\"", what, sqlite3_errmsg(store->db));
+        return TW_E_STORE;
+    }
+    store_shared_problem(store, fault);
+    if (store->problem == fault) {
+        store->problem_failures++;
+        return TW_E_STORE;
+    }
+    store->problem = fault;
+    store->problem_failures = 1;
+    store->problem_since_ms = clock_mono_ms();
+    log_error("event=store_failing op=%s problem=\"%s\" error=\"%s\" code=%d errno=%d"
+              " next=\"counted, not logged, until a write lands\"",
+              what, tw_error_message(fault), sqlite3_errmsg(store->db), code, sys_errno);
     return TW_E_STORE;
 }
 
-/* rc of a handler's change, as its client should see it: TW_E_UNAVAILABLE (503, try again)
- * when it failed because another writer held the database past busy_timeout_ms, rather than
- * because the store is broken. */
+/* A change made through this connection is now as durable as it promises: a problem it had
+ * is over, for it and for every process. */
+static void
+store_landed(struct store *store)
+{
+    if (store->shared && __atomic_load_n(&store->shared->problem_at_ms, __ATOMIC_SEQ_CST) != 0)
+        __atomic_store_n(&store->shared->problem_at_ms, 0, __ATOMIC_SEQ_CST);
+    if (!store->problem)
+        return;
+    log_info("event=store_recovered problem=\"%s\" failures=%llu after_ms=%lld",
+             tw_error_message(store->problem), store->problem_failures,
+             (long long)(clock_mono_ms() - store->problem_since_ms));
+    store->problem = 0;
+}
+
+/* After stmt completed: outside a transaction, a statement that changed rows committed them
+ * (a group-commit connection has landed only once synced: store_commit_durable). */
+static void
+store_statement_landed(struct store *store, sqlite3_stmt *stmt)
+{
+    if (!store->group_commit && !sqlite3_stmt_readonly(stmt) &&
+        sqlite3_get_autocommit(store->db) && sqlite3_changes(store->db) > 0)
+        store_landed(store);
+}
+
+/* rc of a handler's change or read, as its client should see it: the 503 of the first failure
+ * (TW_E_STORE_BUSY, _FULL, _READONLY, _IO: try again later) rather than TW_E_STORE when the
+ * store is only held, full, read-only or failing, not broken.  Clears the failure. */
 static int
 store_answer(struct store *store, int rc)
 {
-    int busy = store->busy_failure;
-    store->busy_failure = 0;
-    return rc == TW_E_STORE && busy ? TW_E_UNAVAILABLE : rc;
+    int failure = store->failure;
+    store->failure = 0;
+    return rc == TW_E_STORE && failure && tw_error_status(failure) == 503 ? failure : rc;
 }
 
-/* The prepared statement for which, reset and unbound; NULL after logging on failure. */
+static void store_revive(struct store *store);
+
+/* The prepared statement for which, reset and unbound; NULL after logging on failure.  Outside
+ * a transaction it may first open a read-only connection again (store_revive), which finalizes
+ * every statement: a function takes each statement right before its use, never across another
+ * store_statement() or store_begin() made outside a transaction. */
 static sqlite3_stmt *
 store_statement(struct store *store, enum statement which)
 {
+    store_revive(store);
     sqlite3_stmt *stmt = store->statements[which];
     if (!stmt) {
         if (sqlite3_prepare_v3(store->db, store_statements[which], -1, SQLITE_PREPARE_PERSISTENT,
@@ -367,24 +504,76 @@ store_exec(struct store *store, const char *sql)
     return sqlite3_exec(store->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : store_fail(store, sql);
 }
 
+/* ROLLBACK of the open transaction, unless SQLite ended it already (it does on a full disk and
+ * on some I/O errors). */
+static void
+store_rollback(struct store *store)
+{
+    if (!sqlite3_get_autocommit(store->db))
+        store_exec(store, "ROLLBACK");
+}
+
+/* BEGIN IMMEDIATE (the writer lock now, not at the first write) on a connection that can write
+ * if one can be had (store_revive). */
+static int
+store_begin(struct store *store)
+{
+    store_revive(store);
+    if (store_exec(store, "BEGIN IMMEDIATE") != 0)
+        return TW_E_STORE;
+    store->changes_at_begin = sqlite3_total_changes64(store->db);
+    return 0;
+}
+
+/* COMMIT, or roll back what a failed one left.  A commit that changed rows ends a problem (on a
+ * group-commit connection, only its sync does: store_commit_durable). */
+static int
+store_commit(struct store *store)
+{
+    if (store_exec(store, "COMMIT") != 0) {
+        store_rollback(store);
+        return TW_E_STORE;
+    }
+    if (!store->group_commit && sqlite3_total_changes64(store->db) != store->changes_at_begin)
+        store_landed(store);
+    return 0;
+}
+
+/* The schema version (PRAGMA user_version), or -1 when it cannot be read. */
+static int
+store_schema_version(sqlite3 *db)
+{
+    sqlite3_stmt *stmt = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        version = sqlite3_column_int(stmt, 0);
+    sqlite3_finalize(stmt);
+    return version;
+}
+
 /* Create the schema, or upgrade an older one, in one write transaction (several processes may
- * open a new database at once: the first creates it, the others find it done). */
+ * open a new database at once: the first creates it, the others find it done).  A current
+ * schema needs no write, so a full or read-only store opens too (its reads work; its writes
+ * answer 503). */
 static int
 store_schema_open(struct store *store, char *err, size_t errlen)
 {
     char *message = NULL;
-    if (sqlite3_exec(store->db, store_pragmas, NULL, NULL, &message) != SQLITE_OK ||
-        sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, &message) != SQLITE_OK) {
+    if (sqlite3_exec(store->db, store_pragmas, NULL, NULL, &message) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", message ? message : sqlite3_errmsg(store->db));
+        sqlite3_free(message);
+        return TW_E_STORE;
+    }
+    if (store_schema_version(store->db) == STORE_SCHEMA_VERSION)
+        return 0;
+    if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, &message) != SQLITE_OK) {
         snprintf(err, errlen, "%s", message ? message : sqlite3_errmsg(store->db));
         sqlite3_free(message);
         return TW_E_STORE;
     }
     sqlite3_stmt *stmt = NULL;
-    int version = -1, has_tasks = 0;
-    if (sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &stmt, NULL) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW)
-        version = sqlite3_column_int(stmt, 0);
-    sqlite3_finalize(stmt);
+    int version = store_schema_version(store->db), has_tasks = 0;
     if (sqlite3_prepare_v2(store->db,
                            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'",
                            -1, &stmt, NULL) == SQLITE_OK &&
@@ -419,30 +608,130 @@ store_schema_open(struct store *store, char *err, size_t errlen)
     return 0;
 }
 
+/* Open the database (creating it when create) into *db, with this connection's busy handler;
+ * *db is set even on failure (sqlite3_close it). */
+static int
+store_open(struct store *store, int create, sqlite3 **db)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(store->path, db, flags, NULL) != SQLITE_OK)
+        return TW_E_STORE;
+    sqlite3_busy_handler(*db, store_busy, store);
+    return 0;
+}
+
+/* SQLite opens a database it may not write (a read-only file or file system, a file made
+ * immutable) read-only, and such a connection stays so after the file is writable again.
+ * Between transactions, at most every STORE_REVIVE_MS, try to open one that can write in its
+ * place: a long-lived process then recovers without a restart. */
+static void
+store_revive(struct store *store)
+{
+    if (!store->read_only || !sqlite3_get_autocommit(store->db))
+        return;
+    int64_t now = clock_mono_ms();
+    if (now < store->revive_at_ms)
+        return;
+    store->revive_at_ms = now + STORE_REVIVE_MS;
+    sqlite3 *db = NULL;
+    if (store_open(store, 0, &db) != 0 || sqlite3_db_readonly(db, "main") != 0 ||
+        sqlite3_exec(db,
+                     store->synchronous_normal ? "PRAGMA synchronous = NORMAL"
+                                               : "PRAGMA synchronous = FULL",
+                     NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return;
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(store->statements[i]);
+        store->statements[i] = NULL;
+    }
+    sqlite3_close(store->db);
+    store->db = db;
+    store->read_only = 0;
+    store->changes_seen = sqlite3_total_changes64(db);
+    log_info("event=store_reopened database=%s writable=1", store->path);
+}
+
+/* Extend fd (size bytes now) to want bytes with written zeros, never with a hole: a store
+ * through a mapping into a hole of a full file system would kill the process with SIGBUS. */
+static int
+store_file_extend(int fd, off_t size, size_t want)
+{
+    static const char zeros[sizeof(struct store_shared)];
+    while (size < (off_t)want) {
+        size_t part = want - (size_t)size < sizeof zeros ? want - (size_t)size : sizeof zeros;
+        ssize_t wrote = pwrite(fd, zeros, part, size);
+        if (wrote < 0 && errno == EINTR)
+            continue;
+        if (wrote <= 0)
+            return -1;
+        size += wrote;
+    }
+    return 0;
+}
+
+/* Map the "-queue" file's struct store_shared (reset when it was written before this boot).
+ * Without it (no file, no room to extend it) group commit stays off and a write problem is
+ * known to this connection only. */
+static void
+store_shared_map(struct store *store)
+{
+    char boot_id[STORE_BOOT_ID_SIZE] = {0};
+    FILE *boot = fopen("/proc/sys/kernel/random/boot_id", "re");
+    size_t got = boot ? fread(boot_id, 1, sizeof boot_id - 1, boot) : 0;
+    if (boot)
+        fclose(boot);
+    if (got == 0 || store->queue_fd < 0 || store_sync_turn(store, F_WRLCK) != 0)
+        return;
+    struct stat st;
+    void *map = MAP_FAILED;
+    if (fstat(store->queue_fd, &st) == 0 &&
+        store_file_extend(store->queue_fd, st.st_size, sizeof(struct store_shared)) == 0)
+        map = mmap(NULL, sizeof(struct store_shared), PROT_READ | PROT_WRITE, MAP_SHARED,
+                   store->queue_fd, 0);
+    if (map != MAP_FAILED) {
+        struct store_shared *shared = map;
+        if (memcmp(shared->boot_id, boot_id, sizeof boot_id) != 0) {
+            __atomic_store_n(&shared->committed, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&shared->synced, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&shared->problem_at_ms, 0, __ATOMIC_SEQ_CST);
+            memcpy(shared->boot_id, boot_id, sizeof boot_id);
+        }
+        store->shared = shared;
+    }
+    store_sync_turn(store, F_UNLCK);
+}
+
 struct store *
 store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
 {
     struct store *store = calloc(1, sizeof *store);
-    if (!store) {
+    if (!store || !(store->path = strdup(path))) {
         snprintf(err, errlen, "out of memory");
+        free(store);
         return NULL;
     }
     store->queue_fd = -1;
     store->busy_timeout_ms = busy_timeout_ms;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
-    if (sqlite3_open_v2(path, &store->db, flags, NULL) != SQLITE_OK) {
+    if (store_open(store, 1, &store->db) != 0) {
         snprintf(err, errlen, "%s: %s", path,
                  store->db ? sqlite3_errmsg(store->db) : "cannot open");
         goto fail;
     }
-    sqlite3_busy_handler(store->db, store_busy, store);
     char queue_path[4096];
     if (snprintf(queue_path, sizeof queue_path, "%s-queue", path) < (int)sizeof queue_path)
         store->queue_fd = open(queue_path, O_RDWR | O_CREAT | O_CLOEXEC, store_file_mode(path));
+    store_shared_map(store);
     char why[512];
     if (store_schema_open(store, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s: %s", path, why);
         goto fail;
+    }
+    store->read_only = sqlite3_db_readonly(store->db, "main") == 1;
+    if (store->read_only) {
+        store->revive_at_ms = clock_mono_ms() + STORE_REVIVE_MS;
+        log_warn("event=store_read_only database=%s", path);
     }
     return store;
 fail:
@@ -453,29 +742,34 @@ fail:
 int
 store_transaction_begin(struct store *store)
 {
-    return store_exec(store, "BEGIN IMMEDIATE");
+    return store_begin(store);
 }
 
 int
 store_transaction_commit(struct store *store)
 {
-    if (store_exec(store, "COMMIT") == 0)
-        return 0;
-    store_exec(store, "ROLLBACK");
-    return TW_E_STORE;
+    return store_commit(store);
 }
 
 void
 store_transaction_rollback(struct store *store)
 {
-    if (!sqlite3_get_autocommit(store->db))
-        store_exec(store, "ROLLBACK");
+    store_rollback(store);
 }
 
 int
 store_worker_durability(struct store *store)
 {
-    return store_exec(store, "PRAGMA synchronous = NORMAL");
+    if (store_exec(store, "PRAGMA synchronous = NORMAL") != 0)
+        return TW_E_STORE;
+    store->synchronous_normal = 1;
+    return 0;
+}
+
+int
+store_problem(const struct store *store)
+{
+    return store->problem;
 }
 
 void
@@ -490,6 +784,7 @@ store_destroy(struct store **store)
         munmap((*store)->shared, sizeof *(*store)->shared);
     if ((*store)->queue_fd >= 0)
         close((*store)->queue_fd);
+    free((*store)->path);
     free(*store);
     *store = NULL;
 }
@@ -528,36 +823,10 @@ store_destroy(struct store **store)
 int
 store_group_commit(struct store *store)
 {
-    char boot_id[STORE_BOOT_ID_SIZE] = {0};
-    FILE *boot = fopen("/proc/sys/kernel/random/boot_id", "re");
-    size_t got = boot ? fread(boot_id, 1, sizeof boot_id - 1, boot) : 0;
-    if (boot)
-        fclose(boot);
-    struct stat st;
-    if (got == 0 || store->queue_fd < 0 || fstat(store->queue_fd, &st) != 0 ||
-        ((size_t)st.st_size < sizeof(struct store_shared) &&
-         ftruncate(store->queue_fd, sizeof(struct store_shared)) != 0))
+    if (!store->shared || store_exec(store, "PRAGMA synchronous = NORMAL") != 0)
         return TW_E_STORE;
-    void *map = mmap(NULL, sizeof(struct store_shared), PROT_READ | PROT_WRITE, MAP_SHARED,
-                     store->queue_fd, 0);
-    if (map == MAP_FAILED)
-        return TW_E_STORE;
-    struct store_shared *shared = map;
-    if (store_sync_turn(store, F_WRLCK) != 0) {
-        munmap(map, sizeof *shared);
-        return TW_E_STORE;
-    }
-    if (memcmp(shared->boot_id, boot_id, sizeof boot_id) != 0) {
-        __atomic_store_n(&shared->committed, 0, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&shared->synced, 0, __ATOMIC_SEQ_CST);
-        memcpy(shared->boot_id, boot_id, sizeof boot_id);
-    }
-    store_sync_turn(store, F_UNLCK);
-    if (store_exec(store, "PRAGMA synchronous = NORMAL") != 0) {
-        munmap(map, sizeof *shared);
-        return TW_E_STORE;
-    }
-    store->shared = shared;
+    store->group_commit = 1;
+    store->synchronous_normal = 1;
     store->changes_seen = sqlite3_total_changes64(store->db);
     return 0;
 }
@@ -579,16 +848,18 @@ static int
 store_commit_durable(struct store *store)
 {
     sqlite3_int64 changes = sqlite3_total_changes64(store->db);
-    if (!store->shared || changes == store->changes_seen)
+    if (!store->group_commit || changes == store->changes_seen)
         return 0; /* FULL synced it already, or nothing was written */
     store->changes_seen = changes;
     struct store_shared *shared = store->shared;
     uint64_t ticket = __atomic_add_fetch(&shared->committed, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&shared->synced, __ATOMIC_SEQ_CST) >= ticket)
-        return 0;
-    if (store_sync_turn(store, F_WRLCK) != 0)
-        return store_sync_wal(store);
     int rc = 0;
+    if (__atomic_load_n(&shared->synced, __ATOMIC_SEQ_CST) >= ticket)
+        goto out;
+    if (store_sync_turn(store, F_WRLCK) != 0) {
+        rc = store_sync_wal(store);
+        goto out;
+    }
     if (__atomic_load_n(&shared->synced, __ATOMIC_SEQ_CST) < ticket) {
         /* Every ticket up to upto was taken after its commit was written: this sync covers
          * them all, whoever made them. */
@@ -598,6 +869,9 @@ store_commit_durable(struct store *store)
             __atomic_store_n(&shared->synced, upto, __ATOMIC_SEQ_CST);
     }
     store_sync_turn(store, F_UNLCK);
+out:
+    if (rc == 0)
+        store_landed(store);
     return rc;
 }
 
@@ -714,6 +988,8 @@ store_step_task(struct store *store, sqlite3_stmt *stmt, const char *what, json_
             *task = NULL;
             result = store_fail(store, what);
         }
+        if (rc == SQLITE_DONE)
+            store_statement_landed(store, stmt);
     } else if (rc == SQLITE_DONE) {
         result = TW_E_NOT_FOUND;
     } else {
@@ -731,6 +1007,8 @@ store_run(struct store *store, sqlite3_stmt *stmt, const char *what)
     int result = rc == SQLITE_ROW    ? sqlite3_column_int(stmt, 0)
                  : rc == SQLITE_DONE ? 0
                                      : store_fail(store, what);
+    if (rc == SQLITE_DONE)
+        store_statement_landed(store, stmt);
     store_statement_done(stmt);
     return result;
 }
@@ -754,6 +1032,9 @@ store_submissions_fail(struct store_submission *const *subs, size_t count, int r
         subs[i]->rc = rc;
     }
 }
+
+static int store_task_read(struct store *store, const char *id, const char *client_id,
+                           json_t **task);
 
 /* Answer a submission from its Idempotency-Key, if the key was used within its window: 1 when
  * answered (sub->task, sub->replayed set, or sub->rc the mismatch), 0 to go on and insert. */
@@ -788,7 +1069,7 @@ store_submission_replay(struct store *store, struct store_submission *sub, int64
         sub->rc = TW_E_IDEMPOTENCY_MISMATCH;
         return 1;
     }
-    rc = store_task_get(store, task_id, sub->client_id, &sub->task);
+    rc = store_task_read(store, task_id, sub->client_id, &sub->task);
     if (rc == TW_E_NOT_FOUND)
         return 0; /* its task was deleted since: the key makes a new one */
     sub->rc = rc;
@@ -894,11 +1175,15 @@ static int store_tasks_insert_batch(struct store *store, struct store_submission
 int
 store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count)
 {
-    store->busy_failure = 0;
-    int rc = store_answer(store, store_tasks_insert_batch(store, subs, count));
-    for (size_t i = 0; rc == TW_E_UNAVAILABLE && i < count; i++)
-        subs[i]->rc = TW_E_UNAVAILABLE;
-    return rc;
+    store->failure = 0;
+    int rc = store_tasks_insert_batch(store, subs, count);
+    /* A submission the store failed answers what the store's first failure means (a full or
+     * read-only store: 503, try again), whether it failed alone or with its batch. */
+    int answer = store_answer(store, TW_E_STORE);
+    for (size_t i = 0; i < count; i++)
+        if (subs[i]->rc == TW_E_STORE)
+            subs[i]->rc = answer;
+    return rc == TW_E_STORE ? answer : rc;
 }
 
 static int
@@ -909,11 +1194,10 @@ store_tasks_insert_batch(struct store *store, struct store_submission *const *su
         subs[i]->rc = TW_E_STORE;
         subs[i]->replayed = 0;
     }
-    sqlite3_stmt *stmt = store_statement(store, ST_INSERT);
-    if (!stmt)
-        return TW_E_STORE;
     store_queue_enter(store);
-    if (store_exec(store, "BEGIN IMMEDIATE") != 0) {
+    sqlite3_stmt *stmt = NULL;
+    if (store_begin(store) != 0 || !(stmt = store_statement(store, ST_INSERT))) {
+        store_rollback(store);
         store_queue_leave(store);
         return TW_E_STORE;
     }
@@ -933,9 +1217,11 @@ store_tasks_insert_batch(struct store *store, struct store_submission *const *su
             return TW_E_STORE;
         }
     }
-    int rc = store_exec(store, any ? "COMMIT" : "ROLLBACK");
-    if (rc != 0 && any)
-        store_exec(store, "ROLLBACK");
+    int rc = 0;
+    if (any)
+        rc = store_commit(store);
+    else
+        store_rollback(store);
     store_queue_leave(store);
     if (rc == 0 && any)
         rc = store_commit_durable(store);
@@ -944,8 +1230,9 @@ store_tasks_insert_batch(struct store *store, struct store_submission *const *su
     return rc;
 }
 
-int
-store_task_get(struct store *store, const char *id, const char *client_id, json_t **task)
+/* store_task_get inside another function's work (its failure is the caller's to answer). */
+static int
+store_task_read(struct store *store, const char *id, const char *client_id, json_t **task)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_GET);
     if (!stmt)
@@ -953,6 +1240,13 @@ store_task_get(struct store *store, const char *id, const char *client_id, json_
     bind_text(stmt, 1, id);
     bind_text(stmt, 2, client_id);
     return store_step_task(store, stmt, "get", task);
+}
+
+int
+store_task_get(struct store *store, const char *id, const char *client_id, json_t **task)
+{
+    store->failure = 0;
+    return store_answer(store, store_task_read(store, id, client_id, task));
 }
 
 /* Step stmt (bound) through every row, each made into an object by row, into a new array
@@ -969,6 +1263,8 @@ store_collect(struct store *store, sqlite3_stmt *stmt, const char *what,
             result = TW_E_NOMEM;
     if (rc != SQLITE_DONE)
         result = store_fail(store, what);
+    else
+        store_statement_landed(store, stmt);
     store_statement_done(stmt);
     if (result == 0)
         *out = list;
@@ -983,6 +1279,7 @@ store_task_list(struct store *store, const char *client_id, const char *status,
 {
     if (limit < 1 || limit > STORE_LIST_MAX)
         return TW_E_BAD_REQUEST;
+    store->failure = 0;
     sqlite3_stmt *stmt = store_statement(store, ST_LIST);
     if (!stmt)
         return TW_E_STORE;
@@ -996,14 +1293,14 @@ store_task_list(struct store *store, const char *client_id, const char *status,
         snprintf(stamp, sizeof stamp, "%s", before);
         sqlite3_bind_int64(stmt, 5, strtoll(stamp, NULL, 16));
     }
-    return store_collect(store, stmt, "list", store_row_task, tasks);
+    return store_answer(store, store_collect(store, stmt, "list", store_row_task, tasks));
 }
 
 static int
 store_task_cancel_change(struct store *store, const char *id, const char *client_id, int *now_final,
                          json_t **task)
 {
-    if (store_exec(store, "BEGIN IMMEDIATE") != 0)
+    if (store_begin(store) != 0)
         return TW_E_STORE;
     sqlite3_stmt *stmt = store_statement(store, ST_CANCEL_QUEUED);
     int rc = TW_E_STORE;
@@ -1026,19 +1323,18 @@ store_task_cancel_change(struct store *store, const char *id, const char *client
     if (rc != TW_E_NOT_FOUND)
         goto out;
     json_t *existing = NULL;
-    rc = store_task_get(store, id, client_id, &existing);
+    rc = store_task_read(store, id, client_id, &existing);
     if (rc == 0) {
         json_decref(existing);
         rc = TW_E_CONFLICT;
     }
 out:
     if (rc == 0 || rc == TW_E_NOT_FOUND || rc == TW_E_CONFLICT) {
-        if (store_exec(store, "COMMIT") != 0) {
+        if (store_commit(store) != 0) {
             if (rc == 0) {
                 json_decref(*task);
                 *task = NULL;
             }
-            store_exec(store, "ROLLBACK");
             return TW_E_STORE;
         }
         if (store_commit_durable(store) != 0) {
@@ -1049,7 +1345,7 @@ out:
             return TW_E_STORE;
         }
     } else {
-        store_exec(store, "ROLLBACK");
+        store_rollback(store);
     }
     return rc;
 }
@@ -1058,7 +1354,7 @@ int
 store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
                   json_t **task)
 {
-    store->busy_failure = 0;
+    store->failure = 0;
     return store_answer(store, store_task_cancel_change(store, id, client_id, now_final, task));
 }
 
@@ -1082,7 +1378,7 @@ static int
 store_refusal(struct store *store, const char *id, const char *client_id)
 {
     json_t *existing = NULL;
-    int rc = store_task_get(store, id, client_id, &existing);
+    int rc = store_task_read(store, id, client_id, &existing);
     json_decref(existing);
     return rc == 0 ? TW_E_CONFLICT : rc;
 }
@@ -1103,7 +1399,7 @@ store_task_retry_change(struct store *store, const char *id, const char *client_
 int
 store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task)
 {
-    store->busy_failure = 0;
+    store->failure = 0;
     return store_answer(store, store_task_retry_change(store, id, client_id, task));
 }
 
@@ -1130,7 +1426,7 @@ store_task_delete_change(struct store *store, const char *id, const char *client
 int
 store_task_delete(struct store *store, const char *id, const char *client_id)
 {
-    store->busy_failure = 0;
+    store->failure = 0;
     return store_answer(store, store_task_delete_change(store, id, client_id));
 }
 
@@ -1170,12 +1466,17 @@ int
 store_tasks_claim(struct store *store, const char *worker_id, const char *host, int64_t lease_ms,
                   const char *limits, size_t max, json_t **tasks, int *announce)
 {
-    sqlite3_stmt *stmt = store_statement(store, ST_CLAIM);
-    if (!stmt || max == 0 || max > STORE_CLAIM_MAX)
-        return stmt ? TW_E_INTERNAL : TW_E_STORE;
+    if (max == 0 || max > STORE_CLAIM_MAX)
+        return TW_E_INTERNAL;
     int own = sqlite3_get_autocommit(store->db); /* else the caller's transaction holds it */
-    if (own && store_exec(store, "BEGIN IMMEDIATE") != 0)
+    if (own && store_begin(store) != 0)
         return TW_E_STORE;
+    sqlite3_stmt *stmt = store_statement(store, ST_CLAIM);
+    if (!stmt) {
+        if (own)
+            store_rollback(store);
+        return TW_E_STORE;
+    }
     int64_t now = clock_now_ms();
     size_t n = 0;
     int failed = 0;
@@ -1205,9 +1506,9 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host, 
             failed = store_fail(store, "claim");
         store_statement_done(stmt);
     }
-    if (failed || (own && store_exec(store, "COMMIT") != 0)) {
+    if (failed || (own && store_commit(store) != 0)) {
         if (own)
-            store_exec(store, "ROLLBACK");
+            store_rollback(store);
         for (size_t i = 0; i < n; i++) {
             json_decref(tasks[i]);
             tasks[i] = NULL;
@@ -1469,7 +1770,7 @@ int
 store_tasks_prune(struct store *store, int64_t keep_ms)
 {
     int64_t now = clock_now_ms();
-    if (store_exec(store, "BEGIN IMMEDIATE") != 0)
+    if (store_begin(store) != 0)
         return TW_E_STORE;
     int deleted = 0, rc = 0;
     sqlite3_stmt *stmt = store_statement(store, ST_PRUNE);
@@ -1495,21 +1796,56 @@ store_tasks_prune(struct store *store, int64_t keep_ms)
         sqlite3_bind_int64(stmt, 1, now - STORE_WORKER_FORGET_MS);
         rc = store_run(store, stmt, "workers_forget");
     }
-    if (rc != 0 || store_exec(store, "COMMIT") != 0) {
-        store_exec(store, "ROLLBACK");
+    if (rc != 0) {
+        store_rollback(store);
         return TW_E_STORE;
     }
-    return deleted;
+    return store_commit(store) == 0 ? deleted : TW_E_STORE;
+}
+
+/* 0 unless the latest write of any process failed for a problem (a full, read-only or failing
+ * disk) that no write has ended since: then that problem, while it is younger than
+ * STORE_PROBLEM_RECHECK_MS; an older one (no process writes any more) is tried again with a
+ * write of the probe row, which ends it if it lands. */
+static int
+store_check_problem(struct store *store)
+{
+    int problem = store->problem;
+    int64_t at = 0, now = clock_now_ms();
+    if (store->shared && (at = __atomic_load_n(&store->shared->problem_at_ms, __ATOMIC_SEQ_CST)))
+        problem = __atomic_load_n(&store->shared->problem, __ATOMIC_SEQ_CST);
+    else if (store->shared)
+        problem = 0;
+    if (!problem)
+        return 0;
+    if (at && now - at < STORE_PROBLEM_RECHECK_MS)
+        return problem;
+    char sql[96];
+    snprintf(sql, sizeof sql, "INSERT OR REPLACE INTO probe (id, at) VALUES (1, %lld)",
+             (long long)now);
+    if (store_begin(store) != 0)
+        return TW_E_STORE;
+    if (store_exec(store, sql) != 0) {
+        store_rollback(store);
+        return TW_E_STORE;
+    }
+    if (store_commit(store) != 0)
+        return TW_E_STORE;
+    return store_commit_durable(store);
 }
 
 int
 store_check_writable(struct store *store)
 {
+    store->failure = 0;
+    store_revive(store);
+    int rc = 0;
     if (sqlite3_exec(store->db,
                      "BEGIN IMMEDIATE; INSERT OR REPLACE INTO probe (id, at) VALUES (1, 0);",
-                     NULL, NULL, NULL) != SQLITE_OK) {
-        store_exec(store, "ROLLBACK");
-        return store_fail(store, "check_writable");
-    }
-    return store_exec(store, "ROLLBACK");
+                     NULL, NULL, NULL) != SQLITE_OK)
+        rc = store_fail(store, "check_writable");
+    store_rollback(store);
+    if (rc == 0)
+        rc = store_check_problem(store);
+    return store_answer(store, rc);
 }

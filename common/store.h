@@ -18,6 +18,16 @@
  *
  * A struct store is one SQLite connection: use one per thread.  Every function returns 0 or
  * a negative TW_E_* code; a returned task (json_t **) is new and owned by the caller.
+ *
+ * When the disk is full, the file or its file system refuses writes, or I/O fails, a change
+ * fails whole (its transaction is rolled back) and nothing waits: the functions a client's
+ * request calls (store_tasks_insert, _cancel, _retry, _delete, _get, _list and
+ * store_check_writable) answer TW_E_STORE_FULL, TW_E_STORE_READONLY or TW_E_STORE_IO (503s
+ * naming the store; TW_E_STORE_BUSY for another writer's lock held past busy_timeout_ms), the
+ * others TW_E_STORE, with store_problem() saying why.  Each connection logs such a problem
+ * once, when it begins, and once when a write lands again; every process of the store sees the
+ * latest one (store_check_writable).  A connection SQLite could open only read-only is opened
+ * again for writing, at most every second, once the file allows it.
  */
 #ifndef TW_COMMON_STORE_H
 #define TW_COMMON_STORE_H
@@ -48,8 +58,9 @@ struct store *store_new(const char *path, int busy_timeout_ms, char *err, size_t
 /* Group commit for this connection (the handler's): its commits (store_tasks_insert,
  * store_task_cancel) return once on disk, as before, but concurrent commits of all processes
  * that turned it on share one sync of the WAL, taken outside SQLite's writer lock.  The shared
- * counters live in the database's "-queue" file.  0, or TW_E_STORE when unavailable (the
- * connection then stays synchronous=FULL, equally durable). */
+ * counters live in the database's "-queue" file (mapped by every connection; it also carries
+ * the latest write problem).  0, or TW_E_STORE when unavailable (the connection then stays
+ * synchronous=FULL, equally durable). */
 int store_group_commit(struct store *store);
 
 /* WAL syncs this connection made for group commit (for tests and measurements). */
@@ -106,8 +117,9 @@ struct store_submission {
 };
 
 /* Insert count tasks (one or more) in one transaction with one sync: each submission succeeds
- * or fails on its own (its rc), and those that succeed are on disk when this returns.  Returns 0, or
- * TW_E_STORE when the transaction as a whole failed (every rc says so and no task is kept). */
+ * or fails on its own (its rc), and those that succeed are on disk when this returns.  Returns
+ * 0, or the failure of the transaction as a whole (every rc says so and no task is kept):
+ * TW_E_STORE, or a 503 (TW_E_STORE_FULL, ...) when the store is only full, read-only or held. */
 int store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count);
 
 /* The task with id, if client_id is NULL or owns it; TW_E_NOT_FOUND otherwise. */
@@ -235,7 +247,14 @@ void store_transaction_rollback(struct store *store);
  * again, which at least once allows).  Submissions and cancels keep their sync. */
 int store_worker_durability(struct store *store);
 
-/* 0 when the database accepts a write transaction now. */
+/* 0 when the database accepts writes now, else why not: TW_E_STORE_BUSY (another writer holds
+ * it), TW_E_STORE_FULL, TW_E_STORE_READONLY or TW_E_STORE_IO (the latest write any process made
+ * failed so, and none has landed since; one older than a couple of seconds is tried again with
+ * a write of a probe row), or TW_E_STORE. */
 int store_check_writable(struct store *store);
+
+/* The problem this connection's writes keep failing with (TW_E_STORE_FULL, TW_E_STORE_READONLY,
+ * TW_E_STORE_IO), or 0 once one of its writes landed (or none failed). */
+int store_problem(const struct store *store);
 
 #endif

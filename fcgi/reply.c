@@ -89,7 +89,8 @@ reply_error_with(const struct request *req, int err, const char *message,
                  const char *extra_headers)
 {
     int status = tw_error_status(err);
-    if (status >= 500)
+    /* A 503 (the store held, full or read-only) is logged by the store, once per episode. */
+    if (status >= 500 && status != 503)
         log_error("event=reply_error code=%s message=\"%s\"", tw_error_name(err),
                   message ? message : tw_error_message(err));
     json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", tw_error_name(err), "message",

@@ -74,13 +74,16 @@ tasks_health(struct app *app, const struct request *req, const char *id)
 {
     (void)req;
     (void)id;
-    int store_ok = store_check_writable(app->store) == 0;
+    int store_rc = store_check_writable(app->store);
+    int store_ok = store_rc == 0;
     int workers = store_workers_alive(app->store, app->cfg->stale_after_ms);
     int pool_ok = workers > 0;
     json_t *body = json_pack("{s:s, s:s, s:s, s:i}", "status",
                              store_ok && pool_ok ? "ok" : "degraded", "store",
                              store_ok ? "ok" : "down", "pool", pool_ok ? "ok" : "down", "workers",
                              workers > 0 ? workers : 0);
+    if (body && !store_ok) /* why: "the task store is full", "... is read-only", ... */
+        json_object_set_new(body, "store_error", json_string(tw_error_message(store_rc)));
     reply_json(req, store_ok && pool_ok ? 200 : 503, &body,
                store_ok && pool_ok ? NULL : "Retry-After: 1\r\n");
 }

@@ -171,6 +171,26 @@ def http_status(url):
         return None
 
 
+def read_store(path, sql, parameters=()):
+    """Rows of a query on the database at path, opened read-only (no process notices); [] while
+    the database does not exist yet or is busy."""
+    import sqlite3
+    if not os.path.exists(path):
+        return []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error:
+        return []
+    try:
+        return db.execute(sql, parameters).fetchall()
+    except sqlite3.OperationalError as error:
+        if "locked" in str(error) or "busy" in str(error):
+            return []
+        raise
+    finally:
+        db.close()
+
+
 def ini(sections):
     """INI text of {section: {key: value}}."""
     out = []
@@ -388,11 +408,16 @@ class Stack:
     puts the ZeroMQ hub between them and the other programs.  types: further exec types,
     {name: {key: value}} as in TEST_TYPES.  type_settings: keys added to types of the config
     ("sleep" included), {name: {key: value}}.  http_settings: [http] keys that replace the
-    test defaults."""
+    test defaults.
+    store_dir: a directory of the stack's own (made 0700) for the database instead of var/, to
+    put a file system of the test's own there.  namespace: run every process, and store_query,
+    through the argv namespace.command(argv, user, cwd) (which also switches to user, the web
+    server's user or None, and to the directory cwd): e.g. the processes in a private mount
+    namespace where store_dir is a mount only they see."""
 
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
-                 type_settings=None, http_settings=None):
+                 type_settings=None, http_settings=None, store_dir=None, namespace=None):
         self.websocket = websocket
         self.worker_names = [WORKER] + [f"{WORKER}{n}" for n in range(2, workers + 1)]
         self.hub = workers > 1
@@ -403,6 +428,12 @@ class Stack:
         os.chmod(self.tmp, 0o700)
         self.var = os.path.join(self.tmp, "var")
         os.mkdir(self.var, 0o700)
+        self.store_dir = self.var
+        if store_dir:
+            self.store_dir = os.path.join(self.tmp, store_dir)
+            os.mkdir(self.store_dir, 0o700)
+        self.database = os.path.join(self.store_dir, "taskwire.db")
+        self.namespace = namespace
         self.http_port = free_port()
         self.relay_port = free_port()
         self.zmq_ports = [free_port() for _ in range(3)]
@@ -519,7 +550,7 @@ class Stack:
         types.update(self.extra_types)
         sections = {
             "log": {"level": "info"},
-            "store": {"database": os.path.join(self.var, "taskwire.db"), "busy_timeout_ms": 5000},
+            "store": {"database": self.database, "busy_timeout_ms": 5000},
             "auth": {"secret_file": self.secret_path, "token_ttl": 3600},
             "zmq": {"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
                     "events": self.events_endpoint},
@@ -555,6 +586,8 @@ class Stack:
             env.setdefault(key, value)
         try:
             extra = {"user": self.user, "group": self.user, "extra_groups": []} if self.user else {}
+            if self.namespace:
+                command, extra = self.namespace.command(command, self.user, self.tmp), {}
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                        env=env, cwd=self.tmp, start_new_session=True, **extra)
         finally:
@@ -598,22 +631,15 @@ class Stack:
     def store_query(self, sql, parameters=()):
         """Rows of a query on the stack's database, opened read-only (no process notices);
         [] while the database does not exist yet or is busy."""
-        import sqlite3
-        path = os.path.join(self.var, "taskwire.db")
-        if not os.path.exists(path):
-            return []
-        try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        except sqlite3.Error:
-            return []
-        try:
-            return db.execute(sql, parameters).fetchall()
-        except sqlite3.OperationalError as error:
-            if "locked" in str(error) or "busy" in str(error):
-                return []
-            raise
-        finally:
-            db.close()
+        if not self.namespace:
+            return read_store(self.database, sql, parameters)
+        # Read where the programs see the store.  (A path through /proc/PID/root would not do:
+        # SQLite resolves that link, to our own root.)
+        argv = [sys.executable, os.path.abspath(__file__), "store-query", self.database, sql,
+                json.dumps(list(parameters))]
+        out = subprocess.run(self.namespace.command(argv, None, self.tmp), check=True,
+                             capture_output=True, text=True, timeout=STOP_TIMEOUT).stdout
+        return [tuple(row) for row in json.loads(out)]
 
     def start_hub(self):
         """Start the ZeroMQ hub of a stack of several workers and wait until it has bound."""
@@ -982,5 +1008,8 @@ def zmq_hub(spec):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["zmq-hub"]:
         zmq_hub(json.loads(sys.argv[2]))
+    elif sys.argv[1:2] == ["store-query"]:
+        # stack.py store-query PATH SQL PARAMETERS: Stack.store_query where the programs run.
+        print(json.dumps(read_store(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]))))
     else:
         main()

@@ -65,19 +65,24 @@ job_fenced(struct job *job)
     atomic_store(job->stop, JOB_STOP_LOST);
 }
 
+/* Store and publish a progress step.  A step the store refused for a problem (a full or
+ * read-only disk) stays pending and is tried again an interval later (the latest step wins):
+ * the task runs on, and its progress shows once the store takes writes again.  The store logs
+ * the problem once, not every step. */
 static void
 job_progress_store(struct job *job, int percent, const char *message)
 {
     json_t *task = NULL;
     int rc = store_task_progress(job->store, job->id, job->attempt, percent, message, &task);
     job->last_progress_ms = clock_mono_ms();
-    job->pending = 0;
     if (rc == TW_E_FENCED) {
+        job->pending = 0;
         job_fenced(job);
         return;
     }
     if (rc != 0)
         return;
+    job->pending = 0;
     job_task_replace(job, task);
     job_publish(job, PROTOCOL_EVENT_PROGRESS);
 }

@@ -99,6 +99,7 @@ struct job_outcome {
     char *payload; /* owned, or NULL */
     char client_id[64];
     int64_t seq;
+    int kept; /* the pool logged that it keeps the outcome until the store takes writes */
 };
 
 /* The event an outcome publishes (borrowed, static). */

@@ -48,6 +48,7 @@ struct pool {
      * nothing about its tasks until a renewal says which it still holds. */
     int64_t lease_valid_until_ms;
     int stopping; /* shutting down: outcomes are stored, nothing is claimed */
+    int store_problem; /* the problem (TW_E_STORE_FULL, ...) the pool's writes fail with, or 0 */
 };
 
 /* The limited types' concurrency as a JSON object, or NULL when no type is limited. */
@@ -183,6 +184,10 @@ pool_destroy(struct pool **pool)
             slot_destroy(&p->slots[i]);
         free(p->slots);
     }
+    if (p->outcome_count > 0)
+        log_warn("event=outcomes_dropped count=%zu reason=\"the store took no writes\""
+                 " next=\"their tasks run again when their lease runs out\"",
+                 p->outcome_count);
     for (size_t i = 0; i < p->outcome_count; i++)
         job_outcome_destroy(&p->outcomes[i]);
     free(p->outcomes);
@@ -234,6 +239,24 @@ pool_publish_task(struct pool *pool, const char *event, const json_t *task)
     free(payload);
 }
 
+/* After a write of the pool's (what): say when the store begins or stops refusing them for a
+ * problem (a full, read-only or failing disk), once each, not every turn.  Meanwhile the
+ * outcomes of ended attempts wait in memory (one per slot at most) and are stored by the first
+ * turn that can write; nothing new is claimed. */
+static void
+pool_store_watch(struct pool *pool, const char *what)
+{
+    int problem = store_problem(pool->store);
+    if (problem == pool->store_problem)
+        return;
+    if (problem)
+        log_warn("event=store_writes_failing op=%s problem=\"%s\" outcomes_kept=%zu", what,
+                 tw_error_message(problem), pool->outcome_count);
+    else
+        log_info("event=store_writes_resumed outcomes_kept=%zu", pool->outcome_count);
+    pool->store_problem = problem;
+}
+
 /* 1 while this pool's leases surely hold (see lease_valid_until_ms). */
 static int
 pool_lease_valid(const struct pool *pool)
@@ -260,8 +283,10 @@ pool_dispatch(struct pool *pool)
         log_warn("event=queue_read_failed error=%s", tw_error_name(claimable));
     if (pool->outcome_count == 0 && claimable <= 0)
         return;
-    if (store_transaction_begin(pool->store) != 0)
+    if (store_transaction_begin(pool->store) != 0) {
+        pool_store_watch(pool, "settle");
         return;
+    }
     size_t applied = pool->outcome_count;
     json_t *ended[applied > 0 ? applied : 1];
     const char *ended_events[applied > 0 ? applied : 1];
@@ -290,8 +315,17 @@ pool_dispatch(struct pool *pool)
         rc = store_transaction_commit(pool->store);
     else
         store_transaction_rollback(pool->store);
+    pool_store_watch(pool, "settle");
     if (rc != 0) {
-        log_warn("event=settle_failed error=%s", tw_error_name(rc));
+        if (!pool->store_problem)
+            log_warn("event=settle_failed error=%s", tw_error_name(rc));
+        for (size_t i = 0; i < applied && pool->store_problem; i++)
+            if (!pool->outcomes[i]->kept) { /* said once per outcome, not every turn */
+                pool->outcomes[i]->kept = 1;
+                log_info("event=outcome_kept task=%s attempt=%d event_after=%s",
+                         pool->outcomes[i]->id, pool->outcomes[i]->attempt,
+                         job_outcome_event(pool->outcomes[i]));
+            }
         for (size_t i = 0; i < applied; i++)
             json_decref(ended[i]);
         for (int i = 0; i < claimed; i++)
@@ -532,15 +566,19 @@ pool_collect(struct pool *pool, int wait_ms)
     return done;
 }
 
-/* Renew our leases; a slot whose attempt is no longer ours is stopped at once. */
-static void
+/* Renew our leases; a slot whose attempt is no longer ours is stopped at once.  0, or the
+ * failure of the renewal. */
+static int
 pool_renew(struct pool *pool)
 {
     int64_t started = clock_mono_ms();
     json_t *held = NULL;
-    if (store_leases_renew(pool->store, pool->worker_id, pool->cfg->lease_ms, &held) != 0) {
-        log_warn("event=lease_renew_failed");
-        return;
+    int rc = store_leases_renew(pool->store, pool->worker_id, pool->cfg->lease_ms, &held);
+    pool_store_watch(pool, "renew");
+    if (rc != 0) {
+        if (!pool->store_problem)
+            log_warn("event=lease_renew_failed error=%s", tw_error_name(rc));
+        return rc;
     }
     pool->lease_valid_until_ms = started + pool->cfg->lease_ms;
     for (int i = 0; i < pool->concurrency; i++) {
@@ -564,6 +602,7 @@ pool_renew(struct pool *pool)
         }
     }
     json_decref(held);
+    return 0;
 }
 
 /* Take back the tasks of workers whose lease ran out: retried at once, failed or cancelled as
@@ -595,8 +634,9 @@ pool_sweep(struct pool *pool)
                                               &after)
                        : TW_E_NOMEM;
         free(entry);
+        pool_store_watch(pool, "take_back");
         if (rc != 0) {
-            if (rc != TW_E_FENCED)
+            if (rc != TW_E_FENCED && !pool->store_problem)
                 log_warn("event=take_back_failed task=%s error=%s", id, tw_error_name(rc));
             continue;
         }
@@ -611,14 +651,15 @@ pool_sweep(struct pool *pool)
     json_decref(expired);
 }
 
-/* Heartbeat: say we live, renew our leases, take back those of workers that are gone. */
+/* Heartbeat: say we live, renew our leases, take back those of workers that are gone (not
+ * after a failed renewal: our own leases may then have run out, and we are not gone). */
 static void
 pool_heartbeat(struct pool *pool)
 {
-    if (store_worker_heartbeat(pool->store, pool->worker_id, pool->concurrency) != 0)
-        return;
-    pool_renew(pool);
-    pool_sweep(pool);
+    int rc = store_worker_heartbeat(pool->store, pool->worker_id, pool->concurrency);
+    pool_store_watch(pool, "heartbeat");
+    if (rc == 0 && pool_renew(pool) == 0)
+        pool_sweep(pool);
 }
 
 /* Delete finished tasks past [store] keep_finished, a batch per short transaction. */
@@ -632,6 +673,7 @@ pool_prune(struct pool *pool)
         if (deleted > 0)
             total += deleted;
     }
+    pool_store_watch(pool, "prune");
     if (total > 0)
         log_info("event=pruned tasks=%d", total);
 }

@@ -28,9 +28,9 @@ def pytest_sessionstart(session):
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-def start_stack(request, **kwargs):
+def start_stack(request, prepare=None, **kwargs):
     """A started Stack, stopped (and checked for sanitizer reports and stray children) when
-    request's scope ends."""
+    request's scope ends.  prepare(stack), when given, runs before the stack starts."""
     stack = Stack(**kwargs)
     request.node.__dict__.setdefault("taskwire_stacks", []).append(stack)
 
@@ -43,6 +43,8 @@ def start_stack(request, **kwargs):
             shutil.rmtree(stack.tmp, ignore_errors=True)
 
     request.addfinalizer(finish)
+    if prepare:
+        prepare(stack)
     return stack.start()
 
 

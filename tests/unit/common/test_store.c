@@ -1,4 +1,5 @@
-/* Unit tests for common/store.c on a real SQLite file: the store is the queue and the truth. */
+/* Unit tests for common/store.c on a real SQLite file: the store is the queue and the truth.
+ * The .c itself is included, to reach its mapping of SQLite's failures and its connection. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,13 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
+#include "common/store.c"
 #include "errors.h"
-#include "store.h"
 #include "tests/unit/tempdb.h"
 
 static char dir[64];
@@ -640,6 +642,198 @@ test_group_commit_keeps_every_task_and_shares_syncs(void **state)
     (void)store;
 }
 
+/* A client told 500 for a store that is only full, read-only or held gives up on a task it
+ * could have sent again (and one told 503 for a corrupt store retries forever): each SQLite
+ * failure maps to its answer, and every "try again" answer names the task store. */
+static void
+test_store_failures_map_to_their_answers(void **state)
+{
+    (void)state;
+    static const struct {
+        int code, sys_errno, answer;
+    } rows[] = {
+        {SQLITE_BUSY, 0, TW_E_STORE_BUSY},
+        {SQLITE_LOCKED, 0, TW_E_STORE_BUSY},
+        {SQLITE_FULL, 0, TW_E_STORE_FULL},
+        {SQLITE_IOERR_WRITE, ENOSPC, TW_E_STORE_FULL},
+        {SQLITE_IOERR_FSYNC, EDQUOT, TW_E_STORE_FULL},
+        {SQLITE_READONLY, 0, TW_E_STORE_READONLY},
+        {SQLITE_READONLY_DBMOVED, 0, TW_E_STORE_READONLY},
+        {SQLITE_IOERR_WRITE, EROFS, TW_E_STORE_READONLY},
+        {SQLITE_IOERR_WRITE, EPERM, TW_E_STORE_READONLY},
+        {SQLITE_CANTOPEN, EACCES, TW_E_STORE_READONLY},
+        {SQLITE_IOERR_READ, EIO, TW_E_STORE_IO},
+        {SQLITE_CANTOPEN, ENOENT, TW_E_STORE_IO},
+        {SQLITE_CORRUPT, 0, TW_E_STORE},
+        {SQLITE_NOTADB, 0, TW_E_STORE},
+        {SQLITE_ERROR, 0, TW_E_STORE},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        assert_int_equal(store_fault_of(rows[i].code, rows[i].sys_errno), rows[i].answer);
+    static const int again[] = {TW_E_STORE_BUSY, TW_E_STORE_FULL, TW_E_STORE_READONLY,
+                                TW_E_STORE_IO};
+    for (size_t i = 0; i < sizeof again / sizeof again[0]; i++) {
+        assert_int_equal(tw_error_status(again[i]), 503);
+        assert_string_equal(tw_error_name(again[i]), "unavailable");
+        assert_non_null(strstr(tw_error_message(again[i]), "the task store"));
+    }
+    assert_string_equal(tw_error_message(TW_E_STORE_FULL), "the task store is full");
+    assert_string_equal(tw_error_message(TW_E_STORE_READONLY), "the task store is read-only");
+    assert_int_equal(tw_error_status(TW_E_STORE), 500);
+}
+
+/* A sleep task of client with params (borrowed), and an Idempotency-Key if key. */
+static struct store_submission
+submission(const char *client, json_t *params, const char *key)
+{
+    return (struct store_submission){.client_id = client, .type = "sleep", .name = "",
+                                     .params = params, .max_attempts = 1,
+                                     .idempotency_key = key, .request_hash = key ? "h" : NULL};
+}
+
+/* How many tasks client has (up to 10). */
+static size_t
+tasks_of(struct store *store, const char *client)
+{
+    json_t *list = NULL;
+    assert_int_equal(store_task_list(store, client, NULL, NULL, 10, &list), 0);
+    size_t count = json_array_size(list);
+    json_decref(list);
+    return count;
+}
+
+/* On a full disk a submission must answer 503 "the task store is full" and leave nothing (no
+ * task, no Idempotency-Key that would answer for a task never made), reads must go on, health
+ * must say so, and once there is room the same submission must make its task. */
+static void
+test_a_full_store_keeps_nothing_of_a_batch_and_recovers(void **state)
+{
+    struct store *store = *state;
+    json_t *kept = insert(store, "f");
+    char blob[20001];
+    memset(blob, 'x', sizeof blob - 1);
+    blob[sizeof blob - 1] = '\0';
+    json_t *params = json_pack("{s:s}", "blob", blob);
+    /* SQLite's own bound on the file's pages: a write that needs one more page fails with
+     * SQLITE_FULL, as on a disk without room. */
+    assert_int_equal(sqlite3_exec(store->db, "PRAGMA max_page_count = 1", NULL, NULL, NULL),
+                     SQLITE_OK);
+    /* Tasks of about 20 KB each: each needs new pages. */
+    struct store_submission a = submission("f", params, NULL), b = submission("f", params, "k"),
+                            c = submission("f", params, NULL);
+    struct store_submission *batch[] = {&a, &b, &c};
+    int rc = store_tasks_insert(store, batch, 3);
+    assert_true(rc == 0 || rc == TW_E_STORE_FULL);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(batch[i]->rc, TW_E_STORE_FULL);
+        assert_null(batch[i]->task);
+    }
+    assert_int_equal(store_problem(store), TW_E_STORE_FULL);
+    assert_int_equal(store_check_writable(store), TW_E_STORE_FULL);
+    json_t *task = NULL;
+    assert_int_equal(tasks_of(store, "f"), 1);
+    assert_int_equal(store_task_get(store, text(kept, "id"), "f", &task), 0);
+    json_decref(task);
+
+    assert_int_equal(
+        sqlite3_exec(store->db, "PRAGMA max_page_count = 1073741823", NULL, NULL, NULL),
+        SQLITE_OK);
+    struct store_submission *one = &b;
+    assert_int_equal(store_tasks_insert(store, &one, 1), 0);
+    assert_int_equal(b.rc, 0);
+    assert_int_equal(b.replayed, 0); /* the refused one left no key behind */
+    json_decref(b.task);
+    assert_int_equal(store_problem(store), 0);
+    assert_int_equal(store_check_writable(store), 0);
+    assert_int_equal(tasks_of(store, "f"), 2);
+    json_decref(params);
+    json_decref(kept);
+}
+
+/* A read-only database must answer changes 503 "the task store is read-only" while reads go
+ * on; another process's health must see it too (the problem is shared), and both must take
+ * writes again once the database is writable. */
+static void
+test_a_read_only_store_answers_503_reads_on_and_recovers(void **state)
+{
+    struct store *store = *state;
+    char err[256];
+    struct store *other = store_new(path, 1000, err, sizeof err);
+    assert_non_null(other);
+    json_t *queued = insert(store, "r"), *task = NULL;
+    const char *id = text(queued, "id");
+    assert_int_equal(sqlite3_exec(store->db, "PRAGMA query_only = 1", NULL, NULL, NULL),
+                     SQLITE_OK);
+    json_t *params = json_object();
+    struct store_submission sub = submission("r", params, NULL), *one = &sub;
+    store_tasks_insert(store, &one, 1);
+    assert_int_equal(sub.rc, TW_E_STORE_READONLY);
+    int final = 0;
+    assert_int_equal(store_task_cancel(store, id, "r", &final, &task), TW_E_STORE_READONLY);
+    assert_null(task);
+    assert_int_equal(store_task_get(store, id, "r", &task), 0);
+    assert_string_equal(text(task, "status"), "queued");
+    json_decref(task);
+    assert_int_equal(store_problem(store), TW_E_STORE_READONLY);
+    assert_int_equal(store_check_writable(store), TW_E_STORE_READONLY);
+    assert_int_equal(store_check_writable(other), TW_E_STORE_READONLY);
+
+    assert_int_equal(sqlite3_exec(store->db, "PRAGMA query_only = 0", NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(store_task_cancel(store, id, "r", &final, &task), 0);
+    assert_int_equal(final, 1);
+    json_decref(task);
+    assert_int_equal(store_problem(store), 0);
+    assert_int_equal(store_check_writable(other), 0);
+    store_destroy(&other);
+    json_decref(params);
+    json_decref(queued);
+}
+
+/* A long-lived process that opened the store while its file was read-only would answer 503
+ * until restarted: its connection is opened again, for writing, once the file allows. */
+static void
+test_a_read_only_connection_is_opened_again_for_writing(void **state)
+{
+    struct store *store = *state;
+    json_t *first = insert(store, "o");
+    /* The connection SQLite makes of a file it may only read. */
+    for (int i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(store->statements[i]);
+        store->statements[i] = NULL;
+    }
+    sqlite3_close(store->db);
+    assert_int_equal(sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    store->read_only = 1;
+    store->revive_at_ms = clock_mono_ms() + STORE_REVIVE_MS;
+    json_t *params = json_object();
+    struct store_submission sub = submission("o", params, NULL), *one = &sub;
+    store_tasks_insert(store, &one, 1);
+    assert_int_equal(sub.rc, TW_E_STORE_READONLY);
+    store->revive_at_ms = 0; /* its next try is due */
+    assert_int_equal(store_tasks_insert(store, &one, 1), 0);
+    assert_int_equal(sub.rc, 0);
+    assert_false(store->read_only);
+    json_decref(sub.task);
+    assert_int_equal(tasks_of(store, "o"), 2);
+    json_decref(params);
+    json_decref(first);
+}
+
+/* A process that opens the store on a full disk would die of SIGBUS storing through a mapping
+ * into a hole: the shared part of the -queue file is written, never left sparse. */
+static void
+test_queue_file_is_written_not_sparse(void **state)
+{
+    (void)state;
+    char queue[300];
+    snprintf(queue, sizeof queue, "%s-queue", path);
+    struct stat st;
+    assert_int_equal(stat(queue, &st), 0);
+    assert_true((size_t)st.st_size >= sizeof(struct store_shared));
+    assert_true(st.st_blocks > 0);
+}
+
 int
 main(void)
 {
@@ -665,6 +859,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_invalid_utf8_error_is_still_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_keeps_every_task_and_shares_syncs,
                                         setup, teardown),
+        cmocka_unit_test(test_store_failures_map_to_their_answers),
+        cmocka_unit_test_setup_teardown(test_a_full_store_keeps_nothing_of_a_batch_and_recovers,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_read_only_store_answers_503_reads_on_and_recovers,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_read_only_connection_is_opened_again_for_writing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_file_is_written_not_sparse, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
