@@ -80,6 +80,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = config_load(&cfg, path, err, sizeof err);
     if (rc == 0) {
         check_config(&cfg);
+        /* inih reads at most CONFIG_LINE_MAX bytes of a line: a longer one must be refused, not
+         * cut (its value truncated, its rest read as a line of its own). */
+        for (const uint8_t *line = data, *end; line < data + size; line = end + 1) {
+            end = memchr(line, '\n', (size_t)(data + size - line));
+            if (!end)
+                end = data + size;
+            FUZZ_CHECK((size_t)(end - line) <= CONFIG_LINE_MAX);
+        }
     } else {
         FUZZ_CHECK(rc == TW_E_CONFIG);
         FUZZ_CHECK(strncmp(err, path, strlen(path)) == 0);
