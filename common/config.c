@@ -82,9 +82,14 @@ static const struct config_key config_keys[] = {
 struct load_state {
     struct config *cfg;
     char dir[PATH_MAX]; /* directory of the config file, for relative paths */
-    char err[400];      /* what went wrong, without file and line */
+    char err[400];      /* what went wrong, without file and line: the first error only */
     unsigned char seen[CONFIG_KEY_COUNT]; /* list keys given in the file so far */
+    FILE *file;
+    int lines;          /* lines read so far */
+    int bad_line;       /* the line config_read_line refused, or 0 */
 };
+
+_Static_assert(CONFIG_LINE_MAX < INI_MAX_LINE, "inih must take a whole line");
 
 static int
 parse_integer(const char *text, long long min, long long max, long long *out)
@@ -486,11 +491,14 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
     return TW_E_CONFIG;
 }
 
-/* inih handler: nonzero means OK. */
+/* inih handler: nonzero means OK.  inih goes on after an error and reports the first error's
+ * line, so once there is one the rest of the file is not looked at (its message is kept). */
 static int
 config_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct load_state *state = user;
+    if (state->err[0])
+        return 1;
     if (strncmp(section, "type ", 5) == 0)
         return config_type_key(state, section + 5, name, value) == 0;
     for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
@@ -500,6 +508,37 @@ config_handler(void *user, const char *section, const char *name, const char *va
     }
     snprintf(state->err, sizeof state->err, "unknown key '%s' in section [%s]", name, section);
     return 0;
+}
+
+/* inih reader: the file's next line, without its newline.  inih takes the rest of a line longer
+ * than its buffer for a line of its own (a value cut short, its tail read as a key), and a NUL
+ * byte would end a line early: such a line stops the parse here, as an error of that line. */
+static char *
+config_read_line(char *line, int size, void *user)
+{
+    struct load_state *state = user;
+    size_t max = (size_t)size - 1 < CONFIG_LINE_MAX ? (size_t)size - 1 : CONFIG_LINE_MAX;
+    size_t length = 0;
+    int c;
+    if (state->err[0])
+        return NULL;
+    while ((c = getc(state->file)) != EOF && c != '\n') {
+        if (c == '\0' || length == max) {
+            if (c == '\0')
+                snprintf(state->err, sizeof state->err, "NUL byte in the line");
+            else
+                snprintf(state->err, sizeof state->err, "line longer than %d bytes",
+                         CONFIG_LINE_MAX);
+            state->bad_line = state->lines + 1;
+            return NULL;
+        }
+        line[length++] = (char)c;
+    }
+    if (c == EOF && length == 0)
+        return NULL;
+    line[length] = '\0';
+    state->lines++;
+    return line;
 }
 
 static void
@@ -623,7 +662,15 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     }
     snprintf(state->dir, sizeof state->dir, "%s", dirname(copy));
     state->cfg = cfg;
-    int line = ini_parse(path, config_handler, state);
+    state->file = fopen(path, "re");
+    if (!state->file) {
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        goto out;
+    }
+    int line = ini_parse_stream(config_read_line, state, config_handler, state);
+    fclose(state->file);
+    if (line == 0)
+        line = state->bad_line;
     if (line < 0) {
         snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         goto out;

@@ -1,7 +1,7 @@
 /* config.h: the taskwire configuration file (INI, read with inih), shared by all programs.
  *
  * Loaded once at start, validated completely (unknown sections and keys are errors that name
- * the file, line and key), then read-only: programs pass `const struct config *`.  Relative
+ * the file, line and key; lines over CONFIG_LINE_MAX bytes too), then read-only: programs pass `const struct config *`.  Relative
  * paths in the file are resolved against the directory that holds the file.  Defaults and
  * limits are the CONFIG_* constants below; docs/CONFIG.md lists every key.
  *
@@ -26,6 +26,7 @@
 #define CONFIG_TEXT_MAX 256             /* labels, string defaults, endpoints */
 #define CONFIG_STRING_PARAM_MAX 65536   /* longest string parameter value a type may allow */
 #define CONFIG_ADDRESSES_MAX 16         /* addresses in one address list */
+#define CONFIG_LINE_MAX 199             /* bytes of a line of the file (inih's, less its NUL) */
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400        /* seconds a session token lives */
 #define CONFIG_DEFAULT_MAX_BODY 65536         /* bytes of a request body */

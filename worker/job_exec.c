@@ -169,17 +169,12 @@ exec_line(struct job *job, struct exec_child *child, char *line)
     }
 }
 
-/* Read what stdout has: 0 at end of file, 1 after reading, 2 when nothing is there now. */
-static int
-exec_read_out(struct job *job, struct exec_child *child)
+/* Split n bytes of stdout into lines and act on each complete one; the rest of the last line
+ * waits for more (or for exec_feed_end). */
+static void
+exec_feed(struct job *job, struct exec_child *child, const char *buf, size_t n)
 {
-    char buf[4096];
-    ssize_t n = read(child->out, buf, sizeof buf);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        return 0;
-    if (n < 0)
-        return 2;
-    for (ssize_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (buf[i] == '\n') {
             child->line[child->line_len] = '\0';
             if (child->line_len > 0 && child->line[child->line_len - 1] == '\r')
@@ -193,6 +188,30 @@ exec_read_out(struct job *job, struct exec_child *child)
             child->line_cut = 1;
         }
     }
+}
+
+/* stdout ended: a last line without its newline counts too. */
+static void
+exec_feed_end(struct job *job, struct exec_child *child)
+{
+    if (child->line_len == 0)
+        return;
+    child->line[child->line_len] = '\0';
+    exec_line(job, child, child->line);
+    child->line_len = 0;
+}
+
+/* Read what stdout has: 0 at end of file, 1 after reading, 2 when nothing is there now. */
+static int
+exec_read_out(struct job *job, struct exec_child *child)
+{
+    char buf[4096];
+    ssize_t n = read(child->out, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        return 0;
+    if (n < 0)
+        return 2;
+    exec_feed(job, child, buf, (size_t)n);
     return 1;
 }
 
@@ -301,10 +320,7 @@ job_exec_run(struct job *job)
                 ;
             while (child.err >= 0 && exec_read_err(&child) == 1)
                 ;
-            if (child.line_len > 0) { /* a last line without its newline */
-                child.line[child.line_len] = '\0';
-                exec_line(job, &child, child.line);
-            }
+            exec_feed_end(job, &child);
             break;
         }
         job_flush(job);

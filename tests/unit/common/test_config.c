@@ -219,6 +219,53 @@ test_limit_keys_and_lists(void **state)
     assert_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* An operator fixing the line an error names would find another line's problem described. */
+static void
+test_the_first_error_is_reported_with_its_line(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    assert_int_equal(load(&cfg, "[relay]\nport = 99999\nprot = 81\n", err, sizeof err),
+                     TW_E_CONFIG);
+    if (!strstr(err, ":2: port must be an integer 1..65535"))
+        fail_msg("said '%s'", err);
+}
+
+/* A value longer than inih reads of a line would be cut, and the rest of its line read as a line
+ * of its own: here a command the operator never wrote as a key (found by fuzz_config). */
+static void
+test_long_lines_are_refused_not_cut(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "", text[1024];
+    /* "label = " and the y's fill a line to where inih cuts it; the rest looks like a key. */
+    snprintf(text, sizeof text, "[type a]\nlabel = %.*s command = /bin/evil\n", 191,
+             "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+             "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"
+             "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy");
+    assert_int_equal(load(&cfg, text, err, sizeof err), TW_E_CONFIG);
+    if (!strstr(err, ":2: line longer than 199 bytes"))
+        fail_msg("said '%s'", err);
+    /* A path over the limit names its own line, not one after the end of the file. */
+    char path[300];
+    memset(path, 'p', sizeof path - 1);
+    path[sizeof path - 1] = '\0';
+    snprintf(text, sizeof text, "[type a]\ncommand = /%s\n", path);
+    assert_int_equal(load(&cfg, text, err, sizeof err), TW_E_CONFIG);
+    if (!strstr(err, ":2: line longer than 199 bytes"))
+        fail_msg("said '%s'", err);
+    /* A comment is a line too: its rest would be read as config. */
+    snprintf(text, sizeof text, "; %.*s port = 1\n", 196, path);
+    assert_int_equal(load(&cfg, text, err, sizeof err), TW_E_CONFIG);
+    /* 199 bytes and a newline, or 199 bytes at the end of the file, are a line. */
+    snprintf(text, sizeof text, "[type a]\ncommand = /bin/true\nlabel = %.*s\nlabel = %.*s", 191,
+             path, 191, path);
+    assert_int_equal(load(&cfg, text, err, sizeof err), 0);
+    assert_int_equal(strlen(config_type_find(&cfg, "a", 1)->label), 191);
+}
+
 int
 main(void)
 {
@@ -228,6 +275,8 @@ main(void)
         cmocka_unit_test(test_exec_types_and_param_specs),
         cmocka_unit_test(test_retry_policy_and_lease_keys),
         cmocka_unit_test(test_limit_keys_and_lists),
+        cmocka_unit_test(test_the_first_error_is_reported_with_its_line),
+        cmocka_unit_test(test_long_lines_are_refused_not_cut),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,101 @@
+/* fuzz_pool_intake: the nudges the worker pool reads on its tasks endpoint (worker/pool.c:
+ * pool_intake), which anyone who can reach [zmq] tasks may send, in any frame count and length.
+ *
+ * The input is a series of messages (fuzz_message: 1..4 frames of any length), sent over a real
+ * inproc PUSH to the pool's PULL.  The pool is the real one minus its threads: a real store holding three tasks
+ * (two queued, one cancelled) and its PUB socket, no slots (so nothing is claimed).  A task id
+ * frame "00000000000000000000000000000000" + k (k < 3) is replaced by the id of stored task k,
+ * so the fuzzer reaches the paths of tasks that exist.  What must hold: the pool reads every
+ * message, whatever its shape, and all it publishes is [client id][task event JSON]. */
+#include "fuzz_store.h"
+
+#include "worker/pool.c"
+
+static struct config cfg;
+static struct pool pool;
+static void *sender, *listener;
+static char ids[FUZZ_TASKS][TOKEN_ID_SIZE];
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_setup(&cfg);
+    pool.cfg = &cfg;
+    pool.store = fuzz_store_open(fuzz_scratch("pool"), ids);
+    snprintf(pool.worker_id, sizeof pool.worker_id, "%s", "feedfacefeedfacefeedfacefeedface");
+    snprintf(pool.host, sizeof pool.host, "fuzz");
+    pool.lease_valid_until_ms = INT64_MAX;
+    int unlimited = 0;
+    pool.zmq = zmq_ctx_new();
+    if (!pool.zmq)
+        abort();
+    pool.tasks = zmq_socket(pool.zmq, ZMQ_PULL);
+    pool.publisher = zmq_socket(pool.zmq, ZMQ_PUB);
+    sender = zmq_socket(pool.zmq, ZMQ_PUSH);
+    listener = zmq_socket(pool.zmq, ZMQ_SUB);
+    if (!pool.tasks || !pool.publisher || !sender || !listener ||
+        zmq_setsockopt(pool.tasks, ZMQ_RCVHWM, &unlimited, sizeof unlimited) != 0 ||
+        zmq_setsockopt(sender, ZMQ_SNDHWM, &unlimited, sizeof unlimited) != 0 ||
+        zmq_setsockopt(listener, ZMQ_SUBSCRIBE, "", 0) != 0 ||
+        zmq_bind(pool.tasks, "inproc://fuzz-pool-tasks") != 0 ||
+        zmq_connect(sender, "inproc://fuzz-pool-tasks") != 0 ||
+        zmq_bind(pool.publisher, "inproc://fuzz-pool-events") != 0 ||
+        zmq_connect(listener, "inproc://fuzz-pool-events") != 0)
+        abort();
+    return 0;
+}
+
+/* Every message the pool published: two frames, a client id and a task event. */
+static void
+check_published(void)
+{
+    for (;;) {
+        zmq_msg_t frames[3];
+        int count = pool_receive(listener, frames, 3);
+        if (count == 0)
+            return;
+        FUZZ_CHECK(count == 2);
+        FUZZ_CHECK(zmq_msg_size(&frames[0]) == TOKEN_ID_SIZE - 1 &&
+                   memcmp(zmq_msg_data(&frames[0]), FUZZ_CLIENT, TOKEN_ID_SIZE - 1) == 0);
+        json_error_t error;
+        json_t *event = json_loadb(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), 0, &error);
+        FUZZ_CHECK(event && json_is_string(json_object_get(event, "event")));
+        json_decref(event);
+        pool_close_frames(frames, count);
+    }
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const char placeholder[] = "0000000000000000000000000000000";
+    struct fuzz_input in = {data, size};
+    const uint8_t *frame[FUZZ_FRAMES_MAX];
+    size_t len[FUZZ_FRAMES_MAX];
+    int frames;
+    while ((frames = fuzz_message(&in, frame, len)) > 0) {
+        for (int f = 0; f < frames; f++) {
+            const void *bytes = frame[f];
+            if (len[f] == TOKEN_ID_SIZE - 1 && memcmp(bytes, placeholder, len[f] - 1) == 0 &&
+                frame[f][len[f] - 1] >= '0' && frame[f][len[f] - 1] < '0' + FUZZ_TASKS)
+                bytes = ids[frame[f][len[f] - 1] - '0'];
+            if (zmq_send(sender, bytes, len[f], f + 1 < frames ? ZMQ_SNDMORE : 0) != (int)len[f])
+                abort();
+        }
+    }
+    /* As pool_run does: intake while the socket says more is waiting. */
+    for (int turns = 0;; turns++) {
+        FUZZ_CHECK(turns < 100000);
+        int events = 0;
+        size_t events_size = sizeof events;
+        if (zmq_getsockopt(pool.tasks, ZMQ_EVENTS, &events, &events_size) != 0)
+            abort();
+        if (!(events & ZMQ_POLLIN))
+            break;
+        pool_intake(&pool);
+    }
+    check_published();
+    return 0;
+}
