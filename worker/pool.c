@@ -480,7 +480,8 @@ pool_intake(struct pool *pool)
         } else if (strcmp(verb, PROTOCOL_VERB_RETRY) == 0) {
             pool_on_retry(pool, id);
         } else {
-            log_warn("event=bad_nudge verb=%s", verb);
+            /* Not echoed: bytes off the wire could forge log lines. */
+            log_warn("event=bad_nudge reason=\"unknown verb\" length=%zu", strlen(verb));
         }
         pool_close_frames(frames, count);
     }
