@@ -37,7 +37,7 @@ UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.
 UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
-RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c \
+RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c relay/loop.c \
 	relay/route.c relay/ingress.c relay/listener.c
 RELAY_SRC += relay/throttle.c
 

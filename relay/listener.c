@@ -13,6 +13,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "loop.h"
 #include "relay.h"
 #include "throttle.h"
 
@@ -54,10 +55,10 @@ listener_init(struct relay *relay, char *err, size_t errlen)
 int
 listener_start(struct relay *relay, char *err, size_t errlen)
 {
-    if (relay_watch(relay, relay->listen_fd, RELAY_PROTOCOL_LISTENER, "the listening socket", err,
-                    errlen) != 0)
+    if (loop_watch(relay, relay->listen_fd, LOOP_LISTENER) != 0) {
+        snprintf(err, errlen, "cannot watch the listening socket: %s", strerror(errno));
         return -1;
-    relay->listen_fd = -1; /* lws owns it now */
+    }
     return 0;
 }
 
@@ -107,7 +108,7 @@ listener_throttled(struct relay *relay, int fd, const struct sockaddr_in *peer, 
 void
 listener_accept(struct relay *relay)
 {
-    int listen_fd = relay->listen_wsi_fd;
+    int listen_fd = relay->listen_fd;
     for (int n = 0; n < LISTENER_ACCEPT_BATCH; n++) {
         struct sockaddr_in peer = {.sin_family = AF_INET};
         socklen_t peer_len = sizeof peer;
@@ -132,7 +133,12 @@ listener_accept(struct relay *relay)
          * sockets as they are, so the relay turns it off itself. */
         int on = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-        if (!lws_adopt_socket_vhost(relay->vhost, fd))
+        if (!lws_adopt_socket_vhost(relay->vhost, fd)) {
             relay->refused++; /* lws closed it */
+            continue;
+        }
+        /* lws reads it until its handshake is done, at once when it is ready (loop.h); its
+         * own poll would find it too, at its next full turn. */
+        (void)loop_watch(relay, fd, LOOP_HANDSHAKE);
     }
 }

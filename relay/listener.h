@@ -2,8 +2,9 @@
  *
  * The relay opens the socket itself with SO_REUSEPORT, so several relay processes (one per
  * core, each with its own ZeroMQ subscriber) can listen on one port and the kernel spreads
- * the connections.  The socket lives in the lws loop as a raw descriptor; each accepted
- * connection is handed to lws in HTTP mode, where it may upgrade to a WebSocket.  At most
+ * the connections.  The socket is in the relay's own epoll set (loop.h); each accepted
+ * connection is handed to lws in HTTP mode, where it may upgrade to a WebSocket, and watched
+ * in the set until then.  At most
  * LISTENER_ACCEPT_BATCH accepts per turn.  When the process runs out of descriptors, a
  * reserved one is given up to accept and close the newcomer, so the loop never spins on a
  * connection it cannot take.  A connection from a source over [relay] connect_rate
@@ -22,10 +23,10 @@ struct relay;
 /* Open, bind and listen on [relay] listen:port.  0, or -1 with err set. */
 int listener_init(struct relay *relay, char *err, size_t errlen);
 
-/* Hand the socket to lws (after the vhost exists).  0, or -1 with err set. */
+/* Watch the socket in the relay's epoll set.  0, or -1 with err set. */
 int listener_start(struct relay *relay, char *err, size_t errlen);
 
-/* Close what lws does not own. */
+/* Close the socket. */
 void listener_fini(struct relay *relay);
 
 /* The socket is readable: accept what is waiting. */

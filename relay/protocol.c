@@ -126,12 +126,19 @@ protocol_ingress_ready(struct relay *relay)
     relay->ingress_ready = 1;
 }
 
+/* The relay's epoll set has ready descriptors: relay_run serves them once lws's turn is done
+ * (not from inside it: serving hands descriptors to lws_service_fd). */
+static void
+protocol_loop_ready(struct relay *relay)
+{
+    relay->loop_ready = 1;
+}
+
 /* What each raw descriptor's readiness starts, by protocol row. */
 static void (*const protocol_raw_ready[RELAY_PROTOCOLS])(struct relay *) = {
     [RELAY_PROTOCOL_INGRESS] = protocol_ingress_ready,
-    [RELAY_PROTOCOL_LISTENER] = listener_accept,
     [RELAY_PROTOCOL_UPSTREAM] = ingress_watch,
-    [RELAY_PROTOCOL_CLIENTS] = session_read_ready,
+    [RELAY_PROTOCOL_LOOP] = protocol_loop_ready,
 };
 
 /* The raw descriptors (relay_watch): each row's id is its index. */
@@ -157,10 +164,8 @@ const struct lws_protocols relay_protocols[RELAY_PROTOCOLS + 1] = {
                            RELAY_CLIENT_MESSAGE_MAX, RELAY_PROTOCOL_WS, NULL, 0},
     [RELAY_PROTOCOL_INGRESS] = {"taskwire-ingress", protocol_raw_callback, 0, 0,
                                 RELAY_PROTOCOL_INGRESS, NULL, 0},
-    [RELAY_PROTOCOL_LISTENER] = {"taskwire-listener", protocol_raw_callback, 0, 0,
-                                 RELAY_PROTOCOL_LISTENER, NULL, 0},
     [RELAY_PROTOCOL_UPSTREAM] = {"taskwire-upstream", protocol_raw_callback, 0, 0,
                                  RELAY_PROTOCOL_UPSTREAM, NULL, 0},
-    [RELAY_PROTOCOL_CLIENTS] = {"taskwire-clients", protocol_raw_callback, 0, 0,
-                                RELAY_PROTOCOL_CLIENTS, NULL, 0},
+    [RELAY_PROTOCOL_LOOP] = {"taskwire-loop", protocol_raw_callback, 0, 0, RELAY_PROTOCOL_LOOP,
+                             NULL, 0},
     [RELAY_PROTOCOLS] = {NULL, NULL, 0, 0, 0, NULL, 0}};

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "clock.h"
 #include "ingress.h"
 #include "listener.h"
+#include "loop.h"
 #include "log.h"
 #include "session.h"
 
@@ -67,11 +67,8 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     }
     relay->cfg = cfg;
     relay->sub_fd = relay->listen_fd = relay->reserve_fd = -1;
-    relay->clients_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (relay->clients_fd < 0) {
-        snprintf(err, errlen, "cannot create an epoll descriptor: %s", strerror(errno));
+    if (loop_init(relay, err, errlen) != 0)
         goto fail;
-    }
     if (token_secret_load(cfg->secret_file, 0, relay->secret, &relay->secret_len, err,
                           errlen) != 0)
         goto fail;
@@ -87,7 +84,6 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     /* The per-message path hands the kernel the writes of every connection a batch of
      * messages woke in one system call when [relay] io_uring is on and the kernel allows it. */
     send_init(&relay->send, &session_send_ops, relay->cfg->relay_io_uring);
-    relay->listen_wsi_fd = relay->listen_fd;
 
     memcpy(relay->protocols, relay_protocols, sizeof relay->protocols);
     relay->protocols[RELAY_PROTOCOL_WS].tx_packet_size = (size_t)cfg->max_message + RELAY_FRAME_HEADER;
@@ -117,14 +113,13 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot listen on %s:%d", cfg->relay_listen, cfg->relay_port);
         goto fail;
     }
-    if (ingress_start(relay, err, errlen) != 0 || listener_start(relay, err, errlen) != 0)
+    if (ingress_start(relay, err, errlen) != 0 || listener_start(relay, err, errlen) != 0 ||
+        loop_start(relay, err, errlen) != 0)
         goto fail;
-    /* The connections' input (session.c) wakes the loop through one epoll descriptor in lws's
-     * poll set, so lws watches it among its own and reads none of the connections. */
-    if (relay_watch(relay, relay->clients_fd, RELAY_PROTOCOL_CLIENTS, "the connections' input",
-                    err, errlen) != 0)
+    if (loop_watch(relay, relay->sub_wait_fd, LOOP_INGRESS) != 0) {
+        snprintf(err, errlen, "cannot watch the ZeroMQ socket: %s", strerror(errno));
         goto fail;
-    relay->clients_adopted = 1; /* lws closes it with the context */
+    }
     relay_heartbeat(&relay->heartbeat);
     return relay;
 fail:
@@ -141,48 +136,38 @@ relay_closing_tick(lws_sorted_usec_list_t *sul)
                      50 * LWS_US_PER_MS);
 }
 
-/* Per-message path: between full turns, wait for the SUB alone (one descriptor, not every
- * connection's) until a message arrives (1) or the next full turn is due (0). */
-static int
-relay_wait_ingress(struct relay *relay, int64_t full_due_us)
-{
-    int64_t left_us = full_due_us - clock_mono_us();
-    if (left_us <= 0)
-        return 0;
-    struct pollfd sub = {.fd = relay->sub_wait_fd, .events = POLLIN};
-    struct timespec timeout = {.tv_sec = 0, .tv_nsec = (long)left_us * 1000};
-    return ppoll(&sub, 1, &timeout, NULL) > 0;
-}
-
 void
 relay_run(struct relay *relay, volatile sig_atomic_t *quit)
 {
-    /* Per-message path.  A full turn is lws_service: one poll() over every descriptor (not
-     * waiting while ZeroMQ may hold more), lws serving what is ready and running its timers.
-     * While messages flow, a full turn comes every RELAY_FULL_TURN_US; between full turns the
-     * loop waits on the SUB alone, drains it, and writes to the connections the messages woke
-     * without a poll() over every descriptor (at a steady rate, that poll() took a third of the
-     * relay's time, and every millisecond still a sixth at 1,000 connections).  So while
-     * messages flow, a connection's input, a backed-up connection's output and lws's timers
-     * wait for the next full turn, RELAY_FULL_TURN_US at most.  Once a whole period passes
-     * without a message the relay is idle: it sleeps in lws_service until something happens,
-     * so a quiet relay answers its connections and runs its timers at once. */
+    /* Per-message path.  A full turn is lws_service: one poll() over every descriptor lws holds
+     * (not waiting while work is known to be there), lws serving what is ready and running
+     * its timers.  While events flow (messages, connections, client input) a full turn comes
+     * every RELAY_FULL_TURN_US, and between full turns the loop waits on its own epoll set
+     * (loop.h) and serves what is ready there, at a cost per ready descriptor, not per
+     * connection.  So while events flow, lws's timers, the output it buffered and the closes
+     * it runs wait for the next full turn, RELAY_FULL_TURN_US at most.  Once a whole period
+     * passes without an event the relay is idle: it sleeps in lws_service until something
+     * happens (the epoll set is one of lws's descriptors), so a quiet relay answers at once
+     * and runs its timers on time, and costs nothing. */
     int64_t full_due_us = 0;
-    int flowing = 0; /* messages arrived in the last turn's period: wait on the SUB alone */
-    int arrived = 0; /* messages arrived since the last full turn */
+    int busy = 0; /* events in the last turn's period: wait in the epoll set */
     while (!*quit) {
-        if (!relay->ingress_ready && flowing && relay_wait_ingress(relay, full_due_us)) {
-            relay->ingress_ready = 1;
-        } else if (!flowing || clock_mono_us() >= full_due_us) {
-            if (lws_service(relay->context, relay->ingress_ready ? -1 : 0) < 0)
+        int64_t now_us = clock_mono_us();
+        if (!busy || now_us >= full_due_us) {
+            int ready = relay->ingress_ready || relay->loop_ready;
+            if (lws_service(relay->context, busy || ready ? -1 : 0) < 0)
                 return;
             full_due_us = clock_mono_us() + RELAY_FULL_TURN_US;
-            flowing = arrived;
-            arrived = 0;
+            busy = relay->activity > 0;
+            relay->activity = 0;
+            if (relay->loop_ready)
+                loop_serve(relay, 0);
+        } else {
+            loop_serve(relay, relay->ingress_ready || relay->loop_ready ? 0 : full_due_us - now_us);
         }
         if (relay->ingress_ready) {
             ingress_drain(relay);
-            arrived = flowing = 1;
+            relay->activity++;
         }
         session_serve_woken(relay);
     }
@@ -190,9 +175,12 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
     lws_callback_on_writable_all_protocol(relay->context, &relay->protocols[RELAY_PROTOCOL_WS]);
     relay_closing_tick(&relay->closing_tick);
     int64_t deadline = clock_mono_ms() + RELAY_CLOSE_GRACE_MS;
-    while (relay->connections > 0 && clock_mono_ms() < deadline)
+    while (relay->connections > 0 && clock_mono_ms() < deadline) {
         if (lws_service(relay->context, 0) < 0)
             break;
+        if (relay->loop_ready)
+            loop_serve(relay, 0); /* the clients' closes in reply */
+    }
     lws_sul_cancel(&relay->closing_tick);
 }
 
@@ -204,8 +192,7 @@ relay_destroy(struct relay **relay)
     struct relay *r = *relay;
     if (r->context)
         lws_context_destroy(r->context); /* closes every connection: sessions detach */
-    if (r->clients_fd >= 0 && !r->clients_adopted)
-        close(r->clients_fd);
+    loop_fini(r);
     ingress_fini(r);
     listener_fini(r);
     route_destroy(&r->route);

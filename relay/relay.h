@@ -35,9 +35,8 @@
 enum relay_protocol {
     RELAY_PROTOCOL_WS,       /* HTTP (/health, /status) and WebSocket (/ws) */
     RELAY_PROTOCOL_INGRESS,  /* the ZeroMQ SUB's fd */
-    RELAY_PROTOCOL_LISTENER, /* the listening socket */
     RELAY_PROTOCOL_UPSTREAM, /* the ZeroMQ monitor's fd */
-    RELAY_PROTOCOL_CLIENTS,  /* the epoll of the connections' input */
+    RELAY_PROTOCOL_LOOP,     /* the relay's own epoll set (loop.h) */
     RELAY_PROTOCOLS
 };
 
@@ -55,8 +54,10 @@ struct relay {
     lws_sorted_usec_list_t heartbeat; /* once a second: ping the idle, drop the dead */
     uint32_t now_s;                /* monotonic seconds, as of the last heartbeat */
     struct lws_protocols protocols[RELAY_PROTOCOLS + 1]; /* relay_protocols, this config's sizes */
-    int clients_fd;                /* epoll of every connection's input (session.c), in lws */
-    int clients_adopted;           /* lws owns clients_fd */
+    int loop_fd;                   /* the relay's own epoll set (loop.h), one of lws's fds */
+    int loop_adopted;              /* lws owns loop_fd */
+    int loop_ready;                /* the set may hold events: serve before waiting again */
+    unsigned activity;             /* events served since the last full turn */
     void *zmq;
     void *sub;                     /* ZeroMQ SUB on [zmq] events */
     int sub_fd;                    /* a dup of ZMQ_FD, adopted by lws */
@@ -79,8 +80,7 @@ struct relay {
     uint64_t throttled_unlogged;   /* of those, since the last connect_throttled line */
     int64_t throttle_logged_ms;    /* when that line was written (0: never) */
     uint64_t forbidden;            /* handshakes refused with 403 for their Origin */
-    int listen_fd;                 /* until lws adopts it */
-    int listen_wsi_fd;             /* the listening socket, for accept() */
+    int listen_fd;                 /* the listening socket (in the epoll set) */
     int reserve_fd;                /* given up to shed a connection when out of descriptors */
 };
 

@@ -6,19 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "log.h"
+#include "loop.h"
 #include "receive.h"
 #include "relay.h"
 #include "send.h"
 
 #define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
 #define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
-#define SESSION_READ_BATCH 256     /* connections read per wake of relay->clients_fd */
 
 /* Close code constants not in the lws enum. */
 #define SESSION_CLOSE_UNAUTHORIZED 4001
@@ -74,8 +73,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     relay->connections++;
     /* From here on the relay reads the connection itself (receive.h): lws must not. */
     lws_rx_flow_control(wsi, 0);
-    struct epoll_event watch = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = session};
-    if (epoll_ctl(relay->clients_fd, EPOLL_CTL_ADD, lws_get_socket_fd(wsi), &watch) != 0) {
+    if (loop_watch_session(relay, lws_get_socket_fd(wsi), session) != 0) {
         log_warn("event=ws_refused reason=\"cannot watch\" error=\"%s\"", strerror(errno));
         session_close_later(session, SESSION_CLOSE_INTERNAL);
         return;
@@ -220,34 +218,20 @@ session_stop_reading(struct relay *relay, struct session *session)
 {
     if (!session->reading)
         return;
-    (void)epoll_ctl(relay->clients_fd, EPOLL_CTL_DEL, lws_get_socket_fd(session->wsi), NULL);
+    loop_unwatch(relay, lws_get_socket_fd(session->wsi));
     session->reading = 0;
 }
 
-/* The connection has input: hand it to receive.h, which reports each event above. */
-static void
+void
 session_read(struct relay *relay, struct session *session)
 {
+    if (!session->reading)
+        return;
     session_alive(relay, session);
     if (receive_read(&session->rx, lws_get_socket_fd(session->wsi), RELAY_CLIENT_MESSAGE_MAX,
                      &session_receive_handler, session) != 0) {
         session_stop_reading(relay, session);
         receive_destroy(&session->rx);
-    }
-}
-
-void
-session_read_ready(struct relay *relay)
-{
-    /* Level-triggered: a connection left with input (RECEIVE_TURN_BYTES read) comes back on
-     * the next turn.  A session leaves the set in session_fini, before lws frees it, and no
-     * connection closes within this loop (session_end is asynchronous). */
-    struct epoll_event ready[SESSION_READ_BATCH];
-    int n = epoll_wait(relay->clients_fd, ready, SESSION_READ_BATCH, 0);
-    for (int i = 0; i < n; i++) {
-        struct session *session = ready[i].data.ptr;
-        if (session->reading)
-            session_read(relay, session);
     }
 }
 

@@ -40,7 +40,7 @@ struct session {
     uint8_t close_now;            /* write the close and end: a failure, or the peer's close */
     uint8_t close_sent;           /* lws sent our close: the client's reply ends it */
     uint8_t close_echo;           /* the close answers the client's: no reason text */
-    uint8_t reading;              /* on relay->clients_fd */
+    uint8_t reading;              /* its input watched in the relay's epoll set (loop.h) */
     uint8_t send_connected, send_pong, send_error, send_ping, send_resync, send_pong_frame;
     uint8_t ping_sent, dead;
     uint8_t attached;
@@ -58,8 +58,8 @@ void session_fini(struct relay *relay, struct session *session);
  * 4.1 forbids; see receive.h): fail the connection with 1002. */
 void session_receive_early(struct session *session);
 
-/* relay->clients_fd is readable: read every connection that has input (receive.h). */
-void session_read_ready(struct relay *relay);
+/* The connection has input (loop.h): read it (receive.h).  Nothing once reading is over. */
+void session_read(struct relay *relay, struct session *session);
 
 /* Per-message path: the connection is writeable; write one frame.  -1 to close. */
 int session_write(struct relay *relay, struct session *session);
