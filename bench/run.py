@@ -7,8 +7,10 @@ process) or wrk, and stops it again, also on failure.  Scenarios:
 
   fanout     1,000 clients, each its own client id, publisher flat out: delivered msgs/s
   rate       the same clients at half of taskwire's fan-out rate: latency
+  steady     the same clients at a moderate 8,000 msgs/s: latency (p50, p90, p99)
   broadcast  1,000 connections of one client id, a steady rate: latency
   idle       server RSS with 0 and 10,000 idle connections: bytes per connection
+  connect    seconds for 1,000 and 10,000 clients to connect and get their first frame
   scale      most idle connections taskwire's relays hold (several relays on one port)
   submit     POST /api/tasks through lighttpd with wrk, next to a hello-world FastCGI ceiling
 
@@ -55,6 +57,8 @@ RATE_SUSTAINED = 0.95  # a server delivering less than this share of the steady 
 FLAT_WINDOW = 2000  # flat out: deliveries outstanding at most
 BROADCAST_RATE = 10  # messages/s to the one client id (10,000 deliveries/s)
 IDLE_CONNS = 10000
+STEADY_RATE = 8000  # msgs/s of the steady scenario: a moderate rate every peer sustains
+CONNECT_CONNS = (1000, 10000)  # clients of the connect scenario, each its own client id
 SCALE_TARGET = 100000
 SCALE_RELAYS = 6
 SCALE_LOADGENS = 6
@@ -610,6 +614,11 @@ class Bench:
         self.rounds("rate", names, runs, lambda peer, i: self.pub_run(
             peer, f"rate{i}", FANOUT_CONNS, FANOUT_CONNS, rate=rate))
 
+    def steady(self, names, runs):
+        print(f"steady: {FANOUT_CONNS} clients at {STEADY_RATE} msgs/s", flush=True)
+        self.rounds("steady", names, runs, lambda peer, i: self.pub_run(
+            peer, f"steady{i}", FANOUT_CONNS, FANOUT_CONNS, rate=STEADY_RATE))
+
     def broadcast(self, names, runs):
         print(f"broadcast: {FANOUT_CONNS} connections of one client id, {BROADCAST_RATE} msgs/s "
               f"({BROADCAST_RATE * FANOUT_CONNS} deliveries/s)", flush=True)
@@ -627,8 +636,23 @@ class Bench:
         ready = run.lines[0]["ready"] if run.lines else 0
         Procs.stop(run.proc, signal.SIGTERM)
         retries = run.lines[0]["retries"] if run.lines else 0
+        connect_s = run.lines[0]["seconds"] if run.lines else float("nan")
         return {"conns": conns, "ready": ready, "retries": retries, "rss0_kb": base, "rss_kb": full,
+                "connect_s": connect_s,
                 "bytes_per_conn": (full - base) * 1024 / ready if ready else float("nan")}
+
+    def connect(self, names, runs):
+        # A relay restart makes every browser reconnect at once: how long until all are back.
+        print(f"connect: {' and '.join(map(str, CONNECT_CONNS))} clients connecting at once",
+              flush=True)
+        for conns in CONNECT_CONNS:
+            for name in names:
+                if name == "taskwire-proxy":
+                    continue
+                for i in range(runs):
+                    self.record(f"connect{conns}", name, self.with_peer(
+                        name, lambda peer: self.idle_once(peer, conns,
+                                                          f"{name}-connect{conns}-{i}")))
 
     def idle(self, names, runs):
         print(f"idle: server RSS with 0 and {IDLE_CONNS} idle connections", flush=True)
@@ -751,7 +775,8 @@ def summary(r):
             s += f" (retried {r.get('retries')}, failed {r.get('failed')}: {r.get('close_codes')})"
         return s
     if "bytes_per_conn" in r:
-        return (f"ready {r['ready']}/{r['conns']} (retried {r.get('retries', 0)}) rss {r['rss0_kb']} -> {r['rss_kb']} KiB, "
+        return (f"ready {r['ready']}/{r['conns']} (retried {r.get('retries', 0)}) in "
+                f"{r.get('connect_s', float('nan')):.2f} s, rss {r['rss0_kb']} -> {r['rss_kb']} KiB, "
                 f"{r['bytes_per_conn']:.0f} bytes/conn")
     if "rps" in r:
         return f"{r['rps']:.0f} req/s p50 {r['p50_us']} p99 {r['p99_us']} us errors {r['errors']}"
@@ -893,6 +918,25 @@ class Report:
                         else:
                             self.targets.append((f"p99 lower than {self.labels[n]}",
                                                  f"{ms_unit(p99)} vs {ms_unit(q)}", p99 < q))
+        if "steady" in res:
+            L.append(f"### Latency at a moderate {STEADY_RATE:,} msgs/s, 1,000 clients")
+            L.append("")
+            self.header("server", "delivered msgs/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
+                        "lost", "server CPU")
+            for n in self.names:
+                rows = res["steady"].get(n)
+                if rows:
+                    self.row(self.labels[n], fmt(med(rows, "delivered_per_s")),
+                             ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p90")),
+                             ms(med(rows, "lat_us", "p99")), ms(med(rows, "lat_us", "max")),
+                             fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}")
+            L.append("")
+            tw, nchan = res["steady"].get("taskwire"), res["steady"].get("nchan")
+            if tw and nchan:
+                for q in ("p50", "p90", "p99"):
+                    a, b = med(tw, "lat_us", q), med(nchan, "lat_us", q)
+                    self.targets.append((f"{q} at {STEADY_RATE:,} msgs/s at or below nginx+nchan",
+                                         f"{ms_unit(a)} vs {ms_unit(b)}", a <= b))
         if "broadcast" in res:
             L.append(f"### Broadcast-ish: 1,000 connections of one client id, {BROADCAST_RATE} "
                      f"msgs/s ({BROADCAST_RATE * FANOUT_CONNS:,} deliveries/s)")
@@ -927,6 +971,25 @@ class Report:
                 best = min(peers)
                 self.targets.append(("idle bytes/connection <= 1/2 of the best peer",
                                      f"{fmt(tw)} vs {fmt(best)} bytes", tw <= best / 2))
+        if any(f"connect{c}" in res for c in CONNECT_CONNS):
+            L.append("### Connect: clients connecting at once, each its own client id")
+            L.append("")
+            self.header("server", *[f"{c:,} clients s" for c in CONNECT_CONNS],
+                        "taskwire / peer (10,000)")
+            tw = med(res.get(f"connect{CONNECT_CONNS[-1]}", {}).get("taskwire", []), "connect_s")
+            for n in self.names:
+                cells = [fmt(med(res[f"connect{c}"][n], "connect_s"), 2)
+                         if res.get(f"connect{c}", {}).get(n) else "n/a" for c in CONNECT_CONNS]
+                if all(c == "n/a" for c in cells):
+                    continue
+                v = med(res.get(f"connect{CONNECT_CONNS[-1]}", {}).get(n, []), "connect_s")
+                self.row(self.labels[n], *cells, "" if n == "taskwire" else self.ratio(tw, v))
+            L.append("")
+            nchan = res.get(f"connect{CONNECT_CONNS[-1]}", {}).get("nchan")
+            if nchan and tw == tw:
+                v = med(nchan, "connect_s")
+                self.targets.append((f"{CONNECT_CONNS[-1]:,} connections no slower than nginx+nchan",
+                                     f"{fmt(tw, 2)} vs {fmt(v, 2)} s", tw <= v))
         if "scale" in res:
             rows = res["scale"]["taskwire"]
             L.append(f"### Scale: idle connections held by {SCALE_RELAYS} taskwire relays on "
@@ -1106,7 +1169,8 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="5 s fan-out against taskwire only")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--peers", default="taskwire,taskwire-proxy,pushpin,nchan,socketio")
-    ap.add_argument("--scenarios", default="fanout,rate,broadcast,idle,scale,submit")
+    ap.add_argument("--scenarios",
+                    default="fanout,rate,steady,broadcast,idle,connect,scale,submit")
     ap.add_argument("--build", default=os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--doc", action="store_true", help="also update docs/PERFORMANCE.md")
@@ -1141,10 +1205,14 @@ def main():
             bench.fanout(names, args.runs)
         if "rate" in scenarios:
             bench.rate(names, latency_runs(args))
+        if "steady" in scenarios:
+            bench.steady(names, latency_runs(args))
         if "broadcast" in scenarios:
             bench.broadcast(names, latency_runs(args))
         if "idle" in scenarios:
             bench.idle(names, args.runs)
+        if "connect" in scenarios:
+            bench.connect(names, args.runs)
         if "scale" in scenarios and "taskwire" in names:
             bench.scale(1)
         if "submit" in scenarios and "taskwire" in names:
