@@ -121,6 +121,7 @@ check-deps:
 	@echo "check-deps: OK"
 
 lint: check-deps
+	@/usr/bin/python3 tools/check-errors.py
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--inline-suppr -Icommon common fcgi worker relay
 

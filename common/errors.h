@@ -2,8 +2,9 @@
  *
  * Every failure a client or operator can see is one row here: its enum value (negative, so
  * functions return 0 or a code), its HTTP status, its stable machine name and its default
- * human message.  The FastCGI handler's error replies and the error list in docs/PROTOCOL.md
- * are generated from / checked against this table; a new error is one line.  Several rows may
+ * human message.  The FastCGI handler's error replies come from this table, and `make lint`
+ * checks the error list in docs/PROTOCOL.md against it (tools/check-errors.py); a new error is
+ * one line here and one row there.  Several rows may
  * share a machine name (the STORE_* 503s are all "unavailable"): clients act on the name, and
  * the message says which part failed and how.
  */
