@@ -53,7 +53,6 @@ tasks_id_valid(const char *id)
 void
 tasks_session(struct app *app, const struct request *req, const char *id)
 {
-    (void)req;
     (void)id;
     char client_id[TOKEN_ID_SIZE], token[TOKEN_MAX], expires[CLOCK_ISO8601_SIZE];
     int64_t now = clock_now_ms() / 1000;
@@ -72,7 +71,6 @@ tasks_session(struct app *app, const struct request *req, const char *id)
 void
 tasks_health(struct app *app, const struct request *req, const char *id)
 {
-    (void)req;
     (void)id;
     int store_rc = store_check_writable(app->store);
     int store_ok = store_rc == 0;
@@ -91,7 +89,6 @@ tasks_health(struct app *app, const struct request *req, const char *id)
 void
 tasks_types(struct app *app, const struct request *req, const char *id)
 {
-    (void)req;
     (void)id;
     json_t *types = tasktype_describe(app->cfg);
     json_t *body = types ? json_pack("{s:o}", "types", types) : NULL;
