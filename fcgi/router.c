@@ -1,4 +1,4 @@
-/* router.c: match the request path against the route table. */
+/* router.c: match the request path against the endpoint table. */
 #include "router.h"
 
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include "reply.h"
 #include "tasks.h"
 
-struct route {
+struct endpoint {
     const char *method;
     const char *pattern;
     void (*handler)(struct app *, const struct request *, const char *);
@@ -17,7 +17,7 @@ struct route {
     int (*begin)(struct app *, const struct request *, struct tasks_pending *);
 };
 
-static const struct route routes[] = {
+static const struct endpoint endpoints[] = {
     {"POST", "/api/session", tasks_session, NULL},
     {"GET", "/api/health", tasks_health, NULL},
     {"GET", "/api/task-types", tasks_types, NULL},
@@ -31,7 +31,7 @@ static const struct route routes[] = {
 
 /* 1 when path matches pattern; the {id} segment, if any, is copied into id. */
 static int
-route_match(const char *pattern, const char *path, char id[ROUTER_ID_MAX])
+endpoint_match(const char *pattern, const char *path, char id[ROUTER_ID_MAX])
 {
     id[0] = '\0';
     while (*pattern && *path) {
@@ -57,19 +57,19 @@ router_dispatch(struct app *app, struct request *req, struct tasks_pending *pend
     char id[ROUTER_ID_MAX];
     char allow[64] = "";
     cors_prepare(app->cfg, req);
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        if (!route_match(routes[i].pattern, req->path, id))
+    for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++) {
+        if (!endpoint_match(endpoints[i].pattern, req->path, id))
             continue;
-        if (strcmp(routes[i].method, req->method) == 0) {
-            if (pending && routes[i].begin)
-                return routes[i].begin(app, req, pending);
-            routes[i].handler(app, req, id);
+        if (strcmp(endpoints[i].method, req->method) == 0) {
+            if (pending && endpoints[i].begin)
+                return endpoints[i].begin(app, req, pending);
+            endpoints[i].handler(app, req, id);
             return 0;
         }
-        if (!strstr(allow, routes[i].method)) {
+        if (!strstr(allow, endpoints[i].method)) {
             size_t used = strlen(allow);
             snprintf(allow + used, sizeof allow - used, "%s%s", used ? ", " : "",
-                     routes[i].method);
+                     endpoints[i].method);
         }
     }
     if (allow[0] == '\0') {

@@ -1,4 +1,4 @@
-/* router.h: the REST API's one table of routes {method, path pattern, handler}.
+/* router.h: the REST API's one table of endpoints {method, path pattern, handler}.
  *
  * A pattern is a path whose "{id}" segments match one task id.  A path that matches no pattern
  * is 404; one that matches with another method is 405 with an Allow header.
