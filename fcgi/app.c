@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "wire.h"
 #include "protocol.h"
 
 struct app *
@@ -40,16 +41,13 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
         log_warn("event=group_commit_off database=%s", cfg->database);
     if (nudger)
         return app; /* nudges go out on the nudger's socket */
-    int hwm = APP_PUSH_HWM, linger = APP_PUSH_LINGER;
     app->zmq_shared = zmq_context != NULL;
     app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
-    app->push = app->zmq_context ? zmq_socket(app->zmq_context, ZMQ_PUSH) : NULL;
-    if (!app->push || zmq_setsockopt(app->push, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(app->push, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_connect(app->push, cfg->tasks_endpoint) != 0) {
-        snprintf(err, errlen, "%s: %s", cfg->tasks_endpoint, zmq_strerror(zmq_errno()));
+    struct wire_options push = {.send_hwm = APP_PUSH_HWM, .recv_hwm = WIRE_DEFAULT,
+                                .linger_ms = APP_PUSH_LINGER, .connect = cfg->tasks_endpoint};
+    app->push = wire_socket(app->zmq_context, ZMQ_PUSH, &push, err, errlen);
+    if (!app->push)
         goto fail;
-    }
     return app;
 fail:
     app_destroy(&app);

@@ -9,6 +9,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "wire.h"
 #include "relay.h"
 #include "session.h"
 
@@ -35,7 +36,12 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
      * poll() and yields at once. */
     if (relay->zmq)
         zmq_ctx_set(relay->zmq, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
-    relay->sub = relay->zmq ? zmq_socket(relay->zmq, ZMQ_SUB) : NULL;
+    /* Connected after the monitor is on, so the first connection is seen too. */
+    struct wire_options sub = {.send_hwm = subscriptions_hwm, .recv_hwm = hwm,
+                               .linger_ms = linger};
+    relay->sub = wire_socket(relay->zmq, ZMQ_SUB, &sub, err, errlen);
+    if (!relay->sub)
+        return -1;
     relay->monitor = relay->zmq ? zmq_socket(relay->zmq, ZMQ_PAIR) : NULL;
     int monitor_fd = -1;
     size_t monitor_size = sizeof monitor_fd;
@@ -47,10 +53,7 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
         snprintf(err, errlen, "ZeroMQ monitor: %s", zmq_strerror(zmq_errno()));
         return -1;
     }
-    if (!relay->sub || zmq_setsockopt(relay->sub, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(relay->sub, ZMQ_SNDHWM, &subscriptions_hwm, sizeof subscriptions_hwm) != 0 ||
-        zmq_setsockopt(relay->sub, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_connect(relay->sub, relay->cfg->events_endpoint) != 0 ||
+    if (zmq_connect(relay->sub, relay->cfg->events_endpoint) != 0 ||
         zmq_getsockopt(relay->sub, ZMQ_FD, &fd, &size) != 0) {
         snprintf(err, errlen, "%s: %s", relay->cfg->events_endpoint, zmq_strerror(zmq_errno()));
         return -1;

@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "job.h"
 #include "log.h"
+#include "wire.h"
 #include "protocol.h"
 #include "retry.h"
 #include "slot.h"
@@ -80,27 +81,9 @@ static void *
 pool_socket(struct pool *pool, int type, const char *first, const char *second, char *err,
             size_t errlen)
 {
-    int hwm = POOL_HWM, linger = 0;
-    void *socket = zmq_socket(pool->zmq, type);
-    if (!socket || zmq_setsockopt(socket, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(socket, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(socket, ZMQ_LINGER, &linger, sizeof linger) != 0) {
-        snprintf(err, errlen, "socket: %s", zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    if (first && zmq_bind(socket, first) != 0) {
-        snprintf(err, errlen, "cannot bind %s: %s", first, zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    if (second && zmq_bind(socket, second) != 0) {
-        snprintf(err, errlen, "cannot bind %s: %s", second, zmq_strerror(zmq_errno()));
-        goto fail;
-    }
-    return socket;
-fail:
-    if (socket)
-        zmq_close(socket);
-    return NULL;
+    struct wire_options options = {.send_hwm = POOL_HWM, .recv_hwm = POOL_HWM, .linger_ms = 0,
+                                   .bind = {first, second}};
+    return wire_socket(pool->zmq, type, &options, err, errlen);
 }
 
 struct pool *

@@ -9,6 +9,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "wire.h"
 #include "store.h"
 
 struct slot {
@@ -83,13 +84,11 @@ slot_new(const struct config *cfg, void *zmq_context, int index, const char *wor
     slot->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
     if (!slot->store || store_worker_durability(slot->store) != 0)
         goto fail;
-    int linger = 1000;
-    slot->events = zmq_socket(zmq_context, ZMQ_PUSH);
-    if (!slot->events || zmq_setsockopt(slot->events, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_connect(slot->events, SLOT_ENDPOINT) != 0) {
-        snprintf(err, errlen, "slot socket: %s", zmq_strerror(zmq_errno()));
+    struct wire_options events = {.send_hwm = WIRE_DEFAULT, .recv_hwm = WIRE_DEFAULT,
+                                  .linger_ms = 1000, .connect = SLOT_ENDPOINT};
+    slot->events = wire_socket(zmq_context, ZMQ_PUSH, &events, err, errlen);
+    if (!slot->events)
         goto fail;
-    }
     slot->env = (struct job_env){.cfg = cfg,
                                  .store = slot->store,
                                  .events = slot->events,

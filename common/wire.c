@@ -1,0 +1,40 @@
+/* wire.c: ZeroMQ sockets with the programs' options (see wire.h). */
+#include "wire.h"
+
+#include <stdio.h>
+#include <zmq.h>
+
+/* Set an int option unless it is WIRE_DEFAULT.  0, or -1. */
+static int
+wire_option(void *socket, int option, int value)
+{
+    return value == WIRE_DEFAULT ? 0 : zmq_setsockopt(socket, option, &value, sizeof value);
+}
+
+void *
+wire_socket(void *zmq, int type, const struct wire_options *options, char *err, size_t errlen)
+{
+    void *socket = zmq ? zmq_socket(zmq, type) : NULL;
+    if (!socket || wire_option(socket, ZMQ_SNDHWM, options->send_hwm) != 0 ||
+        wire_option(socket, ZMQ_RCVHWM, options->recv_hwm) != 0 ||
+        wire_option(socket, ZMQ_LINGER, options->linger_ms) != 0) {
+        snprintf(err, errlen, "socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    for (size_t i = 0; i < sizeof options->bind / sizeof options->bind[0]; i++) {
+        if (options->bind[i] && zmq_bind(socket, options->bind[i]) != 0) {
+            snprintf(err, errlen, "cannot bind %s: %s", options->bind[i],
+                     zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+    }
+    if (options->connect && zmq_connect(socket, options->connect) != 0) {
+        snprintf(err, errlen, "cannot connect %s: %s", options->connect, zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    return socket;
+fail:
+    if (socket)
+        zmq_close(socket);
+    return NULL;
+}

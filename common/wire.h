@@ -1,0 +1,28 @@
+/* wire.h: a ZeroMQ socket as the programs make them: its queue bounds and linger set, then
+ * bound or connected, one place for what every program's sockets share.
+ *
+ * Bounds: each socket's queues hold at most its send_hwm / recv_hwm messages (ZeroMQ's
+ * policy beyond that depends on the type: a PUB drops, a PUSH blocks or fails with EAGAIN);
+ * linger says how long unsent messages may keep a closing socket.
+ */
+#ifndef TW_COMMON_WIRE_H
+#define TW_COMMON_WIRE_H
+
+#include <stddef.h>
+
+#define WIRE_DEFAULT (-1) /* an option left at ZeroMQ's default */
+
+struct wire_options {
+    int send_hwm;        /* ZMQ_SNDHWM, messages (0: unbounded) or WIRE_DEFAULT */
+    int recv_hwm;        /* ZMQ_RCVHWM, messages (0: unbounded) or WIRE_DEFAULT */
+    int linger_ms;       /* ZMQ_LINGER or WIRE_DEFAULT */
+    const char *bind[2]; /* endpoints to bind (NULL: none) */
+    const char *connect; /* the endpoint to connect (NULL: none) */
+};
+
+/* A socket of type (ZMQ_PUSH, ...) in context zmq with these options.  Caller owns; zmq_close.
+ * NULL with err naming the endpoint or option that failed. */
+void *wire_socket(void *zmq, int type, const struct wire_options *options, char *err,
+                  size_t errlen);
+
+#endif
