@@ -26,42 +26,42 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
     int hwm = RELAY_SUB_HWM, subscriptions_hwm = 0, linger = 0;
     int fd = -1;
     size_t size = sizeof fd;
-    relay->sub_fd = -1;
-    relay->monitor_fd = -1;
-    relay->zmq = zmq_ctx_new();
+    relay->ingress.sub_fd = -1;
+    relay->ingress.monitor_fd = -1;
+    relay->ingress.zmq = zmq_ctx_new();
     /* ZeroMQ's I/O thread only moves bytes from TCP into the SUB's queue.  Under load, waking
      * it preempted the loop once per small burst (two context switches each, a sixth of the
      * relay's core in a flat-out fan-out); as a batch thread it waits for the loop to yield
      * and then moves what has come in by then.  An idle loop is not delayed: it sleeps in
      * poll() and yields at once. */
-    if (relay->zmq)
-        zmq_ctx_set(relay->zmq, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
+    if (relay->ingress.zmq)
+        zmq_ctx_set(relay->ingress.zmq, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
     /* Connected after the monitor is on, so the first connection is seen too. */
     struct wire_options sub = {.send_hwm = subscriptions_hwm, .recv_hwm = hwm,
                                .linger_ms = linger};
-    relay->sub = wire_socket(relay->zmq, ZMQ_SUB, &sub, err, errlen);
-    if (!relay->sub)
+    relay->ingress.sub = wire_socket(relay->ingress.zmq, ZMQ_SUB, &sub, err, errlen);
+    if (!relay->ingress.sub)
         return -1;
-    relay->monitor = relay->zmq ? zmq_socket(relay->zmq, ZMQ_PAIR) : NULL;
+    relay->ingress.monitor = relay->ingress.zmq ? zmq_socket(relay->ingress.zmq, ZMQ_PAIR) : NULL;
     int monitor_fd = -1;
     size_t monitor_size = sizeof monitor_fd;
-    if (!relay->sub || !relay->monitor ||
-        zmq_socket_monitor(relay->sub, INGRESS_MONITOR, ZMQ_EVENT_CONNECTED) != 0 ||
-        zmq_connect(relay->monitor, INGRESS_MONITOR) != 0 ||
-        zmq_getsockopt(relay->monitor, ZMQ_FD, &monitor_fd, &monitor_size) != 0 ||
-        (relay->monitor_fd = dup(monitor_fd)) < 0) {
+    if (!relay->ingress.sub || !relay->ingress.monitor ||
+        zmq_socket_monitor(relay->ingress.sub, INGRESS_MONITOR, ZMQ_EVENT_CONNECTED) != 0 ||
+        zmq_connect(relay->ingress.monitor, INGRESS_MONITOR) != 0 ||
+        zmq_getsockopt(relay->ingress.monitor, ZMQ_FD, &monitor_fd, &monitor_size) != 0 ||
+        (relay->ingress.monitor_fd = dup(monitor_fd)) < 0) {
         snprintf(err, errlen, "ZeroMQ monitor: %s", zmq_strerror(zmq_errno()));
         return -1;
     }
-    if (zmq_connect(relay->sub, relay->cfg->events_endpoint) != 0 ||
-        zmq_getsockopt(relay->sub, ZMQ_FD, &fd, &size) != 0) {
+    if (zmq_connect(relay->ingress.sub, relay->cfg->events_endpoint) != 0 ||
+        zmq_getsockopt(relay->ingress.sub, ZMQ_FD, &fd, &size) != 0) {
         snprintf(err, errlen, "%s: %s", relay->cfg->events_endpoint, zmq_strerror(zmq_errno()));
         return -1;
     }
     /* lws closes what it adopts; ZeroMQ must keep its own descriptor. */
-    relay->sub_wait_fd = fd;
-    relay->sub_fd = dup(fd);
-    if (relay->sub_fd < 0) {
+    relay->ingress.sub_wait_fd = fd;
+    relay->ingress.sub_fd = dup(fd);
+    if (relay->ingress.sub_fd < 0) {
         snprintf(err, errlen, "dup: %s", strerror(errno));
         return -1;
     }
@@ -71,15 +71,15 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
 int
 ingress_start(struct relay *relay, char *err, size_t errlen)
 {
-    if (relay_watch(relay, relay->sub_fd, RELAY_PROTOCOL_INGRESS, "the ZeroMQ socket", err,
+    if (relay_watch(relay, relay->ingress.sub_fd, RELAY_PROTOCOL_INGRESS, "the ZeroMQ socket", err,
                     errlen) != 0)
         return -1;
-    relay->sub_fd = -1; /* lws owns the duplicate now */
-    if (relay_watch(relay, relay->monitor_fd, RELAY_PROTOCOL_UPSTREAM, "the ZeroMQ monitor", err,
+    relay->ingress.sub_fd = -1; /* lws owns the duplicate now */
+    if (relay_watch(relay, relay->ingress.monitor_fd, RELAY_PROTOCOL_UPSTREAM, "the ZeroMQ monitor", err,
                     errlen) != 0)
         return -1;
-    relay->monitor_fd = -1;
-    relay->ingress_ready = 1;
+    relay->ingress.monitor_fd = -1;
+    relay->ingress.ready = 1;
     ingress_watch(relay);
     return 0;
 }
@@ -87,23 +87,23 @@ ingress_start(struct relay *relay, char *err, size_t errlen)
 void
 ingress_fini(struct relay *relay)
 {
-    if (relay->sub_fd >= 0)
-        close(relay->sub_fd);
-    relay->sub_fd = -1;
-    if (relay->monitor_fd >= 0)
-        close(relay->monitor_fd);
-    relay->monitor_fd = -1;
-    if (relay->sub) {
-        zmq_socket_monitor(relay->sub, NULL, 0);
-        zmq_close(relay->sub);
+    if (relay->ingress.sub_fd >= 0)
+        close(relay->ingress.sub_fd);
+    relay->ingress.sub_fd = -1;
+    if (relay->ingress.monitor_fd >= 0)
+        close(relay->ingress.monitor_fd);
+    relay->ingress.monitor_fd = -1;
+    if (relay->ingress.sub) {
+        zmq_socket_monitor(relay->ingress.sub, NULL, 0);
+        zmq_close(relay->ingress.sub);
     }
-    relay->sub = NULL;
-    if (relay->monitor)
-        zmq_close(relay->monitor);
-    relay->monitor = NULL;
-    if (relay->zmq)
-        zmq_ctx_term(relay->zmq);
-    relay->zmq = NULL;
+    relay->ingress.sub = NULL;
+    if (relay->ingress.monitor)
+        zmq_close(relay->ingress.monitor);
+    relay->ingress.monitor = NULL;
+    if (relay->ingress.zmq)
+        zmq_ctx_term(relay->ingress.zmq);
+    relay->ingress.zmq = NULL;
 }
 
 void
@@ -116,21 +116,21 @@ ingress_drain(struct relay *relay)
     for (int n = 0; n < RELAY_INGRESS_BATCH && backlog * 2 < (size_t)relay->cfg->ring; n++) {
         zmq_msg_t topic, payload;
         zmq_msg_init(&topic);
-        if (zmq_msg_recv(&topic, relay->sub, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&topic, relay->ingress.sub, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&topic);
             break;
         }
         if (!zmq_msg_more(&topic)) {
-            relay->ingress_malformed++;
+            relay->ingress.malformed++;
             zmq_msg_close(&topic);
             continue;
         }
         zmq_msg_init(&payload);
         /* The frames of a message arrive together, so this does not block. */
-        if (zmq_msg_recv(&payload, relay->sub, 0) >= 0) {
+        if (zmq_msg_recv(&payload, relay->ingress.sub, 0) >= 0) {
             if (zmq_msg_more(&payload)) {
-                relay->ingress_malformed++;
-                while (zmq_msg_more(&payload) && zmq_msg_recv(&payload, relay->sub, 0) >= 0)
+                relay->ingress.malformed++;
+                while (zmq_msg_more(&payload) && zmq_msg_recv(&payload, relay->ingress.sub, 0) >= 0)
                     ;
             } else {
                 route_publish(relay->route, zmq_msg_data(&topic), zmq_msg_size(&topic),
@@ -143,14 +143,14 @@ ingress_drain(struct relay *relay)
     /* Capped for fairness: the loop serves the connections, then drains on without waiting. */
     int events = 0;
     size_t size = sizeof events;
-    relay->ingress_ready =
-        zmq_getsockopt(relay->sub, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+    relay->ingress.ready =
+        zmq_getsockopt(relay->ingress.sub, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
 }
 
 static void
 ingress_resync(lws_sorted_usec_list_t *sul)
 {
-    struct relay *relay = lws_container_of(sul, struct relay, resync_later);
+    struct relay *relay = lws_container_of(sul, struct relay, ingress.resync_later);
     session_resync_all(relay);
 }
 
@@ -164,9 +164,9 @@ ingress_watch(struct relay *relay)
     while (events & ZMQ_POLLIN) {
         zmq_msg_t event, endpoint;
         zmq_msg_init(&event);
-        if (zmq_msg_recv(&event, relay->monitor, ZMQ_DONTWAIT) < 0) {
+        if (zmq_msg_recv(&event, relay->ingress.monitor, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&event);
-            if (zmq_getsockopt(relay->monitor, ZMQ_EVENTS, &events, &size) != 0)
+            if (zmq_getsockopt(relay->ingress.monitor, ZMQ_EVENTS, &events, &size) != 0)
                 break;
             continue;
         }
@@ -174,18 +174,18 @@ ingress_watch(struct relay *relay)
         if (zmq_msg_size(&event) >= sizeof what)
             memcpy(&what, zmq_msg_data(&event), sizeof what);
         zmq_msg_init(&endpoint);
-        while (zmq_msg_more(&event) && zmq_msg_recv(&endpoint, relay->monitor, 0) >= 0 &&
+        while (zmq_msg_more(&event) && zmq_msg_recv(&endpoint, relay->ingress.monitor, 0) >= 0 &&
                zmq_msg_more(&endpoint))
             ;
         zmq_msg_close(&endpoint);
         zmq_msg_close(&event);
         if (what == ZMQ_EVENT_CONNECTED) {
-            relay->upstream_connects++;
+            relay->ingress.upstream_connects++;
             log_info("event=upstream_connected count=%llu",
-                     (unsigned long long)relay->upstream_connects);
+                     (unsigned long long)relay->ingress.upstream_connects);
             /* The first connection needs none: every page resyncs on "connected" anyway. */
-            if (relay->upstream_connects > 1)
-                lws_sul_schedule(relay->context, 0, &relay->resync_later, ingress_resync,
+            if (relay->ingress.upstream_connects > 1)
+                lws_sul_schedule(relay->context, 0, &relay->ingress.resync_later, ingress_resync,
                                  RELAY_RESYNC_DELAY_US);
         }
     }
@@ -195,9 +195,9 @@ ingress_watch(struct relay *relay)
 static void
 ingress_subscription(struct relay *relay, int option, const char *id, size_t len)
 {
-    if (zmq_setsockopt(relay->sub, option, id, len) != 0)
+    if (zmq_setsockopt(relay->ingress.sub, option, id, len) != 0)
         log_warn("event=subscription_failed error=\"%s\"", zmq_strerror(zmq_errno()));
-    relay->ingress_ready = 1;
+    relay->ingress.ready = 1;
 }
 
 void

@@ -24,10 +24,10 @@ listener_init(struct relay *relay, char *err, size_t errlen)
 {
     struct sockaddr_in address = {.sin_family = AF_INET,
                                   .sin_port = htons((uint16_t)relay->cfg->relay_port)};
-    relay->listen_fd = -1;
-    relay->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    relay->throttle = throttle_new(relay->cfg);
-    if (!relay->throttle) {
+    relay->listener.fd = -1;
+    relay->listener.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    relay->listener.throttle = throttle_new(relay->cfg);
+    if (!relay->listener.throttle) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -48,14 +48,14 @@ listener_init(struct relay *relay, char *err, size_t errlen)
             close(fd);
         return -1;
     }
-    relay->listen_fd = fd;
+    relay->listener.fd = fd;
     return 0;
 }
 
 int
 listener_start(struct relay *relay, char *err, size_t errlen)
 {
-    if (loop_watch(relay, relay->listen_fd, LOOP_LISTENER) != 0) {
+    if (loop_watch(relay, relay->listener.fd, LOOP_LISTENER) != 0) {
         snprintf(err, errlen, "cannot watch the listening socket: %s", strerror(errno));
         return -1;
     }
@@ -65,26 +65,26 @@ listener_start(struct relay *relay, char *err, size_t errlen)
 void
 listener_fini(struct relay *relay)
 {
-    if (relay->listen_fd >= 0)
-        close(relay->listen_fd);
-    if (relay->reserve_fd >= 0)
-        close(relay->reserve_fd);
-    relay->listen_fd = relay->reserve_fd = -1;
-    throttle_destroy(&relay->throttle);
+    if (relay->listener.fd >= 0)
+        close(relay->listener.fd);
+    if (relay->listener.reserve_fd >= 0)
+        close(relay->listener.reserve_fd);
+    relay->listener.fd = relay->listener.reserve_fd = -1;
+    throttle_destroy(&relay->listener.throttle);
 }
 
 /* Out of descriptors: take the newcomer with the reserve and close it at once. */
 static void
 listener_shed(struct relay *relay, int listen_fd)
 {
-    if (relay->reserve_fd < 0)
+    if (relay->listener.reserve_fd < 0)
         return;
-    close(relay->reserve_fd);
+    close(relay->listener.reserve_fd);
     int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd >= 0)
         close(fd);
-    relay->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    relay->refused++;
+    relay->listener.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    relay->listener.refused++;
 }
 
 /* A connection over [relay] connect_rate: closed before anything is read from it.  One log
@@ -93,22 +93,22 @@ static void
 listener_throttled(struct relay *relay, int fd, const struct sockaddr_in *peer, int64_t now_ms)
 {
     close(fd);
-    relay->throttled++;
-    relay->throttled_unlogged++;
-    if (relay->throttle_logged_ms && now_ms - relay->throttle_logged_ms < LISTENER_THROTTLE_LOG_MS)
+    relay->listener.throttled++;
+    relay->listener.throttled_unlogged++;
+    if (relay->listener.throttle_logged_ms && now_ms - relay->listener.throttle_logged_ms < LISTENER_THROTTLE_LOG_MS)
         return;
     char source[INET_ADDRSTRLEN] = "?";
     inet_ntop(AF_INET, &peer->sin_addr, source, sizeof source);
     log_warn("event=connect_throttled source=%s refused=%llu", source,
-             (unsigned long long)relay->throttled_unlogged);
-    relay->throttle_logged_ms = now_ms;
-    relay->throttled_unlogged = 0;
+             (unsigned long long)relay->listener.throttled_unlogged);
+    relay->listener.throttle_logged_ms = now_ms;
+    relay->listener.throttled_unlogged = 0;
 }
 
 void
 listener_accept(struct relay *relay)
 {
-    int listen_fd = relay->listen_fd;
+    int listen_fd = relay->listener.fd;
     for (int n = 0; n < LISTENER_ACCEPT_BATCH; n++) {
         struct sockaddr_in peer = {.sin_family = AF_INET};
         socklen_t peer_len = sizeof peer;
@@ -123,7 +123,7 @@ listener_accept(struct relay *relay)
             return; /* EAGAIN, or a connection that died before we took it */
         }
         int64_t now_ms = clock_mono_ms();
-        if (!throttle_admit(relay->throttle, peer.sin_addr.s_addr, now_ms)) {
+        if (!throttle_admit(relay->listener.throttle, peer.sin_addr.s_addr, now_ms)) {
             listener_throttled(relay, fd, &peer, now_ms);
             continue;
         }
@@ -134,7 +134,7 @@ listener_accept(struct relay *relay)
         int on = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
         if (!lws_adopt_socket_vhost(relay->vhost, fd)) {
-            relay->refused++; /* lws closed it */
+            relay->listener.refused++; /* lws closed it */
             continue;
         }
         /* lws reads it until its handshake is done, at once when it is ready (loop.h); its

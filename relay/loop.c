@@ -95,7 +95,7 @@ loop_serve(struct relay *relay, int64_t timeout_us)
             listener_accept(relay);
             break;
         case LOOP_INGRESS:
-            relay->ingress_ready = 1;
+            relay->ingress.ready = 1;
             break;
         case LOOP_HANDSHAKE:
             loop_handshake(relay, fd, ready[i].events);

@@ -77,9 +77,9 @@ protocol_http(struct relay *relay, struct lws *wsi, const char *path)
                          (json_int_t)relay->connections, "client_ids", (json_int_t)stats.clients,
                          "messages_in", (json_int_t)stats.messages_in, "messages_out",
                          (json_int_t)stats.messages_out, "dropped",
-                         (json_int_t)(stats.dropped + relay->ingress_malformed), "culled",
-                         (json_int_t)stats.culled, "refused", (json_int_t)relay->refused,
-                         "throttled", (json_int_t)relay->throttled, "forbidden",
+                         (json_int_t)(stats.dropped + relay->ingress.malformed), "culled",
+                         (json_int_t)stats.culled, "refused", (json_int_t)relay->listener.refused,
+                         "throttled", (json_int_t)relay->listener.throttled, "forbidden",
                          (json_int_t)relay->forbidden);
     } else {
         status = HTTP_STATUS_NOT_FOUND;
@@ -123,7 +123,7 @@ protocol_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 static void
 protocol_ingress_ready(struct relay *relay)
 {
-    relay->ingress_ready = 1;
+    relay->ingress.ready = 1;
 }
 
 /* The relay's epoll set has ready descriptors: relay_run serves them once lws's turn is done

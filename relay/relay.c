@@ -66,7 +66,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     relay->cfg = cfg;
-    relay->sub_fd = relay->listen_fd = relay->reserve_fd = -1;
+    relay->ingress.sub_fd = relay->listener.fd = relay->listener.reserve_fd = -1;
     if (loop_init(relay, err, errlen) != 0)
         goto fail;
     if (token_secret_load(cfg->secret_file, 0, relay->secret, &relay->secret_len, err,
@@ -116,7 +116,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     if (ingress_start(relay, err, errlen) != 0 || listener_start(relay, err, errlen) != 0 ||
         loop_start(relay, err, errlen) != 0)
         goto fail;
-    if (loop_watch(relay, relay->sub_wait_fd, LOOP_INGRESS) != 0) {
+    if (loop_watch(relay, relay->ingress.sub_wait_fd, LOOP_INGRESS) != 0) {
         snprintf(err, errlen, "cannot watch the ZeroMQ socket: %s", strerror(errno));
         goto fail;
     }
@@ -154,7 +154,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
     while (!*quit) {
         int64_t now_us = clock_mono_us();
         if (!busy || now_us >= full_due_us) {
-            int ready = relay->ingress_ready || relay->loop_ready;
+            int ready = relay->ingress.ready || relay->loop_ready;
             if (lws_service(relay->context, busy || ready ? -1 : 0) < 0)
                 return;
             full_due_us = clock_mono_us() + RELAY_FULL_TURN_US;
@@ -163,9 +163,9 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
             if (relay->loop_ready)
                 loop_serve(relay, 0);
         } else {
-            loop_serve(relay, relay->ingress_ready || relay->loop_ready ? 0 : full_due_us - now_us);
+            loop_serve(relay, relay->ingress.ready || relay->loop_ready ? 0 : full_due_us - now_us);
         }
-        if (relay->ingress_ready) {
+        if (relay->ingress.ready) {
             ingress_drain(relay);
             relay->activity++;
         }

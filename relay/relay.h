@@ -1,5 +1,6 @@
 /* relay.h: the relay's context: the libwebsockets context and vhost, the route table, the
- * ZeroMQ subscriber, the token secret and the counters.  One thread runs it all.
+ * ZeroMQ subscriber (struct ingress), the listening socket (struct listener), the token secret
+ * and the counters.  One thread runs it all.
  *
  * Bounds: at most [relay] max_connections WebSocket connections (one more is closed with
  * 1013), at most [relay] max_connections_per_client of one client id (one more is closed
@@ -19,6 +20,8 @@
 #include <sys/uio.h>
 
 #include "config.h"
+#include "ingress.h"
+#include "listener.h"
 #include "route.h"
 #include "send.h"
 #include "token.h"
@@ -58,30 +61,15 @@ struct relay {
     int loop_adopted;              /* lws owns loop_fd */
     int loop_ready;                /* the set may hold events: serve before waiting again */
     unsigned activity;             /* events served since the last full turn */
-    void *zmq;
-    void *sub;                     /* ZeroMQ SUB on [zmq] events */
-    int sub_fd;                    /* a dup of ZMQ_FD, adopted by lws */
-    int sub_wait_fd;               /* ZMQ_FD itself (ZeroMQ's): relay_run waits on it alone */
-    void *monitor;                 /* the SUB's connection events (zmq_socket_monitor) */
-    int monitor_fd;                /* a dup of its ZMQ_FD, adopted by lws */
-    lws_sorted_usec_list_t resync_later; /* tell every connection to resync, once upstream is back */
-    uint64_t upstream_connects;    /* connections of the SUB to a worker pool so far */
-    int ingress_ready;             /* the SUB may hold messages: drain before waiting again */
+    struct ingress ingress;        /* the ZeroMQ SUB and its monitor (ingress.h) */
     lws_dll2_owner_t woken;        /* sessions a message woke this turn (session_serve_woken) */
     struct send_batch send;        /* the write path: the woken connections' writes (send.h) */
     uint64_t connections;          /* WebSocket connections open now */
     uint64_t next_connection_id;
-    uint64_t ingress_malformed;
     int closing;                   /* shutting down: every connection gets 1001 */
     lws_sorted_usec_list_t closing_tick;
-    uint64_t refused;              /* connections accepted and closed at once (no room) */
-    struct throttle *throttle;     /* [relay] connect_rate per source address (listener.c) */
-    uint64_t throttled;            /* connections closed at accept for their source's rate */
-    uint64_t throttled_unlogged;   /* of those, since the last connect_throttled line */
-    int64_t throttle_logged_ms;    /* when that line was written (0: never) */
+    struct listener listener;      /* the listening socket and its admission (listener.h) */
     uint64_t forbidden;            /* handshakes refused with 403 for their Origin */
-    int listen_fd;                 /* the listening socket (in the epoll set) */
-    int reserve_fd;                /* given up to shed a connection when out of descriptors */
 };
 
 /* Load the secret, create the context (listening with SO_REUSEPORT) and the subscriber.

@@ -62,12 +62,12 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     relay.route = route_new(MAX_MESSAGE, RING, LWS_PRE, &callbacks);
     int unlimited = 0;
     context = zmq_ctx_new();
-    relay.sub = context ? zmq_socket(context, ZMQ_PAIR) : NULL;
+    relay.ingress.sub = context ? zmq_socket(context, ZMQ_PAIR) : NULL;
     sender = context ? zmq_socket(context, ZMQ_PAIR) : NULL;
-    if (!relay.route || !relay.sub || !sender ||
-        zmq_setsockopt(relay.sub, ZMQ_RCVHWM, &unlimited, sizeof unlimited) != 0 ||
+    if (!relay.route || !relay.ingress.sub || !sender ||
+        zmq_setsockopt(relay.ingress.sub, ZMQ_RCVHWM, &unlimited, sizeof unlimited) != 0 ||
         zmq_setsockopt(sender, ZMQ_SNDHWM, &unlimited, sizeof unlimited) != 0 ||
-        zmq_bind(relay.sub, "inproc://fuzz-relay-ingress") != 0 ||
+        zmq_bind(relay.ingress.sub, "inproc://fuzz-relay-ingress") != 0 ||
         zmq_connect(sender, "inproc://fuzz-relay-ingress") != 0)
         abort();
     for (int i = 0; i < CLIENTS; i++) {
@@ -98,7 +98,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fuzz_input in = {data, size};
-    uint64_t malformed_before = relay.ingress_malformed, malformed = 0;
+    uint64_t malformed_before = relay.ingress.malformed, malformed = 0;
     memset(wanted_count, 0, sizeof wanted_count);
     memset(received_count, 0, sizeof received_count);
     const uint8_t *frame[FUZZ_FRAMES_MAX];
@@ -118,13 +118,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 wanted[i][wanted_count[i]++] = (struct expected){frame[1], len[1]};
     }
     /* Drain as the relay's loop does: a batch, the connections write, again while more waits. */
-    relay.ingress_ready = 1;
-    for (int turns = 0; relay.ingress_ready; turns++) {
+    relay.ingress.ready = 1;
+    for (int turns = 0; relay.ingress.ready; turns++) {
         FUZZ_CHECK(turns < 100000);
         ingress_drain(&relay);
         consume();
     }
-    FUZZ_CHECK(relay.ingress_malformed - malformed_before == malformed);
+    FUZZ_CHECK(relay.ingress.malformed - malformed_before == malformed);
     for (int i = 0; i < CLIENTS; i++)
         FUZZ_CHECK(received_count[i] == wanted_count[i]);
     return 0;
