@@ -122,6 +122,7 @@ check-deps:
 
 lint: check-deps
 	@/usr/bin/python3 tools/check-errors.py
+	clang-format --dry-run --Werror common/*.[ch] fcgi/*.[ch] worker/*.[ch] relay/*.[ch]
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--inline-suppr -Icommon common fcgi worker relay
 

@@ -33,10 +33,17 @@ struct config_key {
 };
 
 #define KEY_NUM(sec, key, kind, field, lo, hi)                                                     \
-    {sec, key, kind, offsetof(struct config, field), 0, lo, hi}
+    {                                                                                              \
+        sec, key, kind, offsetof(struct config, field), 0, lo, hi                                  \
+    }
 #define KEY_STR(sec, key, kind, field)                                                             \
-    {sec, key, kind, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0}
-#define KEY_LIST(sec, key, kind, field) {sec, key, kind, offsetof(struct config, field), 0, 0, 0}
+    {                                                                                              \
+        sec, key, kind, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0  \
+    }
+#define KEY_LIST(sec, key, kind, field)                                                            \
+    {                                                                                              \
+        sec, key, kind, offsetof(struct config, field), 0, 0, 0                                    \
+    }
 
 static const struct config_key config_keys[] = {
     {"log", "level", KEY_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0},
@@ -68,8 +75,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("relay", "ring", KEY_INT, ring, 2, 65536),
     KEY_NUM("relay", "max_message", KEY_INT, max_message, 256, 16777216),
     KEY_NUM("relay", "max_connections", KEY_INT, max_connections, 1, 10000000),
-    KEY_NUM("relay", "max_connections_per_client", KEY_INT, max_connections_per_client, 1,
-            100000),
+    KEY_NUM("relay", "max_connections_per_client", KEY_INT, max_connections_per_client, 1, 100000),
     KEY_NUM("relay", "connect_rate", KEY_INT, connect_rate, 0, 1000000),
     KEY_NUM("relay", "connect_burst", KEY_INT, connect_burst, 1, 1000000),
     KEY_LIST("relay", "connect_rate_exempt", KEY_ADDRESSES, connect_rate_exempt),
@@ -85,8 +91,8 @@ struct load_state {
     char err[400];      /* what went wrong, without file and line: the first error only */
     unsigned char seen[CONFIG_KEY_COUNT]; /* list keys given in the file so far */
     FILE *file;
-    int lines;          /* lines read so far */
-    int bad_line;       /* the line config_read_line refused, or 0 */
+    int lines;    /* lines read so far */
+    int bad_line; /* the line config_read_line refused, or 0 */
 };
 
 _Static_assert(CONFIG_LINE_MAX < INI_MAX_LINE, "inih must take a whole line");
@@ -145,9 +151,10 @@ type_for_section(struct load_state *state, const char *name)
         return NULL;
     }
     size_t length = strlen(name);
-    if (length == 0 || length >= CONFIG_NAME_MAX || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != length) {
-        snprintf(state->err, sizeof state->err,
-                 "task type name must be 1..%d of [a-z0-9_-]", CONFIG_NAME_MAX - 1);
+    if (length == 0 || length >= CONFIG_NAME_MAX ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != length) {
+        snprintf(state->err, sizeof state->err, "task type name must be 1..%d of [a-z0-9_-]",
+                 CONFIG_NAME_MAX - 1);
         return NULL;
     }
     struct config_type *type = &cfg->types[cfg->type_count++];
@@ -159,7 +166,8 @@ type_for_section(struct load_state *state, const char *name)
     return type;
 }
 
-/* "integer min=1 max=10 default=3" | "string min=0 max=200 default=text" | "boolean default=true" */
+/* "integer min=1 max=10 default=3" | "string min=0 max=200 default=text" | "boolean default=true"
+ */
 static int
 param_parse(struct load_state *state, struct config_param *param, const char *value)
 {
@@ -187,7 +195,8 @@ param_parse(struct load_state *state, struct config_param *param, const char *va
         param->min = 0;
         param->max = 1;
     } else {
-        snprintf(state->err, sizeof state->err, "parameter type must be integer, string or boolean");
+        snprintf(state->err, sizeof state->err,
+                 "parameter type must be integer, string or boolean");
         return TW_E_CONFIG;
     }
     const char *default_text = NULL;
@@ -206,7 +215,7 @@ param_parse(struct load_state *state, struct config_param *param, const char *va
                    param->kind != CONFIG_PARAM_BOOLEAN &&
                    parse_integer(text, param->kind == CONFIG_PARAM_STRING ? 0 : -1000000000000LL,
                                  param->kind == CONFIG_PARAM_STRING ? CONFIG_STRING_PARAM_MAX
-                                                                     : 1000000000000LL,
+                                                                    : 1000000000000LL,
                                  &number) == 0) {
             if (option[1] == 'i')
                 param->min = number;
@@ -676,8 +685,7 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
         goto out;
     }
     if (line > 0) {
-        snprintf(err, errlen, "%s:%d: %s", path, line,
-                 state->err[0] ? state->err : "syntax error");
+        snprintf(err, errlen, "%s:%d: %s", path, line, state->err[0] ? state->err : "syntax error");
         goto out;
     }
     rc = config_check(cfg, err, errlen);

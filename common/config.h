@@ -1,9 +1,10 @@
 /* config.h: the taskwire configuration file (INI, read with inih), shared by all programs.
  *
  * Loaded once at start, validated completely (unknown sections and keys are errors that name
- * the file, line and key; lines over CONFIG_LINE_MAX bytes too), then read-only: programs pass `const struct config *`.  Relative
- * paths in the file are resolved against the directory that holds the file.  Defaults and
- * limits are the CONFIG_* constants below; docs/CONFIG.md lists every key.
+ * the file, line and key; lines over CONFIG_LINE_MAX bytes too), then read-only: programs pass
+ * `const struct config *`.  Relative paths in the file are resolved against the directory that
+ * holds the file.  Defaults and limits are the CONFIG_* constants below; docs/CONFIG.md lists every
+ * key.
  *
  * Task types: "sleep" is built in; each `[type NAME]` section declares an exec type with up to
  * CONFIG_MAX_PARAMS parameters (`param.NAME = integer min=1 max=10 default=3`,
@@ -20,32 +21,32 @@
 #include "log.h"
 #include "origin.h"
 
-#define CONFIG_MAX_TYPES 32             /* task types, the built-in sleep included */
-#define CONFIG_MAX_PARAMS 16            /* parameters per task type */
-#define CONFIG_NAME_MAX 32              /* type and parameter names, NUL included */
-#define CONFIG_TEXT_MAX 256             /* labels, string defaults, endpoints */
-#define CONFIG_STRING_PARAM_MAX 65536   /* longest string parameter value a type may allow */
-#define CONFIG_ADDRESSES_MAX 16         /* addresses in one address list */
-#define CONFIG_LINE_MAX 199             /* bytes of a line of the file (inih's, less its NUL) */
+#define CONFIG_MAX_TYPES 32           /* task types, the built-in sleep included */
+#define CONFIG_MAX_PARAMS 16          /* parameters per task type */
+#define CONFIG_NAME_MAX 32            /* type and parameter names, NUL included */
+#define CONFIG_TEXT_MAX 256           /* labels, string defaults, endpoints */
+#define CONFIG_STRING_PARAM_MAX 65536 /* longest string parameter value a type may allow */
+#define CONFIG_ADDRESSES_MAX 16       /* addresses in one address list */
+#define CONFIG_LINE_MAX 199           /* bytes of a line of the file (inih's, less its NUL) */
 
-#define CONFIG_DEFAULT_TOKEN_TTL 86400        /* seconds a session token lives */
-#define CONFIG_DEFAULT_MAX_BODY 65536         /* bytes of a request body */
-#define CONFIG_DEFAULT_HTTP_THREADS 2         /* FastCGI threads of one handler process */
-#define CONFIG_DEFAULT_BUSY_TIMEOUT_MS 5000   /* SQLite busy timeout */
+#define CONFIG_DEFAULT_TOKEN_TTL 86400          /* seconds a session token lives */
+#define CONFIG_DEFAULT_MAX_BODY 65536           /* bytes of a request body */
+#define CONFIG_DEFAULT_HTTP_THREADS 2           /* FastCGI threads of one handler process */
+#define CONFIG_DEFAULT_BUSY_TIMEOUT_MS 5000     /* SQLite busy timeout */
 #define CONFIG_DEFAULT_PROGRESS_INTERVAL_MS 100 /* progress coalescing window per task */
-#define CONFIG_DEFAULT_SCAN_INTERVAL_MS 1000  /* worker looks for queued tasks this often */
-#define CONFIG_DEFAULT_HEARTBEAT_MS 1000      /* worker heartbeat period */
-#define CONFIG_DEFAULT_STALE_AFTER_MS 5000    /* a worker silent this long is dead */
-#define CONFIG_DEFAULT_CANCEL_GRACE_MS 2000   /* SIGTERM to SIGKILL for exec tasks */
-#define CONFIG_DEFAULT_EXEC_TIMEOUT_MS 600000 /* exec type timeout when none is given */
-#define CONFIG_DEFAULT_LEASE_MS 10000         /* a claim's lease, renewed by every heartbeat */
-#define CONFIG_DEFAULT_MAX_QUEUED 1000        /* queued tasks per client before 429 */
-#define CONFIG_DEFAULT_SUBMIT_RATE 50         /* submissions a second per client, after the burst */
-#define CONFIG_DEFAULT_SUBMIT_BURST 200       /* submissions per client at once */
-#define CONFIG_DEFAULT_KEEP_FINISHED 604800   /* seconds a finished task is kept (7 days) */
-#define CONFIG_DEFAULT_MAX_ATTEMPTS 3         /* attempts of a task, the first included */
-#define CONFIG_DEFAULT_RETRY_BASE_MS 1000     /* backoff of the first retry (full jitter) */
-#define CONFIG_DEFAULT_RETRY_MAX_MS 600000    /* longest backoff between attempts */
+#define CONFIG_DEFAULT_SCAN_INTERVAL_MS 1000    /* worker looks for queued tasks this often */
+#define CONFIG_DEFAULT_HEARTBEAT_MS 1000        /* worker heartbeat period */
+#define CONFIG_DEFAULT_STALE_AFTER_MS 5000      /* a worker silent this long is dead */
+#define CONFIG_DEFAULT_CANCEL_GRACE_MS 2000     /* SIGTERM to SIGKILL for exec tasks */
+#define CONFIG_DEFAULT_EXEC_TIMEOUT_MS 600000   /* exec type timeout when none is given */
+#define CONFIG_DEFAULT_LEASE_MS 10000           /* a claim's lease, renewed by every heartbeat */
+#define CONFIG_DEFAULT_MAX_QUEUED 1000          /* queued tasks per client before 429 */
+#define CONFIG_DEFAULT_SUBMIT_RATE 50       /* submissions a second per client, after the burst */
+#define CONFIG_DEFAULT_SUBMIT_BURST 200     /* submissions per client at once */
+#define CONFIG_DEFAULT_KEEP_FINISHED 604800 /* seconds a finished task is kept (7 days) */
+#define CONFIG_DEFAULT_MAX_ATTEMPTS 3       /* attempts of a task, the first included */
+#define CONFIG_DEFAULT_RETRY_BASE_MS 1000   /* backoff of the first retry (full jitter) */
+#define CONFIG_DEFAULT_RETRY_MAX_MS 600000  /* longest backoff between attempts */
 #define CONFIG_DEFAULT_RELAY_PORT 8081
 #define CONFIG_DEFAULT_PING_INTERVAL 20       /* seconds idle before a WebSocket ping */
 #define CONFIG_DEFAULT_PING_TIMEOUT 10        /* seconds more before a silent peer is dropped */
@@ -53,10 +54,10 @@
 #define CONFIG_DEFAULT_MAX_MESSAGE 65536      /* bytes of one relayed message */
 #define CONFIG_DEFAULT_MAX_CONNECTIONS 100000 /* relay connections per process */
 #define CONFIG_DEFAULT_MAX_CONNECTIONS_PER_CLIENT 32 /* a client id's connections per process */
-#define CONFIG_DEFAULT_CONNECT_RATE 100       /* new connections a second per source address */
-#define CONFIG_DEFAULT_CONNECT_BURST 1000     /* new connections per source address at once */
+#define CONFIG_DEFAULT_CONNECT_RATE 100   /* new connections a second per source address */
+#define CONFIG_DEFAULT_CONNECT_BURST 1000 /* new connections per source address at once */
 #define CONFIG_DEFAULT_CONNECT_RATE_EXEMPT "127.0.0.1" /* the local web server proxying /ws */
-#define CONFIG_DEFAULT_RELAY_IO_URING 1       /* relay writes batched through io_uring */
+#define CONFIG_DEFAULT_RELAY_IO_URING 1                /* relay writes batched through io_uring */
 
 /* IPv4 addresses, in network byte order. */
 struct config_addresses {
@@ -69,9 +70,9 @@ enum config_param_kind { CONFIG_PARAM_INTEGER, CONFIG_PARAM_STRING, CONFIG_PARAM
 struct config_param {
     char name[CONFIG_NAME_MAX];
     enum config_param_kind kind;
-    long long min, max;              /* integer range; string length range */
+    long long min, max; /* integer range; string length range */
     int has_default;
-    long long default_integer;       /* integer and boolean default */
+    long long default_integer; /* integer and boolean default */
     char default_string[CONFIG_TEXT_MAX];
 };
 
@@ -89,20 +90,20 @@ struct config_type {
     char name[CONFIG_NAME_MAX];
     char label[CONFIG_TEXT_MAX];
     enum config_type_kind kind;
-    char command[PATH_MAX];          /* exec: absolute path of the program */
-    long long timeout_ms;            /* exec: wall-clock limit */
-    int max_attempts;                /* attempts at most, the first included */
-    unsigned retry_on;               /* enum config_retry_reason bits that earn another attempt */
-    int on_lost_fail;                /* 1: a task whose worker was lost fails (on_lost = fail) */
-    long long retry_base_ms;         /* backoff of the first retry; doubles per attempt */
-    long long retry_max_ms;          /* longest backoff */
-    int concurrency;                 /* running at most, across every worker; 0: no limit */
+    char command[PATH_MAX];  /* exec: absolute path of the program */
+    long long timeout_ms;    /* exec: wall-clock limit */
+    int max_attempts;        /* attempts at most, the first included */
+    unsigned retry_on;       /* enum config_retry_reason bits that earn another attempt */
+    int on_lost_fail;        /* 1: a task whose worker was lost fails (on_lost = fail) */
+    long long retry_base_ms; /* backoff of the first retry; doubles per attempt */
+    long long retry_max_ms;  /* longest backoff */
+    int concurrency;         /* running at most, across every worker; 0: no limit */
     size_t param_count;
     struct config_param params[CONFIG_MAX_PARAMS];
 };
 
 struct config {
-    char path[PATH_MAX];             /* the file this came from */
+    char path[PATH_MAX]; /* the file this came from */
     enum log_level log_level;
 
     /* [store] */
@@ -112,7 +113,7 @@ struct config {
 
     /* [auth] */
     char secret_file[PATH_MAX];
-    long long token_ttl;             /* seconds */
+    long long token_ttl; /* seconds */
 
     /* [zmq] */
     char tasks_endpoint[CONFIG_TEXT_MAX];   /* worker binds PULL; handlers connect PUSH */
@@ -128,7 +129,7 @@ struct config {
     struct origin_list cors_origins; /* origins the REST API answers with CORS; empty: off */
 
     /* [worker] */
-    int concurrency;                 /* 0 in the file means the number of cores */
+    int concurrency; /* 0 in the file means the number of cores */
     int progress_interval_ms;
     int scan_interval_ms;
     int heartbeat_ms;
@@ -145,10 +146,10 @@ struct config {
     int max_message;
     int max_connections;
     int max_connections_per_client;
-    int connect_rate;                /* new connections a second per source address; 0: off */
+    int connect_rate; /* new connections a second per source address; 0: off */
     int connect_burst;
     struct config_addresses connect_rate_exempt; /* sources connect_rate does not apply to */
-    struct origin_list allowed_origins; /* WebSocket handshakes' origins; empty: any */
+    struct origin_list allowed_origins;          /* WebSocket handshakes' origins; empty: any */
     int relay_io_uring; /* 1: batch the per-message writes with io_uring where the kernel can */
 
     /* task types: [0] is always the built-in "sleep" */

@@ -28,7 +28,7 @@
        "this Idempotency-Key was used with a different request")                                   \
     XX(TOO_MANY_TASKS, 429, "too_many_tasks", "too many queued tasks for this client")             \
     XX(TOO_MANY_REQUESTS, 429, "too_many_requests",                                                \
-       "too many submissions from this client: try again after Retry-After seconds")              \
+       "too many submissions from this client: try again after Retry-After seconds")               \
     XX(UNAVAILABLE, 503, "unavailable", "a required part of the service is down")                  \
     XX(STORE_BUSY, 503, "unavailable", "the task store is busy: another writer held it too long")  \
     XX(STORE_FULL, 503, "unavailable", "the task store is full")                                   \

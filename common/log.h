@@ -19,7 +19,8 @@ void log_setup(const char *program, enum log_level level);
 int log_level_parse(const char *text, enum log_level *level);
 
 /* Write one line if level is enabled. */
-void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(__printf__, 2, 3)));
+void log_write(enum log_level level, const char *fmt, ...)
+    __attribute__((format(__printf__, 2, 3)));
 
 #define log_error(...) log_write(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warn(...) log_write(LOG_LEVEL_WARN, __VA_ARGS__)

@@ -238,8 +238,9 @@ static const char *const store_statements[ST_COUNT] = {
 
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
 #define STORE_REVIVE_MS 1000  /* a read-only connection tries to open for writing this often */
-#define STORE_PROBLEM_RECHECK_MS 2000 /* a health check tries a write when the latest write of
-                                         every process failed this long ago */
+#define STORE_PROBLEM_RECHECK_MS                                                                   \
+    2000 /* a health check tries a write when the latest write of                                  \
+            every process failed this long ago */
 
 /* What every process of the store shares through a mapping of the "-queue" file: group
  * commit's counters, and the latest write problem any of them met.  They hold since boot_id's
@@ -258,8 +259,8 @@ struct store_shared {
 struct store {
     sqlite3 *db;
     sqlite3_stmt *statements[ST_COUNT];
-    char *path;     /* the database, to open again (store_revive) */
-    int queue_fd;   /* the database's "-queue" file: submissions take turns on its flock */
+    char *path;   /* the database, to open again (store_revive) */
+    int queue_fd; /* the database's "-queue" file: submissions take turns on its flock */
     struct store_shared *shared; /* the "-queue" file's mapping, or NULL without one */
     int group_commit;            /* store_group_commit() is on */
     int synchronous_normal;      /* commits with synchronous=NORMAL (group commit, a worker) */
@@ -272,11 +273,11 @@ struct store {
     int problem;                 /* TW_E_STORE_FULL, _READONLY or _IO while this connection's
                                     writes fail so; 0 once one lands */
     unsigned long long problem_failures; /* failures since the problem began (the first logged) */
-    int64_t problem_since_ms;    /* when it began (monotonic) */
-    int read_only;               /* SQLite could open the database only read-only */
-    int64_t revive_at_ms;        /* when to try opening it for writing again (monotonic) */
-    sqlite3_int64 changes_at_begin; /* sqlite3_total_changes64 when the transaction began */
-    int64_t busy_since_ms;       /* when the current wait began (monotonic) */
+    int64_t problem_since_ms;            /* when it began (monotonic) */
+    int read_only;                       /* SQLite could open the database only read-only */
+    int64_t revive_at_ms;                /* when to try opening it for writing again (monotonic) */
+    sqlite3_int64 changes_at_begin;      /* sqlite3_total_changes64 when the transaction began */
+    int64_t busy_since_ms;               /* when the current wait began (monotonic) */
 };
 
 /* Submissions from several handler processes take turns on a kernel lock before they ask
@@ -434,8 +435,8 @@ store_landed(struct store *store)
 static void
 store_statement_landed(struct store *store, sqlite3_stmt *stmt)
 {
-    if (!store->group_commit && !sqlite3_stmt_readonly(stmt) &&
-        sqlite3_get_autocommit(store->db) && sqlite3_changes(store->db) > 0)
+    if (!store->group_commit && !sqlite3_stmt_readonly(stmt) && sqlite3_get_autocommit(store->db) &&
+        sqlite3_changes(store->db) > 0)
         store_landed(store);
 }
 
@@ -891,8 +892,8 @@ store_status_is_final(const char *status)
 int
 store_status_is_valid(const char *status)
 {
-    return strcmp(status, STORE_STATUS_QUEUED) == 0 ||
-           strcmp(status, STORE_STATUS_RUNNING) == 0 || store_status_is_final(status);
+    return strcmp(status, STORE_STATUS_QUEUED) == 0 || strcmp(status, STORE_STATUS_RUNNING) == 0 ||
+           store_status_is_final(status);
 }
 
 /* A JSON string of text; bytes that are not valid UTF-8 turn the non-ASCII bytes into '?',
@@ -1274,8 +1275,8 @@ store_collect(struct store *store, sqlite3_stmt *stmt, const char *what,
 }
 
 int
-store_task_list(struct store *store, const char *client_id, const char *status,
-                const char *before, int limit, json_t **tasks)
+store_task_list(struct store *store, const char *client_id, const char *status, const char *before,
+                int limit, json_t **tasks)
 {
     if (limit < 1 || limit > STORE_LIST_MAX)
         return TW_E_BAD_REQUEST;
@@ -1841,8 +1842,8 @@ store_check_writable(struct store *store)
     store_revive(store);
     int rc = 0;
     if (sqlite3_exec(store->db,
-                     "BEGIN IMMEDIATE; INSERT OR REPLACE INTO probe (id, at) VALUES (1, 0);",
-                     NULL, NULL, NULL) != SQLITE_OK)
+                     "BEGIN IMMEDIATE; INSERT OR REPLACE INTO probe (id, at) VALUES (1, 0);", NULL,
+                     NULL, NULL) != SQLITE_OK)
         rc = store_fail(store, "check_writable");
     store_rollback(store);
     if (rc == 0)

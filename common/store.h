@@ -4,8 +4,8 @@
  * reply is written; workers claim rows atomically, so a task runs at most once per claim and
  * a nudge lost on the wire delays a task by one scan, never loses it.  A claim holds a lease
  * its worker renews; an expired one is taken back, and every write of a worker names the
- * attempt it belongs to (the fencing token), so a stale attempt's writes change nothing.  Every change of a task
- * raises its "seq" by one, so readers can order what they see.
+ * attempt it belongs to (the fencing token), so a stale attempt's writes change nothing.  Every
+ * change of a task raises its "seq" by one, so readers can order what they see.
  *
  * Task objects are JSON: id, client_id, type, name, params, status, progress (0..100),
  * message, result (JSON or null), error (string or null), attempts (started so far; the
@@ -42,12 +42,12 @@
 #define STORE_STATUS_FAILED "failed"
 #define STORE_STATUS_CANCELLED "cancelled"
 
-#define STORE_LIST_DEFAULT 50   /* tasks per page when no limit is given */
-#define STORE_LIST_MAX 200      /* most tasks per page */
-#define STORE_MESSAGE_MAX 1024  /* bytes of a progress message kept; longer is cut */
-#define STORE_ERROR_MAX 4096    /* bytes of an error text kept; longer keeps the tail */
-#define STORE_NAME_MAX 200      /* bytes of a task name */
-#define STORE_SCHEMA_VERSION 2  /* 1: before leases (no user_version); 2: leases, retries */
+#define STORE_LIST_DEFAULT 50  /* tasks per page when no limit is given */
+#define STORE_LIST_MAX 200     /* most tasks per page */
+#define STORE_MESSAGE_MAX 1024 /* bytes of a progress message kept; longer is cut */
+#define STORE_ERROR_MAX 4096   /* bytes of an error text kept; longer keeps the tail */
+#define STORE_NAME_MAX 200     /* bytes of a task name */
+#define STORE_SCHEMA_VERSION 2 /* 1: before leases (no user_version); 2: leases, retries */
 
 struct store;
 
@@ -133,8 +133,8 @@ int store_task_list(struct store *store, const char *client_id, const char *stat
 /* Cancel: a queued task (waiting for its first attempt or for a retry) becomes cancelled at once
  * (*task has the final state, *now_final=1); a running one is marked cancel-requested for its
  * worker (*now_final=0); a finished one is TW_E_CONFLICT.  client_id NULL means any owner. */
-int store_task_cancel(struct store *store, const char *id, const char *client_id,
-                      int *now_final, json_t **task);
+int store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
+                      json_t **task);
 
 /* A failed or cancelled task gets a new attempt: queued, runnable now, its attempt budget
  * raised to one more than it used.  TW_E_CONFLICT when it is queued, running or succeeded. */

@@ -58,8 +58,8 @@ param_accepts(const struct config_param *param, const json_t *value)
 }
 
 int
-tasktype_validate(const struct config_type *type, json_t *params, json_t **normalized,
-                  char *err, size_t errlen)
+tasktype_validate(const struct config_type *type, json_t *params, json_t **normalized, char *err,
+                  size_t errlen)
 {
     if (params && !json_is_object(params)) {
         snprintf(err, errlen, "params must be an object");
@@ -67,7 +67,8 @@ tasktype_validate(const struct config_type *type, json_t *params, json_t **norma
     }
     const char *key;
     json_t *value;
-    json_object_foreach(params, key, value) {
+    json_object_foreach(params, key, value)
+    {
         size_t i;
         for (i = 0; i < type->param_count; i++)
             if (strcmp(type->params[i].name, key) == 0)

@@ -204,15 +204,15 @@ token_issue(const unsigned char *secret, size_t secret_len, const char *sub, int
 {
     int rc = TW_E_INTERNAL;
     char *payload = NULL;
-    json_t *claims = json_pack("{s:s, s:I, s:I}", "sub", sub, "iat", (json_int_t)iat, "exp",
-                               (json_int_t)exp);
+    json_t *claims =
+        json_pack("{s:s, s:I, s:I}", "sub", sub, "iat", (json_int_t)iat, "exp", (json_int_t)exp);
     if (!claims)
         goto out;
     payload = json_dumps(claims, JSON_COMPACT);
     if (!payload)
         goto out;
-    int used = base64url_encode((const unsigned char *)TOKEN_HEADER, strlen(TOKEN_HEADER), out,
-                                out_size);
+    int used =
+        base64url_encode((const unsigned char *)TOKEN_HEADER, strlen(TOKEN_HEADER), out, out_size);
     if (used < 0 || (size_t)used + 1 >= out_size)
         goto out;
     out[used++] = '.';
@@ -244,8 +244,8 @@ token_fail(char *err, size_t errlen, const char *why)
 }
 
 int
-token_verify(const unsigned char *secret, size_t secret_len, const char *token,
-             size_t token_len, int64_t now, char sub[TOKEN_ID_SIZE], char *err, size_t errlen)
+token_verify(const unsigned char *secret, size_t secret_len, const char *token, size_t token_len,
+             int64_t now, char sub[TOKEN_ID_SIZE], char *err, size_t errlen)
 {
     if (token_len == 0)
         return token_fail(err, errlen, "missing token");
@@ -260,26 +260,26 @@ token_verify(const unsigned char *secret, size_t secret_len, const char *token,
     unsigned int mac_len;
     if (token_sign(secret, secret_len, token, (size_t)(dot2 - token), mac, &mac_len) != 0)
         return token_fail(err, errlen, "cannot compute the signature");
-    int given_len = base64url_decode(dot2 + 1, token_len - (size_t)(dot2 + 1 - token), given,
-                                     sizeof given);
+    int given_len =
+        base64url_decode(dot2 + 1, token_len - (size_t)(dot2 + 1 - token), given, sizeof given);
     if (given_len != (int)mac_len || CRYPTO_memcmp(given, mac, mac_len) != 0)
         return token_fail(err, errlen, "bad signature");
 
     unsigned char part[TOKEN_PART_MAX];
     int part_len = base64url_decode(token, (size_t)(dot1 - token), part, sizeof part);
     json_error_t json_err;
-    json_t *header = part_len > 0 ? json_loadb((const char *)part, (size_t)part_len, 0, &json_err)
-                                  : NULL;
+    json_t *header =
+        part_len > 0 ? json_loadb((const char *)part, (size_t)part_len, 0, &json_err) : NULL;
     const char *alg = NULL;
-    int header_ok = header && json_unpack(header, "{s:s}", "alg", &alg) == 0 &&
-                    strcmp(alg, "HS256") == 0;
+    int header_ok =
+        header && json_unpack(header, "{s:s}", "alg", &alg) == 0 && strcmp(alg, "HS256") == 0;
     json_decref(header);
     if (!header_ok)
         return token_fail(err, errlen, "header is not HS256");
 
     part_len = base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), part, sizeof part);
-    json_t *claims = part_len > 0 ? json_loadb((const char *)part, (size_t)part_len, 0, &json_err)
-                                  : NULL;
+    json_t *claims =
+        part_len > 0 ? json_loadb((const char *)part, (size_t)part_len, 0, &json_err) : NULL;
     const char *subject = NULL;
     json_int_t exp = 0;
     int rc = 0;

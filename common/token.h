@@ -10,10 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TOKEN_ID_SIZE 33          /* 32 hex digits and the NUL */
-#define TOKEN_MAX 1024            /* longest token accepted or produced, NUL included */
-#define TOKEN_SECRET_BYTES 32     /* size of a generated secret */
-#define TOKEN_SECRET_MAX 1024     /* longest secret file accepted */
+#define TOKEN_ID_SIZE 33      /* 32 hex digits and the NUL */
+#define TOKEN_MAX 1024        /* longest token accepted or produced, NUL included */
+#define TOKEN_SECRET_BYTES 32 /* size of a generated secret */
+#define TOKEN_SECRET_MAX 1024 /* longest secret file accepted */
 
 /* Write 128 random bits as hex into out (TOKEN_ID_SIZE bytes).  0 or TW_E_INTERNAL. */
 int token_random_id(char out[TOKEN_ID_SIZE]);
@@ -40,7 +40,6 @@ int token_issue(const unsigned char *secret, size_t secret_len, const char *sub,
  * the subject (a client id) into sub.  Otherwise TW_E_UNAUTHORIZED and err says which check
  * failed ("bad signature", "expired", ...); err never contains the token. */
 int token_verify(const unsigned char *secret, size_t secret_len, const char *token,
-                 size_t token_len, int64_t now, char sub[TOKEN_ID_SIZE], char *err,
-                 size_t errlen);
+                 size_t token_len, int64_t now, char sub[TOKEN_ID_SIZE], char *err, size_t errlen);
 
 #endif

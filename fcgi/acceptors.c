@@ -29,18 +29,18 @@ struct acceptor {
     FCGX_Request fcgx[ACCEPTORS_BATCH_MAX]; /* the requests taken */
     struct request req[ACCEPTORS_BATCH_MAX];
     struct tasks_pending pending[ACCEPTORS_BATCH_MAX];
-    int waiting[ACCEPTORS_BATCH_MAX];       /* 1: its answer waits for the insert */
+    int waiting[ACCEPTORS_BATCH_MAX]; /* 1: its answer waits for the insert */
 };
 
 struct acceptors {
     void *zmq_context;
-    struct app *writer;           /* the intake's store connection and PUSH socket */
+    struct app *writer; /* the intake's store connection and PUSH socket */
     struct intake intake;
     int intake_ready;
-    pthread_mutex_t turn;         /* held by the thread accepting */
+    pthread_mutex_t turn; /* held by the thread accepting */
     pthread_mutex_t state_lock;
-    pthread_cond_t idle;          /* in_flight went to 0 */
-    int in_flight;                /* requests being served */
+    pthread_cond_t idle; /* in_flight went to 0 */
+    int in_flight;       /* requests being served */
     int stopping;
     int count;
     struct acceptor threads[];

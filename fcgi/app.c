@@ -2,16 +2,16 @@
 #include "app.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/crypto.h>
 #include <zmq.h>
 
 #include "clock.h"
 #include "log.h"
-#include "wire.h"
 #include "protocol.h"
+#include "wire.h"
 
 struct app *
 app_new(const struct config *cfg, void *zmq_context, struct intake *intake, struct app *nudger,
@@ -43,8 +43,10 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
         return app; /* nudges go out on the nudger's socket */
     app->zmq_shared = zmq_context != NULL;
     app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
-    struct wire_options push = {.send_hwm = APP_PUSH_HWM, .recv_hwm = WIRE_DEFAULT,
-                                .linger_ms = APP_PUSH_LINGER, .connect = cfg->tasks_endpoint};
+    struct wire_options push = {.send_hwm = APP_PUSH_HWM,
+                                .recv_hwm = WIRE_DEFAULT,
+                                .linger_ms = APP_PUSH_LINGER,
+                                .connect = cfg->tasks_endpoint};
     app->push = wire_socket(app->zmq_context, ZMQ_PUSH, &push, err, errlen);
     if (!app->push)
         goto fail;
@@ -65,7 +67,7 @@ app_destroy(struct app **app)
         zmq_ctx_term((*app)->zmq_context);
     store_destroy(&(*app)->store);
     pthread_mutex_destroy(&(*app)->push_lock);
-    OPENSSL_cleanse((*app)->secret, sizeof (*app)->secret);
+    OPENSSL_cleanse((*app)->secret, sizeof(*app)->secret);
     free(*app);
     *app = NULL;
 }

@@ -19,8 +19,8 @@
 #include "store.h"
 #include "token.h"
 
-#define APP_PUSH_HWM 1000   /* nudges queued toward the worker before dropping */
-#define APP_PUSH_LINGER 250 /* ms a process exiting waits to flush its nudges (CGI mode) */
+#define APP_PUSH_HWM 1000       /* nudges queued toward the worker before dropping */
+#define APP_PUSH_LINGER 250     /* ms a process exiting waits to flush its nudges (CGI mode) */
 #define APP_NUDGE_WARN_MS 10000 /* at most one nudge_dropped line per socket this often */
 
 struct app {
@@ -28,12 +28,12 @@ struct app {
     struct store *store;
     unsigned char secret[TOKEN_SECRET_MAX];
     size_t secret_len;
-    void *zmq_context;       /* the app's own, or borrowed when zmq_shared */
+    void *zmq_context; /* the app's own, or borrowed when zmq_shared */
     int zmq_shared;
-    void *push;              /* PUSH to the worker's tasks endpoint; NULL with a nudger */
-    struct app *nudger;      /* borrowed: the app whose PUSH socket this one uses, or NULL */
+    void *push;                /* PUSH to the worker's tasks endpoint; NULL with a nudger */
+    struct app *nudger;        /* borrowed: the app whose PUSH socket this one uses, or NULL */
     pthread_mutex_t push_lock; /* held while a thread sends on push */
-    struct intake *intake;   /* borrowed: the process's; NULL: submissions commit alone */
+    struct intake *intake;     /* borrowed: the process's; NULL: submissions commit alone */
     unsigned long long nudges_dropped; /* since the last nudge_dropped line */
     int64_t nudge_warned_ms;           /* when that line was written (0: never) */
 };

@@ -9,13 +9,12 @@ struct intake_entry {
     struct store_submission *const *subs; /* one thread's submissions, committed together */
     size_t count;                         /* 1..INTAKE_BATCH_MAX */
     struct intake_entry *next;
-    pthread_cond_t wake;  /* its thread: the entry is done, or the thread should lead */
+    pthread_cond_t wake; /* its thread: the entry is done, or the thread should lead */
     int done;
 };
 
 int
-intake_init(struct intake *intake, struct store *store, intake_committed_fn *committed,
-            void *data)
+intake_init(struct intake *intake, struct store *store, intake_committed_fn *committed, void *data)
 {
     memset(intake, 0, sizeof *intake);
     intake->store = store;

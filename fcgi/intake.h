@@ -31,10 +31,10 @@ struct intake {
     intake_committed_fn *committed; /* NULL for none */
     void *data;                     /* handed to committed */
     pthread_mutex_t lock;
-    struct intake_entry *head;      /* queued, oldest first */
+    struct intake_entry *head; /* queued, oldest first */
     struct intake_entry **tail;
-    int leading;                    /* a thread is committing a batch */
-    unsigned long long commits;     /* transactions led so far (for tests and measurements) */
+    int leading;                /* a thread is committing a batch */
+    unsigned long long commits; /* transactions led so far (for tests and measurements) */
 };
 
 /* store (a connection of its own, group commit on) and data are borrowed until intake_fini;

@@ -15,23 +15,36 @@ static const char *
 reply_reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
     case 204:
         return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
     case 429:
         return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
     }
 }
 
@@ -77,16 +90,15 @@ void
 reply_empty(const struct request *req, const char *extra_headers)
 {
     char head[REPLY_HEAD_MAX];
-    int head_len = snprintf(head, sizeof head,
-                            "Status: 204 No Content\r\nCache-Control: no-store\r\n%s%s\r\n",
-                            extra_headers ? extra_headers : "", req->cors);
+    int head_len =
+        snprintf(head, sizeof head, "Status: 204 No Content\r\nCache-Control: no-store\r\n%s%s\r\n",
+                 extra_headers ? extra_headers : "", req->cors);
     if (head_len > 0 && (size_t)head_len < sizeof head)
         reply_write(req, head, (size_t)head_len);
 }
 
 void
-reply_error_with(const struct request *req, int err, const char *message,
-                 const char *extra_headers)
+reply_error_with(const struct request *req, int err, const char *message, const char *extra_headers)
 {
     int status = tw_error_status(err);
     /* A 503 (the store held, full or read-only) is logged by the store, once per episode. */

@@ -12,22 +12,22 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#define REQUEST_PATH_MAX 512  /* bytes of a request path; longer is 404 */
+#define REQUEST_PATH_MAX 512        /* bytes of a request path; longer is 404 */
 #define REQUEST_QUERY_VALUE_MAX 128 /* bytes of one query value */
 #define REQUEST_CORS_MAX 384        /* bytes of the CORS header lines of a reply (cors.h) */
 
 struct request {
-    FCGX_Request *fcgx;          /* borrowed; NULL for CGI (environment, stdin, stdout) */
+    FCGX_Request *fcgx; /* borrowed; NULL for CGI (environment, stdin, stdout) */
     const char *method;
-    char path[REQUEST_PATH_MAX]; /* without the query string */
-    const char *query;           /* after '?', or "" */
-    const char *content_type;    /* or "" */
-    const char *authorization;   /* or "" */
-    const char *idempotency_key; /* the Idempotency-Key header, or NULL */
-    const char *origin;          /* the Origin header, or NULL */
+    char path[REQUEST_PATH_MAX];     /* without the query string */
+    const char *query;               /* after '?', or "" */
+    const char *content_type;        /* or "" */
+    const char *authorization;       /* or "" */
+    const char *idempotency_key;     /* the Idempotency-Key header, or NULL */
+    const char *origin;              /* the Origin header, or NULL */
     const char *cors_request_method; /* Access-Control-Request-Method (a preflight), or NULL */
-    char cors[REQUEST_CORS_MAX]; /* header lines every reply carries (cors_prepare), or "" */
-    long long content_length;    /* -1 when not given */
+    char cors[REQUEST_CORS_MAX];     /* header lines every reply carries (cors_prepare), or "" */
+    long long content_length;        /* -1 when not given */
 };
 
 /* Fill req from the variables of fcgx (borrowed until the request ends), or of the process

@@ -16,7 +16,7 @@
 #include "tasktype.h"
 #include "token.h"
 
-#define TASKS_LOCATION_MAX 128 /* bytes of a Location header line */
+#define TASKS_LOCATION_MAX 128   /* bytes of a Location header line */
 #define TASKS_RETRY_AFTER_MAX 48 /* bytes of a Retry-After header line */
 #define TASKS_PRIORITY_MIN (-10)
 #define TASKS_PRIORITY_MAX 10
@@ -76,10 +76,10 @@ tasks_health(struct app *app, const struct request *req, const char *id)
     int store_ok = store_rc == 0;
     int workers = store_workers_alive(app->store, app->cfg->stale_after_ms);
     int pool_ok = workers > 0;
-    json_t *body = json_pack("{s:s, s:s, s:s, s:i}", "status",
-                             store_ok && pool_ok ? "ok" : "degraded", "store",
-                             store_ok ? "ok" : "down", "pool", pool_ok ? "ok" : "down", "workers",
-                             workers > 0 ? workers : 0);
+    json_t *body =
+        json_pack("{s:s, s:s, s:s, s:i}", "status", store_ok && pool_ok ? "ok" : "degraded",
+                  "store", store_ok ? "ok" : "down", "pool", pool_ok ? "ok" : "down", "workers",
+                  workers > 0 ? workers : 0);
     if (body && !store_ok) /* why: "the task store is full", "... is read-only", ... */
         json_object_set_new(body, "store_error", json_string(tw_error_message(store_rc)));
     reply_json(req, store_ok && pool_ok ? 200 : 503, &body,
@@ -139,14 +139,15 @@ tasks_schedule(json_t *body, struct store_submission *sub, char *err, size_t err
 
 /* Check the submission's fields; on success *type and *name point into body. */
 static int
-tasks_submission(struct app *app, json_t *body, const struct config_type **type,
-                 const char **name, char *err, size_t errlen)
+tasks_submission(struct app *app, json_t *body, const struct config_type **type, const char **name,
+                 char *err, size_t errlen)
 {
     static const char *const fields[] = {"type",     "name",   "params",
                                          "priority", "run_at", "delay_ms"};
     const char *key;
     json_t *value;
-    json_object_foreach(body, key, value) {
+    json_object_foreach(body, key, value)
+    {
         size_t i;
         for (i = 0; i < sizeof fields / sizeof fields[0]; i++)
             if (strcmp(key, fields[i]) == 0)
@@ -161,8 +162,8 @@ tasks_submission(struct app *app, json_t *body, const struct config_type **type,
         snprintf(err, errlen, "type is required and must be a string");
         return TW_E_UNKNOWN_TYPE;
     }
-    *type = config_type_find(app->cfg, json_string_value(type_value),
-                             json_string_length(type_value));
+    *type =
+        config_type_find(app->cfg, json_string_value(type_value), json_string_length(type_value));
     if (!*type) {
         snprintf(err, errlen, "unknown task type '%.64s'", json_string_value(type_value));
         return TW_E_UNKNOWN_TYPE;
@@ -361,8 +362,7 @@ tasks_get(struct app *app, const struct request *req, const char *id)
     json_t *task = NULL;
     if (tasks_authorize(app, req, client_id) != 0)
         return;
-    int rc = tasks_id_valid(id) ? store_task_get(app->store, id, client_id, &task)
-                                : TW_E_NOT_FOUND;
+    int rc = tasks_id_valid(id) ? store_task_get(app->store, id, client_id, &task) : TW_E_NOT_FOUND;
     if (rc != 0) {
         reply_error(req, rc, rc == TW_E_NOT_FOUND ? "no such task" : NULL);
         return;
@@ -381,9 +381,10 @@ tasks_cancel(struct app *app, const struct request *req, const char *id)
     int rc = tasks_id_valid(id) ? store_task_cancel(app->store, id, client_id, &now_final, &task)
                                 : TW_E_NOT_FOUND;
     if (rc != 0) {
-        reply_error(req, rc, rc == TW_E_NOT_FOUND ? "no such task"
-                        : rc == TW_E_CONFLICT ? "the task has already finished"
-                                              : NULL);
+        reply_error(req, rc,
+                    rc == TW_E_NOT_FOUND  ? "no such task"
+                    : rc == TW_E_CONFLICT ? "the task has already finished"
+                                          : NULL);
         return;
     }
     log_info("event=cancel_requested client=%s task=%s final=%d", client_id, id, now_final);

@@ -16,7 +16,7 @@
 struct tasks_pending {
     struct store_submission sub; /* to insert; points into this struct and body */
     char client_id[TOKEN_ID_SIZE];
-    json_t *body, *params;       /* owned until tasks_create_end */
+    json_t *body, *params; /* owned until tasks_create_end */
     const struct config_type *type;
     char request_hash[STORE_HASH_SIZE]; /* the body's digest, with an Idempotency-Key */
 };

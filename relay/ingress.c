@@ -9,9 +9,9 @@
 #include <zmq.h>
 
 #include "log.h"
-#include "wire.h"
 #include "relay.h"
 #include "session.h"
+#include "wire.h"
 
 #define INGRESS_MONITOR "inproc://taskwire-relay-upstream"
 
@@ -37,8 +37,7 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
     if (relay->ingress.zmq)
         zmq_ctx_set(relay->ingress.zmq, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
     /* Connected after the monitor is on, so the first connection is seen too. */
-    struct wire_options sub = {.send_hwm = subscriptions_hwm, .recv_hwm = hwm,
-                               .linger_ms = linger};
+    struct wire_options sub = {.send_hwm = subscriptions_hwm, .recv_hwm = hwm, .linger_ms = linger};
     relay->ingress.sub = wire_socket(relay->ingress.zmq, ZMQ_SUB, &sub, err, errlen);
     if (!relay->ingress.sub)
         return -1;
@@ -75,8 +74,8 @@ ingress_start(struct relay *relay, char *err, size_t errlen)
                     errlen) != 0)
         return -1;
     relay->ingress.sub_fd = -1; /* lws owns the duplicate now */
-    if (relay_watch(relay, relay->ingress.monitor_fd, RELAY_PROTOCOL_UPSTREAM, "the ZeroMQ monitor", err,
-                    errlen) != 0)
+    if (relay_watch(relay, relay->ingress.monitor_fd, RELAY_PROTOCOL_UPSTREAM, "the ZeroMQ monitor",
+                    err, errlen) != 0)
         return -1;
     relay->ingress.monitor_fd = -1;
     relay->ingress.ready = 1;
@@ -143,8 +142,8 @@ ingress_drain(struct relay *relay)
     /* Capped for fairness: the loop serves the connections, then drains on without waiting. */
     int events = 0;
     size_t size = sizeof events;
-    relay->ingress.ready =
-        zmq_getsockopt(relay->ingress.sub, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+    relay->ingress.ready = zmq_getsockopt(relay->ingress.sub, ZMQ_EVENTS, &events, &size) == 0 &&
+                           (events & ZMQ_POLLIN);
 }
 
 static void

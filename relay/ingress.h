@@ -20,15 +20,16 @@ struct relay;
 /* The relay's subscriber: embedded in struct relay; ingress_init and ingress_fini bracket it. */
 struct ingress {
     void *zmq;
-    void *sub;                /* ZeroMQ SUB on [zmq] events */
-    int sub_fd;               /* a dup of ZMQ_FD, adopted by lws */
-    int sub_wait_fd;          /* ZMQ_FD itself (ZeroMQ's), in the relay's epoll set */
-    void *monitor;            /* the SUB's connection events (zmq_socket_monitor) */
-    int monitor_fd;           /* a dup of its ZMQ_FD, adopted by lws */
-    lws_sorted_usec_list_t resync_later; /* tell every connection to resync, once upstream is back */
+    void *sub;       /* ZeroMQ SUB on [zmq] events */
+    int sub_fd;      /* a dup of ZMQ_FD, adopted by lws */
+    int sub_wait_fd; /* ZMQ_FD itself (ZeroMQ's), in the relay's epoll set */
+    void *monitor;   /* the SUB's connection events (zmq_socket_monitor) */
+    int monitor_fd;  /* a dup of its ZMQ_FD, adopted by lws */
+    lws_sorted_usec_list_t
+        resync_later;           /* tell every connection to resync, once upstream is back */
     uint64_t upstream_connects; /* connections of the SUB to a worker pool so far */
-    int ready;                /* the SUB may hold messages: drain before waiting again */
-    uint64_t malformed;       /* messages dropped for their shape */
+    int ready;                  /* the SUB may hold messages: drain before waiting again */
+    uint64_t malformed;         /* messages dropped for their shape */
 };
 
 /* Create the SUB socket and connect it to [zmq] events.  0, or -1 with err set. */

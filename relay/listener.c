@@ -95,7 +95,8 @@ listener_throttled(struct relay *relay, int fd, const struct sockaddr_in *peer, 
     close(fd);
     relay->listener.throttled++;
     relay->listener.throttled_unlogged++;
-    if (relay->listener.throttle_logged_ms && now_ms - relay->listener.throttle_logged_ms < LISTENER_THROTTLE_LOG_MS)
+    if (relay->listener.throttle_logged_ms &&
+        now_ms - relay->listener.throttle_logged_ms < LISTENER_THROTTLE_LOG_MS)
         return;
     char source[INET_ADDRSTRLEN] = "?";
     inet_ntop(AF_INET, &peer->sin_addr, source, sizeof source);
@@ -112,8 +113,8 @@ listener_accept(struct relay *relay)
     for (int n = 0; n < LISTENER_ACCEPT_BATCH; n++) {
         struct sockaddr_in peer = {.sin_family = AF_INET};
         socklen_t peer_len = sizeof peer;
-        int fd = accept4(listen_fd, (struct sockaddr *)&peer, &peer_len,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            accept4(listen_fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE) {
                 log_warn("event=accept_shed error=\"%s\"", strerror(errno));

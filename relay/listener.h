@@ -16,8 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LISTENER_BACKLOG 4096       /* pending connections the kernel keeps */
-#define LISTENER_ACCEPT_BATCH 256   /* connections accepted per turn */
+#define LISTENER_BACKLOG 4096     /* pending connections the kernel keeps */
+#define LISTENER_ACCEPT_BATCH 256 /* connections accepted per turn */
 
 struct relay;
 struct throttle;
@@ -25,13 +25,13 @@ struct throttle;
 /* The listening socket and who may come in: embedded in struct relay; listener_init and
  * listener_fini bracket it. */
 struct listener {
-    int fd;                       /* the listening socket (in the relay's epoll set) */
-    int reserve_fd;               /* given up to shed a connection when out of descriptors */
-    uint64_t refused;             /* connections accepted and closed at once (no room) */
-    struct throttle *throttle;    /* [relay] connect_rate per source address */
-    uint64_t throttled;           /* connections closed at accept for their source's rate */
-    uint64_t throttled_unlogged;  /* of those, since the last connect_throttled line */
-    int64_t throttle_logged_ms;   /* when that line was written (0: never) */
+    int fd;                      /* the listening socket (in the relay's epoll set) */
+    int reserve_fd;              /* given up to shed a connection when out of descriptors */
+    uint64_t refused;            /* connections accepted and closed at once (no room) */
+    struct throttle *throttle;   /* [relay] connect_rate per source address */
+    uint64_t throttled;          /* connections closed at accept for their source's rate */
+    uint64_t throttled_unlogged; /* of those, since the last connect_throttled line */
+    int64_t throttle_logged_ms;  /* when that line was written (0: never) */
 };
 
 /* Open, bind and listen on [relay] listen:port.  0, or -1 with err set. */

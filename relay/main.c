@@ -12,7 +12,7 @@
 
 static volatile sig_atomic_t relay_quit;
 
-#define RELAY_STOP_DEADLINE_S 5 /* after a stop signal, the process is gone within this */
+#define RELAY_STOP_DEADLINE_S 5     /* after a stop signal, the process is gone within this */
 #define RELAY_TRIM_BYTES (16 << 20) /* free memory a malloc heap keeps before giving it back */
 
 static void

@@ -17,11 +17,10 @@ static int
 protocol_reply(struct lws *wsi, unsigned int status, json_t **body)
 {
     unsigned char head[LWS_PRE + 512], *start = head + LWS_PRE, *p = start,
-                                        *end = head + sizeof head - 1;
+                                       *end = head + sizeof head - 1;
     unsigned char text[LWS_PRE + PROTOCOL_HTTP_BODY_MAX];
-    size_t len = *body ? json_dumpb(*body, (char *)text + LWS_PRE, PROTOCOL_HTTP_BODY_MAX,
-                                    JSON_COMPACT)
-                       : 0;
+    size_t len =
+        *body ? json_dumpb(*body, (char *)text + LWS_PRE, PROTOCOL_HTTP_BODY_MAX, JSON_COMPACT) : 0;
     json_decref(*body);
     *body = NULL;
     if (len == 0 || len > PROTOCOL_HTTP_BODY_MAX)
@@ -73,14 +72,13 @@ protocol_http(struct relay *relay, struct lws *wsi, const char *path)
     } else if (strcmp(path, "/status") == 0) {
         struct route_stats stats;
         route_stats(relay->route, &stats);
-        body = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
-                         (json_int_t)relay->connections, "client_ids", (json_int_t)stats.clients,
-                         "messages_in", (json_int_t)stats.messages_in, "messages_out",
-                         (json_int_t)stats.messages_out, "dropped",
-                         (json_int_t)(stats.dropped + relay->ingress.malformed), "culled",
-                         (json_int_t)stats.culled, "refused", (json_int_t)relay->listener.refused,
-                         "throttled", (json_int_t)relay->listener.throttled, "forbidden",
-                         (json_int_t)relay->forbidden);
+        body = json_pack(
+            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+            (json_int_t)relay->connections, "client_ids", (json_int_t)stats.clients, "messages_in",
+            (json_int_t)stats.messages_in, "messages_out", (json_int_t)stats.messages_out,
+            "dropped", (json_int_t)(stats.dropped + relay->ingress.malformed), "culled",
+            (json_int_t)stats.culled, "refused", (json_int_t)relay->listener.refused, "throttled",
+            (json_int_t)relay->listener.throttled, "forbidden", (json_int_t)relay->forbidden);
     } else {
         status = HTTP_STATUS_NOT_FOUND;
         body = json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",

@@ -12,8 +12,8 @@
 #include "clock.h"
 #include "ingress.h"
 #include "listener.h"
-#include "loop.h"
 #include "log.h"
+#include "loop.h"
 #include "session.h"
 
 #define RELAY_FRAME_HEADER 14 /* most bytes a WebSocket frame header takes */
@@ -69,8 +69,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     relay->ingress.sub_fd = relay->listener.fd = relay->listener.reserve_fd = -1;
     if (loop_init(relay, err, errlen) != 0)
         goto fail;
-    if (token_secret_load(cfg->secret_file, 0, relay->secret, &relay->secret_len, err,
-                          errlen) != 0)
+    if (token_secret_load(cfg->secret_file, 0, relay->secret, &relay->secret_len, err, errlen) != 0)
         goto fail;
     struct route_callbacks callbacks = {session_wake, session_cull, ingress_subscribe,
                                         ingress_unsubscribe, relay};
@@ -86,7 +85,8 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     send_init(&relay->send, &session_send_ops, relay->cfg->relay_io_uring);
 
     memcpy(relay->protocols, relay_protocols, sizeof relay->protocols);
-    relay->protocols[RELAY_PROTOCOL_WS].tx_packet_size = (size_t)cfg->max_message + RELAY_FRAME_HEADER;
+    relay->protocols[RELAY_PROTOCOL_WS].tx_packet_size =
+        (size_t)cfg->max_message + RELAY_FRAME_HEADER;
     /* No lws validity timers: lws keeps every timer in one sorted list, so one per connection
      * makes each re-arm walk the list (quadratic in connections).  The heartbeat below does
      * the same job with one timer. */

@@ -26,10 +26,10 @@
 #include "send.h"
 #include "token.h"
 
-#define RELAY_CLIENT_MESSAGE_MAX 512  /* bytes of one client message (a ping); more is 1009 */
-#define RELAY_INGRESS_BATCH 4096      /* ZeroMQ messages read per turn before yielding */
-#define RELAY_SUB_HWM 100000          /* messages ZeroMQ queues for the relay before dropping */
-#define RELAY_CLOSE_GRACE_MS 1000     /* on stop, how long connections get to take their 1001 */
+#define RELAY_CLIENT_MESSAGE_MAX 512     /* bytes of one client message (a ping); more is 1009 */
+#define RELAY_INGRESS_BATCH 4096         /* ZeroMQ messages read per turn before yielding */
+#define RELAY_SUB_HWM 100000             /* messages ZeroMQ queues for the relay before dropping */
+#define RELAY_CLOSE_GRACE_MS 1000        /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 #define RELAY_FULL_TURN_US 5000 /* while messages flow, lws polls every descriptor this often */
@@ -52,24 +52,24 @@ struct relay {
     struct route *route;
     struct lws_context *context;
     struct lws_vhost *vhost;
-    lws_retry_bo_t retry;          /* lws's own validity timers: off (see heartbeat) */
-    lws_dll2_owner_t sessions;     /* every WebSocket connection, for the heartbeat walk */
+    lws_retry_bo_t retry;             /* lws's own validity timers: off (see heartbeat) */
+    lws_dll2_owner_t sessions;        /* every WebSocket connection, for the heartbeat walk */
     lws_sorted_usec_list_t heartbeat; /* once a second: ping the idle, drop the dead */
-    uint32_t now_s;                /* monotonic seconds, as of the last heartbeat */
+    uint32_t now_s;                   /* monotonic seconds, as of the last heartbeat */
     struct lws_protocols protocols[RELAY_PROTOCOLS + 1]; /* relay_protocols, this config's sizes */
-    int loop_fd;                   /* the relay's own epoll set (loop.h), one of lws's fds */
-    int loop_adopted;              /* lws owns loop_fd */
-    int loop_ready;                /* the set may hold events: serve before waiting again */
-    unsigned activity;             /* events served since the last full turn */
-    struct ingress ingress;        /* the ZeroMQ SUB and its monitor (ingress.h) */
-    lws_dll2_owner_t woken;        /* sessions a message woke this turn (session_serve_woken) */
-    struct send_batch send;        /* the write path: the woken connections' writes (send.h) */
-    uint64_t connections;          /* WebSocket connections open now */
+    int loop_fd;            /* the relay's own epoll set (loop.h), one of lws's fds */
+    int loop_adopted;       /* lws owns loop_fd */
+    int loop_ready;         /* the set may hold events: serve before waiting again */
+    unsigned activity;      /* events served since the last full turn */
+    struct ingress ingress; /* the ZeroMQ SUB and its monitor (ingress.h) */
+    lws_dll2_owner_t woken; /* sessions a message woke this turn (session_serve_woken) */
+    struct send_batch send; /* the write path: the woken connections' writes (send.h) */
+    uint64_t connections;   /* WebSocket connections open now */
     uint64_t next_connection_id;
-    int closing;                   /* shutting down: every connection gets 1001 */
+    int closing; /* shutting down: every connection gets 1001 */
     lws_sorted_usec_list_t closing_tick;
-    struct listener listener;      /* the listening socket and its admission (listener.h) */
-    uint64_t forbidden;            /* handshakes refused with 403 for their Origin */
+    struct listener listener; /* the listening socket and its admission (listener.h) */
+    uint64_t forbidden;       /* handshakes refused with 403 for their Origin */
 };
 
 /* Load the secret, create the context (listening with SO_REUSEPORT) and the subscriber.

@@ -4,15 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROUTE_CLASS_MIN 256u     /* smallest buffer (headroom included) */
-#define ROUTE_CLASSES 24         /* buffer sizes 256 << k */
+#define ROUTE_CLASS_MIN 256u /* smallest buffer (headroom included) */
+#define ROUTE_CLASSES 24     /* buffer sizes 256 << k */
 
 struct route_message {
-    uint32_t refs;               /* members that have not sent it yet */
+    uint32_t refs; /* members that have not sent it yet */
     uint32_t size_class;
     size_t len;
     struct route_message *next_free;
-    unsigned char bytes[];       /* headroom, then the payload */
+    unsigned char bytes[]; /* headroom, then the payload */
 };
 
 struct route_client {
@@ -30,7 +30,7 @@ struct route {
     uint32_t ring;
     struct route_callbacks callbacks;
     struct route_client **buckets;
-    size_t bucket_count;         /* a power of two */
+    size_t bucket_count; /* a power of two */
     struct route_message *free_lists[ROUTE_CLASSES];
     size_t pooled_bytes;
     uint64_t allocations;
@@ -315,9 +315,9 @@ route_publish(struct route *route, const char *topic, size_t topic_len, const vo
               size_t payload_len, size_t *backlog)
 {
     /* Per-message path: exact match on the topic, one copy, one wake per member. */
-    struct route_client *client =
-        topic_len > 0 && topic_len <= ROUTE_ID_MAX ? route_client_find(route, topic, topic_len)
-                                                   : NULL;
+    struct route_client *client = topic_len > 0 && topic_len <= ROUTE_ID_MAX
+                                      ? route_client_find(route, topic, topic_len)
+                                      : NULL;
     if (!client) {
         route->stats.dropped++;
         return 0;

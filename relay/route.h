@@ -18,10 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ROUTE_ID_MAX 64                   /* bytes of a client id (topic); longer is dropped */
-#define ROUTE_POOL_BYTES (16u << 20)      /* buffer bytes kept free for reuse; more are freed */
-#define ROUTE_RING_INITIAL 4              /* ring slots a client id starts with; doubles to `ring` */
-#define ROUTE_BUCKETS_INITIAL 1024        /* client-id hash buckets; doubles with the table */
+#define ROUTE_ID_MAX 64              /* bytes of a client id (topic); longer is dropped */
+#define ROUTE_POOL_BYTES (16u << 20) /* buffer bytes kept free for reuse; more are freed */
+#define ROUTE_RING_INITIAL 4         /* ring slots a client id starts with; doubles to `ring` */
+#define ROUTE_BUCKETS_INITIAL 1024   /* client-id hash buckets; doubles with the table */
 
 struct route;
 struct route_client;
@@ -29,15 +29,15 @@ struct route_client;
 /* One connection's place in the table.  Embedded in the caller's per-connection storage;
  * initialise with route_member_init(). */
 struct route_member {
-    struct route_client *client;          /* NULL when detached */
-    struct lws_dll2 link;                 /* in the client id's members */
-    uint64_t cursor;                      /* sequence number of the next message to send */
-    void *owner;                          /* handed back to the callbacks */
+    struct route_client *client; /* NULL when detached */
+    struct lws_dll2 link;        /* in the client id's members */
+    uint64_t cursor;             /* sequence number of the next message to send */
+    void *owner;                 /* handed back to the callbacks */
 };
 
 struct route_callbacks {
-    void (*wake)(void *owner);            /* a member has a message to send */
-    void (*cull)(void *owner);            /* a member fell `ring` messages behind: close it */
+    void (*wake)(void *owner); /* a member has a message to send */
+    void (*cull)(void *owner); /* a member fell `ring` messages behind: close it */
     void (*subscribe)(void *data, const char *id, size_t len);   /* first member of an id */
     void (*unsubscribe)(void *data, const char *id, size_t len); /* last member gone */
     void *data;

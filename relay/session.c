@@ -16,8 +16,8 @@
 #include "relay.h"
 #include "send.h"
 
-#define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
-#define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
+#define SESSION_CONTROL_MAX 256 /* bytes of a control reply */
+#define SESSION_CULL_GRACE_S 5  /* a culled connection that cannot take its close is dropped */
 
 /* Close code constants not in the lws enum. */
 #define SESSION_CLOSE_UNAUTHORIZED 4001
@@ -87,8 +87,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     char buf[TOKEN_MAX + 16], why[128] = "missing token";
     const char *token = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof buf);
     if (!token || token_verify(relay->secret, relay->secret_len, token, strlen(token),
-                               clock_now_ms() / 1000, session->client_id, why,
-                               sizeof why) != 0) {
+                               clock_now_ms() / 1000, session->client_id, why, sizeof why) != 0) {
         log_warn("event=ws_unauthorized connection=%llu reason=\"%s\"",
                  (unsigned long long)session->id, why);
         session_close_later(session, SESSION_CLOSE_UNAUTHORIZED);
@@ -209,8 +208,8 @@ session_on_end(void *owner)
 }
 
 static const struct receive_handler session_receive_handler = {
-    session_on_text, session_on_ping, session_on_pong, session_on_close, session_on_fail,
-    session_on_end,
+    session_on_text,  session_on_ping, session_on_pong,
+    session_on_close, session_on_fail, session_on_end,
 };
 
 static void
@@ -249,8 +248,7 @@ session_write_text(struct session *session, const char *text, int length)
     if (length < 0 || length >= SESSION_CONTROL_MAX)
         return -1;
     memcpy(buf + LWS_PRE, text, (size_t)length);
-    return lws_write(session->wsi, buf + LWS_PRE, (size_t)length, LWS_WRITE_TEXT) < length ? -1
-                                                                                          : 0;
+    return lws_write(session->wsi, buf + LWS_PRE, (size_t)length, LWS_WRITE_TEXT) < length ? -1 : 0;
 }
 
 _Static_assert(LWS_PRE >= SEND_HEADER_MAX, "a frame header fits a message's headroom");
@@ -353,8 +351,8 @@ session_write(struct relay *relay, struct session *session)
         unsigned char pong[LWS_PRE + RECEIVE_PONG_MAX];
         int len = receive_take_pong(&session->rx, pong + LWS_PRE);
         if (len >= 0)
-            rc = lws_write(session->wsi, pong + LWS_PRE, (size_t)len, LWS_WRITE_PONG) < len ? -1
-                                                                                          : 0;
+            rc =
+                lws_write(session->wsi, pong + LWS_PRE, (size_t)len, LWS_WRITE_PONG) < len ? -1 : 0;
     } else if (session->send_ping) {
         session->send_ping = 0;
         /* lws reports a pong to the protocol only when it carries a payload. */

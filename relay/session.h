@@ -30,17 +30,17 @@ struct receive;
 struct session {
     struct lws *wsi;
     struct route_member member;
-    struct lws_dll2 link;         /* in the relay's connections (relay->sessions) */
-    struct lws_dll2 woken;        /* on relay->woken while a message waits for its write */
+    struct lws_dll2 link;  /* in the relay's connections (relay->sessions) */
+    struct lws_dll2 woken; /* on relay->woken while a message waits for its write */
     uint64_t id;
-    uint32_t last_rx_s;           /* relay->now_s when the peer last sent anything */
-    uint32_t ping_at_s;           /* relay->now_s when the unanswered ping went (ping_sent) */
-    struct receive *rx;           /* the client's partial frame or message, NULL between */
-    uint16_t close_code;          /* non-zero: close with this code at the next write */
-    uint8_t close_now;            /* write the close and end: a failure, or the peer's close */
-    uint8_t close_sent;           /* lws sent our close: the client's reply ends it */
-    uint8_t close_echo;           /* the close answers the client's: no reason text */
-    uint8_t reading;              /* its input watched in the relay's epoll set (loop.h) */
+    uint32_t last_rx_s;  /* relay->now_s when the peer last sent anything */
+    uint32_t ping_at_s;  /* relay->now_s when the unanswered ping went (ping_sent) */
+    struct receive *rx;  /* the client's partial frame or message, NULL between */
+    uint16_t close_code; /* non-zero: close with this code at the next write */
+    uint8_t close_now;   /* write the close and end: a failure, or the peer's close */
+    uint8_t close_sent;  /* lws sent our close: the client's reply ends it */
+    uint8_t close_echo;  /* the close answers the client's: no reason text */
+    uint8_t reading;     /* its input watched in the relay's epoll set (loop.h) */
     uint8_t send_connected, send_pong, send_error, send_ping, send_resync, send_pong_frame;
     uint8_t ping_sent, dead;
     uint8_t attached;

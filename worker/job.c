@@ -41,8 +41,7 @@ job_publish(struct job *job, const char *event)
         zmq_send(events, job->client_id, strlen(job->client_id), ZMQ_SNDMORE) < 0 ||
         zmq_send(events, payload, strlen(payload), ZMQ_SNDMORE) < 0 ||
         zmq_send(events, index, (size_t)length, 0) < 0)
-        log_warn("event=publish_failed task=%s error=\"%s\"", job->id,
-                 zmq_strerror(zmq_errno()));
+        log_warn("event=publish_failed task=%s error=\"%s\"", job->id, zmq_strerror(zmq_errno()));
     free(payload);
 }
 

@@ -21,8 +21,8 @@
 #include "config.h"
 #include "store.h"
 
-#define JOB_CANCEL_POLL_MS 250   /* how often a job looks in the store for a cancel request */
-#define JOB_ERROR_MAX 4096       /* bytes of a failed task's error text (the stderr tail) */
+#define JOB_CANCEL_POLL_MS 250 /* how often a job looks in the store for a cancel request */
+#define JOB_ERROR_MAX 4096     /* bytes of a failed task's error text (the stderr tail) */
 
 /* Why a slot asks its job to stop.  LOST: the attempt is no longer the task's current one (its
  * lease was taken back, or the store refused a write as fenced): stop at once, write and
@@ -56,21 +56,21 @@ struct job {
     const struct config *cfg;
     const struct config_type *type;
     const struct job_env *env;
-    struct store *store;          /* borrowed: the slot's connection */
-    atomic_int *stop;             /* borrowed: an enum job_stop set by the pool */
-    json_t *task;                 /* owned: the latest task object */
+    struct store *store; /* borrowed: the slot's connection */
+    atomic_int *stop;    /* borrowed: an enum job_stop set by the pool */
+    json_t *task;        /* owned: the latest task object */
     char id[64];
     char client_id[64];
-    int attempt;                  /* the attempt this job runs: its fencing token */
-    const json_t *params;         /* borrowed from task */
-    int64_t last_progress_ms;     /* monotonic time of the last progress stored */
+    int attempt;              /* the attempt this job runs: its fencing token */
+    const json_t *params;     /* borrowed from task */
+    int64_t last_progress_ms; /* monotonic time of the last progress stored */
     int64_t last_cancel_poll_ms;
-    int pending;                  /* a progress step is waiting for its interval */
+    int pending; /* a progress step is waiting for its interval */
     int pending_percent;
     char pending_message[STORE_MESSAGE_MAX + 1];
     int lost; /* the attempt was fenced: nothing it says counts any more */
     /* the outcome a kind fills in */
-    json_t *result;               /* owned */
+    json_t *result; /* owned */
     char error[JOB_ERROR_MAX + 1];
 };
 

@@ -8,9 +8,9 @@
  * failed task.  Timeout and cancel: SIGTERM to the group, SIGKILL after cancel_grace_ms.
  */
 #include <ctype.h>
-#include <limits.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,21 +24,21 @@
 #include "job.h"
 #include "log.h"
 
-#define EXEC_LINE_MAX 4096      /* bytes of one stdout line; the rest of a longer line is dropped */
-#define EXEC_STDERR_TAIL 4096   /* bytes of stderr kept (the tail) */
-#define EXEC_ENV_MAX 512        /* environment entries passed on; more are dropped */
-#define EXEC_POLL_MS 50         /* longest wait between checks for cancel and progress */
+#define EXEC_LINE_MAX 4096    /* bytes of one stdout line; the rest of a longer line is dropped */
+#define EXEC_STDERR_TAIL 4096 /* bytes of stderr kept (the tail) */
+#define EXEC_ENV_MAX 512      /* environment entries passed on; more are dropped */
+#define EXEC_POLL_MS 50       /* longest wait between checks for cancel and progress */
 
 extern char **environ;
 
 struct exec_child {
     pid_t pid;
-    int in, out, err;            /* our ends of the pipes, -1 when closed */
-    char *input;                 /* params JSON still to write */
+    int in, out, err; /* our ends of the pipes, -1 when closed */
+    char *input;      /* params JSON still to write */
     size_t input_len, input_off;
     char line[EXEC_LINE_MAX + 1];
     size_t line_len;
-    int line_cut;                /* the current line was too long: drop until newline */
+    int line_cut; /* the current line was too long: drop until newline */
     char tail[EXEC_STDERR_TAIL];
     size_t tail_len;
     int bad_result;
@@ -59,7 +59,8 @@ exec_environment(struct job *job)
         env[n - 1] = NULL;
     const char *key;
     json_t *value;
-    json_object_foreach((json_t *)job->params, key, value) {
+    json_object_foreach((json_t *)job->params, key, value)
+    {
         char *text = json_is_string(value) ? strdup(json_string_value(value))
                                            : json_dumps(value, JSON_ENCODE_ANY);
         char name[CONFIG_NAME_MAX];
@@ -240,8 +241,8 @@ exec_read_err(struct exec_child *child)
 static void
 exec_write_in(struct exec_child *child)
 {
-    ssize_t n = write(child->in, child->input + child->input_off,
-                      child->input_len - child->input_off);
+    ssize_t n =
+        write(child->in, child->input + child->input_off, child->input_len - child->input_off);
     if (n > 0)
         child->input_off += (size_t)n;
     if ((n < 0 && errno != EAGAIN && errno != EINTR) || child->input_off == child->input_len) {
@@ -290,7 +291,7 @@ job_exec_run(struct job *job)
 
     int64_t start = clock_mono_ms();
     int64_t deadline = start + job->type->timeout_ms;
-    int64_t kill_at = 0;           /* when SIGKILL follows the SIGTERM already sent */
+    int64_t kill_at = 0; /* when SIGKILL follows the SIGTERM already sent */
     int stop = JOB_STOP_NONE, timed_out = 0, status = 0, exited = 0;
     while (!exited) {
         struct pollfd fds[3];
@@ -339,8 +340,8 @@ job_exec_run(struct job *job)
                 kill_at = now + job->cfg->cancel_grace_ms;
                 if (kill_at == now)
                     kill_at = now + 1;
-                log_info("event=exec_terminate task=%s pid=%d reason=%s", job->id,
-                         (int)child.pid, timed_out ? "timeout" : "cancel");
+                log_info("event=exec_terminate task=%s pid=%d reason=%s", job->id, (int)child.pid,
+                         timed_out ? "timeout" : "cancel");
             }
         } else if (now >= kill_at) {
             kill(-child.pid, SIGKILL);

@@ -13,15 +13,15 @@
 #include "errors.h"
 #include "job.h"
 #include "log.h"
-#include "wire.h"
 #include "protocol.h"
 #include "retry.h"
 #include "slot.h"
 #include "store.h"
 #include "token.h"
+#include "wire.h"
 
-#define POOL_FRAME_MAX 256       /* bytes of a nudge frame or a client id kept */
-#define POOL_BATCH 256           /* messages handled per socket per turn, for fairness */
+#define POOL_FRAME_MAX 256 /* bytes of a nudge frame or a client id kept */
+#define POOL_BATCH 256     /* messages handled per socket per turn, for fairness */
 
 #define POOL_PRUNE_INTERVAL_MS 60000 /* how often finished tasks past keep_finished are pruned */
 #define POOL_PRUNE_BATCHES 20        /* prune transactions per turn at most */
@@ -33,10 +33,10 @@ struct pool {
     char *limits; /* {"type": concurrency} of the limited types, or NULL */
     struct store *store;
     void *zmq;
-    void *tasks;                 /* PULL: nudges */
-    void *slot_events;           /* PULL: events and done marks from the slots */
-    void *publisher;             /* PUB: every event, to the proxy */
-    void *xsub, *xpub;           /* handed to the proxy thread */
+    void *tasks;       /* PULL: nudges */
+    void *slot_events; /* PULL: events and done marks from the slots */
+    void *publisher;   /* PUB: every event, to the proxy */
+    void *xsub, *xpub; /* handed to the proxy thread */
     pthread_t proxy;
     int proxy_started;
     int concurrency;
@@ -48,7 +48,7 @@ struct pool {
      * its last renewal.  Past it (the process was frozen, or the store unreachable) it publishes
      * nothing about its tasks until a renewal says which it still holds. */
     int64_t lease_valid_until_ms;
-    int stopping; /* shutting down: outcomes are stored, nothing is claimed */
+    int stopping;      /* shutting down: outcomes are stored, nothing is claimed */
     int store_problem; /* the problem (TW_E_STORE_FULL, ...) the pool's writes fail with, or 0 */
 };
 
@@ -81,8 +81,8 @@ static void *
 pool_socket(struct pool *pool, int type, const char *first, const char *second, char *err,
             size_t errlen)
 {
-    struct wire_options options = {.send_hwm = POOL_HWM, .recv_hwm = POOL_HWM, .linger_ms = 0,
-                                   .bind = {first, second}};
+    struct wire_options options = {
+        .send_hwm = POOL_HWM, .recv_hwm = POOL_HWM, .linger_ms = 0, .bind = {first, second}};
     return wire_socket(pool->zmq, type, &options, err, errlen);
 }
 
@@ -122,8 +122,8 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
     pool->slot_events = pool_socket(pool, ZMQ_PULL, SLOT_ENDPOINT, NULL, err, errlen);
     if (!pool->slot_events)
         goto fail;
-    pool->xsub = pool_socket(pool, ZMQ_XSUB, cfg->publish_endpoint, POOL_PUBLISH_INPROC, err,
-                             errlen);
+    pool->xsub =
+        pool_socket(pool, ZMQ_XSUB, cfg->publish_endpoint, POOL_PUBLISH_INPROC, err, errlen);
     if (!pool->xsub)
         goto fail;
     pool->xpub = pool_socket(pool, ZMQ_XPUB, cfg->events_endpoint, NULL, err, errlen);
@@ -453,8 +453,7 @@ pool_intake(struct pool *pool)
             break;
         char verb[PROTOCOL_VERB_MAX], id[POOL_FRAME_MAX];
         if (count != 2 || pool_frame_text(&frames[0], verb, sizeof verb) != 0 ||
-            pool_frame_text(&frames[1], id, sizeof id) != 0 ||
-            strlen(id) != TOKEN_ID_SIZE - 1) {
+            pool_frame_text(&frames[1], id, sizeof id) != 0 || strlen(id) != TOKEN_ID_SIZE - 1) {
             log_warn("event=bad_nudge frames=%d", count);
         } else if (strcmp(verb, PROTOCOL_VERB_SUBMIT) == 0) {
             memcpy(submitted[submits++], id, TOKEN_ID_SIZE);

@@ -20,8 +20,8 @@
 #include "config.h"
 
 #define POOL_PUBLISH_INPROC "inproc://taskwire-publish" /* the pool's own PUB connects here */
-#define POOL_HWM 100000          /* messages queued per ZeroMQ peer before PUB drops */
-#define POOL_SHUTDOWN_MS 10000   /* longest wait for slots to hand back their tasks on stop */
+#define POOL_HWM 100000        /* messages queued per ZeroMQ peer before PUB drops */
+#define POOL_SHUTDOWN_MS 10000 /* longest wait for slots to hand back their tasks on stop */
 
 struct pool;
 

@@ -9,8 +9,8 @@
 
 #include "job.h"
 #include "log.h"
-#include "wire.h"
 #include "store.h"
+#include "wire.h"
 
 struct slot {
     const struct config *cfg;
@@ -19,17 +19,17 @@ struct slot {
     int started;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    json_t *task;                /* handed over, not yet taken by the thread */
-    int announce;                /* with task: its queued event is still to be published */
-    int quit;                    /* guarded by lock */
-    atomic_int stop;             /* enum job_stop for the running task */
-    int busy;                    /* pool thread only */
-    int attempt;                 /* pool thread only: the running task's attempt */
-    int lost;                    /* pool thread only: that attempt was taken back */
-    char task_id[64];            /* pool thread only */
-    struct store *store;         /* slot thread only */
-    void *events;                /* slot thread only (created before it starts) */
-    struct job_env env;          /* what the slot's jobs borrow */
+    json_t *task;        /* handed over, not yet taken by the thread */
+    int announce;        /* with task: its queued event is still to be published */
+    int quit;            /* guarded by lock */
+    atomic_int stop;     /* enum job_stop for the running task */
+    int busy;            /* pool thread only */
+    int attempt;         /* pool thread only: the running task's attempt */
+    int lost;            /* pool thread only: that attempt was taken back */
+    char task_id[64];    /* pool thread only */
+    struct store *store; /* slot thread only */
+    void *events;        /* slot thread only (created before it starts) */
+    struct job_env env;  /* what the slot's jobs borrow */
 };
 
 static void *
@@ -84,8 +84,10 @@ slot_new(const struct config *cfg, void *zmq_context, int index, const char *wor
     slot->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
     if (!slot->store || store_worker_durability(slot->store) != 0)
         goto fail;
-    struct wire_options events = {.send_hwm = WIRE_DEFAULT, .recv_hwm = WIRE_DEFAULT,
-                                  .linger_ms = 1000, .connect = SLOT_ENDPOINT};
+    struct wire_options events = {.send_hwm = WIRE_DEFAULT,
+                                  .recv_hwm = WIRE_DEFAULT,
+                                  .linger_ms = 1000,
+                                  .connect = SLOT_ENDPOINT};
     slot->events = wire_socket(zmq_context, ZMQ_PUSH, &events, err, errlen);
     if (!slot->events)
         goto fail;
