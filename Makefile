@@ -142,7 +142,7 @@ BENCH_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) $(shell pkg-config --cflag
 LOADGEN_SRC := bench/loadgen.c bench/publisher.c bench/hist.c
 BENCH_BINS := $(BENCH_BUILD)/loadgen $(BENCH_BUILD)/hello.fcgi
 
-.PHONY: bench bench-smoke bench-bins
+.PHONY: bench bench-smoke bench-bins bench-million
 bench-bins: $(BENCH_BINS)
 $(BENCH_BUILD)/loadgen: $(LOADGEN_SRC) bench/hist.h bench/publisher.h
 	@mkdir -p $(dir $@)
@@ -155,3 +155,6 @@ bench: all bench-bins
 	/usr/bin/python3 bench/run.py --build $(BUILD) --doc
 bench-smoke: all bench-bins
 	/usr/bin/python3 bench/run.py --build $(BUILD) --smoke
+# A million idle connections on this one machine (about 10 GiB of memory, several minutes).
+bench-million: all bench-bins
+	/usr/bin/python3 bench/run.py --build $(BUILD) --peers taskwire --scenarios million

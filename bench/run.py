@@ -12,6 +12,9 @@ process) or wrk, and stops it again, also on failure.  Scenarios:
   idle       server RSS with 0 and 10,000 idle connections: bytes per connection
   connect    seconds for 1,000 and 10,000 clients to connect and get their first frame
   scale      most idle connections taskwire's relays hold (several relays on one port)
+  million    a million idle connections (`make bench-million`; not among the defaults): relays
+             and load generators of 16,700 each, one source address per load generator, then
+             the latency of messages to a sample of 1,000 further connections
   submit     POST /api/tasks through lighttpd with wrk, next to a hello-world FastCGI ceiling
 
 Each measurement runs --runs times (3 by default); the table shows medians.  The result goes to
@@ -62,6 +65,10 @@ CONNECT_CONNS = (1000, 10000)  # clients of the connect scenario, each its own c
 SCALE_TARGET = 100000
 SCALE_RELAYS = 6
 SCALE_LOADGENS = 6
+MILLION = 1000000          # idle connections of `make bench-million`
+MILLION_PER_PROCESS = 16700  # connections per relay and per load generator (20,000 fds each)
+MILLION_SAMPLE = 1000      # connections of the latency sample, while the million are held
+MILLION_SAMPLE_RATE = 1000  # msgs/s to the sample (one a second each)
 DEBS = ["pushpin", "libnginx-mod-nchan", "nginx", "lighttpd", "wrk", "libfcgi-dev",
         "libzmq3-dev", "libssl-dev"]
 
@@ -696,6 +703,56 @@ class Bench:
         for i in range(runs):
             self.record("scale", "taskwire", self.with_peer("taskwire", go, relays=SCALE_RELAYS))
 
+    def million(self):
+        relays = -(-MILLION // MILLION_PER_PROCESS)
+        print(f"million: {relays} taskwire relays on one port, {relays} load generators x "
+              f"{MILLION_PER_PROCESS} idle connections, each from its own address", flush=True)
+
+        def kernel():
+            with open("/proc/net/sockstat") as f:
+                tcp = next(line.split() for line in f if line.startswith("TCP:"))
+            with open("/proc/meminfo") as f:
+                slab = next(int(line.split()[1]) for line in f if line.startswith("Slab:"))
+            fields = dict(zip(tcp[1::2], map(int, tcp[2::2])))
+            return fields.get("inuse", 0), fields.get("mem", 0) * os.sysconf("SC_PAGE_SIZE"), slab
+
+        def go(peer):
+            time.sleep(1.0)
+            base = rss_kb(peer.relay_pids())
+            k0 = kernel()
+            gens = [Run(peer, ["--conns", str(MILLION_PER_PROCESS), "--concurrency", "64",
+                               "--id-base", str(k * MILLION_PER_PROCESS),
+                               "--connect-timeout", "600",
+                               "--src", f"127.0.{1 + k // 250}.{1 + k % 250}"],
+                        os.path.join(self.tmp, f"loadgen-million{k}.log"))
+                    for k in range(relays)]
+            try:
+                for g in gens:
+                    g.ready.wait(900)
+                time.sleep(5.0)
+                full = rss_kb(peer.relay_pids())
+                k1 = kernel()
+                ready = sum(g.lines[0]["ready"] for g in gens if g.lines)
+                failed = sum(g.lines[0]["failed"] for g in gens if g.lines)
+                secs = max(g.lines[0]["seconds"] for g in gens if g.lines) if ready else 0
+                alive = sum(p.poll() is None for p in peer.relay_procs)
+                sample = measure(peer, peer.pub_args() + [
+                    "--conns", str(MILLION_SAMPLE), "--id-base", str(10 * MILLION),
+                    "--rate", str(MILLION_SAMPLE_RATE), "--probe-timeout", "300",
+                    "--warmup", "2", "--duration", "10", "--src", "127.0.250.1"],
+                    self.tmp, "million-sample", timeout=300)
+            finally:
+                for g in gens:
+                    Procs.stop(g.proc)
+            return {"conns": MILLION_PER_PROCESS * relays, "ready": ready, "failed": failed,
+                    "connect_s": secs, "relays": relays, "relays_alive": alive,
+                    "rss0_kb": base, "rss_kb": full,
+                    "bytes_per_conn": (full - base) * 1024 / ready if ready else float("nan"),
+                    "tcp_inuse": k1[0] - k0[0], "tcp_mem_bytes": k1[1] - k0[1],
+                    "slab_kb": k1[2] - k0[2], "sample": sample}
+
+        self.record("million", "taskwire", self.with_peer("taskwire", go, relays=relays))
+
     def submit(self, runs, duration=SUBMIT_SECONDS):
         # Rounds of short runs, each round a run of every responder at every connection count
         # in turn: the machine's speed drifts by half within minutes, and a ratio taken inside
@@ -1004,6 +1061,25 @@ class Report:
             held = med(rows, "ready")
             self.targets.append((f"{SCALE_TARGET:,} idle connections held", fmt(held),
                                  held >= SCALE_TARGET))
+        if "million" in res:
+            r = res["million"]["taskwire"][0]
+            lat = r["sample"]["lat_us"]
+            L.append(f"### A million idle connections: {r['relays']} relays on one port")
+            L.append("")
+            self.header("attempted", "held", "failed", "connect s", "connections/s",
+                        "relays' user space / conn", "kernel slab / conn", "TCP buffers",
+                        f"sample of {MILLION_SAMPLE:,}: p50 / p99 / max ms")
+            held = r["ready"]
+            self.row(fmt(r["conns"]), fmt(held), fmt(r["failed"]), fmt(r["connect_s"], 1),
+                     fmt(held / r["connect_s"]) if r["connect_s"] else "n/a",
+                     f"{fmt(r['bytes_per_conn'])} B",
+                     f"{fmt(r['slab_kb'] * 1024 / held) if held else 'n/a'} B (both ends)",
+                     f"{fmt(r['tcp_mem_bytes'] / 2**20, 1)} MiB",
+                     f"{ms(lat['p50'])} / {ms(lat['p99'])} / {ms(lat['max'])}")
+            L.append("")
+            self.targets.append((f"{MILLION:,} idle connections held", fmt(held), held >= MILLION))
+            self.targets.append(("p99 to a sample while they are held < 50 ms",
+                                 f"{ms(lat['p99'])} ms", lat["p99"] < 50000))
         if "submit" in res:
             L.append("### Submission: POST /api/tasks through lighttpd (FastCGI), wrk -t1")
             L.append("")
@@ -1217,6 +1293,8 @@ def main():
             bench.scale(1)
         if "submit" in scenarios and "taskwire" in names:
             bench.submit(args.runs)
+        if "million" in scenarios:
+            bench.million()
     finally:
         Procs.stop_all()
     write_report(bench, args, names)
