@@ -141,23 +141,28 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
 {
     /* Per-message path.  A full turn is lws_service: one poll() over every descriptor lws holds
      * (not waiting while work is known to be there), lws serving what is ready and running
-     * its timers.  While events flow (messages, connections, client input) a full turn comes
-     * every RELAY_FULL_TURN_US, and between full turns the loop waits on its own epoll set
-     * (loop.h) and serves what is ready there, at a cost per ready descriptor, not per
-     * connection.  So while events flow, lws's timers, the output it buffered and the closes
-     * it runs wait for the next full turn, RELAY_FULL_TURN_US at most.  Once a whole period
-     * passes without an event the relay is idle: it sleeps in lws_service until something
+     * its timers.  While events flow (messages, connections, client input) the loop waits on
+     * its own epoll set (loop.h) and serves what is ready there, at a cost per ready
+     * descriptor, not per connection; a full turn comes RELAY_FULL_TURN_US after the last when
+     * lws has work (relay->lws_owed: output it buffered, a writeable callback asked for, a
+     * kill), else RELAY_TIMER_TURN_US after it, for lws's timers (the heartbeat, close
+     * timeouts).  A full turn costs a scan of every descriptor, so it comes no more often than
+     * that.  Once a whole period passes without an event the relay is idle: it sleeps in
+     * lws_service until something
      * happens (the epoll set is one of lws's descriptors), so a quiet relay answers at once
      * and runs its timers on time, and costs nothing. */
-    int64_t full_due_us = 0;
+    int64_t full_at_us = 0;
     int busy = 0; /* events in the last turn's period: wait in the epoll set */
     while (!*quit) {
         int64_t now_us = clock_mono_us();
+        int64_t full_due_us =
+            full_at_us + (relay->lws_owed ? RELAY_FULL_TURN_US : RELAY_TIMER_TURN_US);
         if (!busy || now_us >= full_due_us) {
             int ready = relay->ingress.ready || relay->loop_ready;
             if (lws_service(relay->context, busy || ready ? -1 : 0) < 0)
                 return;
-            full_due_us = clock_mono_us() + RELAY_FULL_TURN_US;
+            relay->lws_owed = 0;
+            full_at_us = clock_mono_us();
             busy = relay->activity > 0;
             relay->activity = 0;
             if (relay->loop_ready)
@@ -180,6 +185,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
             break;
         if (relay->loop_ready)
             loop_serve(relay, 0); /* the clients' closes in reply */
+        session_serve_woken(relay);
     }
     lws_sul_cancel(&relay->closing_tick);
 }

@@ -32,7 +32,8 @@
 #define RELAY_CLOSE_GRACE_MS 1000        /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
-#define RELAY_FULL_TURN_US 5000 /* while messages flow, lws polls every descriptor this often */
+#define RELAY_FULL_TURN_US 5000    /* while events flow, lws's turn when it has work, at most */
+#define RELAY_TIMER_TURN_US 100000 /* ...and when it has none but its timers */
 
 /* The rows of the lws protocols table (relay_protocols). */
 enum relay_protocol {
@@ -61,6 +62,7 @@ struct relay {
     int loop_adopted;       /* lws owns loop_fd */
     int loop_ready;         /* the set may hold events: serve before waiting again */
     unsigned activity;      /* events served since the last full turn */
+    int lws_owed;           /* lws has work for a full turn (a write, a kill) */
     struct ingress ingress; /* the ZeroMQ SUB and its monitor (ingress.h) */
     lws_dll2_owner_t woken; /* sessions a message woke this turn (session_serve_woken) */
     struct send_batch send; /* the write path: the woken connections' writes (send.h) */

@@ -53,13 +53,33 @@ session_close_reason(uint16_t code)
     return "";
 }
 
+/* The session has something to write (a control reply, a close, more messages): its writeable
+ * callback runs in this turn of the loop (session_serve_woken), not at lws's next full turn.
+ * lws is asked too: it serves POLLOUT only for a connection that asked for it. */
+static void
+session_want_write(struct session *session)
+{
+    lws_callback_on_writable(session->wsi);
+    session_wake(session);
+}
+
+/* End the connection now: its close is done, or there is no one to tell.  lws does it in its
+ * next full turn, which relay_run then gives it within RELAY_FULL_TURN_US. */
+static void
+session_end(struct session *session)
+{
+    struct relay *relay = lws_context_user(lws_get_context(session->wsi));
+    relay->lws_owed = 1;
+    lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
 static void session_stop_reading(struct relay *relay, struct session *session);
 
 static void
 session_close_later(struct session *session, uint16_t code)
 {
     session->close_code = code;
-    lws_callback_on_writable(session->wsi);
+    session_want_write(session);
 }
 
 void
@@ -108,7 +128,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     }
     session->attached = 1;
     session->send_connected = 1;
-    lws_callback_on_writable(wsi);
+    session_want_write(session);
     log_debug("event=ws_connected connection=%llu client=%s", (unsigned long long)session->id,
               session->client_id);
 }
@@ -144,7 +164,7 @@ session_on_text(void *owner, const unsigned char *in, size_t len)
     else
         session->send_error = 1;
     json_decref(message);
-    lws_callback_on_writable(session->wsi);
+    session_want_write(session);
 }
 
 static void
@@ -152,20 +172,13 @@ session_on_ping(void *owner)
 {
     struct session *session = owner;
     session->send_pong_frame = 1;
-    lws_callback_on_writable(session->wsi);
+    session_want_write(session);
 }
 
 static void
 session_on_pong(void *owner)
 {
     (void)owner; /* any input counts as alive (session_read) */
-}
-
-/* End the connection now: its close is done, or there is no one to tell. */
-static void
-session_end(struct session *session)
-{
-    lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 static void
@@ -183,7 +196,7 @@ session_on_close(void *owner, uint16_t code)
         session->close_echo = 1;
     }
     session->close_now = 1;
-    lws_callback_on_writable(session->wsi);
+    session_want_write(session);
 }
 
 static void
@@ -198,7 +211,7 @@ session_on_fail(void *owner, uint16_t code)
     }
     session->close_code = code;
     session->close_now = 1;
-    lws_callback_on_writable(session->wsi);
+    session_want_write(session);
 }
 
 static void
@@ -268,6 +281,8 @@ session_rest(void *conn, const unsigned char *bytes, size_t len)
 {
     /* lws copies it, buffers it and finishes it on POLLOUT as it does its own writes. */
     struct session *session = conn;
+    struct relay *relay = lws_context_user(lws_get_context(session->wsi));
+    relay->lws_owed = 1; /* it finishes the write on POLLOUT, seen in its full turn */
     return lws_write(session->wsi, (unsigned char *)bytes, len, LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
 
@@ -285,9 +300,9 @@ session_done(void *conn, int failed)
 {
     struct session *session = conn;
     if (failed)
-        lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        session_end(session);
     else if (route_pending(&session->member))
-        lws_callback_on_writable(session->wsi);
+        session_want_write(session);
 }
 
 const struct send_ops session_send_ops = {session_peek, session_rest, session_sent, session_done};
@@ -309,6 +324,8 @@ session_write_close(struct session *session)
 {
     const char *reason = session->close_echo ? "" : session_close_reason(session->close_code);
     size_t len = strlen(reason);
+    struct relay *relay = lws_context_user(lws_get_context(session->wsi));
+    relay->lws_owed = 1; /* lws sends or flushes the close and ends the connection */
     if (!session->close_now) {
         lws_close_reason(session->wsi, (enum lws_close_status)session->close_code,
                          (unsigned char *)reason, len);
@@ -377,7 +394,7 @@ session_write(struct relay *relay, struct session *session)
         return -1;
     if (session->send_ping || session->send_resync || session->send_pong || session->send_error ||
         session->send_pong_frame || route_pending(&session->member))
-        lws_callback_on_writable(session->wsi);
+        session_want_write(session);
     return 0;
 }
 
@@ -388,7 +405,7 @@ session_resync_all(struct relay *relay)
         struct session *s = lws_container_of(d, struct session, link);
         if (s->attached && !s->close_code) {
             s->send_resync = 1;
-            lws_callback_on_writable(s->wsi);
+            session_want_write(s);
         }
     }
 }
@@ -417,12 +434,12 @@ session_heartbeat(struct relay *relay)
             s->dead = 1;
             log_info("event=ws_dead connection=%llu silent_s=%u", (unsigned long long)s->id,
                      silent);
-            lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            session_end(s);
         } else if (silent >= ping && !s->ping_sent) {
             s->ping_sent = 1;
             s->ping_at_s = relay->now_s;
             s->send_ping = 1;
-            lws_callback_on_writable(s->wsi);
+            session_want_write(s);
         }
     }
 }
@@ -462,7 +479,9 @@ session_serve_woken(struct relay *relay)
         struct session *session = lws_container_of(relay->woken.head, struct session, woken);
         lws_dll2_remove(&session->woken);
         if (lws_partial_buffered(session->wsi)) {
-            /* lws finishes its buffered write first, then asks us for more. */
+            /* lws finishes its buffered write first, on POLLOUT in its full turn, then asks us
+             * for more. */
+            relay->lws_owed = 1;
             lws_callback_on_writable(session->wsi);
             continue;
         }
