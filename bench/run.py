@@ -907,6 +907,19 @@ class Report:
         self.row(*cells)
         self.row(*(["---"] + ["---:"] * (len(cells) - 1)))
 
+    def latency_table(self, rows_by_peer, delivered):
+        """A steady-rate scenario's table: per peer its deliveries, latencies, losses and CPU."""
+        self.header("server", delivered, "p50 ms", "p90 ms", "p99 ms", "max ms", "lost",
+                    "server CPU")
+        for n in self.names:
+            rows = rows_by_peer.get(n)
+            if rows:
+                self.row(self.labels[n], fmt(med(rows, "delivered_per_s")),
+                         ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p90")),
+                         ms(med(rows, "lat_us", "p99")), ms(med(rows, "lat_us", "max")),
+                         fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}")
+        self.lines.append("")
+
     def ratio(self, a, b):
         return "n/a" if not b or b != b or a != a else f"{a / b:.2f}x"
 
@@ -978,16 +991,7 @@ class Report:
         if "steady" in res:
             L.append(f"### Latency at a moderate {STEADY_RATE:,} msgs/s, 1,000 clients")
             L.append("")
-            self.header("server", "delivered msgs/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                        "lost", "server CPU")
-            for n in self.names:
-                rows = res["steady"].get(n)
-                if rows:
-                    self.row(self.labels[n], fmt(med(rows, "delivered_per_s")),
-                             ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p90")),
-                             ms(med(rows, "lat_us", "p99")), ms(med(rows, "lat_us", "max")),
-                             fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}")
-            L.append("")
+            self.latency_table(res["steady"], "delivered msgs/s")
             tw, nchan = res["steady"].get("taskwire"), res["steady"].get("nchan")
             if tw and nchan:
                 for q in ("p50", "p90", "p99"):
@@ -998,16 +1002,7 @@ class Report:
             L.append(f"### Broadcast-ish: 1,000 connections of one client id, {BROADCAST_RATE} "
                      f"msgs/s ({BROADCAST_RATE * FANOUT_CONNS:,} deliveries/s)")
             L.append("")
-            self.header("server", "deliveries/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "lost",
-                        "server CPU")
-            for n in self.names:
-                rows = res["broadcast"].get(n)
-                if rows:
-                    self.row(self.labels[n], fmt(med(rows, "delivered_per_s")),
-                             ms(med(rows, "lat_us", "p50")), ms(med(rows, "lat_us", "p90")),
-                             ms(med(rows, "lat_us", "p99")), ms(med(rows, "lat_us", "max")),
-                             fmt(med(rows, "lost")), f"{med(rows, 'server_cpu'):.0%}")
-            L.append("")
+            self.latency_table(res["broadcast"], "deliveries/s")
         if "idle" in res:
             L.append(f"### Idle: server RSS with 0 and {IDLE_CONNS:,} idle connections")
             L.append("")
