@@ -9,6 +9,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "loop.h"
 #include "relay.h"
 #include "session.h"
 #include "wire.h"
@@ -26,7 +27,6 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
     int hwm = RELAY_SUB_HWM, subscriptions_hwm = 0, linger = 0;
     int fd = -1;
     size_t size = sizeof fd;
-    relay->ingress.sub_fd = -1;
     relay->ingress.monitor_fd = -1;
     relay->ingress.zmq = zmq_ctx_new();
     /* ZeroMQ's I/O thread only moves bytes from TCP into the SUB's queue.  Under load, waking
@@ -57,23 +57,17 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
         snprintf(err, errlen, "%s: %s", relay->cfg->events_endpoint, zmq_strerror(zmq_errno()));
         return -1;
     }
-    /* lws closes what it adopts; ZeroMQ must keep its own descriptor. */
-    relay->ingress.sub_wait_fd = fd;
-    relay->ingress.sub_fd = dup(fd);
-    if (relay->ingress.sub_fd < 0) {
-        snprintf(err, errlen, "dup: %s", strerror(errno));
-        return -1;
-    }
+    relay->ingress.sub_wait_fd = fd; /* ZeroMQ's own: watched, never closed here */
     return 0;
 }
 
 int
 ingress_start(struct relay *relay, char *err, size_t errlen)
 {
-    if (relay_watch(relay, relay->ingress.sub_fd, RELAY_PROTOCOL_INGRESS, "the ZeroMQ socket", err,
-                    errlen) != 0)
+    if (loop_watch(relay, relay->ingress.sub_wait_fd, LOOP_INGRESS) != 0) {
+        snprintf(err, errlen, "cannot watch the ZeroMQ socket: %s", strerror(errno));
         return -1;
-    relay->ingress.sub_fd = -1; /* lws owns the duplicate now */
+    }
     if (relay_watch(relay, relay->ingress.monitor_fd, RELAY_PROTOCOL_UPSTREAM, "the ZeroMQ monitor",
                     err, errlen) != 0)
         return -1;
@@ -86,9 +80,6 @@ ingress_start(struct relay *relay, char *err, size_t errlen)
 void
 ingress_fini(struct relay *relay)
 {
-    if (relay->ingress.sub_fd >= 0)
-        close(relay->ingress.sub_fd);
-    relay->ingress.sub_fd = -1;
     if (relay->ingress.monitor_fd >= 0)
         close(relay->ingress.monitor_fd);
     relay->ingress.monitor_fd = -1;

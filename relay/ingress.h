@@ -1,10 +1,10 @@
-/* ingress.h: the ZeroMQ SUB socket inside the lws event loop.
+/* ingress.h: the ZeroMQ SUB socket, its descriptor in the relay's epoll set (loop.h).
  *
  * ZMQ_FD is edge-triggered: every time it signals (and after any call that may have consumed
  * the signal, like a subscription change) the relay drains the socket with ZMQ_DONTWAIT until
  * EAGAIN, at most RELAY_INGRESS_BATCH messages per turn, fewer when one client id's backlog
  * reaches half its ring (its connections write first).  The loop (relay_run) drains between
- * turns of lws's service whenever relay->ingress_ready says there may be more, and then does
+ * turns of lws's service whenever relay->ingress.ready says there may be more, and then does
  * not wait in poll(): the connections get their turn and nothing waits for the next signal.
  * Messages are [client id][payload]; anything else is counted as malformed and dropped.
  */
@@ -21,7 +21,6 @@ struct relay;
 struct ingress {
     void *zmq;
     void *sub;       /* ZeroMQ SUB on [zmq] events */
-    int sub_fd;      /* a dup of ZMQ_FD, adopted by lws */
     int sub_wait_fd; /* ZMQ_FD itself (ZeroMQ's), in the relay's epoll set */
     void *monitor;   /* the SUB's connection events (zmq_socket_monitor) */
     int monitor_fd;  /* a dup of its ZMQ_FD, adopted by lws */
@@ -35,7 +34,8 @@ struct ingress {
 /* Create the SUB socket and connect it to [zmq] events.  0, or -1 with err set. */
 int ingress_init(struct relay *relay, char *err, size_t errlen);
 
-/* Hand the socket's fd to lws (after the context exists).  0, or -1 with err set. */
+/* Watch the SUB in the relay's epoll set and its monitor in lws (after the context exists).
+ * 0, or -1 with err set. */
 int ingress_start(struct relay *relay, char *err, size_t errlen);
 
 /* Close the socket and the ZeroMQ context. */

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "ingress.h"
-#include "listener.h"
 #include "origin.h"
 #include "relay.h"
 #include "session.h"
@@ -117,13 +116,6 @@ protocol_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     }
 }
 
-/* The SUB may hold messages: relay_run drains it once this turn's service is done. */
-static void
-protocol_ingress_ready(struct relay *relay)
-{
-    relay->ingress.ready = 1;
-}
-
 /* The relay's epoll set has ready descriptors: relay_run serves them once lws's turn is done
  * (not from inside it: serving hands descriptors to lws_service_fd). */
 static void
@@ -134,7 +126,6 @@ protocol_loop_ready(struct relay *relay)
 
 /* What each raw descriptor's readiness starts, by protocol row. */
 static void (*const protocol_raw_ready[RELAY_PROTOCOLS])(struct relay *) = {
-    [RELAY_PROTOCOL_INGRESS] = protocol_ingress_ready,
     [RELAY_PROTOCOL_UPSTREAM] = ingress_watch,
     [RELAY_PROTOCOL_LOOP] = protocol_loop_ready,
 };
@@ -160,8 +151,6 @@ protocol_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 const struct lws_protocols relay_protocols[RELAY_PROTOCOLS + 1] = {
     [RELAY_PROTOCOL_WS] = {"taskwire", protocol_callback, sizeof(struct session),
                            RELAY_CLIENT_MESSAGE_MAX, RELAY_PROTOCOL_WS, NULL, 0},
-    [RELAY_PROTOCOL_INGRESS] = {"taskwire-ingress", protocol_raw_callback, 0, 0,
-                                RELAY_PROTOCOL_INGRESS, NULL, 0},
     [RELAY_PROTOCOL_UPSTREAM] = {"taskwire-upstream", protocol_raw_callback, 0, 0,
                                  RELAY_PROTOCOL_UPSTREAM, NULL, 0},
     [RELAY_PROTOCOL_LOOP] = {"taskwire-loop", protocol_raw_callback, 0, 0, RELAY_PROTOCOL_LOOP,

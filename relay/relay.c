@@ -66,7 +66,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     relay->cfg = cfg;
-    relay->ingress.sub_fd = relay->listener.fd = relay->listener.reserve_fd = -1;
+    relay->listener.fd = relay->listener.reserve_fd = -1;
     if (loop_init(relay, err, errlen) != 0)
         goto fail;
     if (token_secret_load(cfg->secret_file, 0, relay->secret, &relay->secret_len, err, errlen) != 0)
@@ -116,10 +116,6 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     if (ingress_start(relay, err, errlen) != 0 || listener_start(relay, err, errlen) != 0 ||
         loop_start(relay, err, errlen) != 0)
         goto fail;
-    if (loop_watch(relay, relay->ingress.sub_wait_fd, LOOP_INGRESS) != 0) {
-        snprintf(err, errlen, "cannot watch the ZeroMQ socket: %s", strerror(errno));
-        goto fail;
-    }
     relay_heartbeat(&relay->heartbeat);
     return relay;
 fail:

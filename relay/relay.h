@@ -38,7 +38,6 @@
 /* The rows of the lws protocols table (relay_protocols). */
 enum relay_protocol {
     RELAY_PROTOCOL_WS,       /* HTTP (/health, /status) and WebSocket (/ws) */
-    RELAY_PROTOCOL_INGRESS,  /* the ZeroMQ SUB's fd */
     RELAY_PROTOCOL_UPSTREAM, /* the ZeroMQ monitor's fd */
     RELAY_PROTOCOL_LOOP,     /* the relay's own epoll set (loop.h) */
     RELAY_PROTOCOLS
