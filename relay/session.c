@@ -22,10 +22,8 @@
 /* Close code constants not in the lws enum. */
 #define SESSION_CLOSE_UNAUTHORIZED 4001
 #define SESSION_CLOSE_LAGGING 4008
-#define SESSION_CLOSE_TOO_BIG 1009
 #define SESSION_CLOSE_TRY_LATER 1013
 #define SESSION_CLOSE_POLICY 1008
-#define SESSION_CLOSE_INTERNAL 1011
 
 /* The reason text sent with each close code. */
 static const struct {
@@ -34,10 +32,10 @@ static const struct {
 } session_close_reasons[] = {
     {SESSION_CLOSE_UNAUTHORIZED, "unauthorized"},
     {SESSION_CLOSE_LAGGING, "lagging"},
-    {SESSION_CLOSE_TOO_BIG, "message too big"},
+    {RECEIVE_CLOSE_TOO_BIG, "message too big"},
     {SESSION_CLOSE_TRY_LATER, "too many connections"},
     {SESSION_CLOSE_POLICY, "too many connections for this client"},
-    {SESSION_CLOSE_INTERNAL, "internal error"},
+    {RECEIVE_CLOSE_INTERNAL, "internal error"},
     {LWS_CLOSE_STATUS_GOINGAWAY, "going away"},
     {RECEIVE_CLOSE_PROTOCOL, "protocol error"},
     {RECEIVE_CLOSE_UNSUPPORTED, "text messages only"},
@@ -95,7 +93,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     lws_rx_flow_control(wsi, 0);
     if (loop_watch_session(relay, lws_get_socket_fd(wsi), session) != 0) {
         log_warn("event=ws_refused reason=\"cannot watch\" error=\"%s\"", strerror(errno));
-        session_close_later(session, SESSION_CLOSE_INTERNAL);
+        session_close_later(session, RECEIVE_CLOSE_INTERNAL);
         return;
     }
     session->reading = 1;
@@ -123,7 +121,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
         return;
     }
     if (route_attach(relay->route, &session->member, session->client_id, id_len) != 0) {
-        session_close_later(session, SESSION_CLOSE_INTERNAL);
+        session_close_later(session, RECEIVE_CLOSE_INTERNAL);
         return;
     }
     session->attached = 1;
