@@ -262,7 +262,9 @@ def check_freeze(run, fail, owner, rows, bound):
     errors_at_cont = errors_of(at_cont, attempt)
     states = {row["seq"]: row for _, row in record["snapshots"] if row}
     for row in states.values():
-        if row["seq"] <= at_cont.get("seq", 0):
+        # A later attempt may run on the thawed worker itself (claimed after SIGCONT): its
+        # states name the same process and are its own, not the lost attempt's.
+        if row["seq"] <= at_cont.get("seq", 0) or row.get("attempts", 0) > attempt:
             continue
         if marked_by(row.get("message"), pid) or marked_by(row.get("result"), pid) or \
                 errors_of(row, attempt) > errors_at_cont:
@@ -282,7 +284,8 @@ def check_freeze(run, fail, owner, rows, bound):
         if task.get("attempts", 0) > attempt and first_newer is None:
             first_newer = at
         late = first_newer is not None and task.get("attempts", 0) <= attempt
-        heard = at >= record["cont_at"] and marked_by(task.get("message"), pid)
+        heard = at >= record["cont_at"] and task.get("attempts", 0) <= attempt and \
+            marked_by(task.get("message"), pid)
         if late or heard:
             out["events"] += 1
     if out["events"]:
