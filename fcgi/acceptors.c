@@ -22,14 +22,16 @@
 #include "request.h"
 #include "router.h"
 
+/* Every submission a thread takes fits in its app's batch, so they share one insert. */
+_Static_assert(APP_BATCH_MAX >= ACCEPTORS_BATCH_MAX, "an app's batch holds a thread's requests");
+
 struct acceptor {
     struct acceptors *all;
     struct app *app;
     pthread_t thread;
     FCGX_Request fcgx[ACCEPTORS_BATCH_MAX]; /* the requests taken */
     struct request req[ACCEPTORS_BATCH_MAX];
-    struct tasks_pending pending[ACCEPTORS_BATCH_MAX];
-    int waiting[ACCEPTORS_BATCH_MAX]; /* 1: its answer waits for the insert */
+    int waiting[ACCEPTORS_BATCH_MAX]; /* 1: its answer waits for the app's batch */
 };
 
 struct acceptors {
@@ -118,28 +120,21 @@ acceptor_answered(struct acceptor *self, int i)
 static void
 acceptor_serve(struct acceptor *self, int count)
 {
-    struct store_submission *subs[ACCEPTORS_BATCH_MAX];
-    size_t inserting = 0;
+    app_batch_open(self->app);
     for (int i = 0; i < count; i++) {
         struct request *req = &self->req[i];
-        self->waiting[i] = 0;
         if (request_init(req, &self->fcgx[i]) != 0)
             reply_error(req, TW_E_NOT_FOUND, "path too long");
-        else if (router_dispatch(self->app, req, &self->pending[i]) == 1)
-            self->waiting[i] = 1;
-        if (self->waiting[i])
-            subs[inserting++] = &self->pending[i].sub;
         else
+            router_dispatch(self->app, req);
+        self->waiting[i] = app_batch_holds(self->app, req);
+        if (!self->waiting[i])
             acceptor_answered(self, i);
     }
-    if (inserting > 0)
-        app_tasks_insert(self->app, subs, inserting);
-    for (int i = 0; i < count; i++) {
-        if (!self->waiting[i])
-            continue;
-        tasks_create_end(&self->req[i], &self->pending[i]);
-        acceptor_answered(self, i);
-    }
+    app_batch_close(self->app);
+    for (int i = 0; i < count; i++)
+        if (self->waiting[i])
+            acceptor_answered(self, i);
     for (int i = 0; i < count; i++) {
         FCGX_Finish_r(&self->fcgx[i]);
         acceptors_leave(self->all);

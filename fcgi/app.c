@@ -107,7 +107,8 @@ app_task_committed(void *app, const struct store_submission *sub)
         app_nudge(app, PROTOCOL_VERB_SUBMIT, json_string_value(json_object_get(sub->task, "id")));
 }
 
-void
+/* Insert the tasks of subs[0..count) and nudge the worker pool about each one stored. */
+static void
 app_tasks_insert(struct app *app, struct store_submission *const *subs, size_t count)
 {
     if (app->intake) {
@@ -118,4 +119,47 @@ app_tasks_insert(struct app *app, struct store_submission *const *subs, size_t c
     for (size_t i = 0; i < count; i++)
         if (subs[i]->rc == 0)
             app_task_committed(app, subs[i]);
+}
+
+void
+app_submit(struct app *app, const struct request *req, struct store_submission *sub,
+           app_answer_fn *answer, void *data)
+{
+    if (app->batching && app->held_count < APP_BATCH_MAX) {
+        app->held[app->held_count++] =
+            (struct app_held){.req = req, .sub = sub, .answer = answer, .data = data};
+        return;
+    }
+    app_tasks_insert(app, &sub, 1);
+    answer(data);
+}
+
+void
+app_batch_open(struct app *app)
+{
+    app->batching = 1;
+    app->held_count = 0;
+}
+
+int
+app_batch_holds(const struct app *app, const struct request *req)
+{
+    for (size_t i = 0; i < app->held_count; i++)
+        if (app->held[i].req == req)
+            return 1;
+    return 0;
+}
+
+void
+app_batch_close(struct app *app)
+{
+    struct store_submission *subs[APP_BATCH_MAX];
+    for (size_t i = 0; i < app->held_count; i++)
+        subs[i] = app->held[i].sub;
+    if (app->held_count > 0)
+        app_tasks_insert(app, subs, app->held_count);
+    for (size_t i = 0; i < app->held_count; i++)
+        app->held[i].answer(app->held[i].data);
+    app->held_count = 0;
+    app->batching = 0;
 }

@@ -3,6 +3,9 @@
  * One app per serving thread (its own store connection); the threads of a process share the
  * ZeroMQ context, the intake that commits their submissions together, and one PUSH socket, the
  * intake's app's (a socket each reconnected to a stopped worker pool ten times a second).
+ * A thread serving several requests at once opens a batch: their task submissions (app_submit)
+ * are then held, inserted in one call when it closes, and answered after; at most
+ * APP_BATCH_MAX are held, and one more is inserted and answered at once.
  * Everything else belongs to one request and is freed when it ends.  The PUSH socket's queue is
  * bounded by APP_PUSH_HWM; when full (worker gone for long) nudges are dropped, which only
  * delays tasks until the worker's next scan of the store.
@@ -22,6 +25,19 @@
 #define APP_PUSH_HWM 1000       /* nudges queued toward the worker before dropping */
 #define APP_PUSH_LINGER 250     /* ms a process exiting waits to flush its nudges (CGI mode) */
 #define APP_NUDGE_WARN_MS 10000 /* at most one nudge_dropped line per socket this often */
+#define APP_BATCH_MAX 16        /* submissions an open batch holds at most */
+
+struct request;
+
+/* Answers a held submission's request once its insert is done; data is app_submit's. */
+typedef void app_answer_fn(void *data);
+
+struct app_held {
+    const struct request *req; /* borrowed: whose answer waits */
+    struct store_submission *sub;
+    app_answer_fn *answer;
+    void *data;
+};
 
 struct app {
     const struct config *cfg;
@@ -36,6 +52,9 @@ struct app {
     struct intake *intake;     /* borrowed: the process's; NULL: submissions commit alone */
     unsigned long long nudges_dropped; /* since the last nudge_dropped line */
     int64_t nudge_warned_ms;           /* when that line was written (0: never) */
+    int batching;                      /* a batch is open (app_batch_open) */
+    size_t held_count;                 /* submissions it holds */
+    struct app_held held[APP_BATCH_MAX];
 };
 
 /* Open the store, load (or create) the secret and connect the PUSH socket.  cfg, zmq_context,
@@ -45,9 +64,21 @@ struct app {
 struct app *app_new(const struct config *cfg, void *zmq_context, struct intake *intake,
                     struct app *nudger, char *err, size_t errlen);
 
-/* Insert the tasks of subs[0..count) (see store_tasks_insert), with the other threads'
- * submissions when the app has an intake, and nudge the worker pool about each one stored. */
-void app_tasks_insert(struct app *app, struct store_submission *const *subs, size_t count);
+/* Insert sub (see store_tasks_insert: its rc and task are set), with the other threads'
+ * submissions when the app has an intake, nudge the worker pool when it is stored, then call
+ * answer(data), which answers req.  With a batch open and room in it, all of this waits for
+ * app_batch_close; else it happens now.  sub, req and data are borrowed until answer runs. */
+void app_submit(struct app *app, const struct request *req, struct store_submission *sub,
+                app_answer_fn *answer, void *data);
+
+/* Hold the submissions app_submit is given from now on, until app_batch_close. */
+void app_batch_open(struct app *app);
+
+/* 1 when req's answer is held by the open batch (it comes at app_batch_close). */
+int app_batch_holds(const struct app *app, const struct request *req);
+
+/* Insert every held submission in one call, answer each and close the batch. */
+void app_batch_close(struct app *app);
 
 /* The intake's report of a stored task (an intake_committed_fn; app is a struct app): nudge
  * the worker pool on app's PUSH socket. */

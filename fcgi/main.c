@@ -28,7 +28,7 @@ serve_cgi(const struct config *cfg)
     }
     struct request req;
     if (request_init(&req, NULL) == 0)
-        router_dispatch(app, &req, NULL);
+        router_dispatch(app, &req);
     else
         reply_error(&req, TW_E_NOT_FOUND, "path too long");
     app_destroy(&app);

@@ -13,20 +13,18 @@ struct endpoint {
     const char *method;
     const char *pattern;
     void (*handler)(struct app *, const struct request *, const char *);
-    /* The first step of a handler whose answer waits for the store, or NULL. */
-    int (*begin)(struct app *, const struct request *, struct tasks_pending *);
 };
 
 static const struct endpoint endpoints[] = {
-    {"POST", "/api/session", tasks_session, NULL},
-    {"GET", "/api/health", tasks_health, NULL},
-    {"GET", "/api/task-types", tasks_types, NULL},
-    {"POST", "/api/tasks", tasks_create, tasks_create_begin},
-    {"GET", "/api/tasks", tasks_list, NULL},
-    {"GET", "/api/tasks/{id}", tasks_get, NULL},
-    {"POST", "/api/tasks/{id}/cancel", tasks_cancel, NULL},
-    {"POST", "/api/tasks/{id}/retry", tasks_retry, NULL},
-    {"DELETE", "/api/tasks/{id}", tasks_delete, NULL},
+    {"POST", "/api/session", tasks_session},
+    {"GET", "/api/health", tasks_health},
+    {"GET", "/api/task-types", tasks_types},
+    {"POST", "/api/tasks", tasks_create},
+    {"GET", "/api/tasks", tasks_list},
+    {"GET", "/api/tasks/{id}", tasks_get},
+    {"POST", "/api/tasks/{id}/cancel", tasks_cancel},
+    {"POST", "/api/tasks/{id}/retry", tasks_retry},
+    {"DELETE", "/api/tasks/{id}", tasks_delete},
 };
 
 /* 1 when path matches pattern; the {id} segment, if any, is copied into id. */
@@ -51,8 +49,8 @@ endpoint_match(const char *pattern, const char *path, char id[ROUTER_ID_MAX])
     return *pattern == '\0' && (*path == '\0' || strcmp(path, "/") == 0);
 }
 
-int
-router_dispatch(struct app *app, struct request *req, struct tasks_pending *pending)
+void
+router_dispatch(struct app *app, struct request *req)
 {
     char id[ROUTER_ID_MAX];
     char allow[64] = "";
@@ -61,10 +59,8 @@ router_dispatch(struct app *app, struct request *req, struct tasks_pending *pend
         if (!endpoint_match(endpoints[i].pattern, req->path, id))
             continue;
         if (strcmp(endpoints[i].method, req->method) == 0) {
-            if (pending && endpoints[i].begin)
-                return endpoints[i].begin(app, req, pending);
             endpoints[i].handler(app, req, id);
-            return 0;
+            return;
         }
         if (!strstr(allow, endpoints[i].method)) {
             size_t used = strlen(allow);
@@ -74,16 +70,15 @@ router_dispatch(struct app *app, struct request *req, struct tasks_pending *pend
     }
     if (allow[0] == '\0') {
         reply_error(req, TW_E_NOT_FOUND, "no such route");
-        return 0;
+        return;
     }
     if (cors_is_preflight(app->cfg, req)) {
         cors_preflight(req, allow);
-        return 0;
+        return;
     }
     char headers[128];
     snprintf(headers, sizeof headers, "Allow: %s\r\n", allow);
     char message[128];
     snprintf(message, sizeof message, "use %s on this resource", allow);
     reply_error_with(req, TW_E_METHOD, message, headers);
-    return 0;
 }

@@ -8,14 +8,12 @@
 
 #include "app.h"
 #include "request.h"
-#include "tasks.h"
 
 #define ROUTER_ID_MAX 64 /* bytes of an {id} path segment */
 
-/* Handle one request: prepare its CORS headers (cors.h), route it and write exactly one
- * reply.  Returns 0 once it is answered.  With pending (not NULL), a task submission that
- * passed its checks is left there instead and 1 returned: the caller inserts pending->sub and
- * answers with tasks_create_end.  A CORS preflight of a route is answered 204 (cors.h). */
-int router_dispatch(struct app *app, struct request *req, struct tasks_pending *pending);
+/* Handle one request: prepare its CORS headers (cors.h), route it and have it answered with
+ * exactly one reply: at once, or (a task submission while app's batch is open, app.h) when the
+ * batch is inserted.  A CORS preflight of a route is answered 204 (cors.h). */
+void router_dispatch(struct app *app, struct request *req);
 
 #endif

@@ -209,12 +209,25 @@ tasks_idempotency(const struct request *req, const json_t *body, char hash[STORE
     return 0;
 }
 
-int
+/* A task submission between its check and its answer (held by the app while its batch is
+ * open). */
+struct tasks_pending {
+    const struct request *req;   /* borrowed: answered once the insert is done */
+    struct store_submission sub; /* to insert; points into this struct and body */
+    char client_id[TOKEN_ID_SIZE];
+    json_t *body, *params; /* owned until tasks_create_end */
+    const struct config_type *type;
+    char request_hash[STORE_HASH_SIZE]; /* the body's digest, with an Idempotency-Key */
+};
+
+/* Check a POST /api/tasks: 1 when *pending is ready to insert (pending->sub), to be answered by
+ * tasks_create_end once inserted; 0 when the request has been answered (an error). */
+static int
 tasks_create_begin(struct app *app, const struct request *req, struct tasks_pending *pending)
 {
     char err[256];
     const char *name;
-    *pending = (struct tasks_pending){.body = NULL};
+    *pending = (struct tasks_pending){.req = req};
     if (tasks_authorize(app, req, pending->client_id) != 0)
         return 0;
     int rc = request_json_body(req, app->cfg->max_body, &pending->body, err, sizeof err);
@@ -247,9 +260,12 @@ tasks_create_begin(struct app *app, const struct request *req, struct tasks_pend
     return 1;
 }
 
-void
-tasks_create_end(const struct request *req, struct tasks_pending *pending)
+/* Answer the request from pending->sub's result and free pending (an app_answer_fn). */
+static void
+tasks_create_end(void *data)
 {
+    struct tasks_pending *pending = data;
+    const struct request *req = pending->req;
     json_t *task = pending->sub.task;
     if (pending->sub.rc == TW_E_TOO_MANY_TASKS) {
         reply_error_with(req, pending->sub.rc, NULL, "Retry-After: 1\r\n");
@@ -278,19 +294,23 @@ tasks_create_end(const struct request *req, struct tasks_pending *pending)
     json_decref(task);
     json_decref(pending->params);
     json_decref(pending->body);
-    *pending = (struct tasks_pending){.body = NULL};
+    free(pending);
 }
 
 void
 tasks_create(struct app *app, const struct request *req, const char *id)
 {
     (void)id;
-    struct tasks_pending pending;
-    if (!tasks_create_begin(app, req, &pending))
+    struct tasks_pending *pending = malloc(sizeof *pending);
+    if (!pending) {
+        reply_error(req, TW_E_INTERNAL, "out of memory");
         return;
-    struct store_submission *sub = &pending.sub;
-    app_tasks_insert(app, &sub, 1);
-    tasks_create_end(req, &pending);
+    }
+    if (!tasks_create_begin(app, req, pending)) {
+        free(pending);
+        return;
+    }
+    app_submit(app, req, &pending->sub, tasks_create_end, pending);
 }
 
 /* Parse ?limit=, ?status= and ?before= of a list request; writes the 400 itself. */
