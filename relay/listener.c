@@ -134,6 +134,9 @@ listener_accept(struct relay *relay)
          * sockets as they are, so the relay turns it off itself. */
         int on = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+        /* Corked until the first answer is whole: lws's 101 and the relay's first frame (the
+         * greeting, or a close) leave in one segment, not two (listener_uncork). */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
         if (!lws_adopt_socket_vhost(relay->vhost, fd)) {
             relay->listener.refused++; /* lws closed it */
             continue;
@@ -142,4 +145,11 @@ listener_accept(struct relay *relay)
          * own poll would find it too, at its next full turn. */
         (void)loop_watch(relay, fd, LOOP_HANDSHAKE);
     }
+}
+
+void
+listener_uncork(int fd)
+{
+    int off = 0;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
 }

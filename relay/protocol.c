@@ -29,7 +29,9 @@ protocol_reply(struct lws *wsi, unsigned int status, json_t **body)
                                      (const unsigned char *)"no-store", 8, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
-    return lws_write(wsi, text + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) < (int)len ? -1 : 0;
+    int written = lws_write(wsi, text + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+    listener_uncork(lws_get_socket_fd(wsi));
+    return written < (int)len ? -1 : 0;
 }
 
 /* A WebSocket handshake asks to upgrade ([relay] allowed_origins): 0 to go on, or 1 once it

@@ -39,6 +39,7 @@ relay_heartbeat(lws_sorted_usec_list_t *sul)
 {
     struct relay *relay = lws_container_of(sul, struct relay, heartbeat);
     relay->now_s = (uint32_t)(clock_mono_ms() / 1000);
+    relay->pid = (int)getpid();
     session_heartbeat(relay);
     ingress_watch(relay); /* besides its descriptor: a lost edge costs at most a second */
     lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat, RELAY_HEARTBEAT_US);

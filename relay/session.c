@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "listener.h"
 #include "log.h"
 #include "loop.h"
 #include "receive.h"
@@ -88,6 +89,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     session->last_rx_s = relay->now_s;
     lws_dll2_add_head(&session->link, &relay->sessions);
     session->id = ++relay->next_connection_id;
+    session->corked = 1;
     relay->connections++;
     /* From here on the relay reads the connection itself (receive.h): lws must not. */
     lws_rx_flow_control(wsi, 0);
@@ -342,8 +344,9 @@ session_write_close(struct session *session)
     return -1; /* no close reason set: lws flushes what it holds and ends the connection */
 }
 
-int
-session_write(struct relay *relay, struct session *session)
+/* Per-message path: write one frame (see session_write). */
+static int
+session_write_one(struct relay *relay, struct session *session)
 {
     /* Per-message path: control replies first, one each; then a batch from the ring. */
     char text[SESSION_CONTROL_MAX];
@@ -359,7 +362,7 @@ session_write(struct relay *relay, struct session *session)
         int n = snprintf(text, sizeof text,
                          "{\"type\":\"connected\",\"connection_id\":\"%d.%llu\","
                          "\"client_id\":\"%s\"}",
-                         (int)getpid(), (unsigned long long)session->id, session->client_id);
+                         relay->pid, (unsigned long long)session->id, session->client_id);
         rc = session_write_text(session, text, n);
     } else if (session->send_pong_frame) {
         session->send_pong_frame = 0;
@@ -394,6 +397,17 @@ session_write(struct relay *relay, struct session *session)
         session->send_pong_frame || route_pending(&session->member))
         session_want_write(session);
     return 0;
+}
+
+int
+session_write(struct relay *relay, struct session *session)
+{
+    int rc = session_write_one(relay, session);
+    if (session->corked) {
+        session->corked = 0;
+        listener_uncork(lws_get_socket_fd(session->wsi));
+    }
+    return rc;
 }
 
 void

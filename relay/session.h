@@ -44,6 +44,7 @@ struct session {
     uint8_t send_connected, send_pong, send_error, send_ping, send_resync, send_pong_frame;
     uint8_t ping_sent, dead;
     uint8_t attached;
+    uint8_t corked; /* its first frame not written yet (listener_uncork) */
     char client_id[TOKEN_ID_SIZE];
 };
 
