@@ -67,7 +67,7 @@ struct relay {
     struct send_batch send; /* the write path: the woken connections' writes (send.h) */
     uint64_t connections;   /* WebSocket connections open now */
     uint64_t next_connection_id;
-    int pid; /* this process's, in connection ids ("pid.n") */
+    int pid;     /* this process's, in connection ids ("pid.n") */
     int closing; /* shutting down: every connection gets 1001 */
     lws_sorted_usec_list_t closing_tick;
     struct listener listener; /* the listening socket and its admission (listener.h) */
