@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cors.h"
 #include "errors.h"
 #include "reply.h"
@@ -27,7 +28,16 @@ static const struct endpoint endpoints[] = {
     {"POST", "/api/tasks/{id}/cancel", tasks_cancel, NULL},
     {"POST", "/api/tasks/{id}/retry", tasks_retry, NULL},
     {"DELETE", "/api/tasks/{id}", tasks_delete, NULL},
+    {"GET", "/api/admin/tasks", admin_tasks_list, NULL},
+    {"GET", "/api/admin/tasks/{id}", admin_task_get, NULL},
+    {"POST", "/api/admin/tasks/{id}/cancel", admin_task_cancel, NULL},
+    {"POST", "/api/admin/tasks/{id}/retry", admin_task_retry, NULL},
+    {"DELETE", "/api/admin/tasks/{id}", admin_task_delete, NULL},
+    {"GET", "/api/admin/status", admin_status, NULL},
+    {"GET", "/api/admin/stats", admin_stats, NULL},
 };
+
+#define ROUTER_ADMIN_PREFIX "/api/admin/"
 
 /* 1 when path matches pattern; the {id} segment, if any, is copied into id. */
 static int
@@ -57,6 +67,12 @@ router_dispatch(struct app *app, struct request *req, struct tasks_pending *pend
     char id[ROUTER_ID_MAX];
     char allow[64] = "";
     cors_prepare(app->cfg, req);
+    /* With [admin] key_file unset there is no admin API at all, whatever the method. */
+    if (!app->cfg->admin_key_file[0] &&
+        strncmp(req->path, ROUTER_ADMIN_PREFIX, strlen(ROUTER_ADMIN_PREFIX)) == 0) {
+        reply_error(req, TW_E_NOT_FOUND, "no such route");
+        return 0;
+    }
     for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++) {
         if (!endpoint_match(endpoints[i].pattern, req->path, id))
             continue;
