@@ -930,7 +930,7 @@ def main():
         print(json.dumps({"http": stack.http + "/", "relay": stack.relay_ws,
                           "relay_http": stack.relay_http, "events": stack.events_endpoint,
                           "publish": stack.publish_endpoint, "tasks": stack.tasks_endpoint,
-                          "tmp": stack.tmp}), flush=True)
+                          "tmp": stack.tmp, "admin_key": stack.admin_key}), flush=True)
         actions = {"stop": {"worker": stack.stop_worker, "relay": stack.stop_relay,
                             "server": stack.stop_server},
                    "kill": {"worker": stack.kill_worker, "relay": stack.kill_relay,
