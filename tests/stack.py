@@ -215,7 +215,12 @@ mimetype.assign = (".html" => "text/html; charset=utf-8", ".js" => "text/javascr
 """
 
 LIGHTTPD_OWN = LIGHTTPD_COMMON + """
-server.modules += ("mod_fastcgi", "mod_proxy")
+server.modules += ("mod_fastcgi", "mod_proxy", "mod_setenv")
+$HTTP["url"] =~ "^/admin(/|$)" {{
+    setenv.add-response-header = ("X-Frame-Options" => "DENY",
+                                  "Content-Security-Policy" => "frame-ancestors 'none'",
+                                  "Cache-Control" => "no-store")
+}}
 fastcgi.server = (
     "/api/" => ((
         "bin-path" => "{build}/taskwire.fcgi",

@@ -2,7 +2,7 @@
 for and checked, every client's tasks are listed and searched, a running task is cancelled, a
 failed one retried until it succeeds, a finished one deleted, and the status and per-minute
 counts show the worker, the relay and the tasks this test ran.  Through lighttpd (the shipped
-drop-in and the stack's own config) and nginx."""
+drop-in and the stack's own config), nginx and Apache."""
 import os
 import time
 
@@ -11,8 +11,8 @@ import pytest
 from conftest import FINAL, start_stack, wait_for
 from stack import TYPES
 
-SERVERS = [s for s in os.environ.get("TASKWIRE_SERVERS", "lighttpd,nginx").split(",")
-           if s in ("lighttpd", "lighttpd-dropin", "nginx")] or ["lighttpd"]
+SERVERS = [s for s in os.environ.get("TASKWIRE_SERVERS", "lighttpd,nginx,apache").split(",")
+           if s in ("lighttpd", "lighttpd-dropin", "nginx", "apache", "apache-cgi")] or ["lighttpd"]
 FLAKY = {"label": "Fails once", "command": os.path.join(TYPES, "flaky"), "timeout_ms": 10000,
          "param.dir": "string min=1 max=4096"}
 
@@ -185,3 +185,25 @@ def test_stats_count_what_ran(request):
     assert len(fresh.admin("GET", "stats")[2]["minutes"]) == 60
     for bad_query in ("minutes=0", "minutes=1441", "minutes=x"):
         assert fresh.admin("GET", "stats?" + bad_query)[0] == 400
+
+
+@pytest.mark.parametrize("server", [s for s in os.environ.get(
+    "TASKWIRE_SERVERS", "lighttpd,lighttpd-dropin,apache,apache-cgi,nginx").split(",")])
+def test_dashboard_served_without_data(request, server):
+    """Every web server serves /admin/ with the page, not framed nor cached, and the page
+    itself holds no data: what it shows comes from the admin API, which wants the key."""
+    web = start_stack(request, server=server, worker=False)
+    for path in ("/admin/", "/admin/admin.js", "/admin/admin.css"):
+        import urllib.request
+        with urllib.request.urlopen(web.http + path, timeout=10) as response:
+            assert response.status == 200, path
+            head, text = response.headers, response.read().decode()
+        if path == "/admin/":
+            assert "Content-Security-Policy" in text and 'id="login"' in text
+            assert head["X-Frame-Options"] == "DENY", (server, dict(head))
+            assert "frame-ancestors 'none'" in head["Content-Security-Policy"]
+            assert head["Cache-Control"] == "no-store"
+    status, _, body = web.admin("GET", "status", key="")
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    status, _, body = web.admin("GET", "status")
+    assert status == 200 and body["workers"] == []
