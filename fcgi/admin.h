@@ -16,7 +16,8 @@
 #define ADMIN_RELAY_TIMEOUT_MS 500 /* one relay's /status, connection included */
 #define ADMIN_RELAY_BODY_MAX 8192  /* bytes of a relay's /status kept */
 
-/* Once per process, before any thread starts (libcurl's global state). */
+/* Once per process, before any thread starts (libcurl's global state), when [admin] key_file
+ * is set: the admin handlers run only then. */
 int admin_global_init(void);
 
 void admin_tasks_list(struct app *app, const struct request *req, const char *id);
