@@ -13,7 +13,7 @@
 #include "request.h"
 
 #define ADMIN_KEY_MAX 128          /* bytes of the key file read at most */
-#define ADMIN_RELAY_TIMEOUT_MS 500 /* one relay's /status, connection included */
+#define ADMIN_RELAY_TIMEOUT_MS 500 /* one relay's /status, connection included (all at once) */
 #define ADMIN_RELAY_BODY_MAX 8192  /* bytes of a relay's /status kept */
 
 /* Once per process, before any thread starts (libcurl's global state), when [admin] key_file

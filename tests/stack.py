@@ -455,7 +455,8 @@ class Stack:
             f.write(secrets.token_bytes(32))
         # The admin key ([admin] key_file, 64 hex digits, 0600), as `make run` makes it;
         # admin=False leaves the admin API off.  [admin] relays: the relay's main port (its
-        # /status is the metrics port's), unless admin_relays names others.
+        # /status is the metrics port's), unless admin_relays names others ("{relay}" in one
+        # stands for the relay's main port).
         self.admin_key = secrets.token_hex(32) if admin else None
         self.admin_key_path = os.path.join(self.var, "admin.key")
         if admin:
@@ -586,7 +587,8 @@ class Stack:
                            "allowed_origins": ""}, **relay_settings),
         }
         if self.admin_key:
-            relays = self.admin_relays if self.admin_relays is not None else [self.relay_http]
+            relays = [url.replace("{relay}", self.relay_http) for url in
+                      (self.admin_relays if self.admin_relays is not None else ["{relay}"])]
             sections["admin"] = {"key_file": self.admin_key_path, "api_url": self.http,
                                  "relays": " ".join(relays)}
         for name, keys in types.items():

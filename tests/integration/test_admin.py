@@ -4,6 +4,7 @@ failed one retried until it succeeds, a finished one deleted, and the status and
 counts show the worker, the relay and the tasks this test ran.  Through lighttpd (the shipped
 drop-in and the stack's own config), nginx and Apache."""
 import os
+import socket
 import time
 
 import pytest
@@ -153,15 +154,28 @@ def test_status_shows_worker_and_relay(stack):
     wait_admin(stack, task["id"], FINAL)
 
 
-def test_status_unreachable_relay(request):
+def test_status_unreachable_relays(request):
+    """Relays that do not answer are reported as such, all asked at once (500 ms each at most),
+    in the order of [admin] relays, beside one that answers."""
     from stack import free_port
-    dead = f"http://127.0.0.1:{free_port()}"
-    other = start_stack(request, admin_relays=[dead])
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    # A port that accepts and never answers: the timeout, not a refused connection.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    request.addfinalizer(silent.close)
+    mute = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    other = start_stack(request, admin_relays=[dead[0], mute, "{relay}", dead[1], mute + "/"])
     started = time.monotonic()
     status, _, body = other.admin("GET", "status")
-    assert status == 200 and time.monotonic() - started < 5
-    (relay,) = body["relays"]
-    assert relay["url"] == dead and relay["ok"] is False and relay["error"]
+    elapsed = time.monotonic() - started
+    assert status == 200
+    assert [r["url"] for r in body["relays"]] == [dead[0], mute, other.relay_http, dead[1],
+                                                 mute + "/"]
+    assert [r["ok"] for r in body["relays"]] == [False, False, True, False, False]
+    assert all(r["error"] for r in body["relays"] if not r["ok"])
+    assert "connections" in body["relays"][2]
+    assert elapsed < 1.5, f"the relays were not asked at once: {elapsed:.2f} s"
 
 
 def test_stats_count_what_ran(request):
