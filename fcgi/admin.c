@@ -36,23 +36,33 @@ admin_enabled(struct app *app, const struct request *req)
     return 0;
 }
 
-/* Read the key file's first line (trailing white space dropped) into key; its length, or -1. */
+/* Read the key file's first line (trailing white space dropped) into key: 0, or -1 with why
+ * (it cannot be read, or is not ADMIN_KEY_HEX hex digits: a short or guessable key is refused
+ * rather than used). */
 static int
-admin_key_read(const char *path, char key[ADMIN_KEY_MAX])
+admin_key_read(const char *path, char key[ADMIN_KEY_MAX], const char **why)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+        *why = strerror(errno);
         return -1;
+    }
     ssize_t got = read(fd, key, ADMIN_KEY_MAX - 1);
+    if (got < 0)
+        *why = strerror(errno);
     close(fd);
-    if (got <= 0)
+    if (got < 0)
         return -1;
     key[got] = '\0';
     size_t length = strcspn(key, "\r\n");
     while (length > 0 && (key[length - 1] == ' ' || key[length - 1] == '\t'))
         length--;
     key[length] = '\0';
-    return length > 0 ? (int)length : -1;
+    if (length != ADMIN_KEY_HEX || strspn(key, "0123456789abcdefABCDEF") != length) {
+        *why = "not a key of 64 hex digits (openssl rand -hex 32)";
+        return -1;
+    }
+    return 0;
 }
 
 /* 0 when req carries the admin key; otherwise the 404 (off), 401 or 500 is written. */
@@ -62,18 +72,17 @@ admin_authorize(struct app *app, const struct request *req)
     if (!admin_enabled(app, req))
         return TW_E_NOT_FOUND;
     char key[ADMIN_KEY_MAX];
-    int key_len = admin_key_read(app->cfg->admin_key_file, key);
-    if (key_len < 0) {
-        log_error("event=admin_key_unreadable path=%s error=\"%s\"", app->cfg->admin_key_file,
-                  errno ? strerror(errno) : "empty");
+    const char *why = "";
+    if (admin_key_read(app->cfg->admin_key_file, key, &why) != 0) {
+        log_error("event=admin_key_unusable path=%s error=\"%s\"", app->cfg->admin_key_file, why);
         OPENSSL_cleanse(key, sizeof key);
-        reply_error(req, TW_E_INTERNAL, "the admin key file cannot be read");
+        reply_error(req, TW_E_INTERNAL, "the admin key file cannot be read or holds no valid key");
         return TW_E_INTERNAL;
     }
     const char *given;
     size_t given_len;
-    int ok = request_bearer(req, &given, &given_len) == 0 && given_len == (size_t)key_len &&
-             CRYPTO_memcmp(given, key, given_len) == 0;
+    int ok = request_bearer(req, &given, &given_len) == 0 && given_len == ADMIN_KEY_HEX &&
+             CRYPTO_memcmp(given, key, ADMIN_KEY_HEX) == 0;
     OPENSSL_cleanse(key, sizeof key);
     if (!ok) {
         reply_error_with(req, TW_E_UNAUTHORIZED,

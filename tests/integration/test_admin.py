@@ -51,6 +51,30 @@ def test_key_required(stack):
     assert stack.admin("GET", "tasks", key=token)[0] == 401
 
 
+def test_unusable_key_file_refuses_every_key(stack):
+    """A key file that does not hold 64 hex digits is an operator's mistake: every admin
+    request answers 500 (and the handler logs it), none is let in, even with the file's text;
+    a good key written to the file holds at once, without a restart."""
+    good = stack.admin_key
+    try:
+        for text in ("short", "", "g" * 64, good[:32]):
+            with open(stack.admin_key_path, "w") as f:
+                f.write(text + "\n")
+            for key in (text or "x", good):
+                status, _, body = stack.admin("GET", "status", key=key)
+                assert status == 500 and body["error"]["code"] == "internal", (text, body)
+        new = "ab" * 32
+        with open(stack.admin_key_path, "w") as f:
+            f.write(new + "\n")
+        assert stack.admin("GET", "status", key=new)[0] == 200
+        assert stack.admin("GET", "status", key=good)[0] == 401
+    finally:
+        with open(stack.admin_key_path, "w") as f:
+            f.write(good + "\n")
+    assert stack.admin("GET", "status")[0] == 200
+    assert "event=admin_key_unusable" in stack.logs()
+
+
 def test_off_without_key_file(request):
     off = start_stack(request, admin=False)
     for method, path in (("GET", "tasks"), ("GET", "status"), ("DELETE", "tasks/" + "0" * 32),
