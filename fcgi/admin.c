@@ -36,16 +36,16 @@ admin_enabled(struct app *app, const struct request *req)
     return 0;
 }
 
-/* Read the key file's first line (trailing white space dropped) into key: 0, or -1 with why
- * (it cannot be read, or is not ADMIN_KEY_HEX hex digits: a short or guessable key is refused
- * rather than used). */
+/* Read the key file's first line (trailing white space dropped) into key: 0, -2 when there is
+ * no such file, or -1 with why (it cannot be read, or is not ADMIN_KEY_HEX hex digits: a short
+ * or guessable key is refused rather than used). */
 static int
 admin_key_read(const char *path, char key[ADMIN_KEY_MAX], const char **why)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         *why = strerror(errno);
-        return -1;
+        return errno == ENOENT ? -2 : -1;
     }
     ssize_t got = read(fd, key, ADMIN_KEY_MAX - 1);
     if (got < 0)
@@ -73,7 +73,14 @@ admin_authorize(struct app *app, const struct request *req)
         return TW_E_NOT_FOUND;
     char key[ADMIN_KEY_MAX];
     const char *why = "";
-    if (admin_key_read(app->cfg->admin_key_file, key, &why) != 0) {
+    int rc = admin_key_read(app->cfg->admin_key_file, key, &why);
+    if (rc == -2) { /* the operator has not made the key yet (a package's config names it) */
+        log_warn("event=admin_off path=%s error=\"no key file: the admin API is off\"",
+                 app->cfg->admin_key_file);
+        reply_error(req, TW_E_NOT_FOUND, "no such route");
+        return TW_E_NOT_FOUND;
+    }
+    if (rc != 0) {
         log_error("event=admin_key_unusable path=%s error=\"%s\"", app->cfg->admin_key_file, why);
         OPENSSL_cleanse(key, sizeof key);
         reply_error(req, TW_E_INTERNAL, "the admin key file cannot be read or holds no valid key");

@@ -1,7 +1,8 @@
 /* admin.h: the admin REST API (/api/admin/...): every client's tasks, the workers, the queues,
  * the relays and per-minute counts, for operators (the dashboard at /admin/, `taskwire`).
  *
- * Off (every path 404) unless [admin] key_file is set.  Each request carries
+ * Off (every path 404) unless [admin] key_file is set, and while the file it names does not
+ * exist (an install's config names one the operator makes).  Each request carries
  * "Authorization: Bearer <key>", the file's one line of ADMIN_KEY_HEX hex digits, compared in
  * constant time; the file is read for every request, so a new key holds at once (a file that
  * cannot be read, or holds anything else, answers 500 and is logged).  Cancel, retry and delete are

@@ -54,7 +54,8 @@ def test_key_required(stack):
 def test_unusable_key_file_refuses_every_key(stack):
     """A key file that does not hold 64 hex digits is an operator's mistake: every admin
     request answers 500 (and the handler logs it), none is let in, even with the file's text;
-    a good key written to the file holds at once, without a restart."""
+    no file at all is the API off (404); a good key written to the file holds at once, without a
+    restart."""
     good = stack.admin_key
     try:
         for text in ("short", "", "g" * 64, good[:32]):
@@ -63,6 +64,10 @@ def test_unusable_key_file_refuses_every_key(stack):
             for key in (text or "x", good):
                 status, _, body = stack.admin("GET", "status", key=key)
                 assert status == 500 and body["error"]["code"] == "internal", (text, body)
+        # No file at all: off, as without key_file (an install whose operator made no key).
+        os.unlink(stack.admin_key_path)
+        status, _, body = stack.admin("GET", "status", key=good)
+        assert status == 404 and body["error"]["code"] == "not_found"
         new = "ab" * 32
         with open(stack.admin_key_path, "w") as f:
             f.write(new + "\n")
@@ -72,7 +77,7 @@ def test_unusable_key_file_refuses_every_key(stack):
         with open(stack.admin_key_path, "w") as f:
             f.write(good + "\n")
     assert stack.admin("GET", "status")[0] == 200
-    assert "event=admin_key_unusable" in stack.logs()
+    assert "event=admin_key_unusable" in stack.logs() and "event=admin_off" in stack.logs()
 
 
 def test_off_without_key_file(request):
