@@ -21,7 +21,17 @@
 /* KEY_ORIGINS and KEY_ADDRESSES are lists: items separated by spaces or commas, continued on
  * indented lines (inih hands each line over as another value of the key); the file's first
  * value of such a key replaces the default list. */
-enum key_kind { KEY_INT, KEY_LONG, KEY_TEXT, KEY_PATH, KEY_LOG_LEVEL, KEY_ORIGINS, KEY_ADDRESSES };
+enum key_kind {
+    KEY_INT,
+    KEY_LONG,
+    KEY_TEXT,
+    KEY_PATH,
+    KEY_PATH_OPTIONAL, /* a path, or empty for none */
+    KEY_LOG_LEVEL,
+    KEY_ORIGINS,
+    KEY_ADDRESSES,
+    KEY_URLS
+};
 
 struct config_key {
     const char *section;
@@ -81,6 +91,9 @@ static const struct config_key config_keys[] = {
     KEY_LIST("relay", "connect_rate_exempt", KEY_ADDRESSES, connect_rate_exempt),
     KEY_LIST("relay", "allowed_origins", KEY_ORIGINS, allowed_origins),
     KEY_NUM("relay", "io_uring", KEY_INT, relay_io_uring, 0, 1),
+    KEY_STR("admin", "key_file", KEY_PATH_OPTIONAL, admin_key_file),
+    KEY_STR("admin", "api_url", KEY_TEXT, admin_api_url),
+    KEY_LIST("admin", "relays", KEY_URLS, admin_relays),
 };
 
 #define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
@@ -416,6 +429,25 @@ config_list_item(struct load_state *state, const struct config_key *key, void *f
         snprintf(state->err, sizeof state->err, "%s: %s", key->name, why);
         return TW_E_CONFIG;
     }
+    if (key->kind == KEY_URLS) {
+        struct config_urls *urls = field;
+        int http = len > 7 && strncmp(item, "http://", 7) == 0;
+        int https = len > 8 && strncmp(item, "https://", 8) == 0;
+        if ((!http && !https) || len >= CONFIG_TEXT_MAX) {
+            snprintf(state->err, sizeof state->err,
+                     "%s: '%.*s' is not an http:// or https:// URL of at most %d bytes", key->name,
+                     (int)(len < 64 ? len : 64), item, CONFIG_TEXT_MAX - 1);
+            return TW_E_CONFIG;
+        }
+        if (urls->count >= CONFIG_URLS_MAX) {
+            snprintf(state->err, sizeof state->err, "%s: at most %d URLs", key->name,
+                     CONFIG_URLS_MAX);
+            return TW_E_CONFIG;
+        }
+        memcpy(urls->urls[urls->count], item, len);
+        urls->urls[urls->count++][len] = '\0';
+        return 0;
+    }
     struct config_addresses *list = field;
     char text[INET_ADDRSTRLEN] = "";
     struct in_addr address;
@@ -447,6 +479,8 @@ config_list_set(struct load_state *state, const struct config_key *key, void *fi
         state->seen[index] = 1;
         if (key->kind == KEY_ORIGINS)
             ((struct origin_list *)field)->count = 0;
+        else if (key->kind == KEY_URLS)
+            ((struct config_urls *)field)->count = 0;
         else
             ((struct config_addresses *)field)->count = 0;
     }
@@ -487,6 +521,10 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
         if (resolve_path(state, field, key->size, value) == 0 && *value)
             return 0;
         break;
+    case KEY_PATH_OPTIONAL:
+        if (resolve_path(state, field, key->size, value) == 0)
+            return 0;
+        break;
     case KEY_LOG_LEVEL:
         if (log_level_parse(value, (enum log_level *)(void *)field) == 0)
             return 0;
@@ -494,6 +532,7 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
         return TW_E_CONFIG;
     case KEY_ORIGINS:
     case KEY_ADDRESSES:
+    case KEY_URLS:
         return config_list_set(state, key, field, value);
     }
     snprintf(state->err, sizeof state->err, "%s is empty or too long", key->name);
@@ -612,6 +651,7 @@ config_defaults(struct config *cfg)
     struct in_addr exempt;
     if (inet_pton(AF_INET, CONFIG_DEFAULT_CONNECT_RATE_EXEMPT, &exempt) == 1)
         cfg->connect_rate_exempt.addresses[cfg->connect_rate_exempt.count++] = exempt.s_addr;
+    strcpy(cfg->admin_api_url, "http://127.0.0.1:8080");
     cfg->type_count = 1;
     sleep_type_fill(&cfg->types[0]);
 }

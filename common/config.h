@@ -28,6 +28,7 @@
 #define CONFIG_STRING_PARAM_MAX 65536 /* longest string parameter value a type may allow */
 #define CONFIG_ADDRESSES_MAX 16       /* addresses in one address list */
 #define CONFIG_LINE_MAX 199           /* bytes of a line of the file (inih's, less its NUL) */
+#define CONFIG_URLS_MAX 16            /* URLs in one URL list ([admin] relays) */
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400          /* seconds a session token lives */
 #define CONFIG_DEFAULT_MAX_BODY 65536           /* bytes of a request body */
@@ -58,6 +59,12 @@
 #define CONFIG_DEFAULT_CONNECT_BURST 1000 /* new connections per source address at once */
 #define CONFIG_DEFAULT_CONNECT_RATE_EXEMPT "127.0.0.1" /* the local web server proxying /ws */
 #define CONFIG_DEFAULT_RELAY_IO_URING 1                /* relay writes batched through io_uring */
+
+/* http:// or https:// base URLs ([admin] relays). */
+struct config_urls {
+    size_t count;
+    char urls[CONFIG_URLS_MAX][CONFIG_TEXT_MAX];
+};
 
 /* IPv4 addresses, in network byte order. */
 struct config_addresses {
@@ -151,6 +158,11 @@ struct config {
     struct config_addresses connect_rate_exempt; /* sources connect_rate does not apply to */
     struct origin_list allowed_origins;          /* WebSocket handshakes' origins; empty: any */
     int relay_io_uring; /* 1: batch the per-message writes with io_uring where the kernel can */
+
+    /* [admin] */
+    char admin_key_file[PATH_MAX];       /* the admin key's file; "": the admin API is off */
+    char admin_api_url[CONFIG_TEXT_MAX]; /* where operator tools reach the admin API */
+    struct config_urls admin_relays;     /* the relays' metrics (or main) ports' base URLs */
 
     /* task types: [0] is always the built-in "sleep" */
     size_t type_count;

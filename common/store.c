@@ -56,8 +56,33 @@ static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
     " client_id TEXT NOT NULL, key TEXT NOT NULL, task_id TEXT NOT NULL,"                          \
     " request_hash TEXT NOT NULL, created_at INTEGER NOT NULL,"                                    \
     " PRIMARY KEY (client_id, key));"                                                              \
-    "CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at);"                   \
-    "PRAGMA user_version = 2;"
+    "CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created_at);"
+
+/* Schema 3: the workers' host, and task_minutes, what happened in each minute (ms / 60000 of the
+ * wall clock), kept by triggers so that every program's changes count and a deleted task's
+ * still do: tasks submitted, attempts started, tasks succeeded and failed, and the change of the
+ * queued count (so the depth at a minute's end is today's count less the later changes).  A
+ * change's minute is its task's own time (created_at, started_at, finished_at), else now. */
+#define STORE_ADDED_3                                                                              \
+    "CREATE TABLE IF NOT EXISTS task_minutes ("                                                    \
+    " minute INTEGER PRIMARY KEY, submitted INTEGER NOT NULL DEFAULT 0,"                           \
+    " started INTEGER NOT NULL DEFAULT 0, succeeded INTEGER NOT NULL DEFAULT 0,"                   \
+    " failed INTEGER NOT NULL DEFAULT 0, queued INTEGER NOT NULL DEFAULT 0);"                      \
+    "CREATE TRIGGER IF NOT EXISTS task_minutes_insert AFTER INSERT ON tasks BEGIN"                 \
+    " INSERT INTO task_minutes (minute, submitted, queued)"                                        \
+    " VALUES (new.created_at / 60000, 1, new.status = 'queued') ON CONFLICT (minute) DO UPDATE"    \
+    " SET submitted = submitted + 1, queued = queued + excluded.queued; END;"                      \
+    "CREATE TRIGGER IF NOT EXISTS task_minutes_status AFTER UPDATE OF status ON tasks"             \
+    " WHEN old.status IS NOT new.status BEGIN"                                                     \
+    " INSERT INTO task_minutes (minute, started, succeeded, failed, queued) VALUES ("              \
+    " COALESCE(CASE new.status WHEN 'running' THEN new.started_at WHEN 'queued' THEN NULL"         \
+    " ELSE new.finished_at END / 60000,"                                                           \
+    " CAST((julianday('now') - 2440587.5) * 1440 AS INTEGER)),"                                    \
+    " new.status = 'running', new.status = 'succeeded', new.status = 'failed',"                    \
+    " (new.status = 'queued') - (old.status = 'queued')) ON CONFLICT (minute) DO UPDATE"           \
+    " SET started = started + excluded.started, succeeded = succeeded + excluded.succeeded,"       \
+    " failed = failed + excluded.failed, queued = queued + excluded.queued; END;"                  \
+    "PRAGMA user_version = 3;"
 
 static const char store_schema[] =
     "CREATE TABLE tasks ("
@@ -88,8 +113,9 @@ static const char store_schema[] =
     " announced INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE workers ("
     " id TEXT PRIMARY KEY, pid INTEGER NOT NULL, concurrency INTEGER NOT NULL,"
-    " started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES;
+    " started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL, host TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES
+        STORE_ADDED_3;
 
 /* Tables added since schema 2 that older programs do not read: made on every open. */
 static const char store_tables_added[] =
@@ -108,7 +134,12 @@ static const char store_upgrade_1[] =
     "ALTER TABLE tasks ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;"
     "UPDATE tasks SET run_at = created_at, announced = 1;"
     "DROP INDEX IF EXISTS tasks_by_status;"
-    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES;
+    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES
+    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3;
+
+/* Schema 2 to 3: the workers' host and the per-minute counts (from the upgrade on). */
+static const char store_upgrade_2[] =
+    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3;
 
 enum statement {
     ST_INSERT,
@@ -141,6 +172,15 @@ enum statement {
     ST_RATE_GET,
     ST_RATE_PUT,
     ST_PRUNE_RATE,
+    ST_PRUNE_MINUTES,
+    ST_ADMIN_GET,
+    ST_ADMIN_LIST,
+    ST_ADMIN_WORKERS,
+    ST_ADMIN_RUNNING,
+    ST_ADMIN_QUEUES,
+    ST_ADMIN_MINUTES,
+    ST_ADMIN_QUEUED_NOW,
+    ST_ADMIN_DURATIONS,
     ST_COUNT
 };
 
@@ -213,8 +253,8 @@ static const char *const store_statements[ST_COUNT] = {
                      " AND (?7 IS NULL OR lease_expires_at < ?7) RETURNING " TASK_COLUMNS,
     [ST_CHECK] = "SELECT cancel_requested, attempts = ?2 AND status = 'running' FROM tasks"
                  " WHERE id = ?1",
-    [ST_HEARTBEAT] = "INSERT INTO workers (id, pid, concurrency, started_at, heartbeat_at)"
-                     " VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (id) DO UPDATE"
+    [ST_HEARTBEAT] = "INSERT INTO workers (id, pid, concurrency, started_at, heartbeat_at, host)"
+                     " VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (id) DO UPDATE"
                      " SET heartbeat_at = excluded.heartbeat_at",
     [ST_WORKER_REMOVE] = "DELETE FROM workers WHERE id = ?1",
     [ST_WORKERS_ALIVE] = "SELECT count(*) FROM workers WHERE heartbeat_at > ?1",
@@ -232,9 +272,38 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_RATE_PUT] = "INSERT OR REPLACE INTO submit_rate (client_id, units, at) VALUES (?1, ?2, ?3)",
     [ST_PRUNE_RATE] = "DELETE FROM submit_rate WHERE rowid IN (SELECT rowid FROM submit_rate"
                       " WHERE at < ?1 LIMIT ?2)",
+    [ST_PRUNE_MINUTES] = "DELETE FROM task_minutes WHERE minute < ?1",
+    [ST_ADMIN_GET] = "SELECT " TASK_COLUMNS ", worker_id, seqno FROM tasks WHERE id = ?1",
+    /* ?5: a task id or client id, or the start of one (hex: 'g' sorts after every digit). */
+    [ST_ADMIN_LIST] = "SELECT " TASK_COLUMNS ", worker_id, seqno FROM tasks"
+                      " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR type = ?2)"
+                      " AND (?3 IS NULL OR client_id = ?3) AND (?4 IS NULL OR seqno < ?4)"
+                      " AND (?5 IS NULL OR (id >= ?5 AND id < ?5 || 'g')"
+                      " OR (client_id >= ?5 AND client_id < ?5 || 'g'))"
+                      " ORDER BY seqno DESC LIMIT ?6",
+    [ST_ADMIN_WORKERS] = "SELECT id, host, pid, concurrency, heartbeat_at FROM workers"
+                         " ORDER BY started_at, id",
+    [ST_ADMIN_RUNNING] = "SELECT worker_id, id, type, client_id, attempts, started_at FROM tasks"
+                         " WHERE status = 'running' ORDER BY started_at",
+    [ST_ADMIN_QUEUES] = "SELECT type, sum(status = 'queued'), sum(status = 'running') FROM tasks"
+                        " WHERE status IN ('queued', 'running') GROUP BY type ORDER BY type",
+    [ST_ADMIN_MINUTES] = "SELECT minute, submitted, started, succeeded, failed, queued"
+                         " FROM task_minutes WHERE minute >= ?1 ORDER BY minute DESC",
+    [ST_ADMIN_QUEUED_NOW] = "SELECT count(*) FROM tasks WHERE status = 'queued'",
+    /* Nearest-rank percentiles, per type, of the tasks that ended since ?1 (their last
+     * attempt's time from start to end). */
+    [ST_ADMIN_DURATIONS] =
+        "WITH d AS (SELECT type, finished_at - started_at AS ms FROM tasks"
+        " WHERE finished_at >= ?1 AND started_at IS NOT NULL"
+        " AND status IN ('succeeded', 'failed')),"
+        " r AS (SELECT type, ms, row_number() OVER (PARTITION BY type ORDER BY ms) AS n,"
+        " count(*) OVER (PARTITION BY type) AS c FROM d)"
+        " SELECT type, c, max(CASE WHEN n = (c * 50 + 99) / 100 THEN ms END),"
+        " max(CASE WHEN n = (c * 99 + 99) / 100 THEN ms END) FROM r GROUP BY type ORDER BY type",
 };
 
 #define STORE_WORKER_FORGET_MS 3600000 /* a worker silent this long is dropped from workers */
+#define STORE_MINUTES_KEEP (2 * STORE_STATS_MINUTES_MAX) /* minutes of task_minutes kept */
 
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
 #define STORE_REVIVE_MS 1000  /* a read-only connection tries to open for writing this often */
@@ -592,6 +661,8 @@ store_schema_open(struct store *store, char *err, size_t errlen)
         version = -1;
     } else if (version == 0) {
         script = has_tasks ? store_upgrade_1 : store_schema;
+    } else if (version == 2) {
+        script = store_upgrade_2;
     }
     if (version < 0 ||
         (script && sqlite3_exec(store->db, script, NULL, NULL, &message) != SQLITE_OK) ||
@@ -605,7 +676,8 @@ store_schema_open(struct store *store, char *err, size_t errlen)
         return TW_E_STORE;
     }
     if (script && has_tasks)
-        log_info("event=schema_upgraded from=1 to=%d", STORE_SCHEMA_VERSION);
+        log_info("event=schema_upgraded from=%d to=%d", version ? version : 1,
+                 STORE_SCHEMA_VERSION);
     return 0;
 }
 
@@ -1744,6 +1816,10 @@ store_worker_heartbeat(struct store *store, const char *worker_id, int concurren
     sqlite3_bind_int(stmt, 2, (int)getpid());
     sqlite3_bind_int(stmt, 3, concurrency);
     sqlite3_bind_int64(stmt, 4, clock_now_ms());
+    char host[STORE_HOST_MAX + 1] = "";
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    bind_text(stmt, 5, host);
     return store_run(store, stmt, "heartbeat");
 }
 
@@ -1792,6 +1868,10 @@ store_tasks_prune(struct store *store, int64_t keep_ms)
         sqlite3_bind_int64(stmt, 1, now - STORE_RATE_IDLE_MS);
         sqlite3_bind_int(stmt, 2, STORE_PRUNE_BATCH);
         rc = store_run(store, stmt, "prune_rate");
+    }
+    if (rc == 0 && (stmt = store_statement(store, ST_PRUNE_MINUTES)) != NULL) {
+        sqlite3_bind_int64(stmt, 1, now / 60000 - STORE_MINUTES_KEEP);
+        rc = store_run(store, stmt, "prune_minutes");
     }
     if (rc == 0 && (stmt = store_statement(store, ST_WORKERS_FORGET)) != NULL) {
         sqlite3_bind_int64(stmt, 1, now - STORE_WORKER_FORGET_MS);
@@ -1848,5 +1928,231 @@ store_check_writable(struct store *store)
     store_rollback(store);
     if (rc == 0)
         rc = store_check_problem(store);
+    return store_answer(store, rc);
+}
+
+/* ---- the operator's view ---- */
+
+/* A task row of the admin statements: the task, its worker_id and seqno (columns 19, 20). */
+static json_t *
+store_row_admin_task(sqlite3_stmt *stmt)
+{
+    json_t *task = store_row_task(stmt);
+    if (task) {
+        json_object_set_new(task, "worker_id", store_json_column(stmt, 19));
+        json_object_set_new(task, "seqno", json_integer(sqlite3_column_int64(stmt, 20)));
+    }
+    return task;
+}
+
+int
+store_admin_task_get(struct store *store, const char *id, json_t **task)
+{
+    store->failure = 0;
+    sqlite3_stmt *stmt = store_statement(store, ST_ADMIN_GET);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, id);
+    json_t *list = NULL;
+    int rc = store_collect(store, stmt, "admin_get", store_row_admin_task, &list);
+    if (rc == 0 && json_array_size(list) == 0)
+        rc = TW_E_NOT_FOUND;
+    if (rc == 0)
+        *task = json_incref(json_array_get(list, 0));
+    json_decref(list);
+    return store_answer(store, rc);
+}
+
+int
+store_admin_task_list(struct store *store, const struct store_admin_filter *filter, json_t **tasks,
+                      int64_t *next)
+{
+    if (filter->limit < 1 || filter->limit > STORE_ADMIN_LIST_MAX)
+        return TW_E_BAD_REQUEST;
+    store->failure = 0;
+    sqlite3_stmt *stmt = store_statement(store, ST_ADMIN_LIST);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, filter->status);
+    bind_text(stmt, 2, filter->type);
+    bind_text(stmt, 3, filter->client_id);
+    if (filter->before_seq > 0)
+        sqlite3_bind_int64(stmt, 4, filter->before_seq);
+    bind_text(stmt, 5, filter->q);
+    sqlite3_bind_int(stmt, 6, filter->limit);
+    int rc = store_collect(store, stmt, "admin_list", store_row_admin_task, tasks);
+    *next = 0;
+    if (rc == 0 && json_array_size(*tasks) == (size_t)filter->limit)
+        *next = json_integer_value(
+            json_object_get(json_array_get(*tasks, (size_t)filter->limit - 1), "seqno"));
+    return store_answer(store, rc);
+}
+
+static json_t *
+store_row_worker(sqlite3_stmt *stmt)
+{
+    return json_pack("{s:o, s:o, s:I, s:I, s:I, s:[]}", "id", store_json_column(stmt, 0), "host",
+                     store_json_column(stmt, 1), "pid", (json_int_t)sqlite3_column_int64(stmt, 2),
+                     "concurrency", (json_int_t)sqlite3_column_int64(stmt, 3), "heartbeat_age_ms",
+                     (json_int_t)(clock_now_ms() - sqlite3_column_int64(stmt, 4)), "running");
+}
+
+static json_t *
+store_row_running(sqlite3_stmt *stmt)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "worker_id", store_json_column(stmt, 0),
+                     "id", store_json_column(stmt, 1), "type", store_json_column(stmt, 2),
+                     "client_id", store_json_column(stmt, 3), "attempts",
+                     (json_int_t)sqlite3_column_int64(stmt, 4), "started_at",
+                     store_json_time(stmt, 5));
+}
+
+static json_t *
+store_row_queue(sqlite3_stmt *stmt)
+{
+    return json_pack("{s:o, s:I, s:I}", "type", store_json_column(stmt, 0), "queued",
+                     (json_int_t)sqlite3_column_int64(stmt, 1), "running",
+                     (json_int_t)sqlite3_column_int64(stmt, 2));
+}
+
+int
+store_admin_status(struct store *store, json_t **workers, json_t **queues)
+{
+    store->failure = 0;
+    json_t *running = NULL;
+    *workers = *queues = NULL;
+    sqlite3_stmt *stmt = store_statement(store, ST_ADMIN_WORKERS);
+    int rc =
+        stmt ? store_collect(store, stmt, "admin_workers", store_row_worker, workers) : TW_E_STORE;
+    if (rc == 0)
+        rc = (stmt = store_statement(store, ST_ADMIN_RUNNING))
+                 ? store_collect(store, stmt, "admin_running", store_row_running, &running)
+                 : TW_E_STORE;
+    if (rc == 0)
+        rc = (stmt = store_statement(store, ST_ADMIN_QUEUES))
+                 ? store_collect(store, stmt, "admin_queues", store_row_queue, queues)
+                 : TW_E_STORE;
+    /* Each running task under its worker (one it holds without a heartbeat row is left out:
+     * the lease sweep takes it back). */
+    size_t i, j;
+    json_t *task, *worker;
+    json_array_foreach(running, i, task)
+    {
+        const char *owner = json_string_value(json_object_get(task, "worker_id"));
+        json_array_foreach(*workers, j, worker)
+        {
+            const char *id = json_string_value(json_object_get(worker, "id"));
+            if (owner && id && strcmp(owner, id) == 0) {
+                json_t *copy = json_copy(task);
+                json_object_del(copy, "worker_id");
+                json_array_append_new(json_object_get(worker, "running"), copy);
+                break;
+            }
+        }
+    }
+    json_decref(running);
+    if (rc != 0) {
+        json_decref(*workers);
+        json_decref(*queues);
+        *workers = *queues = NULL;
+    }
+    return store_answer(store, rc);
+}
+
+static json_t *
+store_row_minute(sqlite3_stmt *stmt)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "minute",
+                     (json_int_t)sqlite3_column_int64(stmt, 0), "submitted",
+                     (json_int_t)sqlite3_column_int64(stmt, 1), "started",
+                     (json_int_t)sqlite3_column_int64(stmt, 2), "succeeded",
+                     (json_int_t)sqlite3_column_int64(stmt, 3), "failed",
+                     (json_int_t)sqlite3_column_int64(stmt, 4), "queued",
+                     (json_int_t)sqlite3_column_int64(stmt, 5));
+}
+
+static json_t *
+store_row_duration(sqlite3_stmt *stmt)
+{
+    return json_pack("{s:o, s:I, s:I, s:I}", "type", store_json_column(stmt, 0), "count",
+                     (json_int_t)sqlite3_column_int64(stmt, 1), "p50_ms",
+                     (json_int_t)sqlite3_column_int64(stmt, 2), "p99_ms",
+                     (json_int_t)sqlite3_column_int64(stmt, 3));
+}
+
+/* The rows of ST_ADMIN_MINUTES (newest first, the later ones included) made into one row per
+ * minute of [first, last], oldest first, with the queued depth at each minute's end. */
+static json_t *
+store_minutes_fill(json_t *counts, int64_t first, int64_t last, int64_t queued_now)
+{
+    json_t *rows = json_array();
+    size_t count = json_array_size(counts), next = 0;
+    /* Walk back from now: the depth at the end of minute m is today's count less the changes
+     * of every minute after m. */
+    int64_t depth = queued_now;
+    while (next < count &&
+           json_integer_value(json_object_get(json_array_get(counts, next), "minute")) > last)
+        depth -= json_integer_value(json_object_get(json_array_get(counts, next++), "queued"));
+    for (int64_t minute = last; rows && minute >= first; minute--) {
+        json_t *row = NULL;
+        if (next < count &&
+            json_integer_value(json_object_get(json_array_get(counts, next), "minute")) == minute)
+            row = json_array_get(counts, next++);
+        char at[CLOCK_ISO8601_SIZE];
+        json_t *out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "t",
+                                clock_iso8601(minute * 60000, at, sizeof at), "submitted",
+                                json_integer_value(json_object_get(row, "submitted")), "started",
+                                json_integer_value(json_object_get(row, "started")), "succeeded",
+                                json_integer_value(json_object_get(row, "succeeded")), "failed",
+                                json_integer_value(json_object_get(row, "failed")), "queued",
+                                (json_int_t)(depth > 0 ? depth : 0));
+        if (!out || json_array_insert_new(rows, 0, out) != 0) {
+            json_decref(rows);
+            return NULL;
+        }
+        depth -= json_integer_value(json_object_get(row, "queued"));
+    }
+    return rows;
+}
+
+int
+store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **durations)
+{
+    if (minutes < 1 || minutes > STORE_STATS_MINUTES_MAX)
+        return TW_E_BAD_REQUEST;
+    store->failure = 0;
+    *rows = *durations = NULL;
+    int64_t last = clock_now_ms() / 60000, first = last - minutes + 1;
+    json_t *counts = NULL;
+    /* One read transaction: the counts and the queued count agree. */
+    int rc = store_exec(store, "BEGIN") == 0 ? 0 : TW_E_STORE;
+    sqlite3_stmt *stmt = rc == 0 ? store_statement(store, ST_ADMIN_MINUTES) : NULL;
+    if (rc == 0 && stmt) {
+        sqlite3_bind_int64(stmt, 1, first);
+        rc = store_collect(store, stmt, "admin_minutes", store_row_minute, &counts);
+    } else if (rc == 0) {
+        rc = TW_E_STORE;
+    }
+    int queued = rc;
+    if (rc == 0)
+        queued = (stmt = store_statement(store, ST_ADMIN_QUEUED_NOW))
+                     ? store_run(store, stmt, "admin_queued")
+                     : TW_E_STORE;
+    if (queued < 0)
+        rc = queued;
+    if (rc == 0 && (stmt = store_statement(store, ST_ADMIN_DURATIONS)) != NULL) {
+        sqlite3_bind_int64(stmt, 1, first * 60000);
+        rc = store_collect(store, stmt, "admin_durations", store_row_duration, durations);
+    } else if (rc == 0) {
+        rc = TW_E_STORE;
+    }
+    store_exec(store, "COMMIT");
+    if (rc == 0 && !(*rows = store_minutes_fill(counts, first, last, queued)))
+        rc = TW_E_NOMEM;
+    json_decref(counts);
+    if (rc != 0) {
+        json_decref(*durations);
+        *durations = NULL;
+    }
     return store_answer(store, rc);
 }

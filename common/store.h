@@ -47,7 +47,9 @@
 #define STORE_MESSAGE_MAX 1024 /* bytes of a progress message kept; longer is cut */
 #define STORE_ERROR_MAX 4096   /* bytes of an error text kept; longer keeps the tail */
 #define STORE_NAME_MAX 200     /* bytes of a task name */
-#define STORE_SCHEMA_VERSION 2 /* 1: before leases (no user_version); 2: leases, retries */
+#define STORE_SCHEMA_VERSION                                                                       \
+    3 /* 1: before leases (no user_version); 2: leases, retries;                                   \
+         3: workers' host, per-minute counts */
 
 struct store;
 
@@ -256,5 +258,40 @@ int store_check_writable(struct store *store);
 /* The problem this connection's writes keep failing with (TW_E_STORE_FULL, TW_E_STORE_READONLY,
  * TW_E_STORE_IO), or 0 once one of its writes landed (or none failed). */
 int store_problem(const struct store *store);
+
+/* ---- the operator's view (the admin API): every client's tasks, workers and counts ---- */
+
+#define STORE_ADMIN_LIST_DEFAULT 50 /* tasks per admin page when no limit is given */
+#define STORE_ADMIN_LIST_MAX 500    /* most tasks per admin page */
+#define STORE_STATS_MINUTES_DEFAULT 60
+#define STORE_STATS_MINUTES_MAX 1440 /* a day of per-minute counts; twice that is kept */
+
+/* What an admin listing keeps (NULL or 0: any). */
+struct store_admin_filter {
+    const char *status, *type, *client_id;
+    const char *q;      /* a task id or client id, or the start of one (lowercase hex) */
+    int64_t before_seq; /* only tasks stored before this one (its "seqno"); 0: from the newest */
+    int limit;          /* 1..STORE_ADMIN_LIST_MAX */
+};
+
+/* The task with id, whoever owns it, with worker_id (or null) and seqno. */
+int store_admin_task_get(struct store *store, const char *id, json_t **task);
+
+/* Tasks of every client, newest first, as filter says: *tasks is a new array; *next is the
+ * seqno to pass as before_seq for the next page, or 0 when this one was the last. */
+int store_admin_task_list(struct store *store, const struct store_admin_filter *filter,
+                          json_t **tasks, int64_t *next);
+
+/* The workers that sent a heartbeat (new array of {"id","host","pid","concurrency",
+ * "heartbeat_age_ms","running":[{"id","type","client_id","attempts","started_at"}]}), and the
+ * queued and running tasks per type (new array of {"type","queued","running"}). */
+int store_admin_status(struct store *store, json_t **workers, json_t **queues);
+
+/* The last `minutes` minutes (1..STORE_STATS_MINUTES_MAX, the current one included), oldest
+ * first, one row each: {"t","submitted","started","succeeded","failed","queued" (depth at the
+ * minute's end, or now for the current one)}; and per type the tasks that succeeded or failed
+ * in that window, by their last attempt's time from start to end (nearest rank):
+ * {"type","count","p50_ms","p99_ms"}.  Both new arrays. */
+int store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **durations);
 
 #endif

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "acceptors.h"
+#include "admin.h"
 #include "app.h"
 #include "cli.h"
 #include "errors.h"
@@ -43,6 +44,11 @@ main(int argc, char **argv)
     if (status != CLI_RUN)
         return status;
     signal(SIGPIPE, SIG_IGN); /* a client gone while we answer is an error, not our end */
+    /* libcurl (the admin API's relay requests) only where the admin API is on. */
+    if (cfg.admin_key_file[0] && admin_global_init() != 0) {
+        log_error("event=start_failed error=\"cannot initialise libcurl\"");
+        return 1;
+    }
     if (FCGX_IsCGI())
         return serve_cgi(&cfg);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "admin.h"
 #include "cors.h"
 #include "errors.h"
 #include "reply.h"
@@ -25,7 +26,16 @@ static const struct endpoint endpoints[] = {
     {"POST", "/api/tasks/{id}/cancel", tasks_cancel},
     {"POST", "/api/tasks/{id}/retry", tasks_retry},
     {"DELETE", "/api/tasks/{id}", tasks_delete},
+    {"GET", "/api/admin/tasks", admin_tasks_list},
+    {"GET", "/api/admin/tasks/{id}", admin_task_get},
+    {"POST", "/api/admin/tasks/{id}/cancel", admin_task_cancel},
+    {"POST", "/api/admin/tasks/{id}/retry", admin_task_retry},
+    {"DELETE", "/api/admin/tasks/{id}", admin_task_delete},
+    {"GET", "/api/admin/status", admin_status},
+    {"GET", "/api/admin/stats", admin_stats},
 };
+
+#define ROUTER_ADMIN_PREFIX "/api/admin/"
 
 /* 1 when path matches pattern; the {id} segment, if any, is copied into id. */
 static int
@@ -55,6 +65,12 @@ router_dispatch(struct app *app, struct request *req)
     char id[ROUTER_ID_MAX];
     char allow[64] = "";
     cors_prepare(app->cfg, req);
+    /* With [admin] key_file unset there is no admin API at all, whatever the method. */
+    if (!app->cfg->admin_key_file[0] &&
+        strncmp(req->path, ROUTER_ADMIN_PREFIX, strlen(ROUTER_ADMIN_PREFIX)) == 0) {
+        reply_error(req, TW_E_NOT_FOUND, "no such route");
+        return;
+    }
     for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++) {
         if (!endpoint_match(endpoints[i].pattern, req->path, id))
             continue;

@@ -215,7 +215,12 @@ mimetype.assign = (".html" => "text/html; charset=utf-8", ".js" => "text/javascr
 """
 
 LIGHTTPD_OWN = LIGHTTPD_COMMON + """
-server.modules += ("mod_fastcgi", "mod_proxy")
+server.modules += ("mod_fastcgi", "mod_proxy", "mod_setenv")
+$HTTP["url"] =~ "^/admin(/|$)" {{
+    setenv.add-response-header = ("X-Frame-Options" => "DENY",
+                                  "Content-Security-Policy" => "frame-ancestors 'none'",
+                                  "Cache-Control" => "no-store")
+}}
 fastcgi.server = (
     "/api/" => ((
         "bin-path" => "{build}/taskwire.fcgi",
@@ -417,7 +422,8 @@ class Stack:
 
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
-                 type_settings=None, http_settings=None, store_dir=None, namespace=None):
+                 type_settings=None, http_settings=None, store_dir=None, namespace=None,
+                 admin=True, admin_relays=None):
         self.websocket = websocket
         self.worker_names = [WORKER] + [f"{WORKER}{n}" for n in range(2, workers + 1)]
         self.hub = workers > 1
@@ -447,6 +453,17 @@ class Stack:
         self.secret_path = os.path.join(self.var, "secret")
         with open(os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
             f.write(secrets.token_bytes(32))
+        # The admin key ([admin] key_file, 64 hex digits, 0600), as `make run` makes it;
+        # admin=False leaves the admin API off.  [admin] relays: the relay's main port (its
+        # /status is the metrics port's), unless admin_relays names others ("{relay}" in one
+        # stands for the relay's main port).
+        self.admin_key = secrets.token_hex(32) if admin else None
+        self.admin_key_path = os.path.join(self.var, "admin.key")
+        if admin:
+            with open(os.open(self.admin_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                      "w") as f:
+                f.write(self.admin_key + "\n")
+        self.admin_relays = admin_relays
         self.with_worker = worker
         sections = self.config_sections(worker_settings or {}, relay_settings or {},
                                         http_settings or {})
@@ -569,6 +586,11 @@ class Stack:
                            "connect_burst": 1000, "connect_rate_exempt": "127.0.0.1",
                            "allowed_origins": ""}, **relay_settings),
         }
+        if self.admin_key:
+            relays = [url.replace("{relay}", self.relay_http) for url in
+                      (self.admin_relays if self.admin_relays is not None else ["{relay}"])]
+            sections["admin"] = {"key_file": self.admin_key_path, "api_url": self.http,
+                                 "relays": " ".join(relays)}
         for name, keys in types.items():
             sections[f"type {name}"] = dict(keys, command=keys["command"].replace(ROOT, self.tree, 1))
         for name, keys in self.type_settings.items():
@@ -854,6 +876,13 @@ class Stack:
     def health(self):
         return self.request("GET", "/api/health")[2] or {}
 
+    def admin(self, method, path, key=None, timeout=10):
+        """(status, headers, body) of an admin API request (path under /api/admin/) with the
+        stack's admin key, or key if given ("" for none)."""
+        key = self.admin_key if key is None else key
+        headers = {"Authorization": "Bearer " + key} if key else {}
+        return self.request(method, "/api/admin/" + path, headers=headers, timeout=timeout)
+
     def session(self):
         status, _, body = self.request("POST", "/api/session")
         assert status == 201, body
@@ -908,7 +937,7 @@ def main():
         print(json.dumps({"http": stack.http + "/", "relay": stack.relay_ws,
                           "relay_http": stack.relay_http, "events": stack.events_endpoint,
                           "publish": stack.publish_endpoint, "tasks": stack.tasks_endpoint,
-                          "tmp": stack.tmp}), flush=True)
+                          "tmp": stack.tmp, "admin_key": stack.admin_key}), flush=True)
         actions = {"stop": {"worker": stack.stop_worker, "relay": stack.stop_relay,
                             "server": stack.stop_server},
                    "kill": {"worker": stack.kill_worker, "relay": stack.kill_relay,

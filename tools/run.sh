@@ -12,6 +12,10 @@ if [ ! -s var/secret ]; then
     # The HMAC secret that signs session tokens: random, readable by this user only.
     (umask 077 && head -c 32 /dev/urandom > var/secret)
 fi
+if [ ! -s var/admin.key ]; then
+    # The admin key ([admin] key_file): the dashboard at /admin/ and the admin API ask for it.
+    (umask 077 && openssl rand -hex 32 > var/admin.key)
+fi
 export TASKWIRE_CONFIG="$root/conf/taskwire.conf"
 export TASKWIRE_ROOT="$root"
 export TASKWIRE_BUILD="$root/$build"
@@ -43,5 +47,6 @@ until curl -fsS -o /dev/null http://127.0.0.1:8080/api/health 2>/dev/null; do
 done
 echo
 echo "taskwire is running: http://127.0.0.1:8080/"
+echo "dashboard: http://127.0.0.1:8080/admin/ (admin key in $root/var/admin.key)"
 echo "press Ctrl-C to stop"
 wait
