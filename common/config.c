@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "metrics.h"
 
 /* KEY_ORIGINS and KEY_ADDRESSES are lists: items separated by spaces or commas, continued on
  * indented lines (inih hands each line over as another value of the key); the file's first
@@ -68,6 +69,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("worker", "stale_after_ms", KEY_INT, stale_after_ms, 200, 600000),
     KEY_NUM("worker", "cancel_grace_ms", KEY_INT, cancel_grace_ms, 0, 600000),
     KEY_NUM("worker", "lease_ms", KEY_INT, lease_ms, 200, 3600000),
+    KEY_STR("worker", "metrics_listen", KEY_TEXT, worker_metrics_listen),
     KEY_STR("relay", "listen", KEY_TEXT, relay_listen),
     KEY_NUM("relay", "port", KEY_INT, relay_port, 1, 65535),
     KEY_NUM("relay", "ping_interval", KEY_INT, ping_interval, 1, 3600),
@@ -81,6 +83,7 @@ static const struct config_key config_keys[] = {
     KEY_LIST("relay", "connect_rate_exempt", KEY_ADDRESSES, connect_rate_exempt),
     KEY_LIST("relay", "allowed_origins", KEY_ORIGINS, allowed_origins),
     KEY_NUM("relay", "io_uring", KEY_INT, relay_io_uring, 0, 1),
+    KEY_STR("relay", "metrics_listen", KEY_TEXT, relay_metrics_listen),
 };
 
 #define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
@@ -616,6 +619,20 @@ config_defaults(struct config *cfg)
     sleep_type_fill(&cfg->types[0]);
 }
 
+/* A metrics_listen setting is empty (off) or host:port.  0, or -1 with err set. */
+static int
+config_check_metrics_listen(const struct config *cfg, const char *section, const char *value,
+                            char *err, size_t errlen)
+{
+    char host[METRICS_HOST_MAX];
+    int port;
+    if (value[0] == '\0' || metrics_listen_parse(value, host, sizeof host, &port) == 0)
+        return 0;
+    snprintf(err, errlen, "%s: [%s] metrics_listen = %s is not host:port", cfg->path, section,
+             value);
+    return -1;
+}
+
 static int
 config_check(struct config *cfg, char *err, size_t errlen)
 {
@@ -636,6 +653,9 @@ config_check(struct config *cfg, char *err, size_t errlen)
         if (type->label[0] == '\0')
             memcpy(type->label, type->name, sizeof type->name);
     }
+    if (config_check_metrics_listen(cfg, "worker", cfg->worker_metrics_listen, err, errlen) ||
+        config_check_metrics_listen(cfg, "relay", cfg->relay_metrics_listen, err, errlen))
+        return TW_E_CONFIG;
     if (cfg->stale_after_ms <= cfg->heartbeat_ms) {
         snprintf(err, errlen, "%s: [worker] stale_after_ms must be above heartbeat_ms", cfg->path);
         return TW_E_CONFIG;
