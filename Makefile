@@ -25,7 +25,7 @@ FCGI_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lfcgi -lpthread
 WORKER_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lpthread
 RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -lwslay
 
-COMMON_SRC := common/metrics.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
+COMMON_SRC := common/metrics.c common/notify.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 FCGI_SRC += fcgi/cors.c
@@ -38,7 +38,7 @@ UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c relay/loop.c \
-	relay/route.c relay/ingress.c relay/listener.c
+	relay/route.c relay/ingress.c relay/listener.c relay/scrape.c
 RELAY_SRC += relay/throttle.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \

@@ -95,7 +95,7 @@ metrics_append_number(struct metrics_text *text, double value)
     else if (value == floor(value) && fabs(value) < 9.0e15)
         metrics_append(text, " %.0f\n", value);
     else
-        metrics_append(text, " %.9g\n", value);
+        metrics_append(text, " %.17g\n", value);
 }
 
 void
