@@ -30,7 +30,7 @@ COMMON_SRC := common/metrics.c common/notify.c common/cli.c common/errors.c comm
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 FCGI_SRC += fcgi/cors.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
-	worker/retry.c \
+	worker/retry.c worker/scrape.c \
 	worker/job_exec.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c \
 	tests/unit/relay/test_send.c

@@ -22,7 +22,16 @@
 /* KEY_ORIGINS and KEY_ADDRESSES are lists: items separated by spaces or commas, continued on
  * indented lines (inih hands each line over as another value of the key); the file's first
  * value of such a key replaces the default list. */
-enum key_kind { KEY_INT, KEY_LONG, KEY_TEXT, KEY_PATH, KEY_LOG_LEVEL, KEY_ORIGINS, KEY_ADDRESSES };
+enum key_kind {
+    KEY_INT,
+    KEY_LONG,
+    KEY_TEXT,
+    KEY_PATH,
+    KEY_LOG_LEVEL,
+    KEY_ORIGINS,
+    KEY_ADDRESSES,
+    KEY_LISTEN /* host:port, or empty for off */
+};
 
 struct config_key {
     const char *section;
@@ -69,7 +78,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("worker", "stale_after_ms", KEY_INT, stale_after_ms, 200, 600000),
     KEY_NUM("worker", "cancel_grace_ms", KEY_INT, cancel_grace_ms, 0, 600000),
     KEY_NUM("worker", "lease_ms", KEY_INT, lease_ms, 200, 3600000),
-    KEY_STR("worker", "metrics_listen", KEY_TEXT, worker_metrics_listen),
+    KEY_STR("worker", "metrics_listen", KEY_LISTEN, worker_metrics_listen),
     KEY_STR("relay", "listen", KEY_TEXT, relay_listen),
     KEY_NUM("relay", "port", KEY_INT, relay_port, 1, 65535),
     KEY_NUM("relay", "ping_interval", KEY_INT, ping_interval, 1, 3600),
@@ -83,7 +92,7 @@ static const struct config_key config_keys[] = {
     KEY_LIST("relay", "connect_rate_exempt", KEY_ADDRESSES, connect_rate_exempt),
     KEY_LIST("relay", "allowed_origins", KEY_ORIGINS, allowed_origins),
     KEY_NUM("relay", "io_uring", KEY_INT, relay_io_uring, 0, 1),
-    KEY_STR("relay", "metrics_listen", KEY_TEXT, relay_metrics_listen),
+    KEY_STR("relay", "metrics_listen", KEY_LISTEN, relay_metrics_listen),
 };
 
 #define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
@@ -490,6 +499,18 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
         if (resolve_path(state, field, key->size, value) == 0 && *value)
             return 0;
         break;
+    case KEY_LISTEN: {
+        char host[METRICS_HOST_MAX];
+        int port;
+        if (*value && metrics_listen_parse(value, host, sizeof host, &port) != 0) {
+            snprintf(state->err, sizeof state->err,
+                     "%s must be host:port (port 1..65535), or empty for off", key->name);
+            return TW_E_CONFIG;
+        }
+        if (copy_text(field, key->size, value) == 0)
+            return 0;
+        break;
+    }
     case KEY_LOG_LEVEL:
         if (log_level_parse(value, (enum log_level *)(void *)field) == 0)
             return 0;
@@ -619,20 +640,6 @@ config_defaults(struct config *cfg)
     sleep_type_fill(&cfg->types[0]);
 }
 
-/* A metrics_listen setting is empty (off) or host:port.  0, or -1 with err set. */
-static int
-config_check_metrics_listen(const struct config *cfg, const char *section, const char *value,
-                            char *err, size_t errlen)
-{
-    char host[METRICS_HOST_MAX];
-    int port;
-    if (value[0] == '\0' || metrics_listen_parse(value, host, sizeof host, &port) == 0)
-        return 0;
-    snprintf(err, errlen, "%s: [%s] metrics_listen = %s is not host:port", cfg->path, section,
-             value);
-    return -1;
-}
-
 static int
 config_check(struct config *cfg, char *err, size_t errlen)
 {
@@ -653,9 +660,6 @@ config_check(struct config *cfg, char *err, size_t errlen)
         if (type->label[0] == '\0')
             memcpy(type->label, type->name, sizeof type->name);
     }
-    if (config_check_metrics_listen(cfg, "worker", cfg->worker_metrics_listen, err, errlen) ||
-        config_check_metrics_listen(cfg, "relay", cfg->relay_metrics_listen, err, errlen))
-        return TW_E_CONFIG;
     if (cfg->stale_after_ms <= cfg->heartbeat_ms) {
         snprintf(err, errlen, "%s: [worker] stale_after_ms must be above heartbeat_ms", cfg->path);
         return TW_E_CONFIG;
