@@ -135,7 +135,7 @@ struct config {
     int heartbeat_ms;
     int stale_after_ms;
     int cancel_grace_ms;
-    int lease_ms; /* a claim's lease; the heartbeat renews it */
+    int lease_ms;                                /* a claim's lease; the heartbeat renews it */
     char worker_metrics_listen[CONFIG_TEXT_MAX]; /* host:port of GET /metrics; empty: off */
 
     /* [relay] */

@@ -14,7 +14,7 @@
 
 #define METRICS_PROC_STAT_MAX 1024 /* bytes of /proc/self/stat read (its fields fit) */
 
-const double metrics_duration_bounds[METRICS_BUCKETS] = {0.005, 0.01, 0.05, 0.1,  0.5,    1,
+const double metrics_duration_bounds[METRICS_BUCKETS] = {0.005, 0.01, 0.05, 0.1, 0.5,  1,
                                                          5,     10,   60,   300, 1800, 3600};
 
 void
@@ -28,8 +28,7 @@ metrics_text_init(struct metrics_text *text, char *buf, size_t size)
         buf[0] = '\0';
 }
 
-static void
-metrics_append(struct metrics_text *text, const char *format, ...)
+static void metrics_append(struct metrics_text *text, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -105,8 +104,7 @@ metrics_family(struct metrics_text *text, const char *name, const char *type, co
 }
 
 void
-metrics_sample(struct metrics_text *text, const char *name, const char *const *labels,
-               double value)
+metrics_sample(struct metrics_text *text, const char *name, const char *const *labels, double value)
 {
     metrics_append(text, "%s", name);
     metrics_append_labels(text, labels, NULL);
@@ -200,9 +198,8 @@ metrics_process(struct metrics_text *text)
     char stat[METRICS_PROC_STAT_MAX];
     long ticks = sysconf(_SC_CLK_TCK);
     long page = sysconf(_SC_PAGESIZE);
-    const char *after = metrics_read_proc("/proc/self/stat", stat, sizeof stat) > 0
-                            ? strrchr(stat, ')')
-                            : NULL;
+    const char *after =
+        metrics_read_proc("/proc/self/stat", stat, sizeof stat) > 0 ? strrchr(stat, ')') : NULL;
     unsigned long long utime, stime, start, rss;
     if (after && ticks > 0 && metrics_stat_field(after + 1, 14, &utime) == 0 &&
         metrics_stat_field(after + 1, 15, &stime) == 0) {

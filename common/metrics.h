@@ -51,8 +51,8 @@ void metrics_sample(struct metrics_text *text, const char *name, const char *con
                     double value);
 
 /* A histogram's _bucket (with le, after the labels), _sum and _count lines. */
-void metrics_histogram_write(struct metrics_text *text, const char *name,
-                             const char *const *labels, const struct metrics_histogram *histogram);
+void metrics_histogram_write(struct metrics_text *text, const char *name, const char *const *labels,
+                             const struct metrics_histogram *histogram);
 
 /* Count one observation of seconds. */
 void metrics_histogram_observe(struct metrics_histogram *histogram, double seconds);

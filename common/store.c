@@ -1494,12 +1494,11 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host, 
         bind_text(stmt, 5, host);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW) {
-            tasks[n] =
-                json_pack("{s:o, s:o, s:o, s:I, s:I}", "id", store_json_column(stmt, 0),
-                          "client_id", store_json_column(stmt, 1), "type",
-                          store_json_column(stmt, 2), "attempts",
-                          (json_int_t)sqlite3_column_int64(stmt, 3), "waited_ms",
-                          (json_int_t)sqlite3_column_int64(stmt, 5));
+            tasks[n] = json_pack("{s:o, s:o, s:o, s:I, s:I}", "id", store_json_column(stmt, 0),
+                                 "client_id", store_json_column(stmt, 1), "type",
+                                 store_json_column(stmt, 2), "attempts",
+                                 (json_int_t)sqlite3_column_int64(stmt, 3), "waited_ms",
+                                 (json_int_t)sqlite3_column_int64(stmt, 5));
             announce[n] = sqlite3_column_int(stmt, 4) == 1;
             failed = !tasks[n];
             n += tasks[n] != NULL;
@@ -1777,7 +1776,8 @@ static json_t *
 store_row_depth(sqlite3_stmt *stmt)
 {
     return json_pack("{s:o, s:o, s:I}", "type", store_json_column(stmt, 0), "status",
-                     store_json_column(stmt, 1), "count", (json_int_t)sqlite3_column_int64(stmt, 2));
+                     store_json_column(stmt, 1), "count",
+                     (json_int_t)sqlite3_column_int64(stmt, 2));
 }
 
 int

@@ -71,8 +71,8 @@ struct relay {
     uint64_t next_connection_id;
     int closing; /* shutting down: every connection gets 1001 */
     lws_sorted_usec_list_t closing_tick;
-    struct listener listener; /* the listening socket and its admission (listener.h) */
-    uint64_t forbidden;       /* handshakes refused with 403 for their Origin */
+    struct listener listener;           /* the listening socket and its admission (listener.h) */
+    uint64_t forbidden;                 /* handshakes refused with 403 for their Origin */
     uint64_t closed[RELAY_CLOSE_CODES]; /* connections ended, by close code (scrape.h) */
     struct notify notify;               /* the service manager's READY and watchdog */
 };

@@ -150,8 +150,7 @@ scrape_metrics(const struct relay *relay, struct lws *wsi)
 }
 
 static int
-scrape_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                size_t len)
+scrape_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     if (reason != LWS_CALLBACK_HTTP)
         return lws_callback_http_dummy(wsi, reason, user, in, len);

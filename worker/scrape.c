@@ -12,7 +12,7 @@
 #include "metrics.h"
 #include "store.h"
 
-#define SCRAPE_HEADERS_MAX 512 /* bytes of an answer's status line and headers */
+#define SCRAPE_HEADERS_MAX 512               /* bytes of an answer's status line and headers */
 #define SCRAPE_UNKNOWN_TYPE CONFIG_MAX_TYPES /* the row of attempts of types not configured */
 
 /* The states an attempt leaves its task in: the label status of taskwire_tasks_total, and the
@@ -20,7 +20,7 @@
 static const struct {
     const char *event, *status;
 } scrape_statuses[] = {
-    {"succeeded", "succeeded"}, {"failed", "failed"},     {"cancelled", "cancelled"},
+    {"succeeded", "succeeded"}, {"failed", "failed"},   {"cancelled", "cancelled"},
     {"retrying", "retrying"},   {"queued", "requeued"},
 };
 #define SCRAPE_STATUSES (sizeof scrape_statuses / sizeof scrape_statuses[0])
@@ -165,9 +165,9 @@ scrape_write(struct scrape *scrape, struct metrics_text *text)
                    "How long this worker's attempts ran, by type.");
     for (size_t r = 0; r <= SCRAPE_UNKNOWN_TYPE; r++)
         if (r < rows || (r == SCRAPE_UNKNOWN_TYPE && duration[r].count > 0))
-            metrics_histogram_write(text, "taskwire_task_duration_seconds",
-                                    (const char *const[]){"type", scrape_type_name(scrape, r), NULL},
-                                    &duration[r]);
+            metrics_histogram_write(
+                text, "taskwire_task_duration_seconds",
+                (const char *const[]){"type", scrape_type_name(scrape, r), NULL}, &duration[r]);
     metrics_family(text, "taskwire_task_queue_wait_seconds", "histogram",
                    "How long the tasks this worker claimed waited from runnable to started.");
     metrics_histogram_write(text, "taskwire_task_queue_wait_seconds", NULL, &queue_wait);
@@ -201,8 +201,7 @@ scrape_reply(struct lws *wsi, unsigned int status, const char *type, unsigned ch
 }
 
 static int
-scrape_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                size_t len)
+scrape_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     if (reason != LWS_CALLBACK_HTTP)
         return lws_callback_http_dummy(wsi, reason, user, in, len);
