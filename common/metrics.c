@@ -93,8 +93,14 @@ metrics_append_number(struct metrics_text *text, double value)
         metrics_append(text, value > 0 ? " +Inf\n" : " -Inf\n");
     else if (value == floor(value) && fabs(value) < 9.0e15)
         metrics_append(text, " %.0f\n", value);
-    else
-        metrics_append(text, " %.17g\n", value);
+    else {
+        /* The shortest of 15 or 17 digits that reads back as the same double. */
+        char digits[40];
+        snprintf(digits, sizeof digits, "%.15g", value);
+        if (strtod(digits, NULL) != value)
+            snprintf(digits, sizeof digits, "%.17g", value);
+        metrics_append(text, " %s\n", digits);
+    }
 }
 
 void
