@@ -25,12 +25,12 @@ FCGI_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lfcgi -lpthread
 WORKER_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lpthread
 RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -lwslay
 
-COMMON_SRC := common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
+COMMON_SRC := common/metrics.c common/notify.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 FCGI_SRC += fcgi/cors.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
-	worker/retry.c \
+	worker/retry.c worker/scrape.c \
 	worker/job_exec.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c \
 	tests/unit/relay/test_send.c
@@ -38,13 +38,13 @@ UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c relay/loop.c \
-	relay/route.c relay/ingress.c relay/listener.c
+	relay/route.c relay/ingress.c relay/listener.c relay/scrape.c
 RELAY_SRC += relay/throttle.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
 	tests/unit/common/test_tasktype.c tests/unit/common/test_origin.c \
-	tests/unit/common/test_bucket.c
+	tests/unit/common/test_bucket.c tests/unit/common/test_metrics.c
 UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
 
 COMMON_LIB := $(BUILD)/libtaskwire-common.a
@@ -55,7 +55,8 @@ PROGRAMS := $(FCGI_BIN) $(WORKER_BIN) $(RELAY_BIN)
 UNIT_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_TESTS))
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-ALL_OBJ := $(call obj,$(COMMON_SRC) $(FCGI_SRC) $(WORKER_SRC) $(RELAY_SRC))
+# Recursive: mk/*.mk add sources after this line, and their dependency files count too.
+ALL_OBJ = $(call obj,$(COMMON_SRC) $(FCGI_SRC) $(WORKER_SRC) $(RELAY_SRC))
 
 DEBS_BUILD := gcc make pkg-config libfcgi-dev libwebsockets-dev libzmq3-dev libjansson-dev \
 	libsqlite3-dev libssl-dev libinih-dev liburing-dev libwslay-dev

@@ -5,32 +5,56 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "metrics.h"
+
+/* -m: the program's own metrics_listen ([relay] or [worker]; the one it does not read is
+ * harmless), empty or host:port.  0, or -1. */
+static int
+cli_metrics_override(struct config *cfg, const char *value)
+{
+    char host[METRICS_HOST_MAX];
+    int port;
+    if ((value[0] && metrics_listen_parse(value, host, sizeof host, &port) != 0) ||
+        strlen(value) >= sizeof cfg->relay_metrics_listen)
+        return -1;
+    strcpy(cfg->relay_metrics_listen, value);
+    strcpy(cfg->worker_metrics_listen, value);
+    return 0;
+}
 
 int
 cli_setup(int argc, char **argv, const char *program, struct config *cfg)
 {
     const char *path = getenv("TASKWIRE_CONFIG");
+    const char *metrics_listen = NULL;
     int check_only = 0;
     int option;
     if (!path || !*path)
         path = CLI_DEFAULT_CONFIG;
-    while ((option = getopt(argc, argv, "c:nh")) != -1) {
+    while ((option = getopt(argc, argv, "c:m:nh")) != -1) {
         switch (option) {
         case 'c':
             path = optarg;
+            break;
+        case 'm':
+            metrics_listen = optarg;
             break;
         case 'n':
             check_only = 1;
             break;
         case 'h':
-            printf("usage: %s [-c FILE] [-n]\n"
-                   "  -c FILE  configuration file (default $TASKWIRE_CONFIG or %s)\n"
-                   "  -n       check the configuration and exit\n",
+            printf("usage: %s [-c FILE] [-m HOST:PORT] [-n]\n"
+                   "  -c FILE       configuration file (default $TASKWIRE_CONFIG or %s)\n"
+                   "  -m HOST:PORT  serve metrics here (overrides metrics_listen; '' turns "
+                   "them off)\n"
+                   "  -n            check the configuration and exit\n",
                    program, CLI_DEFAULT_CONFIG);
             return 0;
         default:
-            fprintf(stderr, "usage: %s [-c FILE] [-n]\n", program);
+            fprintf(stderr, "usage: %s [-c FILE] [-m HOST:PORT] [-n]\n", program);
             return 2;
         }
     }
@@ -42,6 +66,10 @@ cli_setup(int argc, char **argv, const char *program, struct config *cfg)
     if (config_load(cfg, path, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", program, err);
         return 1;
+    }
+    if (metrics_listen && cli_metrics_override(cfg, metrics_listen) != 0) {
+        fprintf(stderr, "%s: -m %s is not host:port\n", program, metrics_listen);
+        return 2;
     }
     log_setup(program, cfg->log_level);
     if (check_only) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "errors.h"
+#include "metrics.h"
 
 /* KEY_ORIGINS and KEY_ADDRESSES are lists: items separated by spaces or commas, continued on
  * indented lines (inih hands each line over as another value of the key); the file's first
@@ -30,7 +31,8 @@ enum key_kind {
     KEY_LOG_LEVEL,
     KEY_ORIGINS,
     KEY_ADDRESSES,
-    KEY_URLS
+    KEY_URLS,
+    KEY_LISTEN /* host:port, or empty for off */
 };
 
 struct config_key {
@@ -78,6 +80,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("worker", "stale_after_ms", KEY_INT, stale_after_ms, 200, 600000),
     KEY_NUM("worker", "cancel_grace_ms", KEY_INT, cancel_grace_ms, 0, 600000),
     KEY_NUM("worker", "lease_ms", KEY_INT, lease_ms, 200, 3600000),
+    KEY_STR("worker", "metrics_listen", KEY_LISTEN, worker_metrics_listen),
     KEY_STR("relay", "listen", KEY_TEXT, relay_listen),
     KEY_NUM("relay", "port", KEY_INT, relay_port, 1, 65535),
     KEY_NUM("relay", "ping_interval", KEY_INT, ping_interval, 1, 3600),
@@ -91,6 +94,7 @@ static const struct config_key config_keys[] = {
     KEY_LIST("relay", "connect_rate_exempt", KEY_ADDRESSES, connect_rate_exempt),
     KEY_LIST("relay", "allowed_origins", KEY_ORIGINS, allowed_origins),
     KEY_NUM("relay", "io_uring", KEY_INT, relay_io_uring, 0, 1),
+    KEY_STR("relay", "metrics_listen", KEY_LISTEN, relay_metrics_listen),
     KEY_STR("admin", "key_file", KEY_PATH_OPTIONAL, admin_key_file),
     KEY_STR("admin", "api_url", KEY_TEXT, admin_api_url),
     KEY_LIST("admin", "relays", KEY_URLS, admin_relays),
@@ -525,6 +529,18 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
         if (resolve_path(state, field, key->size, value) == 0)
             return 0;
         break;
+    case KEY_LISTEN: {
+        char host[METRICS_HOST_MAX];
+        int port;
+        if (*value && metrics_listen_parse(value, host, sizeof host, &port) != 0) {
+            snprintf(state->err, sizeof state->err,
+                     "%s must be host:port (port 1..65535), or empty for off", key->name);
+            return TW_E_CONFIG;
+        }
+        if (copy_text(field, key->size, value) == 0)
+            return 0;
+        break;
+    }
     case KEY_LOG_LEVEL:
         if (log_level_parse(value, (enum log_level *)(void *)field) == 0)
             return 0;
@@ -675,6 +691,14 @@ config_check(struct config *cfg, char *err, size_t errlen)
         }
         if (type->label[0] == '\0')
             memcpy(type->label, type->name, sizeof type->name);
+    }
+    /* Without [admin] relays, the admin API asks the relay this config describes. */
+    if (cfg->admin_relays.count == 0 && cfg->relay_metrics_listen[0]) {
+        char *url = cfg->admin_relays.urls[0];
+        size_t size = sizeof cfg->admin_relays.urls[0];
+        if (snprintf(url, size, "http://%.*s", (int)(size - sizeof "http://"),
+                     cfg->relay_metrics_listen) > 0)
+            cfg->admin_relays.count = 1;
     }
     if (cfg->stale_after_ms <= cfg->heartbeat_ms) {
         snprintf(err, errlen, "%s: [worker] stale_after_ms must be above heartbeat_ms", cfg->path);

@@ -142,7 +142,8 @@ struct config {
     int heartbeat_ms;
     int stale_after_ms;
     int cancel_grace_ms;
-    int lease_ms; /* a claim's lease; the heartbeat renews it */
+    int lease_ms;                                /* a claim's lease; the heartbeat renews it */
+    char worker_metrics_listen[CONFIG_TEXT_MAX]; /* host:port of GET /metrics; empty: off */
 
     /* [relay] */
     char relay_listen[CONFIG_TEXT_MAX];
@@ -158,6 +159,7 @@ struct config {
     struct config_addresses connect_rate_exempt; /* sources connect_rate does not apply to */
     struct origin_list allowed_origins;          /* WebSocket handshakes' origins; empty: any */
     int relay_io_uring; /* 1: batch the per-message writes with io_uring where the kernel can */
+    char relay_metrics_listen[CONFIG_TEXT_MAX]; /* host:port of /metrics, /status; empty: off */
 
     /* [admin] */
     char admin_key_file[PATH_MAX];       /* the admin key's file; "": the admin API is off */

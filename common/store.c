@@ -181,6 +181,7 @@ enum statement {
     ST_ADMIN_MINUTES,
     ST_ADMIN_QUEUED_NOW,
     ST_ADMIN_DURATIONS,
+    ST_QUEUE_DEPTHS,
     ST_COUNT
 };
 
@@ -229,7 +230,7 @@ static const char *const store_statements[ST_COUNT] = {
                  " lease_expires_at = ?3, announced = announced + 1"
                  " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
                  " ORDER BY q.priority DESC, q.seqno LIMIT 1)"
-                 " RETURNING id, client_id, type, attempts, announced",
+                 " RETURNING id, client_id, type, attempts, announced, started_at - run_at",
     [ST_RENEW] = "UPDATE tasks SET lease_expires_at = ?2 WHERE worker_id = ?1"
                  " AND status = 'running' RETURNING id, attempts",
     [ST_EXPIRED] = "SELECT " TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
@@ -257,6 +258,8 @@ static const char *const store_statements[ST_COUNT] = {
                      " VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (id) DO UPDATE"
                      " SET heartbeat_at = excluded.heartbeat_at",
     [ST_WORKER_REMOVE] = "DELETE FROM workers WHERE id = ?1",
+    [ST_QUEUE_DEPTHS] = "SELECT type, status, count(*) FROM tasks"
+                        " WHERE status IN ('queued', 'running') GROUP BY type, status",
     [ST_WORKERS_ALIVE] = "SELECT count(*) FROM workers WHERE heartbeat_at > ?1",
     [ST_WORKERS_FORGET] = "DELETE FROM workers WHERE heartbeat_at <= ?1",
     [ST_REQUEUE] =
@@ -1563,10 +1566,11 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host, 
         bind_text(stmt, 5, host);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW) {
-            tasks[n] =
-                json_pack("{s:o, s:o, s:o, s:I}", "id", store_json_column(stmt, 0), "client_id",
-                          store_json_column(stmt, 1), "type", store_json_column(stmt, 2),
-                          "attempts", (json_int_t)sqlite3_column_int64(stmt, 3));
+            tasks[n] = json_pack("{s:o, s:o, s:o, s:I, s:I}", "id", store_json_column(stmt, 0),
+                                 "client_id", store_json_column(stmt, 1), "type",
+                                 store_json_column(stmt, 2), "attempts",
+                                 (json_int_t)sqlite3_column_int64(stmt, 3), "waited_ms",
+                                 (json_int_t)sqlite3_column_int64(stmt, 5));
             announce[n] = sqlite3_column_int(stmt, 4) == 1;
             failed = !tasks[n];
             n += tasks[n] != NULL;
@@ -1841,6 +1845,24 @@ store_workers_alive(struct store *store, int64_t stale_after_ms)
         return TW_E_STORE;
     sqlite3_bind_int64(stmt, 1, clock_now_ms() - stale_after_ms);
     return store_run(store, stmt, "workers_alive");
+}
+
+/* A row of ST_QUEUE_DEPTHS: {"type":..,"status":..,"count":N}. */
+static json_t *
+store_row_depth(sqlite3_stmt *stmt)
+{
+    return json_pack("{s:o, s:o, s:I}", "type", store_json_column(stmt, 0), "status",
+                     store_json_column(stmt, 1), "count",
+                     (json_int_t)sqlite3_column_int64(stmt, 2));
+}
+
+int
+store_queue_depths(struct store *store, json_t **depths)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_QUEUE_DEPTHS);
+    if (!stmt)
+        return TW_E_STORE;
+    return store_collect(store, stmt, "queue_depths", store_row_depth, depths);
 }
 
 int

@@ -159,7 +159,8 @@ int store_task_claimable(struct store *store, const char *limits);
  * run_at has come; no more running of a type than limits allows (a JSON object {"type": limit}, or
  * NULL for none), counted across every worker of the store.  Each becomes running with attempts+1
  * (its fencing token) and a lease until now + lease_ms.  Fills tasks[0..n) (new references to
- * {"id","client_id","type","attempts"} only: the one who runs it reads the whole task) and
+ * {"id","client_id","type","attempts","waited_ms"} only, waited_ms the time from its run_at to
+ * this start: the one who runs it reads the whole task) and
  * announce[i] (1 when the task's queued event was never published: publish it first, built from
  * the task as it was); returns n (0 when nothing is runnable) or a negative code. */
 int store_tasks_claim(struct store *store, const char *worker_id, const char *host,
@@ -230,6 +231,11 @@ int store_worker_remove(struct store *store, const char *worker_id);
 /* Number of workers whose heartbeat is younger than stale_after_ms, or a negative code;
  * forgets workers silent for longer. */
 int store_workers_alive(struct store *store, int64_t stale_after_ms);
+
+/* The tasks queued and running, by type: *depths (caller owns; json_decref()) is an array of
+ * {"type":..,"status":"queued"|"running","count":N}, types with none left out.  0, or a
+ * negative code. */
+int store_queue_depths(struct store *store, json_t **depths);
 
 /* Delete up to STORE_PRUNE_BATCH tasks finished more than keep_ms ago, and the idempotency
  * keys past their window and submission buckets idle for STORE_RATE_IDLE_MS (as many of

@@ -1,6 +1,6 @@
 /* taskwire-relay: delivers task events to the browsers subscribed to each client id.
  *
- *   taskwire-relay [-c FILE] [-n]
+ *   taskwire-relay [-c FILE] [-m HOST:PORT] [-n]
  */
 #include <malloc.h>
 #include <signal.h>
@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "notify.h"
 #include "relay.h"
 
 static volatile sig_atomic_t relay_quit;
@@ -48,9 +49,12 @@ main(int argc, char **argv)
         log_error("event=start_failed error=\"%s\"", err);
         return 1;
     }
-    log_info("event=started pid=%d listen=%s port=%d writes=%s", (int)getpid(), cfg.relay_listen,
-             cfg.relay_port, relay->send.uring_ready ? "io_uring" : "plain");
+    log_info("event=started pid=%d listen=%s port=%d writes=%s metrics=%s", (int)getpid(),
+             cfg.relay_listen, cfg.relay_port, relay->send.uring_ready ? "io_uring" : "plain",
+             cfg.relay_metrics_listen[0] ? cfg.relay_metrics_listen : "off");
+    notify_ready("serving WebSockets");
     relay_run(relay, &relay_quit);
+    notify_stopping();
     relay_destroy(&relay);
     log_info("event=stopped");
     return 0;

@@ -6,6 +6,7 @@
 #include "ingress.h"
 #include "origin.h"
 #include "relay.h"
+#include "scrape.h"
 #include "session.h"
 
 #define PROTOCOL_HTTP_BODY_MAX 512 /* bytes of the relay's own HTTP answers */
@@ -71,15 +72,7 @@ protocol_http(struct relay *relay, struct lws *wsi, const char *path)
     if (strcmp(path, "/health") == 0) {
         body = json_pack("{s:s}", "status", "ok");
     } else if (strcmp(path, "/status") == 0) {
-        struct route_stats stats;
-        route_stats(relay->route, &stats);
-        body = json_pack(
-            "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
-            (json_int_t)relay->connections, "client_ids", (json_int_t)stats.clients, "messages_in",
-            (json_int_t)stats.messages_in, "messages_out", (json_int_t)stats.messages_out,
-            "dropped", (json_int_t)(stats.dropped + relay->ingress.malformed), "culled",
-            (json_int_t)stats.culled, "refused", (json_int_t)relay->listener.refused, "throttled",
-            (json_int_t)relay->listener.throttled, "forbidden", (json_int_t)relay->forbidden);
+        body = scrape_status(relay);
     } else {
         status = HTTP_STATUS_NOT_FOUND;
         body = json_pack("{s:{s:s, s:s}}", "error", "code", "not_found", "message",

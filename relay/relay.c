@@ -14,6 +14,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "scrape.h"
 #include "session.h"
 
 #define RELAY_FRAME_HEADER 14 /* most bytes a WebSocket frame header takes */
@@ -32,8 +33,9 @@ relay_lws_log(int level, const char *line)
 }
 
 /* Once a second: the connections' ping and hang-up timing ([relay] ping_interval and
- * ping_timeout), one walk over all of them (session_heartbeat); and a look at upstream's
- * connection events. */
+ * ping_timeout), one walk over all of them (session_heartbeat); the service manager's watchdog
+ * (notify.h), from this timer of the loop's so a hung loop stops pinging; and a look at
+ * upstream's connection events. */
 static void
 relay_heartbeat(lws_sorted_usec_list_t *sul)
 {
@@ -41,6 +43,7 @@ relay_heartbeat(lws_sorted_usec_list_t *sul)
     relay->now_s = (uint32_t)(clock_mono_ms() / 1000);
     relay->pid = (int)getpid();
     session_heartbeat(relay);
+    notify_watchdog(&relay->notify, clock_mono_us()); /* the loop turns: tell the watchdog */
     ingress_watch(relay); /* besides its descriptor: a lost edge costs at most a second */
     lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat, RELAY_HEARTBEAT_US);
 }
@@ -67,6 +70,7 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     relay->cfg = cfg;
+    notify_init(&relay->notify);
     relay->listener.fd = relay->listener.reserve_fd = -1;
     if (loop_init(relay, err, errlen) != 0)
         goto fail;
@@ -114,8 +118,8 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot listen on %s:%d", cfg->relay_listen, cfg->relay_port);
         goto fail;
     }
-    if (ingress_start(relay, err, errlen) != 0 || listener_start(relay, err, errlen) != 0 ||
-        loop_start(relay, err, errlen) != 0)
+    if (scrape_start(relay, err, errlen) != 0 || ingress_start(relay, err, errlen) != 0 ||
+        listener_start(relay, err, errlen) != 0 || loop_start(relay, err, errlen) != 0)
         goto fail;
     relay_heartbeat(&relay->heartbeat);
     return relay;

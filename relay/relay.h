@@ -22,6 +22,7 @@
 #include "config.h"
 #include "ingress.h"
 #include "listener.h"
+#include "notify.h"
 #include "route.h"
 #include "send.h"
 #include "token.h"
@@ -34,6 +35,7 @@
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 #define RELAY_FULL_TURN_US 5000    /* while events flow, lws's turn when it has work, at most */
 #define RELAY_TIMER_TURN_US 100000 /* ...and when it has none but its timers */
+#define RELAY_CLOSE_CODES 5000     /* closed[] counts codes 1..4999; [0]: no close frame */
 
 /* The rows of the lws protocols table (relay_protocols). */
 enum relay_protocol {
@@ -70,8 +72,10 @@ struct relay {
     int pid;     /* this process's, in connection ids ("pid.n") */
     int closing; /* shutting down: every connection gets 1001 */
     lws_sorted_usec_list_t closing_tick;
-    struct listener listener; /* the listening socket and its admission (listener.h) */
-    uint64_t forbidden;       /* handshakes refused with 403 for their Origin */
+    struct listener listener;           /* the listening socket and its admission (listener.h) */
+    uint64_t forbidden;                 /* handshakes refused with 403 for their Origin */
+    uint64_t closed[RELAY_CLOSE_CODES]; /* connections ended, by close code (scrape.h) */
+    struct notify notify;               /* the service manager's READY and watchdog */
 };
 
 /* Load the secret, create the context (listening with SO_REUSEPORT) and the subscriber.

@@ -319,11 +319,11 @@ route_publish(struct route *route, const char *topic, size_t topic_len, const vo
                                       ? route_client_find(route, topic, topic_len)
                                       : NULL;
     if (!client) {
-        route->stats.dropped++;
+        route->stats.dropped_unrouted++;
         return 0;
     }
     if (payload_len > route->max_message) {
-        route->stats.dropped++;
+        route->stats.dropped_too_big++;
         return -1;
     }
     uint64_t min = route_min_cursor(client);
@@ -334,12 +334,12 @@ route_publish(struct route *route, const char *topic, size_t topic_len, const vo
     }
     if (client->head - min + 1 > client->ring_cap &&
         route_ring_grow(client, min, route->ring) != 0) {
-        route->stats.dropped++;
+        route->stats.dropped_no_memory++;
         return -1;
     }
     struct route_message *m = route_message_get(route, payload_len);
     if (!m) {
-        route->stats.dropped++;
+        route->stats.dropped_no_memory++;
         return -1;
     }
     memcpy(m->bytes + route->headroom, payload, payload_len);
@@ -391,6 +391,7 @@ void
 route_stats(const struct route *route, struct route_stats *stats)
 {
     *stats = route->stats;
+    stats->dropped = stats->dropped_unrouted + stats->dropped_too_big + stats->dropped_no_memory;
 }
 
 uint64_t

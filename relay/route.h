@@ -45,6 +45,8 @@ struct route_callbacks {
 
 struct route_stats {
     uint64_t members, clients, messages_in, messages_out, dropped, culled;
+    /* dropped, by why: no connection of the client id, over max_message, out of memory */
+    uint64_t dropped_unrouted, dropped_too_big, dropped_no_memory;
 };
 
 /* A table for messages of at most max_message bytes, rings of `ring` slots, with headroom

@@ -145,6 +145,7 @@ session_fini(struct relay *relay, struct session *session)
     lws_dll2_remove(&session->link);
     session->attached = 0;
     relay->connections--;
+    relay->closed[session->close_code < RELAY_CLOSE_CODES ? session->close_code : 0]++;
     session->wsi = NULL;
 }
 

@@ -47,6 +47,11 @@ until curl -fsS -o /dev/null http://127.0.0.1:8080/api/health 2>/dev/null; do
 done
 echo
 echo "taskwire is running: http://127.0.0.1:8080/"
+# The metrics ports conf/taskwire.conf turns on (docs/OPERATIONS.md).
+for section in worker relay; do
+    listen=$(sed -n "/^\[$section\]/,/^\[/s/^metrics_listen *= *\([^ ;]*\).*/\1/p" "$TASKWIRE_CONFIG")
+    if [ -n "$listen" ]; then echo "  $section metrics: http://$listen/metrics"; fi
+done
 echo "dashboard: http://127.0.0.1:8080/admin/ (admin key in $root/var/admin.key)"
 echo "press Ctrl-C to stop"
 wait

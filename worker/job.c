@@ -416,8 +416,9 @@ job_run(const struct job_env *env, json_t **task, int announce)
     }
     const char *type_name = json_string_value(json_object_get(job->task, "type"));
     job->type = type_name ? config_type_find(cfg, type_name, strlen(type_name)) : NULL;
-    job->last_progress_ms = clock_mono_ms() - cfg->progress_interval_ms;
-    job->last_cancel_poll_ms = clock_mono_ms();
+    int64_t began_ms = clock_mono_ms();
+    job->last_progress_ms = began_ms - cfg->progress_interval_ms;
+    job->last_cancel_poll_ms = began_ms;
 
     enum job_end end = JOB_END_FAILED;
     if (!job->type) {
@@ -431,6 +432,10 @@ job_run(const struct job_env *env, json_t **task, int announce)
     if (atomic_load(job->stop) == JOB_STOP_LOST)
         end = JOB_END_LOST;
     struct job_outcome *outcome = job_finish(job, end);
+    if (outcome) {
+        outcome->type = job->type;
+        outcome->ran_ms = clock_mono_ms() - began_ms;
+    }
     json_decref(job->result);
     json_decref(job->task);
     free(job);

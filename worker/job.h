@@ -100,6 +100,8 @@ struct job_outcome {
     char client_id[64];
     int64_t seq;
     int kept; /* the pool logged that it keeps the outcome until the store takes writes */
+    const struct config_type *type; /* borrowed from the config: the task's, or NULL */
+    int64_t ran_ms;                 /* how long the attempt ran (monotonic) */
 };
 
 /* The event an outcome publishes (borrowed, static). */

@@ -1,6 +1,6 @@
 /* taskwire-worker: runs queued tasks and publishes their progress.
  *
- *   taskwire-worker [-c FILE] [-n]
+ *   taskwire-worker [-c FILE] [-m HOST:PORT] [-n]
  */
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "notify.h"
 #include "pool.h"
 
 static volatile sig_atomic_t worker_quit;
@@ -39,8 +40,11 @@ main(int argc, char **argv)
         log_error("event=start_failed error=\"%s\"", err);
         return 1;
     }
-    log_info("event=started pid=%d concurrency=%d", (int)getpid(), cfg.concurrency);
+    log_info("event=started pid=%d concurrency=%d metrics=%s", (int)getpid(), cfg.concurrency,
+             cfg.worker_metrics_listen[0] ? cfg.worker_metrics_listen : "off");
+    notify_ready("running tasks");
     pool_run(pool, &worker_quit);
+    notify_stopping();
     pool_destroy(&pool);
     log_info("event=stopped");
     return 0;

@@ -13,8 +13,10 @@
 #include "errors.h"
 #include "job.h"
 #include "log.h"
+#include "notify.h"
 #include "protocol.h"
 #include "retry.h"
+#include "scrape.h"
 #include "slot.h"
 #include "store.h"
 #include "token.h"
@@ -50,6 +52,8 @@ struct pool {
     int64_t lease_valid_until_ms;
     int stopping;      /* shutting down: outcomes are stored, nothing is claimed */
     int store_problem; /* the problem (TW_E_STORE_FULL, ...) the pool's writes fail with, or 0 */
+    struct scrape *scrape; /* the metrics port ([worker] metrics_listen), or NULL when off */
+    struct notify notify;  /* the service manager's watchdog, pinged from the loop */
 };
 
 /* The limited types' concurrency as a JSON object, or NULL when no type is limited. */
@@ -95,6 +99,7 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         return NULL;
     }
     pool->cfg = cfg;
+    notify_init(&pool->notify);
     pool->concurrency = cfg->concurrency;
     if (pool->concurrency <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -150,6 +155,9 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         if (!pool->slots[i])
             goto fail;
     }
+    if (cfg->worker_metrics_listen[0] && !(pool->scrape = scrape_new(cfg, err, errlen)))
+        goto fail;
+    scrape_slots(pool->scrape, 0, pool->concurrency);
     return pool;
 fail:
     pool_destroy(&pool);
@@ -162,6 +170,7 @@ pool_destroy(struct pool **pool)
     if (!pool || !*pool)
         return;
     struct pool *p = *pool;
+    scrape_destroy(&p->scrape);
     if (p->slots) {
         for (int i = 0; i < p->concurrency; i++)
             slot_destroy(&p->slots[i]);
@@ -320,6 +329,8 @@ pool_dispatch(struct pool *pool)
         if (applied_ok[i]) {
             log_info("event=task_%s task=%s attempt=%d", ended_events[i], outcome->id,
                      outcome->attempt);
+            scrape_task_ended(pool->scrape, outcome->type, ended_events[i],
+                              outcome->kind == JOB_OUTCOME_REQUEUE ? -1 : outcome->ran_ms);
             if (ended[i])
                 pool_publish_task(pool, ended_events[i], ended[i]);
             else
@@ -337,6 +348,7 @@ pool_dispatch(struct pool *pool)
                  json_string_value(json_object_get(task, "client_id")),
                  json_string_value(json_object_get(task, "type")),
                  (long long)json_integer_value(json_object_get(task, "attempts")));
+        scrape_task_claimed(pool->scrape, task);
         slot_assign(idle[i], &task, announce[i]);
     }
 }
@@ -628,6 +640,7 @@ pool_sweep(struct pool *pool)
                                              [STORE_NEXT_CANCEL] = PROTOCOL_EVENT_CANCELLED};
         log_warn("event=task_taken_back task=%s attempt=%d worker=%s host=%s next=%s", id, attempt,
                  worker ? worker : "?", host ? host : "?", events[next]);
+        scrape_task_ended(pool->scrape, type, events[next], -1);
         pool_publish_task(pool, events[next], after);
         json_decref(after);
     }
@@ -693,9 +706,15 @@ pool_run(struct pool *pool, volatile sig_atomic_t *quit)
             pool_dispatch(pool);
             pool->next_scan_ms = now + pool->cfg->scan_interval_ms;
         }
+        /* The watchdog is told from here, the loop itself: a hung loop stops telling it. */
+        notify_watchdog(&pool->notify, clock_mono_us());
+        scrape_slots(pool->scrape, pool_busy_count(pool), pool->concurrency);
         int64_t next = pool->next_heartbeat_ms < pool->next_scan_ms ? pool->next_heartbeat_ms
                                                                     : pool->next_scan_ms;
         long timeout = (long)(next - clock_mono_ms());
+        int64_t watchdog_us = notify_watchdog_interval(&pool->notify);
+        if (watchdog_us >= 0 && timeout > watchdog_us / 1000)
+            timeout = (long)(watchdog_us / 1000);
         zmq_pollitem_t items[2] = {{.socket = pool->tasks, .events = ZMQ_POLLIN},
                                    {.socket = pool->slot_events, .events = ZMQ_POLLIN}};
         if (zmq_poll(items, 2, timeout < 0 ? 0 : timeout) < 0) {

@@ -77,6 +77,14 @@ for u in taskwire-worker.service taskwire-relay.service taskwire-fcgi.service; d
     [ "$writable" = "$want" ] || { fail "$u: '$writable', not '$want'"; units_ok=0; }
 done
 [ "$units_ok" = 1 ] && ok "units: user taskwire, read-only system, writable state for worker and handler only"
+notify_ok=1
+for u in taskwire-worker.service taskwire-relay.service; do
+    for key in Type=notify NotifyAccess=main Restart=on-failure; do
+        grep -qx "$key" "$r/lib/systemd/system/$u" || { fail "$u lacks $key"; notify_ok=0; }
+    done
+    grep -q '^WatchdogSec=[1-9]' "$r/lib/systemd/system/$u" || { fail "$u has no WatchdogSec"; notify_ok=0; }
+done
+[ "$notify_ok" = 1 ] && ok "worker and relay: Type=notify with a watchdog, restarted on failure"
 grep -q '^LimitNOFILE=[0-9]\{5,\}' "$r/lib/systemd/system/taskwire-relay.service" \
     && ok "the relay may hold 10000+ descriptors" || fail "taskwire-relay.service has no high LimitNOFILE"
 grep -qx 'StandardInput=socket' "$r/lib/systemd/system/taskwire-fcgi.service" \
