@@ -59,6 +59,7 @@ main(int argc, char **argv)
             return status;
     }
     if (optind >= argc) {
+        fprintf(stderr, "taskwire: no command given\n");
         usage(stderr);
         return CLI_EXIT_USAGE;
     }

@@ -262,9 +262,9 @@ tasks_list(struct context *ctx, struct api *api, const struct tasks_args *args)
         if (status == CLI_EXIT_CONFIG)
             context_error(ctx, "out of memory");
     }
-    json_decref(body);
     if (status == CLI_EXIT_OK && json_array_size(tasks) == 0)
         status = CLI_EXIT_REFUSED; /* found nothing */
+    json_decref(body);
     return status;
 }
 
