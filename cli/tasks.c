@@ -268,6 +268,23 @@ tasks_list(struct context *ctx, struct api *api, const struct tasks_args *args)
     return status;
 }
 
+/* "name  value" and a newline, the value's further lines indented under its first and other
+ * control characters as spaces. */
+static void
+tasks_print_field(const char *name, const char *value)
+{
+    printf("%-13s ", name);
+    if (!value || !*value)
+        value = "-";
+    for (; *value; value++) {
+        if (*value == '\n')
+            printf("\n%-13s ", "");
+        else
+            putchar((unsigned char)*value < 0x20 || *value == 0x7F ? ' ' : *value);
+    }
+    putchar('\n');
+}
+
 /* A task's fields, one "name: value" line each, its errors one line per attempt. */
 static void
 tasks_print_task(const json_t *task)
@@ -280,8 +297,7 @@ tasks_print_task(const json_t *task)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (!json_object_get(task, keys[i]))
             continue;
-        const char *value = tasks_field(task, keys[i], buf, sizeof buf);
-        printf("%-13s %s\n", keys[i], value ? value : "-");
+        tasks_print_field(keys[i], tasks_field(task, keys[i], buf, sizeof buf));
     }
     size_t i;
     const json_t *entry;
@@ -293,9 +309,10 @@ tasks_print_task(const json_t *task)
         const char *error = json_string_value(json_object_get(entry, "error"));
         const char *worker = json_string_value(json_object_get(entry, "worker"));
         const char *host = json_string_value(json_object_get(entry, "host"));
-        printf("%-13s attempt %s at %s on %s (%s): %s\n", i == 0 ? "errors" : "",
-               attempt ? attempt : "?", at ? at : "?", host ? host : "?", worker ? worker : "?",
-               error ? error : "");
+        char line[TABLE_CELL_MAX * 4];
+        snprintf(line, sizeof line, "attempt %s at %s on %s (%s): %s", attempt ? attempt : "?",
+                 at ? at : "?", host ? host : "?", worker ? worker : "?", error ? error : "");
+        tasks_print_field(i == 0 ? "errors" : "", line);
     }
 }
 

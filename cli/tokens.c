@@ -153,9 +153,9 @@ token_verify_command(struct context *ctx, const struct token_args *args)
     } else {
         printf("%s\n", valid ? "valid" : "invalid");
         if (show)
-            printf("client_id   %s\nissued_at   %s\nexpires_at  %s (%s %lld s)\n", sub, issued,
-                   expires, exp > now ? "in" : "expired",
-                   (long long)(exp > now ? exp - now : now - exp));
+            printf("client_id   %s\nissued_at   %s\nexpires_at  %s (%s%lld s%s)\n", sub, issued,
+                   expires, exp > now ? "in " : "", (long long)(exp > now ? exp - now : now - exp),
+                   exp > now ? "" : " ago");
     }
     if (!valid) {
         context_error(ctx, "invalid token: %s", why);
