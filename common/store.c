@@ -290,7 +290,8 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_ADMIN_MINUTES] = "SELECT minute, submitted, started, succeeded, failed, queued"
                          " FROM task_minutes WHERE minute >= ?1 ORDER BY minute DESC",
     [ST_ADMIN_QUEUED_NOW] = "SELECT count(*) FROM tasks WHERE status = 'queued'",
-    /* Nearest-rank percentiles of the attempts that ended since ?1, per type. */
+    /* Nearest-rank percentiles, per type, of the tasks that ended since ?1 (their last
+     * attempt's time from start to end). */
     [ST_ADMIN_DURATIONS] =
         "WITH d AS (SELECT type, finished_at - started_at AS ms FROM tasks"
         " WHERE finished_at >= ?1 AND started_at IS NOT NULL"

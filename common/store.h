@@ -289,8 +289,9 @@ int store_admin_status(struct store *store, json_t **workers, json_t **queues);
 
 /* The last `minutes` minutes (1..STORE_STATS_MINUTES_MAX, the current one included), oldest
  * first, one row each: {"t","submitted","started","succeeded","failed","queued" (depth at the
- * minute's end, or now for the current one)}; and per type the attempts that ended in that
- * window: {"type","count","p50_ms","p99_ms"}.  Both new arrays. */
+ * minute's end, or now for the current one)}; and per type the tasks that succeeded or failed
+ * in that window, by their last attempt's time from start to end (nearest rank):
+ * {"type","count","p50_ms","p99_ms"}.  Both new arrays. */
 int store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **durations);
 
 #endif

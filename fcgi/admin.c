@@ -36,23 +36,33 @@ admin_enabled(struct app *app, const struct request *req)
     return 0;
 }
 
-/* Read the key file's first line (trailing white space dropped) into key; its length, or -1. */
+/* Read the key file's first line (trailing white space dropped) into key: 0, -2 when there is
+ * no such file, or -1 with why (it cannot be read, or is not ADMIN_KEY_HEX hex digits: a short
+ * or guessable key is refused rather than used). */
 static int
-admin_key_read(const char *path, char key[ADMIN_KEY_MAX])
+admin_key_read(const char *path, char key[ADMIN_KEY_MAX], const char **why)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) {
+        *why = strerror(errno);
+        return errno == ENOENT ? -2 : -1;
+    }
     ssize_t got = read(fd, key, ADMIN_KEY_MAX - 1);
+    if (got < 0)
+        *why = strerror(errno);
     close(fd);
-    if (got <= 0)
+    if (got < 0)
         return -1;
     key[got] = '\0';
     size_t length = strcspn(key, "\r\n");
     while (length > 0 && (key[length - 1] == ' ' || key[length - 1] == '\t'))
         length--;
     key[length] = '\0';
-    return length > 0 ? (int)length : -1;
+    if (length != ADMIN_KEY_HEX || strspn(key, "0123456789abcdefABCDEF") != length) {
+        *why = "not a key of 64 hex digits (openssl rand -hex 32)";
+        return -1;
+    }
+    return 0;
 }
 
 /* 0 when req carries the admin key; otherwise the 404 (off), 401 or 500 is written. */
@@ -62,18 +72,24 @@ admin_authorize(struct app *app, const struct request *req)
     if (!admin_enabled(app, req))
         return TW_E_NOT_FOUND;
     char key[ADMIN_KEY_MAX];
-    int key_len = admin_key_read(app->cfg->admin_key_file, key);
-    if (key_len < 0) {
-        log_error("event=admin_key_unreadable path=%s error=\"%s\"", app->cfg->admin_key_file,
-                  errno ? strerror(errno) : "empty");
+    const char *why = "";
+    int rc = admin_key_read(app->cfg->admin_key_file, key, &why);
+    if (rc == -2) { /* the operator has not made the key yet (a package's config names it) */
+        log_warn("event=admin_off path=%s error=\"no key file: the admin API is off\"",
+                 app->cfg->admin_key_file);
+        reply_error(req, TW_E_NOT_FOUND, "no such route");
+        return TW_E_NOT_FOUND;
+    }
+    if (rc != 0) {
+        log_error("event=admin_key_unusable path=%s error=\"%s\"", app->cfg->admin_key_file, why);
         OPENSSL_cleanse(key, sizeof key);
-        reply_error(req, TW_E_INTERNAL, "the admin key file cannot be read");
+        reply_error(req, TW_E_INTERNAL, "the admin key file cannot be read or holds no valid key");
         return TW_E_INTERNAL;
     }
     const char *given;
     size_t given_len;
-    int ok = request_bearer(req, &given, &given_len) == 0 && given_len == (size_t)key_len &&
-             CRYPTO_memcmp(given, key, given_len) == 0;
+    int ok = request_bearer(req, &given, &given_len) == 0 && given_len == ADMIN_KEY_HEX &&
+             CRYPTO_memcmp(given, key, ADMIN_KEY_HEX) == 0;
     OPENSSL_cleanse(key, sizeof key);
     if (!ok) {
         reply_error_with(req, TW_E_UNAUTHORIZED,
@@ -275,44 +291,65 @@ admin_body_write(char *data, size_t size, size_t count, void *user)
     return length;
 }
 
-/* {"url", "ok", and the relay's /status fields or "error"} of the relay at base. */
-static json_t *
-admin_relay(const char *base)
+/* One relay being asked: its easy handle, reply and what went wrong so far. */
+struct admin_probe {
+    const char *base;
+    CURL *curl;
+    struct admin_body body;
+    char error[CURL_ERROR_SIZE];
+    CURLcode rc;
+    int done;
+};
+
+/* Set up probe for the relay at base; 0, or -1 (out of memory). */
+static int
+admin_probe_start(struct admin_probe *probe, const char *base)
 {
     char url[ADMIN_URL_MAX];
     size_t base_len = strlen(base);
     while (base_len > 0 && base[base_len - 1] == '/')
         base_len--;
     snprintf(url, sizeof url, "%.*s/status", (int)base_len, base);
-    struct admin_body *reply = calloc(1, sizeof *reply);
-    json_t *out = json_pack("{s:s, s:b}", "url", base, "ok", 0);
-    CURL *curl = curl_easy_init();
-    char error[CURL_ERROR_SIZE] = "";
-    const char *why = NULL;
-    if (!reply || !out || !curl) {
-        why = "out of memory";
-        goto done;
-    }
-    curl_easy_setopt(curl, CURLOPT_URL, url);
+    probe->base = base;
+    probe->rc = CURLE_FAILED_INIT;
+    probe->curl = curl_easy_init();
+    if (!probe->curl)
+        return -1;
+    CURL *curl = probe->curl;
+    curl_easy_setopt(curl, CURLOPT_URL, url); /* libcurl copies it */
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)ADMIN_RELAY_TIMEOUT_MS);
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)ADMIN_RELAY_TIMEOUT_MS);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, probe->error);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, admin_body_write);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, reply);
-    CURLcode rc = curl_easy_perform(curl);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &probe->body);
+    curl_easy_setopt(curl, CURLOPT_PRIVATE, probe);
+    return 0;
+}
+
+/* {"url", "ok", and the relay's /status fields or "error"} of a finished probe. */
+static json_t *
+admin_probe_result(struct admin_probe *probe)
+{
+    json_t *out = json_pack("{s:s, s:b}", "url", probe->base, "ok", 0);
+    const char *why = NULL;
     long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    if (reply->overflow) {
+    if (probe->curl)
+        curl_easy_getinfo(probe->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (!out) {
+        return NULL;
+    } else if (!probe->curl) {
+        why = "out of memory";
+    } else if (probe->body.overflow) {
         why = "the relay's /status is too long";
-    } else if (rc != CURLE_OK) {
-        why = error[0] ? error : curl_easy_strerror(rc);
+    } else if (!probe->done || probe->rc != CURLE_OK) {
+        why = probe->error[0] ? probe->error : curl_easy_strerror(probe->rc);
     } else if (status != 200) {
-        snprintf(error, sizeof error, "the relay answered HTTP %ld", status);
-        why = error;
+        snprintf(probe->error, sizeof probe->error, "the relay answered HTTP %ld", status);
+        why = probe->error;
     } else {
-        json_t *fields = json_loadb(reply->data, reply->length, 0, NULL);
+        json_t *fields = json_loadb(probe->body.data, probe->body.length, 0, NULL);
         if (!json_is_object(fields)) {
             why = "the relay's /status is not a JSON object";
         } else {
@@ -323,13 +360,61 @@ admin_relay(const char *base)
         }
         json_decref(fields);
     }
-done:
-    if (why && out)
+    if (why)
         json_object_set_new(out, "error", json_string(why));
-    if (curl)
-        curl_easy_cleanup(curl);
-    free(reply);
     return out;
+}
+
+/* Ask every relay of urls for its /status at once (each within ADMIN_RELAY_TIMEOUT_MS): a new
+ * array of their results, in the order of urls, or NULL (out of memory). */
+static json_t *
+admin_relays(const struct config_urls *urls)
+{
+    json_t *relays = json_array();
+    struct admin_probe *probes = urls->count ? calloc(urls->count, sizeof *probes) : NULL;
+    CURLM *multi = urls->count ? curl_multi_init() : NULL;
+    if (!relays || (urls->count && (!probes || !multi))) {
+        json_decref(relays);
+        free(probes);
+        if (multi)
+            curl_multi_cleanup(multi);
+        return urls->count ? NULL : relays;
+    }
+    for (size_t i = 0; i < urls->count; i++)
+        if (admin_probe_start(&probes[i], urls->urls[i]) == 0)
+            curl_multi_add_handle(multi, probes[i].curl);
+    int running = 1;
+    while (running) {
+        if (curl_multi_perform(multi, &running) != CURLM_OK)
+            break;
+        CURLMsg *message;
+        int left;
+        while ((message = curl_multi_info_read(multi, &left)) != NULL) {
+            struct admin_probe *probe = NULL;
+            if (message->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, (char **)&probe);
+            if (probe) {
+                probe->done = 1;
+                probe->rc = message->data.result;
+            }
+        }
+        /* Each handle's own timeout ends it; this only waits for the next event. */
+        if (running && curl_multi_poll(multi, NULL, 0, ADMIN_RELAY_TIMEOUT_MS, NULL) != CURLM_OK)
+            break;
+    }
+    for (size_t i = 0; i < urls->count; i++) {
+        json_t *result = admin_probe_result(&probes[i]);
+        if (result)
+            json_array_append_new(relays, result);
+        if (probes[i].curl) {
+            curl_multi_remove_handle(multi, probes[i].curl);
+            curl_easy_cleanup(probes[i].curl);
+        }
+    }
+    curl_multi_cleanup(multi);
+    free(probes);
+    return relays;
 }
 
 void
@@ -344,9 +429,7 @@ admin_status(struct app *app, const struct request *req, const char *id)
         reply_error(req, rc, NULL);
         return;
     }
-    json_t *relays = json_array();
-    for (size_t i = 0; relays && i < app->cfg->admin_relays.count; i++)
-        json_array_append_new(relays, admin_relay(app->cfg->admin_relays.urls[i]));
+    json_t *relays = admin_relays(&app->cfg->admin_relays);
     json_t *body = relays ? json_pack("{s:o, s:o, s:o}", "workers", workers, "queues", queues,
                                       "relays", relays)
                           : NULL;

@@ -44,7 +44,8 @@ main(int argc, char **argv)
     if (status != CLI_RUN)
         return status;
     signal(SIGPIPE, SIG_IGN); /* a client gone while we answer is an error, not our end */
-    if (admin_global_init() != 0) {
+    /* libcurl (the admin API's relay requests) only where the admin API is on. */
+    if (cfg.admin_key_file[0] && admin_global_init() != 0) {
         log_error("event=start_failed error=\"cannot initialise libcurl\"");
         return 1;
     }

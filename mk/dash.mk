@@ -5,3 +5,4 @@ FCGI_LIBS += $(call libs,libcurl)
 CFLAGS += $(shell pkg-config --cflags libcurl 2>/dev/null)
 DEBS_BUILD += libcurl4-openssl-dev
 DEBS_RUN += openssl
+LDLIBS += $(call libs,libcurl)

@@ -215,7 +215,12 @@ mimetype.assign = (".html" => "text/html; charset=utf-8", ".js" => "text/javascr
 """
 
 LIGHTTPD_OWN = LIGHTTPD_COMMON + """
-server.modules += ("mod_fastcgi", "mod_proxy")
+server.modules += ("mod_fastcgi", "mod_proxy", "mod_setenv")
+$HTTP["url"] =~ "^/admin(/|$)" {{
+    setenv.add-response-header = ("X-Frame-Options" => "DENY",
+                                  "Content-Security-Policy" => "frame-ancestors 'none'",
+                                  "Cache-Control" => "no-store")
+}}
 fastcgi.server = (
     "/api/" => ((
         "bin-path" => "{build}/taskwire.fcgi",
@@ -450,7 +455,8 @@ class Stack:
             f.write(secrets.token_bytes(32))
         # The admin key ([admin] key_file, 64 hex digits, 0600), as `make run` makes it;
         # admin=False leaves the admin API off.  [admin] relays: the relay's main port (its
-        # /status is the metrics port's), unless admin_relays names others.
+        # /status is the metrics port's), unless admin_relays names others ("{relay}" in one
+        # stands for the relay's main port).
         self.admin_key = secrets.token_hex(32) if admin else None
         self.admin_key_path = os.path.join(self.var, "admin.key")
         if admin:
@@ -581,7 +587,8 @@ class Stack:
                            "allowed_origins": ""}, **relay_settings),
         }
         if self.admin_key:
-            relays = self.admin_relays if self.admin_relays is not None else [self.relay_http]
+            relays = [url.replace("{relay}", self.relay_http) for url in
+                      (self.admin_relays if self.admin_relays is not None else ["{relay}"])]
             sections["admin"] = {"key_file": self.admin_key_path, "api_url": self.http,
                                  "relays": " ".join(relays)}
         for name, keys in types.items():
@@ -930,7 +937,7 @@ def main():
         print(json.dumps({"http": stack.http + "/", "relay": stack.relay_ws,
                           "relay_http": stack.relay_http, "events": stack.events_endpoint,
                           "publish": stack.publish_endpoint, "tasks": stack.tasks_endpoint,
-                          "tmp": stack.tmp}), flush=True)
+                          "tmp": stack.tmp, "admin_key": stack.admin_key}), flush=True)
         actions = {"stop": {"worker": stack.stop_worker, "relay": stack.stop_relay,
                             "server": stack.stop_server},
                    "kill": {"worker": stack.kill_worker, "relay": stack.kill_relay,

@@ -2,8 +2,9 @@
 for and checked, every client's tasks are listed and searched, a running task is cancelled, a
 failed one retried until it succeeds, a finished one deleted, and the status and per-minute
 counts show the worker, the relay and the tasks this test ran.  Through lighttpd (the shipped
-drop-in and the stack's own config) and nginx."""
+drop-in and the stack's own config), nginx and Apache."""
 import os
+import socket
 import time
 
 import pytest
@@ -11,8 +12,8 @@ import pytest
 from conftest import FINAL, start_stack, wait_for
 from stack import TYPES
 
-SERVERS = [s for s in os.environ.get("TASKWIRE_SERVERS", "lighttpd,nginx").split(",")
-           if s in ("lighttpd", "lighttpd-dropin", "nginx")] or ["lighttpd"]
+SERVERS = [s for s in os.environ.get("TASKWIRE_SERVERS", "lighttpd,nginx,apache").split(",")
+           if s in ("lighttpd", "lighttpd-dropin", "nginx", "apache", "apache-cgi")] or ["lighttpd"]
 FLAKY = {"label": "Fails once", "command": os.path.join(TYPES, "flaky"), "timeout_ms": 10000,
          "param.dir": "string min=1 max=4096"}
 
@@ -48,6 +49,35 @@ def test_key_required(stack):
     # A client's session token is not the admin key.
     token = stack.session()["token"]
     assert stack.admin("GET", "tasks", key=token)[0] == 401
+
+
+def test_unusable_key_file_refuses_every_key(stack):
+    """A key file that does not hold 64 hex digits is an operator's mistake: every admin
+    request answers 500 (and the handler logs it), none is let in, even with the file's text;
+    no file at all is the API off (404); a good key written to the file holds at once, without a
+    restart."""
+    good = stack.admin_key
+    try:
+        for text in ("short", "", "g" * 64, good[:32]):
+            with open(stack.admin_key_path, "w") as f:
+                f.write(text + "\n")
+            for key in (text or "x", good):
+                status, _, body = stack.admin("GET", "status", key=key)
+                assert status == 500 and body["error"]["code"] == "internal", (text, body)
+        # No file at all: off, as without key_file (an install whose operator made no key).
+        os.unlink(stack.admin_key_path)
+        status, _, body = stack.admin("GET", "status", key=good)
+        assert status == 404 and body["error"]["code"] == "not_found"
+        new = "ab" * 32
+        with open(stack.admin_key_path, "w") as f:
+            f.write(new + "\n")
+        assert stack.admin("GET", "status", key=new)[0] == 200
+        assert stack.admin("GET", "status", key=good)[0] == 401
+    finally:
+        with open(stack.admin_key_path, "w") as f:
+            f.write(good + "\n")
+    assert stack.admin("GET", "status")[0] == 200
+    assert "event=admin_key_unusable" in stack.logs() and "event=admin_off" in stack.logs()
 
 
 def test_off_without_key_file(request):
@@ -153,15 +183,28 @@ def test_status_shows_worker_and_relay(stack):
     wait_admin(stack, task["id"], FINAL)
 
 
-def test_status_unreachable_relay(request):
+def test_status_unreachable_relays(request):
+    """Relays that do not answer are reported as such, all asked at once (500 ms each at most),
+    in the order of [admin] relays, beside one that answers."""
     from stack import free_port
-    dead = f"http://127.0.0.1:{free_port()}"
-    other = start_stack(request, admin_relays=[dead])
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    # A port that accepts and never answers: the timeout, not a refused connection.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    request.addfinalizer(silent.close)
+    mute = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    other = start_stack(request, admin_relays=[dead[0], mute, "{relay}", dead[1], mute + "/"])
     started = time.monotonic()
     status, _, body = other.admin("GET", "status")
-    assert status == 200 and time.monotonic() - started < 5
-    (relay,) = body["relays"]
-    assert relay["url"] == dead and relay["ok"] is False and relay["error"]
+    elapsed = time.monotonic() - started
+    assert status == 200
+    assert [r["url"] for r in body["relays"]] == [dead[0], mute, other.relay_http, dead[1],
+                                                 mute + "/"]
+    assert [r["ok"] for r in body["relays"]] == [False, False, True, False, False]
+    assert all(r["error"] for r in body["relays"] if not r["ok"])
+    assert "connections" in body["relays"][2]
+    assert elapsed < 1.5, f"the relays were not asked at once: {elapsed:.2f} s"
 
 
 def test_stats_count_what_ran(request):
@@ -185,3 +228,25 @@ def test_stats_count_what_ran(request):
     assert len(fresh.admin("GET", "stats")[2]["minutes"]) == 60
     for bad_query in ("minutes=0", "minutes=1441", "minutes=x"):
         assert fresh.admin("GET", "stats?" + bad_query)[0] == 400
+
+
+@pytest.mark.parametrize("server", [s for s in os.environ.get(
+    "TASKWIRE_SERVERS", "lighttpd,lighttpd-dropin,apache,apache-cgi,nginx").split(",")])
+def test_dashboard_served_without_data(request, server):
+    """Every web server serves /admin/ with the page, not framed nor cached, and the page
+    itself holds no data: what it shows comes from the admin API, which wants the key."""
+    web = start_stack(request, server=server, worker=False)
+    for path in ("/admin/", "/admin/admin.js", "/admin/admin.css"):
+        import urllib.request
+        with urllib.request.urlopen(web.http + path, timeout=10) as response:
+            assert response.status == 200, path
+            head, text = response.headers, response.read().decode()
+        if path == "/admin/":
+            assert "Content-Security-Policy" in text and 'id="login"' in text
+            assert head["X-Frame-Options"] == "DENY", (server, dict(head))
+            assert "frame-ancestors 'none'" in head["Content-Security-Policy"]
+            assert head["Cache-Control"] == "no-store"
+    status, _, body = web.admin("GET", "status", key="")
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    status, _, body = web.admin("GET", "status")
+    assert status == 200 and body["workers"] == []

@@ -169,6 +169,48 @@ test_retry_policy_and_lease_keys(void **state)
 /* A limit would not take the operator's value, or a bad origin or address would be ignored
  * instead of named with its line. */
 static void
+test_admin_keys(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    /* Off by default; the API URL is make run's web server. */
+    assert_int_equal(load(&cfg, "[admin]\n", err, sizeof err), 0);
+    assert_string_equal(cfg.admin_key_file, "");
+    assert_string_equal(cfg.admin_api_url, "http://127.0.0.1:8080");
+    assert_int_equal(cfg.admin_relays.count, 0);
+    assert_int_equal(load(&cfg,
+                          "[admin]\nkey_file = admin.key\napi_url = https://ops.example\n"
+                          "relays = http://127.0.0.1:9101, http://127.0.0.1:9102\n"
+                          "  https://relay.example/\n",
+                          err, sizeof err),
+                     0);
+    char want[300];
+    char *real = realpath(dir, NULL);
+    snprintf(want, sizeof want, "%s/admin.key", real);
+    free(real);
+    assert_string_equal(cfg.admin_key_file, want);
+    assert_string_equal(cfg.admin_api_url, "https://ops.example");
+    assert_int_equal(cfg.admin_relays.count, 3);
+    assert_string_equal(cfg.admin_relays.urls[1], "http://127.0.0.1:9102");
+    assert_string_equal(cfg.admin_relays.urls[2], "https://relay.example/");
+    /* An empty key_file turns it off again. */
+    assert_int_equal(load(&cfg, "[admin]\nkey_file =\n", err, sizeof err), 0);
+    assert_string_equal(cfg.admin_key_file, "");
+    static const struct refusal bad[] = {
+        {"[admin]\nrelays = 127.0.0.1:9101\n", ":2: relays: '127.0.0.1:9101' is not an http"},
+        {"[admin]\nrelays = ftp://x\n", "is not an http:// or https:// URL"},
+        {"[admin]\napi_url =\n", ":2: api_url is empty"},
+        {"[admin]\nkey = x\n", "unknown key 'key' in section [admin]"},
+        {"[admin]\nrelays = http://a http://b http://c http://d http://e http://f http://g\n"
+         "  http://h http://i http://j http://k http://l http://m http://n http://o http://p\n"
+         "  http://q\n",
+         "relays: at most 16 URLs"},
+    };
+    assert_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
+static void
 test_limit_keys_and_lists(void **state)
 {
     (void)state;
@@ -275,6 +317,7 @@ main(void)
         cmocka_unit_test(test_exec_types_and_param_specs),
         cmocka_unit_test(test_retry_policy_and_lease_keys),
         cmocka_unit_test(test_limit_keys_and_lists),
+        cmocka_unit_test(test_admin_keys),
         cmocka_unit_test(test_the_first_error_is_reported_with_its_line),
         cmocka_unit_test(test_long_lines_are_refused_not_cut),
     };

@@ -548,6 +548,152 @@ test_schema_upgrade_and_newer_schema_refused(void **state)
     assert_int_equal(tempdb_remove(old_dir, old_path), 0);
 }
 
+/* The sum of key over the rows of a stats window. */
+static long long
+column_sum(json_t *rows, const char *key)
+{
+    long long sum = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row) sum += number(row, key);
+    return sum;
+}
+
+/* The operator would see one client's tasks only, a worker without what it runs, or counts
+ * that forget a deleted task or disagree with the queue. */
+static void
+test_admin_views_every_client_workers_and_minutes(void **state)
+{
+    struct store *store = *state;
+    json_t *t1 = insert(store, "aaaa1111"), *t2 = insert(store, "aaaa1111");
+    json_t *t3 = insert(store, "aaaa1111"), *t4 = insert(store, "bbbb2222");
+    json_t *tasks = NULL, *task = NULL, *workers = NULL, *queues = NULL;
+    int64_t next = -1;
+    struct store_admin_filter all = {.limit = 10};
+    assert_int_equal(store_admin_task_list(store, &all, &tasks, &next), 0);
+    assert_int_equal(json_array_size(tasks), 4);
+    assert_string_equal(text(json_array_get(tasks, 0), "id"), text(t4, "id"));
+    assert_int_equal(next, 0);
+    json_decref(tasks);
+    /* By the start of a client id, or a task id; a page and its cursor. */
+    struct store_admin_filter by_client = {.q = "bbbb", .limit = 10};
+    assert_int_equal(store_admin_task_list(store, &by_client, &tasks, &next), 0);
+    assert_int_equal(json_array_size(tasks), 1);
+    assert_string_equal(text(json_array_get(tasks, 0), "client_id"), "bbbb2222");
+    json_decref(tasks);
+    struct store_admin_filter by_id = {.q = text(t2, "id"), .limit = 10};
+    assert_int_equal(store_admin_task_list(store, &by_id, &tasks, &next), 0);
+    assert_int_equal(json_array_size(tasks), 1);
+    json_decref(tasks);
+    struct store_admin_filter page = {.client_id = "aaaa1111", .limit = 2};
+    assert_int_equal(store_admin_task_list(store, &page, &tasks, &next), 0);
+    assert_string_equal(text(json_array_get(tasks, 1), "id"), text(t2, "id"));
+    json_decref(tasks);
+    page.before_seq = next;
+    assert_int_equal(store_admin_task_list(store, &page, &tasks, &next), 0);
+    assert_int_equal(json_array_size(tasks), 1);
+    assert_string_equal(text(json_array_get(tasks, 0), "id"), text(t1, "id"));
+    json_decref(tasks);
+
+    /* A worker and what it runs. */
+    assert_int_equal(store_worker_heartbeat(store, "w1", 2), 0);
+    assert_int_equal(claim(store, "w1", &task), 0);
+    json_decref(task);
+    assert_int_equal(store_admin_status(store, &workers, &queues), 0);
+    json_t *worker = json_array_get(workers, 0);
+    assert_string_equal(text(worker, "id"), "w1");
+    assert_true(strlen(text(worker, "host")) > 0);
+    assert_int_equal(number(worker, "pid"), getpid());
+    assert_int_equal(json_array_size(json_object_get(worker, "running")), 1);
+    assert_string_equal(text(json_array_get(json_object_get(worker, "running"), 0), "id"),
+                        text(t1, "id"));
+    assert_int_equal(number(json_array_get(queues, 0), "queued"), 3);
+    assert_int_equal(number(json_array_get(queues, 0), "running"), 1);
+    json_decref(workers);
+    json_decref(queues);
+    assert_int_equal(store_admin_task_get(store, text(t1, "id"), &task), 0);
+    assert_string_equal(text(task, "worker_id"), "w1");
+    json_decref(task);
+
+    /* t1 succeeds, t2 fails and is retried, t1 is deleted: the minutes still count it. */
+    assert_int_equal(store_task_finish(store, text(t1, "id"), 1, STORE_STATUS_SUCCEEDED, NULL,
+                                       NULL, NULL, NULL, 0, NULL),
+                     0);
+    assert_int_equal(claim(store, "w1", &task), 0);
+    json_decref(task);
+    assert_int_equal(store_task_finish(store, text(t2, "id"), 1, STORE_STATUS_FAILED, NULL, "bad",
+                                       NULL, NULL, 0, NULL),
+                     0);
+    assert_int_equal(store_task_retry(store, text(t2, "id"), NULL, &task), 0);
+    json_decref(task);
+    json_t *rows = NULL, *durations = NULL;
+    /* The durations are of the tasks that ended and are still in the store: t1 only. */
+    assert_int_equal(store_admin_stats(store, 5, &rows, &durations), 0);
+    assert_int_equal(json_array_size(durations), 1);
+    assert_int_equal(number(json_array_get(durations, 0), "count"), 1);
+    assert_true(number(json_array_get(durations, 0), "p50_ms") >= 0);
+    json_decref(rows);
+    json_decref(durations);
+    assert_int_equal(store_task_delete(store, text(t1, "id"), NULL), 0);
+    assert_int_equal(store_admin_stats(store, 5, &rows, &durations), 0);
+    assert_int_equal(json_array_size(rows), 5);
+    assert_int_equal(column_sum(rows, "submitted"), 4);
+    assert_int_equal(column_sum(rows, "started"), 2);
+    assert_int_equal(column_sum(rows, "succeeded"), 1);
+    assert_int_equal(column_sum(rows, "failed"), 1);
+    assert_int_equal(number(json_array_get(rows, 4), "queued"), 3);
+    assert_int_equal(number(json_array_get(rows, 0), "queued"), 0);
+    assert_int_equal(json_array_size(durations), 0); /* t1 deleted, t2 queued again */
+    json_decref(rows);
+    json_decref(durations);
+    assert_int_equal(store_admin_stats(store, 0, &rows, &durations), TW_E_BAD_REQUEST);
+    assert_int_equal(store_admin_task_get(store, text(t1, "id"), &task), TW_E_NOT_FOUND);
+    json_decref(t1);
+    json_decref(t2);
+    json_decref(t3);
+    json_decref(t4);
+}
+
+/* A database of schema 2 would not open, or lose its workers, when schema 3 came. */
+static void
+test_schema_2_is_upgraded_to_3(void **state)
+{
+    (void)state;
+    char old_dir[64], old_path[256], err[512];
+    assert_int_equal(tempdb_make(old_dir, sizeof old_dir, "schema2", old_path, sizeof old_path), 0);
+    struct store *store = store_new(old_path, 1000, err, sizeof err);
+    assert_non_null(store);
+    store_destroy(&store);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(old_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TRIGGER task_minutes_insert; DROP TRIGGER task_minutes_status;"
+                                  "DROP TABLE task_minutes; ALTER TABLE workers DROP COLUMN host;"
+                                  "INSERT INTO workers VALUES ('old', 1, 1, 1, 1);"
+                                  "PRAGMA user_version = 2;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    store = store_new(old_path, 1000, err, sizeof err);
+    assert_non_null(store);
+    assert_int_equal(store_schema_version(store->db), STORE_SCHEMA_VERSION);
+    assert_int_equal(store_worker_heartbeat(store, "new", 1), 0);
+    json_t *workers = NULL, *queues = NULL;
+    assert_int_equal(store_admin_status(store, &workers, &queues), 0);
+    assert_int_equal(json_array_size(workers), 2);
+    json_decref(workers);
+    json_decref(queues);
+    json_t *task = insert(store, "c");
+    json_decref(task);
+    json_t *rows = NULL, *durations = NULL;
+    assert_int_equal(store_admin_stats(store, 1, &rows, &durations), 0);
+    assert_int_equal(number(json_array_get(rows, 0), "submitted"), 1);
+    json_decref(rows);
+    json_decref(durations);
+    store_destroy(&store);
+    assert_int_equal(tempdb_remove(old_dir, old_path), 0);
+}
+
 /* A program writing invalid UTF-8 to stderr would make the task unreadable as JSON. */
 static void
 test_invalid_utf8_error_is_still_json(void **state)
@@ -856,6 +1002,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_prune_removes_only_old_finished_tasks, setup,
                                         teardown),
         cmocka_unit_test(test_schema_upgrade_and_newer_schema_refused),
+        cmocka_unit_test_setup_teardown(test_admin_views_every_client_workers_and_minutes, setup,
+                                        teardown),
+        cmocka_unit_test(test_schema_2_is_upgraded_to_3),
         cmocka_unit_test_setup_teardown(test_invalid_utf8_error_is_still_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_keeps_every_task_and_shares_syncs,
                                         setup, teardown),
