@@ -42,7 +42,7 @@ class Tap:
     def __init__(self, stack, *args):
         self.process = subprocess.Popen(
             [binary(stack), "-c", stack.config_path, "tap"] + list(args),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
         self.lines, self.errors = [], []
         self.readers = [threading.Thread(target=self._read, args=(self.process.stdout, self.lines)),
                         threading.Thread(target=self._read, args=(self.process.stderr, self.errors))]
@@ -84,20 +84,26 @@ def taps():
         one.close()
 
 
-def probe_until_seen(stack, client_id, the_tap):
-    """Publish probes for client_id until the tap has printed one: its subscription has
-    reached the worker pool, so nothing published after is missed."""
-    pub = publisher(stack)
+def probe_until_seen(stack, client_id, the_tap, pub=None):
+    """Publish probes for client_id (through pub, else a PUB of its own) until the tap has
+    printed one: its subscription has reached the worker pool (and pub is connected), so
+    nothing published after is missed."""
+    own = pub is None
+    if own:
+        pub = publisher(stack)
+    marker = os.urandom(8).hex()
     try:
         deadline = time.monotonic() + 10
         n = 0
-        while not any(" probe " in l or '"probe"' in l for l in the_tap.lines):
+        while not any(marker in l for l in the_tap.lines):
             assert time.monotonic() < deadline, f"no probe reached the tap: {the_tap.errors}"
-            pub.send_multipart([client_id.encode(), json.dumps({"type": "probe", "n": n}).encode()])
+            pub.send_multipart([client_id.encode(),
+                                json.dumps({"type": "probe", "marker": marker, "n": n}).encode()])
             n += 1
             time.sleep(0.05)
     finally:
-        pub.close(0)
+        if own:
+            pub.close(0)
 
 
 def test_tap_prints_each_event_of_a_task(stack, taps):
@@ -383,3 +389,38 @@ def test_status_shows_workers_queues_relays(stack):
         assert any(t["id"] == task["id"] for w in body["workers"] for t in w["running"])
     finally:
         stack.cancel(session["token"], task["id"])
+
+
+def test_tap_survives_garbage_on_the_wire(stack, taps):
+    """Whatever is published on the wire (not JSON, not UTF-8, a frame missing or one too
+    many), the tap prints what it can, skips the rest with a note, and goes on: the probe
+    after the garbage still shows."""
+    client_id = stack.session()["client_id"]
+    readable = Tap(stack, "--client", client_id)
+    as_json = Tap(stack, "--client", client_id, "--json")
+    taps.extend([readable, as_json])
+    for one in (readable, as_json):
+        one.wait_connected()
+    pub = publisher(stack)
+    try:
+        probe_until_seen(stack, client_id, readable, pub)
+        probe_until_seen(stack, client_id, as_json, pub)
+        topic = client_id.encode()
+        pub.send_multipart([topic, b"not json at all\n\x01"])
+        pub.send_multipart([topic, b"\xff\xfe invalid utf-8"])
+        pub.send_multipart([topic, b'{"type":"task","event":"progress","task":"not an object"}'])
+        pub.send_multipart([topic])
+        pub.send_multipart([topic, b"{}", b"third frame"])
+        pub.send_multipart([topic, b'{"type":"after"}'])
+    finally:
+        pub.close(linger=1000)
+    readable.wait_line(lambda l: " after " in l, "the message after the garbage")
+    as_json.wait_line(lambda l: '"after"' in l, "the JSON message after the garbage")
+    assert readable.stop() == 0 and as_json.stop() == 0
+    assert any("not json at all" in l for l in readable.lines)
+    assert all(len(l.split("\n")) == 1 for l in readable.lines)
+    lines = [json.loads(l) for l in as_json.lines]  # every line printed is JSON
+    assert {"payload": "not json at all\n\x01"}.items() <= next(
+        m for m in lines if "payload" in m).items()
+    assert any("not UTF-8" in e for e in as_json.errors), as_json.errors
+    assert not any(l.get("payload", "").startswith("\ufffd") for l in lines)
