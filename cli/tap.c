@@ -79,7 +79,7 @@ tap_stop(int signal_number)
     tap_stopping = 1;
 }
 
-/* 1 when (word, len) is one of the comma-separated items of list, or list is NULL. */
+/* 1 when word is one of the comma-separated items of list, or list is NULL. */
 static int
 tap_listed(const char *list, const char *word)
 {
