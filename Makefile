@@ -118,14 +118,15 @@ test-integration: all
 # The programs meet only over ZeroMQ and the store: no program includes another's headers,
 # and common/ includes none of theirs.
 check-deps:
-	@! grep -nE '#include "\.\./(fcgi|worker|relay)/' common/*.[ch] fcgi/*.[ch] worker/*.[ch] relay/*.[ch]
+	@! grep -nE '#include "\.\./(fcgi|worker|relay|cli)/' common/*.[ch] fcgi/*.[ch] worker/*.[ch] \
+		relay/*.[ch] cli/*.[ch]
 	@echo "check-deps: OK"
 
 lint: check-deps
 	@/usr/bin/python3 tools/check-errors.py
-	clang-format --dry-run --Werror common/*.[ch] fcgi/*.[ch] worker/*.[ch] relay/*.[ch]
+	clang-format --dry-run --Werror common/*.[ch] fcgi/*.[ch] worker/*.[ch] relay/*.[ch] cli/*.[ch]
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-		--inline-suppr -Icommon common fcgi worker relay
+		--inline-suppr -Icommon common fcgi worker relay cli
 
 check: lint test
 

@@ -295,3 +295,30 @@ token_verify(const unsigned char *secret, size_t secret_len, const char *token, 
     json_decref(claims);
     return rc;
 }
+
+int
+token_claims(const char *token, size_t token_len, char sub[TOKEN_ID_SIZE], int64_t *iat,
+             int64_t *exp)
+{
+    const char *dot1 = token_len < TOKEN_MAX ? memchr(token, '.', token_len) : NULL;
+    const char *dot2 = dot1 ? memchr(dot1 + 1, '.', token_len - (size_t)(dot1 + 1 - token)) : NULL;
+    if (!dot2)
+        return TW_E_UNAUTHORIZED;
+    unsigned char part[TOKEN_PART_MAX];
+    int part_len = base64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), part, sizeof part);
+    json_error_t json_err;
+    json_t *claims =
+        part_len > 0 ? json_loadb((const char *)part, (size_t)part_len, 0, &json_err) : NULL;
+    const char *subject = NULL;
+    json_int_t expires = 0;
+    int rc = TW_E_UNAUTHORIZED;
+    /* sub and exp as token_verify reads them; iat, which it does not check, when an integer. */
+    if (claims && json_unpack(claims, "{s:s, s:I}", "sub", &subject, "exp", &expires) == 0) {
+        snprintf(sub, TOKEN_ID_SIZE, "%s", subject);
+        *iat = json_integer_value(json_object_get(claims, "iat"));
+        *exp = expires;
+        rc = 0;
+    }
+    json_decref(claims);
+    return rc;
+}

@@ -42,4 +42,10 @@ int token_issue(const unsigned char *secret, size_t secret_len, const char *sub,
 int token_verify(const unsigned char *secret, size_t secret_len, const char *token,
                  size_t token_len, int64_t now, char sub[TOKEN_ID_SIZE], char *err, size_t errlen);
 
+/* The claims of token (pointer, length), unchecked, for showing a token token_verify judged:
+ * the subject (cut at TOKEN_ID_SIZE - 1 bytes) into sub, iat (0 unless an integer) and exp.
+ * 0, or TW_E_UNAUTHORIZED when its payload is not readable claims with sub and exp. */
+int token_claims(const char *token, size_t token_len, char sub[TOKEN_ID_SIZE], int64_t *iat,
+                 int64_t *exp);
+
 #endif

@@ -5,7 +5,9 @@
  *   1: "header.payload" in base64url, signed here with the secret, so the decoding of both
  *      parts and the checks of the header and claims are reached;
  *   2: header JSON and claims JSON separated by a newline, encoded and signed here.
- * A token that passes must name a client id; err must never repeat the token. */
+ * A token that passes must name a client id; err must never repeat the token.  token_claims
+ * (what `taskwire token verify` shows) reads any of them without a fault, and a token that
+ * passes has the claims it was verified with. */
 #include "fuzz.h"
 
 #include "common/token.c"
@@ -43,9 +45,14 @@ verify(const char *token, size_t length)
     memset(sub, 0, sizeof sub);
     err[0] = '\0';
     int rc = token_verify(secret, sizeof secret - 1, token, length, NOW, sub, err, sizeof err);
+    char claimed[TOKEN_ID_SIZE];
+    int64_t iat, exp;
+    int claims = token_claims(token, length, claimed, &iat, &exp);
+    FUZZ_CHECK(claims == 0 || claims == TW_E_UNAUTHORIZED);
     if (rc == 0) {
         FUZZ_CHECK(strlen(sub) == TOKEN_ID_SIZE - 1);
         FUZZ_CHECK(strspn(sub, "0123456789abcdef") == TOKEN_ID_SIZE - 1);
+        FUZZ_CHECK(claims == 0 && strcmp(claimed, sub) == 0 && exp > NOW);
     } else {
         FUZZ_CHECK(rc == TW_E_UNAUTHORIZED);
         FUZZ_CHECK(err[0] != '\0');

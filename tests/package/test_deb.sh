@@ -19,7 +19,7 @@ r=$scratch/root
 
 # Files and modes.
 for f in usr/sbin/taskwire-worker usr/sbin/taskwire-relay usr/lib/taskwire/taskwire.fcgi \
-         etc/taskwire/types/checksum; do
+         usr/bin/taskwire etc/taskwire/types/checksum; do
     if [ -f "$r/$f" ] && [ -x "$r/$f" ]; then ok "$f is an executable"; else fail "$f missing or not executable"; fi
 done
 for f in etc/taskwire/taskwire.conf etc/taskwire/lighttpd/taskwire.conf \
@@ -28,7 +28,7 @@ for f in etc/taskwire/taskwire.conf etc/taskwire/lighttpd/taskwire.conf \
          lib/systemd/system/taskwire-worker.service lib/systemd/system/taskwire-relay.service \
          lib/systemd/system/taskwire-fcgi.socket lib/systemd/system/taskwire-fcgi.service \
          usr/share/man/man8/taskwire-worker.8.gz usr/share/man/man8/taskwire-relay.8.gz \
-         usr/share/man/man8/taskwire.fcgi.8.gz; do
+         usr/share/man/man8/taskwire.fcgi.8.gz usr/share/man/man1/taskwire.1.gz; do
     if [ -f "$r/$f" ]; then ok "$f present"; else fail "$f missing"; fi
 done
 mode=$(stat -c %a "$r/var/lib/taskwire")
@@ -113,7 +113,7 @@ else
 fi
 
 # Man pages render without a warning.
-for m in "$r"/usr/share/man/man8/*.8.gz; do
+for m in "$r"/usr/share/man/man8/*.8.gz "$r"/usr/share/man/man1/*.1.gz; do
     warnings=$(zcat "$m" | LC_ALL=C.UTF-8 groff -man -Tutf8 -ww -z 2>&1)
     [ -z "$warnings" ] && ok "$(basename "$m") renders cleanly" || fail "$(basename "$m"): $warnings"
 done
@@ -137,6 +137,7 @@ mkdir -p "$bin"
 ln -s "$r/usr/lib/taskwire/taskwire.fcgi" "$bin/taskwire.fcgi"
 ln -s "$r/usr/sbin/taskwire-worker" "$bin/taskwire-worker"
 ln -s "$r/usr/sbin/taskwire-relay" "$bin/taskwire-relay"
+ln -s "$r/usr/bin/taskwire" "$bin/taskwire"
 chmod 0755 "$scratch" "$r" "$bin"
 if (cd "$root_dir" && TASKWIRE_BUILD=$bin TASKWIRE_SERVERS=lighttpd \
         /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration); then
@@ -153,7 +154,8 @@ make_install() {
 }
 if make_install; then
     for f in usr/local/sbin/taskwire-worker usr/local/sbin/taskwire-relay \
-             usr/local/lib/taskwire/taskwire.fcgi etc/taskwire/types/checksum; do
+             usr/local/lib/taskwire/taskwire.fcgi usr/local/bin/taskwire \
+             etc/taskwire/types/checksum; do
         [ -x "$stage/$f" ] || fail "make install: $f missing or not executable"
     done
     for f in usr/local/share/taskwire/www/index.html usr/local/share/man/man8/taskwire-relay.8 \

@@ -148,6 +148,29 @@ test_forged_expired_and_malformed_tokens_fail(void **state)
                      TW_E_UNAUTHORIZED);
 }
 
+/* `taskwire token verify` would show an operator claims the token does not hold. */
+static void
+test_claims_are_read_back_and_junk_refused(void **state)
+{
+    (void)state;
+    char id[TOKEN_ID_SIZE], token[TOKEN_MAX], sub[TOKEN_ID_SIZE];
+    int64_t iat = -1, exp = -1;
+    token_random_id(id);
+    assert_int_equal(token_issue(secret, SECRET_LEN, id, 1000, 2000, token, sizeof token), 0);
+    assert_int_equal(token_claims(token, strlen(token), sub, &iat, &exp), 0);
+    assert_string_equal(sub, id);
+    assert_int_equal(iat, 1000);
+    assert_int_equal(exp, 2000);
+    const char *bad[] = {"", "abc", "a.b", "a.!!!.c", "eyJ.eyJ9.x", "a.bm90IGpzb24.c"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(token_claims(bad[i], strlen(bad[i]), sub, &iat, &exp),
+                         TW_E_UNAUTHORIZED);
+    /* Only the given length is read: the claims cut short are not claims. */
+    const char *dot = strchr(token, '.');
+    assert_int_equal(token_claims(token, (size_t)(dot - token) + 5, sub, &iat, &exp),
+                     TW_E_UNAUTHORIZED);
+}
+
 /* The HMAC secret would be readable by other users, or change between restarts. */
 static void
 test_secret_is_created_once_with_mode_0600(void **state)
@@ -182,6 +205,7 @@ main(void)
         cmocka_unit_test(test_ordered_ids_sort_by_time_and_are_distinct),
         cmocka_unit_test(test_issued_token_verifies),
         cmocka_unit_test(test_forged_expired_and_malformed_tokens_fail),
+        cmocka_unit_test(test_claims_are_read_back_and_junk_refused),
         cmocka_unit_test(test_secret_is_created_once_with_mode_0600),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
