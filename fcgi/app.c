@@ -163,3 +163,14 @@ app_batch_close(struct app *app)
     app->held_count = 0;
     app->batching = 0;
 }
+
+void
+app_batch_refuse(struct app *app, int rc)
+{
+    for (size_t i = 0; i < app->held_count; i++) {
+        app->held[i].sub->rc = rc;
+        app->held[i].answer(app->held[i].data);
+    }
+    app->held_count = 0;
+    app->batching = 0;
+}

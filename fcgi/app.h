@@ -80,6 +80,10 @@ int app_batch_holds(const struct app *app, const struct request *req);
 /* Insert every held submission in one call, answer each and close the batch. */
 void app_batch_close(struct app *app);
 
+/* Answer every held submission with the error rc (a TW_E_* code) without inserting it, and
+ * close the batch. */
+void app_batch_refuse(struct app *app, int rc);
+
 /* The intake's report of a stored task (an intake_committed_fn; app is a struct app): nudge
  * the worker pool on app's PUSH socket. */
 void app_task_committed(void *app, const struct store_submission *sub);
