@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adminkey.h"
+
 struct api {
     struct context *ctx;
     CURL *curl;
@@ -19,33 +21,6 @@ struct api {
     size_t body_len, body_cap;
     int too_large; /* the reply passed API_BODY_MAX */
 };
-
-/* The key file's first line without trailing white space into key: 0, or -1 with errno (or
- * EINVAL for an empty key). */
-static int
-api_key_read(const char *path, char key[API_KEY_MAX])
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t got = read(fd, key, API_KEY_MAX - 1);
-    int saved = errno;
-    close(fd);
-    if (got < 0) {
-        errno = saved;
-        return -1;
-    }
-    key[got] = '\0';
-    size_t length = strcspn(key, "\r\n");
-    while (length > 0 && (key[length - 1] == ' ' || key[length - 1] == '\t'))
-        length--;
-    key[length] = '\0';
-    if (length == 0) {
-        errno = EINVAL;
-        return -1;
-    }
-    return 0;
-}
 
 int
 api_new(struct context *ctx, const char *url, const char *key_file, struct api **out)
@@ -76,14 +51,14 @@ api_new(struct context *ctx, const char *url, const char *key_file, struct api *
         context_error(ctx, "'%s' is not an http:// or https:// URL", url);
         return CLI_EXIT_USAGE;
     }
-    char key[API_KEY_MAX];
-    if (api_key_read(key_file, key) != 0) {
-        context_error(ctx, "%s: cannot read the admin key: %s", key_file,
-                      errno == EINVAL ? "the file is empty" : strerror(errno));
+    char key[ADMINKEY_MAX];
+    const char *why = "";
+    if (adminkey_read(key_file, key, &why) != 0) {
+        context_error(ctx, "%s: cannot read the admin key: %s", key_file, why);
         return CLI_EXIT_CONFIG;
     }
     int status = CLI_EXIT_CONFIG;
-    char header[API_KEY_MAX + 32];
+    char header[ADMINKEY_MAX + 32];
     struct api *api = calloc(1, sizeof *api);
     if (!api)
         goto out;

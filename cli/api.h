@@ -19,7 +19,6 @@
 #define API_BODY_MAX (64 << 20)  /* bytes of one reply (500 tasks with large params fit) */
 #define API_TIMEOUT_S 30L        /* seconds a whole call may take */
 #define API_CONNECT_TIMEOUT_S 5L /* seconds to connect */
-#define API_KEY_MAX 1024         /* bytes of the key file read */
 #define API_URL_MAX 4096         /* bytes of a request's URL */
 
 struct api;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adminkey.h"
 #include "errors.h"
 #include "log.h"
 #include "protocol.h"
@@ -36,44 +37,15 @@ admin_enabled(struct app *app, const struct request *req)
     return 0;
 }
 
-/* Read the key file's first line (trailing white space dropped) into key: 0, -2 when there is
- * no such file, or -1 with why (it cannot be read, or is not ADMIN_KEY_HEX hex digits: a short
- * or guessable key is refused rather than used). */
-static int
-admin_key_read(const char *path, char key[ADMIN_KEY_MAX], const char **why)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        *why = strerror(errno);
-        return errno == ENOENT ? -2 : -1;
-    }
-    ssize_t got = read(fd, key, ADMIN_KEY_MAX - 1);
-    if (got < 0)
-        *why = strerror(errno);
-    close(fd);
-    if (got < 0)
-        return -1;
-    key[got] = '\0';
-    size_t length = strcspn(key, "\r\n");
-    while (length > 0 && (key[length - 1] == ' ' || key[length - 1] == '\t'))
-        length--;
-    key[length] = '\0';
-    if (length != ADMIN_KEY_HEX || strspn(key, "0123456789abcdefABCDEF") != length) {
-        *why = "not a key of 64 hex digits (openssl rand -hex 32)";
-        return -1;
-    }
-    return 0;
-}
-
 /* 0 when req carries the admin key; otherwise the 404 (off), 401 or 500 is written. */
 static int
 admin_authorize(struct app *app, const struct request *req)
 {
     if (!admin_enabled(app, req))
         return TW_E_NOT_FOUND;
-    char key[ADMIN_KEY_MAX];
+    char key[ADMINKEY_MAX];
     const char *why = "";
-    int rc = admin_key_read(app->cfg->admin_key_file, key, &why);
+    int rc = adminkey_read(app->cfg->admin_key_file, key, &why);
     if (rc == -2) { /* the operator has not made the key yet (a package's config names it) */
         log_warn("event=admin_off path=%s error=\"no key file: the admin API is off\"",
                  app->cfg->admin_key_file);
@@ -88,8 +60,8 @@ admin_authorize(struct app *app, const struct request *req)
     }
     const char *given;
     size_t given_len;
-    int ok = request_bearer(req, &given, &given_len) == 0 && given_len == ADMIN_KEY_HEX &&
-             CRYPTO_memcmp(given, key, ADMIN_KEY_HEX) == 0;
+    int ok = request_bearer(req, &given, &given_len) == 0 && given_len == ADMINKEY_HEX &&
+             CRYPTO_memcmp(given, key, ADMINKEY_HEX) == 0;
     OPENSSL_cleanse(key, sizeof key);
     if (!ok) {
         reply_error_with(req, TW_E_UNAUTHORIZED,

@@ -3,7 +3,7 @@
  *
  * Off (every path 404) unless [admin] key_file is set, and while the file it names does not
  * exist (an install's config names one the operator makes).  Each request carries
- * "Authorization: Bearer <key>", the file's one line of ADMIN_KEY_HEX hex digits, compared in
+ * "Authorization: Bearer <key>", the key file's (adminkey.h), compared in
  * constant time; the file is read for every request, so a new key holds at once (a file that
  * cannot be read, or holds anything else, answers 500 and is logged).  Cancel, retry and delete are
  * the public API's changes for any owner, nudging the worker pool the same way.
@@ -14,8 +14,6 @@
 #include "app.h"
 #include "request.h"
 
-#define ADMIN_KEY_MAX 128          /* bytes of the key file read at most */
-#define ADMIN_KEY_HEX 64           /* hex digits of a key (32 random bytes) */
 #define ADMIN_RELAY_TIMEOUT_MS 500 /* one relay's /status, connection included (all at once) */
 #define ADMIN_RELAY_BODY_MAX 8192  /* bytes of a relay's /status kept */
 

@@ -5,10 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpreply.h"
 #include "metrics.h"
 #include "relay.h"
-
-#define SCRAPE_HEADERS_MAX 512 /* bytes of an answer's status line and headers */
 
 json_t *
 scrape_status(const struct relay *relay)
@@ -91,23 +90,6 @@ scrape_write(const struct relay *relay, struct metrics_text *text)
     metrics_process(text);
 }
 
-/* Answer status with body (len bytes at body, LWS_PRE bytes of headroom before it). */
-static int
-scrape_reply(struct lws *wsi, unsigned int status, const char *type, unsigned char *body,
-             size_t len)
-{
-    unsigned char head[LWS_PRE + SCRAPE_HEADERS_MAX], *start = head + LWS_PRE, *p = start,
-                                                      *end = head + sizeof head - 1;
-    if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    if (lws_write(wsi, body, len, LWS_WRITE_HTTP_FINAL) < (int)len)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
 /* Answer with *json (taken). */
 static int
 scrape_reply_json(struct lws *wsi, unsigned int status, json_t **json)
@@ -120,7 +102,7 @@ scrape_reply_json(struct lws *wsi, unsigned int status, json_t **json)
     int rc = -1;
     if (body) {
         memcpy(body + LWS_PRE, text, len);
-        rc = scrape_reply(wsi, status, "application/json", body + LWS_PRE, len);
+        rc = httpreply_send(wsi, status, "application/json", body + LWS_PRE, len);
     }
     free(body);
     free(text);
@@ -143,7 +125,7 @@ scrape_metrics(const struct relay *relay, struct lws *wsi)
                                   "the exposition does not fit its buffer");
         rc = scrape_reply_json(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, &error);
     } else {
-        rc = scrape_reply(wsi, HTTP_STATUS_OK, METRICS_CONTENT_TYPE, buf + LWS_PRE, (size_t)len);
+        rc = httpreply_send(wsi, HTTP_STATUS_OK, METRICS_CONTENT_TYPE, buf + LWS_PRE, (size_t)len);
     }
     free(buf);
     return rc;

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpreply.h"
 #include "log.h"
 #include "metrics.h"
 #include "store.h"
 
-#define SCRAPE_HEADERS_MAX 512               /* bytes of an answer's status line and headers */
 #define SCRAPE_UNKNOWN_TYPE CONFIG_MAX_TYPES /* the row of attempts of types not configured */
 
 /* The states an attempt leaves its task in: the label status of taskwire_tasks_total, and the
@@ -183,23 +183,6 @@ scrape_write(struct scrape *scrape, struct metrics_text *text)
     metrics_process(text);
 }
 
-/* Answer status with the body at body (LWS_PRE bytes of headroom before it). */
-static int
-scrape_reply(struct lws *wsi, unsigned int status, const char *type, unsigned char *body,
-             size_t len)
-{
-    unsigned char head[LWS_PRE + SCRAPE_HEADERS_MAX], *start = head + LWS_PRE, *p = start,
-                                                      *end = head + sizeof head - 1;
-    if (lws_add_http_common_headers(wsi, status, type, len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                     (const unsigned char *)"no-store", 8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    if (lws_write(wsi, body, len, LWS_WRITE_HTTP_FINAL) < (int)len)
-        return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-}
-
 static int
 scrape_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
@@ -211,8 +194,8 @@ scrape_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
         static const char missing[] = "{\"error\":{\"code\":\"not_found\",\"message\":"
                                       "\"the worker's metrics port serves /metrics\"}}";
         memcpy(buf + LWS_PRE, missing, sizeof missing - 1);
-        return scrape_reply(wsi, HTTP_STATUS_NOT_FOUND, "application/json", buf + LWS_PRE,
-                            sizeof missing - 1);
+        return httpreply_send(wsi, HTTP_STATUS_NOT_FOUND, "application/json", buf + LWS_PRE,
+                              sizeof missing - 1);
     }
     struct metrics_text text;
     metrics_text_init(&text, (char *)buf + LWS_PRE, SCRAPE_TEXT_MAX);
@@ -222,10 +205,10 @@ scrape_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
         static const char full[] = "{\"error\":{\"code\":\"internal\",\"message\":"
                                    "\"the exposition does not fit its buffer\"}}";
         memcpy(buf + LWS_PRE, full, sizeof full - 1);
-        return scrape_reply(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "application/json",
-                            buf + LWS_PRE, sizeof full - 1);
+        return httpreply_send(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "application/json",
+                              buf + LWS_PRE, sizeof full - 1);
     }
-    return scrape_reply(wsi, HTTP_STATUS_OK, METRICS_CONTENT_TYPE, buf + LWS_PRE, (size_t)n);
+    return httpreply_send(wsi, HTTP_STATUS_OK, METRICS_CONTENT_TYPE, buf + LWS_PRE, (size_t)n);
 }
 
 static const struct lws_protocols scrape_protocols[] = {

@@ -1,0 +1,18 @@
+/* adminkey.h: the admin key file ([admin] key_file), read the same way by the handler that
+ * checks the key and the taskwire command that sends it.
+ *
+ * The file's first line, trailing white space dropped, is the key: ADMINKEY_HEX hex digits
+ * (32 random bytes, `openssl rand -hex 32`).  Anything else is refused rather than used, so a
+ * short or guessable key never opens the admin API.
+ */
+#ifndef TW_COMMON_ADMINKEY_H
+#define TW_COMMON_ADMINKEY_H
+
+#define ADMINKEY_HEX 64  /* hex digits of a key */
+#define ADMINKEY_MAX 128 /* bytes of the file read at most */
+
+/* Read the key at path into key: 0; -2 when there is no such file; -1 with why (static text)
+ * when it cannot be read or holds no valid key.  The caller cleanses key after use. */
+int adminkey_read(const char *path, char key[ADMINKEY_MAX], const char **why);
+
+#endif
