@@ -16,6 +16,7 @@
 #include "protocol.h"
 #include "reply.h"
 #include "store.h"
+#include "tasks.h"
 #include "token.h"
 
 #define ADMIN_CHALLENGE "WWW-Authenticate: Bearer realm=\"taskwire-admin\"\r\n"
@@ -185,60 +186,25 @@ void
 admin_task_cancel(struct app *app, const struct request *req, const char *id)
 {
     json_t *task = NULL;
-    int now_final = 0;
-    if (admin_authorize(app, req) != 0)
-        return;
-    int rc = admin_id_valid(id) ? store_task_cancel(app->store, id, NULL, &now_final, &task)
-                                : TW_E_NOT_FOUND;
+    if (admin_authorize(app, req) == 0 && tasks_change_cancel(app, req, id, NULL, &task) == 0)
+        admin_reply_task(app, req, id, 202);
     json_decref(task);
-    if (rc != 0) {
-        reply_error(req, rc,
-                    rc == TW_E_NOT_FOUND  ? "no such task"
-                    : rc == TW_E_CONFLICT ? "the task has already finished"
-                                          : NULL);
-        return;
-    }
-    log_info("event=cancel_requested by=admin task=%s final=%d", id, now_final);
-    app_nudge(app, PROTOCOL_VERB_CANCEL, id);
-    admin_reply_task(app, req, id, 202);
 }
 
 void
 admin_task_retry(struct app *app, const struct request *req, const char *id)
 {
     json_t *task = NULL;
-    if (admin_authorize(app, req) != 0)
-        return;
-    int rc = admin_id_valid(id) ? store_task_retry(app->store, id, NULL, &task) : TW_E_NOT_FOUND;
+    if (admin_authorize(app, req) == 0 && tasks_change_retry(app, req, id, NULL, &task) == 0)
+        admin_reply_task(app, req, id, 202);
     json_decref(task);
-    if (rc != 0) {
-        reply_error(req, rc,
-                    rc == TW_E_NOT_FOUND  ? "no such task"
-                    : rc == TW_E_CONFLICT ? "only a failed or cancelled task can be retried"
-                                          : NULL);
-        return;
-    }
-    log_info("event=retry_requested by=admin task=%s", id);
-    app_nudge(app, PROTOCOL_VERB_RETRY, id);
-    admin_reply_task(app, req, id, 202);
 }
 
 void
 admin_task_delete(struct app *app, const struct request *req, const char *id)
 {
-    if (admin_authorize(app, req) != 0)
-        return;
-    int rc = admin_id_valid(id) ? store_task_delete(app->store, id, NULL) : TW_E_NOT_FOUND;
-    if (rc != 0) {
-        reply_error(req, rc,
-                    rc == TW_E_NOT_FOUND  ? "no such task"
-                    : rc == TW_E_CONFLICT ? "a queued or running task cannot be deleted: "
-                                            "cancel it first"
-                                          : NULL);
-        return;
-    }
-    log_info("event=task_deleted by=admin task=%s", id);
-    reply_empty(req, NULL);
+    if (admin_authorize(app, req) == 0 && tasks_change_delete(app, req, id, NULL) == 0)
+        reply_empty(req, NULL);
 }
 
 /* A relay's reply, bounded by ADMIN_RELAY_BODY_MAX. */

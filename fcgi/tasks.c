@@ -390,57 +390,61 @@ tasks_get(struct app *app, const struct request *req, const char *id)
     reply_json(req, 200, &task, NULL);
 }
 
-void
-tasks_cancel(struct app *app, const struct request *req, const char *id)
+/* Who asks for a change, in its log line: the client, or an operator ("by=admin"). */
+static void
+tasks_log_change(const char *event, const char *client_id, const char *id, int final)
 {
-    char client_id[TOKEN_ID_SIZE];
-    json_t *task = NULL;
+    if (final < 0)
+        log_info("event=%s %s=%s task=%s", event, client_id ? "client" : "by",
+                 client_id ? client_id : "admin", id);
+    else
+        log_info("event=%s %s=%s task=%s final=%d", event, client_id ? "client" : "by",
+                 client_id ? client_id : "admin", id, final);
+}
+
+int
+tasks_change_cancel(struct app *app, const struct request *req, const char *id,
+                    const char *client_id, json_t **task)
+{
     int now_final = 0;
-    if (tasks_authorize(app, req, client_id) != 0)
-        return;
-    int rc = tasks_id_valid(id) ? store_task_cancel(app->store, id, client_id, &now_final, &task)
+    int rc = tasks_id_valid(id) ? store_task_cancel(app->store, id, client_id, &now_final, task)
                                 : TW_E_NOT_FOUND;
     if (rc != 0) {
         reply_error(req, rc,
                     rc == TW_E_NOT_FOUND  ? "no such task"
                     : rc == TW_E_CONFLICT ? "the task has already finished"
                                           : NULL);
-        return;
+        return rc;
     }
-    log_info("event=cancel_requested client=%s task=%s final=%d", client_id, id, now_final);
+    tasks_log_change("cancel_requested", client_id, id, now_final);
     /* The worker publishes the cancelled event: at once for a queued task, when the task has
      * stopped for a running one. */
     app_nudge(app, PROTOCOL_VERB_CANCEL, id);
-    reply_json(req, 202, &task, NULL);
+    return 0;
 }
 
-void
-tasks_retry(struct app *app, const struct request *req, const char *id)
+int
+tasks_change_retry(struct app *app, const struct request *req, const char *id,
+                   const char *client_id, json_t **task)
 {
-    char client_id[TOKEN_ID_SIZE];
-    json_t *task = NULL;
-    if (tasks_authorize(app, req, client_id) != 0)
-        return;
     int rc =
-        tasks_id_valid(id) ? store_task_retry(app->store, id, client_id, &task) : TW_E_NOT_FOUND;
+        tasks_id_valid(id) ? store_task_retry(app->store, id, client_id, task) : TW_E_NOT_FOUND;
     if (rc != 0) {
         reply_error(req, rc,
                     rc == TW_E_NOT_FOUND  ? "no such task"
                     : rc == TW_E_CONFLICT ? "only a failed or cancelled task can be retried"
                                           : NULL);
-        return;
+        return rc;
     }
-    log_info("event=retry_requested client=%s task=%s", client_id, id);
+    tasks_log_change("retry_requested", client_id, id, -1);
     app_nudge(app, PROTOCOL_VERB_RETRY, id);
-    reply_json(req, 202, &task, NULL);
+    return 0;
 }
 
-void
-tasks_delete(struct app *app, const struct request *req, const char *id)
+int
+tasks_change_delete(struct app *app, const struct request *req, const char *id,
+                    const char *client_id)
 {
-    char client_id[TOKEN_ID_SIZE];
-    if (tasks_authorize(app, req, client_id) != 0)
-        return;
     int rc = tasks_id_valid(id) ? store_task_delete(app->store, id, client_id) : TW_E_NOT_FOUND;
     if (rc != 0) {
         reply_error(req, rc,
@@ -448,8 +452,39 @@ tasks_delete(struct app *app, const struct request *req, const char *id)
                     : rc == TW_E_CONFLICT ? "a queued or running task cannot be deleted: "
                                             "cancel it first"
                                           : NULL);
-        return;
+        return rc;
     }
-    log_info("event=task_deleted client=%s task=%s", client_id, id);
-    reply_empty(req, NULL);
+    tasks_log_change("task_deleted", client_id, id, -1);
+    return 0;
+}
+
+void
+tasks_cancel(struct app *app, const struct request *req, const char *id)
+{
+    char client_id[TOKEN_ID_SIZE];
+    json_t *task = NULL;
+    if (tasks_authorize(app, req, client_id) == 0 &&
+        tasks_change_cancel(app, req, id, client_id, &task) == 0)
+        reply_json(req, 202, &task, NULL);
+    json_decref(task);
+}
+
+void
+tasks_retry(struct app *app, const struct request *req, const char *id)
+{
+    char client_id[TOKEN_ID_SIZE];
+    json_t *task = NULL;
+    if (tasks_authorize(app, req, client_id) == 0 &&
+        tasks_change_retry(app, req, id, client_id, &task) == 0)
+        reply_json(req, 202, &task, NULL);
+    json_decref(task);
+}
+
+void
+tasks_delete(struct app *app, const struct request *req, const char *id)
+{
+    char client_id[TOKEN_ID_SIZE];
+    if (tasks_authorize(app, req, client_id) == 0 &&
+        tasks_change_delete(app, req, id, client_id) == 0)
+        reply_empty(req, NULL);
 }

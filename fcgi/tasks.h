@@ -19,6 +19,17 @@ void tasks_types(struct app *app, const struct request *req, const char *id);
 void tasks_create(struct app *app, const struct request *req, const char *id);
 void tasks_list(struct app *app, const struct request *req, const char *id);
 void tasks_get(struct app *app, const struct request *req, const char *id);
+/* The changes to a task that a client (client_id, its own tasks) or an operator (NULL, any
+ * task) may make, as the public and the admin API share them: 0 once done (the worker pool
+ * nudged, the change logged, *task the task after it where given), or the error code with its
+ * reply written.  *task is the caller's to json_decref. */
+int tasks_change_cancel(struct app *app, const struct request *req, const char *id,
+                        const char *client_id, json_t **task);
+int tasks_change_retry(struct app *app, const struct request *req, const char *id,
+                       const char *client_id, json_t **task);
+int tasks_change_delete(struct app *app, const struct request *req, const char *id,
+                        const char *client_id);
+
 void tasks_cancel(struct app *app, const struct request *req, const char *id);
 void tasks_retry(struct app *app, const struct request *req, const char *id);
 void tasks_delete(struct app *app, const struct request *req, const char *id);

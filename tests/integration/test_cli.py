@@ -12,8 +12,9 @@ import threading
 import time
 
 import pytest
+import zmq
 
-from conftest import publisher, start_stack, wait_for
+from conftest import start_stack, wait_for
 from stack import free_port
 
 TIMEOUT = 30  # seconds any one command may take
@@ -82,6 +83,14 @@ def taps():
     yield started
     for one in started:
         one.close()
+
+
+def publisher(stack):
+    """A plain (not asyncio) PUB socket on the stack's publish endpoint: these tests send from
+    the main thread, which has no event loop once another test's asyncio.run has ended."""
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.connect(stack.publish_endpoint)
+    return pub
 
 
 def probe_until_seen(stack, client_id, the_tap, pub=None):
