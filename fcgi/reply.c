@@ -107,6 +107,11 @@ reply_error_with(const struct request *req, int err, const char *message, const 
                   message ? message : tw_error_message(err));
     json_t *body = json_pack("{s:{s:s, s:s}}", "error", "code", tw_error_name(err), "message",
                              message ? message : tw_error_message(err));
+    /* A message quoting the client's bytes (a JSON parser's "near ...") may not be UTF-8,
+     * which JSON cannot carry: the error's own message says it instead. */
+    if (!body && message)
+        body = json_pack("{s:{s:s, s:s}}", "error", "code", tw_error_name(err), "message",
+                         tw_error_message(err));
     reply_json(req, status, &body, extra_headers);
 }
 

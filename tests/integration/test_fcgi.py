@@ -100,6 +100,8 @@ BAD_INPUTS = [
     # (label, method, path, raw body, content type, token kind, status, code, message names)
     ("malformed json", "POST", "/api/tasks", b'{"type": "sleep",', "application/json", "good", 400, "bad_json", None),
     ("not an object", "POST", "/api/tasks", b'[1,2]', "application/json", "good", 400, "bad_json", None),
+    # Found by fuzz_rest: the parser's message quoted bytes that are not UTF-8 (was a 500).
+    ("malformed json near bytes not utf-8", "POST", "/api/tasks", b'{"type":"sleep","params\\\xd0\x84\xdd\x8fages":5}', "application/json", "good", 400, "bad_json", None),
     ("wrong content type", "POST", "/api/tasks", b'type=sleep', "application/x-www-form-urlencoded", "good", 415, "unsupported_media_type", None),
     ("no content type", "POST", "/api/tasks", b'{"type":"sleep"}', None, "good", 415, "unsupported_media_type", None),
     ("unknown type", "POST", "/api/tasks", b'{"type":"nope"}', "application/json", "good", 422, "unknown_type", None),
