@@ -49,6 +49,13 @@
 #define EVENTS_MAX 1024            /* epoll events per wait */
 #define PAYLOAD_MAX 65536          /* --size limit */
 #define SRC_MAX 250                /* source addresses */
+/* With --src, each connection binds a port of its own from this range, below the kernel's
+ * ephemeral range (so no server's free-port pick meets one): a connect() that leaves the port
+ * to the kernel searches the used ports of its address one by one, which at 16,000 connections
+ * per address cost more than the relay's whole handshake. */
+#define SRC_PORT_FIRST 1024
+#define SRC_PORT_LAST 32767
+#define SRC_PORT_TRIES 64 /* ports tried (in use by someone else) before the kernel picks */
 #define CONNECT_TRIES 4            /* attempts per connection on connect-level errors */
 #define CLOSE_CODES 8              /* distinct close codes counted */
 #define STALL_US 1000000           /* flat out: no delivery for this long writes off the window */
@@ -90,6 +97,7 @@ struct options {
     uint64_t tag;
     const char *secret_file;
     uint32_t src_first, src_count;
+    int src_ports; /* --src given: bind each connection's port (SRC_PORT_FIRST..) */
     int concurrency;
     double connect_timeout;
     const char *pub;
@@ -116,6 +124,7 @@ struct loadgen {
     struct publisher *pub;
     char *rbuf;
     char payload[PAYLOAD_MAX + 256];
+    uint16_t next_port[SRC_MAX]; /* per source address, the next port to bind (src_ports) */
     uint64_t now;
     uint64_t rng;
     /* connection counts */
@@ -342,6 +351,27 @@ conn_ready(struct loadgen *lg, struct conn *c)
     lg->ready_per_id[c->id]++;
 }
 
+/* Bind fd to its source address: a port of its own with --src (SRC_PORT_FIRST..), else
+ * (or when SRC_PORT_TRIES of them are taken) the kernel's pick at connect(). */
+static int
+src_bind(struct loadgen *lg, int fd, struct sockaddr_in *src, uint8_t k)
+{
+    int one = 1; /* a port whose last connection is in TIME_WAIT may be bound again */
+    if (lg->o.src_ports)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    for (int i = 0; lg->o.src_ports && i < SRC_PORT_TRIES; i++) {
+        uint16_t port = lg->next_port[k];
+        lg->next_port[k] = port >= SRC_PORT_LAST ? SRC_PORT_FIRST : (uint16_t)(port + 1);
+        src->sin_port = htons(port);
+        if (bind(fd, (struct sockaddr *)src, sizeof *src) == 0)
+            return 0;
+        if (errno != EADDRINUSE)
+            return -1;
+    }
+    src->sin_port = 0;
+    return bind(fd, (struct sockaddr *)src, sizeof *src);
+}
+
 static void
 conn_start(struct loadgen *lg, struct conn *c)
 {
@@ -372,7 +402,7 @@ conn_start(struct loadgen *lg, struct conn *c)
     struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lg->o.port)};
     inet_pton(AF_INET, lg->o.host, &dst.sin_addr);
     struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = (uint64_t)(c - lg->conns)};
-    if (bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0 ||
+    if (src_bind(lg, c->fd, &src, c->src) != 0 ||
         (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) != 0 && errno != EINPROGRESS) ||
         epoll_ctl(lg->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
         close(c->fd);
@@ -999,6 +1029,7 @@ parse_src(struct options *o, const char *s)
         exit(2);
     }
     o->src_count = hi - o->src_first + 1;
+    o->src_ports = 1;
 }
 
 static void
@@ -1101,6 +1132,9 @@ main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     RAND_bytes((unsigned char *)&lg->rng, sizeof lg->rng);
     lg->rng |= 1;
+    for (int k = 0; k < SRC_MAX; k++) /* a run after another meets fewer of its ports */
+        lg->next_port[k] =
+            (uint16_t)(SRC_PORT_FIRST + rng_next(lg) % (SRC_PORT_LAST - SRC_PORT_FIRST + 1));
     if (!lg->o.tag) /* fresh client ids each run: no server may hold messages for them */
         lg->o.tag = rng_next(lg);
     lg->epfd = epoll_create1(EPOLL_CLOEXEC);

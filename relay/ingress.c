@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "clock.h"
 #include "log.h"
 #include "loop.h"
 #include "relay.h"
@@ -66,6 +67,12 @@ ingress_start(struct relay *relay, char *err, size_t errlen)
 {
     if (loop_watch(relay, relay->ingress.sub_wait_fd, LOOP_INGRESS) != 0) {
         snprintf(err, errlen, "cannot watch the ZeroMQ socket: %s", strerror(errno));
+        return -1;
+    }
+    /* lws serves the monitor; the epoll set only tells the loop to give lws its turn soon
+     * (an upstream reconnect is seen within RELAY_FULL_TURN_US, not at a quiet turn). */
+    if (loop_watch(relay, relay->ingress.monitor_fd, LOOP_LWS) != 0) {
+        snprintf(err, errlen, "cannot watch the ZeroMQ monitor: %s", strerror(errno));
         return -1;
     }
     if (relay_watch(relay, relay->ingress.monitor_fd, RELAY_PROTOCOL_UPSTREAM, "the ZeroMQ monitor",
@@ -174,9 +181,11 @@ ingress_watch(struct relay *relay)
             log_info("event=upstream_connected count=%llu",
                      (unsigned long long)relay->ingress.upstream_connects);
             /* The first connection needs none: every page resyncs on "connected" anyway. */
-            if (relay->ingress.upstream_connects > 1)
+            if (relay->ingress.upstream_connects > 1) {
                 lws_sul_schedule(relay->context, 0, &relay->ingress.resync_later, ingress_resync,
                                  RELAY_RESYNC_DELAY_US);
+                relay_lws_near(relay, clock_mono_us());
+            }
         }
     }
 }

@@ -48,7 +48,9 @@ loop_fini(struct relay *relay)
 int
 loop_watch(struct relay *relay, int fd, enum loop_kind kind)
 {
-    uint32_t events = kind == LOOP_HANDSHAKE ? EPOLLIN | EPOLLRDHUP | EPOLLET : EPOLLIN;
+    uint32_t events = kind == LOOP_HANDSHAKE ? EPOLLIN | EPOLLRDHUP | EPOLLET
+                      : kind == LOOP_LWS     ? EPOLLIN | EPOLLET
+                                             : EPOLLIN;
     struct epoll_event watch = {.events = events,
                                 .data.u64 = (uint64_t)fd << LOOP_KIND_BITS | (uint64_t)kind};
     return epoll_ctl(relay->loop_fd, EPOLL_CTL_ADD, fd, &watch);
@@ -77,6 +79,10 @@ loop_handshake(struct relay *relay, int fd, uint32_t events)
     if (events & (EPOLLHUP | EPOLLERR))
         pollfd.revents |= LWS_POLLHUP;
     (void)lws_service_fd(relay->context, &pollfd);
+    /* What lws read and kept for later (a first frame behind the request) it serves in a
+     * full turn; it says so here, at the cost of a look at its short list of such. */
+    if (!lws_service_adjust_timeout(relay->context, 1, 0))
+        relay->lws_owed = 1;
 }
 
 int
@@ -99,6 +105,9 @@ loop_serve(struct relay *relay, int64_t timeout_us)
             break;
         case LOOP_HANDSHAKE:
             loop_handshake(relay, fd, ready[i].events);
+            break;
+        case LOOP_LWS:
+            relay->lws_owed = 1;
             break;
         default: /* a session; it leaves the set in session_fini, before lws frees it */
             session_read(relay, ready[i].data.ptr);

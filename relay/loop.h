@@ -18,7 +18,9 @@
  * - a connection until its handshake is done, edge-triggered: lws reads it (lws_service_fd with
  *   POLLIN).  Edge-triggered because lws may leave bytes it does not want yet; its own poll
  *   finds them at the next full turn, so nothing spins and nothing is lost;
- * - an established connection, level-triggered: the relay reads it (session.c).
+ * - an established connection, level-triggered: the relay reads it (session.c);
+ * - a descriptor only lws serves (the ZeroMQ monitor), edge-triggered: when it is ready, lws
+ *   gets its full turn within RELAY_FULL_TURN_US.
  * A closed descriptor leaves the set by itself (each is in it once and never dup'ed), so a
  * number lws closes and accept() hands out again is watched afresh.
  * Bounds: LOOP_BATCH events per wait; more wait for the next (loop_ready stays set).
@@ -39,6 +41,7 @@ enum loop_kind {
     LOOP_LISTENER = 1,  /* the listening socket */
     LOOP_INGRESS = 2,   /* the SUB's ZMQ_FD */
     LOOP_HANDSHAKE = 3, /* a connection lws has not handed over yet */
+    LOOP_LWS = 4,       /* a descriptor lws serves in its full turn (the ZeroMQ monitor) */
 };
 
 /* Create the set.  0, or -1 with err set. */

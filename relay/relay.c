@@ -128,6 +128,12 @@ fail:
     return NULL;
 }
 
+void
+relay_lws_near(struct relay *relay, int64_t now_us)
+{
+    relay->lws_near_until_us = now_us + RELAY_QUIET_TURN_US;
+}
+
 /* Keeps the loop turning while connections close. */
 static void
 relay_closing_tick(lws_sorted_usec_list_t *sul)
@@ -146,18 +152,25 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
      * its own epoll set (loop.h) and serves what is ready there, at a cost per ready
      * descriptor, not per connection; a full turn comes RELAY_FULL_TURN_US after the last when
      * lws has work (relay->lws_owed: output it buffered, a writeable callback asked for, a
-     * kill), else RELAY_TIMER_TURN_US after it, for lws's timers (the heartbeat, close
-     * timeouts).  A full turn costs a scan of every descriptor, so it comes no more often than
-     * that.  Once a whole period passes without an event the relay is idle: it sleeps in
-     * lws_service until something
-     * happens (the epoll set is one of lws's descriptors), so a quiet relay answers at once
-     * and runs its timers on time, and costs nothing. */
+     * kill, input it read ahead during a handshake: loop.c), else RELAY_TIMER_TURN_US after it
+     * while a sub-second timer of lws's may be near (a resync: relay_lws_near), else
+     * RELAY_QUIET_TURN_US after it, for the timers that count in seconds (the heartbeat, close
+     * and handshake timeouts; the backstop for handshake bytes lws left unread, which only a
+     * request larger than lws's read buffer leaves).  A full turn costs a scan of every
+     * descriptor, so it comes no more often than that: 60 relays of 16,000 connections each,
+     * kept busy by their pings and a trickle of connects, spent most of a core in poll() at
+     * ten turns a second each.  Once a whole period passes without an event the relay is
+     * idle: it sleeps in lws_service until something happens (the epoll set is one of lws's
+     * descriptors), so a quiet relay answers at once and runs its timers on time, and costs
+     * nothing. */
     int64_t full_at_us = 0;
     int busy = 0; /* events in the last turn's period: wait in the epoll set */
     while (!*quit) {
         int64_t now_us = clock_mono_us();
         int64_t full_due_us =
-            full_at_us + (relay->lws_owed ? RELAY_FULL_TURN_US : RELAY_TIMER_TURN_US);
+            full_at_us + (relay->lws_owed                       ? RELAY_FULL_TURN_US
+                          : now_us < relay->lws_near_until_us ? RELAY_TIMER_TURN_US
+                                                              : RELAY_QUIET_TURN_US);
         if (!busy || now_us >= full_due_us) {
             int ready = relay->ingress.ready || relay->loop_ready;
             if (lws_service(relay->context, busy || ready ? -1 : 0) < 0)

@@ -34,7 +34,8 @@
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 #define RELAY_FULL_TURN_US 5000    /* while events flow, lws's turn when it has work, at most */
-#define RELAY_TIMER_TURN_US 100000 /* ...and when it has none but its timers */
+#define RELAY_TIMER_TURN_US 100000 /* ...and when it has none but timers that may be near */
+#define RELAY_QUIET_TURN_US 1000000 /* ...and when its timers are all seconds away (see relay.c) */
 #define RELAY_CLOSE_CODES 5000     /* closed[] counts codes 1..4999; [0]: no close frame */
 
 /* The rows of the lws protocols table (relay_protocols). */
@@ -46,6 +47,10 @@ enum relay_protocol {
 };
 
 struct throttle;
+
+/* A timer of lws's that counts in fractions of a second was just set (a resync): for the next
+ * RELAY_QUIET_TURN_US, lws gets its timer turns RELAY_TIMER_TURN_US apart (relay.c). */
+void relay_lws_near(struct relay *relay, int64_t now_us);
 
 struct relay {
     const struct config *cfg;
@@ -64,6 +69,7 @@ struct relay {
     int loop_ready;         /* the set may hold events: serve before waiting again */
     unsigned activity;      /* events served since the last full turn */
     int lws_owed;           /* lws has work for a full turn (a write, a kill) */
+    int64_t lws_near_until_us; /* until then a timer of lws's may be near (relay_lws_near) */
     struct ingress ingress; /* the ZeroMQ SUB and its monitor (ingress.h) */
     lws_dll2_owner_t woken; /* sessions a message woke this turn (session_serve_woken) */
     struct send_batch send; /* the write path: the woken connections' writes (send.h) */
