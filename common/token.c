@@ -102,6 +102,30 @@ token_ordered_id(int64_t now_ms, char out[TOKEN_ID_SIZE])
     return 0;
 }
 
+int
+token_user_id(const unsigned char *secret, size_t secret_len, const char *user, size_t len,
+              char out[TOKEN_ID_SIZE])
+{
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789._@+-";
+    char data[sizeof "user:" + TOKEN_USER_MAX];
+    if (len == 0 || len > TOKEN_USER_MAX)
+        return TW_E_BAD_REQUEST;
+    for (size_t i = 0; i < len; i++)
+        if (user[i] == '\0' || !strchr(allowed, user[i]))
+            return TW_E_BAD_REQUEST;
+    memcpy(data, "user:", 5);
+    memcpy(data + 5, user, len);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len;
+    if (!HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)data, 5 + len, mac,
+              &mac_len))
+        return TW_E_INTERNAL;
+    token_hex(mac, 16, out);
+    out[32] = '\0';
+    return 0;
+}
+
 /* base64url of len bytes into out (NUL-terminated); the length written, or -1 if no room. */
 static int
 base64url_encode(const unsigned char *in, size_t len, char *out, size_t size)

@@ -1,0 +1,79 @@
+"""Identity from the host application (docs/AUTH.md): with [auth] trust_remote_user the web
+server's login names the client, so a user's tasks follow them from device to device;
+[auth] anonymous = false turns the random, anonymous sessions off."""
+import base64
+import os
+
+import pytest
+
+from conftest import start_stack
+from test_cgi import cgi
+
+USERS = {"alice": "wonderland", "bob.smith@example.org": "builder"}
+
+
+def basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture(scope="module", params=["lighttpd", "apache"])
+def login_stack(request):
+    """A stack whose web server asks for a password on /api/session and whose handler trusts
+    the user it names."""
+    return start_stack(request, server=request.param, basic_auth=USERS,
+                       auth_settings={"trust_remote_user": "true"})
+
+
+def test_same_user_on_two_devices_sees_the_same_tasks(login_stack):
+    """A user who logs in on a laptop and then on a phone sees on the phone the task started on
+    the laptop; another user sees none of it."""
+    status, _, laptop = login_stack.request("POST", "/api/session", headers=basic("alice", USERS["alice"]))
+    assert status == 201, laptop
+    status, _, phone = login_stack.request("POST", "/api/session", headers=basic("alice", USERS["alice"]))
+    assert status == 201, phone
+    assert laptop["client_id"] == phone["client_id"]
+    task = login_stack.submit(laptop["token"], "sleep", {"duration_ms": 50, "steps": 1})
+    listed = login_stack.request("GET", "/api/tasks", token=phone["token"])[2]["tasks"]
+    assert [t["id"] for t in listed] == [task["id"]]
+    bob = "bob.smith@example.org"
+    status, _, other = login_stack.request("POST", "/api/session", headers=basic(bob, USERS[bob]))
+    assert status == 201 and other["client_id"] != laptop["client_id"]
+    assert login_stack.request("GET", "/api/tasks", token=other["token"])[2]["tasks"] == []
+    # The user name is in no log of the handler's (the client id stands for it).
+    assert "alice" not in login_stack.logs().replace("users.", "")
+
+
+def test_no_or_wrong_password_is_401(login_stack):
+    """Without a login there is no session: the web server (wrong password) or the handler
+    (no user at all) answers 401, and no token is made."""
+    status, _, body = login_stack.request("POST", "/api/session", headers=basic("alice", "guess"))
+    assert status == 401 and not (body or {}).get("token")
+    assert login_stack.request("POST", "/api/session")[0] == 401
+
+
+def test_handler_without_remote_user_is_401(request):
+    """trust_remote_user on a server that asks for no password: the handler refuses rather
+    than making an anonymous session."""
+    stack = start_stack(request, auth_settings={"trust_remote_user": "true"})
+    status, _, body = stack.request("POST", "/api/session")
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+def test_anonymous_off_is_401(request):
+    """[auth] anonymous = false: a page cannot get a session of its own; tokens come only from
+    the app's backend."""
+    stack = start_stack(request, auth_settings={"anonymous": "false"})
+    status, _, body = stack.request("POST", "/api/session")
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    assert "anonymous sessions are off" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("user", ["bad user", "x" * 65, "caf\u00e9", "a\"b", "a/b"])
+def test_bad_remote_user_is_400(request, user):
+    """A user name the handler cannot take as an identity is a clear 400, never a crash or a
+    session named after part of it."""
+    stack = start_stack(request, auth_settings={"trust_remote_user": "true"})
+    status, _, body, _ = cgi(stack, "POST", "/api/session", extra_env={"REMOTE_USER": user})
+    assert status == 400 and body["error"]["code"] == "bad_request", body
+    status, _, good, _ = cgi(stack, "POST", "/api/session", extra_env={"REMOTE_USER": "x" * 64})
+    assert status == 201 and len(good["client_id"]) == 32
