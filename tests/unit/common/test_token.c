@@ -195,6 +195,42 @@ test_secret_is_created_once_with_mode_0600(void **state)
     rmdir(dir);
 }
 
+/* A user's tasks would not follow them to another device (a different id for the same name),
+ * two users would share tasks, or a name with spaces, quotes or non-ASCII bytes would become
+ * an identity. */
+static void
+test_user_ids_are_stable_distinct_and_checked(void **state)
+{
+    (void)state;
+    char a[TOKEN_ID_SIZE], b[TOKEN_ID_SIZE], c[TOKEN_ID_SIZE], sub[TOKEN_ID_SIZE];
+    char token[TOKEN_MAX], why[64];
+    assert_int_equal(token_user_id(secret, SECRET_LEN, "alice", 5, a), 0);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, "alice", 5, b), 0);
+    assert_string_equal(a, b);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, "bob@example.org", 15, c), 0);
+    assert_string_not_equal(a, c);
+    assert_int_equal(token_user_id((const unsigned char *)"another secret, 32 bytes long!!!",
+                                   SECRET_LEN, "alice", 5, c),
+                     0);
+    assert_string_not_equal(a, c);
+    /* The id is an ordinary client id: a token for it verifies. */
+    assert_int_equal(token_issue(secret, SECRET_LEN, a, 1000, 2000, token, sizeof token), 0);
+    assert_int_equal(token_verify(secret, SECRET_LEN, token, strlen(token), 1500, sub, why,
+                                  sizeof why),
+                     0);
+    assert_string_equal(sub, a);
+    char longest[TOKEN_USER_MAX + 1];
+    memset(longest, 'x', sizeof longest);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, longest, TOKEN_USER_MAX, c), 0);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, longest, TOKEN_USER_MAX + 1, c),
+                     TW_E_BAD_REQUEST);
+    static const char *const bad[] = {"", "a b", "a\"b", "a/b", "caf\xc3\xa9", "a\nb"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(token_user_id(secret, SECRET_LEN, bad[i], strlen(bad[i]), c),
+                         TW_E_BAD_REQUEST);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, "a\0b", 3, c), TW_E_BAD_REQUEST);
+}
+
 int
 main(void)
 {
@@ -204,6 +240,7 @@ main(void)
         cmocka_unit_test(test_forked_child_does_not_repeat_parent_ids),
         cmocka_unit_test(test_ordered_ids_sort_by_time_and_are_distinct),
         cmocka_unit_test(test_issued_token_verifies),
+        cmocka_unit_test(test_user_ids_are_stable_distinct_and_checked),
         cmocka_unit_test(test_forged_expired_and_malformed_tokens_fail),
         cmocka_unit_test(test_claims_are_read_back_and_junk_refused),
         cmocka_unit_test(test_secret_is_created_once_with_mode_0600),
