@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import start_stack
+from conftest import connect, run, start_stack
 from test_cgi import cgi
 
 USERS = {"alice": "wonderland", "bob.smith@example.org": "builder"}
@@ -77,3 +77,34 @@ def test_bad_remote_user_is_400(request, user):
     assert status == 400 and body["error"]["code"] == "bad_request", body
     status, _, good, _ = cgi(stack, "POST", "/api/session", extra_env={"REMOTE_USER": "x" * 64})
     assert status == 201 and len(good["client_id"]) == 32
+
+
+def auth_doc_python():
+    """The Python minting example of docs/AUTH.md, run as it stands."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "AUTH.md")
+    text = open(path).read()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    names = {}
+    exec(compile(code, "docs/AUTH.md", "exec"), names)
+    return names
+
+
+def test_backend_minted_token_works_on_rest_and_relay(request):
+    """An app whose backend signs tokens as docs/AUTH.md shows gets them taken by the REST API
+    and the relay, under the same client id the web server's login would give the user."""
+    stack = start_stack(request, auth_settings={"trust_remote_user": "true"})
+    mint = auth_doc_python()
+    secret = open(stack.secret_path, "rb").read()
+    client_id = mint["taskwire_client_id"](secret, "alice")
+    token = mint["taskwire_token"](secret, client_id)
+    status, _, session, _ = cgi(stack, "POST", "/api/session", extra_env={"REMOTE_USER": "alice"})
+    assert status == 201 and session["client_id"] == client_id
+    task = stack.submit(token, "sleep", {"duration_ms": 50, "steps": 1})
+    listed = stack.request("GET", "/api/tasks", token=session["token"])[2]["tasks"]
+    assert [t["id"] for t in listed] == [task["id"]]
+
+    async def go():
+        ws, hello = await connect(stack, token)
+        await ws.close()
+        return hello
+    assert run(go())["client_id"] == client_id
