@@ -2,12 +2,14 @@
 server's login names the client, so a user's tasks follow them from device to device;
 [auth] anonymous = false turns the random, anonymous sessions off."""
 import base64
+import json
 import os
 
 import pytest
 
 from conftest import connect, run, start_stack
 from test_cgi import cgi
+from test_cli import taskwire
 
 USERS = {"alice": "wonderland", "bob.smith@example.org": "builder"}
 
@@ -108,3 +110,19 @@ def test_backend_minted_token_works_on_rest_and_relay(request):
         await ws.close()
         return hello
     assert run(go())["client_id"] == client_id
+
+
+def test_cli_mints_for_a_user(request):
+    """An operator can hand a user a token for the identity their login gives them (`taskwire
+    token mint --user`), and a name that is no identity is a usage error."""
+    stack = start_stack(request, auth_settings={"trust_remote_user": "true"})
+    status, _, session, _ = cgi(stack, "POST", "/api/session", extra_env={"REMOTE_USER": "alice"})
+    status, out, err = taskwire(stack, "token", "mint", "--user", "alice", "--json")
+    assert status == 0, err
+    assert json.loads(out)["client_id"] == session["client_id"]
+    status, out, err = taskwire(stack, "token", "verify", json.loads(out)["token"])
+    assert status == 0 and session["client_id"] in out
+    status, _, err = taskwire(stack, "token", "mint", "--user", "bad user")
+    assert status == 2 and "--user must be" in err
+    status, _, err = taskwire(stack, "token", "mint", "--user", "alice", "--client", "0" * 32)
+    assert status == 2 and "either --client" in err
