@@ -260,6 +260,42 @@ out:
     return rc;
 }
 
+/* 1 when channels (absent: NULL) is a channels claim as token.h describes it. */
+static int
+token_channels_valid(json_t *channels)
+{
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789:._-*";
+    static const char *const permissions[] = {"subscribe", "publish"};
+    if (!channels)
+        return 1;
+    if (!json_is_object(channels) || json_object_size(channels) > TOKEN_CHANNELS_MAX)
+        return 0;
+    const char *name;
+    json_t *granted;
+    json_object_foreach(channels, name, granted)
+    {
+        size_t len = strlen(name);
+        if (len == 0 || len > TOKEN_CHANNEL_MAX || strspn(name, allowed) != len ||
+            !json_is_array(granted) || json_array_size(granted) == 0)
+            return 0;
+        unsigned seen = 0;
+        size_t i;
+        json_t *permission;
+        json_array_foreach(granted, i, permission)
+        {
+            const char *text = json_string_value(permission);
+            size_t which = 0;
+            while (which < 2 && (!text || strcmp(text, permissions[which]) != 0))
+                which++;
+            if (which == 2 || seen & (1u << which))
+                return 0;
+            seen |= 1u << which;
+        }
+    }
+    return 1;
+}
+
 static int
 token_fail(char *err, size_t errlen, const char *why)
 {
@@ -311,6 +347,8 @@ token_verify(const unsigned char *secret, size_t secret_len, const char *token, 
         rc = token_fail(err, errlen, "claims need sub and exp");
     else if (exp <= now)
         rc = token_fail(err, errlen, "expired");
+    else if (!token_channels_valid(json_object_get(claims, "channels")))
+        rc = token_fail(err, errlen, "channels claim is malformed");
     else if (strlen(subject) != TOKEN_ID_SIZE - 1 ||
              strspn(subject, "0123456789abcdef") != TOKEN_ID_SIZE - 1)
         rc = token_fail(err, errlen, "subject is not a client id");

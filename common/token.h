@@ -2,7 +2,11 @@
  *
  * A client id is 128 random bits written as 32 lowercase hex digits (URL-safe).  A token is a
  * compact JWT {"alg":"HS256","typ":"JWT"}.{"sub":client id,"iat":..,"exp":..} signed with the
- * secret.  Verification checks the header, the signature (constant time) and expiry.
+ * secret.  Verification checks the header, the signature (constant time) and expiry, and
+ * refuses a malformed optional "channels" claim: an object of at most TOKEN_CHANNELS_MAX
+ * channel names or patterns (1..TOKEN_CHANNEL_MAX bytes of letters, digits and : . _ - *), each
+ * to a non-empty array of distinct "subscribe" / "publish" (docs/AUTH.md).  Nothing enforces
+ * what the claim allows yet.
  */
 #ifndef TW_COMMON_TOKEN_H
 #define TW_COMMON_TOKEN_H
@@ -15,6 +19,8 @@
 #define TOKEN_SECRET_BYTES 32 /* size of a generated secret */
 #define TOKEN_SECRET_MAX 1024 /* longest secret file accepted */
 #define TOKEN_USER_MAX 64     /* bytes of a user name token_user_id accepts */
+#define TOKEN_CHANNELS_MAX 16 /* entries of a token's channels claim */
+#define TOKEN_CHANNEL_MAX 64  /* bytes of one channel name or pattern */
 
 /* Write 128 random bits as hex into out (TOKEN_ID_SIZE bytes).  0 or TW_E_INTERNAL. */
 int token_random_id(char out[TOKEN_ID_SIZE]);
