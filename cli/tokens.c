@@ -7,17 +7,19 @@
 #include <string.h>
 
 #include "clock.h"
+#include "errors.h"
 #include "taskwire.h"
 #include "token.h"
 
 #define TOKEN_TTL_MAX 315360000LL /* seconds a minted token may live: ten years */
 
 static const char token_help[] =
-    "usage: taskwire token mint --client ID [--ttl SECONDS] [--json]\n"
+    "usage: taskwire token mint --client ID | --user NAME [--ttl SECONDS] [--json]\n"
     "       taskwire token verify [TOKEN | -] [--json]\n"
     "\n"
     "  mint    print a session token for client ID (32 hex digits), valid --ttl seconds\n"
-    "          (default [auth] token_ttl); --json prints it as POST /api/session does\n"
+    "          (default [auth] token_ttl); --json prints it as POST /api/session does;\n"
+    "          --user NAME: for the client id [auth] trust_remote_user gives user NAME\n"
     "  verify  check TOKEN (read from standard input when it is '-' or absent): print its\n"
     "          claims and whether it is valid; exit 1, with the reason on stderr, when not\n"
     "\n"
@@ -26,10 +28,10 @@ static const char token_help[] =
     "/etc/taskwire/taskwire.conf)\n"
     "  -h, --help         this help\n";
 
-enum token_option { OPT_CLIENT = 256, OPT_TTL, OPT_JSON, OPT_SECRET_FILE };
+enum token_option { OPT_CLIENT = 256, OPT_USER, OPT_TTL, OPT_JSON, OPT_SECRET_FILE };
 
 struct token_args {
-    const char *client, *secret_file, *token;
+    const char *client, *user, *secret_file, *token;
     long long ttl; /* 0: [auth] token_ttl */
     int json;
 };
@@ -58,8 +60,8 @@ token_secret(struct context *ctx, const struct token_args *args, unsigned char *
 static int
 token_mint(struct context *ctx, const struct token_args *args)
 {
-    if (!args->client)
-        return context_usage(ctx, "--client ID is required");
+    if (!args->client == !args->user)
+        return context_usage(ctx, "either --client ID or --user NAME is required");
     long long ttl = args->ttl;
     if (!ttl) {
         const struct config *cfg;
@@ -73,10 +75,18 @@ token_mint(struct context *ctx, const struct token_args *args)
     int status = token_secret(ctx, args, secret, &secret_len);
     if (status != CLI_EXIT_OK)
         return status;
-    char token[TOKEN_MAX];
+    char token[TOKEN_MAX], client[TOKEN_ID_SIZE];
     int64_t now = clock_now_ms() / 1000;
-    int rc = token_issue(secret, secret_len, args->client, now, now + ttl, token, sizeof token);
+    int rc =
+        args->user ? token_user_id(secret, secret_len, args->user, strlen(args->user), client) : 0;
+    if (!args->user)
+        snprintf(client, sizeof client, "%s", args->client);
+    if (rc == 0)
+        rc = token_issue(secret, secret_len, client, now, now + ttl, token, sizeof token);
     OPENSSL_cleanse(secret, sizeof secret);
+    if (rc == TW_E_BAD_REQUEST)
+        return context_usage(ctx, "--user must be 1..%d letters, digits or . _ @ + -",
+                             TOKEN_USER_MAX);
     if (rc != 0) {
         context_error(ctx, "cannot sign the token");
         return CLI_EXIT_CONFIG;
@@ -84,8 +94,8 @@ token_mint(struct context *ctx, const struct token_args *args)
     if (args->json) {
         char expires[CLOCK_ISO8601_SIZE];
         clock_iso8601((now + ttl) * 1000, expires, sizeof expires);
-        printf("{\"client_id\":\"%s\",\"token\":\"%s\",\"expires_at\":\"%s\"}\n", args->client,
-               token, expires);
+        printf("{\"client_id\":\"%s\",\"token\":\"%s\",\"expires_at\":\"%s\"}\n", client, token,
+               expires);
     } else {
         printf("%s\n", token);
     }
@@ -169,6 +179,7 @@ token_main(struct context *ctx, int argc, char **argv)
 {
     static const struct option options[] = {
         {"client", required_argument, NULL, OPT_CLIENT},
+        {"user", required_argument, NULL, OPT_USER},
         {"ttl", required_argument, NULL, OPT_TTL},
         {"json", no_argument, NULL, OPT_JSON},
         {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
@@ -197,6 +208,11 @@ token_main(struct context *ctx, int argc, char **argv)
                 return context_usage(ctx, mint ? "--client must be a client id (32 hex digits)"
                                                : "verify takes no --client");
             args.client = optarg;
+            break;
+        case OPT_USER:
+            if (!mint)
+                return context_usage(ctx, "verify takes no --user");
+            args.user = optarg;
             break;
         case OPT_TTL:
             if (!mint)

@@ -32,7 +32,8 @@ enum key_kind {
     KEY_ORIGINS,
     KEY_ADDRESSES,
     KEY_URLS,
-    KEY_LISTEN /* host:port, or empty for off */
+    KEY_LISTEN, /* host:port, or empty for off */
+    KEY_BOOL    /* true or false, into an int 1 or 0 */
 };
 
 struct config_key {
@@ -64,6 +65,8 @@ static const struct config_key config_keys[] = {
     KEY_NUM("store", "keep_finished", KEY_LONG, keep_finished, 0, 315360000),
     KEY_STR("auth", "secret_file", KEY_PATH, secret_file),
     KEY_NUM("auth", "token_ttl", KEY_LONG, token_ttl, 60, 31536000),
+    KEY_NUM("auth", "trust_remote_user", KEY_BOOL, trust_remote_user, 0, 1),
+    KEY_NUM("auth", "anonymous", KEY_BOOL, anonymous, 0, 1),
     KEY_STR("zmq", "tasks", KEY_TEXT, tasks_endpoint),
     KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
     KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
@@ -517,6 +520,13 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
         else
             *(long long *)(void *)field = number;
         return 0;
+    case KEY_BOOL:
+        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+            snprintf(state->err, sizeof state->err, "%s must be true or false", key->name);
+            return TW_E_CONFIG;
+        }
+        *(int *)(void *)field = strcmp(value, "true") == 0;
+        return 0;
     case KEY_TEXT:
         if (copy_text(field, key->size, value) == 0 && *value)
             return 0;
@@ -638,6 +648,7 @@ config_defaults(struct config *cfg)
     cfg->keep_finished = CONFIG_DEFAULT_KEEP_FINISHED;
     strcpy(cfg->secret_file, "/var/lib/taskwire/secret");
     cfg->token_ttl = CONFIG_DEFAULT_TOKEN_TTL;
+    cfg->anonymous = 1;
     strcpy(cfg->tasks_endpoint, "tcp://127.0.0.1:5571");
     strcpy(cfg->publish_endpoint, "tcp://127.0.0.1:5572");
     strcpy(cfg->events_endpoint, "tcp://127.0.0.1:5573");

@@ -120,7 +120,9 @@ struct config {
 
     /* [auth] */
     char secret_file[PATH_MAX];
-    long long token_ttl; /* seconds */
+    long long token_ttl;   /* seconds */
+    int trust_remote_user; /* 1: POST /api/session names the web server's REMOTE_USER */
+    int anonymous;         /* 1: POST /api/session without a trusted user makes a random id */
 
     /* [zmq] */
     char tasks_endpoint[CONFIG_TEXT_MAX];   /* worker binds PULL; handlers connect PUSH */

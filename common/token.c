@@ -102,6 +102,30 @@ token_ordered_id(int64_t now_ms, char out[TOKEN_ID_SIZE])
     return 0;
 }
 
+int
+token_user_id(const unsigned char *secret, size_t secret_len, const char *user, size_t len,
+              char out[TOKEN_ID_SIZE])
+{
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789._@+-";
+    char data[sizeof "user:" + TOKEN_USER_MAX];
+    if (len == 0 || len > TOKEN_USER_MAX)
+        return TW_E_BAD_REQUEST;
+    for (size_t i = 0; i < len; i++)
+        if (user[i] == '\0' || !strchr(allowed, user[i]))
+            return TW_E_BAD_REQUEST;
+    memcpy(data, "user:", 5);
+    memcpy(data + 5, user, len);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len;
+    if (!HMAC(EVP_sha256(), secret, (int)secret_len, (const unsigned char *)data, 5 + len, mac,
+              &mac_len))
+        return TW_E_INTERNAL;
+    token_hex(mac, 16, out);
+    out[32] = '\0';
+    return 0;
+}
+
 /* base64url of len bytes into out (NUL-terminated); the length written, or -1 if no room. */
 static int
 base64url_encode(const unsigned char *in, size_t len, char *out, size_t size)
@@ -236,6 +260,42 @@ out:
     return rc;
 }
 
+/* 1 when channels (absent: NULL) is a channels claim as token.h describes it. */
+static int
+token_channels_valid(json_t *channels)
+{
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789:._-*";
+    static const char *const permissions[] = {"subscribe", "publish"};
+    if (!channels)
+        return 1;
+    if (!json_is_object(channels) || json_object_size(channels) > TOKEN_CHANNELS_MAX)
+        return 0;
+    const char *name;
+    json_t *granted;
+    json_object_foreach(channels, name, granted)
+    {
+        size_t len = strlen(name);
+        if (len == 0 || len > TOKEN_CHANNEL_MAX || strspn(name, allowed) != len ||
+            !json_is_array(granted) || json_array_size(granted) == 0)
+            return 0;
+        unsigned seen = 0;
+        size_t i;
+        json_t *permission;
+        json_array_foreach(granted, i, permission)
+        {
+            const char *text = json_string_value(permission);
+            size_t which = 0;
+            while (which < 2 && (!text || strcmp(text, permissions[which]) != 0))
+                which++;
+            if (which == 2 || seen & (1u << which))
+                return 0;
+            seen |= 1u << which;
+        }
+    }
+    return 1;
+}
+
 static int
 token_fail(char *err, size_t errlen, const char *why)
 {
@@ -287,6 +347,8 @@ token_verify(const unsigned char *secret, size_t secret_len, const char *token, 
         rc = token_fail(err, errlen, "claims need sub and exp");
     else if (exp <= now)
         rc = token_fail(err, errlen, "expired");
+    else if (!token_channels_valid(json_object_get(claims, "channels")))
+        rc = token_fail(err, errlen, "channels claim is malformed");
     else if (strlen(subject) != TOKEN_ID_SIZE - 1 ||
              strspn(subject, "0123456789abcdef") != TOKEN_ID_SIZE - 1)
         rc = token_fail(err, errlen, "subject is not a client id");

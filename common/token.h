@@ -2,7 +2,11 @@
  *
  * A client id is 128 random bits written as 32 lowercase hex digits (URL-safe).  A token is a
  * compact JWT {"alg":"HS256","typ":"JWT"}.{"sub":client id,"iat":..,"exp":..} signed with the
- * secret.  Verification checks the header, the signature (constant time) and expiry.
+ * secret.  Verification checks the header, the signature (constant time) and expiry, and
+ * refuses a malformed optional "channels" claim: an object of at most TOKEN_CHANNELS_MAX
+ * channel names or patterns (1..TOKEN_CHANNEL_MAX bytes of letters, digits and : . _ - *), each
+ * to a non-empty array of distinct "subscribe" / "publish" (docs/AUTH.md).  Nothing enforces
+ * what the claim allows yet.
  */
 #ifndef TW_COMMON_TOKEN_H
 #define TW_COMMON_TOKEN_H
@@ -14,6 +18,9 @@
 #define TOKEN_MAX 1024        /* longest token accepted or produced, NUL included */
 #define TOKEN_SECRET_BYTES 32 /* size of a generated secret */
 #define TOKEN_SECRET_MAX 1024 /* longest secret file accepted */
+#define TOKEN_USER_MAX 64     /* bytes of a user name token_user_id accepts */
+#define TOKEN_CHANNELS_MAX 16 /* entries of a token's channels claim */
+#define TOKEN_CHANNEL_MAX 64  /* bytes of one channel name or pattern */
 
 /* Write 128 random bits as hex into out (TOKEN_ID_SIZE bytes).  0 or TW_E_INTERNAL. */
 int token_random_id(char out[TOKEN_ID_SIZE]);
@@ -24,6 +31,14 @@ int token_random_id(char out[TOKEN_ID_SIZE]);
  * inserting a batch of them touches one or two pages of it rather than one page each.
  * 0 or TW_E_INTERNAL. */
 int token_ordered_id(int64_t now_ms, char out[TOKEN_ID_SIZE]);
+
+/* The client id of user name (user, len), the same for every session of that user: the first
+ * 128 bits of HMAC-SHA256(secret, "user:" name) as hex into out (TOKEN_ID_SIZE bytes), so the
+ * name itself is in no token, log line or store row.  A name is 1..TOKEN_USER_MAX bytes of
+ * ASCII letters, digits and . _ @ + - (docs/AUTH.md).  0, TW_E_BAD_REQUEST for a name that is
+ * not one, or TW_E_INTERNAL. */
+int token_user_id(const unsigned char *secret, size_t secret_len, const char *user, size_t len,
+                  char out[TOKEN_ID_SIZE]);
 
 /* Read the secret from path.  If the file does not exist and create is set, write a new random
  * secret there with mode 0600 first.  secret receives up to TOKEN_SECRET_MAX bytes.

@@ -34,6 +34,7 @@ request_init(struct request *req, FCGX_Request *fcgx)
     req->authorization = request_env(req, "HTTP_AUTHORIZATION");
     req->idempotency_key = request_param(req, "HTTP_IDEMPOTENCY_KEY");
     req->origin = request_param(req, "HTTP_ORIGIN");
+    req->remote_user = request_param(req, "REMOTE_USER");
     req->cors_request_method = request_param(req, "HTTP_ACCESS_CONTROL_REQUEST_METHOD");
     req->query = request_env(req, "QUERY_STRING");
     req->content_length = -1;

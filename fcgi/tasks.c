@@ -57,14 +57,33 @@ tasks_session(struct app *app, const struct request *req, const char *id)
     char client_id[TOKEN_ID_SIZE], token[TOKEN_MAX], expires[CLOCK_ISO8601_SIZE];
     int64_t now = clock_now_ms() / 1000;
     int64_t exp = now + app->cfg->token_ttl;
-    if (token_random_id(client_id) != 0 ||
-        token_issue(app->secret, app->secret_len, client_id, now, exp, token, sizeof token) != 0) {
+    const char *user = app->cfg->trust_remote_user ? req->remote_user : NULL;
+    if (user && *user) {
+        int rc = token_user_id(app->secret, app->secret_len, user, strlen(user), client_id);
+        if (rc != 0) {
+            reply_error(req, rc,
+                        rc == TW_E_BAD_REQUEST ? "the web server's user name is not 1..64 letters, "
+                                                 "digits or . _ @ + -"
+                                               : "cannot derive the client id");
+            return;
+        }
+    } else if (app->cfg->trust_remote_user || !app->cfg->anonymous) {
+        reply_error(req, TW_E_UNAUTHORIZED,
+                    app->cfg->trust_remote_user ? "the web server authenticated no user"
+                                                : "anonymous sessions are off");
+        return;
+    } else if (token_random_id(client_id) != 0) {
+        reply_error(req, TW_E_INTERNAL, "cannot issue a token");
+        return;
+    }
+    if (token_issue(app->secret, app->secret_len, client_id, now, exp, token, sizeof token) != 0) {
         reply_error(req, TW_E_INTERNAL, "cannot issue a token");
         return;
     }
     json_t *body = json_pack("{s:s, s:s, s:s}", "client_id", client_id, "token", token,
                              "expires_at", clock_iso8601(exp * 1000, expires, sizeof expires));
-    log_info("event=session client=%s", client_id);
+    log_info("event=session client=%s identity=%s", client_id,
+             user && *user ? "user" : "anonymous");
     reply_json(req, 201, &body, NULL);
 }
 

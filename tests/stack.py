@@ -248,6 +248,16 @@ include "{root}/conf/lighttpd/taskwire.conf"
 """
 
 
+# basic_auth: the web server asks for a password on POST /api/session (mod_auth).
+LIGHTTPD_BASIC_AUTH = """
+auth.backend = "plain"
+auth.backend.plain.userfile = "{users}"
+$HTTP["url"] == "/api/session" {{
+    auth.require = ("" => ("method" => "basic", "realm" => "taskwire", "require" => "valid-user"))
+}}
+"""
+
+
 class Lighttpd:
     """lighttpd 1.4 with a config of the stack's own: /api/ to the FastCGI handler (lighttpd
     spawns it), /ws proxied to the relay with the WebSocket upgrade, www/ as document root."""
@@ -265,6 +275,10 @@ class Lighttpd:
             upgrade = '    proxy.header = ("upgrade" => "enable")\n'
             assert upgrade in text, "this lighttpd config cannot drop the upgrade"
             text = text.replace(upgrade, "")
+        if self.stack.basic_auth:  # mod_auth before mod_fastcgi, as lighttpd asks
+            text = text.replace('server.modules += ("mod_fastcgi"',
+                                'server.modules += ("mod_auth", "mod_authn_file", "mod_fastcgi"')
+            text += LIGHTTPD_BASIC_AUTH.format(users=self.stack.write_users("plain"))
         with open(path, "w") as f:
             f.write(text)
         return ["lighttpd", "-D", "-f", path]
@@ -302,6 +316,20 @@ Define TASKWIRE_RELAY "127.0.0.1:{relay_port}"
 Include "{root}/conf/apache2/{site}"
 """
 
+# basic_auth: the web server asks for a password on POST /api/session (mod_auth_basic).
+APACHE_BASIC_AUTH = """
+LoadModule authn_core_module /usr/lib/apache2/modules/mod_authn_core.so
+LoadModule authn_file_module /usr/lib/apache2/modules/mod_authn_file.so
+LoadModule auth_basic_module /usr/lib/apache2/modules/mod_auth_basic.so
+LoadModule authz_user_module /usr/lib/apache2/modules/mod_authz_user.so
+<Location "/api/session">
+    AuthType Basic
+    AuthName "taskwire"
+    AuthUserFile "{users}"
+    Require valid-user
+</Location>
+"""
+
 
 class Apache:
     """Apache 2.4 with the shipped conf/apache2/taskwire.conf: mod_fcgid runs the handler,
@@ -320,9 +348,12 @@ class Apache:
         modules = "\n".join(f"LoadModule {m}_module /usr/lib/apache2/modules/mod_{m}.so"
                             for m in APACHE_MODULES)
         path = os.path.join(self.stack.tmp, "apache.conf")
+        text = APACHE_CONF.format(root=ROOT, modules=modules, site=self.site,
+                                  **self.stack.settings())
+        if self.stack.basic_auth:
+            text += APACHE_BASIC_AUTH.format(users=self.stack.write_users("htpasswd"))
         with open(path, "w") as f:
-            f.write(APACHE_CONF.format(root=ROOT, modules=modules, site=self.site,
-                                       **self.stack.settings()))
+            f.write(text)
         self.stack.hand_over()
         return ["apache2", "-f", path, "-D", "FOREGROUND"]
 
@@ -413,7 +444,9 @@ class Stack:
     puts the ZeroMQ hub between them and the other programs.  types: further exec types,
     {name: {key: value}} as in TEST_TYPES.  type_settings: keys added to types of the config
     ("sleep" included), {name: {key: value}}.  http_settings: [http] keys that replace the
-    test defaults.
+    test defaults.  auth_settings: [auth] keys added to the test defaults.  basic_auth:
+    {user: password}: lighttpd or Apache asks for one of them (HTTP basic authentication) on
+    /api/session and hands the handler REMOTE_USER.
     store_dir: a directory of the stack's own (made 0700) for the database instead of var/, to
     put a file system of the test's own there.  namespace: run every process, and store_query,
     through the argv namespace.command(argv, user, cwd) (which also switches to user, the web
@@ -423,7 +456,7 @@ class Stack:
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
                  type_settings=None, http_settings=None, store_dir=None, namespace=None,
-                 admin=True, admin_relays=None):
+                 admin=True, admin_relays=None, auth_settings=None, basic_auth=None):
         self.websocket = websocket
         self.worker_names = [WORKER] + [f"{WORKER}{n}" for n in range(2, workers + 1)]
         self.hub = workers > 1
@@ -464,6 +497,8 @@ class Stack:
                       "w") as f:
                 f.write(self.admin_key + "\n")
         self.admin_relays = admin_relays
+        self.auth_settings = dict(auth_settings or {})
+        self.basic_auth = dict(basic_auth or {})
         self.with_worker = worker
         sections = self.config_sections(worker_settings or {}, relay_settings or {},
                                         http_settings or {})
@@ -521,6 +556,20 @@ class Stack:
                 "relay_port": self.relay_port, "fcgi_config": self.fcgi_config_path,
                 "tree": self.tree}
 
+    def write_users(self, kind):
+        """The basic_auth users in a file of the web server's: "plain" (lighttpd's user:password
+        lines) or "htpasswd" ({SHA} hashes, which Apache reads); its path."""
+        import base64
+        import hashlib
+        path = os.path.join(self.tmp, f"users.{kind}")
+        with open(path, "w") as f:
+            for user, password in self.basic_auth.items():
+                if kind == "htpasswd":
+                    digest = hashlib.sha1(password.encode()).digest()
+                    password = "{SHA}" + base64.b64encode(digest).decode()
+                f.write(f"{user}:{password}\n")
+        return path
+
     def hand_over(self):
         """Make the stack's files the service user's (when running as root), copying what it
         could not reach in place: the deployed modes (secret 0600, var/ 0700) then hold for
@@ -568,7 +617,8 @@ class Stack:
         sections = {
             "log": {"level": "info"},
             "store": {"database": self.database, "busy_timeout_ms": 5000},
-            "auth": {"secret_file": self.secret_path, "token_ttl": 3600},
+            "auth": dict({"secret_file": self.secret_path, "token_ttl": 3600},
+                         **self.auth_settings),
             "zmq": {"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
                     "events": self.events_endpoint},
             # Submissions: far above what the suite sends, so only the tests of the limit

@@ -8,8 +8,10 @@ import subprocess
 from conftest import wait_for
 
 
-def cgi(stack, method, path, body=b"", token=None, content_type="application/json"):
-    """Run one request through a fresh handler process; (status, headers, JSON, stderr)."""
+def cgi(stack, method, path, body=b"", token=None, content_type="application/json",
+        extra_env=None):
+    """Run one request through a fresh handler process; (status, headers, JSON, stderr).
+    extra_env: more variables, as a web server sets them (REMOTE_USER)."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "TASKWIRE_CONFIG": stack.config_path,
@@ -26,6 +28,7 @@ def cgi(stack, method, path, body=b"", token=None, content_type="application/jso
     }
     if token:
         env["HTTP_AUTHORIZATION"] = "Bearer " + token
+    env.update(extra_env or {})
     done = subprocess.run([os.path.join(stack.build, "taskwire.fcgi")], input=body, env=env,
                           capture_output=True, timeout=20)
     assert done.returncode == 0, done.stderr.decode(errors="replace")

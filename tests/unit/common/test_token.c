@@ -11,6 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "errors.h"
 #include "token.h"
 
@@ -195,6 +198,114 @@ test_secret_is_created_once_with_mode_0600(void **state)
     rmdir(dir);
 }
 
+/* A user's tasks would not follow them to another device (a different id for the same name),
+ * two users would share tasks, or a name with spaces, quotes or non-ASCII bytes would become
+ * an identity. */
+static void
+test_user_ids_are_stable_distinct_and_checked(void **state)
+{
+    (void)state;
+    char a[TOKEN_ID_SIZE], b[TOKEN_ID_SIZE], c[TOKEN_ID_SIZE], sub[TOKEN_ID_SIZE];
+    char token[TOKEN_MAX], why[64];
+    assert_int_equal(token_user_id(secret, SECRET_LEN, "alice", 5, a), 0);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, "alice", 5, b), 0);
+    assert_string_equal(a, b);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, "bob@example.org", 15, c), 0);
+    assert_string_not_equal(a, c);
+    assert_int_equal(token_user_id((const unsigned char *)"another secret, 32 bytes long!!!",
+                                   SECRET_LEN, "alice", 5, c),
+                     0);
+    assert_string_not_equal(a, c);
+    /* The id is an ordinary client id: a token for it verifies. */
+    assert_int_equal(token_issue(secret, SECRET_LEN, a, 1000, 2000, token, sizeof token), 0);
+    assert_int_equal(token_verify(secret, SECRET_LEN, token, strlen(token), 1500, sub, why,
+                                  sizeof why),
+                     0);
+    assert_string_equal(sub, a);
+    char longest[TOKEN_USER_MAX + 1];
+    memset(longest, 'x', sizeof longest);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, longest, TOKEN_USER_MAX, c), 0);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, longest, TOKEN_USER_MAX + 1, c),
+                     TW_E_BAD_REQUEST);
+    static const char *const bad[] = {"", "a b", "a\"b", "a/b", "caf\xc3\xa9", "a\nb"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(token_user_id(secret, SECRET_LEN, bad[i], strlen(bad[i]), c),
+                         TW_E_BAD_REQUEST);
+    assert_int_equal(token_user_id(secret, SECRET_LEN, "a\0b", 3, c), TW_E_BAD_REQUEST);
+}
+
+/* base64url without padding of (in, len) appended at out. */
+static void
+append_b64url(char *out, const void *in, size_t len)
+{
+    char *at = out + strlen(out);
+    int written = EVP_EncodeBlock((unsigned char *)at, in, (int)len);
+    while (written > 0 && at[written - 1] == '=')
+        written--;
+    at[written] = '\0';
+    for (char *c = at; *c; c++)
+        *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+}
+
+/* An HS256 token of claims (JSON text) signed with the test secret, as a backend makes one. */
+static void
+sign_claims(const char *claims, char out[TOKEN_MAX])
+{
+    static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len;
+    out[0] = '\0';
+    append_b64url(out, header, strlen(header));
+    strcat(out, ".");
+    append_b64url(out, claims, strlen(claims));
+    HMAC(EVP_sha256(), secret, SECRET_LEN, (const unsigned char *)out, strlen(out), mac, &mac_len);
+    strcat(out, ".");
+    append_b64url(out, mac, mac_len);
+}
+
+/* A backend's token with channels would be refused, or one whose channels claim nothing can
+ * read (the wrong shape, unknown permissions, too many or too long names) would be taken. */
+static void
+test_channels_claim_is_checked(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "{}",
+        "{\"project:42\":[\"subscribe\",\"publish\"]}",
+        "{\"news\":[\"subscribe\"],\"user:*\":[\"publish\"]}",
+    };
+    static const char *const bad[] = {
+        "[]",
+        "\"project:42\"",
+        "{\"project:42\":[]}",
+        "{\"project:42\":\"subscribe\"}",
+        "{\"project:42\":[\"read\"]}",
+        "{\"project:42\":[\"subscribe\",\"subscribe\"]}",
+        "{\"project:42\":[1]}",
+        "{\"\":[\"subscribe\"]}",
+        "{\"a b\":[\"subscribe\"]}",
+        "{\"a\":[\"subscribe\"],\"b\":[\"subscribe\"],\"c\":[\"subscribe\"],\"d\":[\"subscribe\"],"
+        "\"e\":[\"subscribe\"],\"f\":[\"subscribe\"],\"g\":[\"subscribe\"],\"h\":[\"subscribe\"],"
+        "\"i\":[\"subscribe\"],\"j\":[\"subscribe\"],\"k\":[\"subscribe\"],\"l\":[\"subscribe\"],"
+        "\"m\":[\"subscribe\"],\"n\":[\"subscribe\"],\"o\":[\"subscribe\"],\"p\":[\"subscribe\"],"
+        "\"q\":[\"subscribe\"]}",
+        "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":[\"publish\"]}",
+    };
+    char claims[700], token[TOKEN_MAX], sub[TOKEN_ID_SIZE], err[128];
+    size_t n_good = sizeof good / sizeof good[0], n_bad = sizeof bad / sizeof bad[0];
+    for (size_t i = 0; i < n_good + n_bad; i++) {
+        snprintf(claims, sizeof claims,
+                 "{\"sub\":\"0123456789abcdef0123456789abcdef\",\"exp\":2000,\"channels\":%s}",
+                 i < n_good ? good[i] : bad[i - n_good]);
+        sign_claims(claims, token);
+        int rc = token_verify(secret, SECRET_LEN, token, strlen(token), 1500, sub, err, sizeof err);
+        assert_int_equal(rc, i < n_good ? 0 : TW_E_UNAUTHORIZED);
+        /* The 17-entry claim is over the size a token's claims may have: refused either way. */
+        if (i >= n_good && strlen(claims) < 512)
+            assert_string_equal(err, "channels claim is malformed");
+    }
+}
+
 int
 main(void)
 {
@@ -204,6 +315,8 @@ main(void)
         cmocka_unit_test(test_forked_child_does_not_repeat_parent_ids),
         cmocka_unit_test(test_ordered_ids_sort_by_time_and_are_distinct),
         cmocka_unit_test(test_issued_token_verifies),
+        cmocka_unit_test(test_user_ids_are_stable_distinct_and_checked),
+        cmocka_unit_test(test_channels_claim_is_checked),
         cmocka_unit_test(test_forged_expired_and_malformed_tokens_fail),
         cmocka_unit_test(test_claims_are_read_back_and_junk_refused),
         cmocka_unit_test(test_secret_is_created_once_with_mode_0600),
