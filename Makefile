@@ -26,7 +26,7 @@ WORKER_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lpthread
 RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -lwslay
 
 COMMON_SRC := common/metrics.c common/httpreply.c common/adminkey.c common/notify.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
-	common/store.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
+	common/store.c common/store_sqlite.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 FCGI_SRC += fcgi/cors.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \

@@ -1,5 +1,10 @@
-/* store.c: the task store on SQLite (WAL; a 202 means the row is on disk: synchronous=FULL, or
- * group commit in the handler, see store_group_commit).
+/* store_sqlite.c: the task store on SQLite (WAL; a 202 means the row is on disk:
+ * synchronous=FULL, or group commit in the handler, see store_group_commit).
+ *
+ * Assumes one connection per thread, a database file on a local file system (WAL's shared
+ * memory and the "-queue" file's lock do not work across hosts), and that every process of the
+ * store shares that file system.  What does not depend on SQLite (status names, the shaping of
+ * texts and per-minute rows) is in store.c, for every backend.
  *
  * Statements are prepared once per connection on first use (store_statements[] is the one list
  * of SQL); every change of a task is a single UPDATE ... RETURNING, so it is atomic between
@@ -24,6 +29,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
+#include "store_backend.h"
 #include "token.h"
 
 #define TASK_COLUMNS                                                                               \
@@ -957,40 +963,6 @@ store_sync_count(const struct store *store)
     return store->syncs;
 }
 
-int
-store_status_is_final(const char *status)
-{
-    return strcmp(status, STORE_STATUS_SUCCEEDED) == 0 ||
-           strcmp(status, STORE_STATUS_FAILED) == 0 || strcmp(status, STORE_STATUS_CANCELLED) == 0;
-}
-
-int
-store_status_is_valid(const char *status)
-{
-    return strcmp(status, STORE_STATUS_QUEUED) == 0 || strcmp(status, STORE_STATUS_RUNNING) == 0 ||
-           store_status_is_final(status);
-}
-
-/* A JSON string of text; bytes that are not valid UTF-8 turn the non-ASCII bytes into '?',
- * since exec programs can write anything to stderr. */
-static json_t *
-store_json_text(const unsigned char *text, int length)
-{
-    if (!text)
-        return json_null();
-    json_t *value = json_stringn((const char *)text, (size_t)length);
-    if (value)
-        return value;
-    char *copy = malloc((size_t)length + 1);
-    if (!copy)
-        return NULL;
-    for (int i = 0; i < length; i++)
-        copy[i] = text[i] < 0x80 && text[i] ? (char)text[i] : '?';
-    value = json_stringn(copy, (size_t)length);
-    free(copy);
-    return value;
-}
-
 static json_t *
 store_json_time(sqlite3_stmt *stmt, int column)
 {
@@ -1648,15 +1620,6 @@ store_step_fenced(struct store *store, sqlite3_stmt *stmt, const char *what, jso
     return rc == TW_E_NOT_FOUND ? TW_E_FENCED : rc;
 }
 
-/* text cut to at most max bytes, keeping the head (keep_tail 0) or the tail; borrowed. */
-static const char *
-store_cut(const char *text, size_t max, int keep_tail, int *length)
-{
-    size_t full = strlen(text);
-    *length = (int)(full > max ? max : full);
-    return keep_tail && full > max ? text + (full - max) : text;
-}
-
 /* Bind text cut to max bytes (head or tail kept), or NULL. */
 static void
 bind_cut(sqlite3_stmt *stmt, int index, const char *text, size_t max, int keep_tail)
@@ -2100,41 +2063,6 @@ store_row_duration(sqlite3_stmt *stmt)
                      (json_int_t)sqlite3_column_int64(stmt, 1), "p50_ms",
                      (json_int_t)sqlite3_column_int64(stmt, 2), "p99_ms",
                      (json_int_t)sqlite3_column_int64(stmt, 3));
-}
-
-/* The rows of ST_ADMIN_MINUTES (newest first, the later ones included) made into one row per
- * minute of [first, last], oldest first, with the queued depth at each minute's end. */
-static json_t *
-store_minutes_fill(json_t *counts, int64_t first, int64_t last, int64_t queued_now)
-{
-    json_t *rows = json_array();
-    size_t count = json_array_size(counts), next = 0;
-    /* Walk back from now: the depth at the end of minute m is today's count less the changes
-     * of every minute after m. */
-    int64_t depth = queued_now;
-    while (next < count &&
-           json_integer_value(json_object_get(json_array_get(counts, next), "minute")) > last)
-        depth -= json_integer_value(json_object_get(json_array_get(counts, next++), "queued"));
-    for (int64_t minute = last; rows && minute >= first; minute--) {
-        json_t *row = NULL;
-        if (next < count &&
-            json_integer_value(json_object_get(json_array_get(counts, next), "minute")) == minute)
-            row = json_array_get(counts, next++);
-        char at[CLOCK_ISO8601_SIZE];
-        json_t *out = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "t",
-                                clock_iso8601(minute * 60000, at, sizeof at), "submitted",
-                                json_integer_value(json_object_get(row, "submitted")), "started",
-                                json_integer_value(json_object_get(row, "started")), "succeeded",
-                                json_integer_value(json_object_get(row, "succeeded")), "failed",
-                                json_integer_value(json_object_get(row, "failed")), "queued",
-                                (json_int_t)(depth > 0 ? depth : 0));
-        if (!out || json_array_insert_new(rows, 0, out) != 0) {
-            json_decref(rows);
-            return NULL;
-        }
-        depth -= json_integer_value(json_object_get(row, "queued"));
-    }
-    return rows;
 }
 
 int
