@@ -62,7 +62,7 @@ DEBS_BUILD := gcc make pkg-config libfcgi-dev libwebsockets-dev libzmq3-dev libj
 	libsqlite3-dev libssl-dev libinih-dev liburing-dev libwslay-dev
 DEBS_RUN := lighttpd curl
 DEBS_TEST := libcmocka-dev python3-pytest python3-websockets python3-zmq lighttpd apache2 \
-	libapache2-mod-fcgid
+	libapache2-mod-fcgid postgresql
 
 # Further parts of the build live in mk/*.mk: each may add to DEBS_TEST and name its test
 # targets in TEST_SAN (run against the sanitizer build) or TEST_PLAIN (the optimised build).
