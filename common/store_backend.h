@@ -25,4 +25,40 @@ const char *store_cut(const char *text, size_t max, int keep_tail, int *length);
  * or NULL when out of memory; counts is borrowed. */
 json_t *store_minutes_fill(json_t *counts, int64_t first, int64_t last, int64_t queued_now);
 
+/* The tasks and workers tables as every backend makes them, so the columns are one list:
+ * seqno (the key that orders rows as stored), a time or counter column (ms since the epoch)
+ * and a flag column (false by default) in the backend's types. */
+#define STORE_TASKS_TABLE(seqno, time, flag)                                                       \
+    "CREATE TABLE tasks ("                                                                         \
+    " seqno " seqno ","                                                                            \
+    " id TEXT NOT NULL UNIQUE,"                                                                    \
+    " client_id TEXT NOT NULL,"                                                                    \
+    " type TEXT NOT NULL,"                                                                         \
+    " name TEXT NOT NULL DEFAULT '',"                                                              \
+    " params TEXT NOT NULL DEFAULT '{}',"                                                          \
+    " status TEXT NOT NULL,"                                                                       \
+    " progress INTEGER NOT NULL DEFAULT 0,"                                                        \
+    " message TEXT NOT NULL DEFAULT '',"                                                           \
+    " result TEXT,"                                                                                \
+    " error TEXT,"                                                                                 \
+    " attempts INTEGER NOT NULL DEFAULT 0,"                                                        \
+    " seq " time " NOT NULL DEFAULT 1,"                                                            \
+    " cancel_requested " flag ","                                                                  \
+    " worker_id TEXT,"                                                                             \
+    " created_at " time " NOT NULL,"                                                               \
+    " started_at " time ","                                                                        \
+    " finished_at " time ","                                                                       \
+    " max_attempts INTEGER NOT NULL DEFAULT 3,"                                                    \
+    " priority INTEGER NOT NULL DEFAULT 0,"                                                        \
+    " errors TEXT NOT NULL DEFAULT '[]',"                                                          \
+    " run_at " time " NOT NULL DEFAULT 0,"                                                         \
+    " lease_expires_at " time ","                                                                  \
+    " worker_host TEXT,"                                                                           \
+    " announced " flag ");"
+#define STORE_WORKERS_TABLE(time)                                                                  \
+    "CREATE TABLE workers ("                                                                       \
+    " id TEXT PRIMARY KEY, pid INTEGER NOT NULL, concurrency INTEGER NOT NULL,"                    \
+    " started_at " time " NOT NULL, heartbeat_at " time " NOT NULL,"                               \
+    " host TEXT NOT NULL DEFAULT '');"
+
 #endif

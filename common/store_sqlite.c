@@ -48,6 +48,8 @@
 static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
                                     "PRAGMA synchronous = FULL;";
 
+#define STORE_PROBE_TABLE "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);"
+
 /* The indexes of schema 2, for a new database and for the upgrade from 1. */
 #define STORE_INDEXES                                                                              \
     "CREATE INDEX IF NOT EXISTS tasks_by_client ON tasks (client_id, seqno);"                      \
@@ -91,37 +93,8 @@ static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
     "PRAGMA user_version = 3;"
 
 static const char store_schema[] =
-    "CREATE TABLE tasks ("
-    " seqno INTEGER PRIMARY KEY,"
-    " id TEXT NOT NULL UNIQUE,"
-    " client_id TEXT NOT NULL,"
-    " type TEXT NOT NULL,"
-    " name TEXT NOT NULL DEFAULT '',"
-    " params TEXT NOT NULL DEFAULT '{}',"
-    " status TEXT NOT NULL,"
-    " progress INTEGER NOT NULL DEFAULT 0,"
-    " message TEXT NOT NULL DEFAULT '',"
-    " result TEXT,"
-    " error TEXT,"
-    " attempts INTEGER NOT NULL DEFAULT 0,"
-    " seq INTEGER NOT NULL DEFAULT 1,"
-    " cancel_requested INTEGER NOT NULL DEFAULT 0,"
-    " worker_id TEXT,"
-    " created_at INTEGER NOT NULL,"
-    " started_at INTEGER,"
-    " finished_at INTEGER,"
-    " max_attempts INTEGER NOT NULL DEFAULT 3,"
-    " priority INTEGER NOT NULL DEFAULT 0,"
-    " errors TEXT NOT NULL DEFAULT '[]',"
-    " run_at INTEGER NOT NULL DEFAULT 0,"
-    " lease_expires_at INTEGER,"
-    " worker_host TEXT,"
-    " announced INTEGER NOT NULL DEFAULT 0);"
-    "CREATE TABLE workers ("
-    " id TEXT PRIMARY KEY, pid INTEGER NOT NULL, concurrency INTEGER NOT NULL,"
-    " started_at INTEGER NOT NULL, heartbeat_at INTEGER NOT NULL, host TEXT NOT NULL DEFAULT '');"
-    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES
-        STORE_ADDED_3;
+    STORE_TASKS_TABLE("INTEGER PRIMARY KEY", "INTEGER", "INTEGER NOT NULL DEFAULT 0")
+        STORE_WORKERS_TABLE("INTEGER") STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3;
 
 /* Tables added since schema 2 that older programs do not read: made on every open. */
 static const char store_tables_added[] =
@@ -139,8 +112,7 @@ static const char store_upgrade_1[] =
     "ALTER TABLE tasks ADD COLUMN worker_host TEXT;"
     "ALTER TABLE tasks ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;"
     "UPDATE tasks SET run_at = created_at, announced = 1;"
-    "DROP INDEX IF EXISTS tasks_by_status;"
-    "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);" STORE_INDEXES
+    "DROP INDEX IF EXISTS tasks_by_status;" STORE_PROBE_TABLE STORE_INDEXES
     "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3;
 
 /* Schema 2 to 3: the workers' host and the per-minute counts (from the upgrade on). */

@@ -13,7 +13,9 @@ directory it lives in is made reachable for that user.
 import atexit
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 
 PG_BIN = os.environ.get("TASKWIRE_PG_BIN", "/usr/lib/postgresql/15/bin")
@@ -112,3 +114,25 @@ class Postgres:
 
 
 atexit.register(Postgres.destroy_all)
+
+
+def main(argv):
+    """`pg.py run -- COMMAND...`: COMMAND with TASKWIRE_TEST_PG_URL naming a new database of a
+    new cluster, removed when COMMAND ends; COMMAND's exit status."""
+    if len(argv) < 3 or argv[0] != "run" or argv[1] != "--":
+        print("usage: pg.py run -- COMMAND...", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        cluster = Postgres.shared()
+        env = dict(os.environ, TASKWIRE_TEST_PG_URL=cluster.create_database())
+        return subprocess.run(argv[2:], env=env).returncode
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        Postgres.destroy_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
