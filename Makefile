@@ -13,7 +13,7 @@ OPT := -O2 -g
 endif
 
 CC ?= cc
-PKGS := libwebsockets libzmq jansson sqlite3 openssl inih liburing
+PKGS := libwebsockets libzmq jansson sqlite3 libpq openssl inih liburing
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(SANFLAGS) -MMD -MP -Icommon \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -26,7 +26,7 @@ WORKER_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lpthread
 RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -lwslay
 
 COMMON_SRC := common/metrics.c common/httpreply.c common/adminkey.c common/notify.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
-	common/store.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
+	common/store.c common/store_sqlite.c common/store_pg.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 FCGI_SRC += fcgi/cors.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
@@ -44,7 +44,8 @@ RELAY_SRC += relay/throttle.c
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
 	tests/unit/common/test_tasktype.c tests/unit/common/test_origin.c \
-	tests/unit/common/test_bucket.c tests/unit/common/test_metrics.c
+	tests/unit/common/test_bucket.c tests/unit/common/test_metrics.c \
+	tests/unit/common/test_store_pg.c
 UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
 
 COMMON_LIB := $(BUILD)/libtaskwire-common.a
@@ -59,10 +60,10 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 ALL_OBJ = $(call obj,$(COMMON_SRC) $(FCGI_SRC) $(WORKER_SRC) $(RELAY_SRC))
 
 DEBS_BUILD := gcc make pkg-config libfcgi-dev libwebsockets-dev libzmq3-dev libjansson-dev \
-	libsqlite3-dev libssl-dev libinih-dev liburing-dev libwslay-dev
+	libsqlite3-dev libpq-dev libssl-dev libinih-dev liburing-dev libwslay-dev
 DEBS_RUN := lighttpd curl
 DEBS_TEST := libcmocka-dev python3-pytest python3-websockets python3-zmq lighttpd apache2 \
-	libapache2-mod-fcgid
+	libapache2-mod-fcgid postgresql
 
 # Further parts of the build live in mk/*.mk: each may add to DEBS_TEST and name its test
 # targets in TEST_SAN (run against the sanitizer build) or TEST_PLAIN (the optimised build).
@@ -109,8 +110,9 @@ test: deps-test
 	$(MAKE) SAN=1 test-unit test-integration $(TEST_SAN)
 	$(MAKE) bench-smoke $(TEST_PLAIN)
 
+# The store's PostgreSQL tests run on a throwaway cluster (tests/pg.py), stopped afterwards.
 test-unit: $(UNIT_BINS)
-	@tools/unit.sh $(UNIT_BINS)
+	@/usr/bin/python3 tests/pg.py run -- tools/unit.sh $(UNIT_BINS)
 
 test-integration: all
 	TASKWIRE_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration

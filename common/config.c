@@ -29,6 +29,7 @@ enum key_kind {
     KEY_PATH,
     KEY_PATH_OPTIONAL, /* a path, or empty for none */
     KEY_LOG_LEVEL,
+    KEY_STORE_BACKEND,
     KEY_ORIGINS,
     KEY_ADDRESSES,
     KEY_URLS,
@@ -60,6 +61,8 @@ struct config_key {
 
 static const struct config_key config_keys[] = {
     {"log", "level", KEY_LOG_LEVEL, offsetof(struct config, log_level), 0, 0, 0},
+    {"store", "backend", KEY_STORE_BACKEND, offsetof(struct config, store_backend), 0, 0, 0},
+    KEY_STR("store", "url", KEY_TEXT, store_url),
     KEY_STR("store", "database", KEY_PATH, database),
     KEY_NUM("store", "busy_timeout_ms", KEY_INT, busy_timeout_ms, 0, 600000),
     KEY_NUM("store", "keep_finished", KEY_LONG, keep_finished, 0, 315360000),
@@ -556,6 +559,18 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
             return 0;
         snprintf(state->err, sizeof state->err, "level must be error, warn, info or debug");
         return TW_E_CONFIG;
+    case KEY_STORE_BACKEND: {
+        enum config_store_backend *backend = (enum config_store_backend *)(void *)field;
+        if (strcmp(value, "sqlite") == 0)
+            *backend = CONFIG_STORE_SQLITE;
+        else if (strcmp(value, "postgresql") == 0)
+            *backend = CONFIG_STORE_POSTGRESQL;
+        else {
+            snprintf(state->err, sizeof state->err, "backend must be sqlite or postgresql");
+            return TW_E_CONFIG;
+        }
+        return 0;
+    }
     case KEY_ORIGINS:
     case KEY_ADDRESSES:
     case KEY_URLS:
@@ -686,6 +701,15 @@ config_defaults(struct config *cfg)
 static int
 config_check(struct config *cfg, char *err, size_t errlen)
 {
+    if (cfg->store_backend == CONFIG_STORE_POSTGRESQL) {
+        /* Refused here rather than at the first store call, so `-n` says so too. */
+        snprintf(err, errlen,
+                 cfg->store_url[0] ? "%s: [store] backend = postgresql is not yet available "
+                                     "in this build (use sqlite)"
+                                   : "%s: [store] backend = postgresql needs a url",
+                 cfg->path);
+        return TW_E_CONFIG;
+    }
     for (size_t i = 0; i < cfg->type_count; i++) {
         const struct config_type *type = &cfg->types[i];
         if (type->retry_max_ms < type->retry_base_ms) {

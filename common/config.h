@@ -25,6 +25,7 @@
 #define CONFIG_MAX_PARAMS 16          /* parameters per task type */
 #define CONFIG_NAME_MAX 32            /* type and parameter names, NUL included */
 #define CONFIG_TEXT_MAX 256           /* labels, string defaults, endpoints */
+#define CONFIG_STORE_URL_MAX 1024     /* bytes of [store] url, NUL included */
 #define CONFIG_STRING_PARAM_MAX 65536 /* longest string parameter value a type may allow */
 #define CONFIG_ADDRESSES_MAX 16       /* addresses in one address list */
 #define CONFIG_LINE_MAX 199           /* bytes of a line of the file (inih's, less its NUL) */
@@ -109,11 +110,19 @@ struct config_type {
     struct config_param params[CONFIG_MAX_PARAMS];
 };
 
+/* [store] backend: where the tasks live. */
+enum config_store_backend {
+    CONFIG_STORE_SQLITE,    /* [store] database, a file of this host */
+    CONFIG_STORE_POSTGRESQL /* [store] url; not yet available: a config naming it is refused */
+};
+
 struct config {
     char path[PATH_MAX]; /* the file this came from */
     enum log_level log_level;
 
     /* [store] */
+    enum config_store_backend store_backend;
+    char store_url[CONFIG_STORE_URL_MAX]; /* libpq connection string (backend postgresql) */
     char database[PATH_MAX];
     int busy_timeout_ms;
     long long keep_finished; /* seconds a finished task is kept; 0: for ever */

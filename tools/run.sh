@@ -5,6 +5,10 @@
 set -eu
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
+# TASKWIRE_CONFIG, when set, names the configuration (relative to where make ran); else the
+# one in conf/.
+config=${TASKWIRE_CONFIG:-$root/conf/taskwire.conf}
+case $config in /*) ;; *) config="$(pwd)/$config" ;; esac
 cd "$root"
 mkdir -p var
 chmod 700 var
@@ -16,7 +20,7 @@ if [ ! -s var/admin.key ]; then
     # The admin key ([admin] key_file): the dashboard at /admin/ and the admin API ask for it.
     (umask 077 && openssl rand -hex 32 > var/admin.key)
 fi
-export TASKWIRE_CONFIG="$root/conf/taskwire.conf"
+export TASKWIRE_CONFIG="$config"
 export TASKWIRE_ROOT="$root"
 export TASKWIRE_BUILD="$root/$build"
 "$build/taskwire-worker" -n >/dev/null

@@ -102,6 +102,28 @@ test_unknown_keys_and_bad_values_name_the_line(void **state)
     assert_non_null(strstr(err, "needs a command"));
 }
 
+/* A store backend that does not exist, or a PostgreSQL store this build cannot open, would be
+ * taken for the SQLite file instead of refused at start. */
+static void
+test_store_backend_keys(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    assert_int_equal(load(&cfg, "[store]\nbackend = sqlite\n", err, sizeof err), 0);
+    assert_int_equal(cfg.store_backend, CONFIG_STORE_SQLITE);
+    assert_int_equal(load(&cfg, "[log]\n", err, sizeof err), 0);
+    assert_int_equal(cfg.store_backend, CONFIG_STORE_SQLITE);
+    assert_string_equal(cfg.store_url, "");
+    static const struct refusal bad[] = {
+        {"[store]\nbackend = mysql\n", ":2: backend must be sqlite or postgresql"},
+        {"[store]\nbackend = postgresql\n", "backend = postgresql needs a url"},
+        {"[store]\nbackend = postgresql\nurl = host=db dbname=taskwire sslmode=verify-full\n",
+         "backend = postgresql is not yet available"},
+    };
+    assert_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 /* A declared exec type would not appear in the page's form with its parameters. */
 static void
 test_exec_types_and_param_specs(void **state)
@@ -316,6 +338,7 @@ main(void)
         cmocka_unit_test(test_unknown_keys_and_bad_values_name_the_line),
         cmocka_unit_test(test_exec_types_and_param_specs),
         cmocka_unit_test(test_retry_policy_and_lease_keys),
+        cmocka_unit_test(test_store_backend_keys),
         cmocka_unit_test(test_limit_keys_and_lists),
         cmocka_unit_test(test_admin_keys),
         cmocka_unit_test(test_the_first_error_is_reported_with_its_line),

@@ -1,4 +1,4 @@
-/* Unit tests for common/store.c on a real SQLite file: the store is the queue and the truth.
+/* Unit tests for common/store_sqlite.c on a real SQLite file: the store is the queue and the truth.
  * The .c itself is included, to reach its mapping of SQLite's failures and its connection. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,7 +14,7 @@
 
 #include <sqlite3.h>
 
-#include "common/store.c"
+#include "common/store_sqlite.c"
 #include "errors.h"
 #include "tests/unit/tempdb.h"
 
