@@ -663,7 +663,7 @@ config_defaults(struct config *cfg)
     cfg->keep_finished = CONFIG_DEFAULT_KEEP_FINISHED;
     strcpy(cfg->secret_file, "/var/lib/taskwire/secret");
     cfg->token_ttl = CONFIG_DEFAULT_TOKEN_TTL;
-    cfg->anonymous = 1;
+    cfg->anonymous = CONFIG_DEFAULT_ANONYMOUS;
     strcpy(cfg->tasks_endpoint, "tcp://127.0.0.1:5571");
     strcpy(cfg->publish_endpoint, "tcp://127.0.0.1:5572");
     strcpy(cfg->events_endpoint, "tcp://127.0.0.1:5573");

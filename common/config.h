@@ -49,6 +49,7 @@
 #define CONFIG_DEFAULT_MAX_ATTEMPTS 3       /* attempts of a task, the first included */
 #define CONFIG_DEFAULT_RETRY_BASE_MS 1000   /* backoff of the first retry (full jitter) */
 #define CONFIG_DEFAULT_RETRY_MAX_MS 600000  /* longest backoff between attempts */
+#define CONFIG_DEFAULT_ANONYMOUS 1          /* POST /api/session makes anonymous ids */
 #define CONFIG_DEFAULT_RELAY_PORT 8081
 #define CONFIG_DEFAULT_PING_INTERVAL 20       /* seconds idle before a WebSocket ping */
 #define CONFIG_DEFAULT_PING_TIMEOUT 10        /* seconds more before a silent peer is dropped */

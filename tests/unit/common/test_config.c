@@ -100,6 +100,15 @@ test_unknown_keys_and_bad_values_name_the_line(void **state)
                      TW_E_CONFIG);
     assert_int_equal(load(&cfg, "[type x]\nlabel = no command\n", err, sizeof err), TW_E_CONFIG);
     assert_non_null(strstr(err, "needs a command"));
+    /* A switch is true or false, nothing that merely looks like one. */
+    assert_int_equal(load(&cfg, "[auth]\nanonymous = yes\n", err, sizeof err), TW_E_CONFIG);
+    assert_non_null(strstr(err, ":2: anonymous must be true or false"));
+    assert_int_equal(load(&cfg, "[auth]\ntrust_remote_user = 1\n", err, sizeof err), TW_E_CONFIG);
+    assert_int_equal(load(&cfg, "[auth]\nanonymous = false\ntrust_remote_user = true\n", err,
+                          sizeof err),
+                     TW_OK);
+    assert_int_equal(cfg.anonymous, 0);
+    assert_int_equal(cfg.trust_remote_user, 1);
 }
 
 /* A store backend that does not exist, or a PostgreSQL store this build cannot open, would be
