@@ -168,7 +168,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
     while (!*quit) {
         int64_t now_us = clock_mono_us();
         int64_t full_due_us =
-            full_at_us + (relay->lws_owed                       ? RELAY_FULL_TURN_US
+            full_at_us + (relay->lws_owed                     ? RELAY_FULL_TURN_US
                           : now_us < relay->lws_near_until_us ? RELAY_TIMER_TURN_US
                                                               : RELAY_QUIET_TURN_US);
         if (!busy || now_us >= full_due_us) {

@@ -33,10 +33,11 @@
 #define RELAY_CLOSE_GRACE_MS 1000        /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
-#define RELAY_FULL_TURN_US 5000    /* while events flow, lws's turn when it has work, at most */
-#define RELAY_TIMER_TURN_US 100000 /* ...and when it has none but timers that may be near */
-#define RELAY_QUIET_TURN_US 1000000 /* ...and when its timers are all seconds away (see relay.c) */
-#define RELAY_CLOSE_CODES 5000     /* closed[] counts codes 1..4999; [0]: no close frame */
+#define RELAY_FULL_TURN_US 5000     /* while events flow, lws's turn when it has work, at most */
+#define RELAY_TIMER_TURN_US 100000  /* ...and when it has none but timers that may be near */
+#define RELAY_QUIET_TURN_US 1000000 /* ...and when its timers are all seconds away (see relay.c)   \
+                                     */
+#define RELAY_CLOSE_CODES 5000      /* closed[] counts codes 1..4999; [0]: no close frame */
 
 /* The rows of the lws protocols table (relay_protocols). */
 enum relay_protocol {
@@ -64,16 +65,16 @@ struct relay {
     lws_sorted_usec_list_t heartbeat; /* once a second: ping the idle, drop the dead */
     uint32_t now_s;                   /* monotonic seconds, as of the last heartbeat */
     struct lws_protocols protocols[RELAY_PROTOCOLS + 1]; /* relay_protocols, this config's sizes */
-    int loop_fd;            /* the relay's own epoll set (loop.h), one of lws's fds */
-    int loop_adopted;       /* lws owns loop_fd */
-    int loop_ready;         /* the set may hold events: serve before waiting again */
-    unsigned activity;      /* events served since the last full turn */
-    int lws_owed;           /* lws has work for a full turn (a write, a kill) */
+    int loop_fd;               /* the relay's own epoll set (loop.h), one of lws's fds */
+    int loop_adopted;          /* lws owns loop_fd */
+    int loop_ready;            /* the set may hold events: serve before waiting again */
+    unsigned activity;         /* events served since the last full turn */
+    int lws_owed;              /* lws has work for a full turn (a write, a kill) */
     int64_t lws_near_until_us; /* until then a timer of lws's may be near (relay_lws_near) */
-    struct ingress ingress; /* the ZeroMQ SUB and its monitor (ingress.h) */
-    lws_dll2_owner_t woken; /* sessions a message woke this turn (session_serve_woken) */
-    struct send_batch send; /* the write path: the woken connections' writes (send.h) */
-    uint64_t connections;   /* WebSocket connections open now */
+    struct ingress ingress;    /* the ZeroMQ SUB and its monitor (ingress.h) */
+    lws_dll2_owner_t woken;    /* sessions a message woke this turn (session_serve_woken) */
+    struct send_batch send;    /* the write path: the woken connections' writes (send.h) */
+    uint64_t connections;      /* WebSocket connections open now */
     uint64_t next_connection_id;
     int pid;     /* this process's, in connection ids ("pid.n") */
     int closing; /* shutting down: every connection gets 1001 */
