@@ -35,8 +35,7 @@
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 #define RELAY_FULL_TURN_US 5000     /* while events flow, lws's turn when it has work, at most */
 #define RELAY_TIMER_TURN_US 100000  /* ...and when it has none but timers that may be near */
-#define RELAY_QUIET_TURN_US 1000000 /* ...and when its timers are all seconds away (see relay.c)   \
-                                     */
+#define RELAY_QUIET_TURN_US 1000000 /* ...and when its timers are seconds away (relay.c) */
 #define RELAY_CLOSE_CODES 5000      /* closed[] counts codes 1..4999; [0]: no close frame */
 
 /* The rows of the lws protocols table (relay_protocols). */
