@@ -75,18 +75,16 @@ token_mint(struct context *ctx, const struct token_args *args)
     int status = token_secret(ctx, args, secret, &secret_len);
     if (status != CLI_EXIT_OK)
         return status;
-    char token[TOKEN_MAX], client[TOKEN_ID_SIZE];
+    char token[TOKEN_MAX], derived[TOKEN_ID_SIZE];
     int64_t now = clock_now_ms() / 1000;
+    const char *client = args->user ? derived : args->client;
     int rc =
-        args->user ? token_user_id(secret, secret_len, args->user, strlen(args->user), client) : 0;
-    if (!args->user)
-        snprintf(client, sizeof client, "%s", args->client);
+        args->user ? token_user_id(secret, secret_len, args->user, strlen(args->user), derived) : 0;
     if (rc == 0)
         rc = token_issue(secret, secret_len, client, now, now + ttl, token, sizeof token);
     OPENSSL_cleanse(secret, sizeof secret);
     if (rc == TW_E_BAD_REQUEST)
-        return context_usage(ctx, "--user must be 1..%d letters, digits or . _ @ + -",
-                             TOKEN_USER_MAX);
+        return context_usage(ctx, "--user must be " TOKEN_USER_RULE);
     if (rc != 0) {
         context_error(ctx, "cannot sign the token");
         return CLI_EXIT_CONFIG;

@@ -286,9 +286,10 @@ token_channels_valid(json_t *channels)
         {
             const char *text = json_string_value(permission);
             size_t which = 0;
-            while (which < 2 && (!text || strcmp(text, permissions[which]) != 0))
+            size_t kinds = sizeof permissions / sizeof permissions[0];
+            while (which < kinds && (!text || strcmp(text, permissions[which]) != 0))
                 which++;
-            if (which == 2 || seen & (1u << which))
+            if (which == kinds || seen & (1u << which))
                 return 0;
             seen |= 1u << which;
         }

@@ -62,9 +62,9 @@ tasks_session(struct app *app, const struct request *req, const char *id)
         int rc = token_user_id(app->secret, app->secret_len, user, strlen(user), client_id);
         if (rc != 0) {
             reply_error(req, rc,
-                        rc == TW_E_BAD_REQUEST ? "the web server's user name is not 1..64 letters, "
-                                                 "digits or . _ @ + -"
-                                               : "cannot derive the client id");
+                        rc == TW_E_BAD_REQUEST
+                            ? "the web server's user name is not " TOKEN_USER_RULE
+                            : "cannot derive the client id");
             return;
         }
     } else if (app->cfg->trust_remote_user || !app->cfg->anonymous) {
