@@ -2,12 +2,20 @@
  * router.c, tasks.c, reply.c, common/tasktype.c), as a web server hands it over.
  *
  * The first byte sets flags; the rest is fields separated by newlines: method, request URI
- * (path and query), content type, Authorization, Idempotency-Key, and the body (the rest).
+ * (path and query), content type, Authorization, Idempotency-Key, Origin, the web server's
+ * authenticated user, and the body (the rest).
  *   flags & 3: 0 no Authorization, 1 "Bearer <a valid token>" (the fuzzer cannot sign), 2 the
  *              Authorization field as given, 3 "Bearer " and that field;
  *   flags & 4: send the Idempotency-Key field;  flags & 8: no CONTENT_LENGTH;
  *   flags & 16: a CONTENT_LENGTH of half the body;  flags & 32: the URI as SCRIPT_NAME and
- *              PATH_INFO (CGI style) instead of REQUEST_URI.
+ *              PATH_INFO (CGI style) instead of REQUEST_URI;
+ *   flags & 64: with flags & 3 == 1 on a GET, the admin key instead of the token (the admin
+ *              API's writes are the store calls the client's routes reach, so they are left
+ *              out: every run sees the same store);
+ *   flags & 128: [auth] trust_remote_user on for this request.
+ * A non-empty Origin field is sent as Origin ([http] cors_origins lists one origin), and on an
+ * OPTIONS request the content type field as Access-Control-Request-Method; a non-empty user
+ * field is sent as REMOTE_USER.
  * The request's variables are a FastCGI environment and its body and reply are fcgi2 streams
  * on memory.  The app is the real one (app_new: a real store holding three tasks of the valid
  * token's client, a secret file, a PUSH socket with no peer) with the built-in sleep type and
@@ -22,6 +30,7 @@
 #include "errors.h"
 #include "fcgi/app.h"
 #include "fcgi/reply.h"
+#include "fcgi/admin.h"
 #include "fcgi/request.h"
 #include "fcgi/router.h"
 #include "fcgi/tasks.h"
@@ -32,7 +41,11 @@ static const char config_text[] = "[type report]\n"
                                   "command = /bin/true\n"
                                   "param.pages = integer min=1 max=100\n"
                                   "param.title = string min=0 max=64 default=untitled\n"
-                                  "param.draft = boolean default=false\n";
+                                  "param.draft = boolean default=false\n"
+                                  "[http]\n"
+                                  "cors_origins = https://app.example\n";
+static const char admin_key[] = "00112233445566778899aabbccddeeff"
+                                "00112233445566778899aabbccddeeff";
 
 static struct config cfg;
 static struct app *app;
@@ -75,6 +88,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(cfg.database, sizeof cfg.database, "%s/fuzz.db", dir);
     snprintf(cfg.secret_file, sizeof cfg.secret_file, "%s/secret", dir);
     snprintf(cfg.tasks_endpoint, sizeof cfg.tasks_endpoint, "inproc://fuzz-rest-tasks");
+    snprintf(cfg.admin_key_file, sizeof cfg.admin_key_file, "%s/admin.key", dir);
+    file = fopen(cfg.admin_key_file, "w");
+    if (!file || fprintf(file, "%s\n", admin_key) < 0 || fclose(file) != 0)
+        abort();
     cfg.max_body = 4096;
     app = app_new(&cfg, NULL, NULL, NULL, err, sizeof err);
     if (!app) {
@@ -141,13 +158,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *content_type = fuzz_field_string(&in, '\n');
     char *authorization = fuzz_field_string(&in, '\n');
     char *key = fuzz_field_string(&in, '\n');
+    char *origin = fuzz_field_string(&in, '\n');
+    char *user = fuzz_field_string(&in, '\n');
     unsigned char *body = malloc(in.size + 1); /* a copy, so the stream owns writable bytes */
     if (!body)
         abort();
     memcpy(body, in.data, in.size);
     size_t body_len = in.size;
 
-    char *envp[12];
+    char *envp[16];
     int n = 0;
     envp[n++] = variable("REQUEST_METHOD", method);
     if (flags & 32) {
@@ -166,7 +185,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (flags & 3) {
     case 1: {
         char bearer[TOKEN_MAX + 8];
-        snprintf(bearer, sizeof bearer, "Bearer %s", valid_token);
+        int admin = (flags & 64) && strcmp(method, "GET") == 0;
+        snprintf(bearer, sizeof bearer, "Bearer %s", admin ? admin_key : valid_token);
         envp[n++] = variable("HTTP_AUTHORIZATION", bearer);
         break;
     }
@@ -183,6 +203,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (flags & 4)
         envp[n++] = variable("HTTP_IDEMPOTENCY_KEY", key);
+    if (origin[0])
+        envp[n++] = variable("HTTP_ORIGIN", origin);
+    if (origin[0] && strcmp(method, "OPTIONS") == 0)
+        envp[n++] = variable("HTTP_ACCESS_CONTROL_REQUEST_METHOD", content_type);
+    if (user[0])
+        envp[n++] = variable("REMOTE_USER", user);
+    cfg.trust_remote_user = (flags & 128) != 0;
     if (!(flags & 8)) {
         char length[32];
         snprintf(length, sizeof length, "%zu", flags & 16 ? body_len / 2 : body_len);
@@ -221,5 +248,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(content_type);
     free(authorization);
     free(key);
+    free(origin);
+    free(user);
     return 0;
 }
