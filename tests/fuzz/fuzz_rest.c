@@ -28,9 +28,9 @@
 
 #include "clock.h"
 #include "errors.h"
+#include "fcgi/admin.h"
 #include "fcgi/app.h"
 #include "fcgi/reply.h"
-#include "fcgi/admin.h"
 #include "fcgi/request.h"
 #include "fcgi/router.h"
 #include "fcgi/tasks.h"
