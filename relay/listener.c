@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -37,10 +38,11 @@ listener_init(struct relay *relay, char *err, size_t errlen)
         return -1;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int on = 1;
+    int on = 1, defer_s = LISTENER_DEFER_ACCEPT_S;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
         bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s) != 0 ||
         listen(fd, LISTENER_BACKLOG) != 0) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", relay->cfg->relay_listen,
                  relay->cfg->relay_port, strerror(errno));
@@ -141,8 +143,12 @@ listener_accept(struct relay *relay)
             relay->listener.refused++; /* lws closed it */
             continue;
         }
-        /* lws reads it until its handshake is done, at once when it is ready (loop.h); its
-         * own poll would find it too, at its next full turn. */
+        /* The request is here already (TCP_DEFER_ACCEPT): lws reads it now, so the timeouts
+         * lws keeps for handshakes in progress stay a list of one (listener.h).  What is
+         * left lws reads when it is ready (loop.h); its own poll would find it too, at its
+         * next full turn.  A connection lws closed or the session took over (loop.h's
+         * loop_watch_session) is not watched again: the watch fails. */
+        loop_handshake(relay, fd, EPOLLIN);
         (void)loop_watch(relay, fd, LOOP_HANDSHAKE);
     }
 }

@@ -9,6 +9,13 @@
  * reserved one is given up to accept and close the newcomer, so the loop never spins on a
  * connection it cannot take.  A connection from a source over [relay] connect_rate
  * (throttle.h) is closed as it is accepted, before lws sees it.
+ *
+ * The socket defers accepts (TCP_DEFER_ACCEPT) until the client's request has arrived, or
+ * LISTENER_DEFER_ACCEPT_S have passed, and lws reads each accepted connection at once.  lws
+ * 4.1 keeps the timeout of every handshake in progress in one sorted list that each insert
+ * walks from its head; a connection accepted with nothing to read would wait in it for the
+ * next turn, so a connect storm of N made that walk quadratic (two inserts per connection,
+ * each past every handshake accepted before it in its batch).
  */
 #ifndef TW_RELAY_LISTENER_H
 #define TW_RELAY_LISTENER_H
@@ -18,6 +25,7 @@
 
 #define LISTENER_BACKLOG 4096     /* pending connections the kernel keeps */
 #define LISTENER_ACCEPT_BATCH 256 /* connections accepted per turn */
+#define LISTENER_DEFER_ACCEPT_S 3 /* a connection with nothing sent is accepted after this */
 
 struct relay;
 struct throttle;

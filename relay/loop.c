@@ -71,8 +71,7 @@ loop_unwatch(struct relay *relay, int fd)
     (void)epoll_ctl(relay->loop_fd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-/* A connection before its handshake is done: lws reads it, as its own poll would have. */
-static void
+void
 loop_handshake(struct relay *relay, int fd, uint32_t events)
 {
     struct lws_pollfd pollfd = {.fd = fd, .events = LWS_POLLIN, .revents = LWS_POLLIN};

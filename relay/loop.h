@@ -63,6 +63,10 @@ int loop_watch_session(struct relay *relay, int fd, struct session *session);
 /* Stop watching fd.  Harmless when it is not watched. */
 void loop_unwatch(struct relay *relay, int fd);
 
+/* A connection before its handshake is done, with input (events as epoll reports them): lws
+ * reads it, as its own poll would have. */
+void loop_handshake(struct relay *relay, int fd, uint32_t events);
+
 /* Wait at most timeout_us (0: not at all) for ready descriptors and serve each.  The number
  * served; leaves relay->loop_ready set when more may be ready. */
 int loop_serve(struct relay *relay, int64_t timeout_us);
