@@ -151,8 +151,8 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
      * its timers.  While events flow (messages, connections, client input) the loop waits on
      * its own epoll set (loop.h) and serves what is ready there, at a cost per ready
      * descriptor, not per connection; a full turn comes RELAY_FULL_TURN_US after the last when
-     * lws has work (relay->lws_owed: output it buffered, a writeable callback asked for, a
-     * kill, input it read ahead during a handshake: loop.c), else RELAY_TIMER_TURN_US after it
+     * lws has work (relay->lws_owed: output it buffered, a writeable callback asked for,
+     * input it read ahead during a handshake: loop.c), else RELAY_TIMER_TURN_US after it
      * while a sub-second timer of lws's may be near (a resync: relay_lws_near), else
      * RELAY_QUIET_TURN_US after it, for the timers that count in seconds (the heartbeat, close
      * and handshake timeouts; the backstop for handshake bytes lws left unread, which only a
@@ -189,6 +189,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
             relay->activity++;
         }
         session_serve_woken(relay);
+        session_end_due(relay);
     }
     relay->closing = 1;
     lws_callback_on_writable_all_protocol(relay->context, &relay->protocols[RELAY_PROTOCOL_WS]);
@@ -200,6 +201,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
         if (relay->loop_ready)
             loop_serve(relay, 0); /* the clients' closes in reply */
         session_serve_woken(relay);
+        session_end_due(relay);
     }
     lws_sul_cancel(&relay->closing_tick);
 }

@@ -68,10 +68,11 @@ struct relay {
     int loop_adopted;          /* lws owns loop_fd */
     int loop_ready;            /* the set may hold events: serve before waiting again */
     unsigned activity;         /* events served since the last full turn */
-    int lws_owed;              /* lws has work for a full turn (a write, a kill) */
+    int lws_owed;              /* lws has work for a full turn (a write) */
     int64_t lws_near_until_us; /* until then a timer of lws's may be near (relay_lws_near) */
     struct ingress ingress;    /* the ZeroMQ SUB and its monitor (ingress.h) */
     lws_dll2_owner_t woken;    /* sessions a message woke this turn (session_serve_woken) */
+    lws_dll2_owner_t ending;   /* sessions to end after this turn (session_end_due) */
     struct send_batch send;    /* the write path: the woken connections' writes (send.h) */
     uint64_t connections;      /* WebSocket connections open now */
     uint64_t next_connection_id;

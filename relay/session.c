@@ -62,14 +62,29 @@ session_want_write(struct session *session)
     session_wake(session);
 }
 
-/* End the connection now: its close is done, or there is no one to tell.  lws does it in its
- * next full turn, which relay_run then gives it within RELAY_FULL_TURN_US. */
+/* End the connection now: its close is done, or there is no one to tell.  relay_run does it
+ * after this turn (session_end_due), outside whatever lws callback this is. */
 static void
 session_end(struct session *session)
 {
+    if (session->ending)
+        return;
     struct relay *relay = lws_context_user(lws_get_context(session->wsi));
-    relay->lws_owed = 1;
-    lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    session->ending = 1;
+    lws_dll2_remove(&session->woken);
+    lws_dll2_add_tail(&session->woken, &relay->ending);
+}
+
+void
+session_end_due(struct relay *relay)
+{
+    /* Each close runs session_fini (LWS_CALLBACK_CLOSED), which takes the session off the
+     * list; the list is read from its head again after each. */
+    while (relay->ending.head) {
+        struct session *session = lws_container_of(relay->ending.head, struct session, woken);
+        lws_dll2_remove(&session->woken);
+        lws_set_timeout(session->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+    }
 }
 
 static void session_stop_reading(struct relay *relay, struct session *session);
@@ -463,7 +478,7 @@ session_wake(void *owner)
     /* Per-message path: remember the session for session_serve_woken, which runs its
      * writeable callback in this turn of the loop rather than the next poll()'s. */
     struct session *session = owner;
-    if (lws_dll2_is_detached(&session->woken)) {
+    if (!session->ending && lws_dll2_is_detached(&session->woken)) {
         struct relay *relay = lws_context_user(lws_get_context(session->wsi));
         lws_dll2_add_tail(&session->woken, &relay->woken);
     }

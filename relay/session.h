@@ -31,7 +31,8 @@ struct session {
     struct lws *wsi;
     struct route_member member;
     struct lws_dll2 link;  /* in the relay's connections (relay->sessions) */
-    struct lws_dll2 woken; /* on relay->woken while a message waits for its write */
+    struct lws_dll2 woken; /* on relay->woken while a message waits for its write, or on
+                              relay->ending once it is to end (ending set) */
     uint64_t id;
     uint32_t last_rx_s;  /* relay->now_s when the peer last sent anything */
     uint32_t ping_at_s;  /* relay->now_s when the unanswered ping went (ping_sent) */
@@ -45,6 +46,7 @@ struct session {
     uint8_t ping_sent, dead;
     uint8_t attached;
     uint8_t corked; /* its first frame not written yet (listener_uncork) */
+    uint8_t ending; /* on relay->ending: nothing more is written */
     char client_id[TOKEN_ID_SIZE];
 };
 
@@ -75,6 +77,12 @@ void session_alive(struct relay *relay, struct session *session);
 /* Once a second over every connection: ping one silent for [relay] ping_interval, drop one
  * silent for ping_interval + ping_timeout. */
 void session_heartbeat(struct relay *relay);
+
+/* End every connection whose end is due (its close done, or no one left to tell), outside
+ * any lws callback.  lws's own way, a kill through its timeout list, inserts each kill in a
+ * list sorted by deadline that every insert walks from its head: a thousand peers leaving
+ * at once made that quadratic. */
+void session_end_due(struct relay *relay);
 
 /* Per-message path: write to every session a message woke since the last call, telling lws
  * its socket is writeable rather than asking poll() (a socket with nothing queued has room);
