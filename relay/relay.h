@@ -31,7 +31,8 @@
 #define RELAY_INGRESS_BATCH 4096         /* ZeroMQ messages read per turn before yielding */
 #define RELAY_SUB_HWM 100000             /* messages ZeroMQ queues for the relay before dropping */
 #define RELAY_CLOSE_GRACE_MS 1000        /* on stop, how long connections get to take their 1001 */
-#define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat walks the connections */
+#define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat serves the connections */
+#define RELAY_WHEEL_SLOTS 64             /* seconds the heartbeat's wheel spans (a power of two) */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 #define RELAY_FULL_TURN_US 5000     /* while events flow, lws's turn when it has work, at most */
 #define RELAY_TIMER_TURN_US 100000  /* ...and when it has none but timers that may be near */
@@ -59,10 +60,12 @@ struct relay {
     struct route *route;
     struct lws_context *context;
     struct lws_vhost *vhost;
-    lws_retry_bo_t retry;             /* lws's own validity timers: off (see heartbeat) */
-    lws_dll2_owner_t sessions;        /* every WebSocket connection, for the heartbeat walk */
-    lws_sorted_usec_list_t heartbeat; /* once a second: ping the idle, drop the dead */
-    uint32_t now_s;                   /* monotonic seconds, as of the last heartbeat */
+    lws_retry_bo_t retry;                      /* lws's own validity timers: off (see heartbeat) */
+    lws_dll2_owner_t wheel[RELAY_WHEEL_SLOTS]; /* every WebSocket connection, by the second its
+                                                  heartbeat check is due (session_heartbeat) */
+    uint32_t wheel_at_s;                       /* the last second whose slot the heartbeat served */
+    lws_sorted_usec_list_t heartbeat;          /* once a second: ping the idle, drop the dead */
+    uint32_t now_s;                            /* monotonic seconds, as of the last heartbeat */
     struct lws_protocols protocols[RELAY_PROTOCOLS + 1]; /* relay_protocols, this config's sizes */
     int loop_fd;               /* the relay's own epoll set (loop.h), one of lws's fds */
     int loop_adopted;          /* lws owns loop_fd */

@@ -96,13 +96,23 @@ session_close_later(struct session *session, uint16_t code)
     session_want_write(session);
 }
 
+/* The heartbeat looks at session again in the second due_s (relay->wheel: a slot per
+ * second, RELAY_WHEEL_SLOTS of them; a session due later than the wheel spans is looked at
+ * once a turn of the wheel until it is due). */
+static void
+session_wheel_put(struct relay *relay, struct session *session, uint32_t due_s)
+{
+    lws_dll2_remove(&session->link);
+    lws_dll2_add_tail(&session->link, &relay->wheel[due_s & (RELAY_WHEEL_SLOTS - 1)]);
+}
+
 void
 session_init(struct relay *relay, struct session *session, struct lws *wsi)
 {
     session->wsi = wsi;
     route_member_init(&session->member, session);
     session->last_rx_s = relay->now_s;
-    lws_dll2_add_head(&session->link, &relay->sessions);
+    session_wheel_put(relay, session, relay->now_s + (uint32_t)relay->cfg->ping_interval);
     session->id = ++relay->next_connection_id;
     session->corked = 1;
     relay->connections++;
@@ -429,13 +439,14 @@ session_write(struct relay *relay, struct session *session)
 void
 session_resync_all(struct relay *relay)
 {
-    for (struct lws_dll2 *d = relay->sessions.head; d; d = d->next) {
-        struct session *s = lws_container_of(d, struct session, link);
-        if (s->attached && !s->close_code) {
-            s->send_resync = 1;
-            session_want_write(s);
+    for (size_t slot = 0; slot < RELAY_WHEEL_SLOTS; slot++)
+        for (struct lws_dll2 *d = relay->wheel[slot].head; d; d = d->next) {
+            struct session *s = lws_container_of(d, struct session, link);
+            if (s->attached && !s->close_code) {
+                s->send_resync = 1;
+                session_want_write(s);
+            }
         }
-    }
 }
 
 void
@@ -445,31 +456,61 @@ session_alive(struct relay *relay, struct session *session)
     session->ping_sent = 0;
 }
 
-void
-session_heartbeat(struct relay *relay)
+/* The heartbeat's look at one session in second now_s: its ping, its end, or its next look. */
+static void
+session_check(struct relay *relay, struct session *s, uint32_t now_s)
 {
-    /* One timer for all connections instead of one each (see relay.c): a walk of a few
-     * nanoseconds per connection, once a second.  A connection is dropped ping_timeout after
-     * its ping, never before one was sent: the heartbeat's seconds can step by two when a tick
-     * runs late, and a peer silent for ping_interval + ping_timeout would then be dropped
-     * without ever being pinged. */
     uint32_t ping = (uint32_t)relay->cfg->ping_interval;
     uint32_t timeout = (uint32_t)relay->cfg->ping_timeout;
-    for (struct lws_dll2 *d = relay->sessions.head; d; d = d->next) {
-        struct session *s = lws_container_of(d, struct session, link);
-        uint32_t silent = relay->now_s - s->last_rx_s;
-        if (s->ping_sent && relay->now_s - s->ping_at_s >= timeout && !s->dead) {
+    uint32_t silent = now_s - s->last_rx_s;
+    if (s->dead) { /* not in the wheel once dead; never looked at twice */
+        lws_dll2_remove(&s->link);
+        return;
+    }
+    if (s->ping_sent) {
+        if (now_s - s->ping_at_s >= timeout) {
             s->dead = 1;
             log_info("event=ws_dead connection=%llu silent_s=%u", (unsigned long long)s->id,
                      silent);
+            lws_dll2_remove(&s->link);
             session_end(s);
-        } else if (silent >= ping && !s->ping_sent) {
-            s->ping_sent = 1;
-            s->ping_at_s = relay->now_s;
-            s->send_ping = 1;
-            session_want_write(s);
+        } else {
+            session_wheel_put(relay, s, s->ping_at_s + timeout);
         }
+    } else if (silent >= ping) {
+        s->ping_sent = 1;
+        s->ping_at_s = now_s;
+        s->send_ping = 1;
+        session_want_write(s);
+        session_wheel_put(relay, s, now_s + timeout);
+    } else {
+        session_wheel_put(relay, s, s->last_rx_s + ping);
     }
+}
+
+void
+session_heartbeat(struct relay *relay)
+{
+    /* One timer for all connections instead of one each (see relay.c), and a look only at
+     * the sessions whose check is due this second: each session sits in the wheel's slot of
+     * the second its ping or its hang-up would be due, and moves only when the heartbeat looks
+     * at it (input in between does not move it: the look then finds it not due and puts it
+     * where it now is due).  So an idle connection costs two looks per ping_interval, not one
+     * a second.  The heartbeat's seconds can step by more than one when a tick runs late:
+     * every slot passed is served, and a session is dropped ping_timeout after its ping, never
+     * before one was sent. */
+    uint32_t now_s = relay->now_s;
+    uint32_t steps = now_s - relay->wheel_at_s;
+    if (steps > RELAY_WHEEL_SLOTS)
+        steps = RELAY_WHEEL_SLOTS;
+    for (uint32_t i = steps; i > 0; i--) {
+        lws_dll2_owner_t *slot = &relay->wheel[(now_s - i + 1) & (RELAY_WHEEL_SLOTS - 1)];
+        /* A session put back into this slot (due a whole turn later) goes to its tail:
+         * look at those that were here, no more. */
+        for (uint32_t n = slot->count; n > 0 && slot->head; n--)
+            session_check(relay, lws_container_of(slot->head, struct session, link), now_s);
+    }
+    relay->wheel_at_s = now_s;
 }
 
 void

@@ -30,7 +30,7 @@ struct receive;
 struct session {
     struct lws *wsi;
     struct route_member member;
-    struct lws_dll2 link;  /* in the relay's connections (relay->sessions) */
+    struct lws_dll2 link;  /* in the relay's heartbeat wheel (relay->wheel) */
     struct lws_dll2 woken; /* on relay->woken while a message waits for its write, or on
                               relay->ending once it is to end (ending set) */
     uint64_t id;
@@ -74,8 +74,8 @@ void session_resync_all(struct relay *relay);
 /* The peer sent something: it is alive. */
 void session_alive(struct relay *relay, struct session *session);
 
-/* Once a second over every connection: ping one silent for [relay] ping_interval, drop one
- * silent for ping_interval + ping_timeout. */
+/* Once a second, over the connections whose check is due: ping one silent for [relay]
+ * ping_interval, drop one whose ping went unanswered for ping_timeout. */
 void session_heartbeat(struct relay *relay);
 
 /* End every connection whose end is due (its close done, or no one left to tell), outside

@@ -196,6 +196,52 @@ def test_dead_peer_is_dropped_and_live_one_kept(request):
     run(go())
 
 
+def test_a_quiet_peer_is_pinged_every_interval_and_dropped_once_it_stops_answering(request):
+    """The heartbeat keeps pinging a quiet peer that answers, interval after interval (not only
+    the first time), and drops it ping_interval + ping_timeout after it stops answering."""
+    stack = start_stack(request, worker=False, relay_settings={"ping_interval": 1, "ping_timeout": 1})
+    sock = raw_websocket(stack, stack.session()["token"])
+    buf = b""
+
+    def next_frame(deadline):
+        nonlocal buf
+        while True:
+            if len(buf) >= 2 and len(buf) >= 2 + (buf[1] & 0x7f) and (buf[1] & 0x7f) < 126:
+                length = buf[1] & 0x7f
+                opcode, payload, buf = buf[0] & 0x0f, buf[2:2 + length], buf[2 + length:]
+                return opcode, payload
+            sock.settimeout(max(0.05, deadline - time.monotonic()))
+            chunk = sock.recv(4096)
+            if not chunk:
+                return None, b""
+            buf += chunk
+
+    def pong(payload):
+        key = os.urandom(4)
+        sock.sendall(bytes([0x8A, 0x80 | len(payload)]) + key +
+                     bytes(b ^ key[i % 4] for i, b in enumerate(payload)))
+
+    try:
+        pings, deadline = 0, time.monotonic() + 15
+        while pings < 4:
+            assert time.monotonic() < deadline, f"{pings} pings in 15 s"
+            opcode, payload = next_frame(deadline)
+            assert opcode is not None, "the relay dropped a peer that answers its pings"
+            if opcode == 0x9:
+                pings += 1
+                pong(payload)
+        # Silent from here: the next ping goes unanswered and the relay hangs up.
+        stopped = time.monotonic()
+        while True:
+            opcode, _ = next_frame(stopped + 8)
+            if opcode is None:
+                break
+        assert time.monotonic() - stopped < 8
+        wait_for(lambda: relay_status(stack)["connections"] == 0, 5, "the relay to forget the peer")
+    finally:
+        sock.close()
+
+
 async def read_numbered(ws, count, into, timeout=20):
     """Read count notices {"n": ...} from ws into the list into, skipping probes."""
     for _ in range(count):
