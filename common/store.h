@@ -159,13 +159,14 @@ int store_task_claimable(struct store *store, const char *limits);
  * run_at has come; no more running of a type than limits allows (a JSON object {"type": limit}, or
  * NULL for none), counted across every worker of the store.  Each becomes running with attempts+1
  * (its fencing token) and a lease until now + lease_ms.  Fills tasks[0..n) (new references to
- * {"id","client_id","type","attempts","waited_ms"} only, waited_ms the time from its run_at to
- * this start: the one who runs it reads the whole task) and
- * announce[i] (1 when the task's queued event was never published: publish it first, built from
- * the task as it was); returns n (0 when nothing is runnable) or a negative code. */
+ * each whole task as the claim left it, as store_task_get gives it: what its started event
+ * carries, so the one who runs it need not read it again), announce[i] (1 when the task's
+ * queued event was never published: publish it first, built from the task as it was) and
+ * waited_ms[i] (the time from its run_at to this start); returns n (0 when nothing is
+ * runnable) or a negative code. */
 int store_tasks_claim(struct store *store, const char *worker_id, const char *host,
                       int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
-                      int *announce);
+                      int *announce, int64_t *waited_ms);
 
 /* Renew worker_id's leases until now + lease_ms.  *held is a new array of {"id", "attempts"}
  * of every task the worker still holds; a task missing from it was taken back (its lease ran

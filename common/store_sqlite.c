@@ -208,7 +208,7 @@ static const char *const store_statements[ST_COUNT] = {
                  " lease_expires_at = ?3, announced = announced + 1"
                  " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
                  " ORDER BY q.priority DESC, q.seqno LIMIT 1)"
-                 " RETURNING id, client_id, type, attempts, announced, started_at - run_at",
+                 " RETURNING " TASK_COLUMNS ", announced, started_at - run_at",
     [ST_RENEW] = "UPDATE tasks SET lease_expires_at = ?2 WHERE worker_id = ?1"
                  " AND status = 'running' RETURNING id, attempts",
     [ST_EXPIRED] = "SELECT " TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
@@ -1484,7 +1484,8 @@ store_task_claimable(struct store *store, const char *limits)
 
 int
 store_tasks_claim(struct store *store, const char *worker_id, const char *host, int64_t lease_ms,
-                  const char *limits, size_t max, json_t **tasks, int *announce)
+                  const char *limits, size_t max, json_t **tasks, int *announce,
+                  int64_t *waited_ms)
 {
     if (max == 0 || max > STORE_CLAIM_MAX)
         return TW_E_INTERNAL;
@@ -1510,12 +1511,9 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host, 
         bind_text(stmt, 5, host);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW) {
-            tasks[n] = json_pack("{s:o, s:o, s:o, s:I, s:I}", "id", store_json_column(stmt, 0),
-                                 "client_id", store_json_column(stmt, 1), "type",
-                                 store_json_column(stmt, 2), "attempts",
-                                 (json_int_t)sqlite3_column_int64(stmt, 3), "waited_ms",
-                                 (json_int_t)sqlite3_column_int64(stmt, 5));
-            announce[n] = sqlite3_column_int(stmt, 4) == 1;
+            tasks[n] = store_row_task(stmt); /* TASK_COLUMNS, then announced and the wait */
+            announce[n] = sqlite3_column_int(stmt, 19) == 1;
+            waited_ms[n] = sqlite3_column_int64(stmt, 20);
             failed = !tasks[n];
             n += tasks[n] != NULL;
             rc = sqlite3_step(stmt);

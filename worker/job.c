@@ -356,26 +356,15 @@ job_publish_queued_before(struct job *job)
     json_decref(before);
 }
 
-/* Read the claimed task whole and announce its start (its queued event first when announce).
- * 0, TW_E_FENCED when the attempt is no longer current, or another code. */
-static int
+/* Announce the claimed task's start (its queued event first when announce): the claim gave
+ * the whole task as it left it, so nothing is read again.  Should the attempt lose its lease
+ * in the meantime, its first write is fenced (job_fenced) and nothing more goes out. */
+static void
 job_begin(struct job *job, int announce)
 {
-    json_t *task = NULL;
-    int rc = store_task_get(job->store, job->id, NULL, &task);
-    if (rc != 0)
-        return rc;
-    const char *status = json_string_value(json_object_get(task, "status"));
-    if (!status || strcmp(status, STORE_STATUS_RUNNING) != 0 ||
-        json_integer_value(json_object_get(task, "attempts")) != job->attempt) {
-        json_decref(task);
-        return TW_E_FENCED;
-    }
-    job_task_replace(job, task);
     if (announce)
         job_publish_queued_before(job);
     job_publish(job, PROTOCOL_EVENT_STARTED);
-    return 0;
 }
 
 struct job_outcome *
@@ -398,22 +387,7 @@ job_run(const struct job_env *env, json_t **task, int announce)
     snprintf(job->client_id, sizeof job->client_id, "%s",
              json_string_value(json_object_get(job->task, "client_id")));
     job->attempt = (int)json_integer_value(json_object_get(job->task, "attempts"));
-    int begun = job_begin(job, announce);
-    if (begun != 0) {
-        struct job_outcome *outcome = NULL;
-        if (begun == TW_E_FENCED) {
-            job_fenced(job);
-        } else if ((outcome = calloc(1, sizeof *outcome)) != NULL) {
-            /* The store could not be read: hand the task back for another try. */
-            outcome->kind = JOB_OUTCOME_REQUEUE;
-            snprintf(outcome->id, sizeof outcome->id, "%s", job->id);
-            outcome->attempt = job->attempt;
-            outcome->message = "requeued: the store could not be read";
-        }
-        json_decref(job->task);
-        free(job);
-        return outcome;
-    }
+    job_begin(job, announce);
     const char *type_name = json_string_value(json_object_get(job->task, "type"));
     job->type = type_name ? config_type_find(cfg, type_name, strlen(type_name)) : NULL;
     int64_t began_ms = clock_mono_ms();

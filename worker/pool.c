@@ -297,10 +297,11 @@ pool_dispatch(struct pool *pool)
     }
     json_t *tasks[STORE_CLAIM_MAX];
     int announce[STORE_CLAIM_MAX];
+    int64_t waited_ms[STORE_CLAIM_MAX];
     int claimed = 0;
     if (rc == 0 && claimable > 0) {
         claimed = store_tasks_claim(pool->store, pool->worker_id, pool->host, pool->cfg->lease_ms,
-                                    pool->limits, count, tasks, announce);
+                                    pool->limits, count, tasks, announce, waited_ms);
         rc = claimed < 0 ? claimed : 0;
     }
     if (rc == 0)
@@ -348,7 +349,7 @@ pool_dispatch(struct pool *pool)
                  json_string_value(json_object_get(task, "client_id")),
                  json_string_value(json_object_get(task, "type")),
                  (long long)json_integer_value(json_object_get(task, "attempts")));
-        scrape_task_claimed(pool->scrape, task);
+        scrape_task_claimed(pool->scrape, waited_ms[i]);
         slot_assign(idle[i], &task, announce[i]);
     }
 }

@@ -73,13 +73,12 @@ scrape_task_ended(struct scrape *scrape, const struct config_type *type, const c
 }
 
 void
-scrape_task_claimed(struct scrape *scrape, const json_t *task)
+scrape_task_claimed(struct scrape *scrape, int64_t waited_ms)
 {
-    const json_t *waited = json_object_get(task, "waited_ms");
-    if (!scrape || !json_is_integer(waited))
+    if (!scrape)
         return;
     pthread_mutex_lock(&scrape->lock);
-    metrics_histogram_observe(&scrape->queue_wait, (double)json_integer_value(waited) / 1000.0);
+    metrics_histogram_observe(&scrape->queue_wait, (double)waited_ms / 1000.0);
     pthread_mutex_unlock(&scrape->lock);
 }
 

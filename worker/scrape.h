@@ -42,9 +42,9 @@ void scrape_destroy(struct scrape **scrape);
 void scrape_task_ended(struct scrape *scrape, const struct config_type *type, const char *status,
                        int64_t ran_ms);
 
-/* task (borrowed, as store_tasks_claim gives it) was claimed: its waited_ms, from run_at to
- * its start, is observed.  NULL-safe. */
-void scrape_task_claimed(struct scrape *scrape, const json_t *task);
+/* A task was claimed waited_ms after its run_at (as store_tasks_claim gives it): observed.
+ * NULL-safe. */
+void scrape_task_claimed(struct scrape *scrape, int64_t waited_ms);
 
 /* The pool's slots now: busy of total.  NULL-safe. */
 void scrape_slots(struct scrape *scrape, int busy, int total);
