@@ -28,15 +28,46 @@ clock_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* value's last `digits` decimal digits at p, zero-padded; the position after them. */
+static char *
+clock_digits(char *p, int value, int digits)
+{
+    for (int i = digits - 1; i >= 0; i--) {
+        p[i] = (char)('0' + value % 10);
+        value /= 10;
+    }
+    return p + digits;
+}
+
 char *
 clock_iso8601(int64_t ms, char *buf, size_t size)
 {
-    time_t seconds = (time_t)(ms / 1000);
+    /* Every task row and event carries a few of these: the digits are written here, not
+     * through strftime and snprintf, which cost ten times the instructions. */
+    int64_t millis = ((ms % 1000) + 1000) % 1000;
+    time_t seconds = (time_t)((ms - millis) / 1000);
     struct tm tm;
-    gmtime_r(&seconds, &tm);
-    char base[24];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, size, "%s.%03dZ", base, (int)(ms % 1000));
+    if (size < CLOCK_ISO8601_SIZE || !gmtime_r(&seconds, &tm) || tm.tm_year < -1900 ||
+        tm.tm_year > 9999 - 1900) {
+        if (size > 0)
+            buf[0] = '\0';
+        return buf;
+    }
+    char *p = clock_digits(buf, tm.tm_year + 1900, 4);
+    *p++ = '-';
+    p = clock_digits(p, tm.tm_mon + 1, 2);
+    *p++ = '-';
+    p = clock_digits(p, tm.tm_mday, 2);
+    *p++ = 'T';
+    p = clock_digits(p, tm.tm_hour, 2);
+    *p++ = ':';
+    p = clock_digits(p, tm.tm_min, 2);
+    *p++ = ':';
+    p = clock_digits(p, tm.tm_sec, 2);
+    *p++ = '.';
+    p = clock_digits(p, (int)millis, 3);
+    *p++ = 'Z';
+    *p = '\0';
     return buf;
 }
 
