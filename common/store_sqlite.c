@@ -1484,8 +1484,7 @@ store_task_claimable(struct store *store, const char *limits)
 
 int
 store_tasks_claim(struct store *store, const char *worker_id, const char *host, int64_t lease_ms,
-                  const char *limits, size_t max, json_t **tasks, int *announce,
-                  int64_t *waited_ms)
+                  const char *limits, size_t max, json_t **tasks, int *announce, int64_t *waited_ms)
 {
     if (max == 0 || max > STORE_CLAIM_MAX)
         return TW_E_INTERNAL;
