@@ -3,18 +3,27 @@
 
 #include <string.h>
 
+#include "jsontext.h"
 #include "store.h"
 
 char *
 protocol_task_event(const char *event, const json_t *task)
 {
-    json_t *message = json_pack("{s:s, s:s, s:O, s:O}", "type", "task", "event", event, "seq",
-                                json_object_get(task, "seq"), "task", task);
-    if (!message)
+    /* {"type":"task","event":...,"seq":...,"task":{...}}: what json_dumps of that object
+     * writes (jsontext.h), without building it. */
+    static const char head[] = "{\"type\":\"task\",\"event\":";
+    const json_t *seq = json_object_get(task, "seq");
+    if (!event || !seq || !task)
         return NULL;
-    char *text = json_dumps(message, JSON_COMPACT);
-    json_decref(message);
-    return text;
+    struct jsontext text = {0};
+    jsontext_raw(&text, head, sizeof head - 1);
+    jsontext_string(&text, event, strlen(event));
+    jsontext_raw(&text, ",\"seq\":", 7);
+    jsontext_value(&text, seq);
+    jsontext_raw(&text, ",\"task\":", 8);
+    jsontext_value(&text, task);
+    jsontext_raw(&text, "}", 1);
+    return jsontext_take(&text);
 }
 
 const char *
