@@ -236,15 +236,15 @@ tap_drain(struct tap *tap, void *sub)
         zmq_msg_t topic, payload;
         zmq_msg_init(&topic);
         zmq_msg_init(&payload);
-        int done = 0, got = zmq_msg_recv(&topic, sub, ZMQ_DONTWAIT) >= 0;
-        if (got && zmq_msg_more(&topic) && zmq_msg_recv(&payload, sub, 0) >= 0) {
+        int done = 0, got = wire_recv(sub, &topic, 1) == 0;
+        if (got && zmq_msg_more(&topic) && wire_recv(sub, &payload, 0) == 0) {
             if (!zmq_msg_more(&payload)) {
                 int shown = tap_message(tap, zmq_msg_data(&topic), zmq_msg_size(&topic),
                                         zmq_msg_data(&payload), zmq_msg_size(&payload));
                 tap->printed += shown > 0;
                 done = shown < 0 || (tap->count && tap->printed >= tap->count);
             }
-            while (zmq_msg_more(&payload) && zmq_msg_recv(&payload, sub, 0) >= 0)
+            while (zmq_msg_more(&payload) && wire_recv(sub, &payload, 0) == 0)
                 ; /* not the wire's two frames: skipped */
         }
         zmq_msg_close(&payload);

@@ -1,6 +1,7 @@
 /* wire.c: ZeroMQ sockets with the programs' options (see wire.h). */
 #include "wire.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <zmq.h>
 
@@ -37,4 +38,14 @@ fail:
     if (socket)
         zmq_close(socket);
     return NULL;
+}
+
+int
+wire_recv(void *socket, zmq_msg_t *msg, int first)
+{
+    int rc;
+    do
+        rc = zmq_msg_recv(msg, socket, first ? ZMQ_DONTWAIT : 0);
+    while (rc < 0 && zmq_errno() == EINTR);
+    return rc < 0 ? -1 : 0;
 }

@@ -9,6 +9,7 @@
 #define TW_COMMON_WIRE_H
 
 #include <stddef.h>
+#include <zmq.h>
 
 #define WIRE_DEFAULT (-1) /* an option left at ZeroMQ's default */
 
@@ -24,5 +25,13 @@ struct wire_options {
  * NULL with err naming the endpoint or option that failed. */
 void *wire_socket(void *zmq, int type, const struct wire_options *options, char *err,
                   size_t errlen);
+
+/* Receive socket's next frame into msg (initialised by the caller): the first of a message
+ * without waiting (first: ZMQ_DONTWAIT), or the next of a message already begun (its frames
+ * arrive together, so this does not wait).  A signal that interrupts the call (EINTR, which
+ * libzmq can return even with the frame there) is retried: a frame given up halfway through a
+ * message would make its next frame look like the start of a new one.  0, or -1 with
+ * zmq_errno() set (EAGAIN for a first frame: nothing is waiting). */
+int wire_recv(void *socket, zmq_msg_t *msg, int first);
 
 #endif

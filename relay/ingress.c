@@ -113,7 +113,7 @@ ingress_drain(struct relay *relay)
     for (int n = 0; n < RELAY_INGRESS_BATCH && backlog * 2 < (size_t)relay->cfg->ring; n++) {
         zmq_msg_t topic, payload;
         zmq_msg_init(&topic);
-        if (zmq_msg_recv(&topic, relay->ingress.sub, ZMQ_DONTWAIT) < 0) {
+        if (wire_recv(relay->ingress.sub, &topic, 1) != 0) {
             zmq_msg_close(&topic);
             break;
         }
@@ -123,11 +123,10 @@ ingress_drain(struct relay *relay)
             continue;
         }
         zmq_msg_init(&payload);
-        /* The frames of a message arrive together, so this does not block. */
-        if (zmq_msg_recv(&payload, relay->ingress.sub, 0) >= 0) {
+        if (wire_recv(relay->ingress.sub, &payload, 0) == 0) {
             if (zmq_msg_more(&payload)) {
                 relay->ingress.malformed++;
-                while (zmq_msg_more(&payload) && zmq_msg_recv(&payload, relay->ingress.sub, 0) >= 0)
+                while (zmq_msg_more(&payload) && wire_recv(relay->ingress.sub, &payload, 0) == 0)
                     ;
             } else {
                 route_publish(relay->route, zmq_msg_data(&topic), zmq_msg_size(&topic),

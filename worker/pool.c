@@ -422,6 +422,13 @@ pool_frame_text(zmq_msg_t *frame, char *text, size_t size)
     return 0;
 }
 
+static void
+pool_close_frames(zmq_msg_t *frames, int count)
+{
+    for (int i = 0; i < count; i++)
+        zmq_msg_close(&frames[i]);
+}
+
 /* Read one whole multipart message into at most max frames; returns the frame count (extra
  * frames are discarded), 0 when nothing is waiting, -1 on error. */
 static int
@@ -431,8 +438,9 @@ pool_receive(void *socket, zmq_msg_t *frames, int max)
     while (more) {
         zmq_msg_t frame;
         zmq_msg_init(&frame);
-        if (zmq_msg_recv(&frame, socket, count == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+        if (wire_recv(socket, &frame, count == 0) != 0) {
             zmq_msg_close(&frame);
+            pool_close_frames(frames, count); /* a message cut short is dropped whole */
             return count == 0 && zmq_errno() == EAGAIN ? 0 : -1;
         }
         more = zmq_msg_more(&frame);
@@ -442,13 +450,6 @@ pool_receive(void *socket, zmq_msg_t *frames, int max)
             zmq_msg_close(&frame);
     }
     return count;
-}
-
-static void
-pool_close_frames(zmq_msg_t *frames, int count)
-{
-    for (int i = 0; i < count; i++)
-        zmq_msg_close(&frames[i]);
 }
 
 /* Handle every nudge waiting on the tasks socket (up to a batch). */
