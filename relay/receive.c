@@ -178,6 +178,7 @@ receive_read(struct receive **state, int fd, size_t max_message,
         handler->fail_connection(owner, RECEIVE_CLOSE_INTERNAL);
         return 1;
     }
+    wslay_event_config_set_max_recv_msg_length(rx->wslay, max_message); /* it may change */
     rx->fd = fd;
     rx->handler = handler;
     rx->owner = owner;
