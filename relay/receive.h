@@ -66,8 +66,9 @@ struct receive_handler {
 };
 
 /* Read what fd holds (at most RECEIVE_TURN_BYTES) and report each event to handler, a message
- * of more than max_message bytes failing the connection (max_message may change between calls:
- * the relay allows its first message, the auth message, more).  *state is
+ * of more than max_message bytes failing the connection with 1009.  max_message may change
+ * between calls (the relay allows its first message, the auth message, more): the limit of the
+ * call that completes a message is the one it is held to.  *state is
  * NULL between messages; this keeps it while a frame or message is incomplete or a pong is owed
  * (free with receive_destroy).  Returns 0 while the connection may send more, 1 once reading is
  * over (after close, fail or end: call no more). */

@@ -5,12 +5,14 @@ with [relay] token_in_query = true."""
 import asyncio
 import json
 import os
+import time
 
 import pytest
 import websockets
 
 from conftest import (auth_message, connect, deliverable, publisher, recv_json, relay_status, run,
                       skip_probes, start_stack, ws_url)
+from test_fcgi import signed
 
 AUTH_TIMEOUT_MS = 400  # [relay] auth_timeout_ms of the quick stacks
 DIRECT = pytest.mark.parametrize("direct", [False, True], ids=["through the web server", "direct"])
@@ -152,6 +154,28 @@ def test_an_auth_message_without_a_token_is_closed_4001(stack, message):
         await ws.send(message)
         return await closed_by_relay(ws)
     assert run(go()) == (4001, "unauthorized")
+
+
+def test_the_longest_tokens_fit_the_auth_message_and_no_more(stack):
+    """A token near its largest (a full channels claim: an auth message over the 512 bytes
+    other client messages may have) is taken; an auth message over 1536 bytes is closed with
+    1009, as any message over its bound."""
+    session = stack.session()
+    now = int(time.time())
+    channels = {f"project:{n:02}-{'x' * 14}": ["subscribe"] for n in range(9)}  # claims: 491 B
+    token = signed(stack, {"sub": session["client_id"], "iat": now, "exp": now + 600,
+                           "channels": channels})
+    assert 512 < len(auth_message(token)) <= 1536, len(auth_message(token))
+
+    async def go():
+        ws, hello = await connect(stack, token)
+        await ws.close()
+        big = await websockets.connect(ws_url(stack), open_timeout=5)
+        await big.send(json.dumps({"type": "auth", "token": session["token"], "pad": "x" * 1600}))
+        return hello, await closed_by_relay(big)
+    hello, closed = run(go())
+    assert hello["client_id"] == session["client_id"]
+    assert closed == (1009, "message too big")
 
 
 def test_a_second_auth_message_gets_an_error_and_the_connection_stays(stack):
