@@ -12,6 +12,9 @@
  * thread parsed it ("parsed_us"), which adds the wait for this one thread to come round to
  * that connection.  Flat out, both are the time it was parsed.
  *
+ * With --auth (taskwire's relay) each connection's first frame after the 101 is its client id's
+ * {"type":"auth","token":...}, masked once per client id at start: one write per connection.
+ *
  * The framer is the minimum a client needs: unmasked frames in (7/16/64-bit lengths,
  * continuations skipped), masked control frames and short text frames out.  It is a load
  * generator, not a WebSocket library.  The result is one JSON object on stdout; without --pub
@@ -61,6 +64,7 @@
 #define STALL_US 1000000           /* flat out: no delivery for this long writes off the window */
 #define PROBE_EVERY_US 200000      /* probe round interval while waiting for subscriptions */
 #define TOKEN_TTL 86400            /* seconds a generated token is valid */
+#define AUTH_FRAME_MAX 1100        /* bytes of one masked auth frame (a token of under 1024) */
 #define WATCH_MAX 64               /* server processes whose CPU time is sampled */
 #define HANDOFF_US 300             /* at a set rate: the publisher's thread gets the core */
 
@@ -109,6 +113,7 @@ struct options {
     double probe_timeout;
     int watch[WATCH_MAX]; /* server pids: CPU time sampled at the measured window's edges */
     int nwatch;
+    int auth; /* --auth: send each connection's token in its first frame */
 };
 
 struct loadgen {
@@ -121,6 +126,8 @@ struct loadgen {
     uint32_t *seq_per_id;
     unsigned char secret[1024];
     size_t secret_len;
+    char *auth_frames; /* --auth: o.ids masked auth frames of auth_len bytes each, in id order */
+    size_t auth_len;
     struct publisher *pub;
     char *rbuf;
     char payload[PAYLOAD_MAX + 256];
@@ -211,6 +218,49 @@ make_token(struct loadgen *lg, const char *id, char *out, size_t size)
     buf[at++] = '.';
     base64url(mac, mac_len, buf + at);
     snprintf(out, size, "%s", buf);
+}
+
+/* One client id's auth frame, {"type":"auth","token":...} as a masked text frame, into out
+ * (AUTH_FRAME_MAX bytes): its length. */
+static size_t
+auth_frame(struct loadgen *lg, const char *id, unsigned char *out)
+{
+    char token[1024], text[AUTH_FRAME_MAX];
+    make_token(lg, id, token, sizeof token);
+    size_t len = (size_t)snprintf(text, sizeof text, "{\"type\":\"auth\",\"token\":\"%s\"}", token);
+    size_t at = 0;
+    out[at++] = 0x81;
+    if (len < 126) {
+        out[at++] = (unsigned char)(0x80 | len);
+    } else {
+        out[at++] = 0x80 | 126;
+        out[at++] = (unsigned char)(len >> 8);
+        out[at++] = (unsigned char)(len & 0xff);
+    }
+    uint32_t mask = (uint32_t)rng_next(lg);
+    memcpy(out + at, &mask, 4);
+    for (size_t i = 0; i < len; i++)
+        out[at + 4 + i] = (unsigned char)text[i] ^ out[at + (i & 3)];
+    return at + 4 + len;
+}
+
+/* --auth: every client id's auth frame, built before the first connection, so a connection's
+ * costs a write and no HMAC.  Tokens of one run have one length (the ids and times do), so the
+ * frames sit in one block.  0, or -1 when out of memory. */
+static int
+auth_build(struct loadgen *lg)
+{
+    unsigned char frame[AUTH_FRAME_MAX];
+    lg->auth_len = auth_frame(lg, lg->ids[0], frame);
+    lg->auth_frames = malloc((size_t)lg->o.ids * lg->auth_len);
+    if (!lg->auth_frames)
+        return -1;
+    for (int i = 0; i < lg->o.ids; i++) {
+        if (auth_frame(lg, lg->ids[i], frame) != lg->auth_len)
+            return -1; /* a second's tick lengthened iat: no single block */
+        memcpy(lg->auth_frames + (size_t)i * lg->auth_len, frame, lg->auth_len);
+    }
+    return 0;
 }
 
 /* ---- connection output ---- */
@@ -652,6 +702,11 @@ on_handshake(struct loadgen *lg, struct conn *c, const char *buf, size_t len)
         conn_close(lg, c, -1);
         return -1;
     }
+    if (lg->auth_frames) {
+        conn_write(lg, c, lg->auth_frames + (size_t)c->id * lg->auth_len, lg->auth_len);
+        if (c->fd < 0)
+            return -1;
+    }
     if (lg->o.proto == PROTO_SIO)
         c->state = ST_SIO_WAIT;
     else if (lg->o.ready == READY_FIRST_FRAME)
@@ -990,9 +1045,10 @@ usage(void)
             "  [--secret FILE] [--src A[-B]] [--concurrency N] [--connect-timeout S]\n"
             "  [--pub SPEC [--pub-conns N] (--rate R | --window W) [--warmup S]\n"
             "   [--duration S] [--drain S] [--size B] [--probe-timeout S] [--watch PID,..]]\n"
-            "  [--hold S]\n"
-            "PATH may hold {id} and {token}; without --pub the connections stay idle until\n"
-            "SIGTERM or --hold seconds.\n");
+            "  [--hold S] [--auth]\n"
+            "PATH may hold {id} and {token}; --auth sends {\"type\":\"auth\",\"token\":...}\n"
+            "first (taskwire); without --pub the connections stay idle until SIGTERM or\n"
+            "--hold seconds.\n");
     exit(2);
 }
 
@@ -1044,8 +1100,8 @@ parse_options(struct options *o, int argc, char **argv)
         {"rate", 1, 0, 'R'},          {"window", 1, 0, 'W'},      {"warmup", 1, 0, 'w'},
         {"duration", 1, 0, 'd'},      {"drain", 1, 0, 'D'},       {"size", 1, 0, 'z'},
         {"hold", 1, 0, 'H'},          {"probe-timeout", 1, 0, 'O'}, {"watch", 1, 0, 'X'},
-        {0, 0, 0, 0}};
-    *o = (struct options){.host = "127.0.0.1", .path = "/ws?token={token}", .conns = 1,
+        {"auth", 0, 0, 'A'},          {0, 0, 0, 0}};
+    *o = (struct options){.host = "127.0.0.1", .path = "/ws", .conns = 1,
                           .src_first = 0x7f000001u, .src_count = 1,
                           .concurrency = 256, .connect_timeout = 120, .pub_conns = 16,
                           .window = 1000, .warmup = 2, .duration = 10, .drain = 5, .size = 300,
@@ -1056,6 +1112,7 @@ parse_options(struct options *o, int argc, char **argv)
         case 'h': o->host = optarg; break;
         case 'p': o->port = (int)num(optarg, 1, 65535, "port"); break;
         case 'P': o->path = optarg; break;
+        case 'A': o->auth = 1; break;
         case 'x':
             if (!strcmp(optarg, "ws"))
                 o->proto = PROTO_WS;
@@ -1108,7 +1165,7 @@ static int
 load_secret(struct loadgen *lg)
 {
     if (!lg->o.secret_file)
-        return strstr(lg->o.path, "{token}") ? -1 : 0;
+        return strstr(lg->o.path, "{token}") || lg->o.auth ? -1 : 0;
     FILE *f = fopen(lg->o.secret_file, "rb");
     if (!f)
         return -1;
@@ -1124,7 +1181,7 @@ main(int argc, char **argv)
     struct loadgen *lg = &lg_storage;
     parse_options(&lg->o, argc, argv);
     if (load_secret(lg) != 0) {
-        fprintf(stderr, "loadgen: a {token} path needs a readable --secret file\n");
+        fprintf(stderr, "loadgen: --auth and a {token} path need a readable --secret file\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -1155,6 +1212,10 @@ main(int argc, char **argv)
     for (int i = 0; i < lg->o.conns; i++) {
         lg->conns[i].fd = -1;
         lg->conns[i].id = (uint32_t)(i % lg->o.ids);
+    }
+    if (lg->o.auth && auth_build(lg) != 0) {
+        fprintf(stderr, "loadgen: cannot build the auth frames\n");
+        return 1;
     }
     if (lg->o.pub) {
         char err[256];

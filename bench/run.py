@@ -310,7 +310,7 @@ submit_burst = 1000000
         return tree([p.pid for p in self.relay_procs])
 
     def ws_args(self):
-        return ["--port", str(self.port), "--path", "/ws?token={token}", "--secret", self.secret,
+        return ["--port", str(self.port), "--path", "/ws", "--auth", "--secret", self.secret,
                 "--ready", "first-frame"]
 
     def pub_args(self):

@@ -100,6 +100,8 @@ static const struct config_key config_keys[] = {
     KEY_LIST("relay", "connect_rate_exempt", KEY_ADDRESSES, connect_rate_exempt),
     KEY_LIST("relay", "allowed_origins", KEY_ORIGINS, allowed_origins),
     KEY_NUM("relay", "io_uring", KEY_INT, relay_io_uring, 0, 1),
+    KEY_NUM("relay", "auth_timeout_ms", KEY_INT, auth_timeout_ms, 100, 600000),
+    KEY_NUM("relay", "token_in_query", KEY_BOOL, token_in_query, 0, 1),
     KEY_STR("relay", "metrics_listen", KEY_LISTEN, relay_metrics_listen),
     KEY_STR("admin", "key_file", KEY_PATH_OPTIONAL, admin_key_file),
     KEY_STR("admin", "api_url", KEY_TEXT, admin_api_url),
@@ -686,6 +688,8 @@ config_defaults(struct config *cfg)
     cfg->ring = CONFIG_DEFAULT_RING;
     cfg->max_message = CONFIG_DEFAULT_MAX_MESSAGE;
     cfg->relay_io_uring = CONFIG_DEFAULT_RELAY_IO_URING;
+    cfg->auth_timeout_ms = CONFIG_DEFAULT_AUTH_TIMEOUT_MS;
+    cfg->token_in_query = CONFIG_DEFAULT_TOKEN_IN_QUERY;
     cfg->max_connections = CONFIG_DEFAULT_MAX_CONNECTIONS;
     cfg->max_connections_per_client = CONFIG_DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
     cfg->connect_rate = CONFIG_DEFAULT_CONNECT_RATE;

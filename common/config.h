@@ -61,6 +61,8 @@
 #define CONFIG_DEFAULT_CONNECT_BURST 1000 /* new connections per source address at once */
 #define CONFIG_DEFAULT_CONNECT_RATE_EXEMPT "127.0.0.1" /* the local web server proxying /ws */
 #define CONFIG_DEFAULT_RELAY_IO_URING 1                /* relay writes batched through io_uring */
+#define CONFIG_DEFAULT_AUTH_TIMEOUT_MS 5000 /* a new connection's time to send its auth message */
+#define CONFIG_DEFAULT_TOKEN_IN_QUERY 0     /* ?token= in the /ws URL is ignored */
 
 /* http:// or https:// base URLs ([admin] relays). */
 struct config_urls {
@@ -170,7 +172,9 @@ struct config {
     int connect_burst;
     struct config_addresses connect_rate_exempt; /* sources connect_rate does not apply to */
     struct origin_list allowed_origins;          /* WebSocket handshakes' origins; empty: any */
-    int relay_io_uring; /* 1: batch the per-message writes with io_uring where the kernel can */
+    int relay_io_uring;  /* 1: batch the per-message writes with io_uring where the kernel can */
+    int auth_timeout_ms; /* a connection without its auth message by then is closed (4003) */
+    int token_in_query;  /* 1: a ?token= in the /ws URL authenticates at the handshake */
     char relay_metrics_listen[CONFIG_TEXT_MAX]; /* host:port of /metrics, /status; empty: off */
 
     /* [admin] */

@@ -145,7 +145,7 @@ protocol_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
  * reads a connection only until its handshake is done (receive.h), hence the small rx size. */
 const struct lws_protocols relay_protocols[RELAY_PROTOCOLS + 1] = {
     [RELAY_PROTOCOL_WS] = {"taskwire", protocol_callback, sizeof(struct session),
-                           RELAY_CLIENT_MESSAGE_MAX, RELAY_PROTOCOL_WS, NULL, 0},
+                           RELAY_LWS_RX_BUFFER, RELAY_PROTOCOL_WS, NULL, 0},
     [RELAY_PROTOCOL_UPSTREAM] = {"taskwire-upstream", protocol_raw_callback, 0, 0,
                                  RELAY_PROTOCOL_UPSTREAM, NULL, 0},
     [RELAY_PROTOCOL_LOOP] = {"taskwire-loop", protocol_raw_callback, 0, 0, RELAY_PROTOCOL_LOOP,

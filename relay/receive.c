@@ -14,6 +14,7 @@ struct receive {
     const struct receive_handler *handler;
     void *owner;
     size_t turn;         /* bytes read in this call */
+    size_t max_message;  /* this call's limit on a message (wslay's holds from a frame's start) */
     uint64_t fed;        /* bytes handed to wslay in all */
     uint64_t framed;     /* bytes of the frames wslay has finished */
     uint64_t frame;      /* bytes (header and payload) of the frame under way */
@@ -98,6 +99,13 @@ receive_message(wslay_event_context_ptr wslay, const struct wslay_event_on_msg_r
     struct receive *rx = data;
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
+        /* wslay checks the limit as each frame starts, so a message begun under a larger one
+         * (the auth message's) is held to this call's here. */
+        if (arg->msg_length > rx->max_message) {
+            rx->fail_code = RECEIVE_CLOSE_TOO_BIG;
+            wslay_event_shutdown_read(wslay);
+            break;
+        }
         rx->handler->text(rx->owner, arg->msg, arg->msg_length);
         break;
     case WSLAY_BINARY_FRAME:
@@ -178,6 +186,8 @@ receive_read(struct receive **state, int fd, size_t max_message,
         handler->fail_connection(owner, RECEIVE_CLOSE_INTERNAL);
         return 1;
     }
+    wslay_event_config_set_max_recv_msg_length(rx->wslay, max_message); /* it may change */
+    rx->max_message = max_message;
     rx->fd = fd;
     rx->handler = handler;
     rx->owner = owner;

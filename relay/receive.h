@@ -65,7 +65,10 @@ struct receive_handler {
     void (*end)(void *owner);
 };
 
-/* Read what fd holds (at most RECEIVE_TURN_BYTES) and report each event to handler.  *state is
+/* Read what fd holds (at most RECEIVE_TURN_BYTES) and report each event to handler, a message
+ * of more than max_message bytes failing the connection with 1009.  max_message may change
+ * between calls (the relay allows its first message, the auth message, more): the limit of the
+ * call that completes a message is the one it is held to.  *state is
  * NULL between messages; this keeps it while a frame or message is incomplete or a pong is owed
  * (free with receive_destroy).  Returns 0 while the connection may send more, 1 once reading is
  * over (after close, fail or end: call no more). */

@@ -7,8 +7,8 @@
  * with 1008), new ones per source address at [relay] connect_rate (throttle.h), handshakes
  * only from [relay] allowed_origins (others get 403); per client id a ring of [relay] ring
  * messages (route.h); client messages of at most RELAY_CLIENT_MESSAGE_MAX bytes in all their
- * fragments (more closes the connection with 1009; receive.h reads and checks what clients
- * send).
+ * fragments, the first (the auth message) of at most RELAY_AUTH_MESSAGE_MAX (more closes the
+ * connection with 1009; receive.h reads and checks what clients send).
  */
 #ifndef TW_RELAY_RELAY_H
 #define TW_RELAY_RELAY_H
@@ -28,6 +28,8 @@
 #include "token.h"
 
 #define RELAY_CLIENT_MESSAGE_MAX 512     /* bytes of one client message (a ping); more is 1009 */
+#define RELAY_AUTH_MESSAGE_MAX 1536      /* ...of the auth message (a TOKEN_MAX token and room) */
+#define RELAY_LWS_RX_BUFFER 512          /* lws's read buffer: it reads only the handshake */
 #define RELAY_INGRESS_BATCH 4096         /* ZeroMQ messages read per turn before yielding */
 #define RELAY_SUB_HWM 100000             /* messages ZeroMQ queues for the relay before dropping */
 #define RELAY_CLOSE_GRACE_MS 1000        /* on stop, how long connections get to take their 1001 */

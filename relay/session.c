@@ -1,4 +1,4 @@
-/* session.c: one WebSocket connection. */
+/* session.c: one WebSocket connection: its auth message, its control replies, its writes. */
 #include "session.h"
 
 #include <errno.h>
@@ -22,6 +22,8 @@
 
 /* Close code constants not in the lws enum. */
 #define SESSION_CLOSE_UNAUTHORIZED 4001
+#define SESSION_CLOSE_AUTH_EXPECTED 4002 /* the first message was not an auth message */
+#define SESSION_CLOSE_AUTH_TIMEOUT 4003  /* no auth message within [relay] auth_timeout_ms */
 #define SESSION_CLOSE_LAGGING 4008
 #define SESSION_CLOSE_TRY_LATER 1013
 #define SESSION_CLOSE_POLICY 1008
@@ -32,6 +34,8 @@ static const struct {
     const char *reason;
 } session_close_reasons[] = {
     {SESSION_CLOSE_UNAUTHORIZED, "unauthorized"},
+    {SESSION_CLOSE_AUTH_EXPECTED, "auth message expected"},
+    {SESSION_CLOSE_AUTH_TIMEOUT, "auth timeout"},
     {SESSION_CLOSE_LAGGING, "lagging"},
     {RECEIVE_CLOSE_TOO_BIG, "message too big"},
     {SESSION_CLOSE_TRY_LATER, "too many connections"},
@@ -41,6 +45,20 @@ static const struct {
     {RECEIVE_CLOSE_PROTOCOL, "protocol error"},
     {RECEIVE_CLOSE_UNSUPPORTED, "text messages only"},
     {RECEIVE_CLOSE_BAD_DATA, "invalid UTF-8"},
+};
+
+/* The error replies a session may owe (session->send_error), each one fixed text. */
+enum session_error {
+    SESSION_ERROR_NONE,
+    SESSION_ERROR_BAD_REQUEST,   /* a message that is not a ping */
+    SESSION_ERROR_AUTHENTICATED, /* an auth message on an authenticated connection */
+};
+
+static const char *const session_error_texts[] = {
+    [SESSION_ERROR_BAD_REQUEST] = "{\"type\":\"error\",\"error\":{\"code\":\"bad_request\","
+                                  "\"message\":\"expected {\\\"type\\\":\\\"ping\\\"}\"}}",
+    [SESSION_ERROR_AUTHENTICATED] = "{\"type\":\"error\",\"error\":{\"code\":\"bad_request\","
+                                    "\"message\":\"already authenticated\"}}",
 };
 
 static const char *
@@ -102,37 +120,27 @@ session_close_later(struct session *session, uint16_t code)
 static void
 session_wheel_put(struct relay *relay, struct session *session, uint32_t due_s)
 {
+    /* A connection still owing its auth message is looked at by its deadline too. */
+    if (session->auth_pending) {
+        int32_t left_ms = (int32_t)(session->auth_deadline_ms - (uint32_t)clock_mono_ms());
+        uint32_t auth_s = relay->now_s + (left_ms > 0 ? (uint32_t)(left_ms + 999) / 1000 : 1);
+        if ((int32_t)(auth_s - due_s) < 0)
+            due_s = auth_s;
+    }
     lws_dll2_remove(&session->link);
     lws_dll2_add_tail(&session->link, &relay->wheel[due_s & (RELAY_WHEEL_SLOTS - 1)]);
 }
 
-void
-session_init(struct relay *relay, struct session *session, struct lws *wsi)
+/* The connection presents token (length len, borrowed): check it and its client id's count of
+ * connections, then attach it and owe it {"type":"connected"}, or schedule the close (4001,
+ * 1008).  Neither the token nor its reason for refusal beyond token_verify's is logged. */
+static void
+session_authenticate(struct relay *relay, struct session *session, const char *token, size_t len)
 {
-    session->wsi = wsi;
-    route_member_init(&session->member, session);
-    session->last_rx_s = relay->now_s;
-    session_wheel_put(relay, session, relay->now_s + (uint32_t)relay->cfg->ping_interval);
-    session->id = ++relay->next_connection_id;
-    session->corked = 1;
-    relay->connections++;
-    /* From here on the relay reads the connection itself (receive.h): lws must not. */
-    lws_rx_flow_control(wsi, 0);
-    if (loop_watch_session(relay, lws_get_socket_fd(wsi), session) != 0) {
-        log_warn("event=ws_refused reason=\"cannot watch\" error=\"%s\"", strerror(errno));
-        session_close_later(session, RECEIVE_CLOSE_INTERNAL);
-        return;
-    }
-    session->reading = 1;
-    if (relay->connections > (uint64_t)relay->cfg->max_connections) {
-        log_warn("event=ws_refused reason=\"max_connections\"");
-        session_close_later(session, SESSION_CLOSE_TRY_LATER);
-        return;
-    }
-    char buf[TOKEN_MAX + 16], why[128] = "missing token";
-    const char *token = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof buf);
-    if (!token || token_verify(relay->secret, relay->secret_len, token, strlen(token),
-                               clock_now_ms() / 1000, session->client_id, why, sizeof why) != 0) {
+    char why[128] = "missing token";
+    session->auth_pending = 0;
+    if (len == 0 || token_verify(relay->secret, relay->secret_len, token, len,
+                                 clock_now_ms() / 1000, session->client_id, why, sizeof why) != 0) {
         log_warn("event=ws_unauthorized connection=%llu reason=\"%s\"",
                  (unsigned long long)session->id, why);
         session_close_later(session, SESSION_CLOSE_UNAUTHORIZED);
@@ -159,6 +167,45 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
 }
 
 void
+session_init(struct relay *relay, struct session *session, struct lws *wsi)
+{
+    session->wsi = wsi;
+    route_member_init(&session->member, session);
+    session->last_rx_s = relay->now_s;
+    session_wheel_put(relay, session, relay->now_s + (uint32_t)relay->cfg->ping_interval);
+    session->id = ++relay->next_connection_id;
+    session->corked = 1;
+    relay->connections++;
+    /* From here on the relay reads the connection itself (receive.h): lws must not. */
+    lws_rx_flow_control(wsi, 0);
+    if (loop_watch_session(relay, lws_get_socket_fd(wsi), session) != 0) {
+        log_warn("event=ws_refused reason=\"cannot watch\" error=\"%s\"", strerror(errno));
+        session_close_later(session, RECEIVE_CLOSE_INTERNAL);
+        return;
+    }
+    session->reading = 1;
+    if (relay->connections > (uint64_t)relay->cfg->max_connections) {
+        log_warn("event=ws_refused reason=\"max_connections\"");
+        session_close_later(session, SESSION_CLOSE_TRY_LATER);
+        return;
+    }
+    char buf[TOKEN_MAX + 16];
+    const char *token = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof buf);
+    if (token && relay->cfg->token_in_query) {
+        session_authenticate(relay, session, token, strlen(token));
+        return;
+    }
+    if (token) /* an old client's, or a page that put it there: it must send the message too */
+        log_info("event=ws_query_token_ignored connection=%llu", (unsigned long long)session->id);
+    /* The 101 leaves now: the client sends its auth message once it has it. */
+    session->corked = 0;
+    listener_uncork(lws_get_socket_fd(wsi));
+    session->auth_pending = 1;
+    session->auth_deadline_ms = (uint32_t)clock_mono_ms() + (uint32_t)relay->cfg->auth_timeout_ms;
+    session_wheel_put(relay, session, relay->now_s + (uint32_t)relay->cfg->ping_interval);
+}
+
+void
 session_fini(struct relay *relay, struct session *session)
 {
     if (!session->wsi)
@@ -174,21 +221,50 @@ session_fini(struct relay *relay, struct session *session)
     session->wsi = NULL;
 }
 
+/* The first message of an unauthenticated connection: {"type":"auth","token":"..."}
+ * authenticates it (session_authenticate); any other closes it with 4002.  Parsed once per
+ * connection; the message dies here, unlogged. */
+static void
+session_on_auth(struct relay *relay, struct session *session, const unsigned char *in, size_t len)
+{
+    json_t *message = json_loadb((const char *)in, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *type = json_string_value(json_object_get(message, "type"));
+    json_t *token = json_object_get(message, "token");
+    if (!json_is_object(message) || !type || strcmp(type, "auth") != 0) {
+        session->auth_pending = 0;
+        log_info("event=ws_auth_expected connection=%llu", (unsigned long long)session->id);
+        session_close_later(session, SESSION_CLOSE_AUTH_EXPECTED);
+    } else {
+        /* A token that is not a string is a missing token: 4001, as a refused one. */
+        session_authenticate(relay, session, json_is_string(token) ? json_string_value(token) : "",
+                             json_is_string(token) ? json_string_length(token) : 0);
+    }
+    json_decref(message);
+}
+
 /* The client asked for something in a text message: {"type":"ping"} is answered with
- * {"type":"pong"}, anything else with an error; the replies are flags, so a flood of messages
- * costs no memory. */
+ * {"type":"pong"}, an auth message with an error (it is authenticated already), anything else
+ * with an error; the replies are flags, so a flood of messages costs no memory.  Before its
+ * auth message a connection may send nothing else (session_on_auth). */
 static void
 session_on_text(void *owner, const unsigned char *in, size_t len)
 {
     struct session *session = owner;
     if (session->close_code)
         return;
+    struct relay *relay = lws_context_user(lws_get_context(session->wsi));
+    if (session->auth_pending) {
+        session_on_auth(relay, session, in, len);
+        return;
+    }
     json_t *message = json_loadb((const char *)in, len, 0, NULL);
     const char *type = json_string_value(json_object_get(message, "type"));
     if (type && strcmp(type, "ping") == 0)
         session->send_pong = 1;
+    else if (type && strcmp(type, "auth") == 0)
+        session->send_error = SESSION_ERROR_AUTHENTICATED;
     else
-        session->send_error = 1;
+        session->send_error = SESSION_ERROR_BAD_REQUEST;
     json_decref(message);
     session_want_write(session);
 }
@@ -266,8 +342,9 @@ session_read(struct relay *relay, struct session *session)
     if (!session->reading)
         return;
     session_alive(relay, session);
-    if (receive_read(&session->rx, lws_get_socket_fd(session->wsi), RELAY_CLIENT_MESSAGE_MAX,
-                     &session_receive_handler, session) != 0) {
+    size_t max = session->auth_pending ? RELAY_AUTH_MESSAGE_MAX : RELAY_CLIENT_MESSAGE_MAX;
+    if (receive_read(&session->rx, lws_get_socket_fd(session->wsi), max, &session_receive_handler,
+                     session) != 0) {
         session_stop_reading(relay, session);
         receive_destroy(&session->rx);
     }
@@ -409,11 +486,9 @@ session_write_one(struct relay *relay, struct session *session)
         session->send_pong = 0;
         rc = session_write_text(session, "{\"type\":\"pong\"}", 15);
     } else if (session->send_error) {
-        session->send_error = 0;
-        int n = snprintf(text, sizeof text, "%s",
-                         "{\"type\":\"error\",\"error\":{\"code\":\"bad_request\",\"message\":"
-                         "\"expected {\\\"type\\\":\\\"ping\\\"}\"}}");
-        rc = session_write_text(session, text, n);
+        const char *error = session_error_texts[session->send_error];
+        session->send_error = SESSION_ERROR_NONE;
+        rc = session_write_text(session, error, (int)strlen(error));
     } else {
         rc = session_write_ring(relay, session);
     }
@@ -466,6 +541,13 @@ session_check(struct relay *relay, struct session *s, uint32_t now_s)
     if (s->dead) { /* not in the wheel once dead; never looked at twice */
         lws_dll2_remove(&s->link);
         return;
+    }
+    /* The auth message is overdue (wrapping arithmetic: the deadline is 32 bits of ms). */
+    if (s->auth_pending && !s->close_code &&
+        (int32_t)((uint32_t)clock_mono_ms() - s->auth_deadline_ms) >= 0) {
+        s->auth_pending = 0;
+        log_info("event=ws_auth_timeout connection=%llu", (unsigned long long)s->id);
+        session_close_later(s, SESSION_CLOSE_AUTH_TIMEOUT);
     }
     if (s->ping_sent) {
         if (now_s - s->ping_at_s >= timeout) {

@@ -1,18 +1,28 @@
-/* session.h: one WebSocket connection: token check, its place in the route table, what the
- * client sends (read by the relay through receive.h once lws has done the handshake), control
- * replies (connected, pong, error, close) and sending the next message.
+/* session.h: one WebSocket connection: its authentication (the auth message, see below), its
+ * place in the route table, what the client sends (read by the relay through receive.h once
+ * lws has done the handshake), control replies (connected, pong, error, close) and sending the
+ * next message.
+ *
+ * Authentication: a new connection is unauthenticated: not in the route table (it gets no
+ * event) and allowed one message, {"type":"auth","token":"..."} as text.  A valid token
+ * attaches it to the token's client id and sends {"type":"connected",...}; a refused one
+ * closes with 4001; any other first message closes with 4002, and a connection without its
+ * auth message [relay] auth_timeout_ms after the handshake is closed with 4003 by the
+ * heartbeat.  With [relay] token_in_query a ?token= in the URL authenticates at the handshake
+ * instead (compatibility).  An auth message after the connection is authenticated is answered
+ * with an error; the connection stays.  No log line carries the token or the message.
  *
  * The struct is lws per-session storage (lws allocates and frees it); session_init and
  * session_fini bracket its life.  Control replies are flags, not queued text, so a session is
- * a fixed ~120 bytes whatever the client sends (receive.h holds a partial frame only while it
+ * a fixed ~180 bytes whatever the client sends (receive.h holds a partial frame only while it
  * is partial).  Writes happen in session_write() (lws's writeable callback: control replies
  * through lws, messages through send.h) and, batched through send.h, in session_serve_woken().
  *
- * Closing: a close the relay starts (4001, 4008, 1013, 1001) goes through lws, which sends it
- * and waits PENDING_TIMEOUT_CLOSE_ACK (5 s) for the client's reply; the reply (or the end of
- * the client's stream) ends the connection at once.  A close that fails the connection (RFC
- * 6455 7.1.7: 1002, 1003, 1007, 1009) or answers the client's own close is written here and
- * the connection ends as soon as it is sent.
+ * Closing: a close the relay starts (4001, 4002, 4003, 4008, 1013, 1001) goes through lws,
+ * which sends it and waits PENDING_TIMEOUT_CLOSE_ACK (5 s) for the client's reply; the reply
+ * (or the end of the client's stream) ends the connection at once.  A close that fails the
+ * connection (RFC 6455 7.1.7: 1002, 1003, 1007, 1009) or answers the client's own close is
+ * written here and the connection ends as soon as it is sent.
  */
 #ifndef TW_RELAY_SESSION_H
 #define TW_RELAY_SESSION_H
@@ -42,16 +52,20 @@ struct session {
     uint8_t close_sent;  /* lws sent our close: the client's reply ends it */
     uint8_t close_echo;  /* the close answers the client's: no reason text */
     uint8_t reading;     /* its input watched in the relay's epoll set (loop.h) */
-    uint8_t send_connected, send_pong, send_error, send_ping, send_resync, send_pong_frame;
+    uint8_t send_connected, send_pong, send_ping, send_resync, send_pong_frame;
+    uint8_t send_error; /* enum session_error: the error reply owed, 0 for none */
     uint8_t ping_sent, dead;
     uint8_t attached;
     uint8_t corked; /* its first frame not written yet (listener_uncork) */
     uint8_t ending; /* on relay->ending: nothing more is written */
     char client_id[TOKEN_ID_SIZE];
+    uint8_t auth_pending;      /* no token yet: only the auth message may come */
+    uint32_t auth_deadline_ms; /* while auth_pending: clock_mono_ms() (cut to 32 bits) of 4003 */
 };
 
-/* A connection was established: check its token and its client id's count of connections
- * ([relay] max_connections_per_client) and attach it, or schedule the close. */
+/* A connection was established: with [relay] token_in_query and a ?token= in its URL,
+ * authenticate it now (session.c: its token, its client id's count of connections, [relay]
+ * max_connections_per_client); else wait for its auth message until [relay] auth_timeout_ms. */
 void session_init(struct relay *relay, struct session *session, struct lws *wsi);
 
 /* The connection is gone: detach.  Safe after a failed init. */
@@ -75,7 +89,8 @@ void session_resync_all(struct relay *relay);
 void session_alive(struct relay *relay, struct session *session);
 
 /* Once a second, over the connections whose check is due: ping one silent for [relay]
- * ping_interval, drop one whose ping went unanswered for ping_timeout. */
+ * ping_interval, drop one whose ping went unanswered for ping_timeout, close (4003) one whose
+ * auth message is overdue. */
 void session_heartbeat(struct relay *relay);
 
 /* End every connection whose end is due (its close done, or no one left to tell), outside

@@ -634,7 +634,8 @@ class Stack:
                            "max_connections": 1000, "io_uring": 1,
                            "max_connections_per_client": 32, "connect_rate": 100,
                            "connect_burst": 1000, "connect_rate_exempt": "127.0.0.1",
-                           "allowed_origins": ""}, **relay_settings),
+                           "allowed_origins": "", "auth_timeout_ms": 5000,
+                           "token_in_query": "false"}, **relay_settings),
         }
         if self.admin_key:
             relays = [url.replace("{relay}", self.relay_http) for url in

@@ -443,9 +443,9 @@ export class Taskwire {
       return;
     }
     if (!this.started || attemptId !== this.connectAttempts) return;
+    // No token in the URL: a URL lands in web servers' logs.  It goes in the first message.
     const url = new URL(`${this.options.base}/ws`, window.location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    url.searchParams.set('token', session.token);
     let ws;
     try {
       ws = new WebSocket(url.toString());
@@ -459,6 +459,12 @@ export class Taskwire {
     let hello = false;
     this.timers.open = setTimeout(() => { if (!hello) this.socketLost(ws, null); },
       this.options.openTimeoutMs);
+    // The auth message first, before anything else; the relay answers it with "connected".
+    ws.onopen = () => {
+      if (ws !== this.ws) return;
+      this.emit('message', { direction: 'out', channel: 'ws', data: '{"type":"auth","token":"…"}' });
+      try { ws.send(JSON.stringify({ type: 'auth', token: session.token })); } catch (e) { this.socketLost(ws, null); }
+    };
     ws.onmessage = (event) => {
       if (ws !== this.ws) return;
       this.clearTimer('pong'); // any message shows the connection is alive
@@ -508,7 +514,7 @@ export class Taskwire {
     if (this.ws) {
       const ws = this.ws;
       this.ws = null;
-      ws.onmessage = ws.onclose = ws.onerror = null;
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       try { ws.close(); } catch (e) { /* already closed */ }
     }
   }

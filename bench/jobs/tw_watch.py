@@ -58,7 +58,8 @@ async def main(options):
 
     sockets = []
     for token in options["tokens"]:
-        ws = await websockets.connect(f"{options['url']}?token={token}", max_size=1 << 20)
+        ws = await websockets.connect(options["url"], max_size=1 << 20)
+        await ws.send(json.dumps({"type": "auth", "token": token}))  # the token, first
         hello = json.loads(await ws.recv())
         if hello.get("type") != "connected":
             raise RuntimeError(f"first message was {hello}")

@@ -475,7 +475,7 @@ test('a stale message never overwrites a newer state', { timeout: 90000 }, async
   });
 });
 
-test('a token the relay refuses is replaced by a new session', { timeout: 90000 }, async () => {
+test('a token the relay refuses is replaced by a new session, no token ever in a WebSocket URL', { timeout: 90000 }, async () => {
   await withStack([], async ({ info }) => {
     await withContext(async (context) => {
       // What an old tab holds after the server's secret changed: a well-formed, refused token.
@@ -487,6 +487,13 @@ test('a token the relay refuses is replaced by a new session', { timeout: 90000 
           window.sessionStorage.setItem('taskwire.session', JSON.stringify(session));
         }
       }, forged);
+      // Every WebSocket the page opens: its URL and the frames it sends.
+      const sockets = [];
+      context.on('page', (p) => p.on('websocket', (ws) => {
+        const socket = { url: ws.url(), sent: [] };
+        ws.on('framesent', (frame) => socket.sent.push(frame.payload));
+        sockets.push(socket);
+      }));
       const page = await open(context, `${info.http}?backoffInitialMs=300`);
       await page.locator('#log li', { hasText: 'closed 4001' }).first().waitFor({ timeout: STEP });
       await connection(page, 'connected');
@@ -495,6 +502,16 @@ test('a token the relay refuses is replaced by a new session', { timeout: 90000 
       assert.notEqual(clientId, forged.client_id);
       // One refusal was enough: no retries with the same token, no fallback to polling.
       assert.equal(await page.locator('#log li', { hasText: 'closed 4001' }).count(), 1);
+      // Neither token was in a URL: each went in its connection's first message.
+      const session = JSON.parse(await page.evaluate(() => sessionStorage.getItem('taskwire.session')));
+      assert.ok(sockets.length >= 2, `${sockets.length} WebSockets`);
+      for (const socket of sockets) {
+        assert.ok(!socket.url.includes('token'), socket.url);
+        assert.equal(JSON.parse(socket.sent[0]).type, 'auth', socket.sent[0]);
+      }
+      assert.deepEqual(sockets.map((socket) => JSON.parse(socket.sent[0]).token).slice(0, 1),
+        [forged.token]);
+      assert.equal(JSON.parse(sockets.at(-1).sent[0]).token, session.token);
       const id = await startTask(page, { duration: 1000, steps: 4, name: 'after a new session' });
       await waitStatus(page, id, 'succeeded');
       await screenshot(page, '9-new-session');

@@ -261,11 +261,13 @@ class Listener:
         self.pub.close(0)
 
     async def _follow(self, client):
-        url = f"ws://127.0.0.1:{self.stack.http_port}/ws?token={client.token}"
+        url = f"ws://127.0.0.1:{self.stack.http_port}/ws"
+        auth = json.dumps({"type": "auth", "token": client.token})  # the first message
         while not self.closing.is_set():
             try:
                 async with websockets.connect(url, open_timeout=5, close_timeout=1,
                                               max_size=2**22) as ws:
+                    await ws.send(auth)
                     client.connections += 1
                     number = client.connections
                     async for text in ws:

@@ -4,20 +4,26 @@
  * The first byte sets the size of each read (1 to 256 bytes); the rest is the stream.  Between
  * reads an owed pong is taken now and then, as the relay's writes do.  At the end the client's
  * side is shut, as a vanished peer's would be.
+ * As in the relay's sessions, the first text message (the auth message) may have up to
+ * AUTH_MESSAGE_MAX bytes and every later one MAX_MESSAGE: the limit passed to each call is the
+ * one of the next message due at its start.
  * Promises checked: once a call says reading is over, nothing more is reported; a text message
- * is at most MAX_MESSAGE bytes; a pong's payload at most RECEIVE_PONG_MAX; a failure carries
- * one of the codes receive.h names; a close or failure ends reading in the same call. */
+ * is at most the limit its call was given; a pong's payload at most RECEIVE_PONG_MAX; a failure
+ * carries one of the codes receive.h names; a close or failure ends reading in the same call. */
 #include "fuzz.h"
 
 #include <sys/socket.h>
 
 #include "relay/receive.c"
 
-#define MAX_MESSAGE 512
+#define MAX_MESSAGE 512       /* the relay's RELAY_CLIENT_MESSAGE_MAX */
+#define AUTH_MESSAGE_MAX 1536 /* its RELAY_AUTH_MESSAGE_MAX: the first message's limit */
 
 struct seen {
-    int over;   /* a call returned 1 */
-    int ending; /* close, fail or end reported in this call */
+    int over;     /* a call returned 1 */
+    int ending;   /* close, fail or end reported in this call */
+    size_t texts; /* text messages so far */
+    size_t max;   /* the limit this call was given */
 };
 
 static void
@@ -26,7 +32,8 @@ on_text(void *owner, const unsigned char *text, size_t len)
     struct seen *seen = owner;
     (void)text;
     FUZZ_CHECK(!seen->over && !seen->ending);
-    FUZZ_CHECK(len <= MAX_MESSAGE);
+    FUZZ_CHECK(len <= seen->max);
+    seen->texts++;
 }
 
 static void
@@ -72,7 +79,8 @@ static int
 read_once(struct receive **rx, int fd, struct seen *seen, int take_pong)
 {
     seen->ending = 0;
-    int rc = receive_read(rx, fd, MAX_MESSAGE, &handler, seen);
+    seen->max = seen->texts ? MAX_MESSAGE : AUTH_MESSAGE_MAX;
+    int rc = receive_read(rx, fd, seen->max, &handler, seen);
     FUZZ_CHECK(rc == 0 || rc == 1);
     FUZZ_CHECK(rc == 1 || !seen->ending);
     if (rc == 1) {
@@ -108,7 +116,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int buf = 4 * 65536;
     (void)setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
     struct receive *rx = NULL;
-    struct seen seen = {0, 0};
+    struct seen seen = {0, 0, 0, 0};
     size_t sent = 0;
     int over = 0;
     for (int turn = 0; sent < size && !over; turn++) {

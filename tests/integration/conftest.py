@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import sys
 import urllib.request
 
@@ -75,15 +76,38 @@ def run(coroutine, timeout=30):
     return asyncio.run(asyncio.wait_for(coroutine, timeout))
 
 
-def ws_url(stack, token, direct=False):
-    """The WebSocket address through the web server, or the relay's own (direct)."""
+def ws_url(stack, direct=False):
+    """The WebSocket address through the web server, or the relay's own (direct).  No token:
+    that goes in the first message (auth_message)."""
     base = f"ws://127.0.0.1:{stack.relay_port}" if direct else f"ws://127.0.0.1:{stack.http_port}"
-    return f"{base}/ws?token={token}"
+    return f"{base}/ws"
+
+
+def auth_message(token):
+    """The first message of every connection: the token, as docs/PROTOCOL.md has it."""
+    return json.dumps({"type": "auth", "token": token})
+
+
+def auth_frame(token):
+    """The auth message as one masked client text frame, for a raw socket after its 101."""
+    payload = auth_message(token).encode()
+    n = len(payload)
+    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n))
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+async def open_ws(stack, token, direct=False, **options):
+    """A WebSocket that has sent its auth message (nothing read yet)."""
+    options.setdefault("open_timeout", 5)
+    ws = await websockets.connect(ws_url(stack, direct), **options)
+    await ws.send(auth_message(token))
+    return ws
 
 
 async def connect(stack, token, direct=False):
     """A WebSocket that has received its "connected" message (returned with it)."""
-    ws = await websockets.connect(ws_url(stack, token, direct), open_timeout=5, max_size=2**22)
+    ws = await open_ws(stack, token, direct, max_size=2**22)
     hello = json.loads(await asyncio.wait_for(ws.recv(), 5))
     assert hello["type"] == "connected", hello
     return ws, hello
@@ -206,4 +230,5 @@ def relay_status(stack):
 
 
 __all__ = ["wait_for", "run", "connect", "recv_json", "task_events", "deliverable", "publisher",
-           "tap", "skip_probes", "next_text", "relay_status", "start_stack", "ws_url", "FINAL"]
+           "tap", "skip_probes", "next_text", "relay_status", "start_stack", "ws_url", "FINAL",
+           "auth_message", "auth_frame", "open_ws"]

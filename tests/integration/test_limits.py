@@ -13,8 +13,8 @@ import time
 import pytest
 import websockets
 
-from conftest import (WEB_SERVERS, connect, deliverable, relay_status, run, start_stack,
-                      wait_for, ws_url)
+from conftest import (WEB_SERVERS, auth_frame, connect, deliverable, open_ws, relay_status, run,
+                      start_stack, wait_for)
 
 ALLOWED = "http://app.example"       # listed for the WebSocket and for CORS
 ELSEWHERE = "http://elsewhere.example"
@@ -79,10 +79,12 @@ def handshake(port, token, origin=None):
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     key = base64.b64encode(os.urandom(16)).decode()
     origin_line = f"Origin: {origin}\r\n" if origin else ""
-    sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n{origin_line}"
+    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n{origin_line}"
                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
     status, _, rest = read_head(sock)
+    if status == 101:
+        sock.sendall(auth_frame(token))
     return status, rest, sock
 
 
@@ -264,8 +266,7 @@ def test_connections_per_client_beyond_the_limit_are_closed_1008(relay_limited):
 
     async def go():
         tabs = [(await connect(relay_limited, token, direct=True))[0] for _ in range(PER_CLIENT)]
-        extra = await websockets.connect(ws_url(relay_limited, token, direct=True),
-                                         open_timeout=5)
+        extra = await open_ws(relay_limited, token, direct=True)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(extra.recv(), 5)
         assert (closed.value.code, closed.value.reason) == \

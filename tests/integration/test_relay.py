@@ -11,8 +11,8 @@ import urllib.request
 import pytest
 import websockets
 
-from conftest import (connect, deliverable, next_text, publisher, recv_json, relay_status, run,
-                      skip_probes, start_stack, tap, wait_for, ws_url)
+from conftest import (auth_frame, connect, deliverable, next_text, open_ws, publisher, recv_json,
+                      relay_status, run, skip_probes, start_stack, tap, wait_for)
 from test_fcgi import forged, signed
 
 
@@ -42,7 +42,7 @@ def test_bad_token_is_closed_4001(stack, kind, direct):
                                     b"guess")}[kind]
 
     async def go():
-        ws = await websockets.connect(ws_url(stack, token, direct), open_timeout=5)
+        ws = await open_ws(stack, token, direct)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         return closed.value
@@ -156,11 +156,16 @@ def raw_websocket(stack, token, rcvbuf=None, direct=True):
     sock.settimeout(5)
     sock.connect(("127.0.0.1", stack.relay_port if direct else stack.http_port))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = sock.recv(4096)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, head
+        head += chunk
     assert head.startswith(b"HTTP/1.1 101"), head
+    sock.sendall(auth_frame(token))
     return sock
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import connect, deliverable, publisher, run, skip_probes
+from conftest import auth_message, connect, deliverable, publisher, run, skip_probes
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 END_WITHIN = 2.0       # seconds for the TCP connection to end after a failing close
@@ -47,7 +47,7 @@ class Raw:
     def __init__(self, port, token, connected=True):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        self.sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
                           .encode())
@@ -56,6 +56,7 @@ class Raw:
             self._more(5)
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         assert head.split(b"\r\n")[0].split()[1] == b"101", head
+        self.send(frame(TEXT, auth_message(token)))
         if connected:
             opcode, payload = self.read()
             assert opcode == TEXT and json.loads(payload)["type"] == "connected", payload

@@ -109,6 +109,19 @@ test_unknown_keys_and_bad_values_name_the_line(void **state)
                      TW_OK);
     assert_int_equal(cfg.anonymous, 0);
     assert_int_equal(cfg.trust_remote_user, 1);
+    /* The relay takes the token from the first message unless told otherwise, within bounds. */
+    assert_int_equal(load(&cfg, "[log]\n", err, sizeof err), TW_OK);
+    assert_int_equal(cfg.token_in_query, 0);
+    assert_int_equal(cfg.auth_timeout_ms, CONFIG_DEFAULT_AUTH_TIMEOUT_MS);
+    assert_int_equal(load(&cfg, "[relay]\ntoken_in_query = true\nauth_timeout_ms = 250\n", err,
+                          sizeof err),
+                     TW_OK);
+    assert_int_equal(cfg.token_in_query, 1);
+    assert_int_equal(cfg.auth_timeout_ms, 250);
+    assert_int_equal(load(&cfg, "[relay]\ntoken_in_query = on\n", err, sizeof err), TW_E_CONFIG);
+    assert_non_null(strstr(err, ":2: token_in_query must be true or false"));
+    assert_int_equal(load(&cfg, "[relay]\nauth_timeout_ms = 50\n", err, sizeof err), TW_E_CONFIG);
+    assert_non_null(strstr(err, ":2: auth_timeout_ms must be an integer 100..600000"));
 }
 
 /* A store backend that does not exist, or a PostgreSQL store this build cannot open, would be

@@ -266,6 +266,32 @@ test_a_message_over_the_bound_fails_with_1009(void **state)
     assert_int_equal(pair->seen.fail_code, 1009);
 }
 
+/* The relay allows its first message (the auth message) more than the others: the limit of the
+ * call that completes a message holds, even for one begun under a larger limit, and a larger
+ * limit lets through what the smaller refuses. */
+static void
+test_the_limit_may_change_between_calls(void **state)
+{
+    struct pair *pair = *state;
+    static unsigned char big[3 * MAX_MESSAGE], buf[sizeof big + 16];
+    memset(big, 'x', sizeof big);
+    size_t n = make_frame(buf, 1, 0x1, big, 2 * MAX_MESSAGE, 1);
+    client_sends(pair, buf, n);
+    assert_int_equal(receive_read(&pair->rx, pair->relay, 3 * MAX_MESSAGE, &handler, &pair->seen),
+                     0);
+    assert_int_equal(pair->seen.texts, 1);
+    assert_int_equal(pair->seen.text_len, 2 * MAX_MESSAGE);
+    /* Begun while the larger limit held, finished under the smaller: refused. */
+    n = make_frame(buf, 1, 0x1, big, MAX_MESSAGE + 1, 1);
+    client_sends(pair, buf, n / 2);
+    assert_int_equal(receive_read(&pair->rx, pair->relay, 3 * MAX_MESSAGE, &handler, &pair->seen),
+                     0);
+    client_sends(pair, buf + n / 2, n - n / 2);
+    assert_int_equal(relay_reads(pair), 1);
+    assert_int_equal(pair->seen.texts, 1);
+    assert_int_equal(pair->seen.fail_code, 1009);
+}
+
 /* The page's close and the end of its stream are told apart. */
 static void
 test_close_and_end_of_stream(void **state)
@@ -324,6 +350,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_violations_fail_with_their_code, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_message_over_the_bound_fails_with_1009, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_the_limit_may_change_between_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_and_end_of_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_call_reads_at_most_a_turn, setup, teardown),
     };
