@@ -421,6 +421,14 @@ tasks_log_change(const char *event, const char *client_id, const char *id, int f
                  client_id ? client_id : "admin", id, final);
 }
 
+void
+tasks_nudge(struct app *app, const char *verb, const char *id)
+{
+    /* The worker publishes the cancelled event: at once for a queued task, when the task has
+     * stopped for a running one; a retried task's retrying event, then its start. */
+    app_nudge(app, verb, id);
+}
+
 int
 tasks_change_cancel(struct app *app, const struct request *req, const char *id,
                     const char *client_id, json_t **task)
@@ -436,9 +444,6 @@ tasks_change_cancel(struct app *app, const struct request *req, const char *id,
         return rc;
     }
     tasks_log_change("cancel_requested", client_id, id, now_final);
-    /* The worker publishes the cancelled event: at once for a queued task, when the task has
-     * stopped for a running one. */
-    app_nudge(app, PROTOCOL_VERB_CANCEL, id);
     return 0;
 }
 
@@ -456,7 +461,6 @@ tasks_change_retry(struct app *app, const struct request *req, const char *id,
         return rc;
     }
     tasks_log_change("retry_requested", client_id, id, -1);
-    app_nudge(app, PROTOCOL_VERB_RETRY, id);
     return 0;
 }
 
@@ -483,8 +487,10 @@ tasks_cancel(struct app *app, const struct request *req, const char *id)
     char client_id[TOKEN_ID_SIZE];
     json_t *task = NULL;
     if (tasks_authorize(app, req, client_id) == 0 &&
-        tasks_change_cancel(app, req, id, client_id, &task) == 0)
+        tasks_change_cancel(app, req, id, client_id, &task) == 0) {
+        tasks_nudge(app, PROTOCOL_VERB_CANCEL, id);
         reply_json(req, 202, &task, NULL);
+    }
     json_decref(task);
 }
 
@@ -494,8 +500,10 @@ tasks_retry(struct app *app, const struct request *req, const char *id)
     char client_id[TOKEN_ID_SIZE];
     json_t *task = NULL;
     if (tasks_authorize(app, req, client_id) == 0 &&
-        tasks_change_retry(app, req, id, client_id, &task) == 0)
+        tasks_change_retry(app, req, id, client_id, &task) == 0) {
+        tasks_nudge(app, PROTOCOL_VERB_RETRY, id);
         reply_json(req, 202, &task, NULL);
+    }
     json_decref(task);
 }
 

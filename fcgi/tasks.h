@@ -20,9 +20,11 @@ void tasks_create(struct app *app, const struct request *req, const char *id);
 void tasks_list(struct app *app, const struct request *req, const char *id);
 void tasks_get(struct app *app, const struct request *req, const char *id);
 /* The changes to a task that a client (client_id, its own tasks) or an operator (NULL, any
- * task) may make, as the public and the admin API share them: 0 once done (the worker pool
- * nudged, the change logged, *task the task after it where given), or the error code with its
- * reply written.  *task is the caller's to json_decref. */
+ * task) may make, as the public and the admin API share them: 0 once done (the change logged,
+ * *task the task after it where given), or the error code with its reply written.  *task is
+ * the caller's to json_decref.  A cancel or a retry is then the caller's to nudge
+ * (tasks_nudge), once it has read what it replies: a worker may change the task at once. */
+void tasks_nudge(struct app *app, const char *verb, const char *id);
 int tasks_change_cancel(struct app *app, const struct request *req, const char *id,
                         const char *client_id, json_t **task);
 int tasks_change_retry(struct app *app, const struct request *req, const char *id,
