@@ -239,6 +239,21 @@ def test_taskwire_tap_speaks_curve(curved):
     assert event["task"]["id"] == task["id"] and event["event"] == "succeeded", out
 
 
+def test_check_reads_the_key_files(curved):
+    """`-n` of every program reads the key files its role needs: OK for the stack's configs."""
+    stack = curved
+    for program, config in (("taskwire-worker", stack.worker_config_paths["worker"]),
+                            ("taskwire-relay", stack.config_path),
+                            ("taskwire.fcgi", stack.config_path)):
+        result = subprocess.run([os.path.join(stack.build, program), "-n", "-c", config],
+                                capture_output=True, text=True, timeout=20)
+        assert result.returncode == 0 and "configuration OK" in result.stdout, result.stderr
+    # The worker's role needs curve_clients_file, which the shared config does not name.
+    result = subprocess.run([os.path.join(stack.build, "taskwire-worker"), "-n", "-c",
+                             stack.config_path], capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1 and "curve_clients_file" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("problem", ["world-readable", "malformed", "missing"])
 def test_bad_key_files_stop_the_start(tmp_path, problem):
     """A worker whose secret key others can read, whose clients file is malformed, or whose
@@ -267,7 +282,13 @@ def test_bad_key_files_stop_the_start(tmp_path, problem):
                       f"curve_clients_file = {clients}\n")
     (tmp_path / "secret").write_bytes(os.urandom(32))
     os.chmod(tmp_path / "secret", 0o600)
-    result = subprocess.run([os.path.join(build, "taskwire-worker"), "-c", str(config)],
-                            capture_output=True, text=True, timeout=20)
+    worker = os.path.join(build, "taskwire-worker")
+    result = subprocess.run([worker, "-c", str(config)], capture_output=True, text=True,
+                            timeout=20)
     assert result.returncode == 1, result.stderr
     assert "event=start_failed" in result.stderr and str(named) in result.stderr, result.stderr
+    # `-n` reads the key files as the worker would, and says the same.
+    check = subprocess.run([worker, "-n", "-c", str(config)], capture_output=True, text=True,
+                           timeout=20)
+    assert check.returncode == 1 and str(named) in check.stderr, check.stderr
+    assert "configuration OK" not in check.stdout
