@@ -216,7 +216,11 @@ zap_main(void *arg)
         if (zmq_poll(items, (int)(1 + zap->monitor_count), -1) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
-            break; /* ETERM: the pool is stopping */
+            /* ETERM: the pool is stopping.  Anything else leaves ZAP unanswered, which lets
+             * nobody in: said, since every new connection then waits in its handshake. */
+            if (zmq_errno() != ETERM)
+                log_error("event=zap_stopped error=\"%s\"", zmq_strerror(zmq_errno()));
+            break;
         }
         if ((items[0].revents & ZMQ_POLLIN) && zap_serve(zap) != 0)
             break;
