@@ -12,8 +12,14 @@ import zmq
 import zmq.asyncio
 
 from conftest import FINAL, connect, deliverable, next_text, run, start_stack, wait_for
+from stack import ROOT, free_port
 
 REFUSE_WAIT = 10  # seconds for a refusal to show in the worker's log
+
+
+def build_dir():
+    """Where the programs are, as the stack finds them."""
+    return os.path.abspath(os.environ.get("TASKWIRE_BUILD", os.path.join(ROOT, "build")))
 
 
 def keygen(stack, name):
@@ -259,7 +265,7 @@ def test_bad_key_files_stop_the_start(tmp_path, problem):
     """A worker whose secret key others can read, whose clients file is malformed, or whose
     key file is missing does not start (and never falls back to plaintext): the error names
     the file."""
-    build = os.environ.get("TASKWIRE_BUILD", "build")
+    build = build_dir()
     taskwire = os.path.join(build, "taskwire")
     secret = tmp_path / "pool.key"
     subprocess.run([taskwire, "curve", "keygen", str(secret)], check=True, capture_output=True)
@@ -292,3 +298,34 @@ def test_bad_key_files_stop_the_start(tmp_path, problem):
                            timeout=20)
     assert check.returncode == 1 and str(named) in check.stderr, check.stderr
     assert "configuration OK" not in check.stdout
+
+
+@pytest.mark.parametrize("events, warned", [("tcp://192.0.2.1:5573", True),
+                                            ("tcp://127.0.0.1:5573", False)])
+def test_plaintext_to_another_host_is_warned(tmp_path, events, warned):
+    """With curve off, a program whose endpoint is not loopback says once at start that the
+    wire is plaintext; on loopback it says nothing."""
+    build = build_dir()
+    (tmp_path / "secret").write_bytes(os.urandom(32))
+    os.chmod(tmp_path / "secret", 0o600)
+    config = tmp_path / "taskwire.conf"
+    config.write_text(f"[auth]\nsecret_file = {tmp_path}/secret\n[zmq]\nevents = {events}\n"
+                      f"[relay]\nport = {free_port()}\n")
+    log = open(tmp_path / "relay.log", "wb")
+    relay = subprocess.Popen([os.path.join(build, "taskwire-relay"), "-c", str(config)],
+                             stdout=log, stderr=log)
+    log.close()
+
+    def text():
+        return (tmp_path / "relay.log").read_text(errors="replace")
+    try:
+        wait_for(lambda: "event=started" in text() or relay.poll() is not None, 20,
+                 "the relay's start")
+    finally:
+        relay.terminate()
+        relay.wait(20)
+    assert "event=started" in text(), text()
+    lines = [line for line in text().splitlines() if "event=zmq_plaintext" in line]
+    assert len(lines) == (1 if warned else 0), text()
+    if warned:
+        assert " warn " in lines[0] and f"endpoint={events}" in lines[0], lines
