@@ -1,7 +1,6 @@
 """ZeroMQ CURVE between hosts ([zmq] curve = true, docs/DEPLOY.md "ZeroMQ CURVE"): the stack's
 programs speak CURVE with keys made by `taskwire curve keygen`, the worker lets in exactly the
 public keys of its curve_clients_file and logs every peer it refuses."""
-import asyncio
 import json
 import os
 import re
@@ -85,14 +84,27 @@ def worker_log(stack):
         return f.read()
 
 
-async def nothing_for(sub, stack, client_id, pub):
-    """Publish probes for client_id until a listed tap has one, then check sub got nothing."""
-    tap = operator_tap(stack, client_id)
-    try:
-        await deliverable(stack, client_id, tap, pub=pub)
-        return not await sub.poll(200)
-    finally:
-        tap.close(0)
+def refused(stack, sub, marker):
+    """Connect sub (a SUB, not yet connected) to the events endpoint, wait until the worker's
+    log holds one more line with marker, then publish probes until a listed tap has one: True
+    when sub got nothing meanwhile.  sub is closed."""
+    before = worker_log(stack).count(marker)
+    client_id = stack.session()["client_id"]
+
+    async def go():
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(stack.events_endpoint)
+        pub = operator_pub(stack)
+        tap = operator_tap(stack, client_id)
+        try:
+            wait_for(lambda: worker_log(stack).count(marker) > before, REFUSE_WAIT,
+                     f"{marker} in the worker's log")
+            await deliverable(stack, client_id, tap, pub=pub)
+            return not await sub.poll(200)
+        finally:
+            for sock in (sub, pub, tap):
+                sock.close(0)
+    return run(go())
 
 
 def test_task_runs_end_to_end_over_curve(curved):
@@ -139,22 +151,9 @@ def test_unlisted_key_is_refused_and_logged(curved):
     names the refused public key."""
     stack = curved
     public, secret = zmq.curve_keypair()
-    cid = stack.session()["client_id"]
-
-    async def go():
-        stranger = curve_socket(stack, zmq.SUB, (secret.decode(), public.decode()),
-                                reconnect_ms=60000)
-        stranger.setsockopt(zmq.SUBSCRIBE, b"")
-        stranger.connect(stack.events_endpoint)
-        pub = operator_pub(stack)
-        try:
-            wait_for(lambda: f"key={public.decode()}" in worker_log(stack), REFUSE_WAIT,
-                     "the refusal in the worker's log")
-            return await nothing_for(stranger, stack, cid, pub)
-        finally:
-            stranger.close(0)
-            pub.close(0)
-    assert run(go()), "an unlisted key received events"
+    stranger = curve_socket(stack, zmq.SUB, (secret.decode(), public.decode()),
+                            reconnect_ms=60000)
+    assert refused(stack, stranger, f"key={public.decode()}"), "an unlisted key received events"
     line = next(line for line in worker_log(stack).splitlines() if public.decode() in line)
     assert re.search(r" warn event=zmq_refused peer=127\.0\.0\.1 key=\S+ status=400 ", line), line
 
@@ -162,26 +161,11 @@ def test_unlisted_key_is_refused_and_logged(curved):
 def test_plaintext_sub_is_refused_and_logged(curved):
     """A SUB without CURVE gets nothing, and the failed handshake is logged."""
     stack = curved
-    cid = stack.session()["client_id"]
-    before = worker_log(stack).count("event=zmq_handshake_failed socket=events")
-
-    async def go():
-        plain = zmq.asyncio.Context.instance().socket(zmq.SUB)
-        plain.setsockopt(zmq.RECONNECT_IVL, 60000)
-        plain.setsockopt(zmq.SUBSCRIBE, b"")
-        plain.connect(stack.events_endpoint)
-        pub = operator_pub(stack)
-        try:
-            wait_for(lambda: worker_log(stack).count(
-                "event=zmq_handshake_failed socket=events") > before, REFUSE_WAIT,
-                "the failed handshake in the worker's log")
-            return await nothing_for(plain, stack, cid, pub)
-        finally:
-            plain.close(0)
-            pub.close(0)
-    assert run(go()), "a plaintext SUB received events"
-    line = [line for line in worker_log(stack).splitlines()
-            if "event=zmq_handshake_failed socket=events" in line][-1]
+    plain = zmq.asyncio.Context.instance().socket(zmq.SUB)
+    plain.setsockopt(zmq.RECONNECT_IVL, 60000)
+    marker = "event=zmq_handshake_failed socket=events"
+    assert refused(stack, plain, marker), "a plaintext SUB received events"
+    line = [line for line in worker_log(stack).splitlines() if marker in line][-1]
     assert re.search(r'reason="(the peer does not speak CURVE|the peer broke off)', line), line
 
 
@@ -189,25 +173,11 @@ def test_wrong_server_key_is_refused_and_logged(curved):
     """A listed key pair that trusts another server key (a pool of somebody else's) gets
     nothing, and the handshake that does not decrypt is logged."""
     stack = curved
-    cid = stack.session()["client_id"]
     other_server, _ = zmq.curve_keypair()
-    marker = "the peer's handshake does not decrypt"
-    before = worker_log(stack).count(marker)
-
-    async def go():
-        lost = curve_socket(stack, zmq.SUB, stack.keys["operator.key"],
-                            server_public=other_server.decode(), reconnect_ms=60000)
-        lost.setsockopt(zmq.SUBSCRIBE, b"")
-        lost.connect(stack.events_endpoint)
-        pub = operator_pub(stack)
-        try:
-            wait_for(lambda: worker_log(stack).count(marker) > before, REFUSE_WAIT,
-                     "the failed handshake in the worker's log")
-            return await nothing_for(lost, stack, cid, pub)
-        finally:
-            lost.close(0)
-            pub.close(0)
-    assert run(go()), "a SUB with a wrong server key received events"
+    lost = curve_socket(stack, zmq.SUB, stack.keys["operator.key"],
+                        server_public=other_server.decode(), reconnect_ms=60000)
+    assert refused(stack, lost, "the peer's handshake does not decrypt"), \
+        "a SUB with a wrong server key received events"
 
 
 def test_taskwire_tap_speaks_curve(curved):
