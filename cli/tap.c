@@ -7,7 +7,9 @@
  * and "received_at" added.  Bounds: the SUB queues at most TAP_HWM messages (a tap slower than
  * the stream loses the excess, as ZeroMQ's SUB does); a message's text is cut at
  * TAP_MESSAGE_MAX bytes in the readable form.  It ends on SIGINT or SIGTERM, when stdout is
- * closed (EPIPE), after --count events or after --timeout seconds.
+ * closed (EPIPE), after --count events or after --timeout seconds.  With [zmq] curve = true
+ * the SUB is a CURVE client with the config's keys (the operator's key must be listed on the
+ * worker hosts).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,10 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "cli.h"
 #include "clock.h"
+#include "curve.h"
 #include "taskwire.h"
 #include "wire.h"
 
@@ -66,8 +70,9 @@ struct tap {
     int json, quiet, endpoint_given;
     long long count, timeout_s; /* 0: none */
     long long printed;
-    int connected;   /* a handshake with the endpoint succeeded (once is enough) */
-    int warned_utf8; /* said once that a message that is not UTF-8 was skipped */
+    const struct curve *curve; /* CURVE keys of [zmq] (curve = true), or NULL */
+    int connected;             /* a handshake with the endpoint succeeded (once is enough) */
+    int warned_utf8;           /* said once that a message that is not UTF-8 was skipped */
 };
 
 static volatile sig_atomic_t tap_stopping;
@@ -266,7 +271,11 @@ tap_run(struct context *ctx, struct tap *tap)
     cli_block_stop(&previous);
     void *zmq = zmq_ctx_new();
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
-    struct wire_options options = {.send_hwm = WIRE_DEFAULT, .recv_hwm = TAP_HWM, .linger_ms = 0};
+    struct wire_options options = {.send_hwm = WIRE_DEFAULT,
+                                   .recv_hwm = TAP_HWM,
+                                   .linger_ms = 0,
+                                   .connect_later = tap->endpoint,
+                                   .curve = tap->curve};
     sub = zmq ? wire_socket(zmq, ZMQ_SUB, &options, err, sizeof err) : NULL;
     monitor = zmq ? zmq_socket(zmq, ZMQ_PAIR) : NULL;
     const char *prefix = tap->client ? tap->client : "";
@@ -392,13 +401,27 @@ tap_main(struct context *ctx, int argc, char **argv)
         return context_usage(ctx, "unexpected argument '%s'", argv[optind]);
     if ((tap.types && !*tap.types) || (tap.events && !*tap.events))
         return context_usage(ctx, "--type and --event need a name");
-    if (!tap.endpoint) {
-        const struct config *cfg;
+    /* The config gives the endpoint, and with [zmq] curve = true the keys, even for one given
+     * with --endpoint when the file is there to read. */
+    const struct config *cfg = NULL;
+    if (!tap.endpoint || access(ctx->config_path, R_OK) == 0) {
         status = context_config(ctx, &cfg);
         if (status != CLI_EXIT_OK)
             return status;
-        tap.endpoint = cfg->events_endpoint;
+        if (!tap.endpoint)
+            tap.endpoint = cfg->events_endpoint;
+    }
+    struct curve *curve = NULL;
+    if (cfg && cfg->curve) {
+        char err[512];
+        if (curve_load(cfg, CURVE_ROLE_CLIENT, &tap.endpoint, 1, &curve, err, sizeof err) != 0) {
+            context_error(ctx, "%s", err);
+            return CLI_EXIT_CONFIG;
+        }
+        tap.curve = curve;
     }
     cli_on_stop(tap_stop); /* SIGPIPE ignored too: a closed stdout is EPIPE, the end */
-    return tap_run(ctx, &tap);
+    status = tap_run(ctx, &tap);
+    curve_destroy(&curve);
+    return status;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "curve.h"
 #include "metrics.h"
 
 /* -m: the program's own metrics_listen ([relay] or [worker]; the one it does not read is
@@ -23,6 +24,22 @@ cli_metrics_override(struct config *cfg, const char *value)
     strcpy(cfg->relay_metrics_listen, value);
     strcpy(cfg->worker_metrics_listen, value);
     return 0;
+}
+
+/* -n reads the CURVE key files too, as the program will: the worker binds (its secret and the
+ * clients it allows), every other program connects (its secret and the pool's public key).
+ * 0, or -1 with err naming the file. */
+static int
+cli_check_curve(const struct config *cfg, const char *program, char *err, size_t errlen)
+{
+    if (!cfg->curve)
+        return 0;
+    struct curve *curve = NULL;
+    enum curve_role role =
+        strcmp(program, "taskwire-worker") == 0 ? CURVE_ROLE_SERVER : CURVE_ROLE_CLIENT;
+    int rc = curve_load(cfg, role, NULL, 0, &curve, err, errlen);
+    curve_destroy(&curve);
+    return rc;
 }
 
 int
@@ -72,6 +89,10 @@ cli_setup(int argc, char **argv, const char *program, struct config *cfg)
         return 2;
     }
     log_setup(program, cfg->log_level);
+    if (check_only && cli_check_curve(cfg, program, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s\n", program, err);
+        return 1;
+    }
     if (check_only) {
         printf("%s: configuration OK\n", path);
         return 0;

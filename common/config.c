@@ -73,6 +73,10 @@ static const struct config_key config_keys[] = {
     KEY_STR("zmq", "tasks", KEY_TEXT, tasks_endpoint),
     KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
     KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
+    KEY_NUM("zmq", "curve", KEY_BOOL, curve, 0, 1),
+    KEY_STR("zmq", "curve_secret_file", KEY_PATH_OPTIONAL, curve_secret_file),
+    KEY_STR("zmq", "curve_server_public_file", KEY_PATH_OPTIONAL, curve_server_public_file),
+    KEY_STR("zmq", "curve_clients_file", KEY_PATH_OPTIONAL, curve_clients_file),
     KEY_NUM("http", "max_body", KEY_LONG, max_body, 1024, 16777216),
     KEY_NUM("http", "threads", KEY_INT, threads, 1, 64),
     KEY_NUM("http", "max_queued", KEY_INT, max_queued, 1, 100000000),
@@ -738,6 +742,11 @@ config_check(struct config *cfg, char *err, size_t errlen)
         if (snprintf(url, size, "http://%.*s", (int)(size - sizeof "http://"),
                      cfg->relay_metrics_listen) > 0)
             cfg->admin_relays.count = 1;
+    }
+    /* Which of the other key files a program needs depends on its role: curve_load checks. */
+    if (cfg->curve && !cfg->curve_secret_file[0]) {
+        snprintf(err, errlen, "%s: [zmq] curve = true needs curve_secret_file", cfg->path);
+        return TW_E_CONFIG;
     }
     if (cfg->stale_after_ms <= cfg->heartbeat_ms) {
         snprintf(err, errlen, "%s: [worker] stale_after_ms must be above heartbeat_ms", cfg->path);

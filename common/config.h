@@ -141,6 +141,12 @@ struct config {
     char publish_endpoint[CONFIG_TEXT_MAX]; /* worker binds XSUB; any PUB may connect */
     char events_endpoint[CONFIG_TEXT_MAX];  /* worker binds XPUB; relays and taps connect SUB */
 
+    /* [zmq] CURVE (common/curve.h) */
+    int curve;                               /* 1: CURVE on every tcp:// socket */
+    char curve_secret_file[PATH_MAX];        /* this program's secret key (Z85) */
+    char curve_server_public_file[PATH_MAX]; /* the pool's public key (connecting programs) */
+    char curve_clients_file[PATH_MAX];       /* public keys the pool allows (worker hosts) */
+
     /* [http] */
     long long max_body;
     int threads;                     /* FastCGI threads of a handler process */

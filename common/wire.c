@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <zmq.h>
 
 /* Set an int option unless it is WIRE_DEFAULT.  0, or -1. */
@@ -10,6 +11,13 @@ static int
 wire_option(void *socket, int option, int value)
 {
     return value == WIRE_DEFAULT ? 0 : zmq_setsockopt(socket, option, &value, sizeof value);
+}
+
+/* 1 when endpoint is a tcp:// one, which CURVE covers. */
+static int
+wire_is_tcp(const char *endpoint)
+{
+    return endpoint && strncmp(endpoint, "tcp://", 6) == 0;
 }
 
 void *
@@ -20,6 +28,13 @@ wire_socket(void *zmq, int type, const struct wire_options *options, char *err, 
         wire_option(socket, ZMQ_RCVHWM, options->recv_hwm) != 0 ||
         wire_option(socket, ZMQ_LINGER, options->linger_ms) != 0) {
         snprintf(err, errlen, "socket: %s", zmq_strerror(zmq_errno()));
+        goto fail;
+    }
+    int binds_tcp = wire_is_tcp(options->bind[0]) || wire_is_tcp(options->bind[1]);
+    if (options->curve &&
+        (binds_tcp || wire_is_tcp(options->connect) || wire_is_tcp(options->connect_later)) &&
+        curve_socket_setup(options->curve, socket, binds_tcp) != 0) {
+        snprintf(err, errlen, "CURVE options: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
     for (size_t i = 0; i < sizeof options->bind / sizeof options->bind[0]; i++) {

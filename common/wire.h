@@ -4,6 +4,8 @@
  * Bounds: each socket's queues hold at most its send_hwm / recv_hwm messages (ZeroMQ's
  * policy beyond that depends on the type: a PUB drops, a PUSH blocks or fails with EAGAIN);
  * linger says how long unsent messages may keep a closing socket.
+ * With curve set, a socket with a tcp:// endpoint gets CURVE (curve.h): one that binds one is
+ * a CURVE server, one that connects to one a CURVE client; inproc:// and ipc:// are left alone.
  */
 #ifndef TW_COMMON_WIRE_H
 #define TW_COMMON_WIRE_H
@@ -11,14 +13,19 @@
 #include <stddef.h>
 #include <zmq.h>
 
+#include "curve.h"
+
 #define WIRE_DEFAULT (-1) /* an option left at ZeroMQ's default */
 
 struct wire_options {
-    int send_hwm;        /* ZMQ_SNDHWM, messages (0: unbounded) or WIRE_DEFAULT */
-    int recv_hwm;        /* ZMQ_RCVHWM, messages (0: unbounded) or WIRE_DEFAULT */
-    int linger_ms;       /* ZMQ_LINGER or WIRE_DEFAULT */
-    const char *bind[2]; /* endpoints to bind (NULL: none) */
-    const char *connect; /* the endpoint to connect (NULL: none) */
+    int send_hwm;              /* ZMQ_SNDHWM, messages (0: unbounded) or WIRE_DEFAULT */
+    int recv_hwm;              /* ZMQ_RCVHWM, messages (0: unbounded) or WIRE_DEFAULT */
+    int linger_ms;             /* ZMQ_LINGER or WIRE_DEFAULT */
+    const char *bind[2];       /* endpoints to bind (NULL: none) */
+    const char *connect;       /* the endpoint to connect (NULL: none) */
+    const char *connect_later; /* one the caller connects itself (after a monitor): not
+                                  connected here, but the socket is set up for it (CURVE) */
+    const struct curve *curve; /* borrowed keys (curve_load), or NULL for plaintext */
 };
 
 /* A socket of type (ZMQ_PUSH, ...) in context zmq with these options.  Caller owns; zmq_close.

@@ -43,10 +43,14 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
         return app; /* nudges go out on the nudger's socket */
     app->zmq_shared = zmq_context != NULL;
     app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
+    const char *endpoints[] = {cfg->tasks_endpoint};
+    if (curve_load(cfg, CURVE_ROLE_CLIENT, endpoints, 1, &app->curve, err, errlen) != 0)
+        goto fail;
     struct wire_options push = {.send_hwm = APP_PUSH_HWM,
                                 .recv_hwm = WIRE_DEFAULT,
                                 .linger_ms = APP_PUSH_LINGER,
-                                .connect = cfg->tasks_endpoint};
+                                .connect = cfg->tasks_endpoint,
+                                .curve = app->curve};
     app->push = wire_socket(app->zmq_context, ZMQ_PUSH, &push, err, errlen);
     if (!app->push)
         goto fail;
@@ -65,6 +69,7 @@ app_destroy(struct app **app)
         zmq_close((*app)->push);
     if ((*app)->zmq_context && !(*app)->zmq_shared)
         zmq_ctx_term((*app)->zmq_context);
+    curve_destroy(&(*app)->curve);
     store_destroy(&(*app)->store);
     pthread_mutex_destroy(&(*app)->push_lock);
     OPENSSL_cleanse((*app)->secret, sizeof(*app)->secret);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "curve.h"
 #include "intake.h"
 #include "store.h"
 #include "token.h"
@@ -47,6 +48,7 @@ struct app {
     void *zmq_context; /* the app's own, or borrowed when zmq_shared */
     int zmq_shared;
     void *push;                /* PUSH to the worker's tasks endpoint; NULL with a nudger */
+    struct curve *curve;       /* push's CURVE keys, or NULL ([zmq] curve off, or a nudger) */
     struct app *nudger;        /* borrowed: the app whose PUSH socket this one uses, or NULL */
     pthread_mutex_t push_lock; /* held while a thread sends on push */
     struct intake *intake;     /* borrowed: the process's; NULL: submissions commit alone */

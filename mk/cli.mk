@@ -1,8 +1,8 @@
-# ---- cli/: the `taskwire` operator command (tap, tasks, status, token; man taskwire) ----
+# ---- cli/: the `taskwire` operator command (tap, tasks, status, token, curve; man taskwire) ----
 # It links the common library, libzmq (tap), libcurl (the admin REST API: tasks, status) and
 # OpenSSL (token).  Installed in $(BINDIR) with its man page in section 1.
 CLI_SRC := cli/main.c cli/context.c cli/api.c cli/table.c cli/tap.c cli/tasks.c cli/status.c \
-	cli/tokens.c
+	cli/tokens.c cli/curve.c
 CLI_BIN := $(BUILD)/taskwire
 CLI_LIBS := $(call libs,libzmq libcurl jansson sqlite3 openssl inih) -lpthread
 PROGRAMS += $(CLI_BIN)

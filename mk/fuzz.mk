@@ -19,7 +19,7 @@ FUZZ_RUN_FLAGS := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 DEBS_TEST += clang-14 libclang-rt-14-dev
 TEST_PLAIN += fuzz-smoke
 
-FUZZ_NAMES := token config rest exec_lines relay_ingress pool_intake ws_frames jsontext
+FUZZ_NAMES := token config rest exec_lines relay_ingress pool_intake ws_frames jsontext zap
 FUZZ_BINS := $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZ_NAMES))
 
 fuzz_obj = $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(1))

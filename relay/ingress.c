@@ -38,7 +38,15 @@ ingress_init(struct relay *relay, char *err, size_t errlen)
     if (relay->ingress.zmq)
         zmq_ctx_set(relay->ingress.zmq, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH);
     /* Connected after the monitor is on, so the first connection is seen too. */
-    struct wire_options sub = {.send_hwm = subscriptions_hwm, .recv_hwm = hwm, .linger_ms = linger};
+    const char *endpoints[] = {relay->cfg->events_endpoint};
+    if (curve_load(relay->cfg, CURVE_ROLE_CLIENT, endpoints, 1, &relay->ingress.curve, err,
+                   errlen) != 0)
+        return -1;
+    struct wire_options sub = {.send_hwm = subscriptions_hwm,
+                               .recv_hwm = hwm,
+                               .linger_ms = linger,
+                               .connect_later = relay->cfg->events_endpoint,
+                               .curve = relay->ingress.curve};
     relay->ingress.sub = wire_socket(relay->ingress.zmq, ZMQ_SUB, &sub, err, errlen);
     if (!relay->ingress.sub)
         return -1;
@@ -101,6 +109,7 @@ ingress_fini(struct relay *relay)
     if (relay->ingress.zmq)
         zmq_ctx_term(relay->ingress.zmq);
     relay->ingress.zmq = NULL;
+    curve_destroy(&relay->ingress.curve);
 }
 
 void

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "curve.h"
+
 struct relay;
 
 /* The relay's subscriber: embedded in struct relay; ingress_init and ingress_fini bracket it. */
@@ -29,6 +31,7 @@ struct ingress {
     uint64_t upstream_connects; /* connections of the SUB to a worker pool so far */
     int ready;                  /* the SUB may hold messages: drain before waiting again */
     uint64_t malformed;         /* messages dropped for their shape */
+    struct curve *curve;        /* the SUB's CURVE keys, or NULL with [zmq] curve off */
 };
 
 /* Create the SUB socket and connect it to [zmq] events.  0, or -1 with err set. */

@@ -451,12 +451,15 @@ class Stack:
     put a file system of the test's own there.  namespace: run every process, and store_query,
     through the argv namespace.command(argv, user, cwd) (which also switches to user, the web
     server's user or None, and to the directory cwd): e.g. the processes in a private mount
-    namespace where store_dir is a mount only they see."""
+    namespace where store_dir is a mount only they see.
+    zmq_settings: [zmq] keys added for every program (curve keys); worker_zmq_settings: [zmq]
+    keys the (first) worker's own config has instead (its own key files)."""
 
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
                  type_settings=None, http_settings=None, store_dir=None, namespace=None,
-                 admin=True, admin_relays=None, auth_settings=None, basic_auth=None):
+                 admin=True, admin_relays=None, auth_settings=None, basic_auth=None,
+                 zmq_settings=None, worker_zmq_settings=None):
         self.websocket = websocket
         self.worker_names = [WORKER] + [f"{WORKER}{n}" for n in range(2, workers + 1)]
         self.hub = workers > 1
@@ -500,6 +503,7 @@ class Stack:
         self.auth_settings = dict(auth_settings or {})
         self.basic_auth = dict(basic_auth or {})
         self.with_worker = worker
+        self.zmq_settings = dict(zmq_settings or {})
         sections = self.config_sections(worker_settings or {}, relay_settings or {},
                                         http_settings or {})
         self.config_path = os.path.join(self.tmp, "taskwire.conf")
@@ -518,6 +522,11 @@ class Stack:
                                                                      f"taskwire-{name}.conf")
                 with open(path, "w") as f:
                     f.write(ini(own))
+        if worker_zmq_settings:
+            own = dict(sections, zmq=dict(sections["zmq"], **worker_zmq_settings))
+            path = self.worker_config_paths[WORKER] = os.path.join(self.tmp, "taskwire-worker.conf")
+            with open(path, "w") as f:
+                f.write(ini(own))
         self.fcgi_config_path = self.config_path
         if fcgi_tasks:
             sections["zmq"] = dict(sections["zmq"], tasks=fcgi_tasks)
@@ -619,8 +628,8 @@ class Stack:
             "store": {"database": self.database, "busy_timeout_ms": 5000},
             "auth": dict({"secret_file": self.secret_path, "token_ttl": 3600},
                          **self.auth_settings),
-            "zmq": {"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
-                    "events": self.events_endpoint},
+            "zmq": dict({"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
+                         "events": self.events_endpoint}, **self.zmq_settings),
             # Submissions: far above what the suite sends, so only the tests of the limit
             # meet it (tests/integration/test_limits.py).
             "http": dict({"max_body": MAX_BODY, "submit_rate": 1000, "submit_burst": 1000,

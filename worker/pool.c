@@ -10,6 +10,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "curve.h"
 #include "errors.h"
 #include "job.h"
 #include "log.h"
@@ -21,6 +22,7 @@
 #include "store.h"
 #include "token.h"
 #include "wire.h"
+#include "zap.h"
 
 #define POOL_FRAME_MAX 256 /* bytes of a nudge frame or a client id kept */
 #define POOL_BATCH 256     /* messages handled per socket per turn, for fairness */
@@ -35,10 +37,12 @@ struct pool {
     char *limits; /* {"type": concurrency} of the limited types, or NULL */
     struct store *store;
     void *zmq;
-    void *tasks;       /* PULL: nudges */
-    void *slot_events; /* PULL: events and done marks from the slots */
-    void *publisher;   /* PUB: every event, to the proxy */
-    void *xsub, *xpub; /* handed to the proxy thread */
+    void *tasks;         /* PULL: nudges */
+    void *slot_events;   /* PULL: events and done marks from the slots */
+    void *publisher;     /* PUB: every event, to the proxy */
+    void *xsub, *xpub;   /* handed to the proxy thread */
+    struct curve *curve; /* the pool's CURVE keys, or NULL with [zmq] curve off */
+    struct zap *zap;     /* the ZAP handler and handshake monitor, with curve on */
     pthread_t proxy;
     int proxy_started;
     int concurrency;
@@ -85,8 +89,11 @@ static void *
 pool_socket(struct pool *pool, int type, const char *first, const char *second, char *err,
             size_t errlen)
 {
-    struct wire_options options = {
-        .send_hwm = POOL_HWM, .recv_hwm = POOL_HWM, .linger_ms = 0, .bind = {first, second}};
+    struct wire_options options = {.send_hwm = POOL_HWM,
+                                   .recv_hwm = POOL_HWM,
+                                   .linger_ms = 0,
+                                   .bind = {first, second},
+                                   .curve = pool->curve};
     return wire_socket(pool->zmq, type, &options, err, errlen);
 }
 
@@ -121,6 +128,12 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "zmq: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
+    const char *endpoints[] = {cfg->tasks_endpoint, cfg->publish_endpoint, cfg->events_endpoint};
+    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, 3, &pool->curve, err, errlen) != 0)
+        goto fail;
+    /* The ZAP handler is bound before any CURVE socket, so no peer is let in unasked. */
+    if (pool->curve && !(pool->zap = zap_new(pool->zmq, pool->curve, err, errlen)))
+        goto fail;
     pool->tasks = pool_socket(pool, ZMQ_PULL, cfg->tasks_endpoint, NULL, err, errlen);
     if (!pool->tasks)
         goto fail;
@@ -133,6 +146,11 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         goto fail;
     pool->xpub = pool_socket(pool, ZMQ_XPUB, cfg->events_endpoint, NULL, err, errlen);
     if (!pool->xpub)
+        goto fail;
+    if (pool->zap && (zap_monitor(pool->zap, pool->tasks, "tasks", err, errlen) != 0 ||
+                      zap_monitor(pool->zap, pool->xsub, "publish", err, errlen) != 0 ||
+                      zap_monitor(pool->zap, pool->xpub, "events", err, errlen) != 0 ||
+                      zap_start(pool->zap, err, errlen) != 0))
         goto fail;
     pool->publisher = pool_socket(pool, ZMQ_PUB, NULL, NULL, err, errlen);
     if (!pool->publisher || zmq_connect(pool->publisher, POOL_PUBLISH_INPROC) != 0) {
@@ -201,8 +219,10 @@ pool_destroy(struct pool **pool)
         if (p->xpub)
             zmq_close(p->xpub);
     }
+    zap_destroy(&p->zap); /* its thread ends with the context's shutdown */
     if (p->zmq)
         zmq_ctx_term(p->zmq);
+    curve_destroy(&p->curve);
     store_destroy(&p->store);
     free(p->limits);
     free(p);

@@ -254,6 +254,32 @@ test_admin_keys(void **state)
     assert_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* CURVE would be on with no key to use, or a switch typo read as off (plaintext). */
+static void
+test_curve_keys(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    assert_int_equal(load(&cfg, "[zmq]\n", err, sizeof err), 0);
+    assert_int_equal(cfg.curve, 0);
+    assert_int_equal(load(&cfg,
+                          "[zmq]\ncurve = true\ncurve_secret_file = own.key\n"
+                          "curve_server_public_file = /etc/taskwire/pool.pub\n"
+                          "curve_clients_file = clients\n",
+                          err, sizeof err),
+                     0);
+    assert_int_equal(cfg.curve, 1);
+    assert_non_null(strstr(cfg.curve_secret_file, "/own.key"));
+    assert_string_equal(cfg.curve_server_public_file, "/etc/taskwire/pool.pub");
+    static const struct refusal bad[] = {
+        {"[zmq]\ncurve = yes\n", ":2: curve must be true or false"},
+        {"[zmq]\ncurve = true\n", "curve = true needs curve_secret_file"},
+        {"[zmq]\ncurve_key = x\n", "unknown key 'curve_key' in section [zmq]"},
+    };
+    assert_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 static void
 test_limit_keys_and_lists(void **state)
 {
@@ -363,6 +389,7 @@ main(void)
         cmocka_unit_test(test_store_backend_keys),
         cmocka_unit_test(test_limit_keys_and_lists),
         cmocka_unit_test(test_admin_keys),
+        cmocka_unit_test(test_curve_keys),
         cmocka_unit_test(test_the_first_error_is_reported_with_its_line),
         cmocka_unit_test(test_long_lines_are_refused_not_cut),
     };
