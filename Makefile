@@ -21,8 +21,8 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lwslay -lpthread
 # Each program links only what it uses (the unit tests and the rest take LDLIBS).
 libs = $(shell pkg-config --libs $(1) 2>/dev/null)
-FCGI_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lfcgi -lpthread
-WORKER_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lpthread
+FCGI_LIBS := $(call libs,libzmq jansson sqlite3 libpq openssl inih) -lfcgi -lpthread
+WORKER_LIBS := $(call libs,libzmq jansson sqlite3 libpq openssl inih) -lpthread
 RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -lwslay
 
 COMMON_SRC := common/metrics.c common/httpreply.c common/adminkey.c common/notify.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \

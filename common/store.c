@@ -1,16 +1,272 @@
-/* store.c: what every backend of the task store shares, whatever holds the rows: the status
- * names and the shaping of texts and per-minute rows into the JSON the API answers with.
- *
- * The backend itself is store_sqlite.c (the only one so far); store_backend.h declares what
- * is here for it.  Assumes nothing about the database: no SQL and no connection here.
+/* store.c: the task store's one interface over its backends (store_sqlite.c, store_pg.c):
+ * store_new picks the backend, every other function of store.h calls the store's own
+ * (store_backend.h's table); and what every backend shares, whatever holds the rows: the
+ * status names and the shaping of texts and per-minute rows into the JSON the API answers with.
+ * Assumes nothing about the database: no SQL and no connection here.
  */
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "config.h"
 #include "store_backend.h"
+
+struct store_options
+store_options_of(const struct config *cfg)
+{
+    return (struct store_options){.backend = cfg->store_backend == CONFIG_STORE_POSTGRESQL
+                                                 ? STORE_BACKEND_POSTGRESQL
+                                                 : STORE_BACKEND_SQLITE,
+                                  .path = cfg->database,
+                                  .url = cfg->store_url,
+                                  .busy_timeout_ms = cfg->busy_timeout_ms};
+}
+
+struct store *
+store_new(const struct store_options *options, char *err, size_t errlen)
+{
+    switch (options->backend) {
+    case STORE_BACKEND_SQLITE:
+        return store_sqlite_new(options->path, options->busy_timeout_ms, err, errlen);
+    case STORE_BACKEND_POSTGRESQL:
+        return store_pg_new(options->url, err, errlen);
+    }
+    snprintf(err, errlen, "unknown store backend %d", (int)options->backend);
+    return NULL;
+}
+
+void
+store_destroy(struct store **store)
+{
+    if (!store || !*store)
+        return;
+    (*store)->ops->destroy(*store);
+    *store = NULL;
+}
+
+int
+store_group_commit(struct store *store)
+{
+    return store->ops->group_commit(store);
+}
+
+uint64_t
+store_sync_count(const struct store *store)
+{
+    return store->ops->sync_count(store);
+}
+
+int
+store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count)
+{
+    return store->ops->tasks_insert(store, subs, count);
+}
+
+int
+store_task_get(struct store *store, const char *id, const char *client_id, json_t **task)
+{
+    return store->ops->task_get(store, id, client_id, task);
+}
+
+int
+store_task_list(struct store *store, const char *client_id, const char *status, const char *before,
+                int limit, json_t **tasks)
+{
+    return store->ops->task_list(store, client_id, status, before, limit, tasks);
+}
+
+int
+store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
+                  json_t **task)
+{
+    return store->ops->task_cancel(store, id, client_id, now_final, task);
+}
+
+int
+store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task)
+{
+    return store->ops->task_retry(store, id, client_id, task);
+}
+
+int
+store_task_delete(struct store *store, const char *id, const char *client_id)
+{
+    return store->ops->task_delete(store, id, client_id);
+}
+
+int
+store_task_announce(struct store *store, const char *id, json_t **task)
+{
+    return store->ops->task_announce(store, id, task);
+}
+
+int
+store_task_claimable(struct store *store, const char *limits)
+{
+    return store->ops->task_claimable(store, limits);
+}
+
+int
+store_tasks_claim(struct store *store, const char *worker_id, const char *host, int64_t lease_ms,
+                  const char *limits, size_t max, json_t **tasks, int *announce)
+{
+    return store->ops->tasks_claim(store, worker_id, host, lease_ms, limits, max, tasks, announce);
+}
+
+int
+store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms, json_t **held)
+{
+    return store->ops->leases_renew(store, worker_id, lease_ms, held);
+}
+
+int
+store_leases_expired(struct store *store, json_t **expired)
+{
+    return store->ops->leases_expired(store, expired);
+}
+
+int
+store_task_take_back(struct store *store, const char *id, int attempt, enum store_next next,
+                     int64_t run_at_ms, const char *error_entry, json_t **task)
+{
+    return store->ops->task_take_back(store, id, attempt, next, run_at_ms, error_entry, task);
+}
+
+int
+store_task_requeue(struct store *store, const char *id, int attempt, const char *message,
+                   json_t **task)
+{
+    return store->ops->task_requeue(store, id, attempt, message, task);
+}
+
+int
+store_task_progress(struct store *store, const char *id, int attempt, int progress,
+                    const char *message, json_t **task)
+{
+    return store->ops->task_progress(store, id, attempt, progress, message, task);
+}
+
+int
+store_task_finish(struct store *store, const char *id, int attempt, const char *status,
+                  const json_t *result, const char *error, const char *message,
+                  const char *error_entry, int64_t at_ms, json_t **task)
+{
+    return store->ops->task_finish(store, id, attempt, status, result, error, message, error_entry,
+                                   at_ms, task);
+}
+
+int64_t
+store_last_seq(const struct store *store)
+{
+    return store->ops->last_seq(store);
+}
+
+int
+store_task_retry_later(struct store *store, const char *id, int attempt, const char *error,
+                       const char *error_entry, int64_t run_at_ms, json_t **task)
+{
+    return store->ops->task_retry_later(store, id, attempt, error, error_entry, run_at_ms, task);
+}
+
+int
+store_task_check(struct store *store, const char *id, int attempt)
+{
+    return store->ops->task_check(store, id, attempt);
+}
+
+int
+store_worker_heartbeat(struct store *store, const char *worker_id, int concurrency)
+{
+    return store->ops->worker_heartbeat(store, worker_id, concurrency);
+}
+
+int
+store_worker_remove(struct store *store, const char *worker_id)
+{
+    return store->ops->worker_remove(store, worker_id);
+}
+
+int
+store_workers_alive(struct store *store, int64_t stale_after_ms)
+{
+    return store->ops->workers_alive(store, stale_after_ms);
+}
+
+int
+store_queue_depths(struct store *store, json_t **depths)
+{
+    return store->ops->queue_depths(store, depths);
+}
+
+int
+store_tasks_prune(struct store *store, int64_t keep_ms)
+{
+    return store->ops->tasks_prune(store, keep_ms);
+}
+
+int
+store_transaction_begin(struct store *store)
+{
+    return store->ops->transaction_begin(store);
+}
+
+int
+store_transaction_commit(struct store *store)
+{
+    return store->ops->transaction_commit(store);
+}
+
+void
+store_transaction_rollback(struct store *store)
+{
+    store->ops->transaction_rollback(store);
+}
+
+int
+store_worker_durability(struct store *store)
+{
+    return store->ops->worker_durability(store);
+}
+
+int
+store_check_writable(struct store *store)
+{
+    return store->ops->check_writable(store);
+}
+
+int
+store_problem(const struct store *store)
+{
+    return store->ops->problem(store);
+}
+
+int
+store_admin_task_get(struct store *store, const char *id, json_t **task)
+{
+    return store->ops->admin_task_get(store, id, task);
+}
+
+int
+store_admin_task_list(struct store *store, const struct store_admin_filter *filter, json_t **tasks,
+                      int64_t *next)
+{
+    return store->ops->admin_task_list(store, filter, tasks, next);
+}
+
+int
+store_admin_status(struct store *store, json_t **workers, json_t **queues)
+{
+    return store->ops->admin_status(store, workers, queues);
+}
+
+int
+store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **durations)
+{
+    return store->ops->admin_stats(store, minutes, rows, durations);
+}
 
 int
 store_status_is_final(const char *status)

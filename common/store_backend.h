@@ -1,6 +1,7 @@
-/* store_backend.h: what store.c offers the store's backends (store_sqlite.c), so that every
- * backend answers the same JSON for the same task.  Not for the store's callers: they include
- * store.h only.
+/* store_backend.h: the seam between store.c and the store's backends (store_sqlite.c,
+ * store_pg.c): the table of a backend's functions, which store.c calls for every function of
+ * store.h, and what store.c offers the backends so that each answers the same JSON for the same
+ * task.  Not for the store's callers: they include store.h only.
  */
 #ifndef TW_COMMON_STORE_BACKEND_H
 #define TW_COMMON_STORE_BACKEND_H
@@ -8,6 +9,70 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "store.h"
+
+/* One backend: a function for each of store.h's, with the same contract (store.c's
+ * store_X(store, ...) is store->ops->X(store, ...)).  destroy frees everything of the store. */
+struct store_ops {
+    void (*destroy)(struct store *store);
+    int (*group_commit)(struct store *store);
+    uint64_t (*sync_count)(const struct store *store);
+    int (*tasks_insert)(struct store *store, struct store_submission *const *subs, size_t count);
+    int (*task_get)(struct store *store, const char *id, const char *client_id, json_t **task);
+    int (*task_list)(struct store *store, const char *client_id, const char *status,
+                     const char *before, int limit, json_t **tasks);
+    int (*task_cancel)(struct store *store, const char *id, const char *client_id, int *now_final,
+                       json_t **task);
+    int (*task_retry)(struct store *store, const char *id, const char *client_id, json_t **task);
+    int (*task_delete)(struct store *store, const char *id, const char *client_id);
+    int (*task_announce)(struct store *store, const char *id, json_t **task);
+    int (*task_claimable)(struct store *store, const char *limits);
+    int (*tasks_claim)(struct store *store, const char *worker_id, const char *host,
+                       int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
+                       int *announce);
+    int (*leases_renew)(struct store *store, const char *worker_id, int64_t lease_ms,
+                        json_t **held);
+    int (*leases_expired)(struct store *store, json_t **expired);
+    int (*task_take_back)(struct store *store, const char *id, int attempt, enum store_next next,
+                          int64_t run_at_ms, const char *error_entry, json_t **task);
+    int (*task_requeue)(struct store *store, const char *id, int attempt, const char *message,
+                        json_t **task);
+    int (*task_progress)(struct store *store, const char *id, int attempt, int progress,
+                         const char *message, json_t **task);
+    int (*task_finish)(struct store *store, const char *id, int attempt, const char *status,
+                       const json_t *result, const char *error, const char *message,
+                       const char *error_entry, int64_t at_ms, json_t **task);
+    int64_t (*last_seq)(const struct store *store);
+    int (*task_retry_later)(struct store *store, const char *id, int attempt, const char *error,
+                            const char *error_entry, int64_t run_at_ms, json_t **task);
+    int (*task_check)(struct store *store, const char *id, int attempt);
+    int (*worker_heartbeat)(struct store *store, const char *worker_id, int concurrency);
+    int (*worker_remove)(struct store *store, const char *worker_id);
+    int (*workers_alive)(struct store *store, int64_t stale_after_ms);
+    int (*queue_depths)(struct store *store, json_t **depths);
+    int (*tasks_prune)(struct store *store, int64_t keep_ms);
+    int (*transaction_begin)(struct store *store);
+    int (*transaction_commit)(struct store *store);
+    void (*transaction_rollback)(struct store *store);
+    int (*worker_durability)(struct store *store);
+    int (*check_writable)(struct store *store);
+    int (*problem)(const struct store *store);
+    int (*admin_task_get)(struct store *store, const char *id, json_t **task);
+    int (*admin_task_list)(struct store *store, const struct store_admin_filter *filter,
+                           json_t **tasks, int64_t *next);
+    int (*admin_status)(struct store *store, json_t **workers, json_t **queues);
+    int (*admin_stats)(struct store *store, int minutes, json_t **rows, json_t **durations);
+};
+
+/* The part of every backend's store that store.c sees: a backend's own struct begins with it. */
+struct store {
+    const struct store_ops *ops;
+};
+
+/* Each backend's store_new (store.h); caller owns, free with store_destroy(). */
+struct store *store_sqlite_new(const char *path, int busy_timeout_ms, char *err, size_t errlen);
+struct store *store_pg_new(const char *url, char *err, size_t errlen);
 
 /* A JSON string of text (length bytes), or null for NULL text; bytes that are not valid UTF-8
  * turn the non-ASCII bytes into '?', since exec programs can write anything to stderr.  New

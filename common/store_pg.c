@@ -99,3 +99,11 @@ fail:
     PQclear(PQexec(conn, "ROLLBACK"));
     return TW_E_STORE;
 }
+
+struct store *
+store_pg_new(const char *url, char *err, size_t errlen)
+{
+    (void)url;
+    snprintf(err, errlen, "the PostgreSQL store is not yet available in this build");
+    return NULL;
+}

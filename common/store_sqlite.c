@@ -4,7 +4,8 @@
  * Assumes one connection per thread, a database file on a local file system (WAL's shared
  * memory and the "-queue" file's lock do not work across hosts), and that every process of the
  * store shares that file system.  What does not depend on SQLite (status names, the shaping of
- * texts and per-minute rows) is in store.c, for every backend.
+ * texts and per-minute rows) is in store.c, for every backend; store.c calls the functions here
+ * through store_sqlite_ops (store_backend.h), each named as store.h's but with sqlite_.
  *
  * Statements are prepared once per connection on first use (store_statements[] is the one list
  * of SQL); every change of a task is a single UPDATE ... RETURNING, so it is atomic between
@@ -306,7 +307,8 @@ struct store_shared {
     int32_t unused;
 };
 
-struct store {
+struct store_sqlite {
+    struct store base; /* first: what store.c dispatches on */
     sqlite3 *db;
     sqlite3_stmt *statements[ST_COUNT];
     char *path;   /* the database, to open again (store_revive) */
@@ -344,14 +346,14 @@ store_file_mode(const char *path)
 }
 
 static void
-store_queue_enter(struct store *store)
+store_queue_enter(struct store_sqlite *store)
 {
     while (store->queue_fd >= 0 && flock(store->queue_fd, LOCK_EX) != 0 && errno == EINTR)
         ;
 }
 
 static void
-store_queue_leave(struct store *store)
+store_queue_leave(struct store_sqlite *store)
 {
     if (store->queue_fd >= 0)
         flock(store->queue_fd, LOCK_UN);
@@ -360,7 +362,7 @@ store_queue_leave(struct store *store)
 /* The sync turn: an open-file-description lock on the "-queue" file's first byte, apart from
  * the flock that orders submissions (Linux keeps the two kinds of lock apart). */
 static int
-store_sync_turn(struct store *store, short type)
+store_sync_turn(struct store_sqlite *store, short type)
 {
     struct flock turn = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     int rc;
@@ -409,7 +411,7 @@ store_fault_of(int code, int sys_errno)
  * system, an immutable file) makes the store read-only, a file system without room left makes
  * it full; anything else is an I/O error. */
 static int
-store_io_cause(const struct store *store)
+store_io_cause(const struct store_sqlite *store)
 {
     char wal[4096];
     const char *files[] = {store->path, wal};
@@ -425,7 +427,7 @@ store_io_cause(const struct store *store)
 
 /* Record problem (a TW_E_STORE_* of a failed write) for every process (store_check_writable). */
 static void
-store_shared_problem(struct store *store, int problem)
+store_shared_problem(struct store_sqlite *store, int problem)
 {
     if (!store->shared)
         return;
@@ -438,7 +440,7 @@ store_shared_problem(struct store *store, int problem)
  * once per episode: its first failure, then only a count until a write lands (store_landed),
  * so a store that stays full for an hour does not log every write that tried. */
 static int
-store_fail(struct store *store, const char *what)
+store_fail(struct store_sqlite *store, const char *what)
 {
     int code = sqlite3_extended_errcode(store->db);
     int sys_errno = sqlite3_system_errno(store->db);
@@ -468,7 +470,7 @@ store_fail(struct store *store, const char *what)
 /* A change made through this connection is now as durable as it promises: a problem it had
  * is over, for it and for every process. */
 static void
-store_landed(struct store *store)
+store_landed(struct store_sqlite *store)
 {
     if (store->shared && __atomic_load_n(&store->shared->problem_at_ms, __ATOMIC_SEQ_CST) != 0)
         __atomic_store_n(&store->shared->problem_at_ms, 0, __ATOMIC_SEQ_CST);
@@ -483,7 +485,7 @@ store_landed(struct store *store)
 /* After stmt completed: outside a transaction, a statement that changed rows committed them
  * (a group-commit connection has landed only once synced: store_commit_durable). */
 static void
-store_statement_landed(struct store *store, sqlite3_stmt *stmt)
+store_statement_landed(struct store_sqlite *store, sqlite3_stmt *stmt)
 {
     if (!store->group_commit && !sqlite3_stmt_readonly(stmt) && sqlite3_get_autocommit(store->db) &&
         sqlite3_changes(store->db) > 0)
@@ -494,21 +496,21 @@ store_statement_landed(struct store *store, sqlite3_stmt *stmt)
  * (TW_E_STORE_BUSY, _FULL, _READONLY, _IO: try again later) rather than TW_E_STORE when the
  * store is only held, full, read-only or failing, not broken.  Clears the failure. */
 static int
-store_answer(struct store *store, int rc)
+store_answer(struct store_sqlite *store, int rc)
 {
     int failure = store->failure;
     store->failure = 0;
     return rc == TW_E_STORE && failure && tw_error_status(failure) == 503 ? failure : rc;
 }
 
-static void store_revive(struct store *store);
+static void store_revive(struct store_sqlite *store);
 
 /* The prepared statement for which, reset and unbound; NULL after logging on failure.  Outside
  * a transaction it may first open a read-only connection again (store_revive), which finalizes
  * every statement: a function takes each statement right before its use, never across another
  * store_statement() or store_begin() made outside a transaction. */
 static sqlite3_stmt *
-store_statement(struct store *store, enum statement which)
+store_statement(struct store_sqlite *store, enum statement which)
 {
     store_revive(store);
     sqlite3_stmt *stmt = store->statements[which];
@@ -537,7 +539,7 @@ store_statement_done(sqlite3_stmt *stmt)
 static int
 store_busy(void *data, int count)
 {
-    struct store *store = data;
+    struct store_sqlite *store = data;
     int64_t now = clock_mono_ms();
     if (count == 0)
         store->busy_since_ms = now;
@@ -550,7 +552,7 @@ store_busy(void *data, int count)
 }
 
 static int
-store_exec(struct store *store, const char *sql)
+store_exec(struct store_sqlite *store, const char *sql)
 {
     return sqlite3_exec(store->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : store_fail(store, sql);
 }
@@ -558,7 +560,7 @@ store_exec(struct store *store, const char *sql)
 /* ROLLBACK of the open transaction, unless SQLite ended it already (it does on a full disk and
  * on some I/O errors). */
 static void
-store_rollback(struct store *store)
+store_rollback(struct store_sqlite *store)
 {
     if (!sqlite3_get_autocommit(store->db))
         store_exec(store, "ROLLBACK");
@@ -567,7 +569,7 @@ store_rollback(struct store *store)
 /* BEGIN IMMEDIATE (the writer lock now, not at the first write) on a connection that can write
  * if one can be had (store_revive). */
 static int
-store_begin(struct store *store)
+store_begin(struct store_sqlite *store)
 {
     store_revive(store);
     if (store_exec(store, "BEGIN IMMEDIATE") != 0)
@@ -579,7 +581,7 @@ store_begin(struct store *store)
 /* COMMIT, or roll back what a failed one left.  A commit that changed rows ends a problem (on a
  * group-commit connection, only its sync does: store_commit_durable). */
 static int
-store_commit(struct store *store)
+store_commit(struct store_sqlite *store)
 {
     if (store_exec(store, "COMMIT") != 0) {
         store_rollback(store);
@@ -608,7 +610,7 @@ store_schema_version(sqlite3 *db)
  * schema needs no write, so a full or read-only store opens too (its reads work; its writes
  * answer 503). */
 static int
-store_schema_open(struct store *store, char *err, size_t errlen)
+store_schema_open(struct store_sqlite *store, char *err, size_t errlen)
 {
     char *message = NULL;
     if (sqlite3_exec(store->db, store_pragmas, NULL, NULL, &message) != SQLITE_OK) {
@@ -665,7 +667,7 @@ store_schema_open(struct store *store, char *err, size_t errlen)
 /* Open the database (creating it when create) into *db, with this connection's busy handler;
  * *db is set even on failure (sqlite3_close it). */
 static int
-store_open(struct store *store, int create, sqlite3 **db)
+store_open(struct store_sqlite *store, int create, sqlite3 **db)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(store->path, db, flags, NULL) != SQLITE_OK)
@@ -679,7 +681,7 @@ store_open(struct store *store, int create, sqlite3 **db)
  * Between transactions, at most every STORE_REVIVE_MS, try to open one that can write in its
  * place: a long-lived process then recovers without a restart. */
 static void
-store_revive(struct store *store)
+store_revive(struct store_sqlite *store)
 {
     if (!store->read_only || !sqlite3_get_autocommit(store->db))
         return;
@@ -729,7 +731,7 @@ store_file_extend(int fd, off_t size, size_t want)
  * Without it (no file, no room to extend it) group commit stays off and a write problem is
  * known to this connection only. */
 static void
-store_shared_map(struct store *store)
+store_shared_map(struct store_sqlite *store)
 {
     char boot_id[STORE_BOOT_ID_SIZE] = {0};
     FILE *boot = fopen("/proc/sys/kernel/random/boot_id", "re");
@@ -757,15 +759,19 @@ store_shared_map(struct store *store)
     store_sync_turn(store, F_UNLCK);
 }
 
+static void sqlite_free(struct store_sqlite *store);
+static const struct store_ops store_sqlite_ops;
+
 struct store *
-store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
+store_sqlite_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
 {
-    struct store *store = calloc(1, sizeof *store);
+    struct store_sqlite *store = calloc(1, sizeof *store);
     if (!store || !(store->path = strdup(path))) {
         snprintf(err, errlen, "out of memory");
         free(store);
         return NULL;
     }
+    store->base.ops = &store_sqlite_ops;
     store->queue_fd = -1;
     store->busy_timeout_ms = busy_timeout_ms;
     if (store_open(store, 1, &store->db) != 0) {
@@ -787,60 +793,70 @@ store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
         store->revive_at_ms = clock_mono_ms() + STORE_REVIVE_MS;
         log_warn("event=store_read_only database=%s", path);
     }
-    return store;
+    return &store->base;
 fail:
-    store_destroy(&store);
+    sqlite_free(store);
     return NULL;
 }
 
-int
-store_transaction_begin(struct store *store)
+static int
+sqlite_transaction_begin(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     return store_begin(store);
 }
 
-int
-store_transaction_commit(struct store *store)
+static int
+sqlite_transaction_commit(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     return store_commit(store);
 }
 
-void
-store_transaction_rollback(struct store *store)
+static void
+sqlite_transaction_rollback(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store_rollback(store);
 }
 
-int
-store_worker_durability(struct store *store)
+static int
+sqlite_worker_durability(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (store_exec(store, "PRAGMA synchronous = NORMAL") != 0)
         return TW_E_STORE;
     store->synchronous_normal = 1;
     return 0;
 }
 
-int
-store_problem(const struct store *store)
+static int
+sqlite_problem(const struct store *base)
 {
+    const struct store_sqlite *store = (const struct store_sqlite *)base;
     return store->problem;
 }
 
-void
-store_destroy(struct store **store)
+static void
+sqlite_free(struct store_sqlite *store)
 {
-    if (!store || !*store)
+    if (!store)
         return;
     for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize((*store)->statements[i]);
-    sqlite3_close((*store)->db);
-    if ((*store)->shared)
-        munmap((*store)->shared, sizeof *(*store)->shared);
-    if ((*store)->queue_fd >= 0)
-        close((*store)->queue_fd);
-    free((*store)->path);
-    free(*store);
-    *store = NULL;
+        sqlite3_finalize(store->statements[i]);
+    sqlite3_close(store->db);
+    if (store->shared)
+        munmap(store->shared, sizeof *store->shared);
+    if (store->queue_fd >= 0)
+        close(store->queue_fd);
+    free(store->path);
+    free(store);
+}
+
+static void
+sqlite_destroy(struct store *base)
+{
+    sqlite_free((struct store_sqlite *)base);
 }
 
 /* Group commit.  With synchronous=FULL, SQLite syncs the WAL inside every commit, while it
@@ -874,9 +890,10 @@ store_destroy(struct store **store)
  * answered, so no 202 went out) or a synced one.  When the counters cannot be set up, the
  * connection stays at FULL.  tests/integration/test_durable.py kills every process right after
  * a burst of 202s and finds every task. */
-int
-store_group_commit(struct store *store)
+static int
+sqlite_group_commit(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (!store->shared || store_exec(store, "PRAGMA synchronous = NORMAL") != 0)
         return TW_E_STORE;
     store->group_commit = 1;
@@ -887,7 +904,7 @@ store_group_commit(struct store *store)
 
 /* Sync the WAL through SQLite's own file object, as its FULL commit would. */
 static int
-store_sync_wal(struct store *store)
+store_sync_wal(struct store_sqlite *store)
 {
     sqlite3_file *wal = NULL;
     if (sqlite3_file_control(store->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK ||
@@ -899,7 +916,7 @@ store_sync_wal(struct store *store)
 
 /* After a commit (outside SQLite's writer lock): 0 once it is on disk. */
 static int
-store_commit_durable(struct store *store)
+store_commit_durable(struct store_sqlite *store)
 {
     sqlite3_int64 changes = sqlite3_total_changes64(store->db);
     if (!store->group_commit || changes == store->changes_seen)
@@ -929,9 +946,10 @@ out:
     return rc;
 }
 
-uint64_t
-store_sync_count(const struct store *store)
+static uint64_t
+sqlite_sync_count(const struct store *base)
 {
+    const struct store_sqlite *store = (const struct store_sqlite *)base;
     return store->syncs;
 }
 
@@ -988,7 +1006,7 @@ store_row_task(sqlite3_stmt *stmt)
 
 /* Step stmt expecting at most one row: 0 with *task set, TW_E_NOT_FOUND without a row. */
 static int
-store_step_task(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
+store_step_task(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, json_t **task)
 {
     int rc = sqlite3_step(stmt);
     int result;
@@ -1021,7 +1039,7 @@ store_step_task(struct store *store, sqlite3_stmt *stmt, const char *what, json_
 
 /* Run a statement that returns no rows (or one count); 0, or the count when counting. */
 static int
-store_run(struct store *store, sqlite3_stmt *stmt, const char *what)
+store_run(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what)
 {
     int rc = sqlite3_step(stmt);
     int result = rc == SQLITE_ROW    ? sqlite3_column_int(stmt, 0)
@@ -1053,13 +1071,13 @@ store_submissions_fail(struct store_submission *const *subs, size_t count, int r
     }
 }
 
-static int store_task_read(struct store *store, const char *id, const char *client_id,
+static int store_task_read(struct store_sqlite *store, const char *id, const char *client_id,
                            json_t **task);
 
 /* Answer a submission from its Idempotency-Key, if the key was used within its window: 1 when
  * answered (sub->task, sub->replayed set, or sub->rc the mismatch), 0 to go on and insert. */
 static int
-store_submission_replay(struct store *store, struct store_submission *sub, int64_t now)
+store_submission_replay(struct store_sqlite *store, struct store_submission *sub, int64_t now)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_KEY_GET);
     if (!stmt) {
@@ -1099,7 +1117,7 @@ store_submission_replay(struct store *store, struct store_submission *sub, int64
 
 /* 0 while client_id has fewer than max queued tasks, TW_E_TOO_MANY_TASKS at max. */
 static int
-store_submission_admit(struct store *store, const struct store_submission *sub)
+store_submission_admit(struct store_sqlite *store, const struct store_submission *sub)
 {
     if (sub->max_queued <= 0)
         return 0;
@@ -1117,7 +1135,7 @@ store_submission_admit(struct store *store, const struct store_submission *sub)
  * Inside the batch's transaction: SQLite's writer lock makes the read and the write one step
  * for every handler process. */
 static int
-store_submission_rate(struct store *store, struct store_submission *sub, int64_t now)
+store_submission_rate(struct store_sqlite *store, struct store_submission *sub, int64_t now)
 {
     if (sub->submit_rate <= 0)
         return 0;
@@ -1148,7 +1166,8 @@ store_submission_rate(struct store *store, struct store_submission *sub, int64_t
 
 /* One submission inside the batch's transaction: its key, its admission, its INSERT. */
 static int
-store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_submission *sub)
+store_submission_insert(struct store_sqlite *store, sqlite3_stmt *stmt,
+                        struct store_submission *sub)
 {
     char id[TOKEN_ID_SIZE];
     int64_t now = clock_now_ms();
@@ -1189,12 +1208,13 @@ store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_su
     return store_run(store, key, "idempotency_put");
 }
 
-static int store_tasks_insert_batch(struct store *store, struct store_submission *const *subs,
-                                    size_t count);
+static int store_tasks_insert_batch(struct store_sqlite *store,
+                                    struct store_submission *const *subs, size_t count);
 
-int
-store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count)
+static int
+sqlite_tasks_insert(struct store *base, struct store_submission *const *subs, size_t count)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     int rc = store_tasks_insert_batch(store, subs, count);
     /* A submission the store failed answers what the store's first failure means (a full or
@@ -1207,7 +1227,8 @@ store_tasks_insert(struct store *store, struct store_submission *const *subs, si
 }
 
 static int
-store_tasks_insert_batch(struct store *store, struct store_submission *const *subs, size_t count)
+store_tasks_insert_batch(struct store_sqlite *store, struct store_submission *const *subs,
+                         size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         subs[i]->task = NULL;
@@ -1252,7 +1273,7 @@ store_tasks_insert_batch(struct store *store, struct store_submission *const *su
 
 /* store_task_get inside another function's work (its failure is the caller's to answer). */
 static int
-store_task_read(struct store *store, const char *id, const char *client_id, json_t **task)
+store_task_read(struct store_sqlite *store, const char *id, const char *client_id, json_t **task)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_GET);
     if (!stmt)
@@ -1262,9 +1283,10 @@ store_task_read(struct store *store, const char *id, const char *client_id, json
     return store_step_task(store, stmt, "get", task);
 }
 
-int
-store_task_get(struct store *store, const char *id, const char *client_id, json_t **task)
+static int
+sqlite_task_get(struct store *base, const char *id, const char *client_id, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     return store_answer(store, store_task_read(store, id, client_id, task));
 }
@@ -1273,7 +1295,7 @@ store_task_get(struct store *store, const char *id, const char *client_id, json_
  * *out; 0, TW_E_NOMEM (every row is still stepped: an UPDATE ... RETURNING completes) or the
  * failure of the statement.  The statement is reset either way. */
 static int
-store_collect(struct store *store, sqlite3_stmt *stmt, const char *what,
+store_collect(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what,
               json_t *(*row)(sqlite3_stmt *), json_t **out)
 {
     json_t *list = json_array();
@@ -1293,10 +1315,11 @@ store_collect(struct store *store, sqlite3_stmt *stmt, const char *what,
     return result;
 }
 
-int
-store_task_list(struct store *store, const char *client_id, const char *status, const char *before,
-                int limit, json_t **tasks)
+static int
+sqlite_task_list(struct store *base, const char *client_id, const char *status, const char *before,
+                 int limit, json_t **tasks)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (limit < 1 || limit > STORE_LIST_MAX)
         return TW_E_BAD_REQUEST;
     store->failure = 0;
@@ -1317,8 +1340,8 @@ store_task_list(struct store *store, const char *client_id, const char *status, 
 }
 
 static int
-store_task_cancel_change(struct store *store, const char *id, const char *client_id, int *now_final,
-                         json_t **task)
+store_task_cancel_change(struct store_sqlite *store, const char *id, const char *client_id,
+                         int *now_final, json_t **task)
 {
     if (store_begin(store) != 0)
         return TW_E_STORE;
@@ -1370,10 +1393,11 @@ out:
     return rc;
 }
 
-int
-store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
-                  json_t **task)
+static int
+sqlite_task_cancel(struct store *base, const char *id, const char *client_id, int *now_final,
+                   json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     return store_answer(store, store_task_cancel_change(store, id, client_id, now_final, task));
 }
@@ -1381,7 +1405,7 @@ store_task_cancel(struct store *store, const char *id, const char *client_id, in
 /* One statement that changes a task in a committed write of its own, with the durability of
  * a submission (group commit or FULL). */
 static int
-store_step_durable(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
+store_step_durable(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, json_t **task)
 {
     int rc = store_step_task(store, stmt, what, task);
     if (rc == 0 && store_commit_durable(store) != 0) {
@@ -1395,7 +1419,7 @@ store_step_durable(struct store *store, sqlite3_stmt *stmt, const char *what, js
 /* After a refused change: TW_E_NOT_FOUND when the task is not the caller's (or gone), else
  * TW_E_CONFLICT (its status does not allow the change). */
 static int
-store_refusal(struct store *store, const char *id, const char *client_id)
+store_refusal(struct store_sqlite *store, const char *id, const char *client_id)
 {
     json_t *existing = NULL;
     int rc = store_task_read(store, id, client_id, &existing);
@@ -1404,7 +1428,8 @@ store_refusal(struct store *store, const char *id, const char *client_id)
 }
 
 static int
-store_task_retry_change(struct store *store, const char *id, const char *client_id, json_t **task)
+store_task_retry_change(struct store_sqlite *store, const char *id, const char *client_id,
+                        json_t **task)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_RETRY);
     if (!stmt)
@@ -1416,15 +1441,16 @@ store_task_retry_change(struct store *store, const char *id, const char *client_
     return rc == TW_E_NOT_FOUND ? store_refusal(store, id, client_id) : rc;
 }
 
-int
-store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task)
+static int
+sqlite_task_retry(struct store *base, const char *id, const char *client_id, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     return store_answer(store, store_task_retry_change(store, id, client_id, task));
 }
 
 static int
-store_task_delete_change(struct store *store, const char *id, const char *client_id)
+store_task_delete_change(struct store_sqlite *store, const char *id, const char *client_id)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_DELETE);
     if (!stmt)
@@ -1443,16 +1469,18 @@ store_task_delete_change(struct store *store, const char *id, const char *client
     return store_commit_durable(store);
 }
 
-int
-store_task_delete(struct store *store, const char *id, const char *client_id)
+static int
+sqlite_task_delete(struct store *base, const char *id, const char *client_id)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     return store_answer(store, store_task_delete_change(store, id, client_id));
 }
 
-int
-store_task_announce(struct store *store, const char *id, json_t **task)
+static int
+sqlite_task_announce(struct store *base, const char *id, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     /* Most nudges find their task claimed (and announced) already: a read spares the write. */
     sqlite3_stmt *stmt = store_statement(store, ST_UNANNOUNCED);
     if (!stmt)
@@ -1469,9 +1497,10 @@ store_task_announce(struct store *store, const char *id, json_t **task)
     return store_step_task(store, stmt, "announce", task);
 }
 
-int
-store_task_claimable(struct store *store, const char *limits)
+static int
+sqlite_task_claimable(struct store *base, const char *limits)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_CLAIMABLE);
     if (!stmt)
         return TW_E_STORE;
@@ -1482,10 +1511,11 @@ store_task_claimable(struct store *store, const char *limits)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store_fail(store, "claimable");
 }
 
-int
-store_tasks_claim(struct store *store, const char *worker_id, const char *host, int64_t lease_ms,
-                  const char *limits, size_t max, json_t **tasks, int *announce)
+static int
+sqlite_tasks_claim(struct store *base, const char *worker_id, const char *host, int64_t lease_ms,
+                   const char *limits, size_t max, json_t **tasks, int *announce)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (max == 0 || max > STORE_CLAIM_MAX)
         return TW_E_INTERNAL;
     int own = sqlite3_get_autocommit(store->db); /* else the caller's transaction holds it */
@@ -1547,9 +1577,10 @@ store_row_held(sqlite3_stmt *stmt)
                      (json_int_t)sqlite3_column_int64(stmt, 1));
 }
 
-int
-store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms, json_t **held)
+static int
+sqlite_leases_renew(struct store *base, const char *worker_id, int64_t lease_ms, json_t **held)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_RENEW);
     if (!stmt)
         return TW_E_STORE;
@@ -1574,9 +1605,10 @@ store_row_expired(sqlite3_stmt *stmt)
     return task;
 }
 
-int
-store_leases_expired(struct store *store, json_t **expired)
+static int
+sqlite_leases_expired(struct store *base, json_t **expired)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_EXPIRED);
     if (!stmt)
         return TW_E_STORE;
@@ -1586,7 +1618,7 @@ store_leases_expired(struct store *store, json_t **expired)
 
 /* A fenced change of a running attempt: no row means the attempt is not current any more. */
 static int
-store_step_fenced(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
+store_step_fenced(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, json_t **task)
 {
     int rc = store_step_task(store, stmt, what, task);
     return rc == TW_E_NOT_FOUND ? TW_E_FENCED : rc;
@@ -1605,10 +1637,11 @@ bind_cut(sqlite3_stmt *stmt, int index, const char *text, size_t max, int keep_t
     sqlite3_bind_text(stmt, index, part, length, SQLITE_TRANSIENT);
 }
 
-int
-store_task_requeue(struct store *store, const char *id, int attempt, const char *message,
-                   json_t **task)
+static int
+sqlite_task_requeue(struct store *base, const char *id, int attempt, const char *message,
+                    json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_REQUEUE);
     if (!stmt)
         return TW_E_STORE;
@@ -1618,10 +1651,11 @@ store_task_requeue(struct store *store, const char *id, int attempt, const char 
     return store_step_fenced(store, stmt, "requeue", task);
 }
 
-int
-store_task_progress(struct store *store, const char *id, int attempt, int progress,
-                    const char *message, json_t **task)
+static int
+sqlite_task_progress(struct store *base, const char *id, int attempt, int progress,
+                     const char *message, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_PROGRESS);
     if (!stmt)
         return TW_E_STORE;
@@ -1635,7 +1669,7 @@ store_task_progress(struct store *store, const char *id, int attempt, int progre
 /* ST_FINISH for attempt at at_ms (0: now); expired_before non-zero: only while the lease ran out
  * before it. */
 static int
-store_finish_attempt(struct store *store, const char *id, int attempt, const char *status,
+store_finish_attempt(struct store_sqlite *store, const char *id, int attempt, const char *status,
                      const json_t *result, const char *error, const char *message,
                      const char *error_entry, int64_t at_ms, int64_t expired_before, json_t **task)
 {
@@ -1666,24 +1700,26 @@ store_finish_attempt(struct store *store, const char *id, int attempt, const cha
     return rc;
 }
 
-int
-store_task_finish(struct store *store, const char *id, int attempt, const char *status,
-                  const json_t *result, const char *error, const char *message,
-                  const char *error_entry, int64_t at_ms, json_t **task)
+static int
+sqlite_task_finish(struct store *base, const char *id, int attempt, const char *status,
+                   const json_t *result, const char *error, const char *message,
+                   const char *error_entry, int64_t at_ms, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     return store_finish_attempt(store, id, attempt, status, result, error, message, error_entry,
                                 at_ms, 0, task);
 }
 
-int64_t
-store_last_seq(const struct store *store)
+static int64_t
+sqlite_last_seq(const struct store *base)
 {
+    const struct store_sqlite *store = (const struct store_sqlite *)base;
     return store->last_seq;
 }
 
 /* ST_END_RETRY for attempt; expired_before as for store_finish_attempt. */
 static int
-store_retry_attempt(struct store *store, const char *id, int attempt, const char *error,
+store_retry_attempt(struct store_sqlite *store, const char *id, int attempt, const char *error,
                     const char *error_entry, int64_t run_at_ms, int64_t expired_before,
                     json_t **task)
 {
@@ -1701,17 +1737,19 @@ store_retry_attempt(struct store *store, const char *id, int attempt, const char
     return store_step_fenced(store, stmt, "retry_later", task);
 }
 
-int
-store_task_retry_later(struct store *store, const char *id, int attempt, const char *error,
-                       const char *error_entry, int64_t run_at_ms, json_t **task)
+static int
+sqlite_task_retry_later(struct store *base, const char *id, int attempt, const char *error,
+                        const char *error_entry, int64_t run_at_ms, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     return store_retry_attempt(store, id, attempt, error, error_entry, run_at_ms, 0, task);
 }
 
-int
-store_task_take_back(struct store *store, const char *id, int attempt, enum store_next next,
-                     int64_t run_at_ms, const char *error_entry, json_t **task)
+static int
+sqlite_task_take_back(struct store *base, const char *id, int attempt, enum store_next next,
+                      int64_t run_at_ms, const char *error_entry, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     int64_t now = clock_now_ms();
     switch (next) {
     case STORE_NEXT_RETRY:
@@ -1727,9 +1765,10 @@ store_task_take_back(struct store *store, const char *id, int attempt, enum stor
     return TW_E_INTERNAL;
 }
 
-int
-store_task_check(struct store *store, const char *id, int attempt)
+static int
+sqlite_task_check(struct store *base, const char *id, int attempt)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_CHECK);
     if (!stmt)
         return TW_E_STORE;
@@ -1745,9 +1784,10 @@ store_task_check(struct store *store, const char *id, int attempt)
     return result;
 }
 
-int
-store_worker_heartbeat(struct store *store, const char *worker_id, int concurrency)
+static int
+sqlite_worker_heartbeat(struct store *base, const char *worker_id, int concurrency)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_HEARTBEAT);
     if (!stmt)
         return TW_E_STORE;
@@ -1762,9 +1802,10 @@ store_worker_heartbeat(struct store *store, const char *worker_id, int concurren
     return store_run(store, stmt, "heartbeat");
 }
 
-int
-store_worker_remove(struct store *store, const char *worker_id)
+static int
+sqlite_worker_remove(struct store *base, const char *worker_id)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_WORKER_REMOVE);
     if (!stmt)
         return TW_E_STORE;
@@ -1772,9 +1813,10 @@ store_worker_remove(struct store *store, const char *worker_id)
     return store_run(store, stmt, "worker_remove");
 }
 
-int
-store_workers_alive(struct store *store, int64_t stale_after_ms)
+static int
+sqlite_workers_alive(struct store *base, int64_t stale_after_ms)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_WORKERS_ALIVE);
     if (!stmt)
         return TW_E_STORE;
@@ -1791,18 +1833,20 @@ store_row_depth(sqlite3_stmt *stmt)
                      (json_int_t)sqlite3_column_int64(stmt, 2));
 }
 
-int
-store_queue_depths(struct store *store, json_t **depths)
+static int
+sqlite_queue_depths(struct store *base, json_t **depths)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_QUEUE_DEPTHS);
     if (!stmt)
         return TW_E_STORE;
     return store_collect(store, stmt, "queue_depths", store_row_depth, depths);
 }
 
-int
-store_tasks_prune(struct store *store, int64_t keep_ms)
+static int
+sqlite_tasks_prune(struct store *base, int64_t keep_ms)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     int64_t now = clock_now_ms();
     if (store_begin(store) != 0)
         return TW_E_STORE;
@@ -1846,7 +1890,7 @@ store_tasks_prune(struct store *store, int64_t keep_ms)
  * STORE_PROBLEM_RECHECK_MS; an older one (no process writes any more) is tried again with a
  * write of the probe row, which ends it if it lands. */
 static int
-store_check_problem(struct store *store)
+store_check_problem(struct store_sqlite *store)
 {
     int problem = store->problem;
     int64_t at = 0, now = clock_now_ms();
@@ -1872,9 +1916,10 @@ store_check_problem(struct store *store)
     return store_commit_durable(store);
 }
 
-int
-store_check_writable(struct store *store)
+static int
+sqlite_check_writable(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     store_revive(store);
     int rc = 0;
@@ -1902,9 +1947,10 @@ store_row_admin_task(sqlite3_stmt *stmt)
     return task;
 }
 
-int
-store_admin_task_get(struct store *store, const char *id, json_t **task)
+static int
+sqlite_admin_task_get(struct store *base, const char *id, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     sqlite3_stmt *stmt = store_statement(store, ST_ADMIN_GET);
     if (!stmt)
@@ -1920,10 +1966,11 @@ store_admin_task_get(struct store *store, const char *id, json_t **task)
     return store_answer(store, rc);
 }
 
-int
-store_admin_task_list(struct store *store, const struct store_admin_filter *filter, json_t **tasks,
-                      int64_t *next)
+static int
+sqlite_admin_task_list(struct store *base, const struct store_admin_filter *filter, json_t **tasks,
+                       int64_t *next)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (filter->limit < 1 || filter->limit > STORE_ADMIN_LIST_MAX)
         return TW_E_BAD_REQUEST;
     store->failure = 0;
@@ -1972,9 +2019,10 @@ store_row_queue(sqlite3_stmt *stmt)
                      (json_int_t)sqlite3_column_int64(stmt, 2));
 }
 
-int
-store_admin_status(struct store *store, json_t **workers, json_t **queues)
+static int
+sqlite_admin_status(struct store *base, json_t **workers, json_t **queues)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     json_t *running = NULL;
     *workers = *queues = NULL;
@@ -2037,9 +2085,10 @@ store_row_duration(sqlite3_stmt *stmt)
                      (json_int_t)sqlite3_column_int64(stmt, 3));
 }
 
-int
-store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **durations)
+static int
+sqlite_admin_stats(struct store *base, int minutes, json_t **rows, json_t **durations)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (minutes < 1 || minutes > STORE_STATS_MINUTES_MAX)
         return TW_E_BAD_REQUEST;
     store->failure = 0;
@@ -2078,3 +2127,42 @@ store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **dura
     }
     return store_answer(store, rc);
 }
+
+static const struct store_ops store_sqlite_ops = {
+    .destroy = sqlite_destroy,
+    .group_commit = sqlite_group_commit,
+    .sync_count = sqlite_sync_count,
+    .tasks_insert = sqlite_tasks_insert,
+    .task_get = sqlite_task_get,
+    .task_list = sqlite_task_list,
+    .task_cancel = sqlite_task_cancel,
+    .task_retry = sqlite_task_retry,
+    .task_delete = sqlite_task_delete,
+    .task_announce = sqlite_task_announce,
+    .task_claimable = sqlite_task_claimable,
+    .tasks_claim = sqlite_tasks_claim,
+    .leases_renew = sqlite_leases_renew,
+    .leases_expired = sqlite_leases_expired,
+    .task_take_back = sqlite_task_take_back,
+    .task_requeue = sqlite_task_requeue,
+    .task_progress = sqlite_task_progress,
+    .task_finish = sqlite_task_finish,
+    .last_seq = sqlite_last_seq,
+    .task_retry_later = sqlite_task_retry_later,
+    .task_check = sqlite_task_check,
+    .worker_heartbeat = sqlite_worker_heartbeat,
+    .worker_remove = sqlite_worker_remove,
+    .workers_alive = sqlite_workers_alive,
+    .queue_depths = sqlite_queue_depths,
+    .tasks_prune = sqlite_tasks_prune,
+    .transaction_begin = sqlite_transaction_begin,
+    .transaction_commit = sqlite_transaction_commit,
+    .transaction_rollback = sqlite_transaction_rollback,
+    .worker_durability = sqlite_worker_durability,
+    .check_writable = sqlite_check_writable,
+    .problem = sqlite_problem,
+    .admin_task_get = sqlite_admin_task_get,
+    .admin_task_list = sqlite_admin_task_list,
+    .admin_status = sqlite_admin_status,
+    .admin_stats = sqlite_admin_stats,
+};

@@ -21,13 +21,29 @@
 static char dir[64];
 static char path[256];
 
+/* The SQLite store of the file at file. */
+static struct store *
+open_sqlite(const char *file, int busy_timeout_ms, char *err, size_t errlen)
+{
+    struct store_options options = {
+        .backend = STORE_BACKEND_SQLITE, .path = file, .busy_timeout_ms = busy_timeout_ms};
+    return store_new(&options, err, errlen);
+}
+
+/* The SQLite connection behind store. */
+static struct store_sqlite *
+sqlite_of(struct store *store)
+{
+    return (struct store_sqlite *)store;
+}
+
 static int
 setup(void **state)
 {
     if (tempdb_make(dir, sizeof dir, "store", path, sizeof path) != 0)
         return -1;
     char err[256];
-    *state = store_new(path, 1000, err, sizeof err);
+    *state = open_sqlite(path, 1000, err, sizeof err);
     return *state ? 0 : -1;
 }
 
@@ -415,7 +431,7 @@ test_submission_rate_is_one_bucket_for_every_connection(void **state)
 {
     struct store *store = *state;
     char err[256];
-    struct store *other = store_new(path, 1000, err, sizeof err); /* another handler process */
+    struct store *other = open_sqlite(path, 1000, err, sizeof err); /* another handler process */
     assert_non_null(other);
     struct store_submission subs[5];
     for (int i = 0; i < 5; i++)
@@ -533,7 +549,7 @@ test_schema_upgrade_and_newer_schema_refused(void **state)
                      NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
-    struct store *upgraded = store_new(old_path, 1000, err, sizeof err);
+    struct store *upgraded = open_sqlite(old_path, 1000, err, sizeof err);
     assert_non_null(upgraded);
     json_t *task = NULL;
     assert_int_equal(claim(upgraded, "w", &task), 0);
@@ -543,7 +559,7 @@ test_schema_upgrade_and_newer_schema_refused(void **state)
     assert_int_equal(sqlite3_open(old_path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    assert_null(store_new(old_path, 1000, err, sizeof err));
+    assert_null(open_sqlite(old_path, 1000, err, sizeof err));
     assert_non_null(strstr(err, "newer than this program"));
     assert_int_equal(tempdb_remove(old_dir, old_path), 0);
 }
@@ -661,7 +677,7 @@ test_schema_2_is_upgraded_to_3(void **state)
     (void)state;
     char old_dir[64], old_path[256], err[512];
     assert_int_equal(tempdb_make(old_dir, sizeof old_dir, "schema2", old_path, sizeof old_path), 0);
-    struct store *store = store_new(old_path, 1000, err, sizeof err);
+    struct store *store = open_sqlite(old_path, 1000, err, sizeof err);
     assert_non_null(store);
     store_destroy(&store);
     sqlite3 *db = NULL;
@@ -674,9 +690,9 @@ test_schema_2_is_upgraded_to_3(void **state)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
-    store = store_new(old_path, 1000, err, sizeof err);
+    store = open_sqlite(old_path, 1000, err, sizeof err);
     assert_non_null(store);
-    assert_int_equal(store_schema_version(store->db), STORE_SCHEMA_VERSION);
+    assert_int_equal(store_schema_version(sqlite_of(store)->db), STORE_SCHEMA_VERSION);
     assert_int_equal(store_worker_heartbeat(store, "new", 1), 0);
     json_t *workers = NULL, *queues = NULL;
     assert_int_equal(store_admin_status(store, &workers, &queues), 0);
@@ -727,7 +743,7 @@ test_group_commit_keeps_every_task_and_shares_syncs(void **state)
         assert_true(pids[w] >= 0);
         if (pids[w] == 0) {
             char err[256];
-            struct store *mine = store_new(path, 5000, err, sizeof err);
+            struct store *mine = open_sqlite(path, 5000, err, sizeof err);
             uint64_t syncs = UINT64_MAX;
             if (mine && store_group_commit(mine) == 0) {
                 int ok = 1;
@@ -763,7 +779,7 @@ test_group_commit_keeps_every_task_and_shares_syncs(void **state)
     }
     /* Every task is there, in the file, for a fresh connection. */
     char err[256];
-    struct store *fresh = store_new(path, 1000, err, sizeof err);
+    struct store *fresh = open_sqlite(path, 1000, err, sizeof err);
     assert_non_null(fresh);
     int found = 0;
     const char *before = NULL;
@@ -862,7 +878,7 @@ test_a_full_store_keeps_nothing_of_a_batch_and_recovers(void **state)
     json_t *params = json_pack("{s:s}", "blob", blob);
     /* SQLite's own bound on the file's pages: a write that needs one more page fails with
      * SQLITE_FULL, as on a disk without room. */
-    assert_int_equal(sqlite3_exec(store->db, "PRAGMA max_page_count = 1", NULL, NULL, NULL),
+    assert_int_equal(sqlite3_exec(sqlite_of(store)->db, "PRAGMA max_page_count = 1", NULL, NULL, NULL),
                      SQLITE_OK);
     /* Tasks of about 20 KB each: each needs new pages. */
     struct store_submission a = submission("f", params, NULL), b = submission("f", params, "k"),
@@ -882,7 +898,7 @@ test_a_full_store_keeps_nothing_of_a_batch_and_recovers(void **state)
     json_decref(task);
 
     assert_int_equal(
-        sqlite3_exec(store->db, "PRAGMA max_page_count = 1073741823", NULL, NULL, NULL),
+        sqlite3_exec(sqlite_of(store)->db, "PRAGMA max_page_count = 1073741823", NULL, NULL, NULL),
         SQLITE_OK);
     struct store_submission *one = &b;
     assert_int_equal(store_tasks_insert(store, &one, 1), 0);
@@ -904,11 +920,11 @@ test_a_read_only_store_answers_503_reads_on_and_recovers(void **state)
 {
     struct store *store = *state;
     char err[256];
-    struct store *other = store_new(path, 1000, err, sizeof err);
+    struct store *other = open_sqlite(path, 1000, err, sizeof err);
     assert_non_null(other);
     json_t *queued = insert(store, "r"), *task = NULL;
     const char *id = text(queued, "id");
-    assert_int_equal(sqlite3_exec(store->db, "PRAGMA query_only = 1", NULL, NULL, NULL),
+    assert_int_equal(sqlite3_exec(sqlite_of(store)->db, "PRAGMA query_only = 1", NULL, NULL, NULL),
                      SQLITE_OK);
     json_t *params = json_object();
     struct store_submission sub = submission("r", params, NULL), *one = &sub;
@@ -924,7 +940,7 @@ test_a_read_only_store_answers_503_reads_on_and_recovers(void **state)
     assert_int_equal(store_check_writable(store), TW_E_STORE_READONLY);
     assert_int_equal(store_check_writable(other), TW_E_STORE_READONLY);
 
-    assert_int_equal(sqlite3_exec(store->db, "PRAGMA query_only = 0", NULL, NULL, NULL),
+    assert_int_equal(sqlite3_exec(sqlite_of(store)->db, "PRAGMA query_only = 0", NULL, NULL, NULL),
                      SQLITE_OK);
     assert_int_equal(store_task_cancel(store, id, "r", &final, &task), 0);
     assert_int_equal(final, 1);
@@ -945,21 +961,21 @@ test_a_read_only_connection_is_opened_again_for_writing(void **state)
     json_t *first = insert(store, "o");
     /* The connection SQLite makes of a file it may only read. */
     for (int i = 0; i < ST_COUNT; i++) {
-        sqlite3_finalize(store->statements[i]);
-        store->statements[i] = NULL;
+        sqlite3_finalize(sqlite_of(store)->statements[i]);
+        sqlite_of(store)->statements[i] = NULL;
     }
-    sqlite3_close(store->db);
-    assert_int_equal(sqlite3_open_v2(path, &store->db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    store->read_only = 1;
-    store->revive_at_ms = clock_mono_ms() + STORE_REVIVE_MS;
+    sqlite3_close(sqlite_of(store)->db);
+    assert_int_equal(sqlite3_open_v2(path, &sqlite_of(store)->db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite_of(store)->read_only = 1;
+    sqlite_of(store)->revive_at_ms = clock_mono_ms() + STORE_REVIVE_MS;
     json_t *params = json_object();
     struct store_submission sub = submission("o", params, NULL), *one = &sub;
     store_tasks_insert(store, &one, 1);
     assert_int_equal(sub.rc, TW_E_STORE_READONLY);
-    store->revive_at_ms = 0; /* its next try is due */
+    sqlite_of(store)->revive_at_ms = 0; /* its next try is due */
     assert_int_equal(store_tasks_insert(store, &one, 1), 0);
     assert_int_equal(sub.rc, 0);
-    assert_false(store->read_only);
+    assert_false(sqlite_of(store)->read_only);
     json_decref(sub.task);
     assert_int_equal(tasks_of(store, "o"), 2);
     json_decref(params);

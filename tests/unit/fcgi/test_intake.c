@@ -20,6 +20,15 @@
 static char dir[64];
 static char path[256];
 
+/* The SQLite store of the file at file. */
+static struct store *
+open_sqlite(const char *file, int busy_timeout_ms, char *err, size_t errlen)
+{
+    struct store_options options = {
+        .backend = STORE_BACKEND_SQLITE, .path = file, .busy_timeout_ms = busy_timeout_ms};
+    return store_new(&options, err, errlen);
+}
+
 static int
 setup(void **state)
 {
@@ -90,7 +99,7 @@ test_threads_share_commits_and_each_gets_its_own_task(void **state)
     (void)state;
     char err[256];
     int reported = 0;
-    struct store *writer = store_new(path, 5000, err, sizeof err);
+    struct store *writer = open_sqlite(path, 5000, err, sizeof err);
     assert_non_null(writer);
     assert_int_equal(store_group_commit(writer), 0);
     struct intake intake;
@@ -114,7 +123,7 @@ test_threads_share_commits_and_each_gets_its_own_task(void **state)
     assert_int_equal(reported, INTAKE_THREADS * INTAKE_TASKS);
 
     /* Every task is in the file, for a fresh connection, under its own client. */
-    struct store *fresh = store_new(path, 1000, err, sizeof err);
+    struct store *fresh = open_sqlite(path, 1000, err, sizeof err);
     assert_non_null(fresh);
     for (int t = 0; t < INTAKE_THREADS; t++) {
         json_t *tasks = NULL;
@@ -138,7 +147,7 @@ test_a_group_over_the_batch_limit_is_committed_in_parts(void **state)
     (void)state;
     char err[256];
     int reported = 0;
-    struct store *writer = store_new(path, 5000, err, sizeof err);
+    struct store *writer = open_sqlite(path, 5000, err, sizeof err);
     assert_non_null(writer);
     struct intake intake;
     assert_int_equal(intake_init(&intake, writer, intake_count, &reported), 0);
@@ -175,7 +184,7 @@ test_a_failed_submission_fails_alone(void **state)
 {
     (void)state;
     char err[256];
-    struct store *store = store_new(path, 1000, err, sizeof err);
+    struct store *store = open_sqlite(path, 1000, err, sizeof err);
     assert_non_null(store);
     json_t *params = json_object();
     /* No client id breaks the table's NOT NULL rule for that row only. */
