@@ -300,6 +300,167 @@ store_json_text(const unsigned char *text, int length)
     return value;
 }
 
+int64_t
+store_row_integer(const struct store_row *row, int column)
+{
+    int length;
+    const char *text = row->text(row, column, &length);
+    return text ? strtoll(text, NULL, 10) : 0;
+}
+
+int
+store_row_flag(const struct store_row *row, int column)
+{
+    int length;
+    const char *text = row->text(row, column, &length);
+    return text && (text[0] == 't' || (text[0] >= '1' && text[0] <= '9'));
+}
+
+static json_t *
+row_text(const struct store_row *row, int column)
+{
+    int length = 0;
+    const char *text = row->text(row, column, &length);
+    return store_json_text((const unsigned char *)text, length);
+}
+
+/* A time column (ms since the epoch) as ISO 8601, or null. */
+static json_t *
+row_time(const struct store_row *row, int column)
+{
+    int length;
+    if (!row->text(row, column, &length))
+        return json_null();
+    char stamp[CLOCK_ISO8601_SIZE];
+    return json_string(clock_iso8601(store_row_integer(row, column), stamp, sizeof stamp));
+}
+
+/* A JSON text column parsed, or null (also for text that is not JSON). */
+static json_t *
+row_document(const struct store_row *row, int column)
+{
+    int length = 0;
+    const char *text = row->text(row, column, &length);
+    if (!text)
+        return json_null();
+    json_error_t error;
+    json_t *value = json_loadb(text, (size_t)length, JSON_DECODE_ANY, &error);
+    return value ? value : json_null();
+}
+
+static json_int_t
+row_integer(const struct store_row *row, int column)
+{
+    return (json_int_t)store_row_integer(row, column);
+}
+
+json_t *
+store_row_task(const struct store_row *row)
+{
+    json_t *errors = row_document(row, 17);
+    if (!json_is_array(errors)) {
+        json_decref(errors);
+        errors = json_array();
+    }
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
+                     " s:o, s:o, s:o, s:o}",
+                     "id", row_text(row, 0), "client_id", row_text(row, 1), "type",
+                     row_text(row, 2), "name", row_text(row, 3), "params", row_document(row, 4),
+                     "status", row_text(row, 5), "progress", row_integer(row, 6), "message",
+                     row_text(row, 7), "result", row_document(row, 8), "error", row_text(row, 9),
+                     "attempts", row_integer(row, 10), "max_attempts", row_integer(row, 15),
+                     "priority", row_integer(row, 16), "seq", row_integer(row, 11), "errors",
+                     errors, "created_at", row_time(row, 12), "run_at", row_time(row, 18),
+                     "started_at", row_time(row, 13), "finished_at", row_time(row, 14));
+}
+
+json_t *
+store_row_expired(const struct store_row *row)
+{
+    json_t *task = store_row_task(row);
+    if (task && (json_object_set_new(task, "worker", row_text(row, 19)) != 0 ||
+                 json_object_set_new(task, "host", row_text(row, 20)) != 0 ||
+                 json_object_set_new(task, "cancel_requested",
+                                     json_boolean(store_row_flag(row, 21))) != 0)) {
+        json_decref(task);
+        task = NULL;
+    }
+    return task;
+}
+
+json_t *
+store_row_admin_task(const struct store_row *row)
+{
+    json_t *task = store_row_task(row);
+    if (task && (json_object_set_new(task, "worker_id", row_text(row, 19)) != 0 ||
+                 json_object_set_new(task, "seqno", json_integer(row_integer(row, 20))) != 0)) {
+        json_decref(task);
+        task = NULL;
+    }
+    return task;
+}
+
+json_t *
+store_row_claimed(const struct store_row *row)
+{
+    return json_pack("{s:o, s:o, s:o, s:I, s:I}", "id", row_text(row, 0), "client_id",
+                     row_text(row, 1), "type", row_text(row, 2), "attempts", row_integer(row, 3),
+                     "waited_ms", row_integer(row, 5));
+}
+
+json_t *
+store_row_held(const struct store_row *row)
+{
+    return json_pack("{s:o, s:I}", "id", row_text(row, 0), "attempts", row_integer(row, 1));
+}
+
+json_t *
+store_row_depth(const struct store_row *row)
+{
+    return json_pack("{s:o, s:o, s:I}", "type", row_text(row, 0), "status", row_text(row, 1),
+                     "count", row_integer(row, 2));
+}
+
+json_t *
+store_row_worker(const struct store_row *row)
+{
+    return json_pack("{s:o, s:o, s:I, s:I, s:I, s:[]}", "id", row_text(row, 0), "host",
+                     row_text(row, 1), "pid", row_integer(row, 2), "concurrency",
+                     row_integer(row, 3), "heartbeat_age_ms",
+                     (json_int_t)(clock_now_ms() - store_row_integer(row, 4)), "running");
+}
+
+json_t *
+store_row_running(const struct store_row *row)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "worker_id", row_text(row, 0), "id",
+                     row_text(row, 1), "type", row_text(row, 2), "client_id", row_text(row, 3),
+                     "attempts", row_integer(row, 4), "started_at", row_time(row, 5));
+}
+
+json_t *
+store_row_queue(const struct store_row *row)
+{
+    return json_pack("{s:o, s:I, s:I}", "type", row_text(row, 0), "queued", row_integer(row, 1),
+                     "running", row_integer(row, 2));
+}
+
+json_t *
+store_row_minute(const struct store_row *row)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "minute", row_integer(row, 0), "submitted",
+                     row_integer(row, 1), "started", row_integer(row, 2), "succeeded",
+                     row_integer(row, 3), "failed", row_integer(row, 4), "queued",
+                     row_integer(row, 5));
+}
+
+json_t *
+store_row_duration(const struct store_row *row)
+{
+    return json_pack("{s:o, s:I, s:I, s:I}", "type", row_text(row, 0), "count", row_integer(row, 1),
+                     "p50_ms", row_integer(row, 2), "p99_ms", row_integer(row, 3));
+}
+
 const char *
 store_cut(const char *text, size_t max, int keep_tail, int *length)
 {

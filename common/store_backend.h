@@ -83,6 +83,55 @@ json_t *store_json_text(const unsigned char *text, int length);
  * part's length.  Borrowed from text. */
 const char *store_cut(const char *text, size_t max, int keep_tail, int *length);
 
+#define STORE_WORKER_FORGET_MS 3600000 /* a worker silent this long is dropped from workers */
+#define STORE_MINUTES_KEEP (2 * STORE_STATS_MINUTES_MAX) /* minutes of task_minutes kept */
+
+/* One row of a result as a backend reads it: the text of each column (NULL for SQL NULL, its
+ * length in *length), borrowed until the backend's next step.  Every JSON shape the store
+ * answers is built from such a row by one function below, whichever backend read it; integers
+ * are decimal text, flags "1"/"0" (SQLite) or "t"/"f" (PostgreSQL). */
+struct store_row {
+    const char *(*text)(const struct store_row *row, int column, int *length);
+    void *source; /* the backend's statement or result */
+    int index;    /* the row's number in source, where the backend needs one */
+};
+
+/* The columns every backend's task statements return first, in this order (store_row_task). */
+#define STORE_TASK_COLUMNS                                                                         \
+    "id, client_id, type, name, params, status, progress, message, result, error, attempts, "      \
+    "seq, created_at, started_at, finished_at, max_attempts, priority, errors, run_at"
+#define STORE_TASK_SEQ_COLUMN 11 /* seq's place in STORE_TASK_COLUMNS */
+
+/* Builders of the store's JSON shapes from a row; each a new object, or NULL when out of memory.
+ *   task       STORE_TASK_COLUMNS: the task object of store.h
+ *   expired    STORE_TASK_COLUMNS, worker_id, worker_host, cancel_requested: the task with
+ *              "worker", "host" and "cancel_requested"
+ *   admin_task STORE_TASK_COLUMNS, worker_id, seqno: the task with "worker_id" and "seqno"
+ *   claimed    id, client_id, type, attempts, (announced: skipped), waited_ms
+ *   held       id, attempts
+ *   depth      type, status, count
+ *   worker     id, host, pid, concurrency, heartbeat_at (ms): with "heartbeat_age_ms" and an
+ *              empty "running"
+ *   running    worker_id, id, type, client_id, attempts, started_at
+ *   queue      type, queued, running
+ *   minute     minute, submitted, started, succeeded, failed, queued
+ *   duration   type, count, p50_ms, p99_ms */
+json_t *store_row_task(const struct store_row *row);
+json_t *store_row_expired(const struct store_row *row);
+json_t *store_row_admin_task(const struct store_row *row);
+json_t *store_row_claimed(const struct store_row *row);
+json_t *store_row_held(const struct store_row *row);
+json_t *store_row_depth(const struct store_row *row);
+json_t *store_row_worker(const struct store_row *row);
+json_t *store_row_running(const struct store_row *row);
+json_t *store_row_queue(const struct store_row *row);
+json_t *store_row_minute(const struct store_row *row);
+json_t *store_row_duration(const struct store_row *row);
+
+/* Column column of row as an integer (0 for NULL or not a number), and as a flag. */
+int64_t store_row_integer(const struct store_row *row, int column);
+int store_row_flag(const struct store_row *row, int column);
+
 /* The per-minute counts counts (an array of {"minute","submitted","started","succeeded",
  * "failed","queued"}, newest first, minutes after last included; "queued" the change of the
  * queue in that minute) made into one row per minute of [first, last], oldest first, with the

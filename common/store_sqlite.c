@@ -33,9 +33,6 @@
 #include "store_backend.h"
 #include "token.h"
 
-#define TASK_COLUMNS                                                                               \
-    "id, client_id, type, name, params, status, progress, message, result, error, attempts, "      \
-    "seq, created_at, started_at, finished_at, max_attempts, priority, errors, run_at"
 #define OWNER "(?2 IS NULL OR client_id = ?2)"
 #define FINAL_STATUSES "('succeeded', 'failed', 'cancelled')"
 /* A queued task q may start now (?2) under the type limits ?4 ({"type": limit} or NULL). */
@@ -167,15 +164,15 @@ enum statement {
 static const char *const store_statements[ST_COUNT] = {
     [ST_INSERT] = "INSERT INTO tasks (id, client_id, type, name, params, status, message,"
                   " created_at, run_at, priority, max_attempts) VALUES (?1, ?2, ?3, ?4, ?5,"
-                  " 'queued', 'queued', ?6, ?7, ?8, ?9) RETURNING " TASK_COLUMNS,
+                  " 'queued', 'queued', ?6, ?7, ?8, ?9) RETURNING " STORE_TASK_COLUMNS,
     [ST_QUEUED_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE client_id = ?1"
                         " AND status = 'queued' LIMIT ?2)",
     [ST_KEY_GET] = "SELECT task_id, request_hash FROM idempotency WHERE client_id = ?1"
                    " AND key = ?2 AND created_at > ?3",
     [ST_KEY_PUT] = "INSERT OR REPLACE INTO idempotency (client_id, key, task_id, request_hash,"
                    " created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_GET] = "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND " OWNER,
-    [ST_LIST] = "SELECT " TASK_COLUMNS " FROM tasks WHERE client_id = ?1"
+    [ST_GET] = "SELECT " STORE_TASK_COLUMNS " FROM tasks WHERE id = ?1 AND " OWNER,
+    [ST_LIST] = "SELECT " STORE_TASK_COLUMNS " FROM tasks WHERE client_id = ?1"
                 " AND (?2 IS NULL OR status = ?2)"
                 /* The cursor's own place, or, when it was deleted meanwhile, the first task
                  * made after its millisecond (?5, from its id): commits are serialized, so
@@ -187,21 +184,21 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_CANCEL_QUEUED] =
         "UPDATE tasks SET status = 'cancelled', message = 'cancelled',"
         " finished_at = ?3, seq = seq + 1, cancel_requested = 1"
-        " WHERE id = ?1 AND " OWNER " AND status = 'queued' RETURNING " TASK_COLUMNS,
+        " WHERE id = ?1 AND " OWNER " AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_CANCEL_RUNNING] =
         "UPDATE tasks SET cancel_requested = 1"
-        " WHERE id = ?1 AND " OWNER " AND status = 'running' RETURNING " TASK_COLUMNS,
+        " WHERE id = ?1 AND " OWNER " AND status = 'running' RETURNING " STORE_TASK_COLUMNS,
     [ST_RETRY] = "UPDATE tasks SET status = 'queued', run_at = ?3,"
                  " max_attempts = max(max_attempts, json_array_length(errors) + 1),"
                  " cancel_requested = 0, error = NULL, result = NULL, finished_at = NULL,"
                  " started_at = NULL, progress = 0, message = 'queued for retry',"
                  " worker_id = NULL, worker_host = NULL, lease_expires_at = NULL, seq = seq + 1"
                  " WHERE id = ?1 AND " OWNER " AND status IN ('failed', 'cancelled')"
-                 " RETURNING " TASK_COLUMNS,
+                 " RETURNING " STORE_TASK_COLUMNS,
     [ST_DELETE] = "DELETE FROM tasks WHERE id = ?1 AND " OWNER " AND status IN " FINAL_STATUSES
                   " RETURNING id",
     [ST_ANNOUNCE] = "UPDATE tasks SET announced = 1 WHERE id = ?1 AND announced = 0"
-                    " AND status = 'queued' RETURNING " TASK_COLUMNS,
+                    " AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_UNANNOUNCED] = "SELECT 1 FROM tasks WHERE id = ?1 AND announced = 0 AND status = 'queued'",
     [ST_CLAIMABLE] = "SELECT 1 FROM tasks q WHERE " CLAIMABLE " LIMIT 1",
     [ST_CLAIM] = "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2,"
@@ -212,11 +209,12 @@ static const char *const store_statements[ST_COUNT] = {
                  " RETURNING id, client_id, type, attempts, announced, started_at - run_at",
     [ST_RENEW] = "UPDATE tasks SET lease_expires_at = ?2 WHERE worker_id = ?1"
                  " AND status = 'running' RETURNING id, attempts",
-    [ST_EXPIRED] = "SELECT " TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
-                   " WHERE status = 'running' AND lease_expires_at < ?1",
+    [ST_EXPIRED] =
+        "SELECT " STORE_TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
+        " WHERE status = 'running' AND lease_expires_at < ?1",
     [ST_PROGRESS] =
         "UPDATE tasks SET progress = ?3, message = ?4, seq = seq + 1"
-        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
+        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " STORE_TASK_COLUMNS,
     [ST_FINISH] = "UPDATE tasks SET status = ?3, result = ?4, error = ?5,"
                   " message = COALESCE(?6, message),"
                   " progress = CASE WHEN ?3 = 'succeeded' THEN 100 ELSE progress END,"
@@ -224,13 +222,13 @@ static const char *const store_statements[ST_COUNT] = {
                   " errors = CASE WHEN ?8 IS NULL THEN errors"
                   " ELSE json_insert(errors, '$[#]', json(?8)) END"
                   " WHERE id = ?1 AND attempts = ?2 AND status = 'running'"
-                  " AND (?9 IS NULL OR lease_expires_at < ?9) RETURNING " TASK_COLUMNS,
+                  " AND (?9 IS NULL OR lease_expires_at < ?9) RETURNING " STORE_TASK_COLUMNS,
     [ST_END_RETRY] = "UPDATE tasks SET status = 'queued', run_at = ?3, progress = 0,"
                      " message = ?4, error = ?5, errors = json_insert(errors, '$[#]', json(?6)),"
                      " worker_id = NULL, worker_host = NULL, lease_expires_at = NULL,"
                      " started_at = NULL, seq = seq + 1"
                      " WHERE id = ?1 AND attempts = ?2 AND status = 'running'"
-                     " AND (?7 IS NULL OR lease_expires_at < ?7) RETURNING " TASK_COLUMNS,
+                     " AND (?7 IS NULL OR lease_expires_at < ?7) RETURNING " STORE_TASK_COLUMNS,
     [ST_CHECK] = "SELECT cancel_requested, attempts = ?2 AND status = 'running' FROM tasks"
                  " WHERE id = ?1",
     [ST_HEARTBEAT] = "INSERT INTO workers (id, pid, concurrency, started_at, heartbeat_at, host)"
@@ -245,7 +243,7 @@ static const char *const store_statements[ST_COUNT] = {
         "UPDATE tasks SET status = 'queued', progress = 0, message = ?3,"
         " started_at = NULL, worker_id = NULL, worker_host = NULL,"
         " lease_expires_at = NULL, seq = seq + 1"
-        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
+        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " STORE_TASK_COLUMNS,
     [ST_PRUNE] = "DELETE FROM tasks WHERE seqno IN (SELECT seqno FROM tasks"
                  " WHERE finished_at < ?1 LIMIT ?2)",
     [ST_PRUNE_KEYS] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
@@ -255,9 +253,9 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_PRUNE_RATE] = "DELETE FROM submit_rate WHERE rowid IN (SELECT rowid FROM submit_rate"
                       " WHERE at < ?1 LIMIT ?2)",
     [ST_PRUNE_MINUTES] = "DELETE FROM task_minutes WHERE minute < ?1",
-    [ST_ADMIN_GET] = "SELECT " TASK_COLUMNS ", worker_id, seqno FROM tasks WHERE id = ?1",
+    [ST_ADMIN_GET] = "SELECT " STORE_TASK_COLUMNS ", worker_id, seqno FROM tasks WHERE id = ?1",
     /* ?5: a task id or client id, or the start of one (hex: 'g' sorts after every digit). */
-    [ST_ADMIN_LIST] = "SELECT " TASK_COLUMNS ", worker_id, seqno FROM tasks"
+    [ST_ADMIN_LIST] = "SELECT " STORE_TASK_COLUMNS ", worker_id, seqno FROM tasks"
                       " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR type = ?2)"
                       " AND (?3 IS NULL OR client_id = ?3) AND (?4 IS NULL OR seqno < ?4)"
                       " AND (?5 IS NULL OR (id >= ?5 AND id < ?5 || 'g')"
@@ -283,9 +281,6 @@ static const char *const store_statements[ST_COUNT] = {
         " SELECT type, c, max(CASE WHEN n = (c * 50 + 99) / 100 THEN ms END),"
         " max(CASE WHEN n = (c * 99 + 99) / 100 THEN ms END) FROM r GROUP BY type ORDER BY type",
 };
-
-#define STORE_WORKER_FORGET_MS 3600000 /* a worker silent this long is dropped from workers */
-#define STORE_MINUTES_KEEP (2 * STORE_STATS_MINUTES_MAX) /* minutes of task_minutes kept */
 
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
 #define STORE_REVIVE_MS 1000  /* a read-only connection tries to open for writing this often */
@@ -953,55 +948,23 @@ sqlite_sync_count(const struct store *base)
     return store->syncs;
 }
 
-static json_t *
-store_json_time(sqlite3_stmt *stmt, int column)
+/* The current row of stmt as store.c's builders read it. */
+static const char *
+sqlite_row_text(const struct store_row *row, int column, int *length)
 {
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
-        return json_null();
-    char stamp[CLOCK_ISO8601_SIZE];
-    return json_string(clock_iso8601(sqlite3_column_int64(stmt, column), stamp, sizeof stamp));
+    sqlite3_stmt *stmt = row->source;
+    const char *text = (const char *)sqlite3_column_text(stmt, column);
+    *length = text ? sqlite3_column_bytes(stmt, column) : 0;
+    return text;
 }
 
 static json_t *
-store_json_column(sqlite3_stmt *stmt, int column)
+sqlite_build(sqlite3_stmt *stmt, json_t *(*build)(const struct store_row *))
 {
-    return store_json_text(sqlite3_column_text(stmt, column), sqlite3_column_bytes(stmt, column));
-}
-
-static json_t *
-store_json_document(sqlite3_stmt *stmt, int column)
-{
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
-        return json_null();
-    json_error_t error;
-    json_t *value = json_loadb((const char *)sqlite3_column_text(stmt, column),
-                               (size_t)sqlite3_column_bytes(stmt, column), JSON_DECODE_ANY, &error);
-    return value ? value : json_null();
-}
-
-/* The task object of the current row (TASK_COLUMNS order); NULL on allocation failure. */
-static json_t *
-store_row_task(sqlite3_stmt *stmt)
-{
-    json_t *errors = store_json_document(stmt, 17);
-    if (!json_is_array(errors)) {
-        json_decref(errors);
-        errors = json_array();
-    }
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
-                     " s:o, s:o, s:o, s:o}",
-                     "id", store_json_column(stmt, 0), "client_id", store_json_column(stmt, 1),
-                     "type", store_json_column(stmt, 2), "name", store_json_column(stmt, 3),
-                     "params", store_json_document(stmt, 4), "status", store_json_column(stmt, 5),
-                     "progress", (json_int_t)sqlite3_column_int64(stmt, 6), "message",
-                     store_json_column(stmt, 7), "result", store_json_document(stmt, 8), "error",
-                     store_json_column(stmt, 9), "attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 10), "max_attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 15), "priority",
-                     (json_int_t)sqlite3_column_int64(stmt, 16), "seq",
-                     (json_int_t)sqlite3_column_int64(stmt, 11), "errors", errors, "created_at",
-                     store_json_time(stmt, 12), "run_at", store_json_time(stmt, 18), "started_at",
-                     store_json_time(stmt, 13), "finished_at", store_json_time(stmt, 14));
+    struct store_row row = {.text = sqlite_row_text, .source = stmt};
+    /* cppcheck takes the result for a pointer into row: it is a new object owning none of it. */
+    /* cppcheck-suppress returnDanglingLifetime */
+    return build(&row);
 }
 
 /* Step stmt expecting at most one row: 0 with *task set, TW_E_NOT_FOUND without a row. */
@@ -1011,12 +974,12 @@ store_step_task(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what
     int rc = sqlite3_step(stmt);
     int result;
     if (rc == SQLITE_ROW) {
-        store->last_seq = sqlite3_column_int64(stmt, 11);
+        store->last_seq = sqlite3_column_int64(stmt, STORE_TASK_SEQ_COLUMN);
         json_t *ignored = NULL;
         if (!task)
             task = &ignored; /* the caller wants the change made, not the row */
         else
-            *task = store_row_task(stmt);
+            *task = sqlite_build(stmt, store_row_task);
         result = *task || task == &ignored ? 0 : TW_E_NOMEM;
         /* Finish the statement so an UPDATE ... RETURNING commits now. */
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
@@ -1296,12 +1259,12 @@ sqlite_task_get(struct store *base, const char *id, const char *client_id, json_
  * failure of the statement.  The statement is reset either way. */
 static int
 store_collect(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what,
-              json_t *(*row)(sqlite3_stmt *), json_t **out)
+              json_t *(*build)(const struct store_row *), json_t **out)
 {
     json_t *list = json_array();
     int rc, result = list ? 0 : TW_E_NOMEM;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (result == 0 && json_array_append_new(list, row(stmt)) != 0)
+        if (result == 0 && json_array_append_new(list, sqlite_build(stmt, build)) != 0)
             result = TW_E_NOMEM;
     if (rc != SQLITE_DONE)
         result = store_fail(store, what);
@@ -1540,11 +1503,7 @@ sqlite_tasks_claim(struct store *base, const char *worker_id, const char *host, 
         bind_text(stmt, 5, host);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW) {
-            tasks[n] = json_pack("{s:o, s:o, s:o, s:I, s:I}", "id", store_json_column(stmt, 0),
-                                 "client_id", store_json_column(stmt, 1), "type",
-                                 store_json_column(stmt, 2), "attempts",
-                                 (json_int_t)sqlite3_column_int64(stmt, 3), "waited_ms",
-                                 (json_int_t)sqlite3_column_int64(stmt, 5));
+            tasks[n] = sqlite_build(stmt, store_row_claimed);
             announce[n] = sqlite3_column_int(stmt, 4) == 1;
             failed = !tasks[n];
             n += tasks[n] != NULL;
@@ -1569,14 +1528,6 @@ sqlite_tasks_claim(struct store *base, const char *worker_id, const char *host, 
     return (int)n;
 }
 
-/* A renewed lease: {"id","attempts"}. */
-static json_t *
-store_row_held(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:I}", "id", store_json_column(stmt, 0), "attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 1));
-}
-
 static int
 sqlite_leases_renew(struct store *base, const char *worker_id, int64_t lease_ms, json_t **held)
 {
@@ -1587,22 +1538,6 @@ sqlite_leases_renew(struct store *base, const char *worker_id, int64_t lease_ms,
     bind_text(stmt, 1, worker_id);
     sqlite3_bind_int64(stmt, 2, clock_now_ms() + lease_ms);
     return store_collect(store, stmt, "renew", store_row_held, held);
-}
-
-/* An expired lease: the task, with the lost attempt's worker and host and whether a cancel
- * was requested (the columns after TASK_COLUMNS in ST_EXPIRED). */
-static json_t *
-store_row_expired(sqlite3_stmt *stmt)
-{
-    json_t *task = store_row_task(stmt);
-    if (task && (json_object_set_new(task, "worker", store_json_column(stmt, 19)) != 0 ||
-                 json_object_set_new(task, "host", store_json_column(stmt, 20)) != 0 ||
-                 json_object_set_new(task, "cancel_requested",
-                                     json_boolean(sqlite3_column_int(stmt, 21))) != 0)) {
-        json_decref(task);
-        task = NULL;
-    }
-    return task;
 }
 
 static int
@@ -1824,15 +1759,6 @@ sqlite_workers_alive(struct store *base, int64_t stale_after_ms)
     return store_run(store, stmt, "workers_alive");
 }
 
-/* A row of ST_QUEUE_DEPTHS: {"type":..,"status":..,"count":N}. */
-static json_t *
-store_row_depth(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:o, s:I}", "type", store_json_column(stmt, 0), "status",
-                     store_json_column(stmt, 1), "count",
-                     (json_int_t)sqlite3_column_int64(stmt, 2));
-}
-
 static int
 sqlite_queue_depths(struct store *base, json_t **depths)
 {
@@ -1935,18 +1861,6 @@ sqlite_check_writable(struct store *base)
 
 /* ---- the operator's view ---- */
 
-/* A task row of the admin statements: the task, its worker_id and seqno (columns 19, 20). */
-static json_t *
-store_row_admin_task(sqlite3_stmt *stmt)
-{
-    json_t *task = store_row_task(stmt);
-    if (task) {
-        json_object_set_new(task, "worker_id", store_json_column(stmt, 19));
-        json_object_set_new(task, "seqno", json_integer(sqlite3_column_int64(stmt, 20)));
-    }
-    return task;
-}
-
 static int
 sqlite_admin_task_get(struct store *base, const char *id, json_t **task)
 {
@@ -1992,33 +1906,6 @@ sqlite_admin_task_list(struct store *base, const struct store_admin_filter *filt
     return store_answer(store, rc);
 }
 
-static json_t *
-store_row_worker(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:o, s:I, s:I, s:I, s:[]}", "id", store_json_column(stmt, 0), "host",
-                     store_json_column(stmt, 1), "pid", (json_int_t)sqlite3_column_int64(stmt, 2),
-                     "concurrency", (json_int_t)sqlite3_column_int64(stmt, 3), "heartbeat_age_ms",
-                     (json_int_t)(clock_now_ms() - sqlite3_column_int64(stmt, 4)), "running");
-}
-
-static json_t *
-store_row_running(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "worker_id", store_json_column(stmt, 0),
-                     "id", store_json_column(stmt, 1), "type", store_json_column(stmt, 2),
-                     "client_id", store_json_column(stmt, 3), "attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 4), "started_at",
-                     store_json_time(stmt, 5));
-}
-
-static json_t *
-store_row_queue(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:I, s:I}", "type", store_json_column(stmt, 0), "queued",
-                     (json_int_t)sqlite3_column_int64(stmt, 1), "running",
-                     (json_int_t)sqlite3_column_int64(stmt, 2));
-}
-
 static int
 sqlite_admin_status(struct store *base, json_t **workers, json_t **queues)
 {
@@ -2062,27 +1949,6 @@ sqlite_admin_status(struct store *base, json_t **workers, json_t **queues)
         *workers = *queues = NULL;
     }
     return store_answer(store, rc);
-}
-
-static json_t *
-store_row_minute(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "minute",
-                     (json_int_t)sqlite3_column_int64(stmt, 0), "submitted",
-                     (json_int_t)sqlite3_column_int64(stmt, 1), "started",
-                     (json_int_t)sqlite3_column_int64(stmt, 2), "succeeded",
-                     (json_int_t)sqlite3_column_int64(stmt, 3), "failed",
-                     (json_int_t)sqlite3_column_int64(stmt, 4), "queued",
-                     (json_int_t)sqlite3_column_int64(stmt, 5));
-}
-
-static json_t *
-store_row_duration(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:I, s:I, s:I}", "type", store_json_column(stmt, 0), "count",
-                     (json_int_t)sqlite3_column_int64(stmt, 1), "p50_ms",
-                     (json_int_t)sqlite3_column_int64(stmt, 2), "p99_ms",
-                     (json_int_t)sqlite3_column_int64(stmt, 3));
 }
 
 static int
