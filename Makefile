@@ -45,7 +45,7 @@ UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
 	tests/unit/common/test_tasktype.c tests/unit/common/test_origin.c \
 	tests/unit/common/test_bucket.c tests/unit/common/test_metrics.c \
-	tests/unit/common/test_store_pg.c
+	tests/unit/common/test_store_pg.c tests/unit/common/test_store_sqlite.c
 UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
 
 COMMON_LIB := $(BUILD)/libtaskwire-common.a
