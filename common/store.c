@@ -32,7 +32,7 @@ store_new(const struct store_options *options, char *err, size_t errlen)
     case STORE_BACKEND_SQLITE:
         return store_sqlite_new(options->path, options->busy_timeout_ms, err, errlen);
     case STORE_BACKEND_POSTGRESQL:
-        return store_pg_new(options->url, err, errlen);
+        return store_pg_new(options->url, options->busy_timeout_ms, err, errlen);
     }
     snprintf(err, errlen, "unknown store backend %d", (int)options->backend);
     return NULL;

@@ -69,7 +69,8 @@ struct store_options {
     enum store_backend backend;
     const char *path;    /* SQLite's database file */
     const char *url;     /* PostgreSQL's connection string */
-    int busy_timeout_ms; /* how long a write waits for another writer's lock (SQLite) */
+    int busy_timeout_ms; /* how long a write waits for another writer's lock (PostgreSQL:
+                            lock_timeout), then TW_E_STORE_BUSY */
 };
 
 /* The options cfg's [store] section names; the strings are borrowed from cfg. */

@@ -72,7 +72,7 @@ struct store {
 
 /* Each backend's store_new (store.h); caller owns, free with store_destroy(). */
 struct store *store_sqlite_new(const char *path, int busy_timeout_ms, char *err, size_t errlen);
-struct store *store_pg_new(const char *url, char *err, size_t errlen);
+struct store *store_pg_new(const char *url, int busy_timeout_ms, char *err, size_t errlen);
 
 /* A JSON string of text (length bytes), or null for NULL text; bytes that are not valid UTF-8
  * turn the non-ASCII bytes into '?', since exec programs can write anything to stderr.  New

@@ -338,6 +338,8 @@ static const char sql_admin_durations[] =
     " SELECT type, c, max(CASE WHEN n = (c * 50 + 99) / 100 THEN ms END),"
     " max(CASE WHEN n = (c * 99 + 99) / 100 THEN ms END) FROM r GROUP BY type, c"
     " ORDER BY type COLLATE \"C\"";
+static const char sql_session[] = "SELECT set_config('lock_timeout', $1, false),"
+                                  " set_config('synchronous_commit', $2, false)";
 static const char sql_probe[] =
     "INSERT INTO probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at";
 
@@ -349,6 +351,7 @@ struct store_pg {
     char *url;
     int in_transaction;  /* a BEGIN (ours or the caller's) is open on conn */
     int synchronous_off; /* store_worker_durability: set again on every new connection */
+    int busy_timeout_ms; /* the connection's lock_timeout */
     int64_t last_seq;    /* seq of the last task row a change returned */
     int failure;         /* TW_E_* of the first failure since the caller's change began */
     int problem;         /* TW_E_STORE_UNREACHABLE, _FULL, _READONLY or _IO while this
@@ -501,14 +504,17 @@ pg_connect(struct store_pg *store)
     store->conn = PQconnectdbParams(keys, values, 1);
     if (!store->conn || PQstatus(store->conn) != CONNECTION_OK)
         return pg_fail(store, "connect", NULL);
-    if (store->synchronous_off) {
-        PGresult *result = PQexec(store->conn, "SET synchronous_commit = off");
-        int ok = PQresultStatus(result) == PGRES_COMMAND_OK;
-        int rc = ok ? 0 : pg_fail(store, "connect", result);
-        PQclear(result);
-        if (rc != 0)
-            return rc;
-    }
+    /* The session: how long a statement waits for a lock ([store] busy_timeout_ms, then 503
+     * busy; 0 waits 1 ms, as SQLite's 0 does not wait) and the commits' durability. */
+    struct pg_params params = {0};
+    param_int(&params, 1, store->busy_timeout_ms > 0 ? store->busy_timeout_ms : 1);
+    param_text(&params, 2, store->synchronous_off ? "off" : "on");
+    PGresult *result =
+        PQexecParams(store->conn, sql_session, params.count, NULL, params.values, NULL, NULL, 0);
+    int rc = PQresultStatus(result) == PGRES_TUPLES_OK ? 0 : pg_fail(store, "connect", result);
+    PQclear(result);
+    if (rc != 0)
+        return rc;
     if (again)
         log_info("event=store_reconnected");
     return 0;
@@ -724,7 +730,7 @@ pg_destroy(struct store *base)
 static const struct store_ops store_pg_ops;
 
 struct store *
-store_pg_new(const char *url, char *err, size_t errlen)
+store_pg_new(const char *url, int busy_timeout_ms, char *err, size_t errlen)
 {
     struct store_pg *store = calloc(1, sizeof *store);
     if (!store || !(store->url = strdup(url ? url : ""))) {
@@ -733,6 +739,7 @@ store_pg_new(const char *url, char *err, size_t errlen)
         return NULL;
     }
     store->base.ops = &store_pg_ops;
+    store->busy_timeout_ms = busy_timeout_ms;
     char why[512];
     if (pg_connect(store) != 0) {
         snprintf(err, errlen, "the PostgreSQL store: %s",
@@ -1462,7 +1469,8 @@ pg_worker_durability(struct store *base)
 {
     struct store_pg *store = (struct store_pg *)base;
     store->synchronous_off = 1;
-    return pg_run(store, "durability", "SET synchronous_commit = off", NULL, NULL);
+    return pg_run(store, "durability", "SELECT set_config('synchronous_commit', 'off', false)",
+                  NULL, NULL);
 }
 
 /* The server is the one truth of every process: a write of the probe row (rolled back) says

@@ -77,7 +77,8 @@ setup_pg(void **state)
         print_error("TASKWIRE_TEST_PG_URL is not set: run through tests/pg.py run\n");
         return -1;
     }
-    backend = (struct store_options){.backend = STORE_BACKEND_POSTGRESQL, .url = url};
+    backend = (struct store_options){
+        .backend = STORE_BACKEND_POSTGRESQL, .url = url, .busy_timeout_ms = 5000};
     store_sql(
         "SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public");
     return setup_open(state);
