@@ -71,7 +71,7 @@ TEST_SAN :=
 TEST_PLAIN :=
 -include $(sort $(wildcard mk/*.mk))
 
-.PHONY: all run test test-unit test-integration deps deps-test lint check check-deps clean
+.PHONY: all run test test-unit test-integration test-integration-pg deps deps-test lint check check-deps clean
 .DEFAULT_GOAL := all
 
 all: $(PROGRAMS)
@@ -107,7 +107,7 @@ run: deps all
 
 test: deps-test
 	$(MAKE) SAN=1 all $(patsubst tests/%.c,build/san/tests/%,$(UNIT_TESTS))
-	$(MAKE) SAN=1 test-unit test-integration $(TEST_SAN)
+	$(MAKE) SAN=1 test-unit test-integration test-integration-pg $(TEST_SAN)
 	$(MAKE) bench-smoke $(TEST_PLAIN)
 
 # The store's PostgreSQL tests run on a throwaway cluster (tests/pg.py), stopped afterwards.
@@ -116,6 +116,11 @@ test-unit: $(UNIT_BINS)
 
 test-integration: all
 	TASKWIRE_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+# The durable engine's tests again with the store on PostgreSQL (a throwaway cluster, tests/pg.py).
+test-integration-pg: all
+	TASKWIRE_BUILD=$(BUILD) TASKWIRE_TEST_STORE=postgresql /usr/bin/python3 -m pytest -q \
+		-p no:cacheprovider tests/integration/test_durable.py
 
 # The programs meet only over ZeroMQ and the store: no program includes another's headers,
 # and common/ includes none of theirs.
