@@ -540,8 +540,9 @@ pg_run(struct store_pg *store, const char *what, const char *sql, const struct p
     }
     /* The server answered: it is reachable; a write outside a transaction is committed. */
     const char *command = PQcmdStatus(result);
-    if (store->problem == TW_E_STORE_UNREACHABLE ||
-        (!store->in_transaction && strncmp(command, "SELECT", 6) != 0))
+    int wrote = strncmp(command, "INSERT", 6) == 0 || strncmp(command, "UPDATE", 6) == 0 ||
+                strncmp(command, "DELETE", 6) == 0;
+    if (store->problem == TW_E_STORE_UNREACHABLE || (!store->in_transaction && wrote))
         pg_landed(store);
     if (out)
         *out = result;
@@ -1150,10 +1151,9 @@ pg_tasks_claim(struct store *base, const char *worker_id, const char *host, int6
         else
             n++;
     }
+    /* In the caller's transaction a failed statement has failed it: its commit says so. */
     rc = pg_end(store, own, rc);
     if (rc != 0) {
-        if (!own)
-            pg_rollback(store); /* the caller's transaction is failed: SQLite's too */
         for (size_t i = 0; i < n; i++) {
             json_decref(tasks[i]);
             tasks[i] = NULL;
