@@ -461,6 +461,35 @@ store_row_duration(const struct store_row *row)
                      "p50_ms", row_integer(row, 2), "p99_ms", row_integer(row, 3));
 }
 
+void
+store_workers_running(json_t *workers, const json_t *running)
+{
+    size_t i, j;
+    json_t *task, *worker;
+    json_array_foreach(running, i, task)
+    {
+        const char *owner = json_string_value(json_object_get(task, "worker_id"));
+        json_array_foreach(workers, j, worker)
+        {
+            const char *id = json_string_value(json_object_get(worker, "id"));
+            if (owner && id && strcmp(owner, id) == 0) {
+                json_t *copy = json_copy(task);
+                json_object_del(copy, "worker_id");
+                json_array_append_new(json_object_get(worker, "running"), copy);
+                break;
+            }
+        }
+    }
+}
+
+int64_t
+store_admin_next(const json_t *tasks, int limit)
+{
+    if (limit < 1 || json_array_size(tasks) != (size_t)limit)
+        return 0;
+    return json_integer_value(json_object_get(json_array_get(tasks, (size_t)limit - 1), "seqno"));
+}
+
 const char *
 store_cut(const char *text, size_t max, int keep_tail, int *length)
 {

@@ -132,6 +132,15 @@ json_t *store_row_duration(const struct store_row *row);
 int64_t store_row_integer(const struct store_row *row, int column);
 int store_row_flag(const struct store_row *row, int column);
 
+/* Each task of running (store_row_running's, borrowed) into the "running" array of its worker
+ * in workers (store_row_worker's), without its worker_id; a task whose worker sent no heartbeat
+ * is left out (the lease sweep takes it back). */
+void store_workers_running(json_t *workers, const json_t *running);
+
+/* The before_seq of the admin page after tasks (a page of limit store_row_admin_task objects),
+ * or 0 when tasks was the last page. */
+int64_t store_admin_next(const json_t *tasks, int limit);
+
 /* The per-minute counts counts (an array of {"minute","submitted","started","succeeded",
  * "failed","queued"}, newest first, minutes after last included; "queued" the change of the
  * queue in that minute) made into one row per minute of [first, last], oldest first, with the

@@ -1535,10 +1535,7 @@ pg_admin_task_list(struct store *base, const struct store_admin_filter *filter, 
     param_text(&params, 5, filter->q);
     param_int(&params, 6, filter->limit);
     int rc = pg_collect(store, "admin_list", sql_admin_list, &params, store_row_admin_task, tasks);
-    *next = 0;
-    if (rc == 0 && json_array_size(*tasks) == (size_t)filter->limit)
-        *next = json_integer_value(
-            json_object_get(json_array_get(*tasks, (size_t)filter->limit - 1), "seqno"));
+    *next = rc == 0 ? store_admin_next(*tasks, filter->limit) : 0;
     return pg_answer(store, rc);
 }
 
@@ -1555,24 +1552,7 @@ pg_admin_status(struct store *base, json_t **workers, json_t **queues)
                         &running);
     if (rc == 0)
         rc = pg_collect(store, "admin_queues", sql_admin_queues, NULL, store_row_queue, queues);
-    /* Each running task under its worker (one it holds without a heartbeat row is left out:
-     * the lease sweep takes it back). */
-    size_t i, j;
-    json_t *task, *worker;
-    json_array_foreach(running, i, task)
-    {
-        const char *owner = json_string_value(json_object_get(task, "worker_id"));
-        json_array_foreach(*workers, j, worker)
-        {
-            const char *worker_id = json_string_value(json_object_get(worker, "id"));
-            if (owner && worker_id && strcmp(owner, worker_id) == 0) {
-                json_t *copy = json_copy(task);
-                json_object_del(copy, "worker_id");
-                json_array_append_new(json_object_get(worker, "running"), copy);
-                break;
-            }
-        }
-    }
+    store_workers_running(*workers, running);
     json_decref(running);
     if (rc != 0) {
         json_decref(*workers);

@@ -1899,10 +1899,7 @@ sqlite_admin_task_list(struct store *base, const struct store_admin_filter *filt
     bind_text(stmt, 5, filter->q);
     sqlite3_bind_int(stmt, 6, filter->limit);
     int rc = store_collect(store, stmt, "admin_list", store_row_admin_task, tasks);
-    *next = 0;
-    if (rc == 0 && json_array_size(*tasks) == (size_t)filter->limit)
-        *next = json_integer_value(
-            json_object_get(json_array_get(*tasks, (size_t)filter->limit - 1), "seqno"));
+    *next = rc == 0 ? store_admin_next(*tasks, filter->limit) : 0;
     return store_answer(store, rc);
 }
 
@@ -1924,24 +1921,7 @@ sqlite_admin_status(struct store *base, json_t **workers, json_t **queues)
         rc = (stmt = store_statement(store, ST_ADMIN_QUEUES))
                  ? store_collect(store, stmt, "admin_queues", store_row_queue, queues)
                  : TW_E_STORE;
-    /* Each running task under its worker (one it holds without a heartbeat row is left out:
-     * the lease sweep takes it back). */
-    size_t i, j;
-    json_t *task, *worker;
-    json_array_foreach(running, i, task)
-    {
-        const char *owner = json_string_value(json_object_get(task, "worker_id"));
-        json_array_foreach(*workers, j, worker)
-        {
-            const char *id = json_string_value(json_object_get(worker, "id"));
-            if (owner && id && strcmp(owner, id) == 0) {
-                json_t *copy = json_copy(task);
-                json_object_del(copy, "worker_id");
-                json_array_append_new(json_object_get(worker, "running"), copy);
-                break;
-            }
-        }
-    }
+    store_workers_running(*workers, running);
     json_decref(running);
     if (rc != 0) {
         json_decref(*workers);

@@ -18,15 +18,6 @@
 static char dir[64];
 static char path[256];
 
-/* The SQLite store of the file at file. */
-static struct store *
-open_sqlite(const char *file, int busy_timeout_ms, char *err, size_t errlen)
-{
-    struct store_options options = {
-        .backend = STORE_BACKEND_SQLITE, .path = file, .busy_timeout_ms = busy_timeout_ms};
-    return store_new(&options, err, errlen);
-}
-
 /* The SQLite connection behind store. */
 static struct store_sqlite *
 sqlite_of(struct store *store)
@@ -40,7 +31,7 @@ setup(void **state)
     if (tempdb_make(dir, sizeof dir, "store", path, sizeof path) != 0)
         return -1;
     char err[256];
-    *state = open_sqlite(path, 1000, err, sizeof err);
+    *state = tempdb_store(path, 1000, err, sizeof err);
     return *state ? 0 : -1;
 }
 
@@ -81,7 +72,7 @@ test_schema_upgrade_and_newer_schema_refused(void **state)
                      NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
-    struct store *upgraded = open_sqlite(old_path, 1000, err, sizeof err);
+    struct store *upgraded = tempdb_store(old_path, 1000, err, sizeof err);
     assert_non_null(upgraded);
     json_t *task = NULL;
     assert_int_equal(claim(upgraded, "w", &task), 0);
@@ -91,7 +82,7 @@ test_schema_upgrade_and_newer_schema_refused(void **state)
     assert_int_equal(sqlite3_open(old_path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    assert_null(open_sqlite(old_path, 1000, err, sizeof err));
+    assert_null(tempdb_store(old_path, 1000, err, sizeof err));
     assert_non_null(strstr(err, "newer than this program"));
     assert_int_equal(tempdb_remove(old_dir, old_path), 0);
 }
@@ -103,7 +94,7 @@ test_schema_2_is_upgraded_to_3(void **state)
     (void)state;
     char old_dir[64], old_path[256], err[512];
     assert_int_equal(tempdb_make(old_dir, sizeof old_dir, "schema2", old_path, sizeof old_path), 0);
-    struct store *store = open_sqlite(old_path, 1000, err, sizeof err);
+    struct store *store = tempdb_store(old_path, 1000, err, sizeof err);
     assert_non_null(store);
     store_destroy(&store);
     sqlite3 *db = NULL;
@@ -117,7 +108,7 @@ test_schema_2_is_upgraded_to_3(void **state)
                      NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
-    store = open_sqlite(old_path, 1000, err, sizeof err);
+    store = tempdb_store(old_path, 1000, err, sizeof err);
     assert_non_null(store);
     assert_int_equal(store_schema_version(sqlite_of(store)->db), STORE_SCHEMA_VERSION);
     assert_int_equal(store_worker_heartbeat(store, "new", 1), 0);
@@ -154,7 +145,7 @@ test_group_commit_keeps_every_task_and_shares_syncs(void **state)
         assert_true(pids[w] >= 0);
         if (pids[w] == 0) {
             char err[256];
-            struct store *mine = open_sqlite(path, 5000, err, sizeof err);
+            struct store *mine = tempdb_store(path, 5000, err, sizeof err);
             uint64_t syncs = UINT64_MAX;
             if (mine && store_group_commit(mine) == 0) {
                 int ok = 1;
@@ -192,7 +183,7 @@ test_group_commit_keeps_every_task_and_shares_syncs(void **state)
     }
     /* Every task is there, in the file, for a fresh connection. */
     char err[256];
-    struct store *fresh = open_sqlite(path, 1000, err, sizeof err);
+    struct store *fresh = tempdb_store(path, 1000, err, sizeof err);
     assert_non_null(fresh);
     int found = 0;
     const char *before = NULL;
@@ -314,7 +305,7 @@ test_a_read_only_store_answers_503_reads_on_and_recovers(void **state)
 {
     struct store *store = *state;
     char err[256];
-    struct store *other = open_sqlite(path, 1000, err, sizeof err);
+    struct store *other = tempdb_store(path, 1000, err, sizeof err);
     assert_non_null(other);
     json_t *queued = insert(store, "r"), *task = NULL;
     const char *id = text(queued, "id");

@@ -20,15 +20,6 @@
 static char dir[64];
 static char path[256];
 
-/* The SQLite store of the file at file. */
-static struct store *
-open_sqlite(const char *file, int busy_timeout_ms, char *err, size_t errlen)
-{
-    struct store_options options = {
-        .backend = STORE_BACKEND_SQLITE, .path = file, .busy_timeout_ms = busy_timeout_ms};
-    return store_new(&options, err, errlen);
-}
-
 static int
 setup(void **state)
 {
@@ -99,7 +90,7 @@ test_threads_share_commits_and_each_gets_its_own_task(void **state)
     (void)state;
     char err[256];
     int reported = 0;
-    struct store *writer = open_sqlite(path, 5000, err, sizeof err);
+    struct store *writer = tempdb_store(path, 5000, err, sizeof err);
     assert_non_null(writer);
     assert_int_equal(store_group_commit(writer), 0);
     struct intake intake;
@@ -123,7 +114,7 @@ test_threads_share_commits_and_each_gets_its_own_task(void **state)
     assert_int_equal(reported, INTAKE_THREADS * INTAKE_TASKS);
 
     /* Every task is in the file, for a fresh connection, under its own client. */
-    struct store *fresh = open_sqlite(path, 1000, err, sizeof err);
+    struct store *fresh = tempdb_store(path, 1000, err, sizeof err);
     assert_non_null(fresh);
     for (int t = 0; t < INTAKE_THREADS; t++) {
         json_t *tasks = NULL;
@@ -147,7 +138,7 @@ test_a_group_over_the_batch_limit_is_committed_in_parts(void **state)
     (void)state;
     char err[256];
     int reported = 0;
-    struct store *writer = open_sqlite(path, 5000, err, sizeof err);
+    struct store *writer = tempdb_store(path, 5000, err, sizeof err);
     assert_non_null(writer);
     struct intake intake;
     assert_int_equal(intake_init(&intake, writer, intake_count, &reported), 0);
@@ -184,7 +175,7 @@ test_a_failed_submission_fails_alone(void **state)
 {
     (void)state;
     char err[256];
-    struct store *store = open_sqlite(path, 1000, err, sizeof err);
+    struct store *store = tempdb_store(path, 1000, err, sizeof err);
     assert_non_null(store);
     json_t *params = json_object();
     /* No client id breaks the table's NOT NULL rule for that row only. */
