@@ -72,7 +72,7 @@ static const char store_pg_schema_1[] =
  * row store_check_writable writes.  Unlike SQLite's, a change adds a row of its own, summed
  * when read: one counter row per minute would be a lock every claim and every finish of every
  * host waits for (and, held by a worker's transaction that then waits for a type's claim lock,
- * a deadlock).  Pruning drops the old minutes. */
+ * a deadlock).  Pruning sums each past minute's rows into one and drops the old minutes. */
 static const char store_pg_upgrade_2[] =
     "CREATE TABLE task_minutes ("
     " minute BIGINT NOT NULL, submitted INTEGER NOT NULL DEFAULT 0,"
@@ -305,6 +305,15 @@ static const char sql_prune_keys[] =
 static const char sql_prune_rate[] = "DELETE FROM submit_rate WHERE client_id IN (SELECT client_id"
                                      " FROM submit_rate WHERE at < $1 LIMIT $2)";
 static const char sql_prune_minutes[] = "DELETE FROM task_minutes WHERE minute < $1";
+/* The rows of each past minute (before $1) summed into one, so a day's counts stay a row a
+ * minute however many changes it saw.  Two pruners at once cannot count a row twice: the second
+ * one's DELETE finds the rows the first deleted gone, and so sums none of them. */
+static const char sql_compact_minutes[] =
+    "WITH gone AS (DELETE FROM task_minutes WHERE minute < $1 AND minute IN (SELECT minute"
+    " FROM task_minutes WHERE minute < $1 GROUP BY minute HAVING count(*) > 1) RETURNING *)"
+    " INSERT INTO task_minutes (minute, submitted, started, succeeded, failed, queued)"
+    " SELECT minute, sum(submitted), sum(started), sum(succeeded), sum(failed), sum(queued)"
+    " FROM gone GROUP BY minute";
 static const char sql_admin_get[] =
     "SELECT " STORE_TASK_COLUMNS ", worker_id, seqno FROM tasks WHERE id = $1";
 /* $5: a task id or client id, or the start of one. */
@@ -1428,6 +1437,9 @@ pg_tasks_prune(struct store *base, int64_t keep_ms)
     param_int(&params, 1, now / 60000 - STORE_MINUTES_KEEP);
     if (rc == 0)
         rc = pg_run(store, "prune_minutes", sql_prune_minutes, &params, NULL);
+    param_int(&params, 1, now / 60000);
+    if (rc == 0)
+        rc = pg_run(store, "compact_minutes", sql_compact_minutes, &params, NULL);
     param_int(&params, 1, now - STORE_WORKER_FORGET_MS);
     if (rc == 0)
         rc = pg_run(store, "workers_forget", sql_workers_forget, &params, NULL);

@@ -162,6 +162,28 @@ test_schema_1_is_upgraded_to_2(void **state)
     store_destroy(&store);
 }
 
+/* A busy day would leave a row per change of every task for the stats to sum: pruning sums each
+ * past minute's rows into one, and the counts stay what they were. */
+static void
+test_prune_sums_each_past_minute_into_one_row(void **state)
+{
+    PGconn *conn = *state;
+    char err[512] = "";
+    struct store_options options = {.backend = STORE_BACKEND_POSTGRESQL,
+                                    .url = getenv("TASKWIRE_TEST_PG_URL")};
+    struct store *store = store_new(&options, err, sizeof err);
+    assert_non_null(store);
+    exec_ok(conn, "INSERT INTO task_minutes (minute, submitted, started, queued) SELECT"
+                  " floor(extract(epoch FROM now()) / 60)::bigint - 3, 1, n % 2, 1 - n % 2"
+                  " FROM generate_series(1, 10) AS n");
+    assert_int_equal(store_tasks_prune(store, 3600000), 0);
+    assert_int_equal(count_rows(conn, "SELECT count(*) FROM task_minutes"), 1);
+    assert_int_equal(count_rows(conn, "SELECT sum(submitted) FROM task_minutes"), 10);
+    assert_int_equal(count_rows(conn, "SELECT sum(started) FROM task_minutes"), 5);
+    assert_int_equal(count_rows(conn, "SELECT sum(queued) FROM task_minutes"), 5);
+    store_destroy(&store);
+}
+
 /* A handler or worker whose connection broke (the server restarted, a network cut) would
  * answer 500s, or need a restart: the call that finds it broken answers 503 "cannot be
  * reached" and makes it the store's problem; the next call connects again. */
@@ -252,6 +274,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_a_lost_connection_is_unreachable_then_connected_again,
                                         setup, teardown),
         cmocka_unit_test(test_an_unreachable_server_fails_store_new_with_a_reason),
+        cmocka_unit_test_setup_teardown(test_prune_sums_each_past_minute_into_one_row, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
