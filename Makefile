@@ -117,10 +117,11 @@ test-unit: $(UNIT_BINS)
 test-integration: all
 	TASKWIRE_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
-# The durable engine's tests again with the store on PostgreSQL (a throwaway cluster, tests/pg.py).
+# The durable engine's tests again with the store on PostgreSQL (a throwaway cluster, tests/pg.py);
+# tests/integration/test_store_pg.py (an outage, two hosts on one database) runs in both targets.
 test-integration-pg: all
 	TASKWIRE_BUILD=$(BUILD) TASKWIRE_TEST_STORE=postgresql /usr/bin/python3 -m pytest -q \
-		-p no:cacheprovider tests/integration/test_durable.py
+		-p no:cacheprovider tests/integration/test_durable.py tests/integration/test_store_pg.py
 
 # The programs meet only over ZeroMQ and the store: no program includes another's headers,
 # and common/ includes none of theirs.

@@ -450,6 +450,9 @@ class Stack:
     /api/session and hands the handler REMOTE_USER.
     store: the backend, "sqlite" (a file in var/) or "postgresql" (a database of its own on the
     session's throwaway cluster, tests/pg.py); by default $TASKWIRE_TEST_STORE, else sqlite.
+    store_url: the PostgreSQL database of another stack, to share (two hosts on one store).
+    secret: the token secret's bytes (another stack's, so that one client's token holds on
+    both); random by default.
     store_dir: a directory of the stack's own (made 0700) for the database instead of var/, to
     put a file system of the test's own there.  namespace: run every process, and store_query,
     through the argv namespace.command(argv, user, cwd) (which also switches to user, the web
@@ -460,14 +463,15 @@ class Stack:
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
                  type_settings=None, http_settings=None, store_dir=None, namespace=None,
                  admin=True, admin_relays=None, auth_settings=None, basic_auth=None,
-                 store=None):
-        self.store = store or os.environ.get("TASKWIRE_TEST_STORE", "sqlite")
+                 store=None, store_url=None, secret=None):
+        self.store = "postgresql" if store_url else (
+            store or os.environ.get("TASKWIRE_TEST_STORE", "sqlite"))
         assert self.store in ("sqlite", "postgresql"), self.store
-        self.store_url = None
+        self.store_url = store_url
         if self.store == "postgresql":
             from pg import Postgres
             self.postgres = Postgres.shared()
-            self.store_url = self.postgres.create_database()
+            self.store_url = store_url or self.postgres.create_database()
         self.websocket = websocket
         self.worker_names = [WORKER] + [f"{WORKER}{n}" for n in range(2, workers + 1)]
         self.hub = workers > 1
@@ -496,7 +500,7 @@ class Stack:
         self.leftovers = []  # names of processes whose children outlived them
         self.secret_path = os.path.join(self.var, "secret")
         with open(os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-            f.write(secrets.token_bytes(32))
+            f.write(secret or secrets.token_bytes(32))
         # The admin key ([admin] key_file, 64 hex digits, 0600), as `make run` makes it;
         # admin=False leaves the admin API off.  [admin] relays: the relay's main port (its
         # /status is the metrics port's), unless admin_relays names others ("{relay}" in one
