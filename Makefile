@@ -21,8 +21,8 @@ LDFLAGS += $(SANFLAGS)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lwslay -lpthread
 # Each program links only what it uses (the unit tests and the rest take LDLIBS).
 libs = $(shell pkg-config --libs $(1) 2>/dev/null)
-FCGI_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lfcgi -lpthread
-WORKER_LIBS := $(call libs,libzmq jansson sqlite3 openssl inih) -lpthread
+FCGI_LIBS := $(call libs,libzmq jansson sqlite3 libpq openssl inih) -lfcgi -lpthread
+WORKER_LIBS := $(call libs,libzmq jansson sqlite3 libpq openssl inih) -lpthread
 RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -lwslay
 
 COMMON_SRC := common/jsontext.c common/metrics.c common/httpreply.c common/adminkey.c common/notify.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
@@ -48,7 +48,8 @@ UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
 	tests/unit/common/test_tasktype.c tests/unit/common/test_origin.c \
 	tests/unit/common/test_bucket.c tests/unit/common/test_metrics.c \
-	tests/unit/common/test_store_pg.c tests/unit/common/test_clock.c \
+	tests/unit/common/test_store_pg.c tests/unit/common/test_store_sqlite.c \
+	tests/unit/common/test_clock.c \
 	tests/unit/common/test_jsontext.c tests/unit/common/test_wire.c
 UNIT_TESTS += tests/unit/common/test_curve.c
 UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
@@ -76,7 +77,7 @@ TEST_SAN :=
 TEST_PLAIN :=
 -include $(sort $(wildcard mk/*.mk))
 
-.PHONY: all run test test-unit test-integration deps deps-test lint check check-deps clean
+.PHONY: all run test test-unit test-integration test-integration-pg deps deps-test lint check check-deps clean
 .DEFAULT_GOAL := all
 
 all: $(PROGRAMS)
@@ -115,7 +116,7 @@ run: deps all
 
 test: deps-test
 	$(MAKE) SAN=1 all $(patsubst tests/%.c,build/san/tests/%,$(UNIT_TESTS))
-	$(MAKE) SAN=1 test-unit test-integration $(TEST_SAN)
+	$(MAKE) SAN=1 test-unit test-integration test-integration-pg $(TEST_SAN)
 	$(MAKE) bench-smoke $(TEST_PLAIN)
 
 # The store's PostgreSQL tests run on a throwaway cluster (tests/pg.py), stopped afterwards.
@@ -124,6 +125,12 @@ test-unit: $(UNIT_BINS)
 
 test-integration: all
 	TASKWIRE_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+# The durable engine's tests again with the store on PostgreSQL (a throwaway cluster, tests/pg.py);
+# tests/integration/test_store_pg.py (an outage, two hosts on one database) runs in both targets.
+test-integration-pg: all
+	TASKWIRE_BUILD=$(BUILD) TASKWIRE_TEST_STORE=postgresql /usr/bin/python3 -m pytest -q \
+		-p no:cacheprovider tests/integration/test_durable.py tests/integration/test_store_pg.py
 
 # The programs meet only over ZeroMQ and the store: no program includes another's headers,
 # and common/ includes none of theirs.

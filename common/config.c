@@ -709,13 +709,9 @@ config_defaults(struct config *cfg)
 static int
 config_check(struct config *cfg, char *err, size_t errlen)
 {
-    if (cfg->store_backend == CONFIG_STORE_POSTGRESQL) {
+    if (cfg->store_backend == CONFIG_STORE_POSTGRESQL && !cfg->store_url[0]) {
         /* Refused here rather than at the first store call, so `-n` says so too. */
-        snprintf(err, errlen,
-                 cfg->store_url[0] ? "%s: [store] backend = postgresql is not yet available "
-                                     "in this build (use sqlite)"
-                                   : "%s: [store] backend = postgresql needs a url",
-                 cfg->path);
+        snprintf(err, errlen, "%s: [store] backend = postgresql needs a url", cfg->path);
         return TW_E_CONFIG;
     }
     for (size_t i = 0; i < cfg->type_count; i++) {

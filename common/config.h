@@ -116,7 +116,7 @@ struct config_type {
 /* [store] backend: where the tasks live. */
 enum config_store_backend {
     CONFIG_STORE_SQLITE,    /* [store] database, a file of this host */
-    CONFIG_STORE_POSTGRESQL /* [store] url; not yet available: a config naming it is refused */
+    CONFIG_STORE_POSTGRESQL /* [store] url, a libpq connection string (needed) */
 };
 
 struct config {

@@ -34,6 +34,7 @@
     XX(STORE_FULL, 503, "unavailable", "the task store is full")                                   \
     XX(STORE_READONLY, 503, "unavailable", "the task store is read-only")                          \
     XX(STORE_IO, 503, "unavailable", "the task store cannot be read or written (I/O error)")       \
+    XX(STORE_UNREACHABLE, 503, "unavailable", "the task store's server cannot be reached")         \
     XX(STORE, 500, "store_error", "the task store failed")                                         \
     XX(NOMEM, 500, "out_of_memory", "out of memory")                                               \
     XX(INTERNAL, 500, "internal", "internal error")                                                \

@@ -1,16 +1,273 @@
-/* store.c: what every backend of the task store shares, whatever holds the rows: the status
- * names and the shaping of texts and per-minute rows into the JSON the API answers with.
- *
- * The backend itself is store_sqlite.c (the only one so far); store_backend.h declares what
- * is here for it.  Assumes nothing about the database: no SQL and no connection here.
+/* store.c: the task store's one interface over its backends (store_sqlite.c, store_pg.c):
+ * store_new picks the backend, every other function of store.h calls the store's own
+ * (store_backend.h's table); and what every backend shares, whatever holds the rows: the
+ * status names and the shaping of texts and per-minute rows into the JSON the API answers with.
+ * Assumes nothing about the database: no SQL and no connection here.
  */
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
+#include "config.h"
 #include "store_backend.h"
+
+struct store_options
+store_options_of(const struct config *cfg)
+{
+    return (struct store_options){.backend = cfg->store_backend == CONFIG_STORE_POSTGRESQL
+                                                 ? STORE_BACKEND_POSTGRESQL
+                                                 : STORE_BACKEND_SQLITE,
+                                  .path = cfg->database,
+                                  .url = cfg->store_url,
+                                  .busy_timeout_ms = cfg->busy_timeout_ms};
+}
+
+struct store *
+store_new(const struct store_options *options, char *err, size_t errlen)
+{
+    switch (options->backend) {
+    case STORE_BACKEND_SQLITE:
+        return store_sqlite_new(options->path, options->busy_timeout_ms, err, errlen);
+    case STORE_BACKEND_POSTGRESQL:
+        return store_pg_new(options->url, options->busy_timeout_ms, err, errlen);
+    }
+    snprintf(err, errlen, "unknown store backend %d", (int)options->backend);
+    return NULL;
+}
+
+void
+store_destroy(struct store **store)
+{
+    if (!store || !*store)
+        return;
+    (*store)->ops->destroy(*store);
+    *store = NULL;
+}
+
+int
+store_group_commit(struct store *store)
+{
+    return store->ops->group_commit(store);
+}
+
+uint64_t
+store_sync_count(const struct store *store)
+{
+    return store->ops->sync_count(store);
+}
+
+int
+store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count)
+{
+    return store->ops->tasks_insert(store, subs, count);
+}
+
+int
+store_task_get(struct store *store, const char *id, const char *client_id, json_t **task)
+{
+    return store->ops->task_get(store, id, client_id, task);
+}
+
+int
+store_task_list(struct store *store, const char *client_id, const char *status, const char *before,
+                int limit, json_t **tasks)
+{
+    return store->ops->task_list(store, client_id, status, before, limit, tasks);
+}
+
+int
+store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
+                  json_t **task)
+{
+    return store->ops->task_cancel(store, id, client_id, now_final, task);
+}
+
+int
+store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task)
+{
+    return store->ops->task_retry(store, id, client_id, task);
+}
+
+int
+store_task_delete(struct store *store, const char *id, const char *client_id)
+{
+    return store->ops->task_delete(store, id, client_id);
+}
+
+int
+store_task_announce(struct store *store, const char *id, json_t **task)
+{
+    return store->ops->task_announce(store, id, task);
+}
+
+int
+store_task_claimable(struct store *store, const char *limits)
+{
+    return store->ops->task_claimable(store, limits);
+}
+
+int
+store_tasks_claim(struct store *store, const char *worker_id, const char *host, int64_t lease_ms,
+                  const char *limits, size_t max, json_t **tasks, int *announce, int64_t *waited_ms)
+{
+    return store->ops->tasks_claim(store, worker_id, host, lease_ms, limits, max, tasks, announce,
+                                   waited_ms);
+}
+
+int
+store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms, json_t **held)
+{
+    return store->ops->leases_renew(store, worker_id, lease_ms, held);
+}
+
+int
+store_leases_expired(struct store *store, json_t **expired)
+{
+    return store->ops->leases_expired(store, expired);
+}
+
+int
+store_task_take_back(struct store *store, const char *id, int attempt, enum store_next next,
+                     int64_t run_at_ms, const char *error_entry, json_t **task)
+{
+    return store->ops->task_take_back(store, id, attempt, next, run_at_ms, error_entry, task);
+}
+
+int
+store_task_requeue(struct store *store, const char *id, int attempt, const char *message,
+                   json_t **task)
+{
+    return store->ops->task_requeue(store, id, attempt, message, task);
+}
+
+int
+store_task_progress(struct store *store, const char *id, int attempt, int progress,
+                    const char *message, json_t **task)
+{
+    return store->ops->task_progress(store, id, attempt, progress, message, task);
+}
+
+int
+store_task_finish(struct store *store, const char *id, int attempt, const char *status,
+                  const json_t *result, const char *error, const char *message,
+                  const char *error_entry, int64_t at_ms, json_t **task)
+{
+    return store->ops->task_finish(store, id, attempt, status, result, error, message, error_entry,
+                                   at_ms, task);
+}
+
+int64_t
+store_last_seq(const struct store *store)
+{
+    return store->ops->last_seq(store);
+}
+
+int
+store_task_retry_later(struct store *store, const char *id, int attempt, const char *error,
+                       const char *error_entry, int64_t run_at_ms, json_t **task)
+{
+    return store->ops->task_retry_later(store, id, attempt, error, error_entry, run_at_ms, task);
+}
+
+int
+store_task_check(struct store *store, const char *id, int attempt)
+{
+    return store->ops->task_check(store, id, attempt);
+}
+
+int
+store_worker_heartbeat(struct store *store, const char *worker_id, int concurrency)
+{
+    return store->ops->worker_heartbeat(store, worker_id, concurrency);
+}
+
+int
+store_worker_remove(struct store *store, const char *worker_id)
+{
+    return store->ops->worker_remove(store, worker_id);
+}
+
+int
+store_workers_alive(struct store *store, int64_t stale_after_ms)
+{
+    return store->ops->workers_alive(store, stale_after_ms);
+}
+
+int
+store_queue_depths(struct store *store, json_t **depths)
+{
+    return store->ops->queue_depths(store, depths);
+}
+
+int
+store_tasks_prune(struct store *store, int64_t keep_ms)
+{
+    return store->ops->tasks_prune(store, keep_ms);
+}
+
+int
+store_transaction_begin(struct store *store)
+{
+    return store->ops->transaction_begin(store);
+}
+
+int
+store_transaction_commit(struct store *store)
+{
+    return store->ops->transaction_commit(store);
+}
+
+void
+store_transaction_rollback(struct store *store)
+{
+    store->ops->transaction_rollback(store);
+}
+
+int
+store_worker_durability(struct store *store)
+{
+    return store->ops->worker_durability(store);
+}
+
+int
+store_check_writable(struct store *store)
+{
+    return store->ops->check_writable(store);
+}
+
+int
+store_problem(const struct store *store)
+{
+    return store->ops->problem(store);
+}
+
+int
+store_admin_task_get(struct store *store, const char *id, json_t **task)
+{
+    return store->ops->admin_task_get(store, id, task);
+}
+
+int
+store_admin_task_list(struct store *store, const struct store_admin_filter *filter, json_t **tasks,
+                      int64_t *next)
+{
+    return store->ops->admin_task_list(store, filter, tasks, next);
+}
+
+int
+store_admin_status(struct store *store, json_t **workers, json_t **queues)
+{
+    return store->ops->admin_status(store, workers, queues);
+}
+
+int
+store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **durations)
+{
+    return store->ops->admin_stats(store, minutes, rows, durations);
+}
 
 int
 store_status_is_final(const char *status)
@@ -42,6 +299,188 @@ store_json_text(const unsigned char *text, int length)
     value = json_stringn(copy, (size_t)length);
     free(copy);
     return value;
+}
+
+int64_t
+store_row_integer(const struct store_row *row, int column)
+{
+    int length;
+    const char *text = row->text(row, column, &length);
+    return text ? strtoll(text, NULL, 10) : 0;
+}
+
+int
+store_row_flag(const struct store_row *row, int column)
+{
+    int length;
+    const char *text = row->text(row, column, &length);
+    return text && (text[0] == 't' || (text[0] >= '1' && text[0] <= '9'));
+}
+
+static json_t *
+row_text(const struct store_row *row, int column)
+{
+    int length = 0;
+    const char *text = row->text(row, column, &length);
+    return store_json_text((const unsigned char *)text, length);
+}
+
+/* A time column (ms since the epoch) as ISO 8601, or null. */
+static json_t *
+row_time(const struct store_row *row, int column)
+{
+    int length;
+    if (!row->text(row, column, &length))
+        return json_null();
+    char stamp[CLOCK_ISO8601_SIZE];
+    return json_string(clock_iso8601(store_row_integer(row, column), stamp, sizeof stamp));
+}
+
+/* A JSON text column parsed, or null (also for text that is not JSON). */
+static json_t *
+row_document(const struct store_row *row, int column)
+{
+    int length = 0;
+    const char *text = row->text(row, column, &length);
+    if (!text)
+        return json_null();
+    json_error_t error;
+    json_t *value = json_loadb(text, (size_t)length, JSON_DECODE_ANY, &error);
+    return value ? value : json_null();
+}
+
+static json_int_t
+row_integer(const struct store_row *row, int column)
+{
+    return (json_int_t)store_row_integer(row, column);
+}
+
+json_t *
+store_row_task(const struct store_row *row)
+{
+    json_t *errors = row_document(row, 17);
+    if (!json_is_array(errors)) {
+        json_decref(errors);
+        errors = json_array();
+    }
+    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
+                     " s:o, s:o, s:o, s:o}",
+                     "id", row_text(row, 0), "client_id", row_text(row, 1), "type",
+                     row_text(row, 2), "name", row_text(row, 3), "params", row_document(row, 4),
+                     "status", row_text(row, 5), "progress", row_integer(row, 6), "message",
+                     row_text(row, 7), "result", row_document(row, 8), "error", row_text(row, 9),
+                     "attempts", row_integer(row, 10), "max_attempts", row_integer(row, 15),
+                     "priority", row_integer(row, 16), "seq", row_integer(row, 11), "errors",
+                     errors, "created_at", row_time(row, 12), "run_at", row_time(row, 18),
+                     "started_at", row_time(row, 13), "finished_at", row_time(row, 14));
+}
+
+json_t *
+store_row_expired(const struct store_row *row)
+{
+    json_t *task = store_row_task(row);
+    if (task && (json_object_set_new(task, "worker", row_text(row, 19)) != 0 ||
+                 json_object_set_new(task, "host", row_text(row, 20)) != 0 ||
+                 json_object_set_new(task, "cancel_requested",
+                                     json_boolean(store_row_flag(row, 21))) != 0)) {
+        json_decref(task);
+        task = NULL;
+    }
+    return task;
+}
+
+json_t *
+store_row_admin_task(const struct store_row *row)
+{
+    json_t *task = store_row_task(row);
+    if (task && (json_object_set_new(task, "worker_id", row_text(row, 19)) != 0 ||
+                 json_object_set_new(task, "seqno", json_integer(row_integer(row, 20))) != 0)) {
+        json_decref(task);
+        task = NULL;
+    }
+    return task;
+}
+
+json_t *
+store_row_held(const struct store_row *row)
+{
+    return json_pack("{s:o, s:I}", "id", row_text(row, 0), "attempts", row_integer(row, 1));
+}
+
+json_t *
+store_row_depth(const struct store_row *row)
+{
+    return json_pack("{s:o, s:o, s:I}", "type", row_text(row, 0), "status", row_text(row, 1),
+                     "count", row_integer(row, 2));
+}
+
+json_t *
+store_row_worker(const struct store_row *row)
+{
+    return json_pack("{s:o, s:o, s:I, s:I, s:I, s:[]}", "id", row_text(row, 0), "host",
+                     row_text(row, 1), "pid", row_integer(row, 2), "concurrency",
+                     row_integer(row, 3), "heartbeat_age_ms",
+                     (json_int_t)(clock_now_ms() - store_row_integer(row, 4)), "running");
+}
+
+json_t *
+store_row_running(const struct store_row *row)
+{
+    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "worker_id", row_text(row, 0), "id",
+                     row_text(row, 1), "type", row_text(row, 2), "client_id", row_text(row, 3),
+                     "attempts", row_integer(row, 4), "started_at", row_time(row, 5));
+}
+
+json_t *
+store_row_queue(const struct store_row *row)
+{
+    return json_pack("{s:o, s:I, s:I}", "type", row_text(row, 0), "queued", row_integer(row, 1),
+                     "running", row_integer(row, 2));
+}
+
+json_t *
+store_row_minute(const struct store_row *row)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "minute", row_integer(row, 0), "submitted",
+                     row_integer(row, 1), "started", row_integer(row, 2), "succeeded",
+                     row_integer(row, 3), "failed", row_integer(row, 4), "queued",
+                     row_integer(row, 5));
+}
+
+json_t *
+store_row_duration(const struct store_row *row)
+{
+    return json_pack("{s:o, s:I, s:I, s:I}", "type", row_text(row, 0), "count", row_integer(row, 1),
+                     "p50_ms", row_integer(row, 2), "p99_ms", row_integer(row, 3));
+}
+
+void
+store_workers_running(json_t *workers, const json_t *running)
+{
+    size_t i, j;
+    json_t *task, *worker;
+    json_array_foreach(running, i, task)
+    {
+        const char *owner = json_string_value(json_object_get(task, "worker_id"));
+        json_array_foreach(workers, j, worker)
+        {
+            const char *id = json_string_value(json_object_get(worker, "id"));
+            if (owner && id && strcmp(owner, id) == 0) {
+                json_t *copy = json_copy(task);
+                json_object_del(copy, "worker_id");
+                json_array_append_new(json_object_get(worker, "running"), copy);
+                break;
+            }
+        }
+    }
+}
+
+int64_t
+store_admin_next(const json_t *tasks, int limit)
+{
+    if (limit < 1 || json_array_size(tasks) != (size_t)limit)
+        return 0;
+    return json_integer_value(json_object_get(json_array_get(tasks, (size_t)limit - 1), "seqno"));
 }
 
 const char *

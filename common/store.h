@@ -1,4 +1,6 @@
-/* store.h: the durable task store (SQLite, WAL), the one source of truth about tasks.
+/* store.h: the durable task store, the one source of truth about tasks: one interface, two
+ * backends ([store] backend): SQLite (WAL, a file of this host: store_sqlite.c) and PostgreSQL
+ * (a server every host reaches: store_pg.c), with the same semantics and the same JSON.
  *
  * The store is also the queue: a task answered 202 is a row with status "queued" before the
  * reply is written; workers claim rows atomically, so a task runs at most once per claim and
@@ -13,11 +15,12 @@
  * attempt: attempt, at, error, worker, host), seq, created_at, run_at, started_at,
  * finished_at (ISO 8601 or null).
  *
- * The schema carries a version (PRAGMA user_version): an older one is upgraded on open, a newer
- * one than STORE_SCHEMA_VERSION is refused with a clear error.
+ * The schema carries a version (SQLite: PRAGMA user_version; PostgreSQL: a schema_version
+ * table): an older one is upgraded on open, a newer one than the program knows is refused with
+ * a clear error.
  *
- * A struct store is one SQLite connection: use one per thread.  Every function returns 0 or
- * a negative TW_E_* code; a returned task (json_t **) is new and owned by the caller.
+ * A struct store is one connection (SQLite or libpq): use one per thread.  Every function returns 0
+ * or a negative TW_E_* code; a returned task (json_t **) is new and owned by the caller.
  *
  * When the disk is full, the file or its file system refuses writes, or I/O fails, a change
  * fails whole (its transaction is rolled back) and nothing waits: the functions a client's
@@ -27,7 +30,9 @@
  * others TW_E_STORE, with store_problem() saying why.  Each connection logs such a problem
  * once, when it begins, and once when a write lands again; every process of the store sees the
  * latest one (store_check_writable).  A connection SQLite could open only read-only is opened
- * again for writing, at most every second, once the file allows it.
+ * again for writing, at most every second, once the file allows it.  On PostgreSQL a server
+ * that cannot be reached (or a connection lost) is TW_E_STORE_UNREACHABLE, the store's problem
+ * until a call gets through again: each call after a lost connection connects anew.
  */
 #ifndef TW_COMMON_STORE_H
 #define TW_COMMON_STORE_H
@@ -52,12 +57,32 @@
          3: workers' host, per-minute counts */
 
 struct store;
+struct config;
 
-/* Open (creating if needed) the database at path and its schema.  Caller owns; free with
- * store_destroy().  NULL with the reason in err on failure. */
-struct store *store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen);
+/* Which backend holds the tasks, and where. */
+enum store_backend {
+    STORE_BACKEND_SQLITE,    /* path: a database file of this host */
+    STORE_BACKEND_POSTGRESQL /* url: a libpq connection string */
+};
 
-/* Group commit for this connection (the handler's): its commits (store_tasks_insert,
+struct store_options {
+    enum store_backend backend;
+    const char *path;    /* SQLite's database file */
+    const char *url;     /* PostgreSQL's connection string */
+    int busy_timeout_ms; /* how long a write waits for another writer's lock (PostgreSQL:
+                            lock_timeout), then TW_E_STORE_BUSY */
+};
+
+/* The options cfg's [store] section names; the strings are borrowed from cfg. */
+struct store_options store_options_of(const struct config *cfg);
+
+/* Open (creating if needed) the database options name and its schema (upgrading an older one).
+ * Caller owns; free with store_destroy().  NULL with the reason in err on failure. */
+struct store *store_new(const struct store_options *options, char *err, size_t errlen);
+
+/* Group commit for this connection (the handler's; on PostgreSQL a no-op that returns 0: a
+ * COMMIT returns once the server has it on disk, synchronous_commit = on, and the server shares
+ * flushes of concurrent commits itself): its commits (store_tasks_insert,
  * store_task_cancel) return once on disk, as before, but concurrent commits of all processes
  * that turned it on share one sync of the WAL, taken outside SQLite's writer lock.  The shared
  * counters live in the database's "-queue" file (mapped by every connection; it also carries
@@ -65,7 +90,8 @@ struct store *store_new(const char *path, int busy_timeout_ms, char *err, size_t
  * synchronous=FULL, equally durable). */
 int store_group_commit(struct store *store);
 
-/* WAL syncs this connection made for group commit (for tests and measurements). */
+/* WAL syncs this connection made for group commit (for tests and measurements; 0 on
+ * PostgreSQL). */
 uint64_t store_sync_count(const struct store *store);
 
 /* Close the connection.  NULL-safe; sets *store to NULL. */
@@ -251,9 +277,11 @@ int store_transaction_begin(struct store *store);
 int store_transaction_commit(struct store *store);
 void store_transaction_rollback(struct store *store);
 
-/* The worker's connections: commit with synchronous=NORMAL.  A worker's changes then survive
- * any crash of a process; an OS crash or power loss may undo its last ones (a task then runs
- * again, which at least once allows).  Submissions and cancels keep their sync. */
+/* The worker's connections: commit with synchronous=NORMAL (PostgreSQL: synchronous_commit =
+ * off, the same promise: a crash of the server may undo the last commits, never corrupt).  A
+ * worker's changes then survive any crash of a process; an OS crash or power loss may undo its last
+ * ones (a task then runs again, which at least once allows).  Submissions and cancels keep their
+ * sync. */
 int store_worker_durability(struct store *store);
 
 /* 0 when the database accepts writes now, else why not: TW_E_STORE_BUSY (another writer holds

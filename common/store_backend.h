@@ -1,6 +1,7 @@
-/* store_backend.h: what store.c offers the store's backends (store_sqlite.c), so that every
- * backend answers the same JSON for the same task.  Not for the store's callers: they include
- * store.h only.
+/* store_backend.h: the seam between store.c and the store's backends (store_sqlite.c,
+ * store_pg.c): the table of a backend's functions, which store.c calls for every function of
+ * store.h, and what store.c offers the backends so that each answers the same JSON for the same
+ * task.  Not for the store's callers: they include store.h only.
  */
 #ifndef TW_COMMON_STORE_BACKEND_H
 #define TW_COMMON_STORE_BACKEND_H
@@ -8,6 +9,70 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "store.h"
+
+/* One backend: a function for each of store.h's, with the same contract (store.c's
+ * store_X(store, ...) is store->ops->X(store, ...)).  destroy frees everything of the store. */
+struct store_ops {
+    void (*destroy)(struct store *store);
+    int (*group_commit)(struct store *store);
+    uint64_t (*sync_count)(const struct store *store);
+    int (*tasks_insert)(struct store *store, struct store_submission *const *subs, size_t count);
+    int (*task_get)(struct store *store, const char *id, const char *client_id, json_t **task);
+    int (*task_list)(struct store *store, const char *client_id, const char *status,
+                     const char *before, int limit, json_t **tasks);
+    int (*task_cancel)(struct store *store, const char *id, const char *client_id, int *now_final,
+                       json_t **task);
+    int (*task_retry)(struct store *store, const char *id, const char *client_id, json_t **task);
+    int (*task_delete)(struct store *store, const char *id, const char *client_id);
+    int (*task_announce)(struct store *store, const char *id, json_t **task);
+    int (*task_claimable)(struct store *store, const char *limits);
+    int (*tasks_claim)(struct store *store, const char *worker_id, const char *host,
+                       int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
+                       int *announce, int64_t *waited_ms);
+    int (*leases_renew)(struct store *store, const char *worker_id, int64_t lease_ms,
+                        json_t **held);
+    int (*leases_expired)(struct store *store, json_t **expired);
+    int (*task_take_back)(struct store *store, const char *id, int attempt, enum store_next next,
+                          int64_t run_at_ms, const char *error_entry, json_t **task);
+    int (*task_requeue)(struct store *store, const char *id, int attempt, const char *message,
+                        json_t **task);
+    int (*task_progress)(struct store *store, const char *id, int attempt, int progress,
+                         const char *message, json_t **task);
+    int (*task_finish)(struct store *store, const char *id, int attempt, const char *status,
+                       const json_t *result, const char *error, const char *message,
+                       const char *error_entry, int64_t at_ms, json_t **task);
+    int64_t (*last_seq)(const struct store *store);
+    int (*task_retry_later)(struct store *store, const char *id, int attempt, const char *error,
+                            const char *error_entry, int64_t run_at_ms, json_t **task);
+    int (*task_check)(struct store *store, const char *id, int attempt);
+    int (*worker_heartbeat)(struct store *store, const char *worker_id, int concurrency);
+    int (*worker_remove)(struct store *store, const char *worker_id);
+    int (*workers_alive)(struct store *store, int64_t stale_after_ms);
+    int (*queue_depths)(struct store *store, json_t **depths);
+    int (*tasks_prune)(struct store *store, int64_t keep_ms);
+    int (*transaction_begin)(struct store *store);
+    int (*transaction_commit)(struct store *store);
+    void (*transaction_rollback)(struct store *store);
+    int (*worker_durability)(struct store *store);
+    int (*check_writable)(struct store *store);
+    int (*problem)(const struct store *store);
+    int (*admin_task_get)(struct store *store, const char *id, json_t **task);
+    int (*admin_task_list)(struct store *store, const struct store_admin_filter *filter,
+                           json_t **tasks, int64_t *next);
+    int (*admin_status)(struct store *store, json_t **workers, json_t **queues);
+    int (*admin_stats)(struct store *store, int minutes, json_t **rows, json_t **durations);
+};
+
+/* The part of every backend's store that store.c sees: a backend's own struct begins with it. */
+struct store {
+    const struct store_ops *ops;
+};
+
+/* Each backend's store_new (store.h); caller owns, free with store_destroy(). */
+struct store *store_sqlite_new(const char *path, int busy_timeout_ms, char *err, size_t errlen);
+struct store *store_pg_new(const char *url, int busy_timeout_ms, char *err, size_t errlen);
 
 /* A JSON string of text (length bytes), or null for NULL text; bytes that are not valid UTF-8
  * turn the non-ASCII bytes into '?', since exec programs can write anything to stderr.  New
@@ -17,6 +82,62 @@ json_t *store_json_text(const unsigned char *text, int length);
 /* text cut to at most max bytes, keeping the head (keep_tail 0) or the tail; *length is the
  * part's length.  Borrowed from text. */
 const char *store_cut(const char *text, size_t max, int keep_tail, int *length);
+
+#define STORE_WORKER_FORGET_MS 3600000 /* a worker silent this long is dropped from workers */
+#define STORE_MINUTES_KEEP (2 * STORE_STATS_MINUTES_MAX) /* minutes of task_minutes kept */
+
+/* One row of a result as a backend reads it: the text of each column (NULL for SQL NULL, its
+ * length in *length), borrowed until the backend's next step.  Every JSON shape the store
+ * answers is built from such a row by one function below, whichever backend read it; integers
+ * are decimal text, flags "1"/"0" (SQLite) or "t"/"f" (PostgreSQL). */
+struct store_row {
+    const char *(*text)(const struct store_row *row, int column, int *length);
+    void *source; /* the backend's statement or result */
+    int index;    /* the row's number in source, where the backend needs one */
+};
+
+/* The columns every backend's task statements return first, in this order (store_row_task). */
+#define STORE_TASK_COLUMNS                                                                         \
+    "id, client_id, type, name, params, status, progress, message, result, error, attempts, "      \
+    "seq, created_at, started_at, finished_at, max_attempts, priority, errors, run_at"
+#define STORE_TASK_SEQ_COLUMN 11 /* seq's place in STORE_TASK_COLUMNS */
+
+/* Builders of the store's JSON shapes from a row; each a new object, or NULL when out of memory.
+ *   task       STORE_TASK_COLUMNS: the task object of store.h
+ *   expired    STORE_TASK_COLUMNS, worker_id, worker_host, cancel_requested: the task with
+ *              "worker", "host" and "cancel_requested"
+ *   admin_task STORE_TASK_COLUMNS, worker_id, seqno: the task with "worker_id" and "seqno"
+ *   held       id, attempts
+ *   depth      type, status, count
+ *   worker     id, host, pid, concurrency, heartbeat_at (ms): with "heartbeat_age_ms" and an
+ *              empty "running"
+ *   running    worker_id, id, type, client_id, attempts, started_at
+ *   queue      type, queued, running
+ *   minute     minute, submitted, started, succeeded, failed, queued
+ *   duration   type, count, p50_ms, p99_ms */
+json_t *store_row_task(const struct store_row *row);
+json_t *store_row_expired(const struct store_row *row);
+json_t *store_row_admin_task(const struct store_row *row);
+json_t *store_row_held(const struct store_row *row);
+json_t *store_row_depth(const struct store_row *row);
+json_t *store_row_worker(const struct store_row *row);
+json_t *store_row_running(const struct store_row *row);
+json_t *store_row_queue(const struct store_row *row);
+json_t *store_row_minute(const struct store_row *row);
+json_t *store_row_duration(const struct store_row *row);
+
+/* Column column of row as an integer (0 for NULL or not a number), and as a flag. */
+int64_t store_row_integer(const struct store_row *row, int column);
+int store_row_flag(const struct store_row *row, int column);
+
+/* Each task of running (store_row_running's, borrowed) into the "running" array of its worker
+ * in workers (store_row_worker's), without its worker_id; a task whose worker sent no heartbeat
+ * is left out (the lease sweep takes it back). */
+void store_workers_running(json_t *workers, const json_t *running);
+
+/* The before_seq of the admin page after tasks (a page of limit store_row_admin_task objects),
+ * or 0 when tasks was the last page. */
+int64_t store_admin_next(const json_t *tasks, int limit);
 
 /* The per-minute counts counts (an array of {"minute","submitted","started","succeeded",
  * "failed","queued"}, newest first, minutes after last included; "queued" the change of the

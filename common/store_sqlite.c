@@ -4,7 +4,8 @@
  * Assumes one connection per thread, a database file on a local file system (WAL's shared
  * memory and the "-queue" file's lock do not work across hosts), and that every process of the
  * store shares that file system.  What does not depend on SQLite (status names, the shaping of
- * texts and per-minute rows) is in store.c, for every backend.
+ * texts and per-minute rows) is in store.c, for every backend; store.c calls the functions here
+ * through store_sqlite_ops (store_backend.h), each named as store.h's but with sqlite_.
  *
  * Statements are prepared once per connection on first use (store_statements[] is the one list
  * of SQL); every change of a task is a single UPDATE ... RETURNING, so it is atomic between
@@ -32,9 +33,6 @@
 #include "store_backend.h"
 #include "token.h"
 
-#define TASK_COLUMNS                                                                               \
-    "id, client_id, type, name, params, status, progress, message, result, error, attempts, "      \
-    "seq, created_at, started_at, finished_at, max_attempts, priority, errors, run_at"
 #define OWNER "(?2 IS NULL OR client_id = ?2)"
 #define FINAL_STATUSES "('succeeded', 'failed', 'cancelled')"
 /* A queued task q may start now (?2) under the type limits ?4 ({"type": limit} or NULL). */
@@ -166,15 +164,15 @@ enum statement {
 static const char *const store_statements[ST_COUNT] = {
     [ST_INSERT] = "INSERT INTO tasks (id, client_id, type, name, params, status, message,"
                   " created_at, run_at, priority, max_attempts) VALUES (?1, ?2, ?3, ?4, ?5,"
-                  " 'queued', 'queued', ?6, ?7, ?8, ?9) RETURNING " TASK_COLUMNS,
+                  " 'queued', 'queued', ?6, ?7, ?8, ?9) RETURNING " STORE_TASK_COLUMNS,
     [ST_QUEUED_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE client_id = ?1"
                         " AND status = 'queued' LIMIT ?2)",
     [ST_KEY_GET] = "SELECT task_id, request_hash FROM idempotency WHERE client_id = ?1"
                    " AND key = ?2 AND created_at > ?3",
     [ST_KEY_PUT] = "INSERT OR REPLACE INTO idempotency (client_id, key, task_id, request_hash,"
                    " created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_GET] = "SELECT " TASK_COLUMNS " FROM tasks WHERE id = ?1 AND " OWNER,
-    [ST_LIST] = "SELECT " TASK_COLUMNS " FROM tasks WHERE client_id = ?1"
+    [ST_GET] = "SELECT " STORE_TASK_COLUMNS " FROM tasks WHERE id = ?1 AND " OWNER,
+    [ST_LIST] = "SELECT " STORE_TASK_COLUMNS " FROM tasks WHERE client_id = ?1"
                 " AND (?2 IS NULL OR status = ?2)"
                 /* The cursor's own place, or, when it was deleted meanwhile, the first task
                  * made after its millisecond (?5, from its id): commits are serialized, so
@@ -186,21 +184,21 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_CANCEL_QUEUED] =
         "UPDATE tasks SET status = 'cancelled', message = 'cancelled',"
         " finished_at = ?3, seq = seq + 1, cancel_requested = 1"
-        " WHERE id = ?1 AND " OWNER " AND status = 'queued' RETURNING " TASK_COLUMNS,
+        " WHERE id = ?1 AND " OWNER " AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_CANCEL_RUNNING] =
         "UPDATE tasks SET cancel_requested = 1"
-        " WHERE id = ?1 AND " OWNER " AND status = 'running' RETURNING " TASK_COLUMNS,
+        " WHERE id = ?1 AND " OWNER " AND status = 'running' RETURNING " STORE_TASK_COLUMNS,
     [ST_RETRY] = "UPDATE tasks SET status = 'queued', run_at = ?3,"
                  " max_attempts = max(max_attempts, json_array_length(errors) + 1),"
                  " cancel_requested = 0, error = NULL, result = NULL, finished_at = NULL,"
                  " started_at = NULL, progress = 0, message = 'queued for retry',"
                  " worker_id = NULL, worker_host = NULL, lease_expires_at = NULL, seq = seq + 1"
                  " WHERE id = ?1 AND " OWNER " AND status IN ('failed', 'cancelled')"
-                 " RETURNING " TASK_COLUMNS,
+                 " RETURNING " STORE_TASK_COLUMNS,
     [ST_DELETE] = "DELETE FROM tasks WHERE id = ?1 AND " OWNER " AND status IN " FINAL_STATUSES
                   " RETURNING id",
     [ST_ANNOUNCE] = "UPDATE tasks SET announced = 1 WHERE id = ?1 AND announced = 0"
-                    " AND status = 'queued' RETURNING " TASK_COLUMNS,
+                    " AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_UNANNOUNCED] = "SELECT 1 FROM tasks WHERE id = ?1 AND announced = 0 AND status = 'queued'",
     [ST_CLAIMABLE] = "SELECT 1 FROM tasks q WHERE " CLAIMABLE " LIMIT 1",
     [ST_CLAIM] = "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2,"
@@ -208,14 +206,15 @@ static const char *const store_statements[ST_COUNT] = {
                  " lease_expires_at = ?3, announced = announced + 1"
                  " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
                  " ORDER BY q.priority DESC, q.seqno LIMIT 1)"
-                 " RETURNING " TASK_COLUMNS ", announced, started_at - run_at",
+                 " RETURNING " STORE_TASK_COLUMNS ", announced, started_at - run_at",
     [ST_RENEW] = "UPDATE tasks SET lease_expires_at = ?2 WHERE worker_id = ?1"
                  " AND status = 'running' RETURNING id, attempts",
-    [ST_EXPIRED] = "SELECT " TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
-                   " WHERE status = 'running' AND lease_expires_at < ?1",
+    [ST_EXPIRED] =
+        "SELECT " STORE_TASK_COLUMNS ", worker_id, worker_host, cancel_requested FROM tasks"
+        " WHERE status = 'running' AND lease_expires_at < ?1",
     [ST_PROGRESS] =
         "UPDATE tasks SET progress = ?3, message = ?4, seq = seq + 1"
-        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
+        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " STORE_TASK_COLUMNS,
     [ST_FINISH] = "UPDATE tasks SET status = ?3, result = ?4, error = ?5,"
                   " message = COALESCE(?6, message),"
                   " progress = CASE WHEN ?3 = 'succeeded' THEN 100 ELSE progress END,"
@@ -223,13 +222,13 @@ static const char *const store_statements[ST_COUNT] = {
                   " errors = CASE WHEN ?8 IS NULL THEN errors"
                   " ELSE json_insert(errors, '$[#]', json(?8)) END"
                   " WHERE id = ?1 AND attempts = ?2 AND status = 'running'"
-                  " AND (?9 IS NULL OR lease_expires_at < ?9) RETURNING " TASK_COLUMNS,
+                  " AND (?9 IS NULL OR lease_expires_at < ?9) RETURNING " STORE_TASK_COLUMNS,
     [ST_END_RETRY] = "UPDATE tasks SET status = 'queued', run_at = ?3, progress = 0,"
                      " message = ?4, error = ?5, errors = json_insert(errors, '$[#]', json(?6)),"
                      " worker_id = NULL, worker_host = NULL, lease_expires_at = NULL,"
                      " started_at = NULL, seq = seq + 1"
                      " WHERE id = ?1 AND attempts = ?2 AND status = 'running'"
-                     " AND (?7 IS NULL OR lease_expires_at < ?7) RETURNING " TASK_COLUMNS,
+                     " AND (?7 IS NULL OR lease_expires_at < ?7) RETURNING " STORE_TASK_COLUMNS,
     [ST_CHECK] = "SELECT cancel_requested, attempts = ?2 AND status = 'running' FROM tasks"
                  " WHERE id = ?1",
     [ST_HEARTBEAT] = "INSERT INTO workers (id, pid, concurrency, started_at, heartbeat_at, host)"
@@ -244,7 +243,7 @@ static const char *const store_statements[ST_COUNT] = {
         "UPDATE tasks SET status = 'queued', progress = 0, message = ?3,"
         " started_at = NULL, worker_id = NULL, worker_host = NULL,"
         " lease_expires_at = NULL, seq = seq + 1"
-        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " TASK_COLUMNS,
+        " WHERE id = ?1 AND attempts = ?2 AND status = 'running' RETURNING " STORE_TASK_COLUMNS,
     [ST_PRUNE] = "DELETE FROM tasks WHERE seqno IN (SELECT seqno FROM tasks"
                  " WHERE finished_at < ?1 LIMIT ?2)",
     [ST_PRUNE_KEYS] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency"
@@ -254,9 +253,9 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_PRUNE_RATE] = "DELETE FROM submit_rate WHERE rowid IN (SELECT rowid FROM submit_rate"
                       " WHERE at < ?1 LIMIT ?2)",
     [ST_PRUNE_MINUTES] = "DELETE FROM task_minutes WHERE minute < ?1",
-    [ST_ADMIN_GET] = "SELECT " TASK_COLUMNS ", worker_id, seqno FROM tasks WHERE id = ?1",
+    [ST_ADMIN_GET] = "SELECT " STORE_TASK_COLUMNS ", worker_id, seqno FROM tasks WHERE id = ?1",
     /* ?5: a task id or client id, or the start of one (hex: 'g' sorts after every digit). */
-    [ST_ADMIN_LIST] = "SELECT " TASK_COLUMNS ", worker_id, seqno FROM tasks"
+    [ST_ADMIN_LIST] = "SELECT " STORE_TASK_COLUMNS ", worker_id, seqno FROM tasks"
                       " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR type = ?2)"
                       " AND (?3 IS NULL OR client_id = ?3) AND (?4 IS NULL OR seqno < ?4)"
                       " AND (?5 IS NULL OR (id >= ?5 AND id < ?5 || 'g')"
@@ -283,9 +282,6 @@ static const char *const store_statements[ST_COUNT] = {
         " max(CASE WHEN n = (c * 99 + 99) / 100 THEN ms END) FROM r GROUP BY type ORDER BY type",
 };
 
-#define STORE_WORKER_FORGET_MS 3600000 /* a worker silent this long is dropped from workers */
-#define STORE_MINUTES_KEEP (2 * STORE_STATS_MINUTES_MAX) /* minutes of task_minutes kept */
-
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
 #define STORE_REVIVE_MS 1000  /* a read-only connection tries to open for writing this often */
 #define STORE_PROBLEM_RECHECK_MS                                                                   \
@@ -306,7 +302,8 @@ struct store_shared {
     int32_t unused;
 };
 
-struct store {
+struct store_sqlite {
+    struct store base; /* first: what store.c dispatches on */
     sqlite3 *db;
     sqlite3_stmt *statements[ST_COUNT];
     char *path;   /* the database, to open again (store_revive) */
@@ -344,14 +341,14 @@ store_file_mode(const char *path)
 }
 
 static void
-store_queue_enter(struct store *store)
+store_queue_enter(struct store_sqlite *store)
 {
     while (store->queue_fd >= 0 && flock(store->queue_fd, LOCK_EX) != 0 && errno == EINTR)
         ;
 }
 
 static void
-store_queue_leave(struct store *store)
+store_queue_leave(struct store_sqlite *store)
 {
     if (store->queue_fd >= 0)
         flock(store->queue_fd, LOCK_UN);
@@ -360,7 +357,7 @@ store_queue_leave(struct store *store)
 /* The sync turn: an open-file-description lock on the "-queue" file's first byte, apart from
  * the flock that orders submissions (Linux keeps the two kinds of lock apart). */
 static int
-store_sync_turn(struct store *store, short type)
+store_sync_turn(struct store_sqlite *store, short type)
 {
     struct flock turn = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     int rc;
@@ -409,7 +406,7 @@ store_fault_of(int code, int sys_errno)
  * system, an immutable file) makes the store read-only, a file system without room left makes
  * it full; anything else is an I/O error. */
 static int
-store_io_cause(const struct store *store)
+store_io_cause(const struct store_sqlite *store)
 {
     char wal[4096];
     const char *files[] = {store->path, wal};
@@ -425,7 +422,7 @@ store_io_cause(const struct store *store)
 
 /* Record problem (a TW_E_STORE_* of a failed write) for every process (store_check_writable). */
 static void
-store_shared_problem(struct store *store, int problem)
+store_shared_problem(struct store_sqlite *store, int problem)
 {
     if (!store->shared)
         return;
@@ -438,7 +435,7 @@ store_shared_problem(struct store *store, int problem)
  * once per episode: its first failure, then only a count until a write lands (store_landed),
  * so a store that stays full for an hour does not log every write that tried. */
 static int
-store_fail(struct store *store, const char *what)
+store_fail(struct store_sqlite *store, const char *what)
 {
     int code = sqlite3_extended_errcode(store->db);
     int sys_errno = sqlite3_system_errno(store->db);
@@ -468,7 +465,7 @@ store_fail(struct store *store, const char *what)
 /* A change made through this connection is now as durable as it promises: a problem it had
  * is over, for it and for every process. */
 static void
-store_landed(struct store *store)
+store_landed(struct store_sqlite *store)
 {
     if (store->shared && __atomic_load_n(&store->shared->problem_at_ms, __ATOMIC_SEQ_CST) != 0)
         __atomic_store_n(&store->shared->problem_at_ms, 0, __ATOMIC_SEQ_CST);
@@ -483,7 +480,7 @@ store_landed(struct store *store)
 /* After stmt completed: outside a transaction, a statement that changed rows committed them
  * (a group-commit connection has landed only once synced: store_commit_durable). */
 static void
-store_statement_landed(struct store *store, sqlite3_stmt *stmt)
+store_statement_landed(struct store_sqlite *store, sqlite3_stmt *stmt)
 {
     if (!store->group_commit && !sqlite3_stmt_readonly(stmt) && sqlite3_get_autocommit(store->db) &&
         sqlite3_changes(store->db) > 0)
@@ -494,21 +491,21 @@ store_statement_landed(struct store *store, sqlite3_stmt *stmt)
  * (TW_E_STORE_BUSY, _FULL, _READONLY, _IO: try again later) rather than TW_E_STORE when the
  * store is only held, full, read-only or failing, not broken.  Clears the failure. */
 static int
-store_answer(struct store *store, int rc)
+store_answer(struct store_sqlite *store, int rc)
 {
     int failure = store->failure;
     store->failure = 0;
     return rc == TW_E_STORE && failure && tw_error_status(failure) == 503 ? failure : rc;
 }
 
-static void store_revive(struct store *store);
+static void store_revive(struct store_sqlite *store);
 
 /* The prepared statement for which, reset and unbound; NULL after logging on failure.  Outside
  * a transaction it may first open a read-only connection again (store_revive), which finalizes
  * every statement: a function takes each statement right before its use, never across another
  * store_statement() or store_begin() made outside a transaction. */
 static sqlite3_stmt *
-store_statement(struct store *store, enum statement which)
+store_statement(struct store_sqlite *store, enum statement which)
 {
     store_revive(store);
     sqlite3_stmt *stmt = store->statements[which];
@@ -537,7 +534,7 @@ store_statement_done(sqlite3_stmt *stmt)
 static int
 store_busy(void *data, int count)
 {
-    struct store *store = data;
+    struct store_sqlite *store = data;
     int64_t now = clock_mono_ms();
     if (count == 0)
         store->busy_since_ms = now;
@@ -550,7 +547,7 @@ store_busy(void *data, int count)
 }
 
 static int
-store_exec(struct store *store, const char *sql)
+store_exec(struct store_sqlite *store, const char *sql)
 {
     return sqlite3_exec(store->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : store_fail(store, sql);
 }
@@ -558,7 +555,7 @@ store_exec(struct store *store, const char *sql)
 /* ROLLBACK of the open transaction, unless SQLite ended it already (it does on a full disk and
  * on some I/O errors). */
 static void
-store_rollback(struct store *store)
+store_rollback(struct store_sqlite *store)
 {
     if (!sqlite3_get_autocommit(store->db))
         store_exec(store, "ROLLBACK");
@@ -567,7 +564,7 @@ store_rollback(struct store *store)
 /* BEGIN IMMEDIATE (the writer lock now, not at the first write) on a connection that can write
  * if one can be had (store_revive). */
 static int
-store_begin(struct store *store)
+store_begin(struct store_sqlite *store)
 {
     store_revive(store);
     if (store_exec(store, "BEGIN IMMEDIATE") != 0)
@@ -579,7 +576,7 @@ store_begin(struct store *store)
 /* COMMIT, or roll back what a failed one left.  A commit that changed rows ends a problem (on a
  * group-commit connection, only its sync does: store_commit_durable). */
 static int
-store_commit(struct store *store)
+store_commit(struct store_sqlite *store)
 {
     if (store_exec(store, "COMMIT") != 0) {
         store_rollback(store);
@@ -608,7 +605,7 @@ store_schema_version(sqlite3 *db)
  * schema needs no write, so a full or read-only store opens too (its reads work; its writes
  * answer 503). */
 static int
-store_schema_open(struct store *store, char *err, size_t errlen)
+store_schema_open(struct store_sqlite *store, char *err, size_t errlen)
 {
     char *message = NULL;
     if (sqlite3_exec(store->db, store_pragmas, NULL, NULL, &message) != SQLITE_OK) {
@@ -665,7 +662,7 @@ store_schema_open(struct store *store, char *err, size_t errlen)
 /* Open the database (creating it when create) into *db, with this connection's busy handler;
  * *db is set even on failure (sqlite3_close it). */
 static int
-store_open(struct store *store, int create, sqlite3 **db)
+store_open(struct store_sqlite *store, int create, sqlite3 **db)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(store->path, db, flags, NULL) != SQLITE_OK)
@@ -679,7 +676,7 @@ store_open(struct store *store, int create, sqlite3 **db)
  * Between transactions, at most every STORE_REVIVE_MS, try to open one that can write in its
  * place: a long-lived process then recovers without a restart. */
 static void
-store_revive(struct store *store)
+store_revive(struct store_sqlite *store)
 {
     if (!store->read_only || !sqlite3_get_autocommit(store->db))
         return;
@@ -729,7 +726,7 @@ store_file_extend(int fd, off_t size, size_t want)
  * Without it (no file, no room to extend it) group commit stays off and a write problem is
  * known to this connection only. */
 static void
-store_shared_map(struct store *store)
+store_shared_map(struct store_sqlite *store)
 {
     char boot_id[STORE_BOOT_ID_SIZE] = {0};
     FILE *boot = fopen("/proc/sys/kernel/random/boot_id", "re");
@@ -757,15 +754,19 @@ store_shared_map(struct store *store)
     store_sync_turn(store, F_UNLCK);
 }
 
+static void sqlite_free(struct store_sqlite *store);
+static const struct store_ops store_sqlite_ops;
+
 struct store *
-store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
+store_sqlite_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
 {
-    struct store *store = calloc(1, sizeof *store);
+    struct store_sqlite *store = calloc(1, sizeof *store);
     if (!store || !(store->path = strdup(path))) {
         snprintf(err, errlen, "out of memory");
         free(store);
         return NULL;
     }
+    store->base.ops = &store_sqlite_ops;
     store->queue_fd = -1;
     store->busy_timeout_ms = busy_timeout_ms;
     if (store_open(store, 1, &store->db) != 0) {
@@ -787,60 +788,70 @@ store_new(const char *path, int busy_timeout_ms, char *err, size_t errlen)
         store->revive_at_ms = clock_mono_ms() + STORE_REVIVE_MS;
         log_warn("event=store_read_only database=%s", path);
     }
-    return store;
+    return &store->base;
 fail:
-    store_destroy(&store);
+    sqlite_free(store);
     return NULL;
 }
 
-int
-store_transaction_begin(struct store *store)
+static int
+sqlite_transaction_begin(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     return store_begin(store);
 }
 
-int
-store_transaction_commit(struct store *store)
+static int
+sqlite_transaction_commit(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     return store_commit(store);
 }
 
-void
-store_transaction_rollback(struct store *store)
+static void
+sqlite_transaction_rollback(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store_rollback(store);
 }
 
-int
-store_worker_durability(struct store *store)
+static int
+sqlite_worker_durability(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (store_exec(store, "PRAGMA synchronous = NORMAL") != 0)
         return TW_E_STORE;
     store->synchronous_normal = 1;
     return 0;
 }
 
-int
-store_problem(const struct store *store)
+static int
+sqlite_problem(const struct store *base)
 {
+    const struct store_sqlite *store = (const struct store_sqlite *)base;
     return store->problem;
 }
 
-void
-store_destroy(struct store **store)
+static void
+sqlite_free(struct store_sqlite *store)
 {
-    if (!store || !*store)
+    if (!store)
         return;
     for (int i = 0; i < ST_COUNT; i++)
-        sqlite3_finalize((*store)->statements[i]);
-    sqlite3_close((*store)->db);
-    if ((*store)->shared)
-        munmap((*store)->shared, sizeof *(*store)->shared);
-    if ((*store)->queue_fd >= 0)
-        close((*store)->queue_fd);
-    free((*store)->path);
-    free(*store);
-    *store = NULL;
+        sqlite3_finalize(store->statements[i]);
+    sqlite3_close(store->db);
+    if (store->shared)
+        munmap(store->shared, sizeof *store->shared);
+    if (store->queue_fd >= 0)
+        close(store->queue_fd);
+    free(store->path);
+    free(store);
+}
+
+static void
+sqlite_destroy(struct store *base)
+{
+    sqlite_free((struct store_sqlite *)base);
 }
 
 /* Group commit.  With synchronous=FULL, SQLite syncs the WAL inside every commit, while it
@@ -874,9 +885,10 @@ store_destroy(struct store **store)
  * answered, so no 202 went out) or a synced one.  When the counters cannot be set up, the
  * connection stays at FULL.  tests/integration/test_durable.py kills every process right after
  * a burst of 202s and finds every task. */
-int
-store_group_commit(struct store *store)
+static int
+sqlite_group_commit(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (!store->shared || store_exec(store, "PRAGMA synchronous = NORMAL") != 0)
         return TW_E_STORE;
     store->group_commit = 1;
@@ -887,7 +899,7 @@ store_group_commit(struct store *store)
 
 /* Sync the WAL through SQLite's own file object, as its FULL commit would. */
 static int
-store_sync_wal(struct store *store)
+store_sync_wal(struct store_sqlite *store)
 {
     sqlite3_file *wal = NULL;
     if (sqlite3_file_control(store->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK ||
@@ -899,7 +911,7 @@ store_sync_wal(struct store *store)
 
 /* After a commit (outside SQLite's writer lock): 0 once it is on disk. */
 static int
-store_commit_durable(struct store *store)
+store_commit_durable(struct store_sqlite *store)
 {
     sqlite3_int64 changes = sqlite3_total_changes64(store->db);
     if (!store->group_commit || changes == store->changes_seen)
@@ -929,76 +941,45 @@ out:
     return rc;
 }
 
-uint64_t
-store_sync_count(const struct store *store)
+static uint64_t
+sqlite_sync_count(const struct store *base)
 {
+    const struct store_sqlite *store = (const struct store_sqlite *)base;
     return store->syncs;
 }
 
-static json_t *
-store_json_time(sqlite3_stmt *stmt, int column)
+/* The current row of stmt as store.c's builders read it. */
+static const char *
+sqlite_row_text(const struct store_row *row, int column, int *length)
 {
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
-        return json_null();
-    char stamp[CLOCK_ISO8601_SIZE];
-    return json_string(clock_iso8601(sqlite3_column_int64(stmt, column), stamp, sizeof stamp));
+    sqlite3_stmt *stmt = row->source;
+    const char *text = (const char *)sqlite3_column_text(stmt, column);
+    *length = text ? sqlite3_column_bytes(stmt, column) : 0;
+    return text;
 }
 
 static json_t *
-store_json_column(sqlite3_stmt *stmt, int column)
+sqlite_build(sqlite3_stmt *stmt, json_t *(*build)(const struct store_row *))
 {
-    return store_json_text(sqlite3_column_text(stmt, column), sqlite3_column_bytes(stmt, column));
-}
-
-static json_t *
-store_json_document(sqlite3_stmt *stmt, int column)
-{
-    if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
-        return json_null();
-    json_error_t error;
-    json_t *value = json_loadb((const char *)sqlite3_column_text(stmt, column),
-                               (size_t)sqlite3_column_bytes(stmt, column), JSON_DECODE_ANY, &error);
-    return value ? value : json_null();
-}
-
-/* The task object of the current row (TASK_COLUMNS order); NULL on allocation failure. */
-static json_t *
-store_row_task(sqlite3_stmt *stmt)
-{
-    json_t *errors = store_json_document(stmt, 17);
-    if (!json_is_array(errors)) {
-        json_decref(errors);
-        errors = json_array();
-    }
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
-                     " s:o, s:o, s:o, s:o}",
-                     "id", store_json_column(stmt, 0), "client_id", store_json_column(stmt, 1),
-                     "type", store_json_column(stmt, 2), "name", store_json_column(stmt, 3),
-                     "params", store_json_document(stmt, 4), "status", store_json_column(stmt, 5),
-                     "progress", (json_int_t)sqlite3_column_int64(stmt, 6), "message",
-                     store_json_column(stmt, 7), "result", store_json_document(stmt, 8), "error",
-                     store_json_column(stmt, 9), "attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 10), "max_attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 15), "priority",
-                     (json_int_t)sqlite3_column_int64(stmt, 16), "seq",
-                     (json_int_t)sqlite3_column_int64(stmt, 11), "errors", errors, "created_at",
-                     store_json_time(stmt, 12), "run_at", store_json_time(stmt, 18), "started_at",
-                     store_json_time(stmt, 13), "finished_at", store_json_time(stmt, 14));
+    struct store_row row = {.text = sqlite_row_text, .source = stmt};
+    /* cppcheck takes the result for a pointer into row: it is a new object owning none of it. */
+    /* cppcheck-suppress returnDanglingLifetime */
+    return build(&row);
 }
 
 /* Step stmt expecting at most one row: 0 with *task set, TW_E_NOT_FOUND without a row. */
 static int
-store_step_task(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
+store_step_task(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, json_t **task)
 {
     int rc = sqlite3_step(stmt);
     int result;
     if (rc == SQLITE_ROW) {
-        store->last_seq = sqlite3_column_int64(stmt, 11);
+        store->last_seq = sqlite3_column_int64(stmt, STORE_TASK_SEQ_COLUMN);
         json_t *ignored = NULL;
         if (!task)
             task = &ignored; /* the caller wants the change made, not the row */
         else
-            *task = store_row_task(stmt);
+            *task = sqlite_build(stmt, store_row_task);
         result = *task || task == &ignored ? 0 : TW_E_NOMEM;
         /* Finish the statement so an UPDATE ... RETURNING commits now. */
         while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
@@ -1021,7 +1002,7 @@ store_step_task(struct store *store, sqlite3_stmt *stmt, const char *what, json_
 
 /* Run a statement that returns no rows (or one count); 0, or the count when counting. */
 static int
-store_run(struct store *store, sqlite3_stmt *stmt, const char *what)
+store_run(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what)
 {
     int rc = sqlite3_step(stmt);
     int result = rc == SQLITE_ROW    ? sqlite3_column_int(stmt, 0)
@@ -1053,13 +1034,13 @@ store_submissions_fail(struct store_submission *const *subs, size_t count, int r
     }
 }
 
-static int store_task_read(struct store *store, const char *id, const char *client_id,
+static int store_task_read(struct store_sqlite *store, const char *id, const char *client_id,
                            json_t **task);
 
 /* Answer a submission from its Idempotency-Key, if the key was used within its window: 1 when
  * answered (sub->task, sub->replayed set, or sub->rc the mismatch), 0 to go on and insert. */
 static int
-store_submission_replay(struct store *store, struct store_submission *sub, int64_t now)
+store_submission_replay(struct store_sqlite *store, struct store_submission *sub, int64_t now)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_KEY_GET);
     if (!stmt) {
@@ -1099,7 +1080,7 @@ store_submission_replay(struct store *store, struct store_submission *sub, int64
 
 /* 0 while client_id has fewer than max queued tasks, TW_E_TOO_MANY_TASKS at max. */
 static int
-store_submission_admit(struct store *store, const struct store_submission *sub)
+store_submission_admit(struct store_sqlite *store, const struct store_submission *sub)
 {
     if (sub->max_queued <= 0)
         return 0;
@@ -1117,7 +1098,7 @@ store_submission_admit(struct store *store, const struct store_submission *sub)
  * Inside the batch's transaction: SQLite's writer lock makes the read and the write one step
  * for every handler process. */
 static int
-store_submission_rate(struct store *store, struct store_submission *sub, int64_t now)
+store_submission_rate(struct store_sqlite *store, struct store_submission *sub, int64_t now)
 {
     if (sub->submit_rate <= 0)
         return 0;
@@ -1148,7 +1129,8 @@ store_submission_rate(struct store *store, struct store_submission *sub, int64_t
 
 /* One submission inside the batch's transaction: its key, its admission, its INSERT. */
 static int
-store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_submission *sub)
+store_submission_insert(struct store_sqlite *store, sqlite3_stmt *stmt,
+                        struct store_submission *sub)
 {
     char id[TOKEN_ID_SIZE];
     int64_t now = clock_now_ms();
@@ -1189,12 +1171,13 @@ store_submission_insert(struct store *store, sqlite3_stmt *stmt, struct store_su
     return store_run(store, key, "idempotency_put");
 }
 
-static int store_tasks_insert_batch(struct store *store, struct store_submission *const *subs,
-                                    size_t count);
+static int store_tasks_insert_batch(struct store_sqlite *store,
+                                    struct store_submission *const *subs, size_t count);
 
-int
-store_tasks_insert(struct store *store, struct store_submission *const *subs, size_t count)
+static int
+sqlite_tasks_insert(struct store *base, struct store_submission *const *subs, size_t count)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     int rc = store_tasks_insert_batch(store, subs, count);
     /* A submission the store failed answers what the store's first failure means (a full or
@@ -1207,7 +1190,8 @@ store_tasks_insert(struct store *store, struct store_submission *const *subs, si
 }
 
 static int
-store_tasks_insert_batch(struct store *store, struct store_submission *const *subs, size_t count)
+store_tasks_insert_batch(struct store_sqlite *store, struct store_submission *const *subs,
+                         size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         subs[i]->task = NULL;
@@ -1252,7 +1236,7 @@ store_tasks_insert_batch(struct store *store, struct store_submission *const *su
 
 /* store_task_get inside another function's work (its failure is the caller's to answer). */
 static int
-store_task_read(struct store *store, const char *id, const char *client_id, json_t **task)
+store_task_read(struct store_sqlite *store, const char *id, const char *client_id, json_t **task)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_GET);
     if (!stmt)
@@ -1262,9 +1246,10 @@ store_task_read(struct store *store, const char *id, const char *client_id, json
     return store_step_task(store, stmt, "get", task);
 }
 
-int
-store_task_get(struct store *store, const char *id, const char *client_id, json_t **task)
+static int
+sqlite_task_get(struct store *base, const char *id, const char *client_id, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     return store_answer(store, store_task_read(store, id, client_id, task));
 }
@@ -1273,13 +1258,13 @@ store_task_get(struct store *store, const char *id, const char *client_id, json_
  * *out; 0, TW_E_NOMEM (every row is still stepped: an UPDATE ... RETURNING completes) or the
  * failure of the statement.  The statement is reset either way. */
 static int
-store_collect(struct store *store, sqlite3_stmt *stmt, const char *what,
-              json_t *(*row)(sqlite3_stmt *), json_t **out)
+store_collect(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what,
+              json_t *(*build)(const struct store_row *), json_t **out)
 {
     json_t *list = json_array();
     int rc, result = list ? 0 : TW_E_NOMEM;
     while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
-        if (result == 0 && json_array_append_new(list, row(stmt)) != 0)
+        if (result == 0 && json_array_append_new(list, sqlite_build(stmt, build)) != 0)
             result = TW_E_NOMEM;
     if (rc != SQLITE_DONE)
         result = store_fail(store, what);
@@ -1293,10 +1278,11 @@ store_collect(struct store *store, sqlite3_stmt *stmt, const char *what,
     return result;
 }
 
-int
-store_task_list(struct store *store, const char *client_id, const char *status, const char *before,
-                int limit, json_t **tasks)
+static int
+sqlite_task_list(struct store *base, const char *client_id, const char *status, const char *before,
+                 int limit, json_t **tasks)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (limit < 1 || limit > STORE_LIST_MAX)
         return TW_E_BAD_REQUEST;
     store->failure = 0;
@@ -1317,8 +1303,8 @@ store_task_list(struct store *store, const char *client_id, const char *status, 
 }
 
 static int
-store_task_cancel_change(struct store *store, const char *id, const char *client_id, int *now_final,
-                         json_t **task)
+store_task_cancel_change(struct store_sqlite *store, const char *id, const char *client_id,
+                         int *now_final, json_t **task)
 {
     if (store_begin(store) != 0)
         return TW_E_STORE;
@@ -1370,10 +1356,11 @@ out:
     return rc;
 }
 
-int
-store_task_cancel(struct store *store, const char *id, const char *client_id, int *now_final,
-                  json_t **task)
+static int
+sqlite_task_cancel(struct store *base, const char *id, const char *client_id, int *now_final,
+                   json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     return store_answer(store, store_task_cancel_change(store, id, client_id, now_final, task));
 }
@@ -1381,7 +1368,7 @@ store_task_cancel(struct store *store, const char *id, const char *client_id, in
 /* One statement that changes a task in a committed write of its own, with the durability of
  * a submission (group commit or FULL). */
 static int
-store_step_durable(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
+store_step_durable(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, json_t **task)
 {
     int rc = store_step_task(store, stmt, what, task);
     if (rc == 0 && store_commit_durable(store) != 0) {
@@ -1395,7 +1382,7 @@ store_step_durable(struct store *store, sqlite3_stmt *stmt, const char *what, js
 /* After a refused change: TW_E_NOT_FOUND when the task is not the caller's (or gone), else
  * TW_E_CONFLICT (its status does not allow the change). */
 static int
-store_refusal(struct store *store, const char *id, const char *client_id)
+store_refusal(struct store_sqlite *store, const char *id, const char *client_id)
 {
     json_t *existing = NULL;
     int rc = store_task_read(store, id, client_id, &existing);
@@ -1404,7 +1391,8 @@ store_refusal(struct store *store, const char *id, const char *client_id)
 }
 
 static int
-store_task_retry_change(struct store *store, const char *id, const char *client_id, json_t **task)
+store_task_retry_change(struct store_sqlite *store, const char *id, const char *client_id,
+                        json_t **task)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_RETRY);
     if (!stmt)
@@ -1416,15 +1404,16 @@ store_task_retry_change(struct store *store, const char *id, const char *client_
     return rc == TW_E_NOT_FOUND ? store_refusal(store, id, client_id) : rc;
 }
 
-int
-store_task_retry(struct store *store, const char *id, const char *client_id, json_t **task)
+static int
+sqlite_task_retry(struct store *base, const char *id, const char *client_id, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     return store_answer(store, store_task_retry_change(store, id, client_id, task));
 }
 
 static int
-store_task_delete_change(struct store *store, const char *id, const char *client_id)
+store_task_delete_change(struct store_sqlite *store, const char *id, const char *client_id)
 {
     sqlite3_stmt *stmt = store_statement(store, ST_DELETE);
     if (!stmt)
@@ -1443,16 +1432,18 @@ store_task_delete_change(struct store *store, const char *id, const char *client
     return store_commit_durable(store);
 }
 
-int
-store_task_delete(struct store *store, const char *id, const char *client_id)
+static int
+sqlite_task_delete(struct store *base, const char *id, const char *client_id)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     return store_answer(store, store_task_delete_change(store, id, client_id));
 }
 
-int
-store_task_announce(struct store *store, const char *id, json_t **task)
+static int
+sqlite_task_announce(struct store *base, const char *id, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     /* Most nudges find their task claimed (and announced) already: a read spares the write. */
     sqlite3_stmt *stmt = store_statement(store, ST_UNANNOUNCED);
     if (!stmt)
@@ -1469,9 +1460,10 @@ store_task_announce(struct store *store, const char *id, json_t **task)
     return store_step_task(store, stmt, "announce", task);
 }
 
-int
-store_task_claimable(struct store *store, const char *limits)
+static int
+sqlite_task_claimable(struct store *base, const char *limits)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_CLAIMABLE);
     if (!stmt)
         return TW_E_STORE;
@@ -1482,10 +1474,12 @@ store_task_claimable(struct store *store, const char *limits)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store_fail(store, "claimable");
 }
 
-int
-store_tasks_claim(struct store *store, const char *worker_id, const char *host, int64_t lease_ms,
-                  const char *limits, size_t max, json_t **tasks, int *announce, int64_t *waited_ms)
+static int
+sqlite_tasks_claim(struct store *base, const char *worker_id, const char *host, int64_t lease_ms,
+                   const char *limits, size_t max, json_t **tasks, int *announce,
+                   int64_t *waited_ms)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (max == 0 || max > STORE_CLAIM_MAX)
         return TW_E_INTERNAL;
     int own = sqlite3_get_autocommit(store->db); /* else the caller's transaction holds it */
@@ -1510,7 +1504,7 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host, 
         bind_text(stmt, 5, host);
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW) {
-            tasks[n] = store_row_task(stmt); /* TASK_COLUMNS, then announced and the wait */
+            tasks[n] = sqlite_build(stmt, store_row_task); /* then announced and the wait */
             announce[n] = sqlite3_column_int(stmt, 19) == 1;
             waited_ms[n] = sqlite3_column_int64(stmt, 20);
             failed = !tasks[n];
@@ -1536,17 +1530,10 @@ store_tasks_claim(struct store *store, const char *worker_id, const char *host, 
     return (int)n;
 }
 
-/* A renewed lease: {"id","attempts"}. */
-static json_t *
-store_row_held(sqlite3_stmt *stmt)
+static int
+sqlite_leases_renew(struct store *base, const char *worker_id, int64_t lease_ms, json_t **held)
 {
-    return json_pack("{s:o, s:I}", "id", store_json_column(stmt, 0), "attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 1));
-}
-
-int
-store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms, json_t **held)
-{
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_RENEW);
     if (!stmt)
         return TW_E_STORE;
@@ -1555,25 +1542,10 @@ store_leases_renew(struct store *store, const char *worker_id, int64_t lease_ms,
     return store_collect(store, stmt, "renew", store_row_held, held);
 }
 
-/* An expired lease: the task, with the lost attempt's worker and host and whether a cancel
- * was requested (the columns after TASK_COLUMNS in ST_EXPIRED). */
-static json_t *
-store_row_expired(sqlite3_stmt *stmt)
+static int
+sqlite_leases_expired(struct store *base, json_t **expired)
 {
-    json_t *task = store_row_task(stmt);
-    if (task && (json_object_set_new(task, "worker", store_json_column(stmt, 19)) != 0 ||
-                 json_object_set_new(task, "host", store_json_column(stmt, 20)) != 0 ||
-                 json_object_set_new(task, "cancel_requested",
-                                     json_boolean(sqlite3_column_int(stmt, 21))) != 0)) {
-        json_decref(task);
-        task = NULL;
-    }
-    return task;
-}
-
-int
-store_leases_expired(struct store *store, json_t **expired)
-{
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_EXPIRED);
     if (!stmt)
         return TW_E_STORE;
@@ -1583,7 +1555,7 @@ store_leases_expired(struct store *store, json_t **expired)
 
 /* A fenced change of a running attempt: no row means the attempt is not current any more. */
 static int
-store_step_fenced(struct store *store, sqlite3_stmt *stmt, const char *what, json_t **task)
+store_step_fenced(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, json_t **task)
 {
     int rc = store_step_task(store, stmt, what, task);
     return rc == TW_E_NOT_FOUND ? TW_E_FENCED : rc;
@@ -1602,10 +1574,11 @@ bind_cut(sqlite3_stmt *stmt, int index, const char *text, size_t max, int keep_t
     sqlite3_bind_text(stmt, index, part, length, SQLITE_TRANSIENT);
 }
 
-int
-store_task_requeue(struct store *store, const char *id, int attempt, const char *message,
-                   json_t **task)
+static int
+sqlite_task_requeue(struct store *base, const char *id, int attempt, const char *message,
+                    json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_REQUEUE);
     if (!stmt)
         return TW_E_STORE;
@@ -1615,10 +1588,11 @@ store_task_requeue(struct store *store, const char *id, int attempt, const char 
     return store_step_fenced(store, stmt, "requeue", task);
 }
 
-int
-store_task_progress(struct store *store, const char *id, int attempt, int progress,
-                    const char *message, json_t **task)
+static int
+sqlite_task_progress(struct store *base, const char *id, int attempt, int progress,
+                     const char *message, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_PROGRESS);
     if (!stmt)
         return TW_E_STORE;
@@ -1632,7 +1606,7 @@ store_task_progress(struct store *store, const char *id, int attempt, int progre
 /* ST_FINISH for attempt at at_ms (0: now); expired_before non-zero: only while the lease ran out
  * before it. */
 static int
-store_finish_attempt(struct store *store, const char *id, int attempt, const char *status,
+store_finish_attempt(struct store_sqlite *store, const char *id, int attempt, const char *status,
                      const json_t *result, const char *error, const char *message,
                      const char *error_entry, int64_t at_ms, int64_t expired_before, json_t **task)
 {
@@ -1663,24 +1637,26 @@ store_finish_attempt(struct store *store, const char *id, int attempt, const cha
     return rc;
 }
 
-int
-store_task_finish(struct store *store, const char *id, int attempt, const char *status,
-                  const json_t *result, const char *error, const char *message,
-                  const char *error_entry, int64_t at_ms, json_t **task)
+static int
+sqlite_task_finish(struct store *base, const char *id, int attempt, const char *status,
+                   const json_t *result, const char *error, const char *message,
+                   const char *error_entry, int64_t at_ms, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     return store_finish_attempt(store, id, attempt, status, result, error, message, error_entry,
                                 at_ms, 0, task);
 }
 
-int64_t
-store_last_seq(const struct store *store)
+static int64_t
+sqlite_last_seq(const struct store *base)
 {
+    const struct store_sqlite *store = (const struct store_sqlite *)base;
     return store->last_seq;
 }
 
 /* ST_END_RETRY for attempt; expired_before as for store_finish_attempt. */
 static int
-store_retry_attempt(struct store *store, const char *id, int attempt, const char *error,
+store_retry_attempt(struct store_sqlite *store, const char *id, int attempt, const char *error,
                     const char *error_entry, int64_t run_at_ms, int64_t expired_before,
                     json_t **task)
 {
@@ -1698,17 +1674,19 @@ store_retry_attempt(struct store *store, const char *id, int attempt, const char
     return store_step_fenced(store, stmt, "retry_later", task);
 }
 
-int
-store_task_retry_later(struct store *store, const char *id, int attempt, const char *error,
-                       const char *error_entry, int64_t run_at_ms, json_t **task)
+static int
+sqlite_task_retry_later(struct store *base, const char *id, int attempt, const char *error,
+                        const char *error_entry, int64_t run_at_ms, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     return store_retry_attempt(store, id, attempt, error, error_entry, run_at_ms, 0, task);
 }
 
-int
-store_task_take_back(struct store *store, const char *id, int attempt, enum store_next next,
-                     int64_t run_at_ms, const char *error_entry, json_t **task)
+static int
+sqlite_task_take_back(struct store *base, const char *id, int attempt, enum store_next next,
+                      int64_t run_at_ms, const char *error_entry, json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     int64_t now = clock_now_ms();
     switch (next) {
     case STORE_NEXT_RETRY:
@@ -1724,9 +1702,10 @@ store_task_take_back(struct store *store, const char *id, int attempt, enum stor
     return TW_E_INTERNAL;
 }
 
-int
-store_task_check(struct store *store, const char *id, int attempt)
+static int
+sqlite_task_check(struct store *base, const char *id, int attempt)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_CHECK);
     if (!stmt)
         return TW_E_STORE;
@@ -1742,9 +1721,10 @@ store_task_check(struct store *store, const char *id, int attempt)
     return result;
 }
 
-int
-store_worker_heartbeat(struct store *store, const char *worker_id, int concurrency)
+static int
+sqlite_worker_heartbeat(struct store *base, const char *worker_id, int concurrency)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_HEARTBEAT);
     if (!stmt)
         return TW_E_STORE;
@@ -1759,9 +1739,10 @@ store_worker_heartbeat(struct store *store, const char *worker_id, int concurren
     return store_run(store, stmt, "heartbeat");
 }
 
-int
-store_worker_remove(struct store *store, const char *worker_id)
+static int
+sqlite_worker_remove(struct store *base, const char *worker_id)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_WORKER_REMOVE);
     if (!stmt)
         return TW_E_STORE;
@@ -1769,9 +1750,10 @@ store_worker_remove(struct store *store, const char *worker_id)
     return store_run(store, stmt, "worker_remove");
 }
 
-int
-store_workers_alive(struct store *store, int64_t stale_after_ms)
+static int
+sqlite_workers_alive(struct store *base, int64_t stale_after_ms)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_WORKERS_ALIVE);
     if (!stmt)
         return TW_E_STORE;
@@ -1779,27 +1761,20 @@ store_workers_alive(struct store *store, int64_t stale_after_ms)
     return store_run(store, stmt, "workers_alive");
 }
 
-/* A row of ST_QUEUE_DEPTHS: {"type":..,"status":..,"count":N}. */
-static json_t *
-store_row_depth(sqlite3_stmt *stmt)
+static int
+sqlite_queue_depths(struct store *base, json_t **depths)
 {
-    return json_pack("{s:o, s:o, s:I}", "type", store_json_column(stmt, 0), "status",
-                     store_json_column(stmt, 1), "count",
-                     (json_int_t)sqlite3_column_int64(stmt, 2));
-}
-
-int
-store_queue_depths(struct store *store, json_t **depths)
-{
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_QUEUE_DEPTHS);
     if (!stmt)
         return TW_E_STORE;
     return store_collect(store, stmt, "queue_depths", store_row_depth, depths);
 }
 
-int
-store_tasks_prune(struct store *store, int64_t keep_ms)
+static int
+sqlite_tasks_prune(struct store *base, int64_t keep_ms)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     int64_t now = clock_now_ms();
     if (store_begin(store) != 0)
         return TW_E_STORE;
@@ -1843,7 +1818,7 @@ store_tasks_prune(struct store *store, int64_t keep_ms)
  * STORE_PROBLEM_RECHECK_MS; an older one (no process writes any more) is tried again with a
  * write of the probe row, which ends it if it lands. */
 static int
-store_check_problem(struct store *store)
+store_check_problem(struct store_sqlite *store)
 {
     int problem = store->problem;
     int64_t at = 0, now = clock_now_ms();
@@ -1869,9 +1844,10 @@ store_check_problem(struct store *store)
     return store_commit_durable(store);
 }
 
-int
-store_check_writable(struct store *store)
+static int
+sqlite_check_writable(struct store *base)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     store_revive(store);
     int rc = 0;
@@ -1887,21 +1863,10 @@ store_check_writable(struct store *store)
 
 /* ---- the operator's view ---- */
 
-/* A task row of the admin statements: the task, its worker_id and seqno (columns 19, 20). */
-static json_t *
-store_row_admin_task(sqlite3_stmt *stmt)
+static int
+sqlite_admin_task_get(struct store *base, const char *id, json_t **task)
 {
-    json_t *task = store_row_task(stmt);
-    if (task) {
-        json_object_set_new(task, "worker_id", store_json_column(stmt, 19));
-        json_object_set_new(task, "seqno", json_integer(sqlite3_column_int64(stmt, 20)));
-    }
-    return task;
-}
-
-int
-store_admin_task_get(struct store *store, const char *id, json_t **task)
-{
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     sqlite3_stmt *stmt = store_statement(store, ST_ADMIN_GET);
     if (!stmt)
@@ -1917,10 +1882,11 @@ store_admin_task_get(struct store *store, const char *id, json_t **task)
     return store_answer(store, rc);
 }
 
-int
-store_admin_task_list(struct store *store, const struct store_admin_filter *filter, json_t **tasks,
-                      int64_t *next)
+static int
+sqlite_admin_task_list(struct store *base, const struct store_admin_filter *filter, json_t **tasks,
+                       int64_t *next)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (filter->limit < 1 || filter->limit > STORE_ADMIN_LIST_MAX)
         return TW_E_BAD_REQUEST;
     store->failure = 0;
@@ -1935,43 +1901,14 @@ store_admin_task_list(struct store *store, const struct store_admin_filter *filt
     bind_text(stmt, 5, filter->q);
     sqlite3_bind_int(stmt, 6, filter->limit);
     int rc = store_collect(store, stmt, "admin_list", store_row_admin_task, tasks);
-    *next = 0;
-    if (rc == 0 && json_array_size(*tasks) == (size_t)filter->limit)
-        *next = json_integer_value(
-            json_object_get(json_array_get(*tasks, (size_t)filter->limit - 1), "seqno"));
+    *next = rc == 0 ? store_admin_next(*tasks, filter->limit) : 0;
     return store_answer(store, rc);
 }
 
-static json_t *
-store_row_worker(sqlite3_stmt *stmt)
+static int
+sqlite_admin_status(struct store *base, json_t **workers, json_t **queues)
 {
-    return json_pack("{s:o, s:o, s:I, s:I, s:I, s:[]}", "id", store_json_column(stmt, 0), "host",
-                     store_json_column(stmt, 1), "pid", (json_int_t)sqlite3_column_int64(stmt, 2),
-                     "concurrency", (json_int_t)sqlite3_column_int64(stmt, 3), "heartbeat_age_ms",
-                     (json_int_t)(clock_now_ms() - sqlite3_column_int64(stmt, 4)), "running");
-}
-
-static json_t *
-store_row_running(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:o, s:o, s:o, s:I, s:o}", "worker_id", store_json_column(stmt, 0),
-                     "id", store_json_column(stmt, 1), "type", store_json_column(stmt, 2),
-                     "client_id", store_json_column(stmt, 3), "attempts",
-                     (json_int_t)sqlite3_column_int64(stmt, 4), "started_at",
-                     store_json_time(stmt, 5));
-}
-
-static json_t *
-store_row_queue(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:I, s:I}", "type", store_json_column(stmt, 0), "queued",
-                     (json_int_t)sqlite3_column_int64(stmt, 1), "running",
-                     (json_int_t)sqlite3_column_int64(stmt, 2));
-}
-
-int
-store_admin_status(struct store *store, json_t **workers, json_t **queues)
-{
+    struct store_sqlite *store = (struct store_sqlite *)base;
     store->failure = 0;
     json_t *running = NULL;
     *workers = *queues = NULL;
@@ -1986,24 +1923,7 @@ store_admin_status(struct store *store, json_t **workers, json_t **queues)
         rc = (stmt = store_statement(store, ST_ADMIN_QUEUES))
                  ? store_collect(store, stmt, "admin_queues", store_row_queue, queues)
                  : TW_E_STORE;
-    /* Each running task under its worker (one it holds without a heartbeat row is left out:
-     * the lease sweep takes it back). */
-    size_t i, j;
-    json_t *task, *worker;
-    json_array_foreach(running, i, task)
-    {
-        const char *owner = json_string_value(json_object_get(task, "worker_id"));
-        json_array_foreach(*workers, j, worker)
-        {
-            const char *id = json_string_value(json_object_get(worker, "id"));
-            if (owner && id && strcmp(owner, id) == 0) {
-                json_t *copy = json_copy(task);
-                json_object_del(copy, "worker_id");
-                json_array_append_new(json_object_get(worker, "running"), copy);
-                break;
-            }
-        }
-    }
+    store_workers_running(*workers, running);
     json_decref(running);
     if (rc != 0) {
         json_decref(*workers);
@@ -2013,30 +1933,10 @@ store_admin_status(struct store *store, json_t **workers, json_t **queues)
     return store_answer(store, rc);
 }
 
-static json_t *
-store_row_minute(sqlite3_stmt *stmt)
+static int
+sqlite_admin_stats(struct store *base, int minutes, json_t **rows, json_t **durations)
 {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "minute",
-                     (json_int_t)sqlite3_column_int64(stmt, 0), "submitted",
-                     (json_int_t)sqlite3_column_int64(stmt, 1), "started",
-                     (json_int_t)sqlite3_column_int64(stmt, 2), "succeeded",
-                     (json_int_t)sqlite3_column_int64(stmt, 3), "failed",
-                     (json_int_t)sqlite3_column_int64(stmt, 4), "queued",
-                     (json_int_t)sqlite3_column_int64(stmt, 5));
-}
-
-static json_t *
-store_row_duration(sqlite3_stmt *stmt)
-{
-    return json_pack("{s:o, s:I, s:I, s:I}", "type", store_json_column(stmt, 0), "count",
-                     (json_int_t)sqlite3_column_int64(stmt, 1), "p50_ms",
-                     (json_int_t)sqlite3_column_int64(stmt, 2), "p99_ms",
-                     (json_int_t)sqlite3_column_int64(stmt, 3));
-}
-
-int
-store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **durations)
-{
+    struct store_sqlite *store = (struct store_sqlite *)base;
     if (minutes < 1 || minutes > STORE_STATS_MINUTES_MAX)
         return TW_E_BAD_REQUEST;
     store->failure = 0;
@@ -2075,3 +1975,42 @@ store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **dura
     }
     return store_answer(store, rc);
 }
+
+static const struct store_ops store_sqlite_ops = {
+    .destroy = sqlite_destroy,
+    .group_commit = sqlite_group_commit,
+    .sync_count = sqlite_sync_count,
+    .tasks_insert = sqlite_tasks_insert,
+    .task_get = sqlite_task_get,
+    .task_list = sqlite_task_list,
+    .task_cancel = sqlite_task_cancel,
+    .task_retry = sqlite_task_retry,
+    .task_delete = sqlite_task_delete,
+    .task_announce = sqlite_task_announce,
+    .task_claimable = sqlite_task_claimable,
+    .tasks_claim = sqlite_tasks_claim,
+    .leases_renew = sqlite_leases_renew,
+    .leases_expired = sqlite_leases_expired,
+    .task_take_back = sqlite_task_take_back,
+    .task_requeue = sqlite_task_requeue,
+    .task_progress = sqlite_task_progress,
+    .task_finish = sqlite_task_finish,
+    .last_seq = sqlite_last_seq,
+    .task_retry_later = sqlite_task_retry_later,
+    .task_check = sqlite_task_check,
+    .worker_heartbeat = sqlite_worker_heartbeat,
+    .worker_remove = sqlite_worker_remove,
+    .workers_alive = sqlite_workers_alive,
+    .queue_depths = sqlite_queue_depths,
+    .tasks_prune = sqlite_tasks_prune,
+    .transaction_begin = sqlite_transaction_begin,
+    .transaction_commit = sqlite_transaction_commit,
+    .transaction_rollback = sqlite_transaction_rollback,
+    .worker_durability = sqlite_worker_durability,
+    .check_writable = sqlite_check_writable,
+    .problem = sqlite_problem,
+    .admin_task_get = sqlite_admin_task_get,
+    .admin_task_list = sqlite_admin_task_list,
+    .admin_status = sqlite_admin_status,
+    .admin_stats = sqlite_admin_stats,
+};

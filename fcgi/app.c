@@ -32,7 +32,8 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
     }
     if (token_secret_load(cfg->secret_file, 1, app->secret, &app->secret_len, err, errlen) != 0)
         goto fail;
-    app->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
+    struct store_options options = store_options_of(cfg);
+    app->store = store_new(&options, err, errlen);
     if (!app->store)
         goto fail;
     /* Submissions of all handler processes share disk flushes; without it each waits for its

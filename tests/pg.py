@@ -11,6 +11,8 @@ initdb refuses to run as root: then the cluster belongs to the `postgres` user, 
 directory it lives in is made reachable for that user.
 """
 import atexit
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -96,6 +98,38 @@ class Postgres:
         return _run([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                      "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                      "-d", database, "-c", sql])
+
+    def query(self, url, sql, parameters=()):
+        """Rows (tuples) of sql on the database of url, its parameters marked ? (as for
+        sqlite3): bound as psql variables, never spliced into the text."""
+        parts = sql.split("?")
+        assert len(parts) == len(parameters) + 1, (sql, parameters)
+        text = parts[0] + "".join(f":'p{i}'{part}" for i, part in enumerate(parts[1:]))
+        args = [f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url]
+        for i, value in enumerate(parameters):
+            args += ["-v", f"p{i}={value}"]
+        script = f"SELECT coalesce(json_agg(r), '[]') FROM ({text}) AS r;\n"
+        out = subprocess.run(args, input=script, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"psql failed: {out.stderr}")
+        # A row's values in column order, whatever their names (two may share one).
+        return json.loads(out.stdout, object_pairs_hook=lambda pairs: tuple(v for _, v in pairs))
+
+    @contextlib.contextmanager
+    def holding(self, url, sql):
+        """While inside, a session of its own that ran BEGIN and sql (a lock) stays open."""
+        session = subprocess.Popen([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-v",
+                                    "ON_ERROR_STOP=1", "-d", url], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        try:
+            session.stdin.write(f"BEGIN; {sql}; SELECT 'held';\n")
+            session.stdin.flush()
+            assert session.stdout.readline().strip() == "held"
+            yield
+        finally:
+            session.stdin.write("ROLLBACK;\n")
+            session.stdin.close()
+            session.wait(10)
 
     def create_database(self, prefix="taskwire"):
         """A new empty database; returns its libpq connection string."""

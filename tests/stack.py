@@ -22,6 +22,7 @@ server's config, and one log per process (the web server's log also holds the Fa
 handler's stderr).  `Stack.logs()` returns them for a failing test's report.
 """
 import atexit
+import contextlib
 import json
 import os
 import secrets
@@ -447,6 +448,11 @@ class Stack:
     test defaults.  auth_settings: [auth] keys added to the test defaults.  basic_auth:
     {user: password}: lighttpd or Apache asks for one of them (HTTP basic authentication) on
     /api/session and hands the handler REMOTE_USER.
+    store: the backend, "sqlite" (a file in var/) or "postgresql" (a database of its own on the
+    session's throwaway cluster, tests/pg.py); by default $TASKWIRE_TEST_STORE, else sqlite.
+    store_url: the PostgreSQL database of another stack, to share (two hosts on one store).
+    secret: the token secret's bytes (another stack's, so that one client's token holds on
+    both); random by default.
     store_dir: a directory of the stack's own (made 0700) for the database instead of var/, to
     put a file system of the test's own there.  namespace: run every process, and store_query,
     through the argv namespace.command(argv, user, cwd) (which also switches to user, the web
@@ -459,7 +465,16 @@ class Stack:
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
                  type_settings=None, http_settings=None, store_dir=None, namespace=None,
                  admin=True, admin_relays=None, auth_settings=None, basic_auth=None,
-                 zmq_settings=None, worker_zmq_settings=None):
+                 store=None, store_url=None, secret=None, zmq_settings=None,
+                 worker_zmq_settings=None):
+        self.store = "postgresql" if store_url else (
+            store or os.environ.get("TASKWIRE_TEST_STORE", "sqlite"))
+        assert self.store in ("sqlite", "postgresql"), self.store
+        self.store_url = store_url
+        if self.store == "postgresql":
+            from pg import Postgres
+            self.postgres = Postgres.shared()
+            self.store_url = store_url or self.postgres.create_database()
         self.websocket = websocket
         self.worker_names = [WORKER] + [f"{WORKER}{n}" for n in range(2, workers + 1)]
         self.hub = workers > 1
@@ -488,7 +503,7 @@ class Stack:
         self.leftovers = []  # names of processes whose children outlived them
         self.secret_path = os.path.join(self.var, "secret")
         with open(os.open(self.secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-            f.write(secrets.token_bytes(32))
+            f.write(secret or secrets.token_bytes(32))
         # The admin key ([admin] key_file, 64 hex digits, 0600), as `make run` makes it;
         # admin=False leaves the admin API off.  [admin] relays: the relay's main port (its
         # /status is the metrics port's), unless admin_relays names others ("{relay}" in one
@@ -625,7 +640,8 @@ class Stack:
         types.update(self.extra_types)
         sections = {
             "log": {"level": "info"},
-            "store": {"database": self.database, "busy_timeout_ms": 5000},
+            "store": ({"backend": "postgresql", "url": self.store_url, "busy_timeout_ms": 5000}
+                      if self.store_url else {"database": self.database, "busy_timeout_ms": 5000}),
             "auth": dict({"secret_file": self.secret_path, "token_ttl": 3600},
                          **self.auth_settings),
             "zmq": dict({"tasks": self.tasks_endpoint, "publish": self.publish_endpoint,
@@ -712,7 +728,10 @@ class Stack:
 
     def store_query(self, sql, parameters=()):
         """Rows of a query on the stack's database, opened read-only (no process notices);
-        [] while the database does not exist yet or is busy."""
+        [] while the database does not exist yet or is busy.  sql is for either backend, its
+        parameters marked ?."""
+        if self.store_url:
+            return self.postgres.query(self.store_url, sql, parameters)
         if not self.namespace:
             return read_store(self.database, sql, parameters)
         # Read where the programs see the store.  (A path through /proc/PID/root would not do:
@@ -722,6 +741,23 @@ class Stack:
         out = subprocess.run(self.namespace.command(argv, None, self.tmp), check=True,
                              capture_output=True, text=True, timeout=STOP_TIMEOUT).stdout
         return [tuple(row) for row in json.loads(out)]
+
+    @contextlib.contextmanager
+    def store_held(self):
+        """While inside, another session holds the store's write lock (a worker frozen inside a
+        write): SQLite's writer lock, or on PostgreSQL an exclusive lock of the tasks table."""
+        if self.store_url:
+            with self.postgres.holding(self.store_url, "LOCK TABLE tasks IN EXCLUSIVE MODE"):
+                yield
+            return
+        import sqlite3
+        holder = sqlite3.connect(self.database, isolation_level=None, timeout=10)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
 
     def start_hub(self):
         """Start the ZeroMQ hub of a stack of several workers and wait until it has bound."""

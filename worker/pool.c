@@ -120,7 +120,8 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(pool->host, sizeof pool->host, "unknown");
     pool->host[sizeof pool->host - 1] = '\0';
     pool->limits = pool_limits(cfg);
-    pool->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
+    struct store_options options = store_options_of(cfg);
+    pool->store = store_new(&options, err, errlen);
     if (!pool->store || store_worker_durability(pool->store) != 0)
         goto fail;
     pool->zmq = zmq_ctx_new();

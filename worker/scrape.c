@@ -239,7 +239,8 @@ scrape_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "metrics_listen = %s is not host:port", cfg->worker_metrics_listen);
         goto fail;
     }
-    scrape->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
+    struct store_options options = store_options_of(cfg);
+    scrape->store = store_new(&options, err, errlen);
     if (!scrape->store)
         goto fail;
     lws_set_log_level(LLL_ERR | LLL_WARN, NULL); /* lws's notices are not the pool's log */

@@ -81,7 +81,8 @@ slot_new(const struct config *cfg, void *zmq_context, int index, const char *wor
     pthread_cond_init(&slot->wake, &attr);
     pthread_condattr_destroy(&attr);
     atomic_init(&slot->stop, JOB_STOP_NONE);
-    slot->store = store_new(cfg->database, cfg->busy_timeout_ms, err, errlen);
+    struct store_options options = store_options_of(cfg);
+    slot->store = store_new(&options, err, errlen);
     if (!slot->store || store_worker_durability(slot->store) != 0)
         goto fail;
     struct wire_options events = {.send_hwm = WIRE_DEFAULT,

@@ -18,7 +18,9 @@ fuzz_store_open(const char *dir, char ids[FUZZ_TASKS][TOKEN_ID_SIZE])
 {
     char path[256], err[256];
     snprintf(path, sizeof path, "%s/fuzz.db", dir);
-    struct store *store = store_new(path, 1000, err, sizeof err);
+    struct store_options options = {
+        .backend = STORE_BACKEND_SQLITE, .path = path, .busy_timeout_ms = 1000};
+    struct store *store = store_new(&options, err, sizeof err);
     if (!store) {
         fprintf(stderr, "fuzz: %s\n", err);
         abort();

@@ -1,12 +1,13 @@
 """The durable job engine: leases and the rerun of a dead worker's task, retries and their
 states, the retry and delete endpoints, scheduling and admission, idempotent submission, one
-queued event per task, and a pool that sleeps without spinning."""
+queued event per task, and a pool that sleeps without spinning.  On the store
+$TASKWIRE_TEST_STORE names (sqlite by default; `make test-integration-pg` runs them on
+PostgreSQL too)."""
 import asyncio
 import concurrent.futures
 import json
 import os
 import signal
-import sqlite3
 import time
 
 import zmq
@@ -299,13 +300,10 @@ def test_idempotency_key_answers_the_original_task(request):
 
 
 def _final_in_store(stack):
-    """How many tasks of the stack's store are final (a read-only look at the SQLite file)."""
-    db = sqlite3.connect(f"file:{stack.var}/taskwire.db?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT count(*) FROM tasks WHERE status IN"
-                          " ('succeeded', 'failed', 'cancelled')").fetchone()[0]
-    finally:
-        db.close()
+    """How many tasks of the stack's store are final (a read-only look; 0 while it is busy)."""
+    rows = stack.store_query("SELECT count(*) FROM tasks WHERE status IN"
+                             " ('succeeded', 'failed', 'cancelled')")
+    return rows[0][0] if rows else 0
 
 
 def test_one_queued_event_per_task_across_a_backlog_and_restarts(request):
@@ -391,9 +389,7 @@ def test_every_202_survives_killing_everything(request):
     for process in list(stack.processes.values()):
         process.wait(10)
         wait_for(lambda: not group_alive(process.pid), 5, "the stack's processes to die")
-    db = sqlite3.connect(f"file:{stack.var}/taskwire.db?mode=ro", uri=True)
-    stored = {row[0] for row in db.execute("SELECT id FROM tasks")}
-    db.close()
+    stored = {row[0] for row in stack.store_query("SELECT id FROM tasks")}
     missing = set(ids) - stored
     assert not missing, f"{len(missing)} tasks answered 202 are not in the store"
 
@@ -416,13 +412,8 @@ def test_a_store_held_by_another_writer_answers_503_and_loses_nothing(request):
     token = stack.session()["token"]
     body = {"type": "sleep", "params": {"duration_ms": 0}}
     key = {"Idempotency-Key": "held-store"}
-    holder = sqlite3.connect(f"{stack.var}/taskwire.db", isolation_level=None, timeout=10)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
+    with stack.store_held():
         status, headers, answer = stack.request("POST", "/api/tasks", body, token, headers=key)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert status == 503 and answer["error"]["code"] == "unavailable", (status, answer)
     assert headers["Retry-After"] == "1"
     status, _, task = stack.request("POST", "/api/tasks", body, token, headers=key)

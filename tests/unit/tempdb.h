@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "store.h"
+
 /* Make dir (a "/tmp/tw-NAME-XXXXXX" pattern, filled in) and put "dir/t.db" in path. */
 static inline int
 tempdb_make(char *dir, size_t dir_size, const char *name, char *path, size_t path_size)
@@ -16,6 +18,15 @@ tempdb_make(char *dir, size_t dir_size, const char *name, char *path, size_t pat
         return -1;
     snprintf(path, path_size, "%s/t.db", dir);
     return 0;
+}
+
+/* The SQLite store of the file at file; NULL with err (store_new). */
+static inline struct store *
+tempdb_store(const char *file, int busy_timeout_ms, char *err, size_t errlen)
+{
+    struct store_options options = {
+        .backend = STORE_BACKEND_SQLITE, .path = file, .busy_timeout_ms = busy_timeout_ms};
+    return store_new(&options, err, errlen);
 }
 
 /* Remove path, its -wal, -shm and -queue files and dir; 0 when dir is gone. */

@@ -124,8 +124,8 @@ test_unknown_keys_and_bad_values_name_the_line(void **state)
     assert_non_null(strstr(err, ":2: auth_timeout_ms must be an integer 100..600000"));
 }
 
-/* A store backend that does not exist, or a PostgreSQL store this build cannot open, would be
- * taken for the SQLite file instead of refused at start. */
+/* A store backend that does not exist, or a PostgreSQL store without a url, would be taken for
+ * the SQLite file instead of refused at start; a PostgreSQL store with one would be refused. */
 static void
 test_store_backend_keys(void **state)
 {
@@ -137,11 +137,15 @@ test_store_backend_keys(void **state)
     assert_int_equal(load(&cfg, "[log]\n", err, sizeof err), 0);
     assert_int_equal(cfg.store_backend, CONFIG_STORE_SQLITE);
     assert_string_equal(cfg.store_url, "");
+    assert_int_equal(
+        load(&cfg, "[store]\nbackend = postgresql\nurl = host=db dbname=taskwire sslmode=verify-full\n",
+             err, sizeof err),
+        0);
+    assert_int_equal(cfg.store_backend, CONFIG_STORE_POSTGRESQL);
+    assert_string_equal(cfg.store_url, "host=db dbname=taskwire sslmode=verify-full");
     static const struct refusal bad[] = {
         {"[store]\nbackend = mysql\n", ":2: backend must be sqlite or postgresql"},
         {"[store]\nbackend = postgresql\n", "backend = postgresql needs a url"},
-        {"[store]\nbackend = postgresql\nurl = host=db dbname=taskwire sslmode=verify-full\n",
-         "backend = postgresql is not yet available"},
     };
     assert_refused(bad, sizeof bad / sizeof bad[0]);
 }

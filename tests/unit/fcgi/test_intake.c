@@ -90,7 +90,7 @@ test_threads_share_commits_and_each_gets_its_own_task(void **state)
     (void)state;
     char err[256];
     int reported = 0;
-    struct store *writer = store_new(path, 5000, err, sizeof err);
+    struct store *writer = tempdb_store(path, 5000, err, sizeof err);
     assert_non_null(writer);
     assert_int_equal(store_group_commit(writer), 0);
     struct intake intake;
@@ -114,7 +114,7 @@ test_threads_share_commits_and_each_gets_its_own_task(void **state)
     assert_int_equal(reported, INTAKE_THREADS * INTAKE_TASKS);
 
     /* Every task is in the file, for a fresh connection, under its own client. */
-    struct store *fresh = store_new(path, 1000, err, sizeof err);
+    struct store *fresh = tempdb_store(path, 1000, err, sizeof err);
     assert_non_null(fresh);
     for (int t = 0; t < INTAKE_THREADS; t++) {
         json_t *tasks = NULL;
@@ -138,7 +138,7 @@ test_a_group_over_the_batch_limit_is_committed_in_parts(void **state)
     (void)state;
     char err[256];
     int reported = 0;
-    struct store *writer = store_new(path, 5000, err, sizeof err);
+    struct store *writer = tempdb_store(path, 5000, err, sizeof err);
     assert_non_null(writer);
     struct intake intake;
     assert_int_equal(intake_init(&intake, writer, intake_count, &reported), 0);
@@ -175,7 +175,7 @@ test_a_failed_submission_fails_alone(void **state)
 {
     (void)state;
     char err[256];
-    struct store *store = store_new(path, 1000, err, sizeof err);
+    struct store *store = tempdb_store(path, 1000, err, sizeof err);
     assert_non_null(store);
     json_t *params = json_object();
     /* No client id breaks the table's NOT NULL rule for that row only. */

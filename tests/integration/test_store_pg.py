@@ -1,0 +1,69 @@
+"""The stack on the PostgreSQL store (tests/pg.py's throwaway cluster): an outage of the server
+under a running stack answers 503 and heals by itself, and the stacks of two hosts share one
+database's tasks and its type limits.  The rest of the durable engine's tests run on it through
+`make test-integration-pg`."""
+from conftest import start_stack
+from stack import wait_for
+
+
+def _alive(stack):
+    return [name for name, process in stack.processes.items() if process.poll() is not None]
+
+
+def test_an_outage_of_the_server_answers_503_and_heals_without_a_restart(request):
+    """While the database server is down, submissions and health answer 503 naming the store's
+    server; once it is back, every program takes work again without a restart, and the task
+    submitted before the outage is still there."""
+    stack = start_stack(request, store="postgresql")
+    token = stack.session()["token"]
+    before = stack.submit(token, "sleep", {"duration_ms": 0})
+    assert stack.wait_final(token, before["id"], 20)["status"] == "succeeded"
+    body = {"type": "sleep", "params": {"duration_ms": 0}}
+    stack.postgres.stop()
+    try:
+        status, headers, answer = stack.request("POST", "/api/tasks", body, token)
+        assert status == 503 and answer["error"]["code"] == "unavailable", (status, answer)
+        assert "server cannot be reached" in answer["error"]["message"], answer
+        assert headers["Retry-After"] == "1"
+        status, _, health = stack.request("GET", "/api/health")
+        assert status == 503 and health["store"] == "down", health
+        assert "cannot be reached" in health["store_error"], health
+    finally:
+        stack.postgres.start()
+    wait_for(lambda: stack.request("GET", "/api/health")[0] == 200, 20,
+             "health to answer 200 again")
+    status, _, after = stack.request("POST", "/api/tasks", body, token)
+    assert status == 202, after
+    assert stack.wait_final(token, after["id"], 20)["status"] == "succeeded"
+    assert stack.task(token, before["id"])["status"] == "succeeded"
+    assert not _alive(stack), f"processes ended: {_alive(stack)}"
+    assert "event=store_recovered" in stack.logs()
+
+
+def test_two_hosts_share_the_tasks_and_a_type_limit(request):
+    """Two stacks (two hosts) on one database: a task submitted to a host without a worker runs
+    on the other host's worker and is read on either; with both workers running, a type limited
+    to one never runs twice at once across them."""
+    limit = {"sleep": {"concurrency": 1}}
+    first = start_stack(request, store="postgresql", worker=False, type_settings=limit,
+                        worker_settings={"concurrency": 2})
+    with open(first.secret_path, "rb") as f:
+        secret = f.read()
+    second = start_stack(request, store_url=first.store_url, secret=secret,
+                         type_settings=limit, worker_settings={"concurrency": 2})
+    token = first.session()["token"]
+    body = {"duration_ms": 200, "steps": 1}
+    shared = [first.submit(token, "sleep", body) for _ in range(2)]
+    for task in shared:
+        assert second.wait_final(token, task["id"], 20)["status"] == "succeeded"
+        assert first.task(token, task["id"])["status"] == "succeeded"
+    ran = {row[0] for row in first.store_query("SELECT DISTINCT worker_id FROM tasks")}
+    assert ran == {second.worker_id()}, ran
+
+    first.start_worker()
+    tasks = [stack.submit(token, "sleep", body) for stack in (first, second) * 3]
+    done = sorted((first.wait_final(token, t["id"], 30) for t in tasks),
+                  key=lambda t: t["started_at"])
+    assert all(task["status"] == "succeeded" for task in done), done
+    for earlier, later in zip(done, done[1:]):
+        assert later["started_at"] >= earlier["finished_at"], (earlier, later)
