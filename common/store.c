@@ -304,6 +304,10 @@ store_json_text(const unsigned char *text, int length)
 int64_t
 store_row_integer(const struct store_row *row, int column)
 {
+    if (row->integer) {
+        int null;
+        return row->integer(row, column, &null);
+    }
     int length;
     const char *text = row->text(row, column, &length);
     return text ? strtoll(text, NULL, 10) : 0;
@@ -329,11 +333,18 @@ row_text(const struct store_row *row, int column)
 static json_t *
 row_time(const struct store_row *row, int column)
 {
-    int length;
-    if (!row->text(row, column, &length))
+    int length, null = 0;
+    int64_t ms;
+    if (row->integer) {
+        ms = row->integer(row, column, &null);
+    } else {
+        null = !row->text(row, column, &length);
+        ms = null ? 0 : store_row_integer(row, column);
+    }
+    if (null)
         return json_null();
     char stamp[CLOCK_ISO8601_SIZE];
-    return json_string(clock_iso8601(store_row_integer(row, column), stamp, sizeof stamp));
+    return json_string(clock_iso8601(ms, stamp, sizeof stamp));
 }
 
 /* A JSON text column parsed, or null (also for text that is not JSON). */

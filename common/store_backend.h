@@ -92,6 +92,10 @@ const char *store_cut(const char *text, size_t max, int keep_tail, int *length);
  * are decimal text, flags "1"/"0" (SQLite) or "t"/"f" (PostgreSQL). */
 struct store_row {
     const char *(*text)(const struct store_row *row, int column, int *length);
+    /* Optional: an integer column's value (SQL NULL: 0) without its text, where the backend
+     * holds it as a number (SQLite: a task row has nine, and their text costs an allocation
+     * and a conversion each). */
+    int64_t (*integer)(const struct store_row *row, int column, int *null);
     void *source; /* the backend's statement or result */
     int index;    /* the row's number in source, where the backend needs one */
 };

@@ -958,10 +958,18 @@ sqlite_row_text(const struct store_row *row, int column, int *length)
     return text;
 }
 
+static int64_t
+sqlite_row_integer(const struct store_row *row, int column, int *null)
+{
+    sqlite3_stmt *stmt = row->source;
+    *null = sqlite3_column_type(stmt, column) == SQLITE_NULL;
+    return sqlite3_column_int64(stmt, column);
+}
+
 static json_t *
 sqlite_build(sqlite3_stmt *stmt, json_t *(*build)(const struct store_row *))
 {
-    struct store_row row = {.text = sqlite_row_text, .source = stmt};
+    struct store_row row = {.text = sqlite_row_text, .integer = sqlite_row_integer, .source = stmt};
     /* cppcheck takes the result for a pointer into row: it is a new object owning none of it. */
     /* cppcheck-suppress returnDanglingLifetime */
     return build(&row);
