@@ -9,7 +9,7 @@
 FUZZ_CC ?= clang-14
 FUZZ_BUILD := build/fuzz
 FUZZ_SECONDS ?= 300
-FUZZ_SMOKE_SECONDS ?= 8
+FUZZ_SMOKE_SECONDS ?= 6
 FUZZ_TARGETS ?= $(FUZZ_NAMES)
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) $(FUZZ_SAN) -MMD -MP -Icommon -I. \
