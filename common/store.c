@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "config.h"
+#include "errors.h"
 #include "store_backend.h"
 
 struct store_options
@@ -129,11 +130,45 @@ store_leases_expired(struct store *store, json_t **expired)
     return store->ops->leases_expired(store, expired);
 }
 
+/* The final state of attempt, fenced by expired_before as the ops say. */
+static int
+store_finish_attempt(struct store *store, const char *id, int attempt, const char *status,
+                     const json_t *result, const char *error, const char *message,
+                     const char *error_entry, int64_t at_ms, int64_t expired_before, json_t **task)
+{
+    if (!store_status_is_final(status))
+        return TW_E_INTERNAL;
+    char *result_text = NULL;
+    if (result && !json_is_null(result)) {
+        result_text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!result_text)
+            return TW_E_NOMEM;
+    }
+    int rc = store->ops->finish_attempt(store, id, attempt, status, result_text, error, message,
+                                        error_entry, at_ms > 0 ? at_ms : clock_now_ms(),
+                                        expired_before, task);
+    free(result_text);
+    return rc;
+}
+
 int
 store_task_take_back(struct store *store, const char *id, int attempt, enum store_next next,
                      int64_t run_at_ms, const char *error_entry, json_t **task)
 {
-    return store->ops->task_take_back(store, id, attempt, next, run_at_ms, error_entry, task);
+    /* Only while the lease is still out: a renewal that came meanwhile keeps the task. */
+    int64_t now = clock_now_ms();
+    switch (next) {
+    case STORE_NEXT_RETRY:
+        return store->ops->retry_attempt(store, id, attempt, "worker lost", error_entry, run_at_ms,
+                                         now, task);
+    case STORE_NEXT_FAIL:
+        return store_finish_attempt(store, id, attempt, STORE_STATUS_FAILED, NULL, "worker lost",
+                                    "failed", error_entry, now, now, task);
+    case STORE_NEXT_CANCEL:
+        return store_finish_attempt(store, id, attempt, STORE_STATUS_CANCELLED, NULL, NULL,
+                                    "cancelled", NULL, now, now, task);
+    }
+    return TW_E_INTERNAL;
 }
 
 int
@@ -155,8 +190,8 @@ store_task_finish(struct store *store, const char *id, int attempt, const char *
                   const json_t *result, const char *error, const char *message,
                   const char *error_entry, int64_t at_ms, json_t **task)
 {
-    return store->ops->task_finish(store, id, attempt, status, result, error, message, error_entry,
-                                   at_ms, task);
+    return store_finish_attempt(store, id, attempt, status, result, error, message, error_entry,
+                                at_ms, 0, task);
 }
 
 int64_t
@@ -169,7 +204,7 @@ int
 store_task_retry_later(struct store *store, const char *id, int attempt, const char *error,
                        const char *error_entry, int64_t run_at_ms, json_t **task)
 {
-    return store->ops->task_retry_later(store, id, attempt, error, error_entry, run_at_ms, task);
+    return store->ops->retry_attempt(store, id, attempt, error, error_entry, run_at_ms, 0, task);
 }
 
 int

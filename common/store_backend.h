@@ -34,18 +34,22 @@ struct store_ops {
     int (*leases_renew)(struct store *store, const char *worker_id, int64_t lease_ms,
                         json_t **held);
     int (*leases_expired)(struct store *store, json_t **expired);
-    int (*task_take_back)(struct store *store, const char *id, int attempt, enum store_next next,
-                          int64_t run_at_ms, const char *error_entry, json_t **task);
     int (*task_requeue)(struct store *store, const char *id, int attempt, const char *message,
                         json_t **task);
     int (*task_progress)(struct store *store, const char *id, int attempt, int progress,
                          const char *message, json_t **task);
-    int (*task_finish)(struct store *store, const char *id, int attempt, const char *status,
-                       const json_t *result, const char *error, const char *message,
-                       const char *error_entry, int64_t at_ms, json_t **task);
+    /* The final state of attempt (status final, result_text JSON or NULL, at_ms set), or its
+     * end for a retry at run_at_ms, fenced: only while that attempt runs, and with
+     * expired_before > 0 only while its lease ran out before then (a take-back).  store.c
+     * holds what both mean (store_task_finish, store_task_retry_later, store_task_take_back). */
+    int (*finish_attempt)(struct store *store, const char *id, int attempt, const char *status,
+                          const char *result_text, const char *error, const char *message,
+                          const char *error_entry, int64_t at_ms, int64_t expired_before,
+                          json_t **task);
     int64_t (*last_seq)(const struct store *store);
-    int (*task_retry_later)(struct store *store, const char *id, int attempt, const char *error,
-                            const char *error_entry, int64_t run_at_ms, json_t **task);
+    int (*retry_attempt)(struct store *store, const char *id, int attempt, const char *error,
+                         const char *error_entry, int64_t run_at_ms, int64_t expired_before,
+                         json_t **task);
     int (*task_check)(struct store *store, const char *id, int attempt);
     int (*worker_heartbeat)(struct store *store, const char *worker_id, int concurrency);
     int (*worker_remove)(struct store *store, const char *worker_id);

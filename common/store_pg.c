@@ -1254,21 +1254,14 @@ pg_task_progress(struct store *base, const char *id, int attempt, int progress, 
     return rc;
 }
 
-/* sql_finish for attempt at at_ms (0: now); expired_before non-zero: only while the lease ran
- * out before it. */
+/* sql_finish for attempt (the finish_attempt op, store_backend.h). */
 static int
-pg_finish_attempt(struct store_pg *store, const char *id, int attempt, const char *status,
-                  const json_t *result, const char *error, const char *message,
+pg_finish_attempt(struct store *base, const char *id, int attempt, const char *status,
+                  const char *result_text, const char *error, const char *message,
                   const char *error_entry, int64_t at_ms, int64_t expired_before, json_t **task)
 {
-    if (!store_status_is_final(status))
-        return TW_E_INTERNAL;
-    char *result_text = NULL, *error_cut = NULL, *message_cut = NULL;
-    if (result && !json_is_null(result)) {
-        result_text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!result_text)
-            return TW_E_NOMEM;
-    }
+    struct store_pg *store = (struct store_pg *)base;
+    char *error_cut = NULL, *message_cut = NULL;
     struct pg_params params = {0};
     param_text(&params, 1, id);
     param_int(&params, 2, attempt);
@@ -1276,25 +1269,15 @@ pg_finish_attempt(struct store_pg *store, const char *id, int attempt, const cha
     param_text(&params, 4, result_text);
     param_text(&params, 5, pg_cut(error, STORE_ERROR_MAX, 1, &error_cut));
     param_text(&params, 6, pg_cut(message, STORE_MESSAGE_MAX, 0, &message_cut));
-    param_int(&params, 7, at_ms > 0 ? at_ms : clock_now_ms());
+    param_int(&params, 7, at_ms);
     param_text(&params, 8, error_entry);
     param_text(&params, 9, NULL);
     if (expired_before)
         param_int(&params, 9, expired_before);
     int rc = pg_fenced(store, "finish", sql_finish, &params, task);
-    free(result_text);
     free(error_cut);
     free(message_cut);
     return rc;
-}
-
-static int
-pg_task_finish(struct store *base, const char *id, int attempt, const char *status,
-               const json_t *result, const char *error, const char *message,
-               const char *error_entry, int64_t at_ms, json_t **task)
-{
-    return pg_finish_attempt((struct store_pg *)base, id, attempt, status, result, error, message,
-                             error_entry, at_ms, 0, task);
 }
 
 static int64_t
@@ -1303,11 +1286,12 @@ pg_last_seq(const struct store *base)
     return ((const struct store_pg *)base)->last_seq;
 }
 
-/* sql_end_retry for attempt; expired_before as for pg_finish_attempt. */
+/* sql_end_retry for attempt (the retry_attempt op, store_backend.h). */
 static int
-pg_retry_attempt(struct store_pg *store, const char *id, int attempt, const char *error,
+pg_retry_attempt(struct store *base, const char *id, int attempt, const char *error,
                  const char *error_entry, int64_t run_at_ms, int64_t expired_before, json_t **task)
 {
+    struct store_pg *store = (struct store_pg *)base;
     char *error_cut = NULL;
     struct pg_params params = {0};
     param_text(&params, 1, id);
@@ -1322,34 +1306,6 @@ pg_retry_attempt(struct store_pg *store, const char *id, int attempt, const char
     int rc = pg_fenced(store, "retry_later", sql_end_retry, &params, task);
     free(error_cut);
     return rc;
-}
-
-static int
-pg_task_retry_later(struct store *base, const char *id, int attempt, const char *error,
-                    const char *error_entry, int64_t run_at_ms, json_t **task)
-{
-    return pg_retry_attempt((struct store_pg *)base, id, attempt, error, error_entry, run_at_ms, 0,
-                            task);
-}
-
-static int
-pg_task_take_back(struct store *base, const char *id, int attempt, enum store_next next,
-                  int64_t run_at_ms, const char *error_entry, json_t **task)
-{
-    struct store_pg *store = (struct store_pg *)base;
-    int64_t now = clock_now_ms();
-    switch (next) {
-    case STORE_NEXT_RETRY:
-        return pg_retry_attempt(store, id, attempt, "worker lost", error_entry, run_at_ms, now,
-                                task);
-    case STORE_NEXT_FAIL:
-        return pg_finish_attempt(store, id, attempt, STORE_STATUS_FAILED, NULL, "worker lost",
-                                 "failed", error_entry, now, now, task);
-    case STORE_NEXT_CANCEL:
-        return pg_finish_attempt(store, id, attempt, STORE_STATUS_CANCELLED, NULL, NULL,
-                                 "cancelled", NULL, now, now, task);
-    }
-    return TW_E_INTERNAL;
 }
 
 static int
@@ -1629,12 +1585,11 @@ static const struct store_ops store_pg_ops = {
     .tasks_claim = pg_tasks_claim,
     .leases_renew = pg_leases_renew,
     .leases_expired = pg_leases_expired,
-    .task_take_back = pg_task_take_back,
     .task_requeue = pg_task_requeue,
     .task_progress = pg_task_progress,
-    .task_finish = pg_task_finish,
+    .finish_attempt = pg_finish_attempt,
     .last_seq = pg_last_seq,
-    .task_retry_later = pg_task_retry_later,
+    .retry_attempt = pg_retry_attempt,
     .task_check = pg_task_check,
     .worker_heartbeat = pg_worker_heartbeat,
     .worker_remove = pg_worker_remove,

@@ -1611,21 +1611,13 @@ sqlite_task_progress(struct store *base, const char *id, int attempt, int progre
     return store_step_fenced(store, stmt, "progress", task);
 }
 
-/* ST_FINISH for attempt at at_ms (0: now); expired_before non-zero: only while the lease ran out
- * before it. */
+/* ST_FINISH for attempt (the finish_attempt op, store_backend.h). */
 static int
-store_finish_attempt(struct store_sqlite *store, const char *id, int attempt, const char *status,
-                     const json_t *result, const char *error, const char *message,
-                     const char *error_entry, int64_t at_ms, int64_t expired_before, json_t **task)
+sqlite_finish_attempt(struct store *base, const char *id, int attempt, const char *status,
+                      const char *result_text, const char *error, const char *message,
+                      const char *error_entry, int64_t at_ms, int64_t expired_before, json_t **task)
 {
-    if (!store_status_is_final(status))
-        return TW_E_INTERNAL;
-    char *result_text = NULL;
-    if (result && !json_is_null(result)) {
-        result_text = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!result_text)
-            return TW_E_NOMEM;
-    }
+    struct store_sqlite *store = (struct store_sqlite *)base;
     int rc = TW_E_STORE;
     sqlite3_stmt *stmt = store_statement(store, ST_FINISH);
     if (stmt) {
@@ -1635,24 +1627,13 @@ store_finish_attempt(struct store_sqlite *store, const char *id, int attempt, co
         bind_text(stmt, 4, result_text);
         bind_cut(stmt, 5, error, STORE_ERROR_MAX, 1);
         bind_cut(stmt, 6, message, STORE_MESSAGE_MAX, 0);
-        sqlite3_bind_int64(stmt, 7, at_ms > 0 ? at_ms : clock_now_ms());
+        sqlite3_bind_int64(stmt, 7, at_ms);
         bind_text(stmt, 8, error_entry);
         if (expired_before)
             sqlite3_bind_int64(stmt, 9, expired_before);
         rc = store_step_fenced(store, stmt, "finish", task);
     }
-    free(result_text);
     return rc;
-}
-
-static int
-sqlite_task_finish(struct store *base, const char *id, int attempt, const char *status,
-                   const json_t *result, const char *error, const char *message,
-                   const char *error_entry, int64_t at_ms, json_t **task)
-{
-    struct store_sqlite *store = (struct store_sqlite *)base;
-    return store_finish_attempt(store, id, attempt, status, result, error, message, error_entry,
-                                at_ms, 0, task);
 }
 
 static int64_t
@@ -1662,12 +1643,13 @@ sqlite_last_seq(const struct store *base)
     return store->last_seq;
 }
 
-/* ST_END_RETRY for attempt; expired_before as for store_finish_attempt. */
+/* ST_END_RETRY for attempt (the retry_attempt op, store_backend.h). */
 static int
-store_retry_attempt(struct store_sqlite *store, const char *id, int attempt, const char *error,
-                    const char *error_entry, int64_t run_at_ms, int64_t expired_before,
-                    json_t **task)
+sqlite_retry_attempt(struct store *base, const char *id, int attempt, const char *error,
+                     const char *error_entry, int64_t run_at_ms, int64_t expired_before,
+                     json_t **task)
 {
+    struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_END_RETRY);
     if (!stmt)
         return TW_E_STORE;
@@ -1680,34 +1662,6 @@ store_retry_attempt(struct store_sqlite *store, const char *id, int attempt, con
     if (expired_before)
         sqlite3_bind_int64(stmt, 7, expired_before);
     return store_step_fenced(store, stmt, "retry_later", task);
-}
-
-static int
-sqlite_task_retry_later(struct store *base, const char *id, int attempt, const char *error,
-                        const char *error_entry, int64_t run_at_ms, json_t **task)
-{
-    struct store_sqlite *store = (struct store_sqlite *)base;
-    return store_retry_attempt(store, id, attempt, error, error_entry, run_at_ms, 0, task);
-}
-
-static int
-sqlite_task_take_back(struct store *base, const char *id, int attempt, enum store_next next,
-                      int64_t run_at_ms, const char *error_entry, json_t **task)
-{
-    struct store_sqlite *store = (struct store_sqlite *)base;
-    int64_t now = clock_now_ms();
-    switch (next) {
-    case STORE_NEXT_RETRY:
-        return store_retry_attempt(store, id, attempt, "worker lost", error_entry, run_at_ms, now,
-                                   task);
-    case STORE_NEXT_FAIL:
-        return store_finish_attempt(store, id, attempt, STORE_STATUS_FAILED, NULL, "worker lost",
-                                    "failed", error_entry, now, now, task);
-    case STORE_NEXT_CANCEL:
-        return store_finish_attempt(store, id, attempt, STORE_STATUS_CANCELLED, NULL, NULL,
-                                    "cancelled", NULL, now, now, task);
-    }
-    return TW_E_INTERNAL;
 }
 
 static int
@@ -1999,12 +1953,11 @@ static const struct store_ops store_sqlite_ops = {
     .tasks_claim = sqlite_tasks_claim,
     .leases_renew = sqlite_leases_renew,
     .leases_expired = sqlite_leases_expired,
-    .task_take_back = sqlite_task_take_back,
     .task_requeue = sqlite_task_requeue,
     .task_progress = sqlite_task_progress,
-    .task_finish = sqlite_task_finish,
+    .finish_attempt = sqlite_finish_attempt,
     .last_seq = sqlite_last_seq,
-    .task_retry_later = sqlite_task_retry_later,
+    .retry_attempt = sqlite_retry_attempt,
     .task_check = sqlite_task_check,
     .worker_heartbeat = sqlite_worker_heartbeat,
     .worker_remove = sqlite_worker_remove,
