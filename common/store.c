@@ -336,16 +336,24 @@ store_json_text(const unsigned char *text, int length)
     return value;
 }
 
+/* An integer column's value (SQL NULL: 0, *null set), from the backend's number where it has
+ * one, else from its text. */
+static int64_t
+row_integer_or_null(const struct store_row *row, int column, int *null)
+{
+    if (row->integer)
+        return row->integer(row, column, null);
+    int length;
+    const char *text = row->text(row, column, &length);
+    *null = !text;
+    return text ? strtoll(text, NULL, 10) : 0;
+}
+
 int64_t
 store_row_integer(const struct store_row *row, int column)
 {
-    if (row->integer) {
-        int null;
-        return row->integer(row, column, &null);
-    }
-    int length;
-    const char *text = row->text(row, column, &length);
-    return text ? strtoll(text, NULL, 10) : 0;
+    int null;
+    return row_integer_or_null(row, column, &null);
 }
 
 int
@@ -368,14 +376,8 @@ row_text(const struct store_row *row, int column)
 static json_t *
 row_time(const struct store_row *row, int column)
 {
-    int length, null = 0;
-    int64_t ms;
-    if (row->integer) {
-        ms = row->integer(row, column, &null);
-    } else {
-        null = !row->text(row, column, &length);
-        ms = null ? 0 : store_row_integer(row, column);
-    }
+    int null;
+    int64_t ms = row_integer_or_null(row, column, &null);
     if (null)
         return json_null();
     char stamp[CLOCK_ISO8601_SIZE];

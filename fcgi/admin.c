@@ -188,7 +188,7 @@ admin_task_cancel(struct app *app, const struct request *req, const char *id)
     json_t *task = NULL;
     if (admin_authorize(app, req) == 0 && tasks_change_cancel(app, req, id, NULL, &task) == 0) {
         admin_reply_task(app, req, id, 202); /* read before the worker hears of it */
-        tasks_nudge(app, PROTOCOL_VERB_CANCEL, id);
+        app_nudge(app, PROTOCOL_VERB_CANCEL, id);
     }
     json_decref(task);
 }
@@ -199,7 +199,7 @@ admin_task_retry(struct app *app, const struct request *req, const char *id)
     json_t *task = NULL;
     if (admin_authorize(app, req) == 0 && tasks_change_retry(app, req, id, NULL, &task) == 0) {
         admin_reply_task(app, req, id, 202); /* read before the worker hears of it */
-        tasks_nudge(app, PROTOCOL_VERB_RETRY, id);
+        app_nudge(app, PROTOCOL_VERB_RETRY, id);
     }
     json_decref(task);
 }

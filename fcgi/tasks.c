@@ -421,14 +421,6 @@ tasks_log_change(const char *event, const char *client_id, const char *id, int f
                  client_id ? client_id : "admin", id, final);
 }
 
-void
-tasks_nudge(struct app *app, const char *verb, const char *id)
-{
-    /* The worker publishes the cancelled event: at once for a queued task, when the task has
-     * stopped for a running one; a retried task's retrying event, then its start. */
-    app_nudge(app, verb, id);
-}
-
 int
 tasks_change_cancel(struct app *app, const struct request *req, const char *id,
                     const char *client_id, json_t **task)
@@ -488,7 +480,7 @@ tasks_cancel(struct app *app, const struct request *req, const char *id)
     json_t *task = NULL;
     if (tasks_authorize(app, req, client_id) == 0 &&
         tasks_change_cancel(app, req, id, client_id, &task) == 0) {
-        tasks_nudge(app, PROTOCOL_VERB_CANCEL, id);
+        app_nudge(app, PROTOCOL_VERB_CANCEL, id);
         reply_json(req, 202, &task, NULL);
     }
     json_decref(task);
@@ -501,7 +493,7 @@ tasks_retry(struct app *app, const struct request *req, const char *id)
     json_t *task = NULL;
     if (tasks_authorize(app, req, client_id) == 0 &&
         tasks_change_retry(app, req, id, client_id, &task) == 0) {
-        tasks_nudge(app, PROTOCOL_VERB_RETRY, id);
+        app_nudge(app, PROTOCOL_VERB_RETRY, id);
         reply_json(req, 202, &task, NULL);
     }
     json_decref(task);

@@ -22,9 +22,9 @@ void tasks_get(struct app *app, const struct request *req, const char *id);
 /* The changes to a task that a client (client_id, its own tasks) or an operator (NULL, any
  * task) may make, as the public and the admin API share them: 0 once done (the change logged,
  * *task the task after it where given), or the error code with its reply written.  *task is
- * the caller's to json_decref.  A cancel or a retry is then the caller's to nudge
- * (tasks_nudge), once it has read what it replies: a worker may change the task at once. */
-void tasks_nudge(struct app *app, const char *verb, const char *id);
+ * the caller's to json_decref.  A cancel or a retry is then the caller's to nudge (app_nudge),
+ * once it has read what it replies: a worker may change the task at once (it publishes the
+ * cancelled event, or the retrying event and the start). */
 int tasks_change_cancel(struct app *app, const struct request *req, const char *id,
                         const char *client_id, json_t **task);
 int tasks_change_retry(struct app *app, const struct request *req, const char *id,
