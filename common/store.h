@@ -277,11 +277,11 @@ int store_transaction_begin(struct store *store);
 int store_transaction_commit(struct store *store);
 void store_transaction_rollback(struct store *store);
 
-/* The worker's connections: commit with synchronous=NORMAL (PostgreSQL: synchronous_commit =
- * off, the same promise: a crash of the server may undo the last commits, never corrupt).  A
- * worker's changes then survive any crash of a process; an OS crash or power loss may undo its last
- * ones (a task then runs again, which at least once allows).  Submissions and cancels keep their
- * sync. */
+/* The worker's connections: SQLite commits with synchronous=NORMAL: a worker's changes
+ * survive any crash of a process; an OS crash or power loss may undo its last ones (a task then
+ * runs again, which at least once allows).  Submissions and cancels keep their sync.
+ * PostgreSQL keeps synchronous_commit on: its server can crash alone, and a final state a
+ * client was told of must not come undone. */
 int store_worker_durability(struct store *store);
 
 /* 0 when the database accepts writes now, else why not: TW_E_STORE_BUSY (another writer holds

@@ -346,8 +346,7 @@ static const char sql_admin_durations[] =
     " SELECT type, c, max(CASE WHEN n = (c * 50 + 99) / 100 THEN ms END),"
     " max(CASE WHEN n = (c * 99 + 99) / 100 THEN ms END) FROM r GROUP BY type, c"
     " ORDER BY type COLLATE \"C\"";
-static const char sql_session[] = "SELECT set_config('lock_timeout', $1, false),"
-                                  " set_config('synchronous_commit', $2, false)";
+static const char sql_session[] = "SELECT set_config('lock_timeout', $1, false)";
 static const char sql_probe[] =
     "INSERT INTO probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at";
 
@@ -358,7 +357,6 @@ struct store_pg {
     PGconn *conn;      /* NULL or broken: made again at the next call */
     char *url;
     int in_transaction;  /* a BEGIN (ours or the caller's) is open on conn */
-    int synchronous_off; /* store_worker_durability: set again on every new connection */
     int busy_timeout_ms; /* the connection's lock_timeout */
     int64_t last_seq;    /* seq of the last task row a change returned */
     int failure;         /* TW_E_* of the first failure since the caller's change began */
@@ -513,10 +511,9 @@ pg_connect(struct store_pg *store)
     if (!store->conn || PQstatus(store->conn) != CONNECTION_OK)
         return pg_fail(store, "connect", NULL);
     /* The session: how long a statement waits for a lock ([store] busy_timeout_ms, then 503
-     * busy; 0 waits 1 ms, as SQLite's 0 does not wait) and the commits' durability. */
+     * busy; 0 waits 1 ms, as SQLite's 0 does not wait). */
     struct pg_params params = {0};
     param_int(&params, 1, store->busy_timeout_ms > 0 ? store->busy_timeout_ms : 1);
-    param_text(&params, 2, store->synchronous_off ? "off" : "on");
     PGresult *result =
         PQexecParams(store->conn, sql_session, params.count, NULL, params.values, NULL, NULL, 0);
     int rc = PQresultStatus(result) == PGRES_TUPLES_OK ? 0 : pg_fail(store, "connect", result);
@@ -1430,15 +1427,14 @@ pg_transaction_rollback(struct store *base)
     pg_rollback((struct store_pg *)base);
 }
 
-/* synchronous_commit = off: a worker's commits return before the server flushed them; a crash
- * of the server may undo the latest (a task then runs again, which at least once allows). */
+/* The worker's commits keep synchronous_commit on.  Off, a crash of the server (which the
+ * workers do not share, unlike SQLite's file) undid final states clients had already been told
+ * of: a succeeded task read as running again after the server restarted. */
 static int
 pg_worker_durability(struct store *base)
 {
-    struct store_pg *store = (struct store_pg *)base;
-    store->synchronous_off = 1;
-    return pg_run(store, "durability", "SELECT set_config('synchronous_commit', 'off', false)",
-                  NULL, NULL);
+    (void)base;
+    return 0;
 }
 
 /* The server is the one truth of every process: a write of the probe row (rolled back) says
