@@ -386,7 +386,8 @@ static void
 job_publish_queued_before(struct job *job)
 {
     json_t *claimed = job->task;
-    json_t *before = json_deep_copy(claimed);
+    /* Only members of the top level change: a shallow copy shares the rest, only read. */
+    json_t *before = json_copy(claimed);
     if (!before)
         return;
     json_int_t seq = json_integer_value(json_object_get(claimed, "seq"));
