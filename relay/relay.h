@@ -36,6 +36,8 @@
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat serves the connections */
 #define RELAY_WHEEL_SLOTS 64             /* seconds the heartbeat's wheel spans (a power of two) */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
+/* Descriptors besides connections: sockets, ZeroMQ, io_uring, logs. */
+#define RELAY_FD_RESERVE 256
 #define RELAY_FULL_TURN_US 5000     /* while events flow, lws's turn when it has work, at most */
 #define RELAY_TIMER_TURN_US 100000  /* ...and when it has none but timers that may be near */
 #define RELAY_QUIET_TURN_US 1000000 /* ...and when its timers are seconds away (relay.c) */

@@ -7,7 +7,9 @@ import base64
 import concurrent.futures
 import json
 import os
+import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -15,6 +17,7 @@ import websockets
 
 from conftest import (WEB_SERVERS, auth_frame, connect, deliverable, open_ws, relay_status, run,
                       start_stack, wait_for)
+from stack import free_port, http_status
 
 ALLOWED = "http://app.example"       # listed for the WebSocket and for CORS
 ELSEWHERE = "http://elsewhere.example"
@@ -317,3 +320,43 @@ def test_new_connections_per_source_address_are_limited(relay_limited):
     wait_for(lambda: health_from("127.0.0.2"), 3, "127.0.0.2's bucket to refill")
     log = open(os.path.join(relay_limited.tmp, "relay.log")).read()
     assert "event=connect_throttled source=127.0.0.2" in log
+
+
+def open_files_limits(pid):
+    """(soft, hard) of a process's open-files limit, as /proc shows them."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open-files line")
+
+
+def test_the_relay_fits_its_open_files_limit_to_max_connections(request):
+    """A relay started from a shell with a small open-files limit raises it to what
+    max_connections needs (else it would refuse connections long before), one with a far larger
+    limit lowers it (lws scans its whole descriptor table at every close), and one whose hard
+    limit is too small says how many connections it can hold."""
+    stack = start_stack(request, worker=False, relay_settings={"max_connections": "2000"})
+    binary = os.path.join(stack.build, "taskwire-relay")
+    for soft, hard, expect in ((512, 8192, 2256), (8000, 8192, 2256), (1024, 1024, 1024)):
+        port = free_port()
+        log = os.path.join(stack.tmp, f"relay-{soft}-{hard}.log")
+        with open(log, "w") as out:
+            process = subprocess.Popen(["prlimit", f"--nofile={soft}:{hard}", binary, "-c",
+                                        stack.config_path, "-m", f"127.0.0.1:{port}"],
+                                       stdout=out, stderr=out)
+        try:
+            wait_for(lambda: http_status(f"http://127.0.0.1:{port}/health") == 200 or
+                     process.poll() is not None, 10, "the relay's metrics port")
+            assert process.poll() is None, open(log).read()
+            assert open_files_limits(process.pid) == (expect, hard)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(10) == 0
+        text = open(log).read()
+        if expect < 2256:
+            assert "event=descriptors_short max_connections=2000" in text
+            assert "connections_at_most=768" in text
+        else:
+            assert f"event=descriptors open_files_limit=2256 was={soft}" in text
