@@ -1,4 +1,4 @@
-/* zap.c: the ZAP handler and handshake monitor of the pool's CURVE sockets (see zap.h). */
+/* zap.c: the ZAP handler and handshake monitor of a binding program's CURVE sockets (zap.h). */
 #include "zap.h"
 
 #include <errno.h>
@@ -17,7 +17,7 @@
      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 
 struct zap {
-    void *zmq; /* borrowed: the pool's context */
+    void *zmq; /* borrowed: the program's context */
     const struct curve *curve;
     void *handler; /* REP on ZAP_ENDPOINT */
     size_t monitor_count;
