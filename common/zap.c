@@ -153,9 +153,8 @@ out:
     return rc;
 }
 
-/* Why a handshake failed, in words, from a monitor's event and value. */
-static const char *
-zap_failure(uint16_t event, uint32_t value)
+const char *
+zap_handshake_reason(uint16_t event, uint32_t value)
 {
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
         if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
@@ -197,7 +196,7 @@ zap_watch(struct zap *zap, size_t index)
          what == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) &&
         zap_log_allowed(zap))
         log_warn("event=zmq_handshake_failed socket=%s code=0x%x reason=\"%s\"", zap->names[index],
-                 (unsigned)value, zap_failure(what, value));
+                 (unsigned)value, zap_handshake_reason(what, value));
 out:
     zmq_msg_close(&endpoint);
     zmq_msg_close(&event);

@@ -49,6 +49,10 @@ struct zap_verdict {
 void zap_decide(const struct curve *curve, const struct zap_frame *frames, size_t count,
                 struct zap_verdict *verdict);
 
+/* Why a handshake failed, in words, from a monitor's event (ZMQ_EVENT_HANDSHAKE_FAILED_*) and
+ * value.  A string literal. */
+const char *zap_handshake_reason(uint16_t event, uint32_t value);
+
 /* Bind the ZAP handler in context zmq (before any CURVE socket of it binds).  curve is
  * borrowed until zap_destroy.  Caller owns; zap_destroy().  NULL with err. */
 struct zap *zap_new(void *zmq, const struct curve *curve, char *err, size_t errlen);
