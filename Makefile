@@ -34,6 +34,7 @@ WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_
 	worker/retry.c worker/scrape.c \
 	worker/job_exec.c
 COMMON_SRC += common/zap.c
+WORKER_SRC += worker/wake.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c \
 	tests/unit/relay/test_send.c
 UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c
