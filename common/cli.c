@@ -94,9 +94,9 @@ cli_setup(int argc, char **argv, const char *program, struct config *cfg)
         fprintf(stderr, "%s: -m %s is not host:port\n", program, metrics_listen);
         return 2;
     }
-    if (events_listen && ((events_listen[0] &&
-                           !config_endpoint_valid(events_listen, strlen(events_listen))) ||
-                          strlen(events_listen) >= sizeof cfg->relay_events_listen)) {
+    if (events_listen &&
+        ((events_listen[0] && !config_endpoint_valid(events_listen, strlen(events_listen))) ||
+         strlen(events_listen) >= sizeof cfg->relay_events_listen)) {
         fprintf(stderr, "%s: -e %s is not a tcp:// or ipc:// endpoint\n", program, events_listen);
         return 2;
     }

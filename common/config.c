@@ -35,8 +35,8 @@ enum key_kind {
     KEY_URLS,
     KEY_ENDPOINTS,
     KEY_ENDPOINT_OPTIONAL, /* a tcp:// or ipc:// endpoint, or empty for none */
-    KEY_LISTEN, /* host:port, or empty for off */
-    KEY_BOOL    /* true or false, into an int 1 or 0 */
+    KEY_LISTEN,            /* host:port, or empty for off */
+    KEY_BOOL               /* true or false, into an int 1 or 0 */
 };
 
 struct config_key {
@@ -443,7 +443,7 @@ config_endpoint_valid(const char *text, size_t length)
 {
     size_t scheme = length > 6 && strncmp(text, "tcp://", 6) == 0   ? 6
                     : length > 6 && strncmp(text, "ipc://", 6) == 0 ? 6
-                                                                     : 0;
+                                                                    : 0;
     if (scheme == 0 || length >= CONFIG_TEXT_MAX)
         return 0;
     for (size_t i = scheme; i < length; i++)
@@ -468,8 +468,8 @@ config_list_item(struct load_state *state, const struct config_key *key, void *f
         struct config_endpoints *list = field;
         if (!config_endpoint_valid(item, len)) {
             snprintf(state->err, sizeof state->err,
-                     "%s: '%.*s' is not a tcp:// or ipc:// endpoint of at most %d bytes",
-                     key->name, (int)(len < 64 ? len : 64), item, CONFIG_TEXT_MAX - 1);
+                     "%s: '%.*s' is not a tcp:// or ipc:// endpoint of at most %d bytes", key->name,
+                     (int)(len < 64 ? len : 64), item, CONFIG_TEXT_MAX - 1);
             return TW_E_CONFIG;
         }
         if (list->count >= CONFIG_ENDPOINTS_MAX) {

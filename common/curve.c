@@ -239,8 +239,8 @@ curve_load(const struct config *cfg, enum curve_role role, const char *const *en
         if (curve_load_clients(curve, cfg->curve_clients_file, err, errlen) != 0)
             goto fail;
         if (cfg->relays.count > 0 && !cfg->curve_relay_public_file[0]) {
-            snprintf(err, errlen, "%s: [zmq] relays with curve = true needs curve_relay_public_file",
-                     cfg->path);
+            snprintf(err, errlen,
+                     "%s: [zmq] relays with curve = true needs curve_relay_public_file", cfg->path);
             goto fail;
         }
         curve_z85 keys[1];

@@ -23,8 +23,8 @@
  * only connects (docs/PROTOCOL.md); one server key pair for the pool role, shared by every
  * worker host, and one for the relay role, shared by every relay host.  The pool's events
  * socket is both: a server where it binds, a client of the relays where it connects (libzmq
- * takes a socket's options as they are at each bind and connect).  inproc:// and ipc:// endpoints are
- * never given CURVE (inproc has no handshake; ipc stays on the host).  Curve off: nothing is
+ * takes a socket's options as they are at each bind and connect).  inproc:// and ipc:// endpoints
+ * are never given CURVE (inproc has no handshake; ipc stays on the host).  Curve off: nothing is
  * read and sockets are plaintext, with one warning at start-up when an endpoint is not
  * loopback.
  */

@@ -266,8 +266,8 @@ ingress_peer_event(struct relay *relay, uint16_t what, uint32_t value)
                 continue;
             if (ingress->peers[i].handshaken) {
                 ingress->upstream_peers--;
-                log_info("event=upstream_disconnected peer=%s peers=%d",
-                         ingress->peers[i].address, ingress->upstream_peers);
+                log_info("event=upstream_disconnected peer=%s peers=%d", ingress->peers[i].address,
+                         ingress->upstream_peers);
             }
             ingress->peers[i] = ingress->peers[--ingress->peer_count];
             return;

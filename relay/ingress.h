@@ -27,9 +27,9 @@
 
 #include "curve.h"
 
-#define INGRESS_PEERS_MAX 256  /* upstream peers of a bound SUB tracked by address */
-#define INGRESS_PEER_TEXT 64   /* bytes of a peer's address kept, NUL included */
-#define INGRESS_LOG_BURST 20   /* failed upstream handshakes logged per window */
+#define INGRESS_PEERS_MAX 256 /* upstream peers of a bound SUB tracked by address */
+#define INGRESS_PEER_TEXT 64  /* bytes of a peer's address kept, NUL included */
+#define INGRESS_LOG_BURST 20  /* failed upstream handshakes logged per window */
 #define INGRESS_LOG_WINDOW_MS 60000
 
 struct relay;
@@ -56,12 +56,12 @@ struct ingress {
     struct zap *zap;            /* bound with curve on: the ZAP handler, else NULL */
     size_t peer_count;          /* entries of peers in use */
     struct ingress_peer peers[INGRESS_PEERS_MAX];
-    int upstream_peers;           /* peers connected now, handshake done (bound only) */
-    int64_t log_window_start_ms;  /* failed handshakes' log window */
-    int log_lines;                /* lines written in it */
-    int ready;                  /* the SUB may hold messages: drain before waiting again */
-    uint64_t malformed;         /* messages dropped for their shape */
-    struct curve *curve;        /* the SUB's CURVE keys, or NULL with [zmq] curve off */
+    int upstream_peers;          /* peers connected now, handshake done (bound only) */
+    int64_t log_window_start_ms; /* failed handshakes' log window */
+    int log_lines;               /* lines written in it */
+    int ready;                   /* the SUB may hold messages: drain before waiting again */
+    uint64_t malformed;          /* messages dropped for their shape */
+    struct curve *curve;         /* the SUB's CURVE keys, or NULL with [zmq] curve off */
 };
 
 /* Create the SUB socket and connect it to [zmq] events, or bind it on [relay] events_listen.

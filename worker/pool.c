@@ -809,10 +809,10 @@ pool_run(struct pool *pool, volatile sig_atomic_t *quit)
         if (watchdog_us >= 0 && timeout > watchdog_us / 1000)
             timeout = (long)(watchdog_us / 1000);
         int listen_fd = pool->wake ? wake_fd(pool->wake) : -1;
-        zmq_pollitem_t items[3] = {{.socket = pool->tasks, .events = ZMQ_POLLIN},
-                                   {.socket = pool->slot_events, .events = ZMQ_POLLIN},
-                                   {.fd = listen_fd, .events = pool->wake ? wake_events(pool->wake)
-                                                                          : 0}};
+        zmq_pollitem_t items[3] = {
+            {.socket = pool->tasks, .events = ZMQ_POLLIN},
+            {.socket = pool->slot_events, .events = ZMQ_POLLIN},
+            {.fd = listen_fd, .events = pool->wake ? wake_events(pool->wake) : 0}};
         if (zmq_poll(items, listen_fd >= 0 ? 3 : 2, timeout < 0 ? 0 : timeout) < 0) {
             if (zmq_errno() == EINTR)
                 continue;

@@ -25,7 +25,7 @@ struct wake {
     PostgresPollingStatusType polling; /* PQconnectPoll's last answer while connecting */
     int flush_pending;                 /* the LISTEN is not all written yet */
     int64_t retry_at_ms, connect_deadline_ms, backoff_ms;
-    int outage_logged;           /* the connection's loss was logged since it last listened */
+    int outage_logged;            /* the connection's loss was logged since it last listened */
     unsigned long long malformed; /* notifications dropped for their shape */
 };
 
@@ -49,8 +49,8 @@ wake_fail(struct wake *wake, const char *what)
     wake->state = WAKE_WAITING;
     wake->flush_pending = 0;
     wake->retry_at_ms = clock_mono_ms() + wake->backoff_ms;
-    wake->backoff_ms = wake->backoff_ms * 2 > WAKE_RETRY_MAX_MS ? WAKE_RETRY_MAX_MS
-                                                                 : wake->backoff_ms * 2;
+    wake->backoff_ms =
+        wake->backoff_ms * 2 > WAKE_RETRY_MAX_MS ? WAKE_RETRY_MAX_MS : wake->backoff_ms * 2;
 }
 
 /* Begin a connection without waiting for it. */
