@@ -257,7 +257,9 @@ ingress_peer_event(struct relay *relay, uint16_t what, uint32_t value)
         ingress->upstream_peers++;
         log_info("event=upstream_connected peer=%s peers=%d count=%llu", address,
                  ingress->upstream_peers, (unsigned long long)ingress->upstream_connects);
-        ingress_resync_soon(relay);
+        /* Connections made from now on list their tasks on "connected" by themselves. */
+        if (relay->connections > 0)
+            ingress_resync_soon(relay);
         return;
     }
     if (what == ZMQ_EVENT_DISCONNECTED) {

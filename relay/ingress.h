@@ -13,8 +13,9 @@
  * every worker pool of [zmq] relays connects in (a new worker host joins with no change on the
  * relays).  Bound, with [zmq] curve on, the SUB is a CURVE server: a ZAP handler of the relay
  * (common/zap.h, a thread of its own) lets in the keys of curve_clients_file (the pool's) and
- * logs every refusal.  Whichever way, each upstream peer that (re)connects after the first tells
- * every connection to resync (what that peer published while it was not connected is lost);
+ * logs every refusal.  Whichever way, each upstream peer that (re)connects (connected: after
+ * the first; bound: while the relay has connections) tells every connection to resync (what
+ * that peer published while it was not connected to this relay is lost);
  * bound, the peers are told apart by their sockets (at most INGRESS_PEERS_MAX tracked by
  * address for the log; more are served but logged as "?").
  */
