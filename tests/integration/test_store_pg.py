@@ -2,6 +2,8 @@
 under a running stack answers 503 and heals by itself, and the stacks of two hosts share one
 database's tasks and its type limits.  The rest of the durable engine's tests run on it through
 `make test-integration-pg`."""
+import os
+
 from conftest import start_stack
 from stack import wait_for
 
@@ -67,3 +69,42 @@ def test_two_hosts_share_the_tasks_and_a_type_limit(request):
     assert all(task["status"] == "succeeded" for task in done), done
     for earlier, later in zip(done, done[1:]):
         assert later["started_at"] >= earlier["finished_at"], (earlier, later)
+
+
+def test_workers_of_another_host_wake_on_notify_and_listen_again_after_a_restart(request):
+    """A worker whose scan is a minute away still starts a task submitted on another host at
+    once (the submission's NOTIFY), stops a task cancelled there within JOB_CANCEL_POLL_MS, and
+    hears submissions again once the database server has restarted (its LISTEN connection
+    came back by itself)."""
+    import time
+    first = start_stack(request, store="postgresql", worker=False)
+    with open(first.secret_path, "rb") as f:
+        secret = f.read()
+    second = start_stack(request, store_url=first.store_url, secret=secret,
+                         worker_settings={"scan_interval_ms": 60000})
+    worker_log = os.path.join(second.tmp, "worker.log")
+    wait_for(lambda: "event=listening" in open(worker_log).read(), 10, "the worker's LISTEN")
+    token = first.session()["token"]
+    quick = first.submit(token, "sleep", {"duration_ms": 0})
+    assert first.wait_final(token, quick["id"], 5)["status"] == "succeeded"
+
+    long = first.submit(token, "sleep", {"duration_ms": 30000, "steps": 30})
+    first.wait_status(token, long["id"], ("running",), 5)
+    asked = time.monotonic()
+    status, body = first.cancel(token, long["id"])
+    assert status == 202, body
+    assert first.wait_final(token, long["id"], 5)["status"] == "cancelled"
+    assert time.monotonic() - asked < 1.0
+
+    first.postgres.stop()
+    first.postgres.start()
+    wait_for(lambda: open(worker_log).read().count("event=listening") >= 2, 20,
+             "the worker's LISTEN again after the restart")
+    # A handler thread finds its connection gone at its first call (503), as a page would: try
+    # again, as its Retry-After says.
+    body = {"type": "sleep", "params": {"duration_ms": 0}}
+    again = wait_for(lambda: (lambda r: r[2] if r[0] == 202 else None)(
+        first.request("POST", "/api/tasks", body, token)), 20, "a submission answered 202")
+    wait_for(lambda: (first.task(token, again["id"]) or {}).get("status") == "succeeded", 5,
+             "the task submitted after the restart to succeed")
+    assert not _alive(first) and not _alive(second)
