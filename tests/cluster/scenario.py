@@ -56,6 +56,7 @@ PG_DOWN_S = 3.0  # how long PostgreSQL stays down
 RECOVER_S = 30.0  # deadline of each recovery
 DRAIN_S = 120.0  # after the load, for every task to be final
 CONVERGE_S = 20.0  # then for every page's view to equal the store
+CANCEL_BOUND_S = 0.5  # a cancel reaches the host that runs the task (~250 ms, with slack)
 ROW_COLUMNS = ("id", "client_id", "status", "seq", "attempts", "errors", "result", "message",
                "worker_id", "started_at", "max_attempts")
 
@@ -173,9 +174,8 @@ class Cluster:
             self.host_stack(web, worker=False).start_server()
         # Every worker's events reach both relays before the pages come.
         for relay in RELAYS:
-            log = os.path.join(self.stacks[relay].tmp, "relay.log")
-            wait_for(lambda: open(log).read().count("event=upstream_connected") >= len(WORKERS),
-                     20, f"{relay} to hear every worker")
+            wait_for(lambda: self.relay_log(relay).count("event=upstream_connected") >=
+                     len(WORKERS), 20, f"{relay} to hear every worker")
 
     def close(self):
         for stack in self.stacks.values():
@@ -235,6 +235,25 @@ class Cluster:
             self.recoveries.append((fault, what, None))
             self.failures.append(f"({fault}) {what}: not within {deadline:.0f} s")
 
+    def cancel_across_hosts(self):
+        """A task running on a worker host, cancelled through the web host that did not take it:
+        how long until its worker has stopped it (the cancel's NOTIFY reaches that host)."""
+        web1, web2 = self.stacks["web1"], self.stacks["web2"]
+        token = web1.session()["token"]
+        task = web1.submit(token, "sleep", {"duration_ms": 30000, "steps": 30})
+        web1.wait_status(token, task["id"], ("running",), 10)
+        at = now()
+        status, body = web2.cancel(token, task["id"])
+        if status != 202:
+            self.failures.append(f"the cancel across hosts answered {status}: {body}")
+            return
+        self.measure("-", "cancel through web2 of a task running elsewhere: cancelled", at,
+                     lambda: (web2.task(token, task["id"]) or {}).get("status") == "cancelled")
+        took = self.recoveries[-1][2]
+        if took is not None and took > CANCEL_BOUND_S:
+            self.failures.append(f"the cancel across hosts took {took:.3f} s, over "
+                                 f"{CANCEL_BOUND_S} s")
+
     def fault_a(self):
         lost = self.running_on("work1")
         at = now()
@@ -242,10 +261,17 @@ class Cluster:
         self.facts["a"] = {"lost": len(lost)}
         self.measure("a", f"work1 killed: its {len(lost)} running tasks run again elsewhere",
                      at, lambda: self.taken_over(lost))
+        # Started again as its supervisor would: both relays hear it, neither restarted.
+        heard = {r: self.relay_log(r).count("event=upstream_connected") for r in RELAYS}
         started = now()
         self.stacks["work1"].start_worker()
-        self.measure("a", "work1 restarted: back in the store (heartbeat)", started,
-                     lambda: self.worker_id("work1"))
+        self.measure("a", "work1 restarted: connected in to both relays", started,
+                     lambda: all(self.relay_log(r).count("event=upstream_connected") > heard[r]
+                                 for r in RELAYS))
+
+    def relay_log(self, relay):
+        with open(os.path.join(self.stacks[relay].tmp, "relay.log"), errors="replace") as f:
+            return f.read()
 
     def fault_b(self):
         lost = self.running_on("work2")
@@ -308,6 +334,7 @@ class Cluster:
         self.listener = Listener(self)
         self.listener.start()
         wait_for(lambda: all(c.lists for c in self.clients), 20, "every page's first listing")
+        self.cancel_across_hosts()
         t0 = now()
         give_up_at = t0 + LOAD_S + faults.SUBMIT_GIVE_UP_S
         threads = []
@@ -401,7 +428,7 @@ class Cluster:
                  "fault  recovery                                                      seconds",
                  "-----  ------------------------------------------------------------  -------"]
         for fault, what, seconds in self.recoveries:
-            lines.append(f"({fault})    {what[:60].ljust(60)}  "
+            lines.append(f"{'(' + fault + ')' if fault != '-' else '   '}    {what[:60].ljust(60)}  "
                          + ("-" if seconds is None else f"{seconds:7.2f}"))
         n = getattr(self, "numbers", {})
         lines += ["", f"final states: {n.get('statuses')}; submissions {n.get('submissions')} "
