@@ -39,6 +39,7 @@ UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.
 	tests/unit/relay/test_send.c
 UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
+UNIT_TESTS_WORKER += tests/unit/worker/test_wake.c
 UNIT_TESTS += tests/unit/common/test_zap.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c relay/loop.c \
