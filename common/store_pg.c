@@ -1084,6 +1084,26 @@ pg_refusal(struct store_pg *store, const char *id, const char *client_id)
     return rc == 0 ? TW_E_CONFLICT : rc;
 }
 
+/* End a handler's change of the task id in its own transaction (rc: the change's result, *task
+ * the state it made): NOTIFY the workers of verb when it was made, commit (or roll back), and
+ * answer as its client should see it.  *task is kept only when the change was committed. */
+static int
+pg_change_end(struct store_pg *store, int own, int rc, const char *verb, const char *id,
+              json_t **task)
+{
+    const char *ids[] = {id};
+    if (rc == 0)
+        rc = pg_notify(store, verb, ids, 1);
+    int done = rc == TW_E_NOT_FOUND || rc == TW_E_CONFLICT ? 0 : rc;
+    int end = pg_end(store, own, done);
+    int answer = end != 0 ? end : rc;
+    if (answer != 0) {
+        json_decref(*task);
+        *task = NULL;
+    }
+    return pg_answer(store, answer);
+}
+
 static int
 pg_task_cancel(struct store *base, const char *id, const char *client_id, int *now_final,
                json_t **task)
@@ -1091,6 +1111,7 @@ pg_task_cancel(struct store *base, const char *id, const char *client_id, int *n
     struct store_pg *store = (struct store_pg *)base;
     store->failure = 0;
     *now_final = 0;
+    *task = NULL;
     int own = 0;
     if (pg_begin(store, &own) != 0)
         return pg_answer(store, TW_E_STORE);
@@ -1106,16 +1127,7 @@ pg_task_cancel(struct store *base, const char *id, const char *client_id, int *n
     }
     if (rc == TW_E_NOT_FOUND)
         rc = pg_refusal(store, id, client_id);
-    const char *ids[] = {id};
-    if (rc == 0)
-        rc = pg_notify(store, PROTOCOL_VERB_CANCEL, ids, 1);
-    int done = rc == TW_E_NOT_FOUND || rc == TW_E_CONFLICT ? 0 : rc;
-    int end = pg_end(store, own, done);
-    if (end != 0 && rc == 0) {
-        json_decref(*task);
-        *task = NULL;
-    }
-    return pg_answer(store, end != 0 ? end : rc);
+    return pg_change_end(store, own, rc, PROTOCOL_VERB_CANCEL, id, task);
 }
 
 static int
@@ -1123,6 +1135,7 @@ pg_task_retry(struct store *base, const char *id, const char *client_id, json_t 
 {
     struct store_pg *store = (struct store_pg *)base;
     store->failure = 0;
+    *task = NULL;
     int own = 0;
     if (pg_begin(store, &own) != 0)
         return pg_answer(store, TW_E_STORE);
@@ -1133,16 +1146,7 @@ pg_task_retry(struct store *base, const char *id, const char *client_id, json_t 
     int rc = pg_task(store, "retry", sql_retry, &params, task);
     if (rc == TW_E_NOT_FOUND)
         rc = pg_refusal(store, id, client_id);
-    const char *ids[] = {id};
-    if (rc == 0)
-        rc = pg_notify(store, PROTOCOL_VERB_RETRY, ids, 1);
-    int done = rc == TW_E_NOT_FOUND || rc == TW_E_CONFLICT ? 0 : rc;
-    int end = pg_end(store, own, done);
-    if (end != 0 && rc == 0) {
-        json_decref(*task);
-        *task = NULL;
-    }
-    return pg_answer(store, end != 0 ? end : rc);
+    return pg_change_end(store, own, rc, PROTOCOL_VERB_RETRY, id, task);
 }
 
 static int

@@ -23,7 +23,6 @@ Then, with deadlines: every accepted task in the store, final and succeeded; eac
 state of each task equals the store; per-task events in seq order at every page.  Prints the
 recovery table and the checks; exits 1 when a check failed.
 """
-import json
 import os
 import random
 import signal
@@ -92,30 +91,13 @@ class Listener(faults.Listener):
     """The fault suite's WebSocket loop, each page on relay1 or relay2 from the list of both:
     when its connection drops it takes the next one."""
 
-    async def _follow(self, client):
-        import asyncio
-        import websockets
-        auth = json.dumps({"type": "auth", "token": client.token})
+    def urls(self, client):
         urls = self.stack.relay_urls
-        turn = client.index % len(urls)
-        while not self.closing.is_set():
-            url = urls[turn % len(urls)]
-            try:
-                async with websockets.connect(url, open_timeout=2, close_timeout=1,
-                                              max_size=2**22) as ws:
-                    await ws.send(auth)
-                    client.connections += 1
-                    number = client.connections
-                    client.relays.append((now(), number, url))
-                    async for text in ws:
-                        self._on_message(client, number, now(), json.loads(text))
-            except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
-                pass
-            except Exception as error:
-                client.errors.append(repr(error))
-            client.drops += 1
-            turn += 1
-            await asyncio.sleep(faults.RECONNECT_PAUSE_S)
+        first = client.index % len(urls)
+        return urls[first:] + urls[:first]
+
+    def on_connection(self, client, number, url):
+        client.relays.append((now(), number, url))
 
     async def _resync(self, client, confirm):
         await super()._resync(client, confirm)
