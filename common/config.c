@@ -452,6 +452,27 @@ config_endpoint_valid(const char *text, size_t length)
     return 1;
 }
 
+/* Append item (len bytes), valid or not as its caller found (what it should be: "a ..."), to a
+ * list of texts (items[*count], at most max, called plural in the error). */
+static int
+config_text_item(struct load_state *state, const struct config_key *key, int valid,
+                 const char *what, char (*items)[CONFIG_TEXT_MAX], size_t *count, size_t max,
+                 const char *plural, const char *item, size_t len)
+{
+    if (!valid) {
+        snprintf(state->err, sizeof state->err, "%s: '%.*s' is not %s of at most %d bytes",
+                 key->name, (int)(len < 64 ? len : 64), item, what, CONFIG_TEXT_MAX - 1);
+        return TW_E_CONFIG;
+    }
+    if (*count >= max) {
+        snprintf(state->err, sizeof state->err, "%s: at most %zu %s", key->name, max, plural);
+        return TW_E_CONFIG;
+    }
+    memcpy(items[*count], item, len);
+    items[(*count)++][len] = '\0';
+    return 0;
+}
+
 /* Append one item (len bytes) of a list key to its field. */
 static int
 config_list_item(struct load_state *state, const struct config_key *key, void *field,
@@ -466,39 +487,17 @@ config_list_item(struct load_state *state, const struct config_key *key, void *f
     }
     if (key->kind == KEY_ENDPOINTS) {
         struct config_endpoints *list = field;
-        if (!config_endpoint_valid(item, len)) {
-            snprintf(state->err, sizeof state->err,
-                     "%s: '%.*s' is not a tcp:// or ipc:// endpoint of at most %d bytes", key->name,
-                     (int)(len < 64 ? len : 64), item, CONFIG_TEXT_MAX - 1);
-            return TW_E_CONFIG;
-        }
-        if (list->count >= CONFIG_ENDPOINTS_MAX) {
-            snprintf(state->err, sizeof state->err, "%s: at most %d endpoints", key->name,
-                     CONFIG_ENDPOINTS_MAX);
-            return TW_E_CONFIG;
-        }
-        memcpy(list->endpoints[list->count], item, len);
-        list->endpoints[list->count++][len] = '\0';
-        return 0;
+        return config_text_item(state, key, config_endpoint_valid(item, len),
+                                "a tcp:// or ipc:// endpoint", list->endpoints, &list->count,
+                                CONFIG_ENDPOINTS_MAX, "endpoints", item, len);
     }
     if (key->kind == KEY_URLS) {
         struct config_urls *urls = field;
         int http = len > 7 && strncmp(item, "http://", 7) == 0;
         int https = len > 8 && strncmp(item, "https://", 8) == 0;
-        if ((!http && !https) || len >= CONFIG_TEXT_MAX) {
-            snprintf(state->err, sizeof state->err,
-                     "%s: '%.*s' is not an http:// or https:// URL of at most %d bytes", key->name,
-                     (int)(len < 64 ? len : 64), item, CONFIG_TEXT_MAX - 1);
-            return TW_E_CONFIG;
-        }
-        if (urls->count >= CONFIG_URLS_MAX) {
-            snprintf(state->err, sizeof state->err, "%s: at most %d URLs", key->name,
-                     CONFIG_URLS_MAX);
-            return TW_E_CONFIG;
-        }
-        memcpy(urls->urls[urls->count], item, len);
-        urls->urls[urls->count++][len] = '\0';
-        return 0;
+        return config_text_item(state, key, (http || https) && len < CONFIG_TEXT_MAX,
+                                "an http:// or https:// URL", urls->urls, &urls->count,
+                                CONFIG_URLS_MAX, "URLs", item, len);
     }
     struct config_addresses *list = field;
     char text[INET_ADDRSTRLEN] = "";
