@@ -5,14 +5,15 @@ machine's own network (its namespace, links, addresses, routes) is touched.
     hosts = Network(HOSTS); hosts.create(); ...; hosts.destroy()
 
 Every name begins with PREFIX: create() first removes what a run killed before its end left
-behind (namespaces of that prefix), and destroy() removes everything (idempotent; also run at
-exit).  A process started in a namespace that is removed would live on unreachable, so the
-caller stops its processes first.  Netns(name).command(argv, user, cwd) is the hook tests/stack.py
+behind (namespaces of that prefix, and any process still running in one), and destroy()
+removes everything (idempotent; also run at exit).  The caller stops its own processes first
+(destroy() kills whatever it left in the namespaces).  Netns(name).command(argv, user, cwd) is the hook tests/stack.py
 runs every process through.
 """
 import atexit
 import ctypes
 import os
+import signal
 import subprocess
 
 PREFIX = "twc-"
@@ -65,9 +66,20 @@ class Network:
         return [line.split()[0] for line in ip("netns", "list").splitlines()
                 if line.split() and line.split()[0].startswith(PREFIX)]
 
-    def create(self):
-        for name in self.leftovers():
+    @staticmethod
+    def remove_leftovers():
+        """Kill what still runs in a namespace of ours (a run killed before its end left it
+        there), then delete the namespace."""
+        for name in Network.leftovers():
+            for pid in ip("netns", "pids", name, check=False).split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
             ip("netns", "del", name, check=False)
+
+    def create(self):
+        self.remove_leftovers()
         self.created = True
         atexit.register(self.destroy)
         ip("netns", "add", SWITCH)
@@ -113,5 +125,4 @@ class Network:
             return
         self.created = False
         self.leave()
-        for name in self.leftovers():
-            ip("netns", "del", name, check=False)
+        self.remove_leftovers()

@@ -160,8 +160,13 @@ class Cluster:
                      len(WORKERS), 20, f"{relay} to hear every worker")
 
     def close(self):
+        """Stop everything and remove the network; the hosts' directories go too unless a check
+        failed (their logs are then kept for the report)."""
+        import shutil
         for stack in self.stacks.values():
             stack.close()
+            if not self.failures:
+                shutil.rmtree(stack.tmp, ignore_errors=True)
         if self.postgres:
             self.postgres.destroy()
         self.net.destroy()
@@ -236,8 +241,17 @@ class Cluster:
             self.failures.append(f"the cancel across hosts took {took:.3f} s, over "
                                  f"{CANCEL_BOUND_S} s")
 
+    def busy(self, host):
+        """host's running tasks, once it runs at least one (so the fault has something to
+        lose), or {} when it ran none within the deadline."""
+        try:
+            return wait_for(lambda: self.running_on(host), 10, f"{host} to run a task")
+        except TimeoutError:
+            self.failures.append(f"{host} ran no task to lose")
+            return {}
+
     def fault_a(self):
-        lost = self.running_on("work1")
+        lost = self.busy("work1")
         at = now()
         self.stacks["work1"].kill_worker()
         self.facts["a"] = {"lost": len(lost)}
@@ -256,7 +270,7 @@ class Cluster:
             return f.read()
 
     def fault_b(self):
-        lost = self.running_on("work2")
+        lost = self.busy("work2")
         pid = self.stacks["work2"].processes["worker"].pid
         at = now()
         self.net.link("work2", False)
@@ -396,6 +410,8 @@ class Cluster:
                 self.failures.append(f"(b) task {task_id}: no attempt after {attempt} ({row})")
             if checks.marked_by(row.get("result"), pid) and row.get("attempts") == attempt:
                 self.failures.append(f"(b) task {task_id}: the old attempt's result was stored")
+            if checks.errors_of(row, attempt) > 1:  # the take-back's entry, and no other
+                self.failures.append(f"(b) task {task_id}: the old attempt wrote its end too")
         heard = [(c.index, m["task"]["id"]) for c in self.clients for at, _, m in c.events
                  if m.get("type") == "task" and at >= up_at and
                  cut["lost"].get(m["task"]["id"]) == m["task"].get("attempts")]
@@ -443,7 +459,7 @@ def run(build=None, seed=None):
         raise
     finally:
         report = cluster.report()
-        if failures is None:
+        if failures is None or failures:
             for stack in cluster.stacks.values():
                 print(stack.logs()[-4000:], file=sys.stderr)
         cluster.close()
