@@ -103,20 +103,33 @@ def test_a_pool_that_comes_back_makes_the_pages_resync(request):
     assert log.count("event=upstream_connected peer=127.0.0.1:") >= 2, log
 
 
+def pool_client(stack, kind):
+    """A pyzmq socket that is a CURVE client of the pool with a key pair the pool lists."""
+    sock = zmq.asyncio.Context.instance().socket(kind)
+    sock.curve_secretkey, sock.curve_publickey = (k.encode() for k in stack.keys["relay.key"])
+    sock.curve_serverkey = stack.keys["pool.key"][1].encode()
+    sock.setsockopt(zmq.LINGER, 0)
+    return sock
+
+
 def test_events_over_curve_to_a_bound_ingress(request):
     """With curve on, the worker connects to the relay as a CURVE client of the relay's key,
-    the relay lets in the pool's listed key, and the events reach the page."""
+    the relay lets in the pool's listed key, and the events reach the page; the pool's own
+    events endpoint is still a CURVE server for a listed tap (its bind kept the server's
+    options when its connects to the relays took a client's)."""
     stack = ingress_stack(request, curve=True)
     session = stack.session()
 
     async def go():
         ws, _ = await connect(stack, session["token"])
-        pub = zmq.asyncio.Context.instance().socket(zmq.PUB)  # probes, with a listed key pair
-        pub.curve_secretkey, pub.curve_publickey = (k.encode() for k in stack.keys["relay.key"])
-        pub.curve_serverkey = stack.keys["pool.key"][1].encode()
+        pub = pool_client(stack, zmq.PUB)  # probes
         pub.connect(stack.publish_endpoint)
-        await deliverable(stack, session["client_id"], ws, pub=pub)
+        tap = pool_client(stack, zmq.SUB)
+        tap.connect(stack.events_endpoint)
+        tap.setsockopt(zmq.SUBSCRIBE, session["client_id"].encode())
+        await deliverable(stack, session["client_id"], ws, tap, pub=pub)
         pub.close(0)
+        tap.close(0)
         seen = await task_events(stack, session, ws)
         await ws.close()
         return seen
