@@ -251,10 +251,10 @@ ingress_peer_event(struct relay *relay, uint16_t what, uint32_t value)
             if (!ingress->peers[i].handshaken) {
                 ingress->peers[i].handshaken = 1;
                 address = ingress->peers[i].address;
+                ingress->upstream_peers++; /* counted while tracked, so its loss is seen */
                 break;
             }
         ingress->upstream_connects++;
-        ingress->upstream_peers++;
         log_info("event=upstream_connected peer=%s peers=%d count=%llu", address,
                  ingress->upstream_peers, (unsigned long long)ingress->upstream_connects);
         /* Connections made from now on list their tasks on "connected" by themselves. */
