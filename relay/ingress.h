@@ -57,7 +57,7 @@ struct ingress {
     struct zap *zap;            /* bound with curve on: the ZAP handler, else NULL */
     size_t peer_count;          /* entries of peers in use */
     struct ingress_peer peers[INGRESS_PEERS_MAX];
-    int upstream_peers;          /* peers connected now, handshake done (bound only) */
+    int upstream_peers;          /* tracked peers connected, handshake done (bound) */
     int64_t log_window_start_ms; /* failed handshakes' log window */
     int log_lines;               /* lines written in it */
     int ready;                   /* the SUB may hold messages: drain before waiting again */
