@@ -32,7 +32,9 @@ cli_metrics_override(struct config *cfg, const char *value)
 static int
 cli_check_curve(const struct config *cfg, const char *program, char *err, size_t errlen)
 {
-    if (!cfg->curve)
+    /* On PostgreSQL the handler opens no ZeroMQ socket (its nudges go through the store). */
+    if (!cfg->curve ||
+        (strcmp(program, "taskwire.fcgi") == 0 && cfg->store_backend == CONFIG_STORE_POSTGRESQL))
         return 0;
     struct curve *curve = NULL;
     int binds = strcmp(program, "taskwire-worker") == 0 ||
