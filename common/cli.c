@@ -27,16 +27,19 @@ cli_metrics_override(struct config *cfg, const char *value)
 }
 
 /* -n reads the CURVE key files too, as the program will: the worker binds (its secret and the
- * clients it allows), every other program connects (its secret and the pool's public key).
- * 0, or -1 with err naming the file. */
+ * clients it allows), and so does a relay with events_listen; every other program connects
+ * (its secret and the pool's public key).  0, or -1 with err naming the file. */
 static int
 cli_check_curve(const struct config *cfg, const char *program, char *err, size_t errlen)
 {
-    if (!cfg->curve)
+    /* On PostgreSQL the handler opens no ZeroMQ socket (its nudges go through the store). */
+    if (!cfg->curve ||
+        (strcmp(program, "taskwire.fcgi") == 0 && cfg->store_backend == CONFIG_STORE_POSTGRESQL))
         return 0;
     struct curve *curve = NULL;
-    enum curve_role role =
-        strcmp(program, "taskwire-worker") == 0 ? CURVE_ROLE_SERVER : CURVE_ROLE_CLIENT;
+    int binds = strcmp(program, "taskwire-worker") == 0 ||
+                (strcmp(program, "taskwire-relay") == 0 && cfg->relay_events_listen[0]);
+    enum curve_role role = binds ? CURVE_ROLE_SERVER : CURVE_ROLE_CLIENT;
     int rc = curve_load(cfg, role, NULL, 0, &curve, err, errlen);
     curve_destroy(&curve);
     return rc;
@@ -46,12 +49,12 @@ int
 cli_setup(int argc, char **argv, const char *program, struct config *cfg)
 {
     const char *path = getenv("TASKWIRE_CONFIG");
-    const char *metrics_listen = NULL;
+    const char *metrics_listen = NULL, *events_listen = NULL;
     int check_only = 0;
     int option;
     if (!path || !*path)
         path = CLI_DEFAULT_CONFIG;
-    while ((option = getopt(argc, argv, "c:m:nh")) != -1) {
+    while ((option = getopt(argc, argv, "c:m:e:nh")) != -1) {
         switch (option) {
         case 'c':
             path = optarg;
@@ -59,19 +62,24 @@ cli_setup(int argc, char **argv, const char *program, struct config *cfg)
         case 'm':
             metrics_listen = optarg;
             break;
+        case 'e':
+            events_listen = optarg;
+            break;
         case 'n':
             check_only = 1;
             break;
         case 'h':
-            printf("usage: %s [-c FILE] [-m HOST:PORT] [-n]\n"
+            printf("usage: %s [-c FILE] [-m HOST:PORT] [-e ENDPOINT] [-n]\n"
                    "  -c FILE       configuration file (default $TASKWIRE_CONFIG or %s)\n"
                    "  -m HOST:PORT  serve metrics here (overrides metrics_listen; '' turns "
                    "them off)\n"
+                   "  -e ENDPOINT   the relay's events_listen (overrides the file's; '' connects "
+                   "to [zmq] events)\n"
                    "  -n            check the configuration and exit\n",
                    program, CLI_DEFAULT_CONFIG);
             return 0;
         default:
-            fprintf(stderr, "usage: %s [-c FILE] [-m HOST:PORT] [-n]\n", program);
+            fprintf(stderr, "usage: %s [-c FILE] [-m HOST:PORT] [-e ENDPOINT] [-n]\n", program);
             return 2;
         }
     }
@@ -88,6 +96,14 @@ cli_setup(int argc, char **argv, const char *program, struct config *cfg)
         fprintf(stderr, "%s: -m %s is not host:port\n", program, metrics_listen);
         return 2;
     }
+    if (events_listen &&
+        ((events_listen[0] && !config_endpoint_valid(events_listen, strlen(events_listen))) ||
+         strlen(events_listen) >= sizeof cfg->relay_events_listen)) {
+        fprintf(stderr, "%s: -e %s is not a tcp:// or ipc:// endpoint\n", program, events_listen);
+        return 2;
+    }
+    if (events_listen)
+        strcpy(cfg->relay_events_listen, events_listen);
     log_setup(program, cfg->log_level);
     if (check_only && cli_check_curve(cfg, program, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s\n", program, err);

@@ -1,11 +1,12 @@
 /* cli.h: the command line every taskwire program shares.
  *
- *   PROGRAM [-c FILE] [-m HOST:PORT] [-n] [-h]
+ *   PROGRAM [-c FILE] [-m HOST:PORT] [-e ENDPOINT] [-n] [-h]
  *
  * -c names the config file (default: $TASKWIRE_CONFIG, else CLI_DEFAULT_CONFIG); -m sets the
  * program's metrics_listen over the file's (so relays sharing one config and one WebSocket port
- * each get a metrics port of their own); -n checks it, prints "configuration OK" and exits 0.  Sets
- * up logging from the config's [log] level.
+ * each get a metrics port of their own); -e sets [relay] events_listen likewise (relays sharing a
+ * config, each with an ingress endpoint of its own); -n checks it, prints "configuration OK" and
+ * exits 0.  Sets up logging from the config's [log] level.
  */
 #ifndef TW_COMMON_CLI_H
 #define TW_COMMON_CLI_H

@@ -33,8 +33,10 @@ enum key_kind {
     KEY_ORIGINS,
     KEY_ADDRESSES,
     KEY_URLS,
-    KEY_LISTEN, /* host:port, or empty for off */
-    KEY_BOOL    /* true or false, into an int 1 or 0 */
+    KEY_ENDPOINTS,
+    KEY_ENDPOINT_OPTIONAL, /* a tcp:// or ipc:// endpoint, or empty for none */
+    KEY_LISTEN,            /* host:port, or empty for off */
+    KEY_BOOL               /* true or false, into an int 1 or 0 */
 };
 
 struct config_key {
@@ -73,10 +75,12 @@ static const struct config_key config_keys[] = {
     KEY_STR("zmq", "tasks", KEY_TEXT, tasks_endpoint),
     KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
     KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
+    KEY_LIST("zmq", "relays", KEY_ENDPOINTS, relays),
     KEY_NUM("zmq", "curve", KEY_BOOL, curve, 0, 1),
     KEY_STR("zmq", "curve_secret_file", KEY_PATH_OPTIONAL, curve_secret_file),
     KEY_STR("zmq", "curve_server_public_file", KEY_PATH_OPTIONAL, curve_server_public_file),
     KEY_STR("zmq", "curve_clients_file", KEY_PATH_OPTIONAL, curve_clients_file),
+    KEY_STR("zmq", "curve_relay_public_file", KEY_PATH_OPTIONAL, curve_relay_public_file),
     KEY_NUM("http", "max_body", KEY_LONG, max_body, 1024, 16777216),
     KEY_NUM("http", "threads", KEY_INT, threads, 1, 64),
     KEY_NUM("http", "max_queued", KEY_INT, max_queued, 1, 100000000),
@@ -107,6 +111,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("relay", "auth_timeout_ms", KEY_INT, auth_timeout_ms, 100, 600000),
     KEY_NUM("relay", "token_in_query", KEY_BOOL, token_in_query, 0, 1),
     KEY_STR("relay", "metrics_listen", KEY_LISTEN, relay_metrics_listen),
+    KEY_STR("relay", "events_listen", KEY_ENDPOINT_OPTIONAL, relay_events_listen),
     KEY_STR("admin", "key_file", KEY_PATH_OPTIONAL, admin_key_file),
     KEY_STR("admin", "api_url", KEY_TEXT, admin_api_url),
     KEY_LIST("admin", "relays", KEY_URLS, admin_relays),
@@ -433,6 +438,41 @@ config_type_key(struct load_state *state, const char *type_name, const char *nam
     return TW_E_CONFIG;
 }
 
+int
+config_endpoint_valid(const char *text, size_t length)
+{
+    size_t scheme = length > 6 && strncmp(text, "tcp://", 6) == 0   ? 6
+                    : length > 6 && strncmp(text, "ipc://", 6) == 0 ? 6
+                                                                    : 0;
+    if (scheme == 0 || length >= CONFIG_TEXT_MAX)
+        return 0;
+    for (size_t i = scheme; i < length; i++)
+        if ((unsigned char)text[i] <= ' ' || (unsigned char)text[i] >= 0x7f || text[i] == ',')
+            return 0;
+    return 1;
+}
+
+/* Append item (len bytes), valid or not as its caller found (what it should be: "a ..."), to a
+ * list of texts (items[*count], at most max, called plural in the error). */
+static int
+config_text_item(struct load_state *state, const struct config_key *key, int valid,
+                 const char *what, char (*items)[CONFIG_TEXT_MAX], size_t *count, size_t max,
+                 const char *plural, const char *item, size_t len)
+{
+    if (!valid) {
+        snprintf(state->err, sizeof state->err, "%s: '%.*s' is not %s of at most %d bytes",
+                 key->name, (int)(len < 64 ? len : 64), item, what, CONFIG_TEXT_MAX - 1);
+        return TW_E_CONFIG;
+    }
+    if (*count >= max) {
+        snprintf(state->err, sizeof state->err, "%s: at most %zu %s", key->name, max, plural);
+        return TW_E_CONFIG;
+    }
+    memcpy(items[*count], item, len);
+    items[(*count)++][len] = '\0';
+    return 0;
+}
+
 /* Append one item (len bytes) of a list key to its field. */
 static int
 config_list_item(struct load_state *state, const struct config_key *key, void *field,
@@ -445,24 +485,19 @@ config_list_item(struct load_state *state, const struct config_key *key, void *f
         snprintf(state->err, sizeof state->err, "%s: %s", key->name, why);
         return TW_E_CONFIG;
     }
+    if (key->kind == KEY_ENDPOINTS) {
+        struct config_endpoints *list = field;
+        return config_text_item(state, key, config_endpoint_valid(item, len),
+                                "a tcp:// or ipc:// endpoint", list->endpoints, &list->count,
+                                CONFIG_ENDPOINTS_MAX, "endpoints", item, len);
+    }
     if (key->kind == KEY_URLS) {
         struct config_urls *urls = field;
         int http = len > 7 && strncmp(item, "http://", 7) == 0;
         int https = len > 8 && strncmp(item, "https://", 8) == 0;
-        if ((!http && !https) || len >= CONFIG_TEXT_MAX) {
-            snprintf(state->err, sizeof state->err,
-                     "%s: '%.*s' is not an http:// or https:// URL of at most %d bytes", key->name,
-                     (int)(len < 64 ? len : 64), item, CONFIG_TEXT_MAX - 1);
-            return TW_E_CONFIG;
-        }
-        if (urls->count >= CONFIG_URLS_MAX) {
-            snprintf(state->err, sizeof state->err, "%s: at most %d URLs", key->name,
-                     CONFIG_URLS_MAX);
-            return TW_E_CONFIG;
-        }
-        memcpy(urls->urls[urls->count], item, len);
-        urls->urls[urls->count++][len] = '\0';
-        return 0;
+        return config_text_item(state, key, (http || https) && len < CONFIG_TEXT_MAX,
+                                "an http:// or https:// URL", urls->urls, &urls->count,
+                                CONFIG_URLS_MAX, "URLs", item, len);
     }
     struct config_addresses *list = field;
     char text[INET_ADDRSTRLEN] = "";
@@ -497,6 +532,8 @@ config_list_set(struct load_state *state, const struct config_key *key, void *fi
             ((struct origin_list *)field)->count = 0;
         else if (key->kind == KEY_URLS)
             ((struct config_urls *)field)->count = 0;
+        else if (key->kind == KEY_ENDPOINTS)
+            ((struct config_endpoints *)field)->count = 0;
         else
             ((struct config_addresses *)field)->count = 0;
     }
@@ -577,9 +614,19 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
         }
         return 0;
     }
+    case KEY_ENDPOINT_OPTIONAL:
+        if (*value && !config_endpoint_valid(value, strlen(value))) {
+            snprintf(state->err, sizeof state->err,
+                     "%s must be a tcp:// or ipc:// endpoint, or empty for none", key->name);
+            return TW_E_CONFIG;
+        }
+        if (copy_text(field, key->size, value) == 0)
+            return 0;
+        break;
     case KEY_ORIGINS:
     case KEY_ADDRESSES:
     case KEY_URLS:
+    case KEY_ENDPOINTS:
         return config_list_set(state, key, field, value);
     }
     snprintf(state->err, sizeof state->err, "%s is empty or too long", key->name);

@@ -30,6 +30,7 @@
 #define CONFIG_ADDRESSES_MAX 16       /* addresses in one address list */
 #define CONFIG_LINE_MAX 199           /* bytes of a line of the file (inih's, less its NUL) */
 #define CONFIG_URLS_MAX 16            /* URLs in one URL list ([admin] relays) */
+#define CONFIG_ENDPOINTS_MAX 16       /* ZeroMQ endpoints in one list ([zmq] relays) */
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400          /* seconds a session token lives */
 #define CONFIG_DEFAULT_MAX_BODY 65536           /* bytes of a request body */
@@ -68,6 +69,12 @@
 struct config_urls {
     size_t count;
     char urls[CONFIG_URLS_MAX][CONFIG_TEXT_MAX];
+};
+
+/* tcp:// or ipc:// ZeroMQ endpoints ([zmq] relays). */
+struct config_endpoints {
+    size_t count;
+    char endpoints[CONFIG_ENDPOINTS_MAX][CONFIG_TEXT_MAX];
 };
 
 /* IPv4 addresses, in network byte order. */
@@ -140,12 +147,14 @@ struct config {
     char tasks_endpoint[CONFIG_TEXT_MAX];   /* worker binds PULL; handlers connect PUSH */
     char publish_endpoint[CONFIG_TEXT_MAX]; /* worker binds XSUB; any PUB may connect */
     char events_endpoint[CONFIG_TEXT_MAX];  /* worker binds XPUB; relays and taps connect SUB */
+    struct config_endpoints relays;         /* relays' events_listen the worker connects to */
 
     /* [zmq] CURVE (common/curve.h) */
     int curve;                               /* 1: CURVE on every tcp:// socket */
     char curve_secret_file[PATH_MAX];        /* this program's secret key (Z85) */
     char curve_server_public_file[PATH_MAX]; /* the pool's public key (connecting programs) */
-    char curve_clients_file[PATH_MAX];       /* public keys the pool allows (worker hosts) */
+    char curve_clients_file[PATH_MAX];       /* public keys a binding program allows */
+    char curve_relay_public_file[PATH_MAX];  /* the relays' public key (worker, with relays) */
 
     /* [http] */
     long long max_body;
@@ -182,6 +191,8 @@ struct config {
     int auth_timeout_ms; /* a connection without its auth message by then is closed (4003) */
     int token_in_query;  /* 1: a ?token= in the /ws URL authenticates at the handshake */
     char relay_metrics_listen[CONFIG_TEXT_MAX]; /* host:port of /metrics, /status; empty: off */
+    char relay_events_listen[CONFIG_TEXT_MAX];  /* the SUB binds here (workers connect in);
+                                                   empty: it connects to [zmq] events */
 
     /* [admin] */
     char admin_key_file[PATH_MAX];       /* the admin key's file; "": the admin API is off */
@@ -199,6 +210,10 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 
 /* Fill cfg with defaults only (no file), as config_load does before reading. */
 void config_defaults(struct config *cfg);
+
+/* 1 when text (length bytes) is a tcp:// or ipc:// endpoint of printable ASCII without spaces
+ * or commas, shorter than CONFIG_TEXT_MAX, else 0. */
+int config_endpoint_valid(const char *text, size_t length);
 
 /* The type called name (length name_len), or NULL.  Borrowed from cfg. */
 const struct config_type *config_type_find(const struct config *cfg, const char *name,

@@ -19,6 +19,7 @@ struct curve {
     curve_z85 secret_key;    /* this program's secret key */
     curve_z85 public_key;    /* derived from secret_key */
     curve_z85 server_public; /* the pool's public key (client role) */
+    curve_z85 relay_public;  /* the relays' public key (server role with [zmq] relays) */
     size_t client_count;
     uint8_t clients[CURVE_CLIENTS_MAX][CURVE_KEY_BYTES]; /* allowed clients (server role) */
 };
@@ -237,6 +238,17 @@ curve_load(const struct config *cfg, enum curve_role role, const char *const *en
     if (role == CURVE_ROLE_SERVER) {
         if (curve_load_clients(curve, cfg->curve_clients_file, err, errlen) != 0)
             goto fail;
+        if (cfg->relays.count > 0 && !cfg->curve_relay_public_file[0]) {
+            snprintf(err, errlen,
+                     "%s: [zmq] relays with curve = true needs curve_relay_public_file", cfg->path);
+            goto fail;
+        }
+        curve_z85 keys[1];
+        if (cfg->relays.count > 0 &&
+            curve_file_read(cfg->curve_relay_public_file, 0, keys, 1, 1, err, errlen) != 1)
+            goto fail;
+        if (cfg->relays.count > 0)
+            memcpy(curve->relay_public, keys[0], sizeof keys[0]);
     } else {
         curve_z85 keys[1];
         if (curve_file_read(cfg->curve_server_public_file, 0, keys, 1, 1, err, errlen) != 1)
@@ -274,6 +286,21 @@ curve_socket_setup(const struct curve *curve, void *socket, int server)
                    : 0;
     }
     return zmq_setsockopt(socket, ZMQ_CURVE_SERVERKEY, curve->server_public, CURVE_KEY_Z85) != 0 ||
+                   zmq_setsockopt(socket, ZMQ_CURVE_PUBLICKEY, curve->public_key, CURVE_KEY_Z85) !=
+                       0 ||
+                   zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, curve->secret_key, CURVE_KEY_Z85) !=
+                       0
+               ? -1
+               : 0;
+}
+
+int
+curve_socket_setup_relay(const struct curve *curve, void *socket)
+{
+    int off = 0;
+    return zmq_setsockopt(socket, ZMQ_CURVE_SERVER, &off, sizeof off) != 0 ||
+                   zmq_setsockopt(socket, ZMQ_CURVE_SERVERKEY, curve->relay_public,
+                                  CURVE_KEY_Z85) != 0 ||
                    zmq_setsockopt(socket, ZMQ_CURVE_PUBLICKEY, curve->public_key, CURVE_KEY_Z85) !=
                        0 ||
                    zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, curve->secret_key, CURVE_KEY_Z85) !=

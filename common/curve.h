@@ -11,14 +11,20 @@
  *   readable, writable or runnable by others (mode o-rwx, like an ssh key), else it is refused;
  * - curve_server_public_file holds one key, the worker pool's public key (programs that
  *   connect);
- * - curve_clients_file holds the public keys allowed to connect to the pool, one a line, at
- *   most CURVE_CLIENTS_MAX (more is refused, not cut).
+ * - curve_clients_file holds the public keys allowed to connect to the pool (or, on a relay
+ *   host with [relay] events_listen, to the relay's ingress), one a line, at most
+ *   CURVE_CLIENTS_MAX (more is refused, not cut);
+ * - curve_relay_public_file holds one key, the relays' public key (a worker host with
+ *   [zmq] relays: its events socket connects to each relay as a CURVE client).
  * A file is read whole, at most CURVE_FILE_MAX bytes (a larger one is refused).
  *
- * Assumptions: libzmq built with CURVE (zmq_has("curve")); the pool is the only program that
- * binds tcp:// endpoints and every other program only connects (docs/PROTOCOL.md); one server
- * key pair for the pool role, shared by every worker host.  inproc:// and ipc:// endpoints are
- * never given CURVE (inproc has no handshake; ipc stays on the host).  Curve off: nothing is
+ * Assumptions: libzmq built with CURVE (zmq_has("curve")); the programs that bind tcp://
+ * endpoints are the pool and a relay with events_listen (the CURVE servers), every other socket
+ * only connects (docs/PROTOCOL.md); one server key pair for the pool role, shared by every
+ * worker host, and one for the relay role, shared by every relay host.  The pool's events
+ * socket is both: a server where it binds, a client of the relays where it connects (libzmq
+ * takes a socket's options as they are at each bind and connect).  inproc:// and ipc:// endpoints
+ * are never given CURVE (inproc has no handshake; ipc stays on the host).  Curve off: nothing is
  * read and sockets are plaintext, with one warning at start-up when an endpoint is not
  * loopback.
  */
@@ -56,6 +62,11 @@ void curve_destroy(struct curve **curve);
  * CURVE_ZAP_DOMAIN) or as a client (the pool's public key and this program's pair).  Call
  * before bind or connect.  0, or -1 (zmq_errno says why). */
 int curve_socket_setup(const struct curve *curve, void *socket, int server);
+
+/* Give socket the options of a CURVE client of the relays (server role loaded with
+ * [zmq] relays): the relays' public key and this program's pair.  Call before each connect to a
+ * relay.  0, or -1 (zmq_errno says why). */
+int curve_socket_setup_relay(const struct curve *curve, void *socket);
 
 /* 1 when key (CURVE_KEY_BYTES) is one of curve_clients_file's, else 0. */
 int curve_client_allowed(const struct curve *curve, const uint8_t *key, size_t length);

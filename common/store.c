@@ -124,6 +124,22 @@ store_tasks_announce(struct store *store, const char *const *ids, size_t count, 
 }
 
 int
+store_task_announce_change(struct store *store, const char *id, const char *status, json_t **task)
+{
+    if (store->ops->task_announce_change)
+        return store->ops->task_announce_change(store, id, status, task);
+    int rc = store->ops->task_get(store, id, NULL, task);
+    if (rc != 0)
+        return rc;
+    const char *now = json_string_value(json_object_get(*task, "status"));
+    if (now && strcmp(now, status) == 0)
+        return 0;
+    json_decref(*task);
+    *task = NULL;
+    return TW_E_NOT_FOUND;
+}
+
+int
 store_task_claimable(struct store *store, const char *limits)
 {
     return store->ops->task_claimable(store, limits);

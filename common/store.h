@@ -181,6 +181,22 @@ int store_task_announce(struct store *store, const char *id, json_t **task);
  * tasks[0..n) (caller owns), or a negative code (tasks then holds none). */
 int store_tasks_announce(struct store *store, const char *const *ids, size_t count, json_t **tasks);
 
+/* After a cancel nudge (status "cancelled", a task cancelled while queued) or a retry nudge
+ * (status "queued"): 0 when this call is the one to publish the change (*task is its state),
+ * TW_E_NOT_FOUND when the task is not in that status, or another worker announced it already.
+ * On PostgreSQL a nudge reaches every worker (STORE_NOTIFY_CHANNEL): the change's statement
+ * clears the task's announced flag and the first call sets it, so one worker publishes.  On
+ * SQLite a nudge reaches one worker: every call that finds the status answers it. */
+int store_task_announce_change(struct store *store, const char *id, const char *status,
+                               json_t **task);
+
+/* PostgreSQL: the NOTIFY channel of the nudges.  store_tasks_insert, store_task_cancel and
+ * store_task_retry issue, in the transaction of their change, NOTIFY STORE_NOTIFY_CHANNEL with
+ * the payload "VERB TASK_ID" (protocol.h's verbs), which the server delivers to every
+ * listening worker once that transaction commits (never before the row can be read).  SQLite
+ * has no such thing: the handler pushes its nudges over ZeroMQ. */
+#define STORE_NOTIFY_CHANNEL "taskwire_nudge"
+
 /* 1 when some queued task could be claimed now (limits as in store_tasks_claim), 0 when none,
  * or a negative code.  A read: it spares an idle worker's scans a write transaction. */
 int store_task_claimable(struct store *store, const char *limits);

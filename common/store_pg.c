@@ -30,6 +30,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
+#include "protocol.h"
 #include "store_backend.h"
 #include "token.h"
 
@@ -213,9 +214,11 @@ static const char sql_list[] =
     " (SELECT min(seqno) FROM tasks WHERE client_id = $1 AND created_at > $5::bigint),"
     " 9223372036854775807))"
     " ORDER BY seqno DESC LIMIT $4";
+/* A cancel of a queued task and a retry clear announced: the first worker that hears the nudge
+ * sets it again and publishes the change (sql_announce_change). */
 static const char sql_cancel_queued[] =
     "UPDATE tasks SET status = 'cancelled', message = 'cancelled', finished_at = $3,"
-    " seq = seq + 1, cancel_requested = true"
+    " seq = seq + 1, cancel_requested = true, announced = false"
     " WHERE id = $1 AND " OWNER " AND status = 'queued' RETURNING " STORE_TASK_COLUMNS;
 static const char sql_cancel_running[] =
     "UPDATE tasks SET cancel_requested = true"
@@ -225,11 +228,18 @@ static const char sql_retry[] =
     " max_attempts = GREATEST(max_attempts, json_array_length(errors::json) + 1),"
     " cancel_requested = false, error = NULL, result = NULL, finished_at = NULL,"
     " started_at = NULL, progress = 0, message = 'queued for retry', worker_id = NULL,"
-    " worker_host = NULL, lease_expires_at = NULL, seq = seq + 1"
+    " worker_host = NULL, lease_expires_at = NULL, seq = seq + 1, announced = false"
     " WHERE id = $1 AND " OWNER " AND status IN ('failed', 'cancelled')"
     " RETURNING " STORE_TASK_COLUMNS;
 static const char sql_delete[] =
     "DELETE FROM tasks WHERE id = $1 AND " OWNER " AND status IN " FINAL_STATUSES " RETURNING id";
+static const char sql_announce_change[] =
+    "UPDATE tasks SET announced = true WHERE id = $1 AND status = $2 AND NOT announced"
+    " RETURNING " STORE_TASK_COLUMNS;
+/* The nudges of a change, delivered to the listening workers when its transaction commits:
+ * $1 the verb, $2 an array of task ids. */
+static const char sql_notify[] = "SELECT pg_notify('" STORE_NOTIFY_CHANNEL "', $1 || ' ' || id)"
+                                 " FROM unnest($2::text[]) AS id";
 static const char sql_unannounced[] =
     "SELECT 1 FROM tasks WHERE id = $1 AND NOT announced AND status = 'queued'";
 static const char sql_announce[] = "UPDATE tasks SET announced = true WHERE id = $1"
@@ -646,6 +656,39 @@ pg_answer(struct store_pg *store, int rc)
     return rc == TW_E_STORE && failure && tw_error_status(failure) == 503 ? failure : rc;
 }
 
+/* NOTIFY the workers of verb for each task of ids[0..count) (TOKEN_ID_SIZE-bound ids of
+ * token's alphabet, so the array literal needs no quoting), in the open transaction. */
+static int
+pg_notify(struct store_pg *store, const char *verb, const char *const *ids, size_t count)
+{
+    if (count == 0)
+        return 0;
+    size_t size = count * TOKEN_ID_SIZE + 3;
+    char *array = malloc(size);
+    if (!array)
+        return TW_E_NOMEM;
+    size_t length = 0;
+    array[length++] = '{';
+    for (size_t i = 0; i < count; i++)
+        length += (size_t)snprintf(array + length, size - length, "%s%.*s", i ? "," : "",
+                                   TOKEN_ID_SIZE - 1, ids[i]);
+    snprintf(array + length, size - length, "}");
+    struct pg_params params = {0};
+    param_text(&params, 1, verb);
+    param_text(&params, 2, array);
+    int rc = pg_run(store, "notify", sql_notify, &params, NULL);
+    free(array);
+    return rc;
+}
+
+/* The id of task (a store task object), or "" when it has none. */
+static const char *
+pg_task_id(const json_t *task)
+{
+    const char *id = json_string_value(json_object_get(task, "id"));
+    return id ? id : "";
+}
+
 /* ---- rows ---- */
 
 static const char *
@@ -989,10 +1032,18 @@ pg_tasks_insert(struct store *base, struct store_submission *const *subs, size_t
         if (subs[i]->rc == TW_E_STORE || subs[i]->rc == TW_E_NOMEM)
             rc = subs[i]->rc;
     }
-    if (rc == 0 && any)
-        rc = pg_end(store, own, 0);
-    else
+    if (rc == 0 && any) {
+        const char **made = calloc(count, sizeof *made);
+        size_t n = 0;
+        for (size_t i = 0; made && i < count; i++)
+            if (subs[i]->rc == 0 && !subs[i]->replayed)
+                made[n++] = pg_task_id(subs[i]->task);
+        rc = made ? pg_notify(store, PROTOCOL_VERB_SUBMIT, made, n) : TW_E_NOMEM;
+        free(made);
+        rc = pg_end(store, own, rc);
+    } else {
         pg_end(store, own, TW_E_STORE);
+    }
     if (rc != 0)
         for (size_t i = 0; i < count; i++) {
             json_decref(subs[i]->task);
@@ -1058,6 +1109,26 @@ pg_refusal(struct store_pg *store, const char *id, const char *client_id)
     return rc == 0 ? TW_E_CONFLICT : rc;
 }
 
+/* End a handler's change of the task id in its own transaction (rc: the change's result, *task
+ * the state it made): NOTIFY the workers of verb when it was made, commit (or roll back), and
+ * answer as its client should see it.  *task is kept only when the change was committed. */
+static int
+pg_change_end(struct store_pg *store, int own, int rc, const char *verb, const char *id,
+              json_t **task)
+{
+    const char *ids[] = {id};
+    if (rc == 0)
+        rc = pg_notify(store, verb, ids, 1);
+    int done = rc == TW_E_NOT_FOUND || rc == TW_E_CONFLICT ? 0 : rc;
+    int end = pg_end(store, own, done);
+    int answer = end != 0 ? end : rc;
+    if (answer != 0) {
+        json_decref(*task);
+        *task = NULL;
+    }
+    return pg_answer(store, answer);
+}
+
 static int
 pg_task_cancel(struct store *base, const char *id, const char *client_id, int *now_final,
                json_t **task)
@@ -1065,6 +1136,7 @@ pg_task_cancel(struct store *base, const char *id, const char *client_id, int *n
     struct store_pg *store = (struct store_pg *)base;
     store->failure = 0;
     *now_final = 0;
+    *task = NULL;
     int own = 0;
     if (pg_begin(store, &own) != 0)
         return pg_answer(store, TW_E_STORE);
@@ -1080,13 +1152,7 @@ pg_task_cancel(struct store *base, const char *id, const char *client_id, int *n
     }
     if (rc == TW_E_NOT_FOUND)
         rc = pg_refusal(store, id, client_id);
-    int done = rc == TW_E_NOT_FOUND || rc == TW_E_CONFLICT ? 0 : rc;
-    int end = pg_end(store, own, done);
-    if (end != 0 && rc == 0) {
-        json_decref(*task);
-        *task = NULL;
-    }
-    return pg_answer(store, end != 0 ? end : rc);
+    return pg_change_end(store, own, rc, PROTOCOL_VERB_CANCEL, id, task);
 }
 
 static int
@@ -1094,12 +1160,18 @@ pg_task_retry(struct store *base, const char *id, const char *client_id, json_t 
 {
     struct store_pg *store = (struct store_pg *)base;
     store->failure = 0;
+    *task = NULL;
+    int own = 0;
+    if (pg_begin(store, &own) != 0)
+        return pg_answer(store, TW_E_STORE);
     struct pg_params params = {0};
     param_text(&params, 1, id);
     param_text(&params, 2, client_id);
     param_int(&params, 3, clock_now_ms());
     int rc = pg_task(store, "retry", sql_retry, &params, task);
-    return pg_answer(store, rc == TW_E_NOT_FOUND ? pg_refusal(store, id, client_id) : rc);
+    if (rc == TW_E_NOT_FOUND)
+        rc = pg_refusal(store, id, client_id);
+    return pg_change_end(store, own, rc, PROTOCOL_VERB_RETRY, id, task);
 }
 
 static int
@@ -1126,6 +1198,16 @@ pg_task_announce(struct store *base, const char *id, json_t **task)
     if (found <= 0)
         return found == 0 ? TW_E_NOT_FOUND : found;
     return pg_task(store, "announce", sql_announce, &params, task);
+}
+
+static int
+pg_task_announce_change(struct store *base, const char *id, const char *status, json_t **task)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    struct pg_params params = {0};
+    param_text(&params, 1, id);
+    param_text(&params, 2, status);
+    return pg_task(store, "announce_change", sql_announce_change, &params, task);
 }
 
 static int
@@ -1693,6 +1775,7 @@ static const struct store_ops store_pg_ops = {
     .task_delete = pg_task_delete,
     .task_announce = pg_task_announce,
     .announce_many = pg_announce_many,
+    .task_announce_change = pg_task_announce_change,
     .task_claimable = pg_task_claimable,
     .tasks_claim = pg_tasks_claim,
     .leases_renew = pg_leases_renew,

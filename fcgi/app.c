@@ -42,6 +42,8 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
         log_warn("event=group_commit_off database=%s", cfg->database);
     if (nudger)
         return app; /* nudges go out on the nudger's socket */
+    if (cfg->store_backend == CONFIG_STORE_POSTGRESQL)
+        return app; /* the store's NOTIFY nudges every worker host (store.h) */
     app->zmq_shared = zmq_context != NULL;
     app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
     const char *endpoints[] = {cfg->tasks_endpoint};
@@ -101,6 +103,8 @@ void
 app_nudge(struct app *app, const char *verb, const char *task_id)
 {
     struct app *via = app->nudger ? app->nudger : app;
+    if (!via->push)
+        return; /* PostgreSQL: the change's own transaction nudged (STORE_NOTIFY_CHANNEL) */
     pthread_mutex_lock(&via->push_lock);
     app_nudge_locked(via, verb, task_id);
     pthread_mutex_unlock(&via->push_lock);

@@ -8,7 +8,9 @@
  * APP_BATCH_MAX are held, and one more is inserted and answered at once.
  * Everything else belongs to one request and is freed when it ends.  The PUSH socket's queue is
  * bounded by APP_PUSH_HWM; when full (worker gone for long) nudges are dropped, which only
- * delays tasks until the worker's next scan of the store.
+ * delays tasks until the worker's next scan of the store.  On PostgreSQL there is no PUSH
+ * socket: the store's NOTIFY in the change's own transaction reaches every worker host
+ * (store.h, STORE_NOTIFY_CHANNEL), and app_nudge does nothing.
  */
 #ifndef TW_FCGI_APP_H
 #define TW_FCGI_APP_H
@@ -47,7 +49,8 @@ struct app {
     size_t secret_len;
     void *zmq_context; /* the app's own, or borrowed when zmq_shared */
     int zmq_shared;
-    void *push;                /* PUSH to the worker's tasks endpoint; NULL with a nudger */
+    void *push;                /* PUSH to the worker's tasks endpoint; NULL with a nudger or on
+                                  PostgreSQL */
     struct curve *curve;       /* push's CURVE keys, or NULL ([zmq] curve off, or a nudger) */
     struct app *nudger;        /* borrowed: the app whose PUSH socket this one uses, or NULL */
     pthread_mutex_t push_lock; /* held while a thread sends on push */

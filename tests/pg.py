@@ -38,7 +38,10 @@ class Postgres:
     live = []
     _shared = None
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, address="127.0.0.1", namespace=None, network=None):
+        """address: where the server listens (and the urls point); namespace: a network
+        namespace (ip netns) to run it in; network: a further CIDR whose hosts may connect
+        (trust, as for loopback)."""
         # Imported here so that stack.py may import this module at its top.
         from stack import free_port
 
@@ -46,17 +49,21 @@ class Postgres:
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "postgres.log")
         self.port = port or free_port()
-        self.as_user = []
+        self.address = address
+        self.as_user = ["ip", "netns", "exec", namespace] if namespace else []
         self.running = False
         self.databases = 0
         if os.geteuid() == 0:
             os.chmod(self.dir, 0o755)
             shutil.chown(self.dir, "postgres")
-            self.as_user = ["runuser", "-u", "postgres", "--"]
+            self.as_user += ["runuser", "-u", "postgres", "--"]
         Postgres.live.append(self)
         try:
             _run(self.as_user + [f"{PG_BIN}/initdb", "-D", self.data, "-A", "trust",
                                  "-U", "postgres", "--no-sync"])
+            if network:
+                with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                    f.write(f"host all all {network} trust\n")
             self.start()
         except BaseException:
             self.destroy()
@@ -75,7 +82,7 @@ class Postgres:
         self.running = True  # from here on stop() runs pg_ctl stop, also if start failed
         _run(self.as_user + [
             f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-t", str(START_TIMEOUT),
-            "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-o", f"-p {self.port} -k {self.dir} -c listen_addresses={self.address} -c fsync=off",
             "-w", "start"])
 
     def stop(self):
@@ -96,7 +103,7 @@ class Postgres:
     def psql(self, sql, database="postgres"):
         """Run sql as the superuser; its output, unaligned and without headers."""
         return _run([f"{PG_BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                     "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                     "-h", self.address, "-p", str(self.port), "-U", "postgres",
                      "-d", database, "-c", sql])
 
     def query(self, url, sql, parameters=()):
@@ -139,7 +146,7 @@ class Postgres:
         return self.url(name)
 
     def url(self, database):
-        return f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
+        return f"host={self.address} port={self.port} user=postgres dbname={database}"
 
     @classmethod
     def destroy_all(cls):

@@ -205,7 +205,7 @@ def ini(sections):
 # -- web servers: one class per server, one row in SERVERS -----------------------------------
 
 LIGHTTPD_COMMON = """
-server.bind = "127.0.0.1"
+server.bind = "{address}"
 server.port = {http_port}
 server.document-root = "{root}/www"
 server.errorlog = "{tmp}/lighttpd.log"
@@ -233,7 +233,7 @@ fastcgi.server = (
     ))
 )
 $HTTP["url"] =~ "^/ws($|\\?)" {{
-    proxy.server = ("" => (("host" => "127.0.0.1", "port" => {relay_port})))
+    proxy.server = ("" => (("host" => "{address}", "port" => {relay_port})))
     proxy.header = ("upgrade" => "enable")
 }}
 """
@@ -459,14 +459,18 @@ class Stack:
     server's user or None, and to the directory cwd): e.g. the processes in a private mount
     namespace where store_dir is a mount only they see.
     zmq_settings: [zmq] keys added for every program (curve keys); worker_zmq_settings: [zmq]
-    keys the (first) worker's own config has instead (its own key files)."""
+    keys the (first) worker's own config has instead (its own key files).
+    address: the IPv4 address every program of the stack binds and is reached at (a host of
+    tests/cluster/'s, in a network namespace given as namespace); 127.0.0.1 by default.
+    server=None: the stack has no web server (a host running only a worker or a relay); its
+    worker then waits for its heartbeat in the store rather than for health."""
 
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
                  type_settings=None, http_settings=None, store_dir=None, namespace=None,
                  admin=True, admin_relays=None, auth_settings=None, basic_auth=None,
                  store=None, store_url=None, secret=None, zmq_settings=None,
-                 worker_zmq_settings=None):
+                 worker_zmq_settings=None, address="127.0.0.1"):
         self.store = "postgresql" if store_url else (
             store or os.environ.get("TASKWIRE_TEST_STORE", "sqlite"))
         assert self.store in ("sqlite", "postgresql"), self.store
@@ -491,10 +495,11 @@ class Stack:
             os.mkdir(self.store_dir, 0o700)
         self.database = os.path.join(self.store_dir, "taskwire.db")
         self.namespace = namespace
+        self.address = address
         self.http_port = free_port()
         self.relay_port = free_port()
         self.zmq_ports = [free_port() for _ in range(3)]
-        self.server = SERVERS[server](self)
+        self.server = SERVERS[server](self) if server else None
         self.user = getattr(self.server, "run_as", None) if os.geteuid() == 0 else None
         self.tree = ROOT
         if self.user and not self._reachable():
@@ -577,6 +582,7 @@ class Stack:
     def settings(self):
         """What a web server's config needs to know."""
         return {"tmp": self.tmp, "build": self.build, "http_port": self.http_port,
+                "address": self.address,
                 "relay_port": self.relay_port, "fcgi_config": self.fcgi_config_path,
                 "tree": self.tree}
 
@@ -610,27 +616,27 @@ class Stack:
 
     @property
     def tasks_endpoint(self):
-        return f"tcp://127.0.0.1:{self.zmq_ports[0]}"
+        return f"tcp://{self.address}:{self.zmq_ports[0]}"
 
     @property
     def publish_endpoint(self):
-        return f"tcp://127.0.0.1:{self.zmq_ports[1]}"
+        return f"tcp://{self.address}:{self.zmq_ports[1]}"
 
     @property
     def events_endpoint(self):
-        return f"tcp://127.0.0.1:{self.zmq_ports[2]}"
+        return f"tcp://{self.address}:{self.zmq_ports[2]}"
 
     @property
     def http(self):
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"http://{self.address}:{self.http_port}"
 
     @property
     def relay_http(self):
-        return f"http://127.0.0.1:{self.relay_port}"
+        return f"http://{self.address}:{self.relay_port}"
 
     @property
     def relay_ws(self):
-        return f"ws://127.0.0.1:{self.relay_port}/ws"
+        return f"ws://{self.address}:{self.relay_port}/ws"
 
     def config_sections(self, worker_settings, relay_settings, http_settings=None):
         """Every key of docs/CONFIG.md, with short intervals so faults show within seconds."""
@@ -654,7 +660,7 @@ class Stack:
                             "heartbeat_ms": 200, "stale_after_ms": 1500, "cancel_grace_ms": 500,
                             "lease_ms": 1500},
                            **worker_settings),
-            "relay": dict({"listen": "127.0.0.1", "port": self.relay_port, "ping_interval": 5,
+            "relay": dict({"listen": self.address, "port": self.relay_port, "ping_interval": 5,
                            "ping_timeout": 5, "ring": 64, "max_message": 65536,
                            "max_connections": 1000, "io_uring": 1,
                            "max_connections_per_client": 32, "connect_rate": 100,
@@ -708,7 +714,7 @@ class Stack:
         others = [n for n in self.worker_names if n != name and not self._died(n)]
         process = self._spawn(name, [self._binary("taskwire-worker"), "-c",
                                      self.worker_config_paths[name]])
-        if others:
+        if others or not self.server:
             wait_for(lambda: self.worker_id(name) or self._died(name), START_TIMEOUT,
                      f"{name}'s heartbeat")
         else:
@@ -723,7 +729,10 @@ class Stack:
         process = self.processes.get(name)
         if process is None or process.poll() is not None:
             return None
-        rows = self.store_query("SELECT id FROM workers WHERE pid = ?", (process.pid,))
+        try:
+            rows = self.store_query("SELECT id FROM workers WHERE pid = ?", (process.pid,))
+        except RuntimeError:  # PostgreSQL: the worker has not made the schema yet
+            return None
         return rows[0][0] if rows else None
 
     def store_query(self, sql, parameters=()):

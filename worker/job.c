@@ -390,7 +390,9 @@ job_finish(struct job *job, enum job_end end)
     return outcome;
 }
 
-/* The queued event a claim found unannounced: the task as it was just before the claim. */
+/* The queued event a claim found unannounced: the task as it was just before the claim.  A
+ * task that ran before was given a new attempt over REST, and the claim came before any worker
+ * announced that (PostgreSQL: every worker hears the retry's nudge): its event is the retry's. */
 static void
 job_publish_queued_before(struct job *job)
 {
@@ -399,14 +401,15 @@ job_publish_queued_before(struct job *job)
     json_t *before = json_copy(claimed);
     if (!before)
         return;
+    int retried = job->attempt > 1;
     json_int_t seq = json_integer_value(json_object_get(claimed, "seq"));
     json_object_set_new(before, "status", json_string(STORE_STATUS_QUEUED));
-    json_object_set_new(before, "message", json_string("queued"));
+    json_object_set_new(before, "message", json_string(retried ? "queued for retry" : "queued"));
     json_object_set_new(before, "seq", json_integer(seq - 1));
     json_object_set_new(before, "attempts", json_integer(job->attempt - 1));
     json_object_set_new(before, "started_at", json_null());
     job->task = before;
-    job_publish(job, PROTOCOL_EVENT_QUEUED);
+    job_publish(job, retried ? PROTOCOL_EVENT_RETRYING : PROTOCOL_EVENT_QUEUED);
     job->task = claimed;
     json_decref(before);
 }

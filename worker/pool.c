@@ -21,6 +21,7 @@
 #include "slot.h"
 #include "store.h"
 #include "token.h"
+#include "wake.h"
 #include "wire.h"
 #include "zap.h"
 
@@ -43,6 +44,8 @@ struct pool {
     void *xsub, *xpub;   /* handed to the proxy thread */
     struct curve *curve; /* the pool's CURVE keys, or NULL with [zmq] curve off */
     struct zap *zap;     /* the ZAP handler and handshake monitor, with curve on */
+    struct wake *wake;   /* the LISTEN connection (PostgreSQL), or NULL (SQLite) */
+    int wake_more;       /* the last read of wake filled a batch: read again without waiting */
     pthread_t proxy;
     int proxy_started;
     int concurrency;
@@ -97,6 +100,27 @@ pool_socket(struct pool *pool, int type, const char *first, const char *second, 
     return wire_socket(pool->zmq, type, &options, err, errlen);
 }
 
+/* The events socket also connects to every relay of [zmq] relays (their events_listen), as a
+ * CURVE client of theirs with curve on: a new worker host reaches every relay by itself, and
+ * the relays' subscriptions come back over the same connections.  0, or -1 with err. */
+static int
+pool_connect_relays(struct pool *pool, char *err, size_t errlen)
+{
+    const struct config_endpoints *relays = &pool->cfg->relays;
+    for (size_t i = 0; i < relays->count; i++) {
+        const char *relay = relays->endpoints[i];
+        int tcp = strncmp(relay, "tcp://", 6) == 0;
+        if ((pool->curve && tcp && curve_socket_setup_relay(pool->curve, pool->xpub) != 0) ||
+            zmq_connect(pool->xpub, relay) != 0) {
+            snprintf(err, errlen, "[zmq] relays %s: %s", relay, zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        log_info("event=relay_connecting endpoint=%s curve=%s", relay,
+                 pool->curve && tcp ? "on" : "off");
+    }
+    return 0;
+}
+
 struct pool *
 pool_new(const struct config *cfg, char *err, size_t errlen)
 {
@@ -124,13 +148,21 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
     pool->store = store_new(&options, err, errlen);
     if (!pool->store || store_worker_durability(pool->store) != 0)
         goto fail;
+    if (options.backend == STORE_BACKEND_POSTGRESQL && !(pool->wake = wake_new(options.url))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     pool->zmq = zmq_ctx_new();
     if (!pool->zmq) {
         snprintf(err, errlen, "zmq: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
-    const char *endpoints[] = {cfg->tasks_endpoint, cfg->publish_endpoint, cfg->events_endpoint};
-    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, 3, &pool->curve, err, errlen) != 0)
+    const char *endpoints[3 + CONFIG_ENDPOINTS_MAX] = {cfg->tasks_endpoint, cfg->publish_endpoint,
+                                                       cfg->events_endpoint};
+    for (size_t i = 0; i < cfg->relays.count; i++)
+        endpoints[3 + i] = cfg->relays.endpoints[i];
+    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, 3 + cfg->relays.count, &pool->curve, err,
+                   errlen) != 0)
         goto fail;
     /* The ZAP handler is bound before any CURVE socket, so no peer is let in unasked. */
     if (pool->curve && !(pool->zap = zap_new(pool->zmq, pool->curve, err, errlen)))
@@ -146,7 +178,7 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
     if (!pool->xsub)
         goto fail;
     pool->xpub = pool_socket(pool, ZMQ_XPUB, cfg->events_endpoint, NULL, err, errlen);
-    if (!pool->xpub)
+    if (!pool->xpub || pool_connect_relays(pool, err, errlen) != 0)
         goto fail;
     if (pool->zap && (zap_monitor(pool->zap, pool->tasks, "tasks", err, errlen) != 0 ||
                       zap_monitor(pool->zap, pool->xsub, "publish", err, errlen) != 0 ||
@@ -224,6 +256,7 @@ pool_destroy(struct pool **pool)
     if (p->zmq)
         zmq_ctx_term(p->zmq);
     curve_destroy(&p->curve);
+    wake_destroy(&p->wake);
     store_destroy(&p->store);
     free(p->limits);
     free(p);
@@ -374,41 +407,49 @@ pool_dispatch(struct pool *pool)
 static void
 pool_announce(struct pool *pool, const char (*ids)[TOKEN_ID_SIZE], size_t count)
 {
-    /* One transaction for a batch (a lone nudge, the usual case, needs none: most find their
-     * task announced by its claim, a read); the events go out once it is committed. */
+    /* One transaction for the batch, and its queued events published before it commits, while
+     * it holds their rows: another worker's claim skips (PostgreSQL) or waits for (SQLite)
+     * a row this transaction changed, so no task of the batch can be claimed and its started
+     * event published by another worker before its queued event is on its way.  Published
+     * after the commit, a page could get the queued event after the started one (two workers'
+     * streams reach a relay over two connections).  Should the commit fail, the tasks are
+     * announced again later: the same queued event twice, harmless by its seq. */
     json_t *announced[POOL_BATCH];
     const char *list[POOL_BATCH];
     if (count > POOL_BATCH)
         count = POOL_BATCH;
     for (size_t i = 0; i < count; i++)
         list[i] = ids[i];
-    int in_transaction = count > 1 && store_transaction_begin(pool->store) == 0;
+    int in_transaction = store_transaction_begin(pool->store) == 0;
     int got = store_tasks_announce(pool->store, list, count, announced);
     size_t n = got > 0 ? (size_t)got : 0;
-    int committed = !in_transaction || store_transaction_commit(pool->store) == 0;
     for (size_t i = 0; i < n; i++) {
-        if (committed)
-            pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, announced[i]);
+        pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, announced[i]);
         json_decref(announced[i]);
     }
+    if (in_transaction && got < 0)
+        store_transaction_rollback(pool->store);
+    else if (in_transaction && store_transaction_commit(pool->store) != 0)
+        log_warn("event=announce_not_committed tasks=%zu", n);
 }
 
-/* A retry nudge: a finished task was given a new attempt over REST; say so, and start it. */
+/* A retry nudge: a finished task was given a new attempt over REST; say so (once, whichever
+ * worker hears it first), and start it. */
 static void
 pool_on_retry(struct pool *pool, const char *id)
 {
     json_t *task = NULL;
-    if (store_task_get(pool->store, id, NULL, &task) == 0) {
-        const char *status = json_string_value(json_object_get(task, "status"));
-        if (status && strcmp(status, STORE_STATUS_QUEUED) == 0)
-            pool_publish_task(pool, PROTOCOL_EVENT_RETRYING, task);
+    if (store_task_announce_change(pool->store, id, STORE_STATUS_QUEUED, &task) == 0) {
+        pool_publish_task(pool, PROTOCOL_EVENT_RETRYING, task);
         json_decref(task);
     }
     pool_dispatch(pool);
 }
 
 /* A cancel nudge: stop the task if one of our slots runs it; announce a task the handler
- * cancelled while queued.  A task running on another worker is found there in the store. */
+ * cancelled while queued (once, whichever worker hears it first).  A task running on another
+ * worker is stopped there: that worker hears the same nudge on PostgreSQL, and finds the
+ * request in the store at its next check otherwise. */
 static void
 pool_on_cancel(struct pool *pool, const char *id)
 {
@@ -420,11 +461,9 @@ pool_on_cancel(struct pool *pool, const char *id)
         }
     }
     json_t *task = NULL;
-    if (store_task_get(pool->store, id, NULL, &task) != 0)
+    if (store_task_announce_change(pool->store, id, STORE_STATUS_CANCELLED, &task) != 0)
         return;
-    const char *status = json_string_value(json_object_get(task, "status"));
-    if (status && strcmp(status, STORE_STATUS_CANCELLED) == 0)
-        pool_publish_task(pool, PROTOCOL_EVENT_CANCELLED, task);
+    pool_publish_task(pool, PROTOCOL_EVENT_CANCELLED, task);
     json_decref(task);
 }
 
@@ -470,12 +509,41 @@ pool_receive(void *socket, zmq_msg_t *frames, int max)
     return count;
 }
 
+/* One nudge, off the tasks socket or heard on the LISTEN connection: a submit is collected in
+ * submitted[*submits] (the caller dispatches once for the batch), a cancel or retry is acted
+ * on now.  verb and id are NUL-terminated; id is TOKEN_ID_SIZE - 1 characters. */
+static void
+pool_nudge(struct pool *pool, const char *verb, const char *id, char (*submitted)[TOKEN_ID_SIZE],
+           size_t *submits)
+{
+    if (strcmp(verb, PROTOCOL_VERB_SUBMIT) == 0) {
+        if (*submits < POOL_BATCH)
+            memcpy(submitted[(*submits)++], id, TOKEN_ID_SIZE);
+    } else if (strcmp(verb, PROTOCOL_VERB_CANCEL) == 0) {
+        pool_on_cancel(pool, id);
+    } else if (strcmp(verb, PROTOCOL_VERB_RETRY) == 0) {
+        pool_on_retry(pool, id);
+    } else {
+        /* Not echoed: bytes off the wire could forge log lines. */
+        log_warn("event=bad_nudge reason=\"unknown verb\" length=%zu", strlen(verb));
+    }
+}
+
+/* After a batch of nudges: one dispatch for the submits (its claims announce what they take),
+ * then the announcement of the rest. */
+static void
+pool_nudged(struct pool *pool, const char (*submitted)[TOKEN_ID_SIZE], size_t submits)
+{
+    if (submits == 0)
+        return;
+    pool_dispatch(pool);
+    pool_announce(pool, submitted, submits);
+}
+
 /* Handle every nudge waiting on the tasks socket (up to a batch). */
 static void
 pool_intake(struct pool *pool)
 {
-    /* Submit nudges are handled as a batch: one dispatch for all (its claims announce what
-     * they take), then the announcement of the rest. */
     char submitted[POOL_BATCH][TOKEN_ID_SIZE];
     size_t submits = 0;
     for (int n = 0; n < POOL_BATCH; n++) {
@@ -485,24 +553,31 @@ pool_intake(struct pool *pool)
             break;
         char verb[PROTOCOL_VERB_MAX], id[POOL_FRAME_MAX];
         if (count != 2 || pool_frame_text(&frames[0], verb, sizeof verb) != 0 ||
-            pool_frame_text(&frames[1], id, sizeof id) != 0 || strlen(id) != TOKEN_ID_SIZE - 1) {
+            pool_frame_text(&frames[1], id, sizeof id) != 0 || strlen(id) != TOKEN_ID_SIZE - 1)
             log_warn("event=bad_nudge frames=%d", count);
-        } else if (strcmp(verb, PROTOCOL_VERB_SUBMIT) == 0) {
-            memcpy(submitted[submits++], id, TOKEN_ID_SIZE);
-        } else if (strcmp(verb, PROTOCOL_VERB_CANCEL) == 0) {
-            pool_on_cancel(pool, id);
-        } else if (strcmp(verb, PROTOCOL_VERB_RETRY) == 0) {
-            pool_on_retry(pool, id);
-        } else {
-            /* Not echoed: bytes off the wire could forge log lines. */
-            log_warn("event=bad_nudge reason=\"unknown verb\" length=%zu", strlen(verb));
-        }
+        else
+            pool_nudge(pool, verb, id, submitted, &submits);
         pool_close_frames(frames, count);
     }
-    if (submits > 0) {
+    pool_nudged(pool, (const char(*)[TOKEN_ID_SIZE])submitted, submits);
+}
+
+/* Handle what the LISTEN connection heard (up to a batch; wake_more says when more waits).
+ * After a (re)connection, notifications may have been missed: the store is scanned at once. */
+static void
+pool_listen(struct pool *pool)
+{
+    struct wake_note notes[POOL_BATCH];
+    char submitted[POOL_BATCH][TOKEN_ID_SIZE];
+    size_t submits = 0;
+    int resync = 0;
+    size_t count = wake_read(pool->wake, notes, POOL_BATCH, &resync);
+    pool->wake_more = count == POOL_BATCH;
+    for (size_t i = 0; i < count; i++)
+        pool_nudge(pool, notes[i].verb, notes[i].id, submitted, &submits);
+    pool_nudged(pool, (const char(*)[TOKEN_ID_SIZE])submitted, submits);
+    if (resync && submits == 0)
         pool_dispatch(pool);
-        pool_announce(pool, (const char(*)[TOKEN_ID_SIZE])submitted, submits);
-    }
 }
 
 /* The outcome of a slot whose job had none to give though its attempt is ours (it ran out of
@@ -731,13 +806,18 @@ pool_run(struct pool *pool, volatile sig_atomic_t *quit)
         scrape_slots(pool->scrape, pool_busy_count(pool), pool->concurrency);
         int64_t next = pool->next_heartbeat_ms < pool->next_scan_ms ? pool->next_heartbeat_ms
                                                                     : pool->next_scan_ms;
-        long timeout = (long)(next - clock_mono_ms());
+        if (pool->wake && wake_deadline_ms(pool->wake) < next)
+            next = wake_deadline_ms(pool->wake);
+        long timeout = pool->wake_more ? 0 : (long)(next - clock_mono_ms());
         int64_t watchdog_us = notify_watchdog_interval(&pool->notify);
         if (watchdog_us >= 0 && timeout > watchdog_us / 1000)
             timeout = (long)(watchdog_us / 1000);
-        zmq_pollitem_t items[2] = {{.socket = pool->tasks, .events = ZMQ_POLLIN},
-                                   {.socket = pool->slot_events, .events = ZMQ_POLLIN}};
-        if (zmq_poll(items, 2, timeout < 0 ? 0 : timeout) < 0) {
+        int listen_fd = pool->wake ? wake_fd(pool->wake) : -1;
+        zmq_pollitem_t items[3] = {
+            {.socket = pool->tasks, .events = ZMQ_POLLIN},
+            {.socket = pool->slot_events, .events = ZMQ_POLLIN},
+            {.fd = listen_fd, .events = pool->wake ? wake_events(pool->wake) : 0}};
+        if (zmq_poll(items, listen_fd >= 0 ? 3 : 2, timeout < 0 ? 0 : timeout) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             log_error("event=poll_failed error=\"%s\"", zmq_strerror(zmq_errno()));
@@ -747,6 +827,10 @@ pool_run(struct pool *pool, volatile sig_atomic_t *quit)
             pool_dispatch(pool);
         if (items[0].revents & ZMQ_POLLIN)
             pool_intake(pool);
+        /* Also at its deadline (an attempt to connect is due) and while a batch was left. */
+        if (pool->wake && (items[2].revents || pool->wake_more ||
+                           clock_mono_ms() >= wake_deadline_ms(pool->wake)))
+            pool_listen(pool);
     }
 
     /* Stop: running tasks go back to the queue, and their events still go out. */

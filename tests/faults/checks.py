@@ -49,37 +49,8 @@ def analyse(run):
     for problem in run.problems:
         fail(problem)
 
-    # Submissions.
-    submissions = [s for c in clients for s in c.submissions]
-    unanswered = [s for s in submissions if not s["task"]]
-    retried = [s for s in submissions if len(s["tries"]) > 1]
-    replayed = [s for s in submissions if s["task"] and s["tries"][-1][1] == 200]
-    numbers.update(tasks=len(answered), submissions=len(submissions), retried=len(retried),
-                   tries=sum(len(s["tries"]) for s in submissions), replayed=len(replayed))
-    fail_if(unanswered, f"{len(unanswered)} submissions never answered 202/200, e.g. "
-            f"{[(s['body']['type'], s['error']) for s in unanswered[:3]]}")
-    minimum = run.minimum_tasks
-    fail_if(len(answered) < minimum, f"only {len(answered)} tasks answered, {minimum} wanted")
-    split = [s for s in submissions if len({t[2] for t in s["tries"] if t[1] in (200, 202)}) > 1]
-    fail_if(split, f"{len(split)} Idempotency-Keys answered with more than one task")
-    ids_by_client = {}
-    for row in rows.values():
-        ids_by_client.setdefault(row["client_id"], set()).add(row["id"])
-    duplicates = sum(len(ids_by_client.get(c.client_id, set()) - set(c.tasks)) for c in clients)
-    numbers["duplicates"] = duplicates
-    fail_if(duplicates, f"{duplicates} tasks in the store that no submission was answered with "
-            "(a retried submission made a second task: is Idempotency-Key honoured?)")
-
-    # The store's final states.
-    missing = [i for i in answered if i not in rows]
-    fail_if(missing, f"{len(missing)} answered tasks are not in the store, e.g. {missing[:3]}")
-    statuses = {}
-    for task_id in answered:
-        if task_id in rows:
-            statuses[rows[task_id]["status"]] = statuses.get(rows[task_id]["status"], 0) + 1
-    numbers["statuses"] = statuses
-    open_tasks = statuses.get("queued", 0) + statuses.get("running", 0)
-    fail_if(open_tasks, f"{open_tasks} tasks left queued or running")
+    submission_checks(clients, rows, answered, run.minimum_tasks, fail, numbers)
+    store_checks(answered, rows, fail, numbers)
 
     lost_attempts = {}  # task id -> attempts lost to a fault we made
     for death in run.deaths:
@@ -104,7 +75,89 @@ def analyse(run):
     fail_if(bad, f"{len(bad)} tasks did not succeed, e.g. " + "; ".join(
         f"{r['id']} {r['status']} attempts={r['attempts']} error={r['error']!r}" for r in bad[:3]))
 
-    # Each client's events and view.
+    client_checks(clients, rows, fail, numbers)
+
+    # Reruns of the tasks a killed worker held.
+    delays, not_rerun, unmeasured = [], [], []
+    starts = started_events(clients)
+    for death in run.deaths:
+        for task_id, attempt in death["lost"]:
+            row = rows.get(task_id) or {}
+            delay = rerun_delay(starts, clients, row, task_id, attempt, death["at"])
+            budget = row.get("max_attempts") or DEFAULT_MAX_ATTEMPTS
+            if delay is not None:
+                delays.append(delay)
+            elif row.get("attempts", 0) > attempt:
+                unmeasured.append(task_id)
+            elif attempt < budget:
+                not_rerun.append((task_id, attempt, row.get("status"), row.get("error")))
+    numbers["lost"] = sum(len(d["lost"]) for d in run.deaths)
+    numbers["delays"] = delays
+    numbers["not_rerun"] = len(not_rerun)
+    numbers["unmeasured"] = len(unmeasured)
+    bound = (run.lease_ms + RERUN_SLACK_MS) / 1000
+    numbers["bound"] = bound
+    fail_if(not_rerun, f"{len(not_rerun)} tasks of killed workers never ran again (task, lost "
+            f"attempt, status, error), e.g. {not_rerun[:3]}")
+    p99 = percentile(delays, 99)
+    if p99 is not None and p99 > bound:
+        fail(f"p99 of the rerun delays is {p99:.2f} s, above lease_ms + "
+             f"{RERUN_SLACK_MS / 1000:.0f} s = {bound:.2f} s")
+
+    # The frozen worker.
+    numbers["freeze"] = check_freeze(run, fail, owner, rows, bound)
+
+    # The processes.
+    fail_if(run.sanitizer, "sanitizer reports:\n" + "\n".join(run.sanitizer[:10]))
+    fail_if(run.leftovers, f"processes outlived their parent: {run.leftovers}")
+    crashed = [u for u in run.unexpected if not (u["after_freeze"] and u["status"] == 0)]
+    fail_if(crashed, f"processes exited by themselves: {crashed}")
+    result.summary = summary(run, numbers, result.failures)
+    return result
+
+
+def submission_checks(clients, rows, answered, minimum, fail, numbers):
+    """Every submission answered 202/200 (at least minimum tasks), each Idempotency-Key with one
+    task, no task in the store that no submission was answered with; fills numbers."""
+    fail_if = lambda condition, text: fail(text) if condition else None  # noqa: E731
+    submissions = [s for c in clients for s in c.submissions]
+    unanswered = [s for s in submissions if not s["task"]]
+    retried = [s for s in submissions if len(s["tries"]) > 1]
+    replayed = [s for s in submissions if s["task"] and s["tries"][-1][1] == 200]
+    numbers.update(tasks=len(answered), submissions=len(submissions), retried=len(retried),
+                   tries=sum(len(s["tries"]) for s in submissions), replayed=len(replayed))
+    fail_if(unanswered, f"{len(unanswered)} submissions never answered 202/200, e.g. "
+            f"{[(s['body']['type'], s['error']) for s in unanswered[:3]]}")
+    fail_if(len(answered) < minimum, f"only {len(answered)} tasks answered, {minimum} wanted")
+    split = [s for s in submissions if len({t[2] for t in s["tries"] if t[1] in (200, 202)}) > 1]
+    fail_if(split, f"{len(split)} Idempotency-Keys answered with more than one task")
+    ids_by_client = {}
+    for row in rows.values():
+        ids_by_client.setdefault(row["client_id"], set()).add(row["id"])
+    duplicates = sum(len(ids_by_client.get(c.client_id, set()) - set(c.tasks)) for c in clients)
+    numbers["duplicates"] = duplicates
+    fail_if(duplicates, f"{duplicates} tasks in the store that no submission was answered with "
+            "(a retried submission made a second task: is Idempotency-Key honoured?)")
+
+
+def store_checks(answered, rows, fail, numbers):
+    """Every answered task is in the store and final; numbers gets "statuses"."""
+    fail_if = lambda condition, text: fail(text) if condition else None  # noqa: E731
+    missing = [i for i in answered if i not in rows]
+    fail_if(missing, f"{len(missing)} answered tasks are not in the store, e.g. {missing[:3]}")
+    statuses = {}
+    for task_id in answered:
+        if task_id in rows:
+            statuses[rows[task_id]["status"]] = statuses.get(rows[task_id]["status"], 0) + 1
+    numbers["statuses"] = statuses
+    open_tasks = statuses.get("queued", 0) + statuses.get("running", 0)
+    fail_if(open_tasks, f"{open_tasks} tasks left queued or running")
+
+
+def client_checks(clients, rows, fail, numbers):
+    """Each client's events (in seq order, no repeats, never an older attempt after a newer one, no
+    queued event late) and its last view of each task (equal to the store); fills numbers."""
+    fail_if = lambda condition, text: fail(text) if condition else None  # noqa: E731
     regressions, duplicate_events, older_attempt, queued_late, events = [], [], [], [], 0
     final_seen, final_after = 0, []
     diverging = []
@@ -159,44 +212,6 @@ def analyse(run):
             f"of a newer attempt (task, newer, older, event), e.g. {older_attempt[:3]}")
     fail_if(queued_late, f"{len(queued_late)} queued events after another event of their task, "
             f"e.g. {queued_late[:3]}")
-
-    # Reruns of the tasks a killed worker held.
-    delays, not_rerun, unmeasured = [], [], []
-    starts = started_events(clients)
-    for death in run.deaths:
-        for task_id, attempt in death["lost"]:
-            row = rows.get(task_id) or {}
-            delay = rerun_delay(starts, clients, row, task_id, attempt, death["at"])
-            budget = row.get("max_attempts") or DEFAULT_MAX_ATTEMPTS
-            if delay is not None:
-                delays.append(delay)
-            elif row.get("attempts", 0) > attempt:
-                unmeasured.append(task_id)
-            elif attempt < budget:
-                not_rerun.append((task_id, attempt, row.get("status"), row.get("error")))
-    numbers["lost"] = sum(len(d["lost"]) for d in run.deaths)
-    numbers["delays"] = delays
-    numbers["not_rerun"] = len(not_rerun)
-    numbers["unmeasured"] = len(unmeasured)
-    bound = (run.lease_ms + RERUN_SLACK_MS) / 1000
-    numbers["bound"] = bound
-    fail_if(not_rerun, f"{len(not_rerun)} tasks of killed workers never ran again (task, lost "
-            f"attempt, status, error), e.g. {not_rerun[:3]}")
-    p99 = percentile(delays, 99)
-    if p99 is not None and p99 > bound:
-        fail(f"p99 of the rerun delays is {p99:.2f} s, above lease_ms + "
-             f"{RERUN_SLACK_MS / 1000:.0f} s = {bound:.2f} s")
-
-    # The frozen worker.
-    numbers["freeze"] = check_freeze(run, fail, owner, rows, bound)
-
-    # The processes.
-    fail_if(run.sanitizer, "sanitizer reports:\n" + "\n".join(run.sanitizer[:10]))
-    fail_if(run.leftovers, f"processes outlived their parent: {run.leftovers}")
-    crashed = [u for u in run.unexpected if not (u["after_freeze"] and u["status"] == 0)]
-    fail_if(crashed, f"processes exited by themselves: {crashed}")
-    result.summary = summary(run, numbers, result.failures)
-    return result
 
 
 def started_events(clients):

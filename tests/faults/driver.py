@@ -260,16 +260,27 @@ class Listener:
         await asyncio.gather(*followers, return_exceptions=True)
         self.pub.close(0)
 
+    def urls(self, client):
+        """The WebSocket URLs client tries, the next one each time a connection drops."""
+        return [f"ws://127.0.0.1:{self.stack.http_port}/ws"]
+
+    def on_connection(self, client, number, url):
+        """Called when client's connection number to url is open (a hook for other drivers)."""
+
     async def _follow(self, client):
-        url = f"ws://127.0.0.1:{self.stack.http_port}/ws"
+        urls = self.urls(client)
         auth = json.dumps({"type": "auth", "token": client.token})  # the first message
-        while not self.closing.is_set():
+        for turn in itertools.count():
+            if self.closing.is_set():
+                break
+            url = urls[turn % len(urls)]
             try:
                 async with websockets.connect(url, open_timeout=5, close_timeout=1,
                                               max_size=2**22) as ws:
                     await ws.send(auth)
                     client.connections += 1
                     number = client.connections
+                    self.on_connection(client, number, url)
                     async for text in ws:
                         self._on_message(client, number, now(), json.loads(text))
             except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):

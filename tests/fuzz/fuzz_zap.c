@@ -1,4 +1,4 @@
-/* fuzz_zap: the worker's ZAP handler (worker/zap.c), whose requests carry what a connecting
+/* fuzz_zap: the worker's ZAP handler (common/zap.c), whose requests carry what a connecting
  * peer offers (its public key, its address), in any frame count and length.
  *
  * The input is one request: a byte for its frame count (1..ZAP_FRAMES_MAX + 4), then per
@@ -11,7 +11,7 @@
  * reply of six frames after the envelope, with the decided status. */
 #include "fuzz.h"
 
-#include "worker/zap.c"
+#include "common/zap.c"
 
 #include <fcntl.h>
 

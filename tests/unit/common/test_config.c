@@ -284,6 +284,42 @@ test_curve_keys(void **state)
     assert_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* Without these, a worker host could not reach the relays, or a relay would not bind its
+ * ingress (docs/DEPLOY.md "Scaling out"). */
+static void
+test_relay_ingress_keys(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    assert_int_equal(load(&cfg, "[zmq]\n", err, sizeof err), 0);
+    assert_int_equal(cfg.relays.count, 0);
+    assert_string_equal(cfg.relay_events_listen, "");
+    assert_int_equal(load(&cfg,
+                          "[zmq]\nrelays = tcp://10.0.0.7:5574, tcp://10.0.0.8:5574\n"
+                          "  ipc:///run/taskwire/ingress\n"
+                          "curve_relay_public_file = relay.key.pub\n"
+                          "[relay]\nevents_listen = tcp://*:5574\n",
+                          err, sizeof err),
+                     0);
+    assert_int_equal(cfg.relays.count, 3);
+    assert_string_equal(cfg.relays.endpoints[1], "tcp://10.0.0.8:5574");
+    assert_string_equal(cfg.relays.endpoints[2], "ipc:///run/taskwire/ingress");
+    assert_non_null(strstr(cfg.curve_relay_public_file, "/relay.key.pub"));
+    assert_string_equal(cfg.relay_events_listen, "tcp://*:5574");
+    assert_int_equal(config_endpoint_valid("tcp://", 6), 0);
+    assert_int_equal(config_endpoint_valid("tcp://a\x01", 8), 0);
+    static const struct refusal bad[] = {
+        {"[zmq]\nrelays = 10.0.0.7:5574\n", ":2: relays: '10.0.0.7:5574' is not a tcp://"},
+        {"[zmq]\nrelays = inproc://x\n", "is not a tcp:// or ipc:// endpoint"},
+        {"[zmq]\nrelays = tcp://a tcp://b tcp://c tcp://d tcp://e tcp://f tcp://g tcp://h\n"
+         "  tcp://i tcp://j tcp://k tcp://l tcp://m tcp://n tcp://o tcp://p tcp://q\n",
+         "relays: at most 16 endpoints"},
+        {"[relay]\nevents_listen = 5574\n", "events_listen must be a tcp:// or ipc:// endpoint"},
+    };
+    assert_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 static void
 test_limit_keys_and_lists(void **state)
 {
@@ -394,6 +430,7 @@ main(void)
         cmocka_unit_test(test_limit_keys_and_lists),
         cmocka_unit_test(test_admin_keys),
         cmocka_unit_test(test_curve_keys),
+        cmocka_unit_test(test_relay_ingress_keys),
         cmocka_unit_test(test_the_first_error_is_reported_with_its_line),
         cmocka_unit_test(test_long_lines_are_refused_not_cut),
     };

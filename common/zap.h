@@ -1,7 +1,8 @@
-/* zap.h: the guard of the pool's CURVE sockets ([zmq] curve = true): a ZAP handler (ZeroMQ
- * RFC 27, a REP socket on ZAP_ENDPOINT in the pool's context) that lets in exactly the public
- * keys of curve_clients_file and refuses every other with status 400, and a monitor of the
- * pool's bound sockets that logs each handshake failing for another reason (a plaintext peer, a
+/* zap.h: the guard of a binding program's CURVE sockets ([zmq] curve = true: the worker pool's,
+ * and a relay's ingress with [relay] events_listen): a ZAP handler (ZeroMQ RFC 27, a REP socket
+ * on ZAP_ENDPOINT in the program's context) that lets in exactly the public keys of
+ * curve_clients_file and refuses every other with status 400, and a monitor of the program's
+ * bound sockets that logs each handshake failing for another reason (a plaintext peer, a
  * peer with a wrong server key).  One thread serves both.
  *
  * Bounds: a ZAP request's frames are read whole, at most ZAP_FRAMES_MAX kept (the rest dropped,
@@ -10,8 +11,8 @@
  * with the count of those left out, so a flood of bad peers writes at most about ZAP_LOG_BURST
  * + 1 lines (under 10 KiB) a minute.
  */
-#ifndef TW_WORKER_ZAP_H
-#define TW_WORKER_ZAP_H
+#ifndef TW_COMMON_ZAP_H
+#define TW_COMMON_ZAP_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +48,10 @@ struct zap_verdict {
  * beyond the frames given. */
 void zap_decide(const struct curve *curve, const struct zap_frame *frames, size_t count,
                 struct zap_verdict *verdict);
+
+/* Why a handshake failed, in words, from a monitor's event (ZMQ_EVENT_HANDSHAKE_FAILED_*) and
+ * value.  A string literal. */
+const char *zap_handshake_reason(uint16_t event, uint32_t value);
 
 /* Bind the ZAP handler in context zmq (before any CURVE socket of it binds).  curve is
  * borrowed until zap_destroy.  Caller owns; zap_destroy().  NULL with err. */

@@ -1,4 +1,4 @@
-/* zap.c: the ZAP handler and handshake monitor of the pool's CURVE sockets (see zap.h). */
+/* zap.c: the ZAP handler and handshake monitor of a binding program's CURVE sockets (zap.h). */
 #include "zap.h"
 
 #include <errno.h>
@@ -17,7 +17,7 @@
      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 
 struct zap {
-    void *zmq; /* borrowed: the pool's context */
+    void *zmq; /* borrowed: the program's context */
     const struct curve *curve;
     void *handler; /* REP on ZAP_ENDPOINT */
     size_t monitor_count;
@@ -153,9 +153,8 @@ out:
     return rc;
 }
 
-/* Why a handshake failed, in words, from a monitor's event and value. */
-static const char *
-zap_failure(uint16_t event, uint32_t value)
+const char *
+zap_handshake_reason(uint16_t event, uint32_t value)
 {
     if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
         if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
@@ -197,7 +196,7 @@ zap_watch(struct zap *zap, size_t index)
          what == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) &&
         zap_log_allowed(zap))
         log_warn("event=zmq_handshake_failed socket=%s code=0x%x reason=\"%s\"", zap->names[index],
-                 (unsigned)value, zap_failure(what, value));
+                 (unsigned)value, zap_handshake_reason(what, value));
 out:
     zmq_msg_close(&endpoint);
     zmq_msg_close(&event);

@@ -1,4 +1,4 @@
-/* Unit tests for worker/zap.c: the ZAP decisions on requests and the bound on refusal lines. */
+/* Unit tests for common/zap.c: the ZAP decisions on requests and the bound on refusal lines. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +6,7 @@
 
 #include <cmocka.h>
 
-#include "worker/zap.c"
+#include "common/zap.c"
 
 #include <fcntl.h>
 #include <sys/stat.h>
