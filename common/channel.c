@@ -1,0 +1,121 @@
+/* channel.c: channel names, namespaces and their rules. */
+#include "channel.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name, *message;
+} channel_refusals[] = {
+#define CHANNEL_REFUSAL_ROW(suffix, code, text) {code, text},
+    CHANNEL_REFUSAL_MAP(CHANNEL_REFUSAL_ROW)
+#undef CHANNEL_REFUSAL_ROW
+};
+
+int
+channel_parse(const struct config *cfg, const char *name, size_t len, struct channel *channel)
+{
+    const char *colon = len > 0 ? memchr(name, ':', len) : NULL;
+    if (!colon || colon == name || colon + 1 == name + len)
+        return CHANNEL_E_BAD_NAME;
+    size_t ns_len = (size_t)(colon - name), rest_len = len - ns_len - 1;
+    /* Every byte is checked (a NUL in a JSON string, or a byte over 127, is no channel's). */
+    for (size_t i = 0; i < len; i++)
+        if (name[i] == '\0' || !strchr(CHANNEL_CHARS, name[i]))
+            return CHANNEL_E_BAD_NAME;
+    if (len > (size_t)cfg->channel_name_max)
+        return CHANNEL_E_TOO_LONG;
+    const struct config_namespace *ns = config_namespace_find(cfg, name, ns_len);
+    if (!ns)
+        return CHANNEL_E_UNKNOWN_NAMESPACE;
+    /* A user channel's topic is its client id, so nothing else may follow "user:" (else
+     * "user:task:1" would be task:1's topic). */
+    if (strcmp(ns->name, CHANNEL_USER_NAMESPACE) == 0 &&
+        (rest_len != TOKEN_ID_SIZE - 1 || strspn(colon + 1, "0123456789abcdef") < rest_len))
+        return CHANNEL_E_BAD_NAME;
+    *channel = (struct channel){name, len, ns, colon + 1, rest_len};
+    return CHANNEL_OK;
+}
+
+/* 1 when channel's part after the colon is client_id. */
+static int
+channel_is_owner(const struct channel *channel, const char *client_id)
+{
+    size_t id_len = strlen(client_id);
+    return channel->rest_len == id_len && memcmp(channel->rest, client_id, id_len) == 0;
+}
+
+int
+channel_may_subscribe(const struct channel *channel, const char *client_id,
+                      const struct token_grants *grants)
+{
+    int allowed = 0;
+    switch (channel->ns->subscribe) {
+    case CONFIG_SUBSCRIBE_OWNER:
+        allowed = channel_is_owner(channel, client_id);
+        break;
+    case CONFIG_SUBSCRIBE_CLAIM:
+        allowed = (token_grants_permissions(grants, channel->name, channel->len) &
+                   TOKEN_GRANT_SUBSCRIBE) != 0;
+        break;
+    case CONFIG_SUBSCRIBE_SIGNED_IN:
+        allowed = 1;
+        break;
+    }
+    return allowed ? CHANNEL_OK : CHANNEL_E_NOT_ALLOWED;
+}
+
+int
+channel_may_publish(const struct channel *channel, const char *client_id,
+                    const struct token_grants *grants)
+{
+    int allowed = 0;
+    if (channel->ns->publish == CONFIG_PUBLISH_MEMBERS) {
+        switch (channel->ns->subscribe) {
+        case CONFIG_SUBSCRIBE_OWNER:
+            allowed = channel_is_owner(channel, client_id);
+            break;
+        case CONFIG_SUBSCRIBE_CLAIM:
+            allowed = (token_grants_permissions(grants, channel->name, channel->len) &
+                       TOKEN_GRANT_PUBLISH) != 0;
+            break;
+        case CONFIG_SUBSCRIBE_SIGNED_IN:
+            allowed = 1;
+            break;
+        }
+    }
+    return allowed ? CHANNEL_OK : CHANNEL_E_PUBLISH_NOT_ALLOWED;
+}
+
+void
+channel_topic(const struct channel *channel, const char **topic, size_t *topic_len)
+{
+    if (strcmp(channel->ns->name, CHANNEL_USER_NAMESPACE) == 0) {
+        *topic = channel->rest;
+        *topic_len = channel->rest_len;
+    } else {
+        *topic = channel->name;
+        *topic_len = channel->len;
+    }
+}
+
+/* The row of refusal, or -1. */
+static int
+channel_refusal_row(int refusal)
+{
+    int row = refusal - CHANNEL_E_FIRST_ - 1;
+    return row >= 0 && row < (int)(sizeof channel_refusals / sizeof channel_refusals[0]) ? row : -1;
+}
+
+const char *
+channel_refusal_name(int refusal)
+{
+    int row = channel_refusal_row(refusal);
+    return row >= 0 ? channel_refusals[row].name : "internal";
+}
+
+const char *
+channel_refusal_message(int refusal)
+{
+    int row = channel_refusal_row(refusal);
+    return row >= 0 ? channel_refusals[row].message : "internal error";
+}
