@@ -36,12 +36,12 @@ WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_
 WORKER_SRC += worker/zap.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c \
 	tests/unit/relay/test_send.c
-UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c
+UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c tests/unit/relay/test_subscription.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_WORKER += tests/unit/worker/test_zap.c
 UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c relay/loop.c \
-	relay/route.c relay/ingress.c relay/listener.c relay/scrape.c
+	relay/route.c relay/ingress.c relay/listener.c relay/scrape.c relay/subscription.c
 RELAY_SRC += relay/throttle.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
