@@ -89,12 +89,19 @@ channel_may_publish(const struct channel *channel, const char *client_id,
 void
 channel_topic(const struct channel *channel, const char **topic, size_t *topic_len)
 {
-    if (strcmp(channel->ns->name, CHANNEL_USER_NAMESPACE) == 0) {
-        *topic = channel->rest;
-        *topic_len = channel->rest_len;
+    channel_name_topic(channel->name, channel->len, topic, topic_len);
+}
+
+void
+channel_name_topic(const char *name, size_t len, const char **topic, size_t *topic_len)
+{
+    size_t prefix = sizeof CHANNEL_USER_NAMESPACE; /* "user:" */
+    if (len > prefix && memcmp(name, CHANNEL_USER_NAMESPACE ":", prefix) == 0) {
+        *topic = name + prefix;
+        *topic_len = len - prefix;
     } else {
-        *topic = channel->name;
-        *topic_len = channel->len;
+        *topic = name;
+        *topic_len = len;
     }
 }
 

@@ -86,6 +86,9 @@ int channel_may_publish(const struct channel *channel, const char *client_id,
 /* The ZeroMQ topic of channel: *topic and *topic_len point into its name. */
 void channel_topic(const struct channel *channel, const char **topic, size_t *topic_len);
 
+/* The same for a name checked before (a task's stored channels), without the config. */
+void channel_name_topic(const char *name, size_t len, const char **topic, size_t *topic_len);
+
 /* The machine name ("not_allowed") and message of a refusal; "internal" for an unknown code.
  * Borrowed; static storage. */
 const char *channel_refusal_name(int refusal);

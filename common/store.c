@@ -411,8 +411,13 @@ store_row_task(const struct store_row *row)
         json_decref(errors);
         errors = json_array();
     }
+    json_t *channels = row_document(row, 19);
+    if (!json_is_array(channels)) {
+        json_decref(channels);
+        channels = json_array();
+    }
     return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
-                     " s:o, s:o, s:o, s:o}",
+                     " s:o, s:o, s:o, s:o, s:o}",
                      "id", row_text(row, 0), "client_id", row_text(row, 1), "type",
                      row_text(row, 2), "name", row_text(row, 3), "params", row_document(row, 4),
                      "status", row_text(row, 5), "progress", row_integer(row, 6), "message",
@@ -420,17 +425,19 @@ store_row_task(const struct store_row *row)
                      "attempts", row_integer(row, 10), "max_attempts", row_integer(row, 15),
                      "priority", row_integer(row, 16), "seq", row_integer(row, 11), "errors",
                      errors, "created_at", row_time(row, 12), "run_at", row_time(row, 18),
-                     "started_at", row_time(row, 13), "finished_at", row_time(row, 14));
+                     "started_at", row_time(row, 13), "finished_at", row_time(row, 14),
+                     "channels", channels);
 }
 
 json_t *
 store_row_expired(const struct store_row *row)
 {
     json_t *task = store_row_task(row);
-    if (task && (json_object_set_new(task, "worker", row_text(row, 19)) != 0 ||
-                 json_object_set_new(task, "host", row_text(row, 20)) != 0 ||
+    const int extra = STORE_TASK_COLUMN_COUNT;
+    if (task && (json_object_set_new(task, "worker", row_text(row, extra)) != 0 ||
+                 json_object_set_new(task, "host", row_text(row, extra + 1)) != 0 ||
                  json_object_set_new(task, "cancel_requested",
-                                     json_boolean(store_row_flag(row, 21))) != 0)) {
+                                     json_boolean(store_row_flag(row, extra + 2))) != 0)) {
         json_decref(task);
         task = NULL;
     }
@@ -441,8 +448,10 @@ json_t *
 store_row_admin_task(const struct store_row *row)
 {
     json_t *task = store_row_task(row);
-    if (task && (json_object_set_new(task, "worker_id", row_text(row, 19)) != 0 ||
-                 json_object_set_new(task, "seqno", json_integer(row_integer(row, 20))) != 0)) {
+    const int extra = STORE_TASK_COLUMN_COUNT;
+    if (task &&
+        (json_object_set_new(task, "worker_id", row_text(row, extra)) != 0 ||
+         json_object_set_new(task, "seqno", json_integer(row_integer(row, extra + 1))) != 0)) {
         json_decref(task);
         task = NULL;
     }
