@@ -29,7 +29,7 @@ COMMON_SRC := common/jsontext.c common/metrics.c common/httpreply.c common/admin
 	common/store.c common/store_sqlite.c common/store_pg.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
 COMMON_SRC += common/curve.c common/channel.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
-FCGI_SRC += fcgi/cors.c
+FCGI_SRC += fcgi/cors.c fcgi/publish.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/retry.c worker/scrape.c \
 	worker/job_exec.c

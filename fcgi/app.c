@@ -9,6 +9,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "errors.h"
 #include "log.h"
 #include "protocol.h"
 #include "wire.h"
@@ -104,6 +105,19 @@ app_nudge(struct app *app, const char *verb, const char *task_id)
     pthread_mutex_lock(&via->push_lock);
     app_nudge_locked(via, verb, task_id);
     pthread_mutex_unlock(&via->push_lock);
+}
+
+int
+app_publish(struct app *app, const char *topic, size_t topic_len, const char *payload, size_t len)
+{
+    struct app *via = app->nudger ? app->nudger : app;
+    pthread_mutex_lock(&via->push_lock);
+    int ok = zmq_send(via->push, PROTOCOL_VERB_PUBLISH, strlen(PROTOCOL_VERB_PUBLISH),
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+             zmq_send(via->push, topic, topic_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+             zmq_send(via->push, payload, len, ZMQ_DONTWAIT) >= 0;
+    pthread_mutex_unlock(&via->push_lock);
+    return ok ? 0 : TW_E_UNAVAILABLE;
 }
 
 void

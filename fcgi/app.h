@@ -59,6 +59,13 @@ struct app {
     struct app_held held[APP_BATCH_MAX];
 };
 
+/* Hand a server's message (payload, len) for ZeroMQ topic (topic, topic_len) to the worker
+ * pool over the PUSH socket ([publish][topic][payload], common/protocol.h), which publishes it
+ * on the events wire.  0, or TW_E_UNAVAILABLE when the socket cannot take it now (its queue of
+ * APP_PUSH_HWM is full: the pool has been away). */
+int app_publish(struct app *app, const char *topic, size_t topic_len, const char *payload,
+                size_t len);
+
 /* Open the store, load (or create) the secret and connect the PUSH socket.  cfg, zmq_context,
  * intake and nudger are borrowed and must outlive the app; a NULL zmq_context makes the app
  * its own, a NULL intake commits each submission alone, a nudger's PUSH socket replaces the
