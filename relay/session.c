@@ -19,9 +19,7 @@
 #include "send.h"
 
 #define SESSION_CONTROL_MAX 256 /* bytes of a control reply */
-#define SESSION_REPLY_MAX 768   /* bytes of a channel reply (a name echoed is at most 64 bytes) */
 #define SESSION_REPLIES_BYTES 8192 /* channel replies waiting per connection; more: 4029 */
-#define SESSION_ECHO_MAX 64        /* bytes of a requested channel name echoed in its reply */
 #define SESSION_CULL_GRACE_S 5  /* a culled connection that cannot take its close is dropped */
 
 /* Close code constants not in the lws enum. */
@@ -289,60 +287,24 @@ session_reply_push(struct session *session, const char *text, size_t len)
     return 0;
 }
 
-/* Answer a channel request (subscribe, unsubscribe, publish) of channel (a JSON value of the
- * request, may be NULL): rc 0 with {"type":done,...}, else with the refusal. */
+/* {"type":"subscribe"|"unsubscribe"|"publish","channel":NAME}: done (subscription.h) and
+ * answered. */
 static void
-session_reply(struct session *session, const char *request, const char *done, json_t *channel,
-              int rc)
+session_on_channel(struct relay *relay, struct session *session, const char *type, json_t *message)
 {
-    json_t *name = json_is_string(channel) && json_string_length(channel) <= SESSION_ECHO_MAX
-                       ? json_incref(channel)
-                       : json_null();
-    json_t *reply = rc == 0 ? json_pack("{s:s, s:o}", "type", done, "channel", name)
-                            : json_pack("{s:s, s:s, s:o, s:s, s:s}", "type", "refused", "request",
-                                        request, "channel", name, "reason",
-                                        channel_refusal_name(rc), "message",
-                                        channel_refusal_message(rc));
-    char text[SESSION_REPLY_MAX];
-    size_t len = reply ? json_dumpb(reply, text, sizeof text, JSON_COMPACT) : 0;
-    json_decref(reply);
-    if (len == 0 || len > sizeof text || session_reply_push(session, text, len) != 0) {
+    int rc = subscription_request(&session->subs, relay->route, relay->cfg, session->client_id,
+                                  session->grants, type, message);
+    log_debug("event=ws_%s connection=%llu result=%s", type, (unsigned long long)session->id,
+              rc == 0 ? "ok" : channel_refusal_name(rc));
+    char text[SUBSCRIPTION_REPLY_MAX];
+    size_t len = subscription_reply(type, json_object_get(message, "channel"), rc, text,
+                                    sizeof text);
+    if (len == 0 || session_reply_push(session, text, len) != 0) {
         log_info("event=ws_too_many_requests connection=%llu", (unsigned long long)session->id);
         session_close_later(session, SESSION_CLOSE_TOO_MANY_REQUESTS);
         return;
     }
     session_want_write(session);
-}
-
-/* {"type":"subscribe"|"unsubscribe"|"publish","channel":NAME}: checked, done, answered. */
-static void
-session_on_channel(struct relay *relay, struct session *session, const char *type, json_t *message)
-{
-    json_t *channel = json_object_get(message, "channel");
-    const char *name = json_string_value(channel);
-    size_t len = name ? json_string_length(channel) : 0;
-    int rc = CHANNEL_E_BAD_NAME;
-    const char *done = "subscribed";
-    if (strcmp(type, "subscribe") == 0) {
-        if (name)
-            rc = subscription_subscribe(&session->subs, relay->route, relay->cfg,
-                                        session->client_id, session->grants, name, len);
-    } else if (strcmp(type, "unsubscribe") == 0) {
-        done = "unsubscribed";
-        if (name)
-            rc = subscription_unsubscribe(&session->subs, relay->route, relay->cfg, name, len);
-    } else { /* publish: checked as it will be, then refused until it is delivered */
-        struct channel parsed;
-        if (name)
-            rc = channel_parse(relay->cfg, name, len, &parsed);
-        if (rc == 0)
-            rc = channel_may_publish(&parsed, session->client_id, session->grants);
-        if (rc == 0)
-            rc = CHANNEL_E_PUBLISH_UNAVAILABLE;
-    }
-    log_debug("event=ws_%s connection=%llu result=%s", type, (unsigned long long)session->id,
-              rc == 0 ? "ok" : channel_refusal_name(rc));
-    session_reply(session, type, done, channel, rc);
 }
 
 /* The client asked for something in a text message: {"type":"ping"} is answered with
@@ -562,7 +524,7 @@ static int
 session_write_reply(struct session *session)
 {
     struct session_replies *replies = session->replies;
-    unsigned char buf[LWS_PRE + SESSION_REPLY_MAX];
+    unsigned char buf[LWS_PRE + SUBSCRIPTION_REPLY_MAX];
     size_t len = (size_t)replies->bytes[replies->head] << 8 | replies->bytes[replies->head + 1];
     memcpy(buf + LWS_PRE, replies->bytes + replies->head + 2, len);
     replies->head += 2 + len;

@@ -108,6 +108,44 @@ subscription_unsubscribe(struct subscription_set *set, struct route *route,
     return CHANNEL_OK;
 }
 
+int
+subscription_request(struct subscription_set *set, struct route *route,
+                     const struct config *cfg, const char *client_id,
+                     const struct token_grants *grants, const char *kind, const json_t *message)
+{
+    const json_t *channel = json_object_get(message, "channel");
+    const char *name = json_string_value(channel);
+    size_t len = name ? json_string_length(channel) : 0;
+    if (!name)
+        return CHANNEL_E_BAD_NAME;
+    if (strcmp(kind, "subscribe") == 0)
+        return subscription_subscribe(set, route, cfg, client_id, grants, name, len);
+    if (strcmp(kind, "unsubscribe") == 0)
+        return subscription_unsubscribe(set, route, cfg, name, len);
+    struct channel parsed;
+    int rc = channel_parse(cfg, name, len, &parsed);
+    if (rc == 0)
+        rc = channel_may_publish(&parsed, client_id, grants);
+    return rc == 0 ? CHANNEL_E_PUBLISH_UNAVAILABLE : rc;
+}
+
+size_t
+subscription_reply(const char *kind, const json_t *channel, int rc, char *out, size_t size)
+{
+    json_t *name = json_is_string(channel) && json_string_length(channel) <= SUBSCRIPTION_ECHO_MAX
+                       ? json_incref((json_t *)channel)
+                       : json_null();
+    const char *done = strcmp(kind, "unsubscribe") == 0 ? "unsubscribed" : "subscribed";
+    json_t *reply = rc == 0 ? json_pack("{s:s, s:o}", "type", done, "channel", name)
+                            : json_pack("{s:s, s:s, s:o, s:s, s:s}", "type", "refused", "request",
+                                        kind, "channel", name, "reason",
+                                        channel_refusal_name(rc), "message",
+                                        channel_refusal_message(rc));
+    size_t len = reply ? json_dumpb(reply, out, size, JSON_COMPACT) : 0;
+    json_decref(reply);
+    return len <= size ? len : 0;
+}
+
 size_t
 subscription_pending(const struct subscription_set *set)
 {

@@ -14,12 +14,16 @@
 #ifndef TW_RELAY_SUBSCRIPTION_H
 #define TW_RELAY_SUBSCRIPTION_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
 #include "route.h"
 #include "token.h"
+
+#define SUBSCRIPTION_ECHO_MAX 64   /* bytes of a requested channel name echoed in its reply */
+#define SUBSCRIPTION_REPLY_MAX 768 /* bytes of a reply at most (an echoed name escaped: 384) */
 
 struct subscription_channel; /* one channel beyond the own one */
 
@@ -48,6 +52,24 @@ int subscription_subscribe(struct subscription_set *set, struct route *route,
  * name's refusal. */
 int subscription_unsubscribe(struct subscription_set *set, struct route *route,
                              const struct config *cfg, const char *name, size_t len);
+
+/* A client's channel request {"type": kind, "channel": NAME} (message borrowed), kind one of
+ * "subscribe", "unsubscribe" or "publish": done (0), or its refusal (a channel that is not a
+ * string is CHANNEL_E_BAD_NAME).  A publish is checked as it will be delivered, by the
+ * namespace's rule, and then refused with CHANNEL_E_PUBLISH_UNAVAILABLE: browser publish is not
+ * delivered in this version. */
+int subscription_request(struct subscription_set *set, struct route *route,
+                         const struct config *cfg, const char *client_id,
+                         const struct token_grants *grants, const char *kind,
+                         const json_t *message);
+
+/* The answer to a request of kind on channel (the request's "channel", may be NULL) that ended
+ * with rc: {"type":"subscribed"|"unsubscribed","channel":NAME} for 0, else
+ * {"type":"refused","request":kind,"channel":NAME,"reason":..,"message":..}; the name is
+ * echoed when it is a string of at most SUBSCRIPTION_ECHO_MAX bytes, else null.  Written to out
+ * (size bytes): its length, or 0 when it does not fit (SUBSCRIPTION_REPLY_MAX always does). */
+size_t subscription_reply(const char *kind, const json_t *channel, int rc, char *out,
+                          size_t size);
 
 /* Per-message path: messages waiting on every member of set. */
 size_t subscription_pending(const struct subscription_set *set);

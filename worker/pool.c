@@ -519,8 +519,8 @@ pool_intake(struct pool *pool)
     char submitted[POOL_BATCH][TOKEN_ID_SIZE];
     size_t submits = 0;
     for (int n = 0; n < POOL_BATCH; n++) {
-        zmq_msg_t frames[3];
-        int count = pool_receive(pool->tasks, frames, 3);
+        zmq_msg_t frames[4]; /* one more than any nudge has: a longer one is refused */
+        int count = pool_receive(pool->tasks, frames, 4);
         if (count <= 0)
             break;
         char verb[PROTOCOL_VERB_MAX], id[POOL_FRAME_MAX];
