@@ -128,7 +128,8 @@ publish_main(struct context *ctx, int argc, char **argv)
         free(text);
     } else if (status == CLI_EXIT_OK) {
         json_t *first = json_array_get(json_object_get(answer, "published"), 0);
-        printf("published to %s (%lld bytes)\n", json_string_value(json_object_get(first, "channel")),
+        printf("published to %s (%lld bytes)\n",
+               json_string_value(json_object_get(first, "channel")),
                (long long)json_integer_value(json_object_get(first, "bytes")));
     }
     json_decref(answer);

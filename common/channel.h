@@ -47,7 +47,7 @@
     XX(NOT_SUBSCRIBED, "not_subscribed", "the connection is not subscribed to this channel")       \
     XX(OWN_CHANNEL, "own_channel", "a connection always keeps its own user channel")               \
     XX(PUBLISH_UNAVAILABLE, "publish_unavailable",                                                 \
-       "publishing from a WebSocket is not available in this version: use POST /api/publish "     \
+       "publishing from a WebSocket is not available in this version: use POST /api/publish "      \
        "from a server")                                                                            \
     XX(NO_MEMORY, "internal", "out of memory")
 

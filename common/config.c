@@ -485,8 +485,8 @@ config_namespace_key(struct load_state *state, const char *ns_name, const char *
                  "the user namespace is built in (subscribe = owner, publish = nobody)");
         return TW_E_CONFIG;
     }
-    struct config_namespace *ns = (struct config_namespace *)config_namespace_find(cfg, ns_name,
-                                                                                   length);
+    struct config_namespace *ns =
+        (struct config_namespace *)config_namespace_find(cfg, ns_name, length);
     if (!ns) {
         if (cfg->namespace_count >= CONFIG_MAX_NAMESPACES) {
             snprintf(state->err, sizeof state->err, "more than %d namespaces",

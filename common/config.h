@@ -70,9 +70,10 @@
 #define CONFIG_DEFAULT_RELAY_IO_URING 1                /* relay writes batched through io_uring */
 #define CONFIG_DEFAULT_AUTH_TIMEOUT_MS 5000 /* a new connection's time to send its auth message */
 #define CONFIG_DEFAULT_TOKEN_IN_QUERY 0     /* ?token= in the /ws URL is ignored */
-#define CONFIG_DEFAULT_CHANNELS_PER_CONNECTION 16 /* channels a connection subscribes beyond its own */
-#define CONFIG_DEFAULT_CHANNEL_NAME_MAX 64        /* bytes of a channel name */
-#define CONFIG_DEFAULT_CHANNELS_PER_TASK 8        /* channels a task may be submitted with */
+#define CONFIG_DEFAULT_CHANNELS_PER_CONNECTION                                                     \
+    16                                     /* channels a connection subscribes beyond its own */
+#define CONFIG_DEFAULT_CHANNEL_NAME_MAX 64 /* bytes of a channel name */
+#define CONFIG_DEFAULT_CHANNELS_PER_TASK 8 /* channels a task may be submitted with */
 #define CONFIG_CHANNEL_NAME_LIMIT 64 /* [channels] max_name at most (the relay's topic bound) */
 #define CONFIG_CHANNELS_PER_TASK_LIMIT 16 /* [channels] max_per_task at most */
 
@@ -220,10 +221,10 @@ struct config {
     struct config_urls admin_relays;     /* the relays' metrics (or main) ports' base URLs */
 
     /* [channels] */
-    int channels_per_connection;        /* beyond the connection's own; one more is refused */
-    int channel_name_max;               /* bytes of a channel name */
-    int channels_per_task;              /* channels one task may be submitted with */
-    char publish_key_file[PATH_MAX];    /* POST /api/publish's key; "": the publish API is off */
+    int channels_per_connection;     /* beyond the connection's own; one more is refused */
+    int channel_name_max;            /* bytes of a channel name */
+    int channels_per_task;           /* channels one task may be submitted with */
+    char publish_key_file[PATH_MAX]; /* POST /api/publish's key; "": the publish API is off */
 
     /* channel namespaces: [0] is always the built-in "user" */
     size_t namespace_count;

@@ -25,7 +25,7 @@
     XX(MEDIA_TYPE, 415, "unsupported_media_type", "content type must be application/json")         \
     XX(UNKNOWN_TYPE, 422, "unknown_type", "unknown task type")                                     \
     XX(BAD_PARAMS, 422, "bad_params", "task parameters do not match the type's spec")              \
-    XX(BAD_CHANNEL, 422, "bad_channel", "not a channel name this service knows")              \
+    XX(BAD_CHANNEL, 422, "bad_channel", "not a channel name this service knows")                   \
     XX(IDEMPOTENCY_MISMATCH, 422, "idempotency_mismatch",                                          \
        "this Idempotency-Key was used with a different request")                                   \
     XX(TOO_MANY_TASKS, 429, "too_many_tasks", "too many queued tasks for this client")             \

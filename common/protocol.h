@@ -19,9 +19,9 @@
 
 #define PROTOCOL_VERB_SUBMIT "submit"
 #define PROTOCOL_VERB_CANCEL "cancel"
-#define PROTOCOL_VERB_RETRY "retry" /* a finished task was given a new attempt */
+#define PROTOCOL_VERB_RETRY "retry"     /* a finished task was given a new attempt */
 #define PROTOCOL_VERB_PUBLISH "publish" /* a server's message for a channel */
-#define PROTOCOL_VERB_MAX 16        /* longest verb frame accepted, NUL included */
+#define PROTOCOL_VERB_MAX 16            /* longest verb frame accepted, NUL included */
 
 /* Task events, in the order a task can go through them. */
 #define PROTOCOL_EVENT_QUEUED "queued"

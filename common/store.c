@@ -416,17 +416,16 @@ store_row_task(const struct store_row *row)
         json_decref(channels);
         channels = json_array();
     }
-    return json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
-                     " s:o, s:o, s:o, s:o, s:o}",
-                     "id", row_text(row, 0), "client_id", row_text(row, 1), "type",
-                     row_text(row, 2), "name", row_text(row, 3), "params", row_document(row, 4),
-                     "status", row_text(row, 5), "progress", row_integer(row, 6), "message",
-                     row_text(row, 7), "result", row_document(row, 8), "error", row_text(row, 9),
-                     "attempts", row_integer(row, 10), "max_attempts", row_integer(row, 15),
-                     "priority", row_integer(row, 16), "seq", row_integer(row, 11), "errors",
-                     errors, "created_at", row_time(row, 12), "run_at", row_time(row, 18),
-                     "started_at", row_time(row, 13), "finished_at", row_time(row, 14),
-                     "channels", channels);
+    return json_pack(
+        "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
+        " s:o, s:o, s:o, s:o, s:o}",
+        "id", row_text(row, 0), "client_id", row_text(row, 1), "type", row_text(row, 2), "name",
+        row_text(row, 3), "params", row_document(row, 4), "status", row_text(row, 5), "progress",
+        row_integer(row, 6), "message", row_text(row, 7), "result", row_document(row, 8), "error",
+        row_text(row, 9), "attempts", row_integer(row, 10), "max_attempts", row_integer(row, 15),
+        "priority", row_integer(row, 16), "seq", row_integer(row, 11), "errors", errors,
+        "created_at", row_time(row, 12), "run_at", row_time(row, 18), "started_at",
+        row_time(row, 13), "finished_at", row_time(row, 14), "channels", channels);
 }
 
 json_t *

@@ -17,7 +17,7 @@
 #include <stddef.h>
 
 #define STORE_PG_SCHEMA_VERSION                                                                    \
-    3 /* 1: tasks, workers, idempotency, submit_rate; 2: task_minutes (a trigger), probe;        \
+    3 /* 1: tasks, workers, idempotency, submit_rate; 2: task_minutes (a trigger), probe;          \
          3: a task's channels */
 
 /* Create the schema in conn's database, upgrade it, or find it current, in one transaction.

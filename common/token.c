@@ -232,8 +232,8 @@ token_issue(const unsigned char *secret, size_t secret_len, const char *sub, int
 static int token_channels_valid(const json_t *channels, struct token_grants *grants);
 
 int
-token_issue_channels(const unsigned char *secret, size_t secret_len, const char *sub,
-                     int64_t iat, int64_t exp, const json_t *channels, char *out, size_t out_size)
+token_issue_channels(const unsigned char *secret, size_t secret_len, const char *sub, int64_t iat,
+                     int64_t exp, const json_t *channels, char *out, size_t out_size)
 {
     int rc = TW_E_INTERNAL;
     char *payload = NULL;

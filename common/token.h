@@ -23,8 +23,8 @@
 #define TOKEN_SECRET_MAX 1024 /* longest secret file accepted */
 #define TOKEN_USER_MAX 64     /* bytes of a user name token_user_id accepts */
 #define TOKEN_USER_RULE "1..64 letters, digits or . _ @ + -" /* for messages: what it accepts */
-#define TOKEN_CHANNELS_MAX 16 /* entries of a token's channels claim */
-#define TOKEN_CHANNEL_MAX 64  /* bytes of one channel name or pattern */
+#define TOKEN_CHANNELS_MAX 16    /* entries of a token's channels claim */
+#define TOKEN_CHANNEL_MAX 64     /* bytes of one channel name or pattern */
 #define TOKEN_GRANT_SUBSCRIBE 1u /* a grant's permission bits: "subscribe" */
 #define TOKEN_GRANT_PUBLISH 2u   /* ... "publish" */
 

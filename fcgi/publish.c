@@ -40,7 +40,8 @@ publish_authorize(struct app *app, const struct request *req)
     }
     if (rc < 0) {
         log_error("event=publish_key_unusable path=%s error=\"%s\"", path, why);
-        reply_error(req, TW_E_INTERNAL, "the publish key file cannot be read or holds no valid key");
+        reply_error(req, TW_E_INTERNAL,
+                    "the publish key file cannot be read or holds no valid key");
         return TW_E_INTERNAL;
     }
     if (rc != 0) {
@@ -85,7 +86,8 @@ publish_item(struct app *app, json_t *item, size_t k, struct channel *channel, c
         snprintf(err, errlen, "message %zu: data is required and must be an object", k);
         return TW_E_BAD_REQUEST;
     }
-    json_t *message = json_pack("{s:s, s:O, s:O}", "type", "message", "channel", name, "data", data);
+    json_t *message =
+        json_pack("{s:s, s:O, s:O}", "type", "message", "channel", name, "data", data);
     *payload = message ? json_dumps(message, JSON_COMPACT) : NULL;
     json_decref(message);
     if (!*payload)

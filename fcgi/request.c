@@ -80,8 +80,8 @@ request_is_json(const char *content_type)
 
 /* request_json_body, with a JSON array allowed too when list is set. */
 static int
-request_json_read(const struct request *req, long long max_body, int list, json_t **body,
-                  char *err, size_t errlen)
+request_json_read(const struct request *req, long long max_body, int list, json_t **body, char *err,
+                  size_t errlen)
 {
     if (req->content_length > max_body) {
         snprintf(err, errlen, "request body is over the limit of %lld bytes", max_body);
@@ -139,8 +139,8 @@ request_json_body(const struct request *req, long long max_body, json_t **body, 
 }
 
 int
-request_json_body_or_list(const struct request *req, long long max_body, json_t **body,
-                          char *err, size_t errlen)
+request_json_body_or_list(const struct request *req, long long max_body, json_t **body, char *err,
+                          size_t errlen)
 {
     return request_json_read(req, max_body, 1, body, err, errlen);
 }

@@ -236,8 +236,8 @@ tasks_channels(struct app *app, json_t *body, const char *client_id,
             snprintf(err, errlen, "channels must be a list of channel names");
             return TW_E_BAD_REQUEST;
         }
-        int rc = channel_parse(app->cfg, json_string_value(name), json_string_length(name),
-                               &channel);
+        int rc =
+            channel_parse(app->cfg, json_string_value(name), json_string_length(name), &channel);
         if (rc != 0) {
             snprintf(err, errlen, "channel %zu: %s (%s)", i, channel_refusal_message(rc),
                      channel_refusal_name(rc));

@@ -18,9 +18,9 @@
 #include "relay.h"
 #include "send.h"
 
-#define SESSION_CONTROL_MAX 256 /* bytes of a control reply */
+#define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
 #define SESSION_REPLIES_BYTES 8192 /* channel replies waiting per connection; more: 4029 */
-#define SESSION_CULL_GRACE_S 5  /* a culled connection that cannot take its close is dropped */
+#define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
 
 /* Close code constants not in the lws enum. */
 #define SESSION_CLOSE_UNAUTHORIZED 4001
@@ -297,8 +297,8 @@ session_on_channel(struct relay *relay, struct session *session, const char *typ
     log_debug("event=ws_%s connection=%llu result=%s", type, (unsigned long long)session->id,
               rc == 0 ? "ok" : channel_refusal_name(rc));
     char text[SUBSCRIPTION_REPLY_MAX];
-    size_t len = subscription_reply(type, json_object_get(message, "channel"), rc, text,
-                                    sizeof text);
+    size_t len =
+        subscription_reply(type, json_object_get(message, "channel"), rc, text, sizeof text);
     if (len == 0 || session_reply_push(session, text, len) != 0) {
         log_info("event=ws_too_many_requests connection=%llu", (unsigned long long)session->id);
         session_close_later(session, SESSION_CLOSE_TOO_MANY_REQUESTS);
@@ -701,8 +701,7 @@ session_wake(void *owner)
 static int
 session_only_messages(const struct relay *relay, const struct session *session)
 {
-    return !relay->closing && !session->close_code && session->attached &&
-           !session->replies &&
+    return !relay->closing && !session->close_code && session->attached && !session->replies &&
            !(session->send_connected | session->send_ping | session->send_resync |
              session->send_pong | session->send_error | session->send_pong_frame);
 }

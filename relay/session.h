@@ -51,12 +51,12 @@ struct session_replies;
 
 struct session {
     struct lws *wsi;
-    struct subscription_set subs; /* its own client id and the channels it subscribed to */
-    struct token_grants *grants;  /* its token's channels claim, NULL when it had none */
+    struct subscription_set subs;    /* its own client id and the channels it subscribed to */
+    struct token_grants *grants;     /* its token's channels claim, NULL when it had none */
     struct session_replies *replies; /* channel replies waiting to be written, NULL when none */
-    struct lws_dll2 link;  /* in the relay's heartbeat wheel (relay->wheel) */
-    struct lws_dll2 woken; /* on relay->woken while a message waits for its write, or on
-                              relay->ending once it is to end (ending set) */
+    struct lws_dll2 link;            /* in the relay's heartbeat wheel (relay->wheel) */
+    struct lws_dll2 woken;           /* on relay->woken while a message waits for its write, or on
+                                        relay->ending once it is to end (ending set) */
     uint64_t id;
     uint32_t last_rx_s;  /* relay->now_s when the peer last sent anything */
     uint32_t ping_at_s;  /* relay->now_s when the unanswered ping went (ping_sent) */

@@ -37,8 +37,7 @@ subscription_on_topic(const struct route_member *member, const char *topic, size
 {
     const char *id;
     size_t id_len;
-    return route_member_topic(member, &id, &id_len) && id_len == len &&
-           memcmp(id, topic, len) == 0;
+    return route_member_topic(member, &id, &id_len) && id_len == len && memcmp(id, topic, len) == 0;
 }
 
 /* The link that points at the channel on topic, or NULL. */
@@ -52,9 +51,9 @@ subscription_find(struct subscription_set *set, const char *topic, size_t len)
 }
 
 int
-subscription_subscribe(struct subscription_set *set, struct route *route,
-                       const struct config *cfg, const char *client_id,
-                       const struct token_grants *grants, const char *name, size_t len)
+subscription_subscribe(struct subscription_set *set, struct route *route, const struct config *cfg,
+                       const char *client_id, const struct token_grants *grants, const char *name,
+                       size_t len)
 {
     struct channel channel;
     int rc = channel_parse(cfg, name, len, &channel);
@@ -109,9 +108,9 @@ subscription_unsubscribe(struct subscription_set *set, struct route *route,
 }
 
 int
-subscription_request(struct subscription_set *set, struct route *route,
-                     const struct config *cfg, const char *client_id,
-                     const struct token_grants *grants, const char *kind, const json_t *message)
+subscription_request(struct subscription_set *set, struct route *route, const struct config *cfg,
+                     const char *client_id, const struct token_grants *grants, const char *kind,
+                     const json_t *message)
 {
     const json_t *channel = json_object_get(message, "channel");
     const char *name = json_string_value(channel);
@@ -138,9 +137,8 @@ subscription_reply(const char *kind, const json_t *channel, int rc, char *out, s
     const char *done = strcmp(kind, "unsubscribe") == 0 ? "unsubscribed" : "subscribed";
     json_t *reply = rc == 0 ? json_pack("{s:s, s:o}", "type", done, "channel", name)
                             : json_pack("{s:s, s:s, s:o, s:s, s:s}", "type", "refused", "request",
-                                        kind, "channel", name, "reason",
-                                        channel_refusal_name(rc), "message",
-                                        channel_refusal_message(rc));
+                                        kind, "channel", name, "reason", channel_refusal_name(rc),
+                                        "message", channel_refusal_message(rc));
     size_t len = reply ? json_dumpb(reply, out, size, JSON_COMPACT) : 0;
     json_decref(reply);
     return len <= size ? len : 0;

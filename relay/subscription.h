@@ -68,8 +68,7 @@ int subscription_request(struct subscription_set *set, struct route *route,
  * {"type":"refused","request":kind,"channel":NAME,"reason":..,"message":..}; the name is
  * echoed when it is a string of at most SUBSCRIPTION_ECHO_MAX bytes, else null.  Written to out
  * (size bytes): its length, or 0 when it does not fit (SUBSCRIPTION_REPLY_MAX always does). */
-size_t subscription_reply(const char *kind, const json_t *channel, int rc, char *out,
-                          size_t size);
+size_t subscription_reply(const char *kind, const json_t *channel, int rc, char *out, size_t size);
 
 /* Per-message path: messages waiting on every member of set. */
 size_t subscription_pending(const struct subscription_set *set);

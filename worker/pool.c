@@ -528,7 +528,8 @@ pool_intake(struct pool *pool)
             strcmp(verb, PROTOCOL_VERB_PUBLISH) == 0) {
             pool_on_publish(pool, &frames[1], &frames[2]);
         } else if (count != 2 || pool_frame_text(&frames[0], verb, sizeof verb) != 0 ||
-            pool_frame_text(&frames[1], id, sizeof id) != 0 || strlen(id) != TOKEN_ID_SIZE - 1) {
+                   pool_frame_text(&frames[1], id, sizeof id) != 0 ||
+                   strlen(id) != TOKEN_ID_SIZE - 1) {
             log_warn("event=bad_nudge frames=%d", count);
         } else if (strcmp(verb, PROTOCOL_VERB_SUBMIT) == 0) {
             memcpy(submitted[submits++], id, TOKEN_ID_SIZE);
