@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,8 +140,9 @@ api_refused(struct api *api, long http, json_t *body)
     else
         context_error(api->ctx, "the API answered HTTP %ld", http);
     if (http == 401 || http == 403) {
-        context_error(api->ctx, "the API refused the key: check the key file (or --key-file) "
-                                "against the handler's");
+        context_error(api->ctx, "the API refused the key: check the key file ([admin] key_file, "
+                                "[channels] publish_key_file, or --key-file) against the "
+                                "handler's");
         return CLI_EXIT_CONFIG;
     }
     return http >= 500 ? CLI_EXIT_UNREACHABLE : CLI_EXIT_REFUSED;
@@ -215,4 +217,39 @@ int
 api_post(struct api *api, const char *path, const char *request, json_t **body)
 {
     return api_request(api, "POST", path, request, body);
+}
+
+enum api_option { API_OPT_URL = 256, API_OPT_KEY_FILE, API_OPT_JSON };
+
+int
+api_options_parse(struct context *ctx, int argc, char **argv, const char *help,
+                  struct api_options *options, int *done)
+{
+    static const struct option long_options[] = {
+        {"url", required_argument, NULL, API_OPT_URL},
+        {"key-file", required_argument, NULL, API_OPT_KEY_FILE},
+        {"json", no_argument, NULL, API_OPT_JSON},
+        CONTEXT_LONG_OPTIONS,
+    };
+    int option, status;
+    *options = (struct api_options){0};
+    *done = 0;
+    while ((option = getopt_long(argc, argv, ":c:h", long_options, NULL)) != -1) {
+        switch (option) {
+        case API_OPT_URL:
+            options->url = optarg;
+            break;
+        case API_OPT_KEY_FILE:
+            options->key_file = optarg;
+            break;
+        case API_OPT_JSON:
+            options->json = 1;
+            break;
+        default:
+            status = context_common_option(ctx, option, argv, help, done);
+            if (*done)
+                return status;
+        }
+    }
+    return CLI_EXIT_OK;
 }

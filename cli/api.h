@@ -40,6 +40,18 @@ int api_call(struct api *api, const char *method, const char *path, json_t **bod
 /* As api_call, a POST of request (JSON text, borrowed) to path. */
 int api_post(struct api *api, const char *path, const char *request, json_t **body);
 
+/* What a command that calls the API and takes no options of its own is given: --url, --key-file
+ * (NULL when absent: api_new's defaults) and --json. */
+struct api_options {
+    const char *url, *key_file;
+    int json;
+};
+
+/* Parse argv's options into *options (the common ones too, context_common_option's way, with
+ * help for --help): 0 with *done clear to go on, or an exit status with *done set. */
+int api_options_parse(struct context *ctx, int argc, char **argv, const char *help,
+                      struct api_options *options, int *done);
+
 /* value escaped for a URL's query (caller owns; curl_free), or NULL without memory. */
 char *api_escape(struct api *api, const char *value);
 

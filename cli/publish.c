@@ -24,8 +24,6 @@ static const char publish_help[] =
     "  -c, --config FILE configuration (default $TASKWIRE_CONFIG or /etc/taskwire/taskwire.conf)\n"
     "  -h, --help        this help\n";
 
-enum publish_option { OPT_URL = 256, OPT_KEY_FILE, OPT_JSON };
-
 /* DATA from standard input into a new string (caller frees), or NULL after saying why. */
 static char *
 publish_read_stdin(struct context *ctx)
@@ -64,33 +62,13 @@ publish_request(struct context *ctx, const char *channel, const char *data)
 int
 publish_main(struct context *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"url", required_argument, NULL, OPT_URL},
-        {"key-file", required_argument, NULL, OPT_KEY_FILE},
-        {"json", no_argument, NULL, OPT_JSON},
-        CONTEXT_LONG_OPTIONS,
-    };
-    const char *url = NULL, *key_file = NULL;
-    int json = 0, option, done, status;
+    struct api_options options;
+    int done, status;
     ctx->command = "publish";
-    optind = 0;
-    while ((option = getopt_long(argc, argv, ":c:h", options, NULL)) != -1) {
-        switch (option) {
-        case OPT_URL:
-            url = optarg;
-            break;
-        case OPT_KEY_FILE:
-            key_file = optarg;
-            break;
-        case OPT_JSON:
-            json = 1;
-            break;
-        default:
-            status = context_common_option(ctx, option, argv, publish_help, &done);
-            if (done)
-                return status;
-        }
-    }
+    status = api_options_parse(ctx, argc, argv, publish_help, &options, &done);
+    if (done)
+        return status;
+    const char *key_file = options.key_file;
     if (optind >= argc)
         return context_usage(ctx, "CHANNEL is required");
     if (optind + 2 < argc)
@@ -119,10 +97,10 @@ publish_main(struct context *ctx, int argc, char **argv)
         return CLI_EXIT_USAGE;
     struct api *api = NULL;
     json_t *answer = NULL;
-    status = api_new(ctx, url, key_file, &api);
+    status = api_new(ctx, options.url, key_file, &api);
     if (status == CLI_EXIT_OK)
         status = api_post(api, "/api/publish", request, &answer);
-    if (status == CLI_EXIT_OK && json) {
+    if (status == CLI_EXIT_OK && options.json) {
         char *text = json_dumps(answer, JSON_COMPACT);
         printf("%s\n", text ? text : "{}");
         free(text);

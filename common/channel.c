@@ -44,46 +44,40 @@ channel_is_owner(const struct channel *channel, const char *client_id)
     return channel->rest_len == id_len && memcmp(channel->rest, client_id, id_len) == 0;
 }
 
+/* Whether the namespace's subscribe rule admits the client, with permission (a TOKEN_GRANT_*
+ * bit) granted where the rule is the claim. */
+static int
+channel_admits(const struct channel *channel, const char *client_id,
+               const struct token_grants *grants, unsigned permission)
+{
+    switch (channel->ns->subscribe) {
+    case CONFIG_SUBSCRIBE_OWNER:
+        return channel_is_owner(channel, client_id);
+    case CONFIG_SUBSCRIBE_CLAIM:
+        return (token_grants_permissions(grants, channel->name, channel->len) & permission) != 0;
+    case CONFIG_SUBSCRIBE_SIGNED_IN:
+        return 1;
+    }
+    return 0;
+}
+
 int
 channel_may_subscribe(const struct channel *channel, const char *client_id,
                       const struct token_grants *grants)
 {
-    int allowed = 0;
-    switch (channel->ns->subscribe) {
-    case CONFIG_SUBSCRIBE_OWNER:
-        allowed = channel_is_owner(channel, client_id);
-        break;
-    case CONFIG_SUBSCRIBE_CLAIM:
-        allowed = (token_grants_permissions(grants, channel->name, channel->len) &
-                   TOKEN_GRANT_SUBSCRIBE) != 0;
-        break;
-    case CONFIG_SUBSCRIBE_SIGNED_IN:
-        allowed = 1;
-        break;
-    }
-    return allowed ? CHANNEL_OK : CHANNEL_E_NOT_ALLOWED;
+    return channel_admits(channel, client_id, grants, TOKEN_GRANT_SUBSCRIBE)
+               ? CHANNEL_OK
+               : CHANNEL_E_NOT_ALLOWED;
 }
 
 int
 channel_may_publish(const struct channel *channel, const char *client_id,
                     const struct token_grants *grants)
 {
-    int allowed = 0;
-    if (channel->ns->publish == CONFIG_PUBLISH_MEMBERS) {
-        switch (channel->ns->subscribe) {
-        case CONFIG_SUBSCRIBE_OWNER:
-            allowed = channel_is_owner(channel, client_id);
-            break;
-        case CONFIG_SUBSCRIBE_CLAIM:
-            allowed = (token_grants_permissions(grants, channel->name, channel->len) &
-                       TOKEN_GRANT_PUBLISH) != 0;
-            break;
-        case CONFIG_SUBSCRIBE_SIGNED_IN:
-            allowed = 1;
-            break;
-        }
-    }
-    return allowed ? CHANNEL_OK : CHANNEL_E_PUBLISH_NOT_ALLOWED;
+    return channel->ns->publish == CONFIG_PUBLISH_MEMBERS &&
+                   channel_admits(channel, client_id, grants, TOKEN_GRANT_PUBLISH)
+               ? CHANNEL_OK
+               : CHANNEL_E_PUBLISH_NOT_ALLOWED;
 }
 
 void
@@ -103,6 +97,16 @@ channel_name_topic(const char *name, size_t len, const char **topic, size_t *top
         *topic = name;
         *topic_len = len;
     }
+}
+
+int
+channel_list_topic(const json_t *list, size_t index, const char **topic, size_t *topic_len)
+{
+    const json_t *name = json_array_get(list, index);
+    if (!json_is_string(name))
+        return 0;
+    channel_name_topic(json_string_value(name), json_string_length(name), topic, topic_len);
+    return 1;
 }
 
 /* The row of refusal, or -1. */

@@ -24,6 +24,7 @@
 #ifndef TW_COMMON_CHANNEL_H
 #define TW_COMMON_CHANNEL_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -88,6 +89,10 @@ void channel_topic(const struct channel *channel, const char **topic, size_t *to
 
 /* The same for a name checked before (a task's stored channels), without the config. */
 void channel_name_topic(const char *name, size_t len, const char **topic, size_t *topic_len);
+
+/* The topic of entry index of list (a task's "channels", a JSON array of names; borrowed):
+ * 1 with *topic pointing into it, 0 when there is no such entry or it is not a string. */
+int channel_list_topic(const json_t *list, size_t index, const char **topic, size_t *topic_len);
 
 /* The machine name ("not_allowed") and message of a refusal; "internal" for an unknown code.
  * Borrowed; static storage. */

@@ -457,6 +457,8 @@ static const char *const config_publish_words[] = {
     [CONFIG_PUBLISH_MEMBERS] = "members",
 };
 
+#define CONFIG_WORDS(words) (sizeof words / sizeof words[0])
+
 /* The index of value among count words, or -1. */
 static int
 config_word(const char *const *words, size_t count, const char *value)
@@ -498,25 +500,21 @@ config_namespace_key(struct load_state *state, const char *ns_name, const char *
         ns->subscribe = CONFIG_SUBSCRIBE_CLAIM;
         ns->publish = CONFIG_PUBLISH_NOBODY;
     }
-    int word;
-    if (strcmp(name, "subscribe") == 0) {
-        word = config_word(config_subscribe_words,
-                           sizeof config_subscribe_words / sizeof config_subscribe_words[0], value);
-        if (word >= 0) {
-            ns->subscribe = (enum config_subscribe)word;
-            return 0;
-        }
-        snprintf(state->err, sizeof state->err, "subscribe must be owner, claim or signed_in");
-        return TW_E_CONFIG;
-    }
-    if (strcmp(name, "publish") == 0) {
-        word = config_word(config_publish_words,
-                           sizeof config_publish_words / sizeof config_publish_words[0], value);
-        if (word >= 0) {
-            ns->publish = (enum config_publish)word;
-            return 0;
-        }
-        snprintf(state->err, sizeof state->err, "publish must be nobody or members");
+    int subscribe = strcmp(name, "subscribe") == 0, publish = strcmp(name, "publish") == 0;
+    int word =
+        subscribe ? config_word(config_subscribe_words, CONFIG_WORDS(config_subscribe_words), value)
+        : publish ? config_word(config_publish_words, CONFIG_WORDS(config_publish_words), value)
+                  : -1;
+    if (subscribe && word >= 0)
+        ns->subscribe = (enum config_subscribe)word;
+    if (publish && word >= 0)
+        ns->publish = (enum config_publish)word;
+    if (word >= 0)
+        return 0;
+    if (subscribe || publish) {
+        snprintf(state->err, sizeof state->err, "%s",
+                 subscribe ? "subscribe must be owner, claim or signed_in"
+                           : "publish must be nobody or members");
         return TW_E_CONFIG;
     }
     snprintf(state->err, sizeof state->err, "unknown key '%s' in [namespace %s]", name, ns_name);

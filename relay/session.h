@@ -14,9 +14,10 @@
  *
  * The struct is lws per-session storage (lws allocates and frees it); session_init and
  * session_fini bracket its life.  Control replies are flags, not queued text, so a session is
- * a fixed ~180 bytes whatever the client sends (receive.h holds a partial frame only while it
- * is partial).  Writes happen in session_write() (lws's writeable callback: control replies
- * through lws, messages through send.h) and, batched through send.h, in session_serve_woken().
+ * a fixed ~200 bytes whatever the client sends (receive.h holds a partial frame only while it
+ * is partial; channel replies and a channels claim are the bounded exceptions below).  Writes
+ * happen in session_write() (lws's writeable callback: control replies through lws, messages
+ * through send.h) and, batched through send.h, in session_serve_woken().
  *
  * Channels (subscription.h): after its auth message a connection may send
  * {"type":"subscribe","channel":NAME} and {"type":"unsubscribe","channel":NAME}; each is

@@ -51,18 +51,12 @@ job_publish(struct job *job, const char *event)
         return;
     }
     job_send_event(job, job->client_id, strlen(job->client_id), payload);
-    size_t i;
-    json_t *channel;
-    json_array_foreach(json_object_get(job->task, "channels"), i, channel)
-    {
-        const char *topic;
-        size_t topic_len;
-        if (!json_is_string(channel))
-            continue;
-        channel_name_topic(json_string_value(channel), json_string_length(channel), &topic,
-                           &topic_len);
-        job_send_event(job, topic, topic_len, payload);
-    }
+    const json_t *channels = json_object_get(job->task, "channels");
+    const char *topic;
+    size_t topic_len;
+    for (size_t i = 0; i < json_array_size(channels); i++)
+        if (channel_list_topic(channels, i, &topic, &topic_len))
+            job_send_event(job, topic, topic_len, payload);
     free(payload);
 }
 

@@ -250,19 +250,12 @@ pool_publish_event(struct pool *pool, const char *client_id, const json_t *chann
                    const char *payload)
 {
     size_t payload_len = strlen(payload);
+    const char *topic;
+    size_t topic_len;
     pool_publish(pool, client_id, strlen(client_id), payload, payload_len);
-    size_t i;
-    json_t *channel;
-    json_array_foreach(channels, i, channel)
-    {
-        const char *topic;
-        size_t topic_len;
-        if (!json_is_string(channel))
-            continue;
-        channel_name_topic(json_string_value(channel), json_string_length(channel), &topic,
-                           &topic_len);
-        pool_publish(pool, topic, topic_len, payload, payload_len);
-    }
+    for (size_t i = 0; i < json_array_size(channels); i++)
+        if (channel_list_topic(channels, i, &topic, &topic_len))
+            pool_publish(pool, topic, topic_len, payload, payload_len);
 }
 
 /* Publish the event that announces task's current state. */

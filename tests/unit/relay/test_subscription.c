@@ -16,47 +16,55 @@
 
 struct conn {
     struct subscription_set subs;
-    int woken, culled;
+    int culled;
 };
 
-static int upstream; /* topics subscribed upstream now */
 static struct config cfg;
 
 static void
-wake(void *owner)
+on_wake(void *owner)
 {
-    ((struct conn *)owner)->woken++;
+    (void)owner; /* the tests read what waits themselves */
 }
 
 static void
-cull(void *owner)
+on_cull(void *owner)
 {
-    ((struct conn *)owner)->culled++;
-}
-
-static void
-subscribe(void *data, const char *id, size_t len)
-{
-    (void)data, (void)id, (void)len;
-    upstream++;
-}
-
-static void
-unsubscribe(void *data, const char *id, size_t len)
-{
-    (void)data, (void)id, (void)len;
-    upstream--;
+    struct conn *conn = owner;
+    conn->culled++;
 }
 
 static struct route *
 make_route(uint32_t ring)
 {
-    struct route_callbacks callbacks = {wake, cull, subscribe, unsubscribe, NULL};
-    upstream = 0;
+    struct route_callbacks callbacks = {on_wake, on_cull, NULL, NULL, NULL};
     config_defaults(&cfg);
     struct route *route = route_new(1024, ring, HEADROOM, &callbacks);
     assert_non_null(route);
     return route;
+}
+
+/* Topics with a member now: those the relay subscribes to upstream. */
+static uint64_t
+topics(const struct route *route)
+{
+    struct route_stats stats;
+    route_stats(route, &stats);
+    return stats.clients;
+}
+
+/* Both connections leave: the table is empty, nothing of them pinned. */
+static void
+finish(struct route **route, struct conn *a, struct conn *b)
+{
+    subscription_fini(&a->subs, *route);
+    subscription_fini(&b->subs, *route);
+    subscription_fini(&a->subs, *route); /* twice is harmless */
+    struct route_stats stats;
+    route_stats(*route, &stats);
+    assert_int_equal(stats.members, 0);
+    assert_int_equal(stats.clients, 0);
+    route_destroy(route);
 }
 
 static void
@@ -114,6 +122,17 @@ grants_for(const char *pattern)
     return grants;
 }
 
+/* Connections a (ME) and b (OTHER), both subscribed to channel by a grant of it. */
+static void
+both_in(struct route *route, struct conn *a, struct conn *b, const char *channel)
+{
+    struct token_grants grants = grants_for(channel);
+    connect_as(route, a, ME);
+    connect_as(route, b, OTHER);
+    assert_int_equal(sub(route, a, ME, &grants, channel), 0);
+    assert_int_equal(sub(route, b, OTHER, &grants, channel), 0);
+}
+
 /* A page that subscribes to more channels than allowed is told so and keeps the ones it has;
  * names too long, forbidden or unknown never reach the route table. */
 static void
@@ -123,8 +142,9 @@ test_bounds_and_refusals(void **state)
     struct route *route = make_route(8);
     cfg.channels_per_connection = 3;
     struct token_grants grants = grants_for("project:*");
-    struct conn conn;
+    struct conn conn, none;
     connect_as(route, &conn, ME);
+    connect_as(route, &none, OTHER);
     assert_int_equal(sub(route, &conn, ME, &grants, "project:1"), 0);
     assert_int_equal(sub(route, &conn, ME, &grants, "project:2"), 0);
     assert_int_equal(sub(route, &conn, ME, &grants, "project:2"), 0); /* again: no change */
@@ -140,21 +160,14 @@ test_bounds_and_refusals(void **state)
     snprintf(longest, sizeof longest, "project:%0*d", cfg.channel_name_max - 7, 1);
     assert_int_equal(sub(route, &conn, ME, &grants, longest), CHANNEL_E_TOO_LONG);
     assert_int_equal(conn.subs.count, 3);
-    assert_int_equal(upstream, 4); /* its client id and three channels */
+    assert_int_equal(topics(route), 5); /* two client ids and three channels */
     assert_int_equal(unsub(route, &conn, "user:" ME), CHANNEL_E_OWN_CHANNEL);
     assert_int_equal(unsub(route, &conn, "project:9"), CHANNEL_E_NOT_SUBSCRIBED);
     assert_int_equal(unsub(route, &conn, "project:2"), 0);
     assert_int_equal(conn.subs.count, 2);
-    assert_int_equal(upstream, 3);
+    assert_int_equal(topics(route), 4);
     assert_int_equal(sub(route, &conn, ME, &grants, "project:4"), 0); /* room again */
-    subscription_fini(&conn.subs, route);
-    subscription_fini(&conn.subs, route); /* twice is harmless */
-    assert_int_equal(upstream, 0);
-    struct route_stats stats;
-    route_stats(route, &stats);
-    assert_int_equal(stats.members, 0);
-    assert_int_equal(stats.clients, 0);
-    route_destroy(&route);
+    finish(&route, &conn, &none);
 }
 
 /* Two users in one project channel both get its messages, each channel in its order, and a
@@ -164,13 +177,9 @@ test_queue_across_channels(void **state)
 {
     (void)state;
     struct route *route = make_route(16);
-    struct token_grants grants = grants_for("project:42");
     struct conn a, b;
-    connect_as(route, &a, ME);
-    connect_as(route, &b, OTHER);
-    assert_int_equal(sub(route, &a, ME, &grants, "project:42"), 0);
-    assert_int_equal(sub(route, &b, OTHER, &grants, "project:42"), 0);
-    assert_int_equal(upstream, 3);
+    both_in(route, &a, &b, "project:42");
+    assert_int_equal(topics(route), 3);
     publish(route, ME, "a1");
     publish(route, "project:42", "p1");
     publish(route, OTHER, "b1");
@@ -202,10 +211,7 @@ test_queue_across_channels(void **state)
         drain(route, &b, text, sizeof text);
     }
     assert_int_equal(route_allocations(route), before);
-    subscription_fini(&a.subs, route);
-    subscription_fini(&b.subs, route);
-    assert_int_equal(upstream, 0);
-    route_destroy(&route);
+    finish(&route, &a, &b);
 }
 
 /* A connection that does not read a channel's messages is culled like one that does not read
@@ -215,28 +221,20 @@ test_lagging_channel_member_is_culled(void **state)
 {
     (void)state;
     struct route *route = make_route(4);
-    struct token_grants grants = grants_for("task:*");
     struct conn slow, fast;
-    connect_as(route, &slow, ME);
-    connect_as(route, &fast, OTHER);
-    assert_int_equal(sub(route, &slow, ME, &grants, "task:1"), 0);
-    assert_int_equal(sub(route, &fast, OTHER, &grants, "task:1"), 0);
-    char text[256], expect[256] = "";
+    both_in(route, &slow, &fast, "task:1");
+    char text[256];
     for (int i = 0; i < 6; i++) {
         char m[8];
         snprintf(m, sizeof m, "t%d", i);
         publish(route, "task:1", m);
         drain(route, &fast, text, sizeof text);
         assert_string_equal(text, m);
-        snprintf(expect + strlen(expect), sizeof expect - strlen(expect), "%s", m);
     }
     assert_int_equal(slow.culled, 1);
     assert_int_equal(fast.culled, 0);
     assert_int_equal(subscription_pending(&slow.subs), 0); /* detached: nothing pinned */
-    subscription_fini(&slow.subs, route);
-    subscription_fini(&fast.subs, route);
-    assert_int_equal(upstream, 0);
-    route_destroy(&route);
+    finish(&route, &slow, &fast);
 }
 
 int
