@@ -517,8 +517,9 @@ pool_intake(struct pool *pool)
         if (count <= 0)
             break;
         char verb[PROTOCOL_VERB_MAX], id[POOL_FRAME_MAX];
-        if (count == 3 && pool_frame_text(&frames[0], verb, sizeof verb) == 0 &&
-            strcmp(verb, PROTOCOL_VERB_PUBLISH) == 0) {
+        if (count == 3 && zmq_msg_size(&frames[0]) == strlen(PROTOCOL_VERB_PUBLISH) &&
+            memcmp(zmq_msg_data(&frames[0]), PROTOCOL_VERB_PUBLISH,
+                   strlen(PROTOCOL_VERB_PUBLISH)) == 0) {
             pool_on_publish(pool, &frames[1], &frames[2]);
         } else if (count != 2 || pool_frame_text(&frames[0], verb, sizeof verb) != 0 ||
                    pool_frame_text(&frames[1], id, sizeof id) != 0 ||
