@@ -173,6 +173,36 @@ stream_queue(struct publisher *pub, int i, const char *data, size_t len)
     return stream_flush(pub, i);
 }
 
+/* BENCH_CURVE_SECRET (and, connected, BENCH_CURVE_SERVER): socket's CURVE options.  0, or -1
+ * (a key that is not 40 characters of Z85; zmq_errno says why). */
+static int
+publisher_curve(void *socket, int server)
+{
+    const char *secret = getenv("BENCH_CURVE_SECRET");
+    if (!secret || !*secret)
+        return 0;
+    char public[41];
+    if (strlen(secret) != 40 || zmq_curve_public(public, secret) != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (server)
+        return zmq_setsockopt(socket, ZMQ_CURVE_SERVER, &server, sizeof server) != 0 ||
+                       zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, secret, 40) != 0
+                   ? -1
+                   : 0;
+    const char *peer = getenv("BENCH_CURVE_SERVER");
+    if (!peer || strlen(peer) != 40) {
+        errno = EINVAL;
+        return -1;
+    }
+    return zmq_setsockopt(socket, ZMQ_CURVE_SERVERKEY, peer, 40) != 0 ||
+                   zmq_setsockopt(socket, ZMQ_CURVE_PUBLICKEY, public, 40) != 0 ||
+                   zmq_setsockopt(socket, ZMQ_CURVE_SECRETKEY, secret, 40) != 0
+               ? -1
+               : 0;
+}
+
 struct publisher *
 publisher_new(const char *spec, int conns, int epfd, char *err, size_t errlen)
 {
@@ -198,7 +228,7 @@ publisher_new(const char *spec, int conns, int epfd, char *err, size_t errlen)
         pub->zmq_socket = pub->zmq_context
                               ? zmq_socket(pub->zmq_context, is_push ? ZMQ_PUSH : ZMQ_PUB)
                               : NULL;
-        if (!pub->zmq_socket ||
+        if (!pub->zmq_socket || publisher_curve(pub->zmq_socket, bind) != 0 ||
             zmq_setsockopt(pub->zmq_socket, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
             zmq_setsockopt(pub->zmq_socket, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
             (bind ? zmq_bind(pub->zmq_socket, endpoint)

@@ -8,6 +8,9 @@
  *                      over up to PUBLISHER_HTTP_CONNS keep-alive connections, one request in
  *                      flight on each (nchan's publisher location)
  *   line:HOST:PORT     one TCP stream of "ID PAYLOAD\n" lines (the Socket.IO relay's input)
+ * With BENCH_CURVE_SECRET set (a secret key, Z85) the ZeroMQ kinds speak CURVE: bound, as the
+ * CURVE server with that key (as a worker pool is); connected, as a client of the server whose
+ * public key BENCH_CURVE_SERVER holds.
  * Sockets of the http and line kinds live in the caller's epoll set; their events come back
  * through publisher_on_event().  The ZeroMQ kinds need no events.
  */

@@ -232,6 +232,9 @@ class Peer:
     def pub_args(self):
         raise NotImplementedError
 
+    def pub_env(self):
+        return {}  # the publisher's environment (publisher.h)
+
 
 class Taskwire(Peer):
     """Relays and a worker pool.  The publisher stands in for the pool's publishing side: it
@@ -260,11 +263,15 @@ class Taskwire(Peer):
             f.write(secrets.token_bytes(32))
         os.chmod(self.secret, 0o600)
         self.write_config(self.config, self.events)
-        self.write_config(self.relay_config, self.direct_events if self.direct else self.events)
+        self.write_config(self.relay_config, self.direct_events if self.direct else self.events,
+                          self.relay_zmq())
         self.worker = None
         self.relay_procs = []
 
-    def write_config(self, path, events):
+    def relay_zmq(self):
+        return ""  # more [zmq] lines of the relays' config
+
+    def write_config(self, path, events, zmq_extra=""):
         with open(path, "w") as f:
             f.write(f"""[log]
 level = warn
@@ -276,7 +283,7 @@ secret_file = {self.secret}
 tasks = tcp://127.0.0.1:{self.tasks}
 publish = tcp://127.0.0.1:{self.publish}
 events = tcp://127.0.0.1:{events}
-[relay]
+{zmq_extra}[relay]
 listen = 127.0.0.1
 port = {self.port}
 max_connections = 100000
@@ -317,6 +324,29 @@ submit_burst = 1000000
         if self.direct:
             return ["--pub", f"zmqbind:tcp://127.0.0.1:{self.direct_events}"]
         return ["--pub", f"zmq:tcp://127.0.0.1:{self.publish}"]
+
+
+class TaskwireCurve(Taskwire):
+    """taskwire with CURVE on the relays' ZeroMQ input: the publisher binds as the CURVE server
+    (as a worker pool does with [zmq] curve = true) and each relay connects as a client, so every
+    message is encrypted by the publisher and decrypted by each relay."""
+
+    name = "taskwire-curve"
+    label = "taskwire (CURVE)"
+
+    def relay_zmq(self):
+        cli = os.path.join(self.build, "taskwire")
+        for key in ("pool.key", "relay.key"):
+            subprocess.run([cli, "curve", "keygen", os.path.join(self.tmp, key)], check=True,
+                           capture_output=True)
+        return (f"curve = true\ncurve_secret_file = {self.tmp}/relay.key\n"
+                f"curve_server_public_file = {self.tmp}/pool.key.pub\n")
+
+    def pub_env(self):
+        with open(os.path.join(self.tmp, "pool.key")) as f:
+            secret = [line.strip() for line in f if line.strip() and
+                      not line.strip().startswith("#")][0]
+        return {"BENCH_CURVE_SECRET": secret}
 
 
 class TaskwireProxy(Taskwire):
@@ -497,7 +527,8 @@ class SocketIO(Peer):
         return ["--pub", f"line:127.0.0.1:{self.input}"]
 
 
-PEERS = {"taskwire": Taskwire, "taskwire-proxy": TaskwireProxy, "pushpin": Pushpin, "nchan": Nchan, "socketio": SocketIO}
+PEERS = {"taskwire": Taskwire, "taskwire-proxy": TaskwireProxy,
+         "taskwire-curve": TaskwireCurve, "pushpin": Pushpin, "nchan": Nchan, "socketio": SocketIO}
 
 
 def make_peer(name, args, tmp, **kw):
@@ -514,7 +545,8 @@ class Run:
     def __init__(self, peer, extra, log, cpu=CLIENT_CPU):
         self.peer = peer
         cmd = [LOADGEN] + peer.ws_args() + extra
-        self.proc = Procs.start(cmd, log, cpu=cpu, stdout=subprocess.PIPE)
+        self.proc = Procs.start(cmd, log, cpu=cpu, stdout=subprocess.PIPE,
+                                env=dict(os.environ, **peer.pub_env()))
         self.lines = []
         self.ready = threading.Event()
         self.log = log

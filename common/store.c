@@ -105,6 +105,25 @@ store_task_announce(struct store *store, const char *id, json_t **task)
 }
 
 int
+store_tasks_announce(struct store *store, const char *const *ids, size_t count, json_t **tasks)
+{
+    if (store->ops->announce_many && count > 1)
+        return store->ops->announce_many(store, ids, count, tasks);
+    int n = 0;
+    for (size_t i = 0; i < count; i++) {
+        int rc = store->ops->task_announce(store, ids[i], &tasks[n]);
+        if (rc == 0)
+            n++;
+        else if (rc != TW_E_NOT_FOUND) {
+            while (n > 0)
+                json_decref(tasks[--n]);
+            return rc;
+        }
+    }
+    return n;
+}
+
+int
 store_task_claimable(struct store *store, const char *limits)
 {
     return store->ops->task_claimable(store, limits);
@@ -192,6 +211,37 @@ store_task_finish(struct store *store, const char *id, int attempt, const char *
 {
     return store_finish_attempt(store, id, attempt, status, result, error, message, error_entry,
                                 at_ms, 0, task);
+}
+
+int
+store_tasks_finish(struct store *store, struct store_finish *items, size_t count)
+{
+    char *texts[count > 0 ? count : 1];
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        texts[i] = NULL;
+        if (!store_status_is_final(items[i].status))
+            rc = TW_E_INTERNAL;
+        else if (items[i].result && !json_is_null(items[i].result) &&
+                 !(texts[i] = json_dumps(items[i].result, JSON_COMPACT | JSON_ENCODE_ANY)))
+            rc = TW_E_NOMEM;
+        if (items[i].at_ms <= 0)
+            items[i].at_ms = clock_now_ms();
+    }
+    if (rc == 0 && store->ops->finish_many)
+        rc = store->ops->finish_many(store, items, (const char *const *)texts, count);
+    for (size_t i = 0; rc == 0 && !store->ops->finish_many && i < count; i++) {
+        struct store_finish *item = &items[i];
+        item->rc = store->ops->finish_attempt(store, item->id, item->attempt, item->status,
+                                              texts[i], item->error, item->message,
+                                              item->error_entry, item->at_ms, 0, NULL);
+        item->seq = item->rc == 0 ? store->ops->last_seq(store) : 0;
+        if (item->rc != TW_E_FENCED && item->rc != 0)
+            rc = item->rc;
+    }
+    for (size_t i = 0; i < count; i++)
+        free(texts[i]);
+    return rc;
 }
 
 int64_t
@@ -381,7 +431,7 @@ row_time(const struct store_row *row, int column)
     if (null)
         return json_null();
     char stamp[CLOCK_ISO8601_SIZE];
-    return json_string(clock_iso8601(ms, stamp, sizeof stamp));
+    return json_string_nocheck(clock_iso8601(ms, stamp, sizeof stamp)); /* ASCII */
 }
 
 /* A JSON text column parsed, or null (also for text that is not JSON). */
@@ -416,16 +466,46 @@ store_row_task(const struct store_row *row)
         json_decref(channels);
         channels = json_array();
     }
-    return json_pack(
-        "{s:o, s:o, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o,"
-        " s:o, s:o, s:o, s:o, s:o}",
-        "id", row_text(row, 0), "client_id", row_text(row, 1), "type", row_text(row, 2), "name",
-        row_text(row, 3), "params", row_document(row, 4), "status", row_text(row, 5), "progress",
-        row_integer(row, 6), "message", row_text(row, 7), "result", row_document(row, 8), "error",
-        row_text(row, 9), "attempts", row_integer(row, 10), "max_attempts", row_integer(row, 15),
-        "priority", row_integer(row, 16), "seq", row_integer(row, 11), "errors", errors,
-        "created_at", row_time(row, 12), "run_at", row_time(row, 18), "started_at",
-        row_time(row, 13), "finished_at", row_time(row, 14), "channels", channels);
+    /* Built member by member (each task of a claim or an event passes here): json_pack would
+     * parse its format and check every key's UTF-8 each time.  After a failure the values
+     * still to come are released. */
+    const struct {
+        const char *key;
+        json_t *value;
+    } members[] = {
+        {"id", row_text(row, 0)},
+        {"client_id", row_text(row, 1)},
+        {"type", row_text(row, 2)},
+        {"name", row_text(row, 3)},
+        {"params", row_document(row, 4)},
+        {"status", row_text(row, 5)},
+        {"progress", json_integer(row_integer(row, 6))},
+        {"message", row_text(row, 7)},
+        {"result", row_document(row, 8)},
+        {"error", row_text(row, 9)},
+        {"attempts", json_integer(row_integer(row, 10))},
+        {"max_attempts", json_integer(row_integer(row, 15))},
+        {"priority", json_integer(row_integer(row, 16))},
+        {"seq", json_integer(row_integer(row, 11))},
+        {"errors", errors},
+        {"created_at", row_time(row, 12)},
+        {"run_at", row_time(row, 18)},
+        {"started_at", row_time(row, 13)},
+        {"finished_at", row_time(row, 14)},
+        {"channels", channels},
+    };
+    json_t *task = json_object();
+    int ok = task != NULL;
+    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++)
+        if (!ok)
+            json_decref(members[i].value); /* NULL-safe */
+        else if (json_object_set_new_nocheck(task, members[i].key, members[i].value) != 0)
+            ok = 0; /* set_new released the value */
+    if (!ok) {
+        json_decref(task);
+        return NULL;
+    }
+    return task;
 }
 
 json_t *

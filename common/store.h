@@ -178,6 +178,11 @@ int store_task_delete(struct store *store, const char *id, const char *client_id
  * So every task's queued event goes out once, whichever worker or restart sees it first. */
 int store_task_announce(struct store *store, const char *id, json_t **task);
 
+/* store_task_announce for each of ids[0..count), in as few statements as the backend can
+ * (inside the caller's transaction when one is open): the number announced, their states in
+ * tasks[0..n) (caller owns), or a negative code (tasks then holds none). */
+int store_tasks_announce(struct store *store, const char *const *ids, size_t count, json_t **tasks);
+
 /* 1 when some queued task could be claimed now (limits as in store_tasks_claim), 0 when none,
  * or a negative code.  A read: it spares an idle worker's scans a write transaction. */
 int store_task_claimable(struct store *store, const char *limits);
@@ -236,6 +241,27 @@ int store_task_progress(struct store *store, const char *id, int attempt, int pr
 int store_task_finish(struct store *store, const char *id, int attempt, const char *status,
                       const json_t *result, const char *error, const char *message,
                       const char *error_entry, int64_t at_ms, json_t **task);
+
+/* One final state of a batch for store_tasks_finish: the fields as store_task_finish takes
+ * them (borrowed), and what became of it. */
+struct store_finish {
+    const char *id;
+    int attempt;
+    const char *status;
+    const json_t *result;
+    const char *error;
+    const char *message;
+    const char *error_entry;
+    int64_t at_ms;
+    int rc;      /* out: 0 stored, TW_E_FENCED when that attempt no longer runs */
+    int64_t seq; /* out: the task's seq after it, when stored */
+};
+
+/* store_task_finish for each of items (no rows built), in as few statements as the backend
+ * can.  0 when every item has its rc (each stored or fenced, as a lone store_task_finish
+ * would have been); another code when the store failed, and then, inside the caller's
+ * transaction, the caller rolls it back. */
+int store_tasks_finish(struct store *store, struct store_finish *items, size_t count);
 
 /* The seq of the task the last successful change returned.  The changes below accept a NULL
  * task: the change is made and only its seq kept here (a caller that knows the new state

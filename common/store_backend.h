@@ -27,6 +27,8 @@ struct store_ops {
     int (*task_retry)(struct store *store, const char *id, const char *client_id, json_t **task);
     int (*task_delete)(struct store *store, const char *id, const char *client_id);
     int (*task_announce)(struct store *store, const char *id, json_t **task);
+    /* Optional: task_announce for several (store_tasks_announce); NULL: one call per id. */
+    int (*announce_many)(struct store *store, const char *const *ids, size_t count, json_t **tasks);
     int (*task_claimable)(struct store *store, const char *limits);
     int (*tasks_claim)(struct store *store, const char *worker_id, const char *host,
                        int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
@@ -46,6 +48,11 @@ struct store_ops {
                           const char *result_text, const char *error, const char *message,
                           const char *error_entry, int64_t at_ms, int64_t expired_before,
                           json_t **task);
+    /* Optional: finish_attempt for each item (result_texts[i] its result's text), with no
+     * expired_before and no row, setting each item's rc and seq; NULL: store.c makes one
+     * finish_attempt per item. */
+    int (*finish_many)(struct store *store, struct store_finish *items,
+                       const char *const *result_texts, size_t count);
     int64_t (*last_seq)(const struct store *store);
     int (*retry_attempt)(struct store *store, const char *id, int attempt, const char *error,
                          const char *error_entry, int64_t run_at_ms, int64_t expired_before,

@@ -259,6 +259,19 @@ static const char sql_claim[] =
               " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
               " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = next.seqno"
               " RETURNING " STORE_TASK_COLUMNS ", NOT next.announced, t.started_at - t.run_at";
+/* Without type limits ($4 NULL) the first $6 claimable tasks at once. */
+static const char sql_claim_many[] =
+    "WITH next AS (SELECT q.seqno, q.announced FROM tasks q WHERE " CLAIMABLE(
+        "$2",
+        "$4") " ORDER BY q.priority DESC, q.seqno LIMIT $6 FOR UPDATE SKIP LOCKED)"
+              " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, started_at = $2,"
+              " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
+              " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = next.seqno"
+              " RETURNING " STORE_TASK_COLUMNS ", NOT next.announced, t.started_at - t.run_at";
+/* sql_announce for the ids of the JSON array $1. */
+static const char sql_announce_many[] =
+    "UPDATE tasks SET announced = true WHERE id IN (SELECT json_array_elements_text($1::json))"
+    " AND NOT announced AND status = 'queued' RETURNING " STORE_TASK_COLUMNS;
 static const char sql_renew[] = "UPDATE tasks SET lease_expires_at = $2 WHERE worker_id = $1"
                                 " AND status = 'running' RETURNING id, attempts";
 static const char sql_expired[] =
@@ -274,6 +287,18 @@ static const char sql_finish[] =
     " errors = " ERRORS_APPEND(
         "$8") " WHERE id = $1 AND attempts = $2 AND status = 'running'"
               " AND ($9::bigint IS NULL OR lease_expires_at < $9) RETURNING " STORE_TASK_COLUMNS;
+/* sql_finish for each object of the JSON array $1 (no lease condition), returning id and seq
+ * of those stored. */
+static const char sql_finish_many[] =
+    "UPDATE tasks t SET status = v.status, result = v.result, error = v.error,"
+    " message = COALESCE(v.message, t.message),"
+    " progress = CASE WHEN v.status = 'succeeded' THEN 100 ELSE t.progress END,"
+    " finished_at = v.at, lease_expires_at = NULL, seq = t.seq + 1,"
+    " errors = " ERRORS_APPEND("v.entry") " FROM json_to_recordset($1::json) AS v (id text,"
+                                          " attempt int, status text, result text, error text, "
+                                          "message text, entry text, at bigint)"
+                                          " WHERE t.id = v.id AND t.attempts = v.attempt AND "
+                                          "t.status = 'running' RETURNING t.id, t.seq";
 static const char sql_end_retry[] =
     "UPDATE tasks SET status = 'queued', run_at = $3, progress = 0, message = $4, error = $5,"
     " errors = " ERRORS_APPEND(
@@ -1140,24 +1165,29 @@ pg_tasks_claim(struct store *base, const char *worker_id, const char *host, int6
     param_int(&params, 3, now + lease_ms);
     param_text(&params, 4, limits);
     param_text(&params, 5, host);
+    /* Without type limits one statement claims the batch; with them one row per statement,
+     * each counting the running tasks the ones before it made. */
+    if (!limits)
+        param_int(&params, 6, (int64_t)max);
     size_t n = 0;
     while (rc == 0 && n < max) {
         PGresult *result = NULL;
-        rc = pg_run(store, "claim", sql_claim, &params, &result);
+        rc = pg_run(store, "claim", limits ? sql_claim : sql_claim_many, &params, &result);
         if (rc != 0)
             break;
-        if (PQntuples(result) == 0) {
-            PQclear(result);
-            break;
+        int rows = PQntuples(result);
+        for (int row = 0; row < rows && n < max && rc == 0; row++) {
+            tasks[n] = pg_build(result, row, store_row_task); /* then announced and the wait */
+            announce[n] = PQgetvalue(result, row, STORE_TASK_COLUMN_COUNT)[0] == 't';
+            waited_ms[n] = strtoll(PQgetvalue(result, row, STORE_TASK_COLUMN_COUNT + 1), NULL, 10);
+            if (!tasks[n])
+                rc = TW_E_NOMEM;
+            else
+                n++;
         }
-        tasks[n] = pg_build(result, 0, store_row_task); /* then announced and the wait */
-        announce[n] = PQgetvalue(result, 0, STORE_TASK_COLUMN_COUNT)[0] == 't';
-        waited_ms[n] = strtoll(PQgetvalue(result, 0, STORE_TASK_COLUMN_COUNT + 1), NULL, 10);
         PQclear(result);
-        if (!tasks[n])
-            rc = TW_E_NOMEM;
-        else
-            n++;
+        if (rows == 0 || !limits)
+            break;
     }
     /* In the caller's transaction a failed statement has failed it: its commit says so. */
     rc = pg_end(store, own, rc);
@@ -1277,6 +1307,91 @@ pg_finish_attempt(struct store *base, const char *id, int attempt, const char *s
     free(error_cut);
     free(message_cut);
     return rc;
+}
+
+/* The JSON array sql_finish_many reads: one object per item, texts cut as pg_finish_attempt
+ * cuts them.  NULL when memory runs out. */
+static char *
+pg_finish_rows(struct store_finish *items, const char *const *result_texts, size_t count)
+{
+    json_t *rows = json_array();
+    for (size_t i = 0; rows && i < count; i++) {
+        char *error_cut = NULL, *message_cut = NULL;
+        const char *error = pg_cut(items[i].error, STORE_ERROR_MAX, 1, &error_cut);
+        const char *message = pg_cut(items[i].message, STORE_MESSAGE_MAX, 0, &message_cut);
+        json_t *row = json_pack("{s:s, s:i, s:s, s:s?, s:s?, s:s?, s:s?, s:I}", "id", items[i].id,
+                                "attempt", items[i].attempt, "status", items[i].status, "result",
+                                result_texts[i], "error", error, "message", message, "entry",
+                                items[i].error_entry, "at", (json_int_t)items[i].at_ms);
+        free(error_cut);
+        free(message_cut);
+        if (json_array_append_new(rows, row) != 0) {
+            json_decref(rows);
+            rows = NULL;
+        }
+    }
+    char *text = rows ? json_dumps(rows, JSON_COMPACT) : NULL;
+    json_decref(rows);
+    return text;
+}
+
+static int
+pg_finish_many(struct store *base, struct store_finish *items, const char *const *result_texts,
+               size_t count)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    char *rows = pg_finish_rows(items, result_texts, count);
+    if (!rows)
+        return TW_E_NOMEM;
+    struct pg_params params = {0};
+    param_text(&params, 1, rows);
+    PGresult *result = NULL;
+    int rc = pg_run(store, "finish", sql_finish_many, &params, &result);
+    free(rows);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < count; i++) {
+        items[i].rc = TW_E_FENCED; /* until its row comes back */
+        items[i].seq = 0;
+    }
+    for (int row = 0; row < PQntuples(result); row++)
+        for (size_t i = 0; i < count; i++)
+            if (strcmp(items[i].id, PQgetvalue(result, row, 0)) == 0) {
+                items[i].rc = 0;
+                items[i].seq = pg_integer(result, row, 1);
+                store->last_seq = items[i].seq;
+            }
+    PQclear(result);
+    return 0;
+}
+
+static int
+pg_announce_many(struct store *base, const char *const *ids, size_t count, json_t **tasks)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < count; i++)
+        if (json_array_append_new(list, json_string(ids[i])) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    char *text = list ? json_dumps(list, JSON_COMPACT) : NULL;
+    json_decref(list);
+    if (!text)
+        return TW_E_NOMEM;
+    struct pg_params params = {0};
+    param_text(&params, 1, text);
+    PGresult *result = NULL;
+    int rc = pg_run(store, "announce", sql_announce_many, &params, &result);
+    free(text);
+    if (rc != 0)
+        return rc;
+    int n = 0;
+    for (int row = 0; row < PQntuples(result) && (size_t)n < count; row++)
+        if ((tasks[n] = pg_build(result, row, store_row_task)))
+            n++;
+    PQclear(result);
+    return n;
 }
 
 static int64_t
@@ -1579,6 +1694,7 @@ static const struct store_ops store_pg_ops = {
     .task_retry = pg_task_retry,
     .task_delete = pg_task_delete,
     .task_announce = pg_task_announce,
+    .announce_many = pg_announce_many,
     .task_claimable = pg_task_claimable,
     .tasks_claim = pg_tasks_claim,
     .leases_renew = pg_leases_renew,
@@ -1586,6 +1702,7 @@ static const struct store_ops store_pg_ops = {
     .task_requeue = pg_task_requeue,
     .task_progress = pg_task_progress,
     .finish_attempt = pg_finish_attempt,
+    .finish_many = pg_finish_many,
     .last_seq = pg_last_seq,
     .retry_attempt = pg_retry_attempt,
     .task_check = pg_task_check,

@@ -42,6 +42,18 @@
     " OR (SELECT count(*) FROM tasks r WHERE r.status = 'running' AND r.type = q.type)"            \
     " < json_extract(?4, '$.\"' || q.type || '\"'))"
 
+/* ST_FINISH_MANY's rows: STORE_FINISH_ROWS of eight parameters each. */
+#define STORE_FINISH_ROWS 16
+#define FINISH_ROW "(?, ?, ?, ?, ?, ?, ?, ?)"
+#define FINISH_ROWS4 FINISH_ROW ", " FINISH_ROW ", " FINISH_ROW ", " FINISH_ROW
+#define FINISH_ROWS FINISH_ROWS4 ", " FINISH_ROWS4 ", " FINISH_ROWS4 ", " FINISH_ROWS4
+#define FINISH_ROW_PARAMS 8
+
+/* ST_ANNOUNCE_MANY's ids: STORE_ANNOUNCE_IDS parameters. */
+#define STORE_ANNOUNCE_IDS 16
+#define ANNOUNCE_IDS4 "?, ?, ?, ?"
+#define ANNOUNCE_IDS ANNOUNCE_IDS4 ", " ANNOUNCE_IDS4 ", " ANNOUNCE_IDS4 ", " ANNOUNCE_IDS4
+
 /* Outside any transaction: journal mode and the default sync of every connection. */
 static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
                                     "PRAGMA synchronous = FULL;";
@@ -136,12 +148,15 @@ enum statement {
     ST_DELETE,
     ST_ANNOUNCE,
     ST_UNANNOUNCED,
+    ST_ANNOUNCE_MANY,
     ST_CLAIMABLE,
     ST_CLAIM,
+    ST_CLAIM_MANY,
     ST_RENEW,
     ST_EXPIRED,
     ST_PROGRESS,
     ST_FINISH,
+    ST_FINISH_MANY,
     ST_END_RETRY,
     ST_CHECK,
     ST_HEARTBEAT,
@@ -206,13 +221,20 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_ANNOUNCE] = "UPDATE tasks SET announced = 1 WHERE id = ?1 AND announced = 0"
                     " AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_UNANNOUNCED] = "SELECT 1 FROM tasks WHERE id = ?1 AND announced = 0 AND status = 'queued'",
+    /* ST_ANNOUNCE for up to STORE_ANNOUNCE_IDS ids (NULLs match nothing). */
+    [ST_ANNOUNCE_MANY] = "UPDATE tasks SET announced = 1 WHERE id IN (" ANNOUNCE_IDS ")"
+                         " AND announced = 0 AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_CLAIMABLE] = "SELECT 1 FROM tasks q WHERE " CLAIMABLE " LIMIT 1",
-    [ST_CLAIM] = "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2,"
-                 " worker_id = ?1, worker_host = ?5, seq = seq + 1, message = 'started',"
-                 " lease_expires_at = ?3, announced = announced + 1"
-                 " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
-                 " ORDER BY q.priority DESC, q.seqno LIMIT 1)"
-                 " RETURNING " STORE_TASK_COLUMNS ", announced, started_at - run_at",
+#define CLAIM_SET                                                                                  \
+    "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2,"               \
+    " worker_id = ?1, worker_host = ?5, seq = seq + 1, message = 'started',"                       \
+    " lease_expires_at = ?3, announced = announced + 1"
+#define CLAIM_RETURNING " RETURNING " STORE_TASK_COLUMNS ", announced, started_at - run_at"
+    [ST_CLAIM] = CLAIM_SET " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
+                           " ORDER BY q.priority DESC, q.seqno LIMIT 1)" CLAIM_RETURNING,
+    /* Without type limits (?4 NULL) the first ?6 claimable tasks at once. */
+    [ST_CLAIM_MANY] = CLAIM_SET " WHERE seqno IN (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
+                                " ORDER BY q.priority DESC, q.seqno LIMIT ?6)" CLAIM_RETURNING,
     [ST_RENEW] = "UPDATE tasks SET lease_expires_at = ?2 WHERE worker_id = ?1"
                  " AND status = 'running' RETURNING id, attempts",
     [ST_EXPIRED] =
@@ -229,6 +251,18 @@ static const char *const store_statements[ST_COUNT] = {
                   " ELSE json_insert(errors, '$[#]', json(?8)) END"
                   " WHERE id = ?1 AND attempts = ?2 AND status = 'running'"
                   " AND (?9 IS NULL OR lease_expires_at < ?9) RETURNING " STORE_TASK_COLUMNS,
+    /* ST_FINISH for up to STORE_FINISH_ROWS attempts (rows of id, attempt, status, result,
+     * error, message, error entry, finished_at; a row of NULLs matches nothing). */
+    [ST_FINISH_MANY] =
+        "WITH v (id, attempt, status, result, error, message, entry, at) AS (VALUES " FINISH_ROWS
+        ") UPDATE tasks SET status = v.status, result = v.result, error = v.error,"
+        " message = COALESCE(v.message, tasks.message),"
+        " progress = CASE WHEN v.status = 'succeeded' THEN 100 ELSE tasks.progress END,"
+        " finished_at = v.at, lease_expires_at = NULL, seq = tasks.seq + 1,"
+        " errors = CASE WHEN v.entry IS NULL THEN tasks.errors"
+        " ELSE json_insert(tasks.errors, '$[#]', json(v.entry)) END"
+        " FROM v WHERE tasks.id = v.id AND tasks.attempts = v.attempt AND tasks.status = 'running'"
+        " RETURNING tasks.id, tasks.seq",
     [ST_END_RETRY] = "UPDATE tasks SET status = 'queued', run_at = ?3, progress = 0,"
                      " message = ?4, error = ?5, errors = json_insert(errors, '$[#]', json(?6)),"
                      " worker_id = NULL, worker_host = NULL, lease_expires_at = NULL,"
@@ -1478,6 +1512,38 @@ sqlite_task_announce(struct store *base, const char *id, json_t **task)
 }
 
 static int
+sqlite_announce_many(struct store *base, const char *const *ids, size_t count, json_t **tasks)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    json_t **built = tasks;
+    int rc = 0;
+    for (size_t at = 0; rc == 0 && at < count; at += STORE_ANNOUNCE_IDS) {
+        size_t chunk = count - at < STORE_ANNOUNCE_IDS ? count - at : STORE_ANNOUNCE_IDS;
+        sqlite3_stmt *stmt = store_statement(store, ST_ANNOUNCE_MANY);
+        if (!stmt) {
+            rc = TW_E_STORE;
+            break;
+        }
+        for (size_t i = 0; i < chunk; i++)
+            bind_text(stmt, (int)i + 1, ids[at + i]);
+        /* At most chunk rows: one per id. */
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && built - tasks < (ptrdiff_t)(at + chunk))
+            if ((*built = sqlite_build(stmt, store_row_task)))
+                built++;
+        if (rc == SQLITE_DONE)
+            store_statement_landed(store, stmt);
+        store_statement_done(stmt);
+        rc = rc == SQLITE_DONE ? 0 : store_fail(store, "announce");
+    }
+    if (rc != 0) {
+        while (built > tasks)
+            json_decref(*--built);
+        return rc;
+    }
+    return (int)(built - tasks);
+}
+
+static int
 sqlite_task_claimable(struct store *base, const char *limits)
 {
     struct store_sqlite *store = (struct store_sqlite *)base;
@@ -1491,6 +1557,42 @@ sqlite_task_claimable(struct store *base, const char *limits)
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : store_fail(store, "claimable");
 }
 
+/* One claim statement: up to max rows (ST_CLAIM_MANY) or one (ST_CLAIM) into tasks[n...];
+ * the number of rows, or TW_E_STORE (rows of this statement already built are kept in
+ * tasks for the caller to release). */
+static int
+sqlite_claim_step(struct store_sqlite *store, enum statement which, const char *worker_id,
+                  const char *host, int64_t now, int64_t lease_ms, const char *limits, size_t max,
+                  json_t **tasks, int *announce, int64_t *waited_ms, size_t *n)
+{
+    sqlite3_stmt *stmt = store_statement(store, which);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, worker_id);
+    sqlite3_bind_int64(stmt, 2, now);
+    sqlite3_bind_int64(stmt, 3, now + lease_ms);
+    bind_text(stmt, 4, limits);
+    bind_text(stmt, 5, host);
+    if (which == ST_CLAIM_MANY)
+        sqlite3_bind_int64(stmt, 6, (sqlite3_int64)max);
+    size_t before = *n;
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && *n - before < max) {
+        tasks[*n] = sqlite_build(stmt, store_row_task); /* then announced and the wait */
+        if (!tasks[*n]) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        announce[*n] = sqlite3_column_int(stmt, STORE_TASK_COLUMN_COUNT) == 1;
+        waited_ms[*n] = sqlite3_column_int64(stmt, STORE_TASK_COLUMN_COUNT + 1);
+        (*n)++;
+    }
+    store_statement_done(stmt);
+    if (rc != SQLITE_DONE)
+        return store_fail(store, "claim");
+    return (int)(*n - before);
+}
+
 static int
 sqlite_tasks_claim(struct store *base, const char *worker_id, const char *host, int64_t lease_ms,
                    const char *limits, size_t max, json_t **tasks, int *announce,
@@ -1502,40 +1604,21 @@ sqlite_tasks_claim(struct store *base, const char *worker_id, const char *host, 
     int own = sqlite3_get_autocommit(store->db); /* else the caller's transaction holds it */
     if (own && store_begin(store) != 0)
         return TW_E_STORE;
-    sqlite3_stmt *stmt = store_statement(store, ST_CLAIM);
-    if (!stmt) {
-        if (own)
-            store_rollback(store);
-        return TW_E_STORE;
-    }
     int64_t now = clock_now_ms();
     size_t n = 0;
-    int failed = 0;
-    /* One row per statement: each claim counts the running tasks the ones before it made, so a
-     * type's limit holds within the batch too. */
-    while (n < max && !failed) {
-        bind_text(stmt, 1, worker_id);
-        sqlite3_bind_int64(stmt, 2, now);
-        sqlite3_bind_int64(stmt, 3, now + lease_ms);
-        bind_text(stmt, 4, limits);
-        bind_text(stmt, 5, host);
-        int rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW) {
-            tasks[n] = sqlite_build(stmt, store_row_task); /* then announced and the wait */
-            announce[n] = sqlite3_column_int(stmt, STORE_TASK_COLUMN_COUNT) == 1;
-            waited_ms[n] = sqlite3_column_int64(stmt, STORE_TASK_COLUMN_COUNT + 1);
-            failed = !tasks[n];
-            n += tasks[n] != NULL;
-            rc = sqlite3_step(stmt);
-        } else if (rc == SQLITE_DONE) {
-            store_statement_done(stmt);
-            break;
-        }
-        if (rc != SQLITE_DONE)
-            failed = store_fail(store, "claim");
-        store_statement_done(stmt);
-    }
-    if (failed || (own && store_commit(store) != 0)) {
+    int got = 0;
+    if (!limits)
+        /* No type limits: one statement for the whole batch. */
+        got = sqlite_claim_step(store, ST_CLAIM_MANY, worker_id, host, now, lease_ms, limits, max,
+                                tasks, announce, waited_ms, &n);
+    else
+        /* One row per statement: each claim counts the running tasks the ones before it made,
+         * so a type's limit holds within the batch too. */
+        do
+            got = sqlite_claim_step(store, ST_CLAIM, worker_id, host, now, lease_ms, limits, 1,
+                                    tasks, announce, waited_ms, &n);
+        while (got == 1 && n < max);
+    if (got < 0 || (own && store_commit(store) != 0)) {
         if (own)
             store_rollback(store);
         for (size_t i = 0; i < n; i++) {
@@ -1641,6 +1724,56 @@ sqlite_finish_attempt(struct store *base, const char *id, int attempt, const cha
         if (expired_before)
             sqlite3_bind_int64(stmt, 9, expired_before);
         rc = store_step_fenced(store, stmt, "finish", task);
+    }
+    return rc;
+}
+
+/* ST_FINISH_MANY for up to STORE_FINISH_ROWS items; each item's rc and seq. */
+static int
+sqlite_finish_rows(struct store_sqlite *store, struct store_finish *items,
+                   const char *const *result_texts, size_t count)
+{
+    sqlite3_stmt *stmt = store_statement(store, ST_FINISH_MANY);
+    if (!stmt)
+        return TW_E_STORE;
+    for (size_t i = 0; i < count; i++) {
+        int at = (int)i * FINISH_ROW_PARAMS;
+        bind_text(stmt, at + 1, items[i].id);
+        sqlite3_bind_int(stmt, at + 2, items[i].attempt);
+        bind_text(stmt, at + 3, items[i].status);
+        bind_text(stmt, at + 4, result_texts[i]);
+        bind_cut(stmt, at + 5, items[i].error, STORE_ERROR_MAX, 1);
+        bind_cut(stmt, at + 6, items[i].message, STORE_MESSAGE_MAX, 0);
+        bind_text(stmt, at + 7, items[i].error_entry);
+        sqlite3_bind_int64(stmt, at + 8, items[i].at_ms);
+        items[i].rc = TW_E_FENCED; /* until its row comes back */
+        items[i].seq = 0;
+    }
+    int rc;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(stmt, 0);
+        for (size_t i = 0; id && i < count; i++)
+            if (strcmp(items[i].id, id) == 0) {
+                items[i].rc = 0;
+                items[i].seq = sqlite3_column_int64(stmt, 1);
+                store->last_seq = items[i].seq;
+            }
+    }
+    if (rc == SQLITE_DONE)
+        store_statement_landed(store, stmt);
+    store_statement_done(stmt);
+    return rc == SQLITE_DONE ? 0 : store_fail(store, "finish");
+}
+
+static int
+sqlite_finish_many(struct store *base, struct store_finish *items, const char *const *result_texts,
+                   size_t count)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    int rc = 0;
+    for (size_t at = 0; rc == 0 && at < count; at += STORE_FINISH_ROWS) {
+        size_t rows = count - at < STORE_FINISH_ROWS ? count - at : STORE_FINISH_ROWS;
+        rc = sqlite_finish_rows(store, items + at, result_texts + at, rows);
     }
     return rc;
 }
@@ -1958,6 +2091,7 @@ static const struct store_ops store_sqlite_ops = {
     .task_retry = sqlite_task_retry,
     .task_delete = sqlite_task_delete,
     .task_announce = sqlite_task_announce,
+    .announce_many = sqlite_announce_many,
     .task_claimable = sqlite_task_claimable,
     .tasks_claim = sqlite_tasks_claim,
     .leases_renew = sqlite_leases_renew,
@@ -1965,6 +2099,7 @@ static const struct store_ops store_sqlite_ops = {
     .task_requeue = sqlite_task_requeue,
     .task_progress = sqlite_task_progress,
     .finish_attempt = sqlite_finish_attempt,
+    .finish_many = sqlite_finish_many,
     .last_seq = sqlite_last_seq,
     .retry_attempt = sqlite_retry_attempt,
     .task_check = sqlite_task_check,

@@ -136,9 +136,12 @@ listener_accept(struct relay *relay)
          * sockets as they are, so the relay turns it off itself. */
         int on = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-        /* Corked until the first answer is whole: lws's 101 and the relay's first frame (the
-         * greeting, or a close) leave in one segment, not two (listener_uncork). */
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+        /* With a token in the URL, corked until the first answer is whole: lws's 101 and the
+         * greeting (or a close) leave in one segment, not two (listener_uncork).  Without, the
+         * greeting waits for the client's auth message, so the 101 leaves alone anyway: a
+         * cork would cost two system calls a connection and save nothing. */
+        if (relay->cfg->token_in_query)
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
         if (!lws_adopt_socket_vhost(relay->vhost, fd)) {
             relay->listener.refused++; /* lws closed it */
             continue;

@@ -51,10 +51,10 @@ int listener_start(struct relay *relay, char *err, size_t errlen);
 /* Close the socket. */
 void listener_fini(struct relay *relay);
 
-/* The socket is readable: accept what is waiting.  Each connection is taken corked
- * (TCP_CORK): what is written stays in the kernel until listener_uncork, so the handshake's
- * answer and the first frame after it share a segment (and the client one wake-up).  The
- * kernel sends corked data after 200 ms at the latest, and at close. */
+/* The socket is readable: accept what is waiting.  With [relay] token_in_query each connection
+ * is taken corked (TCP_CORK): what is written stays in the kernel until listener_uncork, so
+ * the handshake's answer and the first frame after it share a segment (and the client one
+ * wake-up).  The kernel sends corked data after 200 ms at the latest, and at close. */
 void listener_accept(struct relay *relay);
 
 /* Send what a connection's cork holds, and everything after it at once.  Called after the

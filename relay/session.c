@@ -193,7 +193,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     session->last_rx_s = relay->now_s;
     session_wheel_put(relay, session, relay->now_s + (uint32_t)relay->cfg->ping_interval);
     session->id = ++relay->next_connection_id;
-    session->corked = 1;
+    session->corked = relay->cfg->token_in_query != 0; /* listener_accept corked it */
     relay->connections++;
     /* From here on the relay reads the connection itself (receive.h): lws must not. */
     lws_rx_flow_control(wsi, 0);
@@ -217,8 +217,10 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     if (token) /* an old client's, or a page that put it there: it must send the message too */
         log_info("event=ws_query_token_ignored connection=%llu", (unsigned long long)session->id);
     /* The 101 leaves now: the client sends its auth message once it has it. */
-    session->corked = 0;
-    listener_uncork(lws_get_socket_fd(wsi));
+    if (session->corked) {
+        session->corked = 0;
+        listener_uncork(lws_get_socket_fd(wsi));
+    }
     session->auth_pending = 1;
     session->auth_deadline_ms = (uint32_t)clock_mono_ms() + (uint32_t)relay->cfg->auth_timeout_ms;
     session_wheel_put(relay, session, relay->now_s + (uint32_t)relay->cfg->ping_interval);

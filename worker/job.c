@@ -227,6 +227,51 @@ job_outcome_apply(struct store *store, const struct job_outcome *outcome, json_t
     return rc;
 }
 
+int
+job_outcomes_apply(struct store *store, struct job_outcome *const *outcomes, size_t count, int *rcs,
+                   json_t **tasks, const char **events)
+{
+    struct store_finish items[count > 0 ? count : 1];
+    size_t at[count > 0 ? count : 1]; /* items[k] is outcomes[at[k]] */
+    size_t batched = 0;
+    int rc = 0;
+    for (size_t i = 0; i < count; i++) {
+        const struct job_outcome *outcome = outcomes[i];
+        tasks[i] = NULL;
+        events[i] = job_outcome_event(outcome);
+        rcs[i] = 0;
+        if (outcome->kind == JOB_OUTCOME_FINISH && outcome->payload) {
+            items[batched] = (struct store_finish){
+                .id = outcome->id,
+                .attempt = outcome->attempt,
+                .status = outcome->status,
+                .result = outcome->result,
+                .error = outcome->error,
+                .message = outcome->message,
+                .error_entry = outcome->error_entry,
+                .at_ms = outcome->at_ms,
+            };
+            at[batched++] = i;
+        } else if (rc == 0) {
+            rcs[i] = job_outcome_apply(store, outcome, &tasks[i], &events[i]);
+            if (rcs[i] != 0 && rcs[i] != TW_E_FENCED)
+                rc = rcs[i];
+        }
+    }
+    if (rc == 0 && batched > 0)
+        rc = store_tasks_finish(store, items, batched);
+    for (size_t k = 0; rc == 0 && k < batched; k++) {
+        size_t i = at[k];
+        rcs[i] = items[k].rc;
+        /* The prediction missed (another change came between): the event from the row. */
+        if (rcs[i] == 0 && items[k].seq != outcomes[i]->seq)
+            rcs[i] = store_task_get(store, outcomes[i]->id, NULL, &tasks[i]);
+        if (rcs[i] != 0 && rcs[i] != TW_E_FENCED)
+            rc = rcs[i];
+    }
+    return rc;
+}
+
 /* Build the event of outcome from the state the store will hold after it (see ST_FINISH,
  * ST_END_RETRY and ST_REQUEUE): a copy of the task as this attempt last stored it, changed as
  * those statements change it.  Leaves outcome->payload NULL when it cannot (the pool then
@@ -359,7 +404,8 @@ static void
 job_publish_queued_before(struct job *job)
 {
     json_t *claimed = job->task;
-    json_t *before = json_deep_copy(claimed);
+    /* Only members of the top level change: a shallow copy shares the rest, only read. */
+    json_t *before = json_copy(claimed);
     if (!before)
         return;
     json_int_t seq = json_integer_value(json_object_get(claimed, "seq"));

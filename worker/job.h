@@ -118,6 +118,13 @@ void job_outcome_destroy(struct job_outcome **outcome);
 int job_outcome_apply(struct store *store, const struct job_outcome *outcome, json_t **task,
                       const char **event);
 
+/* job_outcome_apply for each of outcomes[0..count), with the final states whose event is
+ * predicted stored together (store_tasks_finish): rcs[i], tasks[i] and events[i] as
+ * job_outcome_apply gives them.  0 when every rc is 0 or TW_E_FENCED; else the first other
+ * code (the caller rolls its transaction back). */
+int job_outcomes_apply(struct store *store, struct job_outcome *const *outcomes, size_t count,
+                       int *rcs, json_t **tasks, const char **events);
+
 /* Run task (a claim's {"id","client_id","type","attempts"}; the job takes the reference) to the
  * end of its attempt: reads the task whole, publishes its started event (its queued event
  * first when announce), its progress, and returns how the attempt ended (caller owns;

@@ -320,19 +320,13 @@ pool_dispatch(struct pool *pool)
     size_t applied = pool->outcome_count;
     json_t *ended[applied > 0 ? applied : 1];
     const char *ended_events[applied > 0 ? applied : 1];
-    int applied_ok[applied > 0 ? applied : 1];
-    int rc = 0;
-    for (size_t i = 0; i < applied; i++)
-        ended[i] = NULL;
-    for (size_t i = 0; i < applied && rc == 0; i++) {
-        rc = job_outcome_apply(pool->store, pool->outcomes[i], &ended[i], &ended_events[i]);
-        applied_ok[i] = rc == 0;
-        if (rc == TW_E_FENCED) {
+    int applied_rc[applied > 0 ? applied : 1];
+    int rc =
+        job_outcomes_apply(pool->store, pool->outcomes, applied, applied_rc, ended, ended_events);
+    for (size_t i = 0; i < applied && rc == 0; i++)
+        if (applied_rc[i] == TW_E_FENCED)
             log_warn("event=attempt_fenced task=%s attempt=%d", pool->outcomes[i]->id,
                      pool->outcomes[i]->attempt);
-            rc = 0;
-        }
-    }
     json_t *tasks[STORE_CLAIM_MAX];
     int announce[STORE_CLAIM_MAX];
     int64_t waited_ms[STORE_CLAIM_MAX];
@@ -365,7 +359,7 @@ pool_dispatch(struct pool *pool)
     }
     for (size_t i = 0; i < applied; i++) {
         struct job_outcome *outcome = pool->outcomes[i];
-        if (applied_ok[i]) {
+        if (applied_rc[i] == 0) {
             log_info("event=task_%s task=%s attempt=%d", ended_events[i], outcome->id,
                      outcome->attempt);
             scrape_task_ended(pool->scrape, outcome->type, ended_events[i],
@@ -399,11 +393,14 @@ pool_announce(struct pool *pool, const char (*ids)[TOKEN_ID_SIZE], size_t count)
     /* One transaction for a batch (a lone nudge, the usual case, needs none: most find their
      * task announced by its claim, a read); the events go out once it is committed. */
     json_t *announced[POOL_BATCH];
-    size_t n = 0;
+    const char *list[POOL_BATCH];
+    if (count > POOL_BATCH)
+        count = POOL_BATCH;
+    for (size_t i = 0; i < count; i++)
+        list[i] = ids[i];
     int in_transaction = count > 1 && store_transaction_begin(pool->store) == 0;
-    for (size_t i = 0; i < count && i < POOL_BATCH; i++)
-        if (store_task_announce(pool->store, ids[i], &announced[n]) == 0)
-            n++;
+    int got = store_tasks_announce(pool->store, list, count, announced);
+    size_t n = got > 0 ? (size_t)got : 0;
     int committed = !in_transaction || store_transaction_commit(pool->store) == 0;
     for (size_t i = 0; i < n; i++) {
         if (committed)

@@ -708,11 +708,14 @@ class Taskwire(Peer):
         if "http_settings" in inspect.signature(Stack.__init__).parameters:
             kwargs["http_settings"] = {"max_queued": TW_MAX_QUEUED_LIFTED,
                                        "submit_rate": 1000000, "submit_burst": 1000000}
-        stack = Stack(build=self.bench.args.build, **kwargs)
+        stack = Stack(build=self.bench.args.build, **kwargs, **self.store_kwargs())
         stack.start()
         for name, child in stack.processes.items():
             pin_tree(child.pid, CLIENT_CPU if name.startswith("worker") else STORE_CPU)
         return stack
+
+    def store_kwargs(self):
+        return {}  # the default store: SQLite in the stack's own directory
 
     def check_params(self, client):
         status, body = client.submit(self.params)
@@ -876,12 +879,42 @@ class Taskwire(Peer):
             stack.close()
 
 
+class TaskwirePg(Taskwire):
+    name = "taskwire-pg"
+    family = "taskwire"
+    label = "taskwire (PostgreSQL)"
+    short = "PostgreSQL, committed before the 202"
+    durability = ("PostgreSQL 15 with its defaults (fsync on, synchronous_commit on): a task is "
+                  "committed, its WAL flushed, before its 202; the worker's claims and final "
+                  "states commit the same way")
+    setup = Taskwire.setup.replace("lighttpd", "the store on a throwaway PostgreSQL cluster on "
+                                   "core 0 (the harness's, as for graphile-worker); lighttpd")
+
+    def store_kwargs(self):
+        self.pg = Postgres(self.tmp)
+        return {"store_url": self.pg.url}
+
+    def drain(self, jobs):
+        try:
+            return super().drain(jobs)
+        finally:
+            self.pg.stop()
+
+    def steady(self, rate, seconds):
+        try:
+            return super().steady(rate, seconds)
+        finally:
+            self.pg.stop()
+
+
 class Pending(Exception):
     """taskwire cannot run the no-op job yet (the build refuses its parameters)."""
 
 
 def task_counts(stack):
     """{status: count} of the stack's tasks, read from its database (read-only)."""
+    if stack.store_url:
+        return dict(stack.store_query("SELECT status, count(*) FROM tasks GROUP BY status"))
     db = sqlite3.connect(f"file:{os.path.join(stack.var, 'taskwire.db')}?mode=ro", uri=True,
                          timeout=10)
     try:
@@ -890,7 +923,7 @@ def task_counts(stack):
         db.close()
 
 
-PEERS = {p.name: p for p in (Taskwire, BullMQ, BullMQAof, Graphile, PgBoss, PgBossBatch,
+PEERS = {p.name: p for p in (Taskwire, TaskwirePg, BullMQ, BullMQAof, Graphile, PgBoss, PgBossBatch,
                              Celery, CeleryThreads)}
 
 

@@ -467,6 +467,104 @@ test_announce_once(void **state)
     json_decref(queued);
 }
 
+/* A worker's batches (a turn's claims, announcements and final states in one statement each
+ * where the backend can) would claim out of order, announce twice, let a stale attempt write,
+ * or store a final state other than one at a time does. */
+#define BATCH_TASKS 21 /* more than one statement's rows */
+static void
+test_batches_claim_announce_and_finish_as_one_at_a_time(void **state)
+{
+    struct store *store = *state;
+    json_t *queued[BATCH_TASKS + 2];
+    const char *ids[BATCH_TASKS + 2];
+    for (int i = 0; i < BATCH_TASKS + 2; i++) {
+        queued[i] = insert(store, "batch");
+        ids[i] = text(queued[i], "id");
+    }
+    json_t *announced[BATCH_TASKS];
+    assert_int_equal(store_tasks_announce(store, ids, BATCH_TASKS, announced), BATCH_TASKS);
+    for (int i = 0; i < BATCH_TASKS; i++) {
+        assert_string_equal(text(announced[i], "status"), "queued");
+        json_decref(announced[i]);
+    }
+    assert_int_equal(store_tasks_announce(store, ids, BATCH_TASKS, announced), 0);
+
+    /* The oldest first, each once, the unannounced two saying so. */
+    json_t *tasks[STORE_CLAIM_MAX];
+    int announce[STORE_CLAIM_MAX];
+    int64_t waited[STORE_CLAIM_MAX];
+    assert_int_equal(store_tasks_claim(store, "w", "host-a", 10000, NULL, BATCH_TASKS - 2, tasks,
+                                       announce, waited),
+                     BATCH_TASKS - 2);
+    assert_int_equal(store_tasks_claim(store, "w", "host-a", 10000, NULL, STORE_CLAIM_MAX,
+                                       tasks + BATCH_TASKS - 2, announce + BATCH_TASKS - 2,
+                                       waited + BATCH_TASKS - 2),
+                     4);
+    int seen[BATCH_TASKS + 2] = {0};
+    for (int k = 0; k < BATCH_TASKS + 2; k++) {
+        int i = 0;
+        while (i < BATCH_TASKS + 2 && strcmp(ids[i], text(tasks[k], "id")) != 0)
+            i++;
+        assert_true(i < BATCH_TASKS + 2);
+        assert_true(k < BATCH_TASKS - 2 ? i < BATCH_TASKS - 2 : i >= BATCH_TASKS - 2);
+        seen[i]++;
+        assert_int_equal(announce[k], i >= BATCH_TASKS);
+        assert_string_equal(text(tasks[k], "status"), "running");
+        assert_int_equal(number(tasks[k], "attempts"), 1);
+    }
+    for (int i = 0; i < BATCH_TASKS + 2; i++)
+        assert_int_equal(seen[i], 1);
+
+    /* Every kind of final state at once; the third names an attempt that does not run. */
+    json_t *result = json_pack("{s:i}", "ok", 7);
+    struct store_finish items[BATCH_TASKS];
+    for (int k = 0; k < BATCH_TASKS; k++)
+        items[k] = (struct store_finish){
+            .id = text(tasks[k], "id"),
+            .attempt = k == 2 ? 2 : 1,
+            .status = k % 3 ? STORE_STATUS_SUCCEEDED : STORE_STATUS_FAILED,
+            .result = k % 3 ? result : NULL,
+            .error = k % 3 ? NULL : "it broke",
+            .message = k % 2 ? "done" : NULL,
+            .error_entry = k % 3 ? NULL : "{\"attempt\":1,\"error\":\"it broke\"}",
+        };
+    assert_int_equal(store_tasks_finish(store, items, BATCH_TASKS), 0);
+    json_decref(result);
+    for (int k = 0; k < BATCH_TASKS; k++) {
+        json_t *task = NULL;
+        assert_int_equal(store_task_get(store, items[k].id, NULL, &task), 0);
+        if (k == 2) {
+            assert_int_equal(items[k].rc, TW_E_FENCED);
+            assert_string_equal(text(task, "status"), "running");
+            assert_int_equal(number(task, "seq"), number(tasks[k], "seq"));
+        } else {
+            assert_int_equal(items[k].rc, 0);
+            assert_int_equal(items[k].seq, number(tasks[k], "seq") + 1);
+            assert_int_equal(number(task, "seq"), items[k].seq);
+            assert_string_equal(text(task, "status"), items[k].status);
+            assert_string_equal(text(task, "message"), k % 2 ? "done" : "started");
+            assert_non_null(text(task, "finished_at"));
+            json_t *errors = json_object_get(task, "errors");
+            if (k % 3) {
+                assert_int_equal(number(task, "progress"), 100);
+                assert_int_equal(number(json_object_get(task, "result"), "ok"), 7);
+                assert_true(json_is_null(json_object_get(task, "error")));
+                assert_int_equal(json_array_size(errors), 0);
+            } else {
+                assert_string_equal(text(task, "error"), "it broke");
+                assert_true(json_is_null(json_object_get(task, "result")));
+                assert_int_equal(json_array_size(errors), 1);
+                assert_string_equal(text(json_array_get(errors, 0), "error"), "it broke");
+            }
+        }
+        json_decref(task);
+    }
+    for (int k = 0; k < BATCH_TASKS + 2; k++)
+        json_decref(tasks[k]);
+    for (int i = 0; i < BATCH_TASKS + 2; i++)
+        json_decref(queued[i]);
+}
+
 /* Finished tasks would pile up for ever, or pruning would take unfinished ones. */
 static void
 test_prune_removes_only_old_finished_tasks(void **state)
@@ -798,6 +896,7 @@ test_channels_are_kept_with_the_task(void **state)
     XX(test_idempotency_key_and_queue_bound)                                                       \
     XX(test_submission_rate_is_one_bucket_for_every_connection)                                    \
     XX(test_announce_once)                                                                         \
+    XX(test_batches_claim_announce_and_finish_as_one_at_a_time)                                   \
     XX(test_prune_removes_only_old_finished_tasks)                                                 \
     XX(test_admin_views_every_client_workers_and_minutes)                                          \
     XX(test_invalid_utf8_error_is_still_json)                                                      \
