@@ -227,12 +227,19 @@ job_outcome_apply(struct store *store, const struct job_outcome *outcome, json_t
     return rc;
 }
 
+/* Whether job_outcomes_apply stores outcome in its batch: a final state whose event is
+ * predicted (no row to read back). */
+static int
+job_outcome_batched(const struct job_outcome *outcome)
+{
+    return outcome->kind == JOB_OUTCOME_FINISH && outcome->payload;
+}
+
 int
 job_outcomes_apply(struct store *store, struct job_outcome *const *outcomes, size_t count, int *rcs,
                    json_t **tasks, const char **events)
 {
-    struct store_finish items[count > 0 ? count : 1];
-    size_t at[count > 0 ? count : 1]; /* items[k] is outcomes[at[k]] */
+    struct store_finish items[count > 0 ? count : 1]; /* in the order of outcomes */
     size_t batched = 0;
     int rc = 0;
     for (size_t i = 0; i < count; i++) {
@@ -240,7 +247,7 @@ job_outcomes_apply(struct store *store, struct job_outcome *const *outcomes, siz
         tasks[i] = NULL;
         events[i] = job_outcome_event(outcome);
         rcs[i] = 0;
-        if (outcome->kind == JOB_OUTCOME_FINISH && outcome->payload) {
+        if (job_outcome_batched(outcome)) {
             items[batched] = (struct store_finish){
                 .id = outcome->id,
                 .attempt = outcome->attempt,
@@ -251,7 +258,7 @@ job_outcomes_apply(struct store *store, struct job_outcome *const *outcomes, siz
                 .error_entry = outcome->error_entry,
                 .at_ms = outcome->at_ms,
             };
-            at[batched++] = i;
+            batched++;
         } else if (rc == 0) {
             rcs[i] = job_outcome_apply(store, outcome, &tasks[i], &events[i]);
             if (rcs[i] != 0 && rcs[i] != TW_E_FENCED)
@@ -260,11 +267,13 @@ job_outcomes_apply(struct store *store, struct job_outcome *const *outcomes, siz
     }
     if (rc == 0 && batched > 0)
         rc = store_tasks_finish(store, items, batched);
-    for (size_t k = 0; rc == 0 && k < batched; k++) {
-        size_t i = at[k];
-        rcs[i] = items[k].rc;
+    for (size_t i = 0, k = 0; rc == 0 && i < count; i++) {
+        if (!job_outcome_batched(outcomes[i]))
+            continue;
+        const struct store_finish *item = &items[k++];
+        rcs[i] = item->rc;
         /* The prediction missed (another change came between): the event from the row. */
-        if (rcs[i] == 0 && items[k].seq != outcomes[i]->seq)
+        if (rcs[i] == 0 && item->seq != outcomes[i]->seq)
             rcs[i] = store_task_get(store, outcomes[i]->id, NULL, &tasks[i]);
         if (rcs[i] != 0 && rcs[i] != TW_E_FENCED)
             rc = rcs[i];
