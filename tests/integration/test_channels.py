@@ -1,7 +1,7 @@
 """Channels (docs/PROTOCOL.md): subscribe and unsubscribe over the WebSocket by each namespace's
 rule and the bounds of [channels], a task's events reaching its channels in seq order, and
 POST /api/publish (with its key, never a session token), `taskwire publish` and a stock ZeroMQ
-tap of one channel."""
+tap of one channel; behind every web server."""
 import asyncio
 import json
 import os
@@ -9,9 +9,9 @@ import subprocess
 import time
 
 import pytest
-import zmq
 
-from conftest import connect, deliverable, publisher, run, skip_probes, start_stack, tap, task_events
+from conftest import (WEB_SERVERS, connect, deliverable, run, skip_probes, start_stack, tap,
+                      task_events)
 from test_fcgi import signed
 
 MAX_CHANNELS = 3  # [channels] max_per_connection of this module's stack
@@ -20,10 +20,12 @@ NAMESPACES = {"lobby": {"subscribe": "signed_in", "publish": "members"},
               "mine": {"subscribe": "owner", "publish": "nobody"}}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=WEB_SERVERS)
 def stack(request):
-    return start_stack(request, channel_settings={"max_per_connection": MAX_CHANNELS,
-                                                  "max_name": MAX_NAME, "max_per_task": 2},
+    """One stack per web server (the publish API under CGI too: a process per request)."""
+    return start_stack(request, server=request.param,
+                       channel_settings={"max_per_connection": MAX_CHANNELS,
+                                         "max_name": MAX_NAME, "max_per_task": 2},
                        namespaces=NAMESPACES)
 
 

@@ -225,7 +225,7 @@ test_lagging_channel_member_is_culled(void **state)
     both_in(route, &slow, &fast, "task:1");
     char text[256];
     for (int i = 0; i < 6; i++) {
-        char m[8];
+        char m[16];
         snprintf(m, sizeof m, "t%d", i);
         publish(route, "task:1", m);
         drain(route, &fast, text, sizeof text);
