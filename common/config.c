@@ -897,24 +897,27 @@ out:
     return rc;
 }
 
+/* 1 when the NUL-terminated candidate is (name, name_len). */
+static int
+config_name_is(const char *candidate, const char *name, size_t name_len)
+{
+    return strlen(candidate) == name_len && memcmp(candidate, name, name_len) == 0;
+}
+
 const struct config_type *
 config_type_find(const struct config *cfg, const char *name, size_t name_len)
 {
-    for (size_t i = 0; i < cfg->type_count; i++) {
-        const char *candidate = cfg->types[i].name;
-        if (strlen(candidate) == name_len && memcmp(candidate, name, name_len) == 0)
+    for (size_t i = 0; i < cfg->type_count; i++)
+        if (config_name_is(cfg->types[i].name, name, name_len))
             return &cfg->types[i];
-    }
     return NULL;
 }
 
 const struct config_namespace *
 config_namespace_find(const struct config *cfg, const char *name, size_t name_len)
 {
-    for (size_t i = 0; i < cfg->namespace_count; i++) {
-        const char *candidate = cfg->namespaces[i].name;
-        if (strlen(candidate) == name_len && memcmp(candidate, name, name_len) == 0)
+    for (size_t i = 0; i < cfg->namespace_count; i++)
+        if (config_name_is(cfg->namespaces[i].name, name, name_len))
             return &cfg->namespaces[i];
-    }
     return NULL;
 }
