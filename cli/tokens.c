@@ -155,6 +155,17 @@ token_mint(struct context *ctx, const struct token_args *args)
     return CLI_EXIT_OK;
 }
 
+/* A grant's TOKEN_GRANT_* bits as text: "subscribe,publish", or quoted for JSON. */
+static const char *
+token_permissions_text(unsigned permissions, int json)
+{
+    static const char *const texts[2][4] = {
+        {"", "subscribe", "publish", "subscribe,publish"},
+        {"", "\"subscribe\"", "\"publish\"", "\"subscribe\",\"publish\""},
+    };
+    return texts[json ? 1 : 0][permissions & 3u];
+}
+
 /* One line of standard input (without its newline) into token: its length, or -1. */
 static int
 token_read_stdin(char token[TOKEN_MAX])
@@ -194,7 +205,9 @@ token_verify_command(struct context *ctx, const struct token_args *args)
         return status;
     char sub[TOKEN_ID_SIZE], why[128] = "";
     int64_t now = clock_now_ms() / 1000;
-    int valid = token_verify(secret, secret_len, token, len, now, sub, why, sizeof why) == 0;
+    struct token_grants grants;
+    int valid = token_verify_grants(secret, secret_len, token, len, now, sub, &grants, why,
+                                    sizeof why) == 0;
     OPENSSL_cleanse(secret, sizeof secret);
     /* The claims are shown when they can be trusted: valid, or signed but expired. */
     int64_t iat = 0, exp = 0;
@@ -212,6 +225,10 @@ token_verify_command(struct context *ctx, const struct token_args *args)
         if (show)
             printf(",\"client_id\":\"%s\",\"issued_at\":\"%s\",\"expires_at\":\"%s\"", sub, issued,
                    expires);
+        for (size_t i = 0; i < grants.count; i++) /* names are letters, digits, : . _ - * */
+            printf("%s\"%.*s\":[%s]%s", i ? "," : ",\"channels\":{", (int)grants.grants[i].len,
+                   grants.grants[i].name, token_permissions_text(grants.grants[i].permissions, 1),
+                   i + 1 == grants.count ? "}" : "");
         printf("}\n");
     } else {
         printf("%s\n", valid ? "valid" : "invalid");
@@ -219,6 +236,9 @@ token_verify_command(struct context *ctx, const struct token_args *args)
             printf("client_id   %s\nissued_at   %s\nexpires_at  %s (%s%lld s%s)\n", sub, issued,
                    expires, exp > now ? "in " : "", (long long)(exp > now ? exp - now : now - exp),
                    exp > now ? "" : " ago");
+        for (size_t i = 0; i < grants.count; i++)
+            printf("channel     %.*s %s\n", (int)grants.grants[i].len, grants.grants[i].name,
+                   token_permissions_text(grants.grants[i].permissions, 0));
     }
     if (!valid) {
         context_error(ctx, "invalid token: %s", why);

@@ -271,6 +271,9 @@ def test_publish_command_and_minted_channels_claim(stack):
                              "--channel", "task:room-*=subscribe"],
                             capture_output=True, text=True, timeout=10)
     assert minted.returncode == 0, minted.stderr
+    shown = subprocess.run([cli, "-c", stack.config_path, "token", "verify", "--json", "-"],
+                           input=minted.stdout, capture_output=True, text=True, timeout=10)
+    assert json.loads(shown.stdout)["channels"] == {"task:room-*": ["subscribe"]}, shown
     bad = subprocess.run([cli, "-c", stack.config_path, "token", "mint", "--client", me,
                           "--channel", "task:x=own"], capture_output=True, text=True, timeout=10)
     assert bad.returncode == 2 and "--channel" in bad.stderr
