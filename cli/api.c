@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@ api_new(struct context *ctx, const char *url, const char *key_file, struct api *
     char key[ADMINKEY_MAX];
     const char *why = "";
     if (adminkey_read(key_file, key, &why) != 0) {
-        context_error(ctx, "%s: cannot read the admin key: %s", key_file, why);
+        context_error(ctx, "%s: cannot read the key: %s", key_file, why);
         return CLI_EXIT_CONFIG;
     }
     int status = CLI_EXIT_CONFIG;
@@ -139,15 +140,18 @@ api_refused(struct api *api, long http, json_t *body)
     else
         context_error(api->ctx, "the API answered HTTP %ld", http);
     if (http == 401 || http == 403) {
-        context_error(api->ctx, "the admin API refused the key: check [admin] key_file "
-                                "(or --key-file) against the handler's");
+        context_error(api->ctx, "the API refused the key: check the key file ([admin] key_file, "
+                                "[channels] publish_key_file, or --key-file) against the "
+                                "handler's");
         return CLI_EXIT_CONFIG;
     }
     return http >= 500 ? CLI_EXIT_UNREACHABLE : CLI_EXIT_REFUSED;
 }
 
-int
-api_call(struct api *api, const char *method, const char *path, json_t **body)
+/* method on path, with request (JSON text) as a POST's body: api_call's contract. */
+static int
+api_request(struct api *api, const char *method, const char *path, const char *request,
+            json_t **body)
 {
     *body = NULL;
     char url[API_URL_MAX];
@@ -171,8 +175,8 @@ api_call(struct api *api, const char *method, const char *path, json_t **body)
     curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "taskwire");
     if (strcmp(method, "POST") == 0) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, 0L);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)strlen(request));
     } else if (strcmp(method, "GET") != 0) {
         curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
     }
@@ -195,10 +199,57 @@ api_call(struct api *api, const char *method, const char *path, json_t **body)
         return status;
     }
     if (!parsed && http != 204) {
-        context_error(api->ctx, "%s: HTTP %ld without a JSON body: is this the admin API?", url,
+        context_error(api->ctx, "%s: HTTP %ld without a JSON body: is this taskwire's API?", url,
                       http);
         return CLI_EXIT_UNREACHABLE;
     }
     *body = parsed;
+    return CLI_EXIT_OK;
+}
+
+int
+api_call(struct api *api, const char *method, const char *path, json_t **body)
+{
+    return api_request(api, method, path, "", body);
+}
+
+int
+api_post(struct api *api, const char *path, const char *request, json_t **body)
+{
+    return api_request(api, "POST", path, request, body);
+}
+
+enum api_option { API_OPT_URL = 256, API_OPT_KEY_FILE, API_OPT_JSON };
+
+int
+api_options_parse(struct context *ctx, int argc, char **argv, const char *help,
+                  struct api_options *options, int *done)
+{
+    static const struct option long_options[] = {
+        {"url", required_argument, NULL, API_OPT_URL},
+        {"key-file", required_argument, NULL, API_OPT_KEY_FILE},
+        {"json", no_argument, NULL, API_OPT_JSON},
+        CONTEXT_LONG_OPTIONS,
+    };
+    int option, status;
+    *options = (struct api_options){0};
+    *done = 0;
+    while ((option = getopt_long(argc, argv, ":c:h", long_options, NULL)) != -1) {
+        switch (option) {
+        case API_OPT_URL:
+            options->url = optarg;
+            break;
+        case API_OPT_KEY_FILE:
+            options->key_file = optarg;
+            break;
+        case API_OPT_JSON:
+            options->json = 1;
+            break;
+        default:
+            status = context_common_option(ctx, option, argv, help, done);
+            if (*done)
+                return status;
+        }
+    }
     return CLI_EXIT_OK;
 }

@@ -1,7 +1,9 @@
-/* api.h: a client of the admin REST API (/api/admin/, docs/PROTOCOL.md) through libcurl.
+/* api.h: a client of the REST API's key-holders' endpoints (the admin API, /api/admin/, and the
+ * publish API, POST /api/publish; docs/PROTOCOL.md) through libcurl.
  *
  * The base URL is --url, else [admin] api_url; the key is the first line of --key-file, else
- * of [admin] key_file, sent as "Authorization: Bearer KEY" (never printed).  A reply's body is
+ * of [admin] key_file (the caller names [channels] publish_key_file for publishing), sent as
+ * "Authorization: Bearer KEY" (never printed).  A reply's body is
  * read into memory up to API_BODY_MAX bytes (a longer one is an error); a call takes at most
  * API_TIMEOUT_S seconds, API_CONNECT_TIMEOUT_S of them to connect.  Redirects are not followed.
  *
@@ -34,6 +36,21 @@ void api_destroy(struct api **api);
  * escaped).  On a 2xx answer: CLI_EXIT_OK and *body the parsed JSON (caller owns; json_decref;
  * NULL for a 204).  Otherwise an exit status, the error said on stderr. */
 int api_call(struct api *api, const char *method, const char *path, json_t **body);
+
+/* As api_call, a POST of request (JSON text, borrowed) to path. */
+int api_post(struct api *api, const char *path, const char *request, json_t **body);
+
+/* What a command that calls the API and takes no options of its own is given: --url, --key-file
+ * (NULL when absent: api_new's defaults) and --json. */
+struct api_options {
+    const char *url, *key_file;
+    int json;
+};
+
+/* Parse argv's options into *options (the common ones too, context_common_option's way, with
+ * help for --help): 0 with *done clear to go on, or an exit status with *done set. */
+int api_options_parse(struct context *ctx, int argc, char **argv, const char *help,
+                      struct api_options *options, int *done);
 
 /* value escaped for a URL's query (caller owns; curl_free), or NULL without memory. */
 char *api_escape(struct api *api, const char *value);

@@ -18,6 +18,7 @@ static const struct {
     {"tasks", tasks_main, "list, show, cancel, retry or delete tasks (admin REST API)"},
     {"status", status_main, "workers, queues and relays (admin REST API)"},
     {"token", token_main, "mint or verify a client's session token ([auth] secret_file)"},
+    {"publish", publish_main, "publish a message to a channel (POST /api/publish)"},
     {"curve", curve_main, "make a ZeroMQ CURVE key pair, or show a secret key's public key"},
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

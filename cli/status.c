@@ -22,8 +22,6 @@ static const char status_help[] =
     "  -c, --config FILE configuration (default $TASKWIRE_CONFIG or /etc/taskwire/taskwire.conf)\n"
     "  -h, --help        this help\n";
 
-enum status_option { OPT_URL = 256, OPT_KEY_FILE, OPT_JSON };
-
 /* A member as text in buf: strings as they are, integers written, anything else "-". */
 static const char *
 status_text(const json_t *object, const char *key, char *buf, size_t size)
@@ -153,35 +151,14 @@ status_relays(const json_t *relays)
 int
 status_main(struct context *ctx, int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"url", required_argument, NULL, OPT_URL},
-        {"key-file", required_argument, NULL, OPT_KEY_FILE},
-        {"json", no_argument, NULL, OPT_JSON},
-        CONTEXT_LONG_OPTIONS,
-    };
-    const char *url = NULL, *key_file = NULL;
-    int json = 0, option, done, status;
-    while ((option = getopt_long(argc, argv, ":c:h", options, NULL)) != -1) {
-        switch (option) {
-        case OPT_URL:
-            url = optarg;
-            break;
-        case OPT_KEY_FILE:
-            key_file = optarg;
-            break;
-        case OPT_JSON:
-            json = 1;
-            break;
-        default:
-            status = context_common_option(ctx, option, argv, status_help, &done);
-            if (done)
-                return status;
-        }
-    }
+    struct api_options options;
+    int done, status = api_options_parse(ctx, argc, argv, status_help, &options, &done);
+    if (done)
+        return status;
     if (optind < argc)
         return context_usage(ctx, "unexpected argument '%s'", argv[optind]);
     struct api *api;
-    status = api_new(ctx, url, key_file, &api);
+    status = api_new(ctx, options.url, options.key_file, &api);
     if (status != CLI_EXIT_OK)
         return status;
     json_t *body;
@@ -189,7 +166,7 @@ status_main(struct context *ctx, int argc, char **argv)
     api_destroy(&api);
     if (status != CLI_EXIT_OK)
         return status;
-    if (json) {
+    if (options.json) {
         char *text = json_dumps(body, JSON_COMPACT);
         if (text)
             puts(text);

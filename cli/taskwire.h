@@ -41,6 +41,7 @@ int tasks_main(struct context *ctx, int argc, char **argv);
 int token_main(struct context *ctx, int argc, char **argv);
 int status_main(struct context *ctx, int argc, char **argv);
 int curve_main(struct context *ctx, int argc, char **argv);
+int publish_main(struct context *ctx, int argc, char **argv);
 
 /* "taskwire: COMMAND: message" and a newline on stderr. */
 void context_error(const struct context *ctx, const char *format, ...)

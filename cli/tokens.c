@@ -14,12 +14,16 @@
 #define TOKEN_TTL_MAX 315360000LL /* seconds a minted token may live: ten years */
 
 static const char token_help[] =
-    "usage: taskwire token mint --client ID | --user NAME [--ttl SECONDS] [--json]\n"
+    "usage: taskwire token mint --client ID | --user NAME [--ttl SECONDS]\n"
+    "                           [--channel NAME[=PERMISSIONS]]... [--json]\n"
     "       taskwire token verify [TOKEN | -] [--json]\n"
     "\n"
     "  mint    print a session token for client ID (32 hex digits), valid --ttl seconds\n"
     "          (default [auth] token_ttl); --json prints it as POST /api/session does;\n"
-    "          --user NAME: for the client id [auth] trust_remote_user gives user NAME\n"
+    "          --user NAME: for the client id [auth] trust_remote_user gives user NAME;\n"
+    "          --channel NAME[=subscribe,publish] (repeatable, at most 16): a channels claim\n"
+    "          entry, NAME a channel or a pattern ending in '*', subscribe when no\n"
+    "          permission is given\n"
     "  verify  check TOKEN (read from standard input when it is '-' or absent): print its\n"
     "          claims and whether it is valid; exit 1, with the reason on stderr, when not\n"
     "\n"
@@ -28,13 +32,53 @@ static const char token_help[] =
     "/etc/taskwire/taskwire.conf)\n"
     "  -h, --help         this help\n";
 
-enum token_option { OPT_CLIENT = 256, OPT_USER, OPT_TTL, OPT_JSON, OPT_SECRET_FILE };
+enum token_option { OPT_CLIENT = 256, OPT_USER, OPT_TTL, OPT_JSON, OPT_SECRET_FILE, OPT_CHANNEL };
 
 struct token_args {
     const char *client, *user, *secret_file, *token;
     long long ttl; /* 0: [auth] token_ttl */
     int json;
+    const char *channels[TOKEN_CHANNELS_MAX]; /* the --channel options, borrowed from argv */
+    size_t channel_count;
 };
+
+/* Add --channel NAME[=PERMISSIONS] (text) to claim: 0, or -1 when it cannot be one (the
+ * claim's form is token_issue_channels' to judge). */
+static int
+token_channel_add(json_t *claim, const char *text)
+{
+    const char *equals = strchr(text, '=');
+    size_t name_len = equals ? (size_t)(equals - text) : strlen(text);
+    char name[TOKEN_CHANNEL_MAX + 1];
+    if (name_len == 0 || name_len > TOKEN_CHANNEL_MAX)
+        return -1;
+    memcpy(name, text, name_len);
+    name[name_len] = '\0';
+    if (json_object_get(claim, name))
+        return -1; /* given twice */
+    json_t *granted = json_array();
+    const char *rest = equals ? equals + 1 : "subscribe";
+    while (granted && *rest) {
+        size_t len = strcspn(rest, ",");
+        json_array_append_new(granted, json_stringn(rest, len));
+        rest += len + (rest[len] == ',');
+    }
+    return granted && json_object_set_new(claim, name, granted) == 0 ? 0 : -1;
+}
+
+/* The channels claim of args' --channel options: a new object (caller frees), or NULL when
+ * one of them cannot be one. */
+static json_t *
+token_channels_claim(const struct token_args *args)
+{
+    json_t *claim = json_object();
+    for (size_t i = 0; claim && i < args->channel_count; i++)
+        if (token_channel_add(claim, args->channels[i]) != 0) {
+            json_decref(claim);
+            return NULL;
+        }
+    return claim;
+}
 
 /* The secret into secret (TOKEN_SECRET_MAX bytes): 0, or an exit status after saying why. */
 static int
@@ -80,11 +124,22 @@ token_mint(struct context *ctx, const struct token_args *args)
     const char *client = args->user ? derived : args->client;
     int rc =
         args->user ? token_user_id(secret, secret_len, args->user, strlen(args->user), derived) : 0;
+    if (rc == TW_E_BAD_REQUEST) {
+        OPENSSL_cleanse(secret, sizeof secret);
+        return context_usage(ctx, "--user must be " TOKEN_USER_RULE);
+    }
+    json_t *claim = rc == 0 ? token_channels_claim(args) : NULL;
     if (rc == 0)
-        rc = token_issue(secret, secret_len, client, now, now + ttl, token, sizeof token);
+        rc = claim ? token_issue_channels(secret, secret_len, client, now, now + ttl, claim, token,
+                                          sizeof token)
+                   : TW_E_BAD_REQUEST;
+    json_decref(claim);
     OPENSSL_cleanse(secret, sizeof secret);
     if (rc == TW_E_BAD_REQUEST)
-        return context_usage(ctx, "--user must be " TOKEN_USER_RULE);
+        return context_usage(ctx,
+                             "--channel must be NAME[=subscribe,publish], NAME 1..%d letters, "
+                             "digits or : . _ - * (a pattern ends in *), each NAME once",
+                             TOKEN_CHANNEL_MAX);
     if (rc != 0) {
         context_error(ctx, "cannot sign the token");
         return CLI_EXIT_CONFIG;
@@ -98,6 +153,17 @@ token_mint(struct context *ctx, const struct token_args *args)
         printf("%s\n", token);
     }
     return CLI_EXIT_OK;
+}
+
+/* A grant's TOKEN_GRANT_* bits as text: "subscribe,publish", or quoted for JSON. */
+static const char *
+token_permissions_text(unsigned permissions, int json)
+{
+    static const char *const texts[2][4] = {
+        {"", "subscribe", "publish", "subscribe,publish"},
+        {"", "\"subscribe\"", "\"publish\"", "\"subscribe\",\"publish\""},
+    };
+    return texts[json ? 1 : 0][permissions & 3u];
 }
 
 /* One line of standard input (without its newline) into token: its length, or -1. */
@@ -139,7 +205,9 @@ token_verify_command(struct context *ctx, const struct token_args *args)
         return status;
     char sub[TOKEN_ID_SIZE], why[128] = "";
     int64_t now = clock_now_ms() / 1000;
-    int valid = token_verify(secret, secret_len, token, len, now, sub, why, sizeof why) == 0;
+    struct token_grants grants;
+    int valid = token_verify_grants(secret, secret_len, token, len, now, sub, &grants, why,
+                                    sizeof why) == 0;
     OPENSSL_cleanse(secret, sizeof secret);
     /* The claims are shown when they can be trusted: valid, or signed but expired. */
     int64_t iat = 0, exp = 0;
@@ -157,6 +225,10 @@ token_verify_command(struct context *ctx, const struct token_args *args)
         if (show)
             printf(",\"client_id\":\"%s\",\"issued_at\":\"%s\",\"expires_at\":\"%s\"", sub, issued,
                    expires);
+        for (size_t i = 0; i < grants.count; i++) /* names are letters, digits, : . _ - * */
+            printf("%s\"%.*s\":[%s]%s", i ? "," : ",\"channels\":{", (int)grants.grants[i].len,
+                   grants.grants[i].name, token_permissions_text(grants.grants[i].permissions, 1),
+                   i + 1 == grants.count ? "}" : "");
         printf("}\n");
     } else {
         printf("%s\n", valid ? "valid" : "invalid");
@@ -164,6 +236,9 @@ token_verify_command(struct context *ctx, const struct token_args *args)
             printf("client_id   %s\nissued_at   %s\nexpires_at  %s (%s%lld s%s)\n", sub, issued,
                    expires, exp > now ? "in " : "", (long long)(exp > now ? exp - now : now - exp),
                    exp > now ? "" : " ago");
+        for (size_t i = 0; i < grants.count; i++)
+            printf("channel     %.*s %s\n", (int)grants.grants[i].len, grants.grants[i].name,
+                   token_permissions_text(grants.grants[i].permissions, 0));
     }
     if (!valid) {
         context_error(ctx, "invalid token: %s", why);
@@ -181,6 +256,7 @@ token_main(struct context *ctx, int argc, char **argv)
         {"ttl", required_argument, NULL, OPT_TTL},
         {"json", no_argument, NULL, OPT_JSON},
         {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+        {"channel", required_argument, NULL, OPT_CHANNEL},
         CONTEXT_LONG_OPTIONS,
     };
     if (argc < 2)
@@ -223,6 +299,13 @@ token_main(struct context *ctx, int argc, char **argv)
             break;
         case OPT_SECRET_FILE:
             args.secret_file = optarg;
+            break;
+        case OPT_CHANNEL:
+            if (!mint)
+                return context_usage(ctx, "verify takes no --channel");
+            if (args.channel_count == TOKEN_CHANNELS_MAX)
+                return context_usage(ctx, "at most %d --channel options", TOKEN_CHANNELS_MAX);
+            args.channels[args.channel_count++] = optarg;
             break;
         default:
             status = context_common_option(ctx, option, argv, token_help, &done);

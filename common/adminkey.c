@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,4 +31,15 @@ adminkey_read(const char *path, char key[ADMINKEY_MAX], const char **why)
         return -1;
     }
     return 0;
+}
+
+int
+adminkey_matches(const char *path, const char *given, size_t len, const char **why)
+{
+    char key[ADMINKEY_MAX];
+    int rc = adminkey_read(path, key, why);
+    if (rc == 0)
+        rc = len == ADMINKEY_HEX && CRYPTO_memcmp(given, key, ADMINKEY_HEX) == 0 ? 0 : 1;
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
 }

@@ -1,7 +1,8 @@
 /* config.c: load and validate the INI configuration through inih.
  *
  * Each key is one row of config_keys[] (section, name, how to parse it, where it goes, range);
- * `[type NAME]` sections are handled by config_type_key().  The first error stops the parse and
+ * `[type NAME]` sections are handled by config_type_key(), `[namespace NAME]` sections by
+ * config_namespace_key().  The first error stops the parse and
  * is reported with the file and line inih gives.
  */
 #include "config.h"
@@ -115,6 +116,11 @@ static const struct config_key config_keys[] = {
     KEY_STR("admin", "key_file", KEY_PATH_OPTIONAL, admin_key_file),
     KEY_STR("admin", "api_url", KEY_TEXT, admin_api_url),
     KEY_LIST("admin", "relays", KEY_URLS, admin_relays),
+    KEY_NUM("channels", "max_per_connection", KEY_INT, channels_per_connection, 0, 1024),
+    KEY_NUM("channels", "max_name", KEY_INT, channel_name_max, 8, CONFIG_CHANNEL_NAME_LIMIT),
+    KEY_NUM("channels", "max_per_task", KEY_INT, channels_per_task, 0,
+            CONFIG_CHANNELS_PER_TASK_LIMIT),
+    KEY_STR("channels", "publish_key_file", KEY_PATH_OPTIONAL, publish_key_file),
 };
 
 #define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
@@ -473,6 +479,88 @@ config_text_item(struct load_state *state, const struct config_key *key, int val
     return 0;
 }
 
+/* The namespaces every config has, in this order: "user" (fixed) and two a section may change. */
+static const struct config_namespace config_builtin_namespaces[] = {
+    {"user", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_NOBODY},
+    {"task", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS},
+    {"project", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS},
+};
+
+/* The words of [namespace NAME] subscribe and publish, each to its enum value. */
+static const char *const config_subscribe_words[] = {
+    [CONFIG_SUBSCRIBE_OWNER] = "owner",
+    [CONFIG_SUBSCRIBE_CLAIM] = "claim",
+    [CONFIG_SUBSCRIBE_SIGNED_IN] = "signed_in",
+};
+static const char *const config_publish_words[] = {
+    [CONFIG_PUBLISH_NOBODY] = "nobody",
+    [CONFIG_PUBLISH_MEMBERS] = "members",
+};
+
+#define CONFIG_WORDS(words) (sizeof words / sizeof words[0])
+
+/* The index of value among count words, or -1. */
+static int
+config_word(const char *const *words, size_t count, const char *value)
+{
+    for (size_t i = 0; i < count; i++)
+        if (strcmp(words[i], value) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* One key of a [namespace NAME] section: the namespace, declared by its first key. */
+static int
+config_namespace_key(struct load_state *state, const char *ns_name, const char *name,
+                     const char *value)
+{
+    struct config *cfg = state->cfg;
+    size_t length = strlen(ns_name);
+    if (length == 0 || length >= CONFIG_NAMESPACE_MAX ||
+        strspn(ns_name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != length) {
+        snprintf(state->err, sizeof state->err, "namespace name must be 1..%d of [a-z0-9_-]",
+                 CONFIG_NAMESPACE_MAX - 1);
+        return TW_E_CONFIG;
+    }
+    if (strcmp(ns_name, "user") == 0) {
+        snprintf(state->err, sizeof state->err,
+                 "the user namespace is built in (subscribe = owner, publish = nobody)");
+        return TW_E_CONFIG;
+    }
+    struct config_namespace *ns =
+        (struct config_namespace *)config_namespace_find(cfg, ns_name, length);
+    if (!ns) {
+        if (cfg->namespace_count >= CONFIG_MAX_NAMESPACES) {
+            snprintf(state->err, sizeof state->err, "more than %d namespaces",
+                     CONFIG_MAX_NAMESPACES);
+            return TW_E_CONFIG;
+        }
+        ns = &cfg->namespaces[cfg->namespace_count++];
+        memcpy(ns->name, ns_name, length + 1);
+        ns->subscribe = CONFIG_SUBSCRIBE_CLAIM;
+        ns->publish = CONFIG_PUBLISH_NOBODY;
+    }
+    int subscribe = strcmp(name, "subscribe") == 0, publish = strcmp(name, "publish") == 0;
+    int word =
+        subscribe ? config_word(config_subscribe_words, CONFIG_WORDS(config_subscribe_words), value)
+        : publish ? config_word(config_publish_words, CONFIG_WORDS(config_publish_words), value)
+                  : -1;
+    if (subscribe && word >= 0)
+        ns->subscribe = (enum config_subscribe)word;
+    if (publish && word >= 0)
+        ns->publish = (enum config_publish)word;
+    if (word >= 0)
+        return 0;
+    if (subscribe || publish) {
+        snprintf(state->err, sizeof state->err, "%s",
+                 subscribe ? "subscribe must be owner, claim or signed_in"
+                           : "publish must be nobody or members");
+        return TW_E_CONFIG;
+    }
+    snprintf(state->err, sizeof state->err, "unknown key '%s' in [namespace %s]", name, ns_name);
+    return TW_E_CONFIG;
+}
+
 /* Append one item (len bytes) of a list key to its field. */
 static int
 config_list_item(struct load_state *state, const struct config_key *key, void *field,
@@ -643,6 +731,8 @@ config_handler(void *user, const char *section, const char *name, const char *va
         return 1;
     if (strncmp(section, "type ", 5) == 0)
         return config_type_key(state, section + 5, name, value) == 0;
+    if (strncmp(section, "namespace ", 10) == 0)
+        return config_namespace_key(state, section + 10, name, value) == 0;
     for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
         const struct config_key *key = &config_keys[i];
         if (strcmp(key->section, section) == 0 && strcmp(key->name, name) == 0)
@@ -749,6 +839,11 @@ config_defaults(struct config *cfg)
     if (inet_pton(AF_INET, CONFIG_DEFAULT_CONNECT_RATE_EXEMPT, &exempt) == 1)
         cfg->connect_rate_exempt.addresses[cfg->connect_rate_exempt.count++] = exempt.s_addr;
     strcpy(cfg->admin_api_url, "http://127.0.0.1:8080");
+    cfg->channels_per_connection = CONFIG_DEFAULT_CHANNELS_PER_CONNECTION;
+    cfg->channel_name_max = CONFIG_DEFAULT_CHANNEL_NAME_MAX;
+    cfg->channels_per_task = CONFIG_DEFAULT_CHANNELS_PER_TASK;
+    cfg->namespace_count = sizeof config_builtin_namespaces / sizeof config_builtin_namespaces[0];
+    memcpy(cfg->namespaces, config_builtin_namespaces, sizeof config_builtin_namespaces);
     cfg->type_count = 1;
     sleep_type_fill(&cfg->types[0]);
 }
@@ -849,13 +944,27 @@ out:
     return rc;
 }
 
+/* 1 when the NUL-terminated candidate is (name, name_len). */
+static int
+config_name_is(const char *candidate, const char *name, size_t name_len)
+{
+    return strlen(candidate) == name_len && memcmp(candidate, name, name_len) == 0;
+}
+
 const struct config_type *
 config_type_find(const struct config *cfg, const char *name, size_t name_len)
 {
-    for (size_t i = 0; i < cfg->type_count; i++) {
-        const char *candidate = cfg->types[i].name;
-        if (strlen(candidate) == name_len && memcmp(candidate, name, name_len) == 0)
+    for (size_t i = 0; i < cfg->type_count; i++)
+        if (config_name_is(cfg->types[i].name, name, name_len))
             return &cfg->types[i];
-    }
+    return NULL;
+}
+
+const struct config_namespace *
+config_namespace_find(const struct config *cfg, const char *name, size_t name_len)
+{
+    for (size_t i = 0; i < cfg->namespace_count; i++)
+        if (config_name_is(cfg->namespaces[i].name, name, name_len))
+            return &cfg->namespaces[i];
     return NULL;
 }

@@ -10,6 +10,11 @@
  * CONFIG_MAX_PARAMS parameters (`param.NAME = integer min=1 max=10 default=3`,
  * `string max=200 default=/usr/share/doc`, `boolean default=false`).  At most CONFIG_MAX_TYPES
  * types; one more is a config error.
+ *
+ * Channel namespaces (common/channel.h): "user", "task" and "project" are built in; each
+ * `[namespace NAME]` section sets `subscribe` (owner, claim, signed_in) and `publish` (nobody,
+ * members) of a built-in one (but "user", which is fixed) or declares another, up to
+ * CONFIG_MAX_NAMESPACES in all.
  */
 #ifndef TW_COMMON_CONFIG_H
 #define TW_COMMON_CONFIG_H
@@ -31,6 +36,8 @@
 #define CONFIG_LINE_MAX 199           /* bytes of a line of the file (inih's, less its NUL) */
 #define CONFIG_URLS_MAX 16            /* URLs in one URL list ([admin] relays) */
 #define CONFIG_ENDPOINTS_MAX 16       /* ZeroMQ endpoints in one list ([zmq] relays) */
+#define CONFIG_MAX_NAMESPACES 16      /* channel namespaces, the three built-in ones included */
+#define CONFIG_NAMESPACE_MAX 17       /* bytes of a namespace name, NUL included */
 
 #define CONFIG_DEFAULT_TOKEN_TTL 86400          /* seconds a session token lives */
 #define CONFIG_DEFAULT_MAX_BODY 65536           /* bytes of a request body */
@@ -64,6 +71,12 @@
 #define CONFIG_DEFAULT_RELAY_IO_URING 1                /* relay writes batched through io_uring */
 #define CONFIG_DEFAULT_AUTH_TIMEOUT_MS 5000 /* a new connection's time to send its auth message */
 #define CONFIG_DEFAULT_TOKEN_IN_QUERY 0     /* ?token= in the /ws URL is ignored */
+#define CONFIG_DEFAULT_CHANNELS_PER_CONNECTION                                                     \
+    16                                     /* channels a connection subscribes beyond its own */
+#define CONFIG_DEFAULT_CHANNEL_NAME_MAX 64 /* bytes of a channel name */
+#define CONFIG_DEFAULT_CHANNELS_PER_TASK 8 /* channels a task may be submitted with */
+#define CONFIG_CHANNEL_NAME_LIMIT 64 /* [channels] max_name at most (the relay's topic bound) */
+#define CONFIG_CHANNELS_PER_TASK_LIMIT 16 /* [channels] max_per_task at most */
 
 /* http:// or https:// base URLs ([admin] relays). */
 struct config_urls {
@@ -118,6 +131,25 @@ struct config_type {
     int concurrency;         /* running at most, across every worker; 0: no limit */
     size_t param_count;
     struct config_param params[CONFIG_MAX_PARAMS];
+};
+
+/* Who may subscribe to a namespace's channels ([namespace NAME] subscribe). */
+enum config_subscribe {
+    CONFIG_SUBSCRIBE_OWNER,    /* the name after the colon is the connection's client id */
+    CONFIG_SUBSCRIBE_CLAIM,    /* the token's channels claim grants "subscribe" on it */
+    CONFIG_SUBSCRIBE_SIGNED_IN /* any authenticated connection */
+};
+
+/* Who may publish to a namespace's channels from a browser ([namespace NAME] publish). */
+enum config_publish {
+    CONFIG_PUBLISH_NOBODY, /* only servers (POST /api/publish, the ZeroMQ publish endpoint) */
+    CONFIG_PUBLISH_MEMBERS /* those the subscribe rule admits (a claim: with "publish") */
+};
+
+struct config_namespace {
+    char name[CONFIG_NAMESPACE_MAX];
+    enum config_subscribe subscribe;
+    enum config_publish publish;
 };
 
 /* [store] backend: where the tasks live. */
@@ -199,6 +231,16 @@ struct config {
     char admin_api_url[CONFIG_TEXT_MAX]; /* where operator tools reach the admin API */
     struct config_urls admin_relays;     /* the relays' metrics (or main) ports' base URLs */
 
+    /* [channels] */
+    int channels_per_connection;     /* beyond the connection's own; one more is refused */
+    int channel_name_max;            /* bytes of a channel name */
+    int channels_per_task;           /* channels one task may be submitted with */
+    char publish_key_file[PATH_MAX]; /* POST /api/publish's key; "": the publish API is off */
+
+    /* channel namespaces: [0] is always the built-in "user" */
+    size_t namespace_count;
+    struct config_namespace namespaces[CONFIG_MAX_NAMESPACES];
+
     /* task types: [0] is always the built-in "sleep" */
     size_t type_count;
     struct config_type types[CONFIG_MAX_TYPES];
@@ -207,6 +249,10 @@ struct config {
 /* Fill cfg with every default (and the built-in sleep type), then read the file at path over
  * them.  Returns 0, or TW_E_CONFIG with "file:line: what" in err.  cfg is caller storage. */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* The namespace called (name, name_len), or NULL.  Borrowed from cfg. */
+const struct config_namespace *config_namespace_find(const struct config *cfg, const char *name,
+                                                     size_t name_len);
 
 /* Fill cfg with defaults only (no file), as config_load does before reading. */
 void config_defaults(struct config *cfg);

@@ -16,6 +16,7 @@
     XX(BAD_JSON, 400, "bad_json", "request body is not valid JSON")                                \
     XX(BAD_REQUEST, 400, "bad_request", "request is malformed")                                    \
     XX(UNAUTHORIZED, 401, "unauthorized", "missing, forged or expired token")                      \
+    XX(FORBIDDEN, 403, "forbidden", "the token does not allow this")                               \
     XX(NOT_FOUND, 404, "not_found", "no such resource")                                            \
     XX(METHOD, 405, "method_not_allowed", "method not allowed on this resource")                   \
     XX(CONFLICT, 409, "conflict", "the task has already finished")                                 \
@@ -24,6 +25,7 @@
     XX(MEDIA_TYPE, 415, "unsupported_media_type", "content type must be application/json")         \
     XX(UNKNOWN_TYPE, 422, "unknown_type", "unknown task type")                                     \
     XX(BAD_PARAMS, 422, "bad_params", "task parameters do not match the type's spec")              \
+    XX(BAD_CHANNEL, 422, "bad_channel", "not a channel name this service knows")                   \
     XX(IDEMPOTENCY_MISMATCH, 422, "idempotency_mismatch",                                          \
        "this Idempotency-Key was used with a different request")                                   \
     XX(TOO_MANY_TASKS, 429, "too_many_tasks", "too many queued tasks for this client")             \

@@ -2,9 +2,12 @@
  *
  * Tasks socket (handler PUSH -> worker PULL), two frames: [verb][task id], verb one of
  * PROTOCOL_VERB_SUBMIT, PROTOCOL_VERB_CANCEL and PROTOCOL_VERB_RETRY.  The store is the queue;
- * these are nudges.
+ * these are nudges.  Three frames [PROTOCOL_VERB_PUBLISH][topic][payload] are a message of
+ * POST /api/publish, which the worker publishes on the events wire as it is (a PUSH queues
+ * until the worker is there, where a PUB of the handler's would drop its first messages).
  *
- * Events (PUB -> worker XSUB/XPUB proxy -> relay SUB), two frames: [client id][payload].
+ * Events (PUB -> worker XSUB/XPUB proxy -> relay SUB), two frames: [topic][payload], the topic
+ * a client id or another channel's topic (common/channel.h).
  * The payload is exactly the text sent to the browser:
  *   {"type":"task","event":"progress","seq":5,"task":{...task object...}}
  * The relay routes on the first frame by exact match and never parses the payload.
@@ -16,8 +19,9 @@
 
 #define PROTOCOL_VERB_SUBMIT "submit"
 #define PROTOCOL_VERB_CANCEL "cancel"
-#define PROTOCOL_VERB_RETRY "retry" /* a finished task was given a new attempt */
-#define PROTOCOL_VERB_MAX 16        /* longest verb frame accepted, NUL included */
+#define PROTOCOL_VERB_RETRY "retry"     /* a finished task was given a new attempt */
+#define PROTOCOL_VERB_PUBLISH "publish" /* a server's message for a channel */
+#define PROTOCOL_VERB_MAX 16            /* longest verb frame accepted, NUL included */
 
 /* Task events, in the order a task can go through them. */
 #define PROTOCOL_EVENT_QUEUED "queued"

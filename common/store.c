@@ -477,6 +477,11 @@ store_row_task(const struct store_row *row)
         json_decref(errors);
         errors = json_array();
     }
+    json_t *channels = row_document(row, 19);
+    if (!json_is_array(channels)) {
+        json_decref(channels);
+        channels = json_array();
+    }
     /* Built member by member (each task of a claim or an event passes here): json_pack would
      * parse its format and check every key's UTF-8 each time.  After a failure the values
      * still to come are released. */
@@ -503,6 +508,7 @@ store_row_task(const struct store_row *row)
         {"run_at", row_time(row, 18)},
         {"started_at", row_time(row, 13)},
         {"finished_at", row_time(row, 14)},
+        {"channels", channels},
     };
     json_t *task = json_object();
     int ok = task != NULL;
@@ -522,10 +528,11 @@ json_t *
 store_row_expired(const struct store_row *row)
 {
     json_t *task = store_row_task(row);
-    if (task && (json_object_set_new(task, "worker", row_text(row, 19)) != 0 ||
-                 json_object_set_new(task, "host", row_text(row, 20)) != 0 ||
+    const int extra = STORE_TASK_COLUMN_COUNT;
+    if (task && (json_object_set_new(task, "worker", row_text(row, extra)) != 0 ||
+                 json_object_set_new(task, "host", row_text(row, extra + 1)) != 0 ||
                  json_object_set_new(task, "cancel_requested",
-                                     json_boolean(store_row_flag(row, 21))) != 0)) {
+                                     json_boolean(store_row_flag(row, extra + 2))) != 0)) {
         json_decref(task);
         task = NULL;
     }
@@ -536,8 +543,10 @@ json_t *
 store_row_admin_task(const struct store_row *row)
 {
     json_t *task = store_row_task(row);
-    if (task && (json_object_set_new(task, "worker_id", row_text(row, 19)) != 0 ||
-                 json_object_set_new(task, "seqno", json_integer(row_integer(row, 20))) != 0)) {
+    const int extra = STORE_TASK_COLUMN_COUNT;
+    if (task &&
+        (json_object_set_new(task, "worker_id", row_text(row, extra)) != 0 ||
+         json_object_set_new(task, "seqno", json_integer(row_integer(row, extra + 1))) != 0)) {
         json_decref(task);
         task = NULL;
     }

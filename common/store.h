@@ -13,7 +13,8 @@
  * message, result (JSON or null), error (string or null), attempts (started so far; the
  * current attempt's fencing token), max_attempts, priority, errors (one entry per ended
  * attempt: attempt, at, error, worker, host), seq, created_at, run_at, started_at,
- * finished_at (ISO 8601 or null).
+ * finished_at (ISO 8601 or null), channels (the channel names its events also go to, as
+ * submitted; [] for none).
  *
  * The schema carries a version (SQLite: PRAGMA user_version; PostgreSQL: a schema_version
  * table): an older one is upgraded on open, a newer one than the program knows is refused with
@@ -53,8 +54,8 @@
 #define STORE_ERROR_MAX 4096   /* bytes of an error text kept; longer keeps the tail */
 #define STORE_NAME_MAX 200     /* bytes of a task name */
 #define STORE_SCHEMA_VERSION                                                                       \
-    3 /* 1: before leases (no user_version); 2: leases, retries;                                   \
-         3: workers' host, per-minute counts */
+    4 /* 1: before leases (no user_version); 2: leases, retries;                                   \
+         3: workers' host, per-minute counts; 4: a task's channels */
 
 struct store;
 struct config;
@@ -137,6 +138,7 @@ struct store_submission {
     int max_queued;
     const char *idempotency_key;
     const char *request_hash;
+    const char *channels; /* a JSON array of channel names (checked by the caller), NULL: [] */
     int submit_rate, submit_burst;
     int64_t retry_after_ms;
     json_t *task;

@@ -117,8 +117,12 @@ struct store_row {
 /* The columns every backend's task statements return first, in this order (store_row_task). */
 #define STORE_TASK_COLUMNS                                                                         \
     "id, client_id, type, name, params, status, progress, message, result, error, attempts, "      \
-    "seq, created_at, started_at, finished_at, max_attempts, priority, errors, run_at"
-#define STORE_TASK_SEQ_COLUMN 11 /* seq's place in STORE_TASK_COLUMNS */
+    "seq, created_at, started_at, finished_at, max_attempts, priority, errors, run_at, channels"
+#define STORE_TASK_SEQ_COLUMN 11   /* seq's place in STORE_TASK_COLUMNS */
+#define STORE_TASK_COLUMN_COUNT 20 /* columns of STORE_TASK_COLUMNS; what a row adds follows */
+/* Schema 4 (SQLite), 3 (PostgreSQL): the channels a task's events also go to, a JSON array of
+ * channel names (common/channel.h), '[]' for none and for every task made before. */
+#define STORE_ADD_CHANNELS "ALTER TABLE tasks ADD COLUMN channels TEXT NOT NULL DEFAULT '[]';"
 
 /* Builders of the store's JSON shapes from a row; each a new object, or NULL when out of memory.
  *   task       STORE_TASK_COLUMNS: the task object of store.h

@@ -103,6 +103,7 @@ static const char store_pg_upgrade_2[] =
 static const char *const store_pg_upgrades[STORE_PG_SCHEMA_VERSION + 1] = {
     [1] = store_pg_schema_1,
     [2] = store_pg_upgrade_2,
+    [3] = STORE_ADD_CHANNELS "UPDATE schema_version SET version = 3;",
 };
 
 /* Run sql (constant text, no parameters); 0, or TW_E_STORE with the server's reason in err. */
@@ -187,8 +188,8 @@ fail:
 
 static const char sql_insert[] =
     "INSERT INTO tasks (id, client_id, type, name, params, status, message, created_at, run_at,"
-    " priority, max_attempts) VALUES ($1, $2, $3, $4, $5, 'queued', 'queued', $6, $7, $8, $9)"
-    " RETURNING " STORE_TASK_COLUMNS;
+    " priority, max_attempts, channels) VALUES ($1, $2, $3, $4, $5, 'queued', 'queued', $6, $7,"
+    " $8, $9, $10) RETURNING " STORE_TASK_COLUMNS;
 static const char sql_queued_count[] = "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE"
                                        " client_id = $1 AND status = 'queued' LIMIT $2) AS q";
 static const char sql_key_get[] = "SELECT task_id, request_hash FROM idempotency"
@@ -949,6 +950,7 @@ pg_submission_insert(struct store_pg *store, struct store_submission *sub)
     param_int(&params, 7, sub->run_at_ms > 0 ? sub->run_at_ms : now);
     param_int(&params, 8, sub->priority);
     param_int(&params, 9, sub->max_attempts > 0 ? sub->max_attempts : 1);
+    param_text(&params, 10, sub->channels ? sub->channels : "[]");
     rc = pg_task(store, "insert", sql_insert, &params, &sub->task);
     free(params_text);
     if (rc != 0 || !sub->idempotency_key)
@@ -1258,8 +1260,8 @@ pg_tasks_claim(struct store *base, const char *worker_id, const char *host, int6
         int rows = PQntuples(result);
         for (int row = 0; row < rows && n < max && rc == 0; row++) {
             tasks[n] = pg_build(result, row, store_row_task); /* then announced and the wait */
-            announce[n] = PQgetvalue(result, row, 19)[0] == 't';
-            waited_ms[n] = strtoll(PQgetvalue(result, row, 20), NULL, 10);
+            announce[n] = PQgetvalue(result, row, STORE_TASK_COLUMN_COUNT)[0] == 't';
+            waited_ms[n] = strtoll(PQgetvalue(result, row, STORE_TASK_COLUMN_COUNT + 1), NULL, 10);
             if (!tasks[n])
                 rc = TW_E_NOMEM;
             else

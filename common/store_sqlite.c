@@ -102,9 +102,12 @@ static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
     " failed = failed + excluded.failed, queued = queued + excluded.queued; END;"                  \
     "PRAGMA user_version = 3;"
 
+/* Schema 4: a task's channels (store_backend.h). */
+#define STORE_ADDED_4 STORE_ADD_CHANNELS "PRAGMA user_version = 4;"
+
 static const char store_schema[] =
     STORE_TASKS_TABLE("INTEGER PRIMARY KEY", "INTEGER", "INTEGER NOT NULL DEFAULT 0")
-        STORE_WORKERS_TABLE("INTEGER") STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3;
+        STORE_WORKERS_TABLE("INTEGER") STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3 STORE_ADDED_4;
 
 /* Tables added since schema 2 that older programs do not read: made on every open. */
 static const char store_tables_added[] =
@@ -123,11 +126,14 @@ static const char store_upgrade_1[] =
     "ALTER TABLE tasks ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;"
     "UPDATE tasks SET run_at = created_at, announced = 1;"
     "DROP INDEX IF EXISTS tasks_by_status;" STORE_PROBE_TABLE STORE_INDEXES
-    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3;
+    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3 STORE_ADDED_4;
 
 /* Schema 2 to 3: the workers' host and the per-minute counts (from the upgrade on). */
 static const char store_upgrade_2[] =
-    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3;
+    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3 STORE_ADDED_4;
+
+/* Schema 3 to 4: a task's channels. */
+static const char store_upgrade_3[] = STORE_ADDED_4;
 
 enum statement {
     ST_INSERT,
@@ -178,8 +184,8 @@ enum statement {
 
 static const char *const store_statements[ST_COUNT] = {
     [ST_INSERT] = "INSERT INTO tasks (id, client_id, type, name, params, status, message,"
-                  " created_at, run_at, priority, max_attempts) VALUES (?1, ?2, ?3, ?4, ?5,"
-                  " 'queued', 'queued', ?6, ?7, ?8, ?9) RETURNING " STORE_TASK_COLUMNS,
+                  " created_at, run_at, priority, max_attempts, channels) VALUES (?1, ?2, ?3, ?4,"
+                  " ?5, 'queued', 'queued', ?6, ?7, ?8, ?9, ?10) RETURNING " STORE_TASK_COLUMNS,
     [ST_QUEUED_COUNT] = "SELECT count(*) FROM (SELECT 1 FROM tasks WHERE client_id = ?1"
                         " AND status = 'queued' LIMIT ?2)",
     [ST_KEY_GET] = "SELECT task_id, request_hash FROM idempotency WHERE client_id = ?1"
@@ -675,6 +681,8 @@ store_schema_open(struct store_sqlite *store, char *err, size_t errlen)
         script = has_tasks ? store_upgrade_1 : store_schema;
     } else if (version == 2) {
         script = store_upgrade_2;
+    } else if (version == 3) {
+        script = store_upgrade_3;
     }
     if (version < 0 ||
         (script && sqlite3_exec(store->db, script, NULL, NULL, &message) != SQLITE_OK) ||
@@ -1198,6 +1206,7 @@ store_submission_insert(struct store_sqlite *store, sqlite3_stmt *stmt,
     sqlite3_bind_int64(stmt, 7, sub->run_at_ms > 0 ? sub->run_at_ms : now);
     sqlite3_bind_int(stmt, 8, sub->priority);
     sqlite3_bind_int(stmt, 9, sub->max_attempts > 0 ? sub->max_attempts : 1);
+    bind_text(stmt, 10, sub->channels ? sub->channels : "[]");
     rc = store_step_task(store, stmt, "insert", &sub->task);
     free(params_text);
     if (rc != 0 || !sub->idempotency_key)
@@ -1574,8 +1583,8 @@ sqlite_claim_step(struct store_sqlite *store, enum statement which, const char *
             rc = SQLITE_NOMEM;
             break;
         }
-        announce[*n] = sqlite3_column_int(stmt, 19) == 1;
-        waited_ms[*n] = sqlite3_column_int64(stmt, 20);
+        announce[*n] = sqlite3_column_int(stmt, STORE_TASK_COLUMN_COUNT) == 1;
+        waited_ms[*n] = sqlite3_column_int64(stmt, STORE_TASK_COLUMN_COUNT + 1);
         (*n)++;
     }
     store_statement_done(stmt);

@@ -226,15 +226,36 @@ int
 token_issue(const unsigned char *secret, size_t secret_len, const char *sub, int64_t iat,
             int64_t exp, char *out, size_t out_size)
 {
+    return token_issue_channels(secret, secret_len, sub, iat, exp, NULL, out, out_size);
+}
+
+static int token_channels_valid(const json_t *channels, struct token_grants *grants);
+
+int
+token_issue_channels(const unsigned char *secret, size_t secret_len, const char *sub, int64_t iat,
+                     int64_t exp, const json_t *channels, char *out, size_t out_size)
+{
     int rc = TW_E_INTERNAL;
     char *payload = NULL;
     json_t *claims =
         json_pack("{s:s, s:I, s:I}", "sub", sub, "iat", (json_int_t)iat, "exp", (json_int_t)exp);
     if (!claims)
         goto out;
+    if (channels && !(json_is_object(channels) && json_object_size(channels) == 0)) {
+        if (!token_channels_valid(channels, NULL)) {
+            rc = TW_E_BAD_REQUEST;
+            goto out;
+        }
+        if (json_object_set(claims, "channels", (json_t *)channels) != 0)
+            goto out;
+    }
     payload = json_dumps(claims, JSON_COMPACT);
     if (!payload)
         goto out;
+    if (strlen(payload) >= TOKEN_PART_MAX) { /* a verifier would refuse it */
+        rc = TW_E_BAD_REQUEST;
+        goto out;
+    }
     int used =
         base64url_encode((const unsigned char *)TOKEN_HEADER, strlen(TOKEN_HEADER), out, out_size);
     if (used < 0 || (size_t)used + 1 >= out_size)
@@ -260,20 +281,23 @@ out:
     return rc;
 }
 
-/* 1 when channels (absent: NULL) is a channels claim as token.h describes it. */
+/* 1 when channels (absent: NULL) is a channels claim as token.h describes it; grants (may be
+ * NULL) receives it. */
 static int
-token_channels_valid(json_t *channels)
+token_channels_valid(const json_t *channels, struct token_grants *grants)
 {
     static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                   "0123456789:._-*";
     static const char *const permissions[] = {"subscribe", "publish"};
+    if (grants)
+        grants->count = 0;
     if (!channels)
         return 1;
     if (!json_is_object(channels) || json_object_size(channels) > TOKEN_CHANNELS_MAX)
         return 0;
     const char *name;
     json_t *granted;
-    json_object_foreach(channels, name, granted)
+    json_object_foreach((json_t *)channels, name, granted)
     {
         size_t len = strlen(name);
         if (len == 0 || len > TOKEN_CHANNEL_MAX || strspn(name, allowed) != len ||
@@ -293,8 +317,34 @@ token_channels_valid(json_t *channels)
                 return 0;
             seen |= 1u << which;
         }
+        if (grants) { /* the claim has at most TOKEN_CHANNELS_MAX entries (above) */
+            struct token_grant *grant = &grants->grants[grants->count++];
+            grant->len = (uint8_t)len;
+            grant->permissions = (uint8_t)seen; /* bit k: permissions[k] */
+            memcpy(grant->name, name, len);
+        }
     }
     return 1;
+}
+
+_Static_assert(TOKEN_GRANT_SUBSCRIBE == 1u << 0 && TOKEN_GRANT_PUBLISH == 1u << 1,
+               "a grant's bits are the places of its permissions in token_channels_valid");
+
+unsigned
+token_grants_permissions(const struct token_grants *grants, const char *name, size_t len)
+{
+    unsigned permissions = 0;
+    for (size_t i = 0; grants && i < grants->count; i++) {
+        const struct token_grant *grant = &grants->grants[i];
+        size_t fixed = grant->len;
+        int pattern = fixed > 0 && grant->name[fixed - 1] == '*';
+        if (pattern)
+            fixed--;
+        if (pattern ? len >= fixed && memcmp(grant->name, name, fixed) == 0
+                    : len == fixed && memcmp(grant->name, name, len) == 0)
+            permissions |= grant->permissions;
+    }
+    return permissions;
 }
 
 static int
@@ -308,6 +358,16 @@ int
 token_verify(const unsigned char *secret, size_t secret_len, const char *token, size_t token_len,
              int64_t now, char sub[TOKEN_ID_SIZE], char *err, size_t errlen)
 {
+    return token_verify_grants(secret, secret_len, token, token_len, now, sub, NULL, err, errlen);
+}
+
+int
+token_verify_grants(const unsigned char *secret, size_t secret_len, const char *token,
+                    size_t token_len, int64_t now, char sub[TOKEN_ID_SIZE],
+                    struct token_grants *grants, char *err, size_t errlen)
+{
+    if (grants)
+        grants->count = 0;
     if (token_len == 0)
         return token_fail(err, errlen, "missing token");
     if (token_len >= TOKEN_MAX)
@@ -348,13 +408,15 @@ token_verify(const unsigned char *secret, size_t secret_len, const char *token, 
         rc = token_fail(err, errlen, "claims need sub and exp");
     else if (exp <= now)
         rc = token_fail(err, errlen, "expired");
-    else if (!token_channels_valid(json_object_get(claims, "channels")))
+    else if (!token_channels_valid(json_object_get(claims, "channels"), grants))
         rc = token_fail(err, errlen, "channels claim is malformed");
     else if (strlen(subject) != TOKEN_ID_SIZE - 1 ||
              strspn(subject, "0123456789abcdef") != TOKEN_ID_SIZE - 1)
         rc = token_fail(err, errlen, "subject is not a client id");
     else
         memcpy(sub, subject, TOKEN_ID_SIZE);
+    if (rc != 0 && grants)
+        grants->count = 0; /* a refused token grants nothing */
     json_decref(claims);
     return rc;
 }

@@ -4,7 +4,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,27 +43,23 @@ admin_authorize(struct app *app, const struct request *req)
 {
     if (!admin_enabled(app, req))
         return TW_E_NOT_FOUND;
-    char key[ADMINKEY_MAX];
-    const char *why = "";
-    int rc = adminkey_read(app->cfg->admin_key_file, key, &why);
+    const char *why = "", *given = "";
+    size_t given_len = 0;
+    if (request_bearer(req, &given, &given_len) != 0)
+        given_len = 0;
+    int rc = adminkey_matches(app->cfg->admin_key_file, given, given_len, &why);
     if (rc == -2) { /* the operator has not made the key yet (a package's config names it) */
         log_warn("event=admin_off path=%s error=\"no key file: the admin API is off\"",
                  app->cfg->admin_key_file);
         reply_error(req, TW_E_NOT_FOUND, "no such route");
         return TW_E_NOT_FOUND;
     }
-    if (rc != 0) {
+    if (rc < 0) {
         log_error("event=admin_key_unusable path=%s error=\"%s\"", app->cfg->admin_key_file, why);
-        OPENSSL_cleanse(key, sizeof key);
         reply_error(req, TW_E_INTERNAL, "the admin key file cannot be read or holds no valid key");
         return TW_E_INTERNAL;
     }
-    const char *given;
-    size_t given_len;
-    int ok = request_bearer(req, &given, &given_len) == 0 && given_len == ADMINKEY_HEX &&
-             CRYPTO_memcmp(given, key, ADMINKEY_HEX) == 0;
-    OPENSSL_cleanse(key, sizeof key);
-    if (!ok) {
+    if (rc != 0) {
         reply_error_with(req, TW_E_UNAUTHORIZED,
                          req->authorization[0] ? "wrong admin key" : "missing admin key",
                          ADMIN_CHALLENGE);

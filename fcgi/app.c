@@ -9,6 +9,7 @@
 #include <zmq.h>
 
 #include "clock.h"
+#include "errors.h"
 #include "log.h"
 #include "protocol.h"
 #include "wire.h"
@@ -42,8 +43,10 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
         log_warn("event=group_commit_off database=%s", cfg->database);
     if (nudger)
         return app; /* nudges go out on the nudger's socket */
-    if (cfg->store_backend == CONFIG_STORE_POSTGRESQL)
-        return app; /* the store's NOTIFY nudges every worker host (store.h) */
+    /* On PostgreSQL the store's NOTIFY nudges every worker host (store.h): the PUSH carries
+     * only the publish API's messages, to the pool of [zmq] tasks, which puts them on the
+     * events wire of every relay. */
+    app->notify_nudges = cfg->store_backend == CONFIG_STORE_POSTGRESQL;
     app->zmq_shared = zmq_context != NULL;
     app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
     const char *endpoints[] = {cfg->tasks_endpoint};
@@ -103,11 +106,24 @@ void
 app_nudge(struct app *app, const char *verb, const char *task_id)
 {
     struct app *via = app->nudger ? app->nudger : app;
-    if (!via->push)
+    if (via->notify_nudges)
         return; /* PostgreSQL: the change's own transaction nudged (STORE_NOTIFY_CHANNEL) */
     pthread_mutex_lock(&via->push_lock);
     app_nudge_locked(via, verb, task_id);
     pthread_mutex_unlock(&via->push_lock);
+}
+
+int
+app_publish(struct app *app, const char *topic, size_t topic_len, const char *payload, size_t len)
+{
+    struct app *via = app->nudger ? app->nudger : app;
+    pthread_mutex_lock(&via->push_lock);
+    int ok = zmq_send(via->push, PROTOCOL_VERB_PUBLISH, strlen(PROTOCOL_VERB_PUBLISH),
+                      ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+             zmq_send(via->push, topic, topic_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
+             zmq_send(via->push, payload, len, ZMQ_DONTWAIT) >= 0;
+    pthread_mutex_unlock(&via->push_lock);
+    return ok ? 0 : TW_E_UNAVAILABLE;
 }
 
 void

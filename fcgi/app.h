@@ -49,8 +49,8 @@ struct app {
     size_t secret_len;
     void *zmq_context; /* the app's own, or borrowed when zmq_shared */
     int zmq_shared;
-    void *push;                /* PUSH to the worker's tasks endpoint; NULL with a nudger or on
-                                  PostgreSQL */
+    void *push;                /* PUSH to the worker's tasks endpoint; NULL with a nudger */
+    int notify_nudges;         /* PostgreSQL: nudges go by the store's NOTIFY, push publishes */
     struct curve *curve;       /* push's CURVE keys, or NULL ([zmq] curve off, or a nudger) */
     struct app *nudger;        /* borrowed: the app whose PUSH socket this one uses, or NULL */
     pthread_mutex_t push_lock; /* held while a thread sends on push */
@@ -61,6 +61,13 @@ struct app {
     size_t held_count;                 /* submissions it holds */
     struct app_held held[APP_BATCH_MAX];
 };
+
+/* Hand a server's message (payload, len) for ZeroMQ topic (topic, topic_len) to the worker
+ * pool over the PUSH socket ([publish][topic][payload], common/protocol.h), which publishes it
+ * on the events wire.  0, or TW_E_UNAVAILABLE when the socket cannot take it now (its queue of
+ * APP_PUSH_HWM is full: the pool has been away). */
+int app_publish(struct app *app, const char *topic, size_t topic_len, const char *payload,
+                size_t len);
 
 /* Open the store, load (or create) the secret and connect the PUSH socket.  cfg, zmq_context,
  * intake and nudger are borrowed and must outlive the app; a NULL zmq_context makes the app

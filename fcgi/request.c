@@ -78,8 +78,9 @@ request_is_json(const char *content_type)
     return next == '\0' || next == ';' || next == ' ';
 }
 
-int
-request_json_body(const struct request *req, long long max_body, json_t **body, char *err,
+/* request_json_body, with a JSON array allowed too when list is set. */
+static int
+request_json_read(const struct request *req, long long max_body, int list, json_t **body, char *err,
                   size_t errlen)
 {
     if (req->content_length > max_body) {
@@ -119,15 +120,29 @@ request_json_body(const struct request *req, long long max_body, json_t **body, 
             snprintf(err, errlen, "request body is not valid JSON: %s (line %d, column %d)",
                      json_err.text, json_err.line, json_err.column);
             rc = TW_E_BAD_JSON;
-        } else if (!json_is_object(*body)) {
+        } else if (!json_is_object(*body) && !(list && json_is_array(*body))) {
             json_decref(*body);
             *body = NULL;
-            snprintf(err, errlen, "request body must be a JSON object");
+            snprintf(err, errlen, "request body must be a JSON object%s", list ? " or list" : "");
             rc = TW_E_BAD_JSON;
         }
     }
     free(buffer);
     return rc;
+}
+
+int
+request_json_body(const struct request *req, long long max_body, json_t **body, char *err,
+                  size_t errlen)
+{
+    return request_json_read(req, max_body, 0, body, err, errlen);
+}
+
+int
+request_json_body_or_list(const struct request *req, long long max_body, json_t **body, char *err,
+                          size_t errlen)
+{
+    return request_json_read(req, max_body, 1, body, err, errlen);
 }
 
 int

@@ -41,6 +41,10 @@ int request_init(struct request *req, FCGX_Request *fcgx);
 int request_json_body(const struct request *req, long long max_body, json_t **body, char *err,
                       size_t errlen);
 
+/* As request_json_body, but a JSON array is a body too (POST /api/publish's list). */
+int request_json_body_or_list(const struct request *req, long long max_body, json_t **body,
+                              char *err, size_t errlen);
+
 /* Copy query parameter name's raw value into value (size bytes).  1 when present, 0 when
  * absent, TW_E_BAD_REQUEST when it does not fit. */
 int request_query(const struct request *req, const char *name, char *value, size_t size);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "channel.h"
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
@@ -22,9 +23,11 @@
 #define TASKS_PRIORITY_MAX 10
 #define TASKS_DELAY_MAX_MS 31536000000LL /* delay_ms at most (a year); run_at likewise */
 
-/* The caller's client id from the bearer token; on failure the 401 is already written. */
+/* The caller's client id (and grants, may be NULL: its token's channels claim) from the bearer
+ * token; on failure the 401 is already written. */
 static int
-tasks_authorize(struct app *app, const struct request *req, char client_id[TOKEN_ID_SIZE])
+tasks_authorize_grants(struct app *app, const struct request *req, char client_id[TOKEN_ID_SIZE],
+                       struct token_grants *grants)
 {
     const char *token;
     size_t token_len;
@@ -33,14 +36,21 @@ tasks_authorize(struct app *app, const struct request *req, char client_id[TOKEN
         reply_error(req, TW_E_UNAUTHORIZED, "missing bearer token");
         return TW_E_UNAUTHORIZED;
     }
-    if (token_verify(app->secret, app->secret_len, token, token_len, clock_now_ms() / 1000,
-                     client_id, why, sizeof why) != 0) {
+    if (token_verify_grants(app->secret, app->secret_len, token, token_len, clock_now_ms() / 1000,
+                            client_id, grants, why, sizeof why) != 0) {
         char message[192];
         snprintf(message, sizeof message, "token rejected: %s", why);
         reply_error(req, TW_E_UNAUTHORIZED, message);
         return TW_E_UNAUTHORIZED;
     }
     return 0;
+}
+
+/* The caller's client id from the bearer token; on failure the 401 is already written. */
+static int
+tasks_authorize(struct app *app, const struct request *req, char client_id[TOKEN_ID_SIZE])
+{
+    return tasks_authorize_grants(app, req, client_id, NULL);
 }
 
 /* 1 when id looks like a task id (32 hex digits); anything else cannot exist. */
@@ -161,8 +171,8 @@ static int
 tasks_submission(struct app *app, json_t *body, const struct config_type **type, const char **name,
                  char *err, size_t errlen)
 {
-    static const char *const fields[] = {"type",     "name",   "params",
-                                         "priority", "run_at", "delay_ms"};
+    static const char *const fields[] = {"type",   "name",     "params",  "priority",
+                                         "run_at", "delay_ms", "channels"};
     const char *key;
     json_t *value;
     json_object_foreach(body, key, value)
@@ -200,6 +210,54 @@ tasks_submission(struct app *app, json_t *body, const struct config_type **type,
     return 0;
 }
 
+/* The submission's "channels" (absent or null: none): at most [channels] max_per_task distinct
+ * names, each one the client may publish to (common/channel.h).  0 with *text the list as JSON
+ * (caller frees; NULL for none), or TW_E_BAD_REQUEST (not a list of strings), TW_E_BAD_CHANNEL
+ * (a name that is none) or TW_E_FORBIDDEN (one the client may not publish to), err naming it. */
+static int
+tasks_channels(struct app *app, json_t *body, const char *client_id,
+               const struct token_grants *grants, char **text, char *err, size_t errlen)
+{
+    json_t *list = json_object_get(body, "channels");
+    *text = NULL;
+    if (!list || json_is_null(list))
+        return 0;
+    if (!json_is_array(list) || json_array_size(list) > (size_t)app->cfg->channels_per_task) {
+        snprintf(err, errlen, "channels must be a list of at most %d channel names",
+                 app->cfg->channels_per_task);
+        return TW_E_BAD_REQUEST;
+    }
+    size_t i;
+    json_t *name;
+    json_array_foreach(list, i, name)
+    {
+        struct channel channel;
+        if (!json_is_string(name)) {
+            snprintf(err, errlen, "channels must be a list of channel names");
+            return TW_E_BAD_REQUEST;
+        }
+        int rc =
+            channel_parse(app->cfg, json_string_value(name), json_string_length(name), &channel);
+        if (rc != 0) {
+            snprintf(err, errlen, "channel %zu: %s (%s)", i, channel_refusal_message(rc),
+                     channel_refusal_name(rc));
+            return TW_E_BAD_CHANNEL;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (json_equal(json_array_get(list, j), name)) {
+                snprintf(err, errlen, "channel %zu: %s is listed twice", i, channel.name);
+                return TW_E_BAD_REQUEST;
+            }
+        if (channel_may_publish(&channel, client_id, grants) != 0) {
+            snprintf(err, errlen, "channel %s: %s", channel.name,
+                     channel_refusal_message(CHANNEL_E_PUBLISH_NOT_ALLOWED));
+            return TW_E_FORBIDDEN;
+        }
+    }
+    *text = json_array_size(list) > 0 ? json_dumps(list, JSON_COMPACT) : NULL;
+    return json_array_size(list) > 0 && !*text ? TW_E_NOMEM : 0;
+}
+
 /* The Idempotency-Key of req, checked, and the digest of the body it vouches for. */
 static int
 tasks_idempotency(const struct request *req, const json_t *body, char hash[STORE_HASH_SIZE],
@@ -235,6 +293,7 @@ struct tasks_pending {
     struct store_submission sub; /* to insert; points into this struct and body */
     char client_id[TOKEN_ID_SIZE];
     json_t *body, *params; /* owned until tasks_create_end */
+    char *channels;        /* owned until tasks_create_end: the task's channels, or NULL */
     const struct config_type *type;
     char request_hash[STORE_HASH_SIZE]; /* the body's digest, with an Idempotency-Key */
 };
@@ -246,8 +305,9 @@ tasks_create_begin(struct app *app, const struct request *req, struct tasks_pend
 {
     char err[256];
     const char *name;
+    struct token_grants grants;
     *pending = (struct tasks_pending){.req = req};
-    if (tasks_authorize(app, req, pending->client_id) != 0)
+    if (tasks_authorize_grants(app, req, pending->client_id, &grants) != 0)
         return 0;
     int rc = request_json_body(req, app->cfg->max_body, &pending->body, err, sizeof err);
     if (rc == 0)
@@ -257,12 +317,16 @@ tasks_create_begin(struct app *app, const struct request *req, struct tasks_pend
                                &pending->params, err, sizeof err);
     if (rc == 0)
         rc = tasks_schedule(pending->body, &pending->sub, err, sizeof err);
+    if (rc == 0)
+        rc = tasks_channels(app, pending->body, pending->client_id, &grants, &pending->channels,
+                            err, sizeof err);
     if (rc == 0 && req->idempotency_key)
         rc = tasks_idempotency(req, pending->body, pending->request_hash, err, sizeof err);
     if (rc != 0) {
         reply_error(req, rc, err);
         json_decref(pending->params);
         json_decref(pending->body);
+        free(pending->channels);
         return 0;
     }
     struct store_submission *sub = &pending->sub;
@@ -276,6 +340,7 @@ tasks_create_begin(struct app *app, const struct request *req, struct tasks_pend
     sub->submit_burst = app->cfg->submit_burst;
     sub->idempotency_key = req->idempotency_key;
     sub->request_hash = req->idempotency_key ? pending->request_hash : NULL;
+    sub->channels = pending->channels;
     return 1;
 }
 
@@ -313,6 +378,7 @@ tasks_create_end(void *data)
     json_decref(task);
     json_decref(pending->params);
     json_decref(pending->body);
+    free(pending->channels);
     free(pending);
 }
 

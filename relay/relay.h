@@ -5,10 +5,11 @@
  * Bounds: at most [relay] max_connections WebSocket connections (one more is closed with
  * 1013), at most [relay] max_connections_per_client of one client id (one more is closed
  * with 1008), new ones per source address at [relay] connect_rate (throttle.h), handshakes
- * only from [relay] allowed_origins (others get 403); per client id a ring of [relay] ring
- * messages (route.h); client messages of at most RELAY_CLIENT_MESSAGE_MAX bytes in all their
- * fragments, the first (the auth message) of at most RELAY_AUTH_MESSAGE_MAX (more closes the
- * connection with 1009; receive.h reads and checks what clients send).
+ * only from [relay] allowed_origins (others get 403); per client id and per channel a ring of
+ * [relay] ring messages (route.h), at most [channels] max_per_connection channels per
+ * connection besides its own (subscription.h); client messages of at most RELAY_CLIENT_MESSAGE_MAX
+ * bytes in all their fragments, the first (the auth message) of at most RELAY_AUTH_MESSAGE_MAX
+ * (more closes the connection with 1009; receive.h reads and checks what clients send).
  */
 #ifndef TW_RELAY_RELAY_H
 #define TW_RELAY_RELAY_H

@@ -381,6 +381,16 @@ route_sent(struct route *route, struct route_member *member)
     route->stats.messages_out++;
 }
 
+int
+route_member_topic(const struct route_member *member, const char **id, size_t *len)
+{
+    if (!member->client)
+        return 0;
+    *id = member->client->id;
+    *len = member->client->id_len;
+    return 1;
+}
+
 size_t
 route_pending(const struct route_member *member)
 {

@@ -88,6 +88,10 @@ int route_peek(struct route *route, const struct route_member *member, size_t k,
 /* Per-message path: the member sent its next message; move on. */
 void route_sent(struct route *route, struct route_member *member);
 
+/* The topic member is attached to: 1 with (*id, *len) borrowed until it detaches, or 0 when
+ * detached. */
+int route_member_topic(const struct route_member *member, const char **id, size_t *len);
+
 /* Number of messages waiting for member (0 when none or detached). */
 size_t route_pending(const struct route_member *member);
 

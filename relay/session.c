@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "clock.h"
 #include "listener.h"
 #include "log.h"
@@ -17,8 +18,9 @@
 #include "relay.h"
 #include "send.h"
 
-#define SESSION_CONTROL_MAX 256 /* bytes of a control reply */
-#define SESSION_CULL_GRACE_S 5  /* a culled connection that cannot take its close is dropped */
+#define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
+#define SESSION_REPLIES_BYTES 8192 /* channel replies waiting per connection; more: 4029 */
+#define SESSION_CULL_GRACE_S 5     /* a culled connection that cannot take its close is dropped */
 
 /* Close code constants not in the lws enum. */
 #define SESSION_CLOSE_UNAUTHORIZED 4001
@@ -27,6 +29,13 @@
 #define SESSION_CLOSE_LAGGING 4008
 #define SESSION_CLOSE_TRY_LATER 1013
 #define SESSION_CLOSE_POLICY 1008
+#define SESSION_CLOSE_TOO_MANY_REQUESTS 4029 /* channel requests faster than their replies go */
+
+/* Channel replies waiting: records of a 2-byte length and the text, [head, used) of bytes. */
+struct session_replies {
+    size_t head, used;
+    unsigned char bytes[SESSION_REPLIES_BYTES];
+};
 
 /* The reason text sent with each close code. */
 static const struct {
@@ -40,6 +49,7 @@ static const struct {
     {RECEIVE_CLOSE_TOO_BIG, "message too big"},
     {SESSION_CLOSE_TRY_LATER, "too many connections"},
     {SESSION_CLOSE_POLICY, "too many connections for this client"},
+    {SESSION_CLOSE_TOO_MANY_REQUESTS, "too many requests"},
     {RECEIVE_CLOSE_INTERNAL, "internal error"},
     {LWS_CLOSE_STATUS_GOINGAWAY, "going away"},
     {RECEIVE_CLOSE_PROTOCOL, "protocol error"},
@@ -56,7 +66,8 @@ enum session_error {
 
 static const char *const session_error_texts[] = {
     [SESSION_ERROR_BAD_REQUEST] = "{\"type\":\"error\",\"error\":{\"code\":\"bad_request\","
-                                  "\"message\":\"expected {\\\"type\\\":\\\"ping\\\"}\"}}",
+                                  "\"message\":\"expected a type of ping, subscribe, "
+                                  "unsubscribe or publish\"}}",
     [SESSION_ERROR_AUTHENTICATED] = "{\"type\":\"error\",\"error\":{\"code\":\"bad_request\","
                                     "\"message\":\"already authenticated\"}}",
 };
@@ -138,9 +149,11 @@ static void
 session_authenticate(struct relay *relay, struct session *session, const char *token, size_t len)
 {
     char why[128] = "missing token";
+    struct token_grants grants;
     session->auth_pending = 0;
-    if (len == 0 || token_verify(relay->secret, relay->secret_len, token, len,
-                                 clock_now_ms() / 1000, session->client_id, why, sizeof why) != 0) {
+    if (len == 0 ||
+        token_verify_grants(relay->secret, relay->secret_len, token, len, clock_now_ms() / 1000,
+                            session->client_id, &grants, why, sizeof why) != 0) {
         log_warn("event=ws_unauthorized connection=%llu reason=\"%s\"",
                  (unsigned long long)session->id, why);
         session_close_later(session, SESSION_CLOSE_UNAUTHORIZED);
@@ -155,7 +168,13 @@ session_authenticate(struct relay *relay, struct session *session, const char *t
         session_close_later(session, SESSION_CLOSE_POLICY);
         return;
     }
-    if (route_attach(relay->route, &session->member, session->client_id, id_len) != 0) {
+    if (grants.count > 0 && !(session->grants = malloc(sizeof grants))) {
+        session_close_later(session, RECEIVE_CLOSE_INTERNAL);
+        return;
+    }
+    if (session->grants)
+        memcpy(session->grants, &grants, sizeof grants);
+    if (route_attach(relay->route, &session->subs.own, session->client_id, id_len) != 0) {
         session_close_later(session, RECEIVE_CLOSE_INTERNAL);
         return;
     }
@@ -170,7 +189,7 @@ void
 session_init(struct relay *relay, struct session *session, struct lws *wsi)
 {
     session->wsi = wsi;
-    route_member_init(&session->member, session);
+    subscription_init(&session->subs, session);
     session->last_rx_s = relay->now_s;
     session_wheel_put(relay, session, relay->now_s + (uint32_t)relay->cfg->ping_interval);
     session->id = ++relay->next_connection_id;
@@ -212,7 +231,11 @@ session_fini(struct relay *relay, struct session *session)
 {
     if (!session->wsi)
         return;
-    route_detach(relay->route, &session->member);
+    subscription_fini(&session->subs, relay->route);
+    free(session->grants);
+    session->grants = NULL;
+    free(session->replies);
+    session->replies = NULL;
     lws_dll2_remove(&session->woken);
     session_stop_reading(relay, session);
     receive_destroy(&session->rx);
@@ -244,10 +267,53 @@ session_on_auth(struct relay *relay, struct session *session, const unsigned cha
     json_decref(message);
 }
 
+/* Queue a channel reply (text, len); 0, or -1 when the replies waiting are already
+ * SESSION_REPLIES_BYTES (the caller closes the connection). */
+static int
+session_reply_push(struct session *session, const char *text, size_t len)
+{
+    struct session_replies *replies = session->replies;
+    if (!replies && !(replies = session->replies = calloc(1, sizeof *replies)))
+        return -1;
+    if (replies->head > 0 && replies->used + 2 + len > sizeof replies->bytes) {
+        memmove(replies->bytes, replies->bytes + replies->head, replies->used - replies->head);
+        replies->used -= replies->head;
+        replies->head = 0;
+    }
+    if (replies->used + 2 + len > sizeof replies->bytes)
+        return -1;
+    replies->bytes[replies->used] = (unsigned char)(len >> 8);
+    replies->bytes[replies->used + 1] = (unsigned char)(len & 0xff);
+    memcpy(replies->bytes + replies->used + 2, text, len);
+    replies->used += 2 + len;
+    return 0;
+}
+
+/* {"type":"subscribe"|"unsubscribe"|"publish","channel":NAME}: done (subscription.h) and
+ * answered. */
+static void
+session_on_channel(struct relay *relay, struct session *session, const char *type, json_t *message)
+{
+    int rc = subscription_request(&session->subs, relay->route, relay->cfg, session->client_id,
+                                  session->grants, type, message);
+    log_debug("event=ws_%s connection=%llu result=%s", type, (unsigned long long)session->id,
+              rc == 0 ? "ok" : channel_refusal_name(rc));
+    char text[SUBSCRIPTION_REPLY_MAX];
+    size_t len =
+        subscription_reply(type, json_object_get(message, "channel"), rc, text, sizeof text);
+    if (len == 0 || session_reply_push(session, text, len) != 0) {
+        log_info("event=ws_too_many_requests connection=%llu", (unsigned long long)session->id);
+        session_close_later(session, SESSION_CLOSE_TOO_MANY_REQUESTS);
+        return;
+    }
+    session_want_write(session);
+}
+
 /* The client asked for something in a text message: {"type":"ping"} is answered with
- * {"type":"pong"}, an auth message with an error (it is authenticated already), anything else
- * with an error; the replies are flags, so a flood of messages costs no memory.  Before its
- * auth message a connection may send nothing else (session_on_auth). */
+ * {"type":"pong"}, a channel request by session_on_channel, an auth message with an error (it
+ * is authenticated already), anything else with an error; those replies are flags, so a flood
+ * of messages costs no memory (channel replies are bounded: session.h).  Before its auth
+ * message a connection may send nothing else (session_on_auth). */
 static void
 session_on_text(void *owner, const unsigned char *in, size_t len)
 {
@@ -261,12 +327,18 @@ session_on_text(void *owner, const unsigned char *in, size_t len)
     }
     json_t *message = json_loadb((const char *)in, len, 0, NULL);
     const char *type = json_string_value(json_object_get(message, "type"));
-    if (type && strcmp(type, "ping") == 0)
+    if (type && strcmp(type, "ping") == 0) {
         session->send_pong = 1;
-    else if (type && strcmp(type, "auth") == 0)
+    } else if (type && (strcmp(type, "subscribe") == 0 || strcmp(type, "unsubscribe") == 0 ||
+                        strcmp(type, "publish") == 0)) {
+        session_on_channel(relay, session, type, message);
+        json_decref(message);
+        return;
+    } else if (type && strcmp(type, "auth") == 0) {
         session->send_error = SESSION_ERROR_AUTHENTICATED;
-    else
+    } else {
         session->send_error = SESSION_ERROR_BAD_REQUEST;
+    }
     json_decref(message);
     session_want_write(session);
 }
@@ -378,7 +450,7 @@ session_peek(void *conn, size_t n, unsigned char **payload, size_t *len)
 {
     struct session *session = conn;
     struct relay *relay = lws_context_user(lws_get_context(session->wsi));
-    return route_peek(relay->route, &session->member, n, payload, len);
+    return subscription_peek(relay->route, &session->subs, n, payload, len);
 }
 
 static int
@@ -396,8 +468,7 @@ session_sent(void *conn, size_t n)
 {
     struct session *session = conn;
     struct relay *relay = lws_context_user(lws_get_context(session->wsi));
-    for (size_t i = 0; i < n; i++)
-        route_sent(relay->route, &session->member);
+    subscription_sent(relay->route, &session->subs, n);
 }
 
 static void
@@ -406,7 +477,7 @@ session_done(void *conn, int failed)
     struct session *session = conn;
     if (failed)
         session_end(session);
-    else if (route_pending(&session->member))
+    else if (subscription_pending(&session->subs))
         session_want_write(session);
 }
 
@@ -447,6 +518,23 @@ session_write_close(struct session *session)
     memcpy(frame + header + 2, reason, len);
     (void)lws_write(session->wsi, frame, header + 2 + len, LWS_WRITE_RAW);
     return -1; /* no close reason set: lws flushes what it holds and ends the connection */
+}
+
+/* Write the first channel reply waiting; the buffer goes once none does.  -1 when the
+ * connection failed. */
+static int
+session_write_reply(struct session *session)
+{
+    struct session_replies *replies = session->replies;
+    unsigned char buf[LWS_PRE + SUBSCRIPTION_REPLY_MAX];
+    size_t len = (size_t)replies->bytes[replies->head] << 8 | replies->bytes[replies->head + 1];
+    memcpy(buf + LWS_PRE, replies->bytes + replies->head + 2, len);
+    replies->head += 2 + len;
+    if (replies->head == replies->used) {
+        free(replies);
+        session->replies = NULL;
+    }
+    return lws_write(session->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len ? -1 : 0;
 }
 
 /* Per-message path: write one frame (see session_write). */
@@ -491,13 +579,15 @@ session_write_one(struct relay *relay, struct session *session)
         const char *error = session_error_texts[session->send_error];
         session->send_error = SESSION_ERROR_NONE;
         rc = session_write_text(session, error, (int)strlen(error));
+    } else if (session->replies) {
+        rc = session_write_reply(session);
     } else {
         rc = session_write_ring(relay, session);
     }
     if (rc != 0)
         return -1;
     if (session->send_ping || session->send_resync || session->send_pong || session->send_error ||
-        session->send_pong_frame || route_pending(&session->member))
+        session->send_pong_frame || session->replies || subscription_pending(&session->subs))
         session_want_write(session);
     return 0;
 }
@@ -613,7 +703,7 @@ session_wake(void *owner)
 static int
 session_only_messages(const struct relay *relay, const struct session *session)
 {
-    return !relay->closing && !session->close_code && session->attached &&
+    return !relay->closing && !session->close_code && session->attached && !session->replies &&
            !(session->send_connected | session->send_ping | session->send_resync |
              session->send_pong | session->send_error | session->send_pong_frame);
 }

@@ -14,9 +14,20 @@
  *
  * The struct is lws per-session storage (lws allocates and frees it); session_init and
  * session_fini bracket its life.  Control replies are flags, not queued text, so a session is
- * a fixed ~180 bytes whatever the client sends (receive.h holds a partial frame only while it
- * is partial).  Writes happen in session_write() (lws's writeable callback: control replies
- * through lws, messages through send.h) and, batched through send.h, in session_serve_woken().
+ * a fixed ~200 bytes whatever the client sends (receive.h holds a partial frame only while it
+ * is partial; channel replies and a channels claim are the bounded exceptions below).  Writes
+ * happen in session_write() (lws's writeable callback: control replies through lws, messages
+ * through send.h) and, batched through send.h, in session_serve_woken().
+ *
+ * Channels (subscription.h): after its auth message a connection may send
+ * {"type":"subscribe","channel":NAME} and {"type":"unsubscribe","channel":NAME}; each is
+ * answered, in order, with {"type":"subscribed"|"unsubscribed","channel":NAME} or
+ * {"type":"refused","request":...,"channel":NAME,"reason":...,"message":...} (reasons:
+ * common/channel.h).  {"type":"publish",...} is refused the same way (not delivered in this
+ * version).  These replies wait in a buffer of SESSION_REPLIES_BYTES, allocated while any
+ * waits; a client that sends requests faster than it reads their replies until that is full
+ * is closed with 4029 (too many requests).  A token's channels claim is kept (about 1 KiB)
+ * only on connections whose token had one.
  *
  * Closing: a close the relay starts (4001, 4002, 4003, 4008, 1013, 1001) goes through lws,
  * which sends it and waits PENDING_TIMEOUT_CLOSE_ACK (5 s) for the client's reply; the reply
@@ -32,17 +43,21 @@
 
 #include "route.h"
 #include "send.h"
+#include "subscription.h"
 #include "token.h"
 
 struct relay;
 struct receive;
+struct session_replies;
 
 struct session {
     struct lws *wsi;
-    struct route_member member;
-    struct lws_dll2 link;  /* in the relay's heartbeat wheel (relay->wheel) */
-    struct lws_dll2 woken; /* on relay->woken while a message waits for its write, or on
-                              relay->ending once it is to end (ending set) */
+    struct subscription_set subs;    /* its own client id and the channels it subscribed to */
+    struct token_grants *grants;     /* its token's channels claim, NULL when it had none */
+    struct session_replies *replies; /* channel replies waiting to be written, NULL when none */
+    struct lws_dll2 link;            /* in the relay's heartbeat wheel (relay->wheel) */
+    struct lws_dll2 woken;           /* on relay->woken while a message waits for its write, or on
+                                        relay->ending once it is to end (ending set) */
     uint64_t id;
     uint32_t last_rx_s;  /* relay->now_s when the peer last sent anything */
     uint32_t ping_at_s;  /* relay->now_s when the unanswered ping went (ping_sent) */

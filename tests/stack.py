@@ -463,14 +463,17 @@ class Stack:
     address: the IPv4 address every program of the stack binds and is reached at (a host of
     tests/cluster/'s, in a network namespace given as namespace); 127.0.0.1 by default.
     server=None: the stack has no web server (a host running only a worker or a relay); its
-    worker then waits for its heartbeat in the store rather than for health."""
+    worker then waits for its heartbeat in the store rather than for health.
+    channel_settings: [channels] keys that replace the test defaults; namespaces: [namespace
+    NAME] sections, {name: {key: value}}."""
 
     def __init__(self, server="lighttpd", build=None, worker=True, worker_settings=None,
                  relay_settings=None, fcgi_tasks=None, websocket=True, workers=1, types=None,
                  type_settings=None, http_settings=None, store_dir=None, namespace=None,
                  admin=True, admin_relays=None, auth_settings=None, basic_auth=None,
                  store=None, store_url=None, secret=None, zmq_settings=None,
-                 worker_zmq_settings=None, address="127.0.0.1"):
+                 worker_zmq_settings=None, address="127.0.0.1", channel_settings=None,
+                 namespaces=None):
         self.store = "postgresql" if store_url else (
             store or os.environ.get("TASKWIRE_TEST_STORE", "sqlite"))
         assert self.store in ("sqlite", "postgresql"), self.store
@@ -520,6 +523,15 @@ class Stack:
                       "w") as f:
                 f.write(self.admin_key + "\n")
         self.admin_relays = admin_relays
+        # The publish key ([channels] publish_key_file), made like the admin key; [channels]
+        # keys and [namespace NAME] sections (namespaces: {name: {key: value}}) for the tests.
+        self.publish_key = secrets.token_hex(32)
+        self.publish_key_path = os.path.join(self.var, "publish.key")
+        with open(os.open(self.publish_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                  "w") as f:
+            f.write(self.publish_key + "\n")
+        self.channel_settings = dict(channel_settings or {})
+        self.namespaces = dict(namespaces or {})
         self.auth_settings = dict(auth_settings or {})
         self.basic_auth = dict(basic_auth or {})
         self.with_worker = worker
@@ -668,6 +680,11 @@ class Stack:
                            "allowed_origins": "", "auth_timeout_ms": 5000,
                            "token_in_query": "false"}, **relay_settings),
         }
+        sections["channels"] = dict({"max_per_connection": 16, "max_name": 64, "max_per_task": 8,
+                                     "publish_key_file": self.publish_key_path},
+                                    **self.channel_settings)
+        for name, keys in self.namespaces.items():
+            sections[f"namespace {name}"] = dict(keys)
         if self.admin_key:
             relays = [url.replace("{relay}", self.relay_http) for url in
                       (self.admin_relays if self.admin_relays is not None else ["{relay}"])]

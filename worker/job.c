@@ -8,6 +8,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "channel.h"
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
@@ -24,8 +25,23 @@ static const struct job_kind {
     {CONFIG_TYPE_EXEC, job_exec_run},
 };
 
+/* Send one event to the pool: [event][topic][payload][slot index]. */
+static void
+job_send_event(struct job *job, const char *topic, size_t topic_len, const char *payload)
+{
+    char index[16];
+    int length = snprintf(index, sizeof index, "%d", job->env->slot_index);
+    void *events = job->env->events;
+    if (zmq_send(events, SLOT_FRAME_EVENT, strlen(SLOT_FRAME_EVENT), ZMQ_SNDMORE) < 0 ||
+        zmq_send(events, topic, topic_len, ZMQ_SNDMORE) < 0 ||
+        zmq_send(events, payload, strlen(payload), ZMQ_SNDMORE) < 0 ||
+        zmq_send(events, index, (size_t)length, 0) < 0)
+        log_warn("event=publish_failed task=%s error=\"%s\"", job->id, zmq_strerror(zmq_errno()));
+}
+
 /* Send the event for job's current task to the pool, which publishes it in order (unless the
- * slot's attempt was lost meanwhile: the slot index tells the pool whose event it is). */
+ * slot's attempt was lost meanwhile: the slot index tells the pool whose event it is): to the
+ * client id, then to each of the task's channels. */
 static void
 job_publish(struct job *job, const char *event)
 {
@@ -34,14 +50,13 @@ job_publish(struct job *job, const char *event)
         log_error("event=publish_failed task=%s error=\"out of memory\"", job->id);
         return;
     }
-    char index[16];
-    int length = snprintf(index, sizeof index, "%d", job->env->slot_index);
-    void *events = job->env->events;
-    if (zmq_send(events, SLOT_FRAME_EVENT, strlen(SLOT_FRAME_EVENT), ZMQ_SNDMORE) < 0 ||
-        zmq_send(events, job->client_id, strlen(job->client_id), ZMQ_SNDMORE) < 0 ||
-        zmq_send(events, payload, strlen(payload), ZMQ_SNDMORE) < 0 ||
-        zmq_send(events, index, (size_t)length, 0) < 0)
-        log_warn("event=publish_failed task=%s error=\"%s\"", job->id, zmq_strerror(zmq_errno()));
+    job_send_event(job, job->client_id, strlen(job->client_id), payload);
+    const json_t *channels = json_object_get(job->task, "channels");
+    const char *topic;
+    size_t topic_len;
+    for (size_t i = 0; i < json_array_size(channels); i++)
+        if (channel_list_topic(channels, i, &topic, &topic_len))
+            job_send_event(job, topic, topic_len, payload);
     free(payload);
 }
 
@@ -171,6 +186,7 @@ job_outcome_destroy(struct job_outcome **outcome)
     free((*outcome)->error);
     free((*outcome)->error_entry);
     free((*outcome)->payload);
+    json_decref((*outcome)->channels);
     free(*outcome);
     *outcome = NULL;
 }
@@ -315,6 +331,8 @@ job_predict(struct job *job, struct job_outcome *outcome)
     ok = ok && (!outcome->error || strlen(outcome->error) <= STORE_ERROR_MAX);
     if (ok) {
         outcome->payload = protocol_task_event(job_outcome_event(outcome), after);
+        /* A copy: the pool's thread reads and frees it, this one frees the task. */
+        outcome->channels = json_deep_copy(json_object_get(job->task, "channels"));
         outcome->seq = seq;
         snprintf(outcome->client_id, sizeof outcome->client_id, "%s", job->client_id);
     }

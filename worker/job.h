@@ -96,7 +96,8 @@ struct job_outcome {
     int64_t at_ms;       /* FINISH: finished_at */
     /* The event this outcome will publish, built by the slot from the state the store will
      * hold (so the pool spares building it): valid when the store's new seq is seq. */
-    char *payload; /* owned, or NULL */
+    char *payload;    /* owned, or NULL */
+    json_t *channels; /* owned with payload: the task's channels (a copy), its event's too */
     char client_id[64];
     int64_t seq;
     int kept; /* the pool logged that it keeps the outcome until the store takes writes */

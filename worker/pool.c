@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "channel.h"
 #include "clock.h"
 #include "curve.h"
 #include "errors.h"
@@ -274,6 +275,22 @@ pool_publish(struct pool *pool, const char *client_id, size_t client_len, const 
                  zmq_strerror(zmq_errno()));
 }
 
+/* Publish a task's event (payload) to its client id, then to each of its channels (a JSON
+ * array of names, may be NULL), in that order every time, so each channel sees the task's
+ * events in seq order. */
+static void
+pool_publish_event(struct pool *pool, const char *client_id, const json_t *channels,
+                   const char *payload)
+{
+    size_t payload_len = strlen(payload);
+    const char *topic;
+    size_t topic_len;
+    pool_publish(pool, client_id, strlen(client_id), payload, payload_len);
+    for (size_t i = 0; i < json_array_size(channels); i++)
+        if (channel_list_topic(channels, i, &topic, &topic_len))
+            pool_publish(pool, topic, topic_len, payload, payload_len);
+}
+
 /* Publish the event that announces task's current state. */
 static void
 pool_publish_task(struct pool *pool, const char *event, const json_t *task)
@@ -281,7 +298,7 @@ pool_publish_task(struct pool *pool, const char *event, const json_t *task)
     const char *client_id = json_string_value(json_object_get(task, "client_id"));
     char *payload = protocol_task_event(event, task);
     if (client_id && payload)
-        pool_publish(pool, client_id, strlen(client_id), payload, strlen(payload));
+        pool_publish_event(pool, client_id, json_object_get(task, "channels"), payload);
     free(payload);
 }
 
@@ -383,8 +400,7 @@ pool_dispatch(struct pool *pool)
             if (ended[i])
                 pool_publish_task(pool, ended_events[i], ended[i]);
             else
-                pool_publish(pool, outcome->client_id, strlen(outcome->client_id), outcome->payload,
-                             strlen(outcome->payload));
+                pool_publish_event(pool, outcome->client_id, outcome->channels, outcome->payload);
         }
         json_decref(ended[i]);
         job_outcome_destroy(&pool->outcomes[i]);
@@ -540,6 +556,20 @@ pool_nudged(struct pool *pool, const char (*submitted)[TOKEN_ID_SIZE], size_t su
     pool_announce(pool, submitted, submits);
 }
 
+/* [publish][topic][payload] from a handler (POST /api/publish): onto the events wire as it is.
+ * The handler checked both; a topic no relay could route (empty, or longer than a channel
+ * name) is dropped here too. */
+static void
+pool_on_publish(struct pool *pool, zmq_msg_t *topic, zmq_msg_t *payload)
+{
+    size_t len = zmq_msg_size(topic);
+    if (len == 0 || len > CONFIG_CHANNEL_NAME_LIMIT) {
+        log_warn("event=bad_nudge reason=\"publish topic\" length=%zu", len);
+        return;
+    }
+    pool_publish(pool, zmq_msg_data(topic), len, zmq_msg_data(payload), zmq_msg_size(payload));
+}
+
 /* Handle every nudge waiting on the tasks socket (up to a batch). */
 static void
 pool_intake(struct pool *pool)
@@ -547,13 +577,17 @@ pool_intake(struct pool *pool)
     char submitted[POOL_BATCH][TOKEN_ID_SIZE];
     size_t submits = 0;
     for (int n = 0; n < POOL_BATCH; n++) {
-        zmq_msg_t frames[2];
-        int count = pool_receive(pool->tasks, frames, 2);
+        zmq_msg_t frames[4]; /* one more than any nudge has: a longer one is refused */
+        int count = pool_receive(pool->tasks, frames, 4);
         if (count <= 0)
             break;
         char verb[PROTOCOL_VERB_MAX], id[POOL_FRAME_MAX];
-        if (count != 2 || pool_frame_text(&frames[0], verb, sizeof verb) != 0 ||
-            pool_frame_text(&frames[1], id, sizeof id) != 0 || strlen(id) != TOKEN_ID_SIZE - 1)
+        if (count == 3 && zmq_msg_size(&frames[0]) == strlen(PROTOCOL_VERB_PUBLISH) &&
+            memcmp(zmq_msg_data(&frames[0]), PROTOCOL_VERB_PUBLISH,
+                   strlen(PROTOCOL_VERB_PUBLISH)) == 0)
+            pool_on_publish(pool, &frames[1], &frames[2]);
+        else if (count != 2 || pool_frame_text(&frames[0], verb, sizeof verb) != 0 ||
+                 pool_frame_text(&frames[1], id, sizeof id) != 0 || strlen(id) != TOKEN_ID_SIZE - 1)
             log_warn("event=bad_nudge frames=%d", count);
         else
             pool_nudge(pool, verb, id, submitted, &submits);

@@ -6,7 +6,8 @@
  * (two queued, one cancelled) and its PUB socket, no slots (so nothing is claimed).  A task id
  * frame "00000000000000000000000000000000" + k (k < 3) is replaced by the id of stored task k,
  * so the fuzzer reaches the paths of tasks that exist.  What must hold: the pool reads every
- * message, whatever its shape, and all it publishes is [client id][task event JSON]. */
+ * message, whatever its shape, and all it publishes is [client id][task event JSON], or one of
+ * the input's publish messages ([publish][topic][payload], a topic of 1..64 bytes) as it was. */
 #include "fuzz_store.h"
 
 #include "worker/pool.c"
@@ -47,9 +48,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Every message the pool published: two frames, a client id and a task event. */
+/* Every message the pool published: two frames, a client id and a task event, or at most
+ * `publishes` messages of a publish verb. */
 static void
-check_published(void)
+check_published(int publishes)
 {
     for (;;) {
         zmq_msg_t frames[3];
@@ -57,12 +59,17 @@ check_published(void)
         if (count == 0)
             return;
         FUZZ_CHECK(count == 2);
-        FUZZ_CHECK(zmq_msg_size(&frames[0]) == TOKEN_ID_SIZE - 1 &&
-                   memcmp(zmq_msg_data(&frames[0]), FUZZ_CLIENT, TOKEN_ID_SIZE - 1) == 0);
         json_error_t error;
         json_t *event = json_loadb(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), 0, &error);
-        FUZZ_CHECK(event && json_is_string(json_object_get(event, "event")));
+        int task_event = zmq_msg_size(&frames[0]) == TOKEN_ID_SIZE - 1 &&
+                         memcmp(zmq_msg_data(&frames[0]), FUZZ_CLIENT, TOKEN_ID_SIZE - 1) == 0 &&
+                         event && json_is_string(json_object_get(event, "event"));
         json_decref(event);
+        if (!task_event) {
+            FUZZ_CHECK(publishes-- > 0);
+            FUZZ_CHECK(zmq_msg_size(&frames[0]) >= 1 &&
+                       zmq_msg_size(&frames[0]) <= CONFIG_CHANNEL_NAME_LIMIT);
+        }
         pool_close_frames(frames, count);
     }
 }
@@ -74,8 +81,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fuzz_input in = {data, size};
     const uint8_t *frame[FUZZ_FRAMES_MAX];
     size_t len[FUZZ_FRAMES_MAX];
-    int frames;
+    int frames, publishes = 0;
     while ((frames = fuzz_message(&in, frame, len)) > 0) {
+        publishes += frames == 3 && len[0] == strlen(PROTOCOL_VERB_PUBLISH) &&
+                     memcmp(frame[0], PROTOCOL_VERB_PUBLISH, len[0]) == 0;
         for (int f = 0; f < frames; f++) {
             const void *bytes = frame[f];
             if (len[f] == TOKEN_ID_SIZE - 1 && memcmp(bytes, placeholder, len[f] - 1) == 0 &&
@@ -96,6 +105,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         pool_intake(&pool);
     }
-    check_published();
+    check_published(publishes);
     return 0;
 }

@@ -859,6 +859,32 @@ test_hosts_claiming_at_once_hold_the_limit_and_never_share_a_task(void **state)
     json_decref(depths);
 }
 
+/* A task's channels would be lost between its submission and its worker: its events would
+ * then reach only its submitter. */
+static void
+test_channels_are_kept_with_the_task(void **state)
+{
+    struct store *store = *state;
+    struct store_submission sub = {.client_id = "ch",
+                                   .channels = "[\"project:42\",\"task:room-1\"]"};
+    assert_int_equal(submit(store, &sub), 0);
+    json_t *expected = json_pack("[s,s]", "project:42", "task:room-1");
+    assert_true(json_equal(json_object_get(sub.task, "channels"), expected));
+    json_t *claimed = NULL;
+    assert_int_equal(claim_for(store, "w", 10000, NULL, &claimed, NULL), 0);
+    assert_true(json_equal(json_object_get(claimed, "channels"), expected));
+    json_t *read = NULL;
+    assert_int_equal(store_task_get(store, text(sub.task, "id"), "ch", &read), 0);
+    assert_true(json_equal(json_object_get(read, "channels"), expected));
+    json_t *plain = insert(store, "ch");
+    assert_int_equal(json_array_size(json_object_get(plain, "channels")), 0);
+    json_decref(plain);
+    json_decref(read);
+    json_decref(claimed);
+    json_decref(expected);
+    json_decref(sub.task);
+}
+
 /* Every test of the contract, run on each backend. */
 #define STORE_TESTS(XX)                                                                            \
     XX(test_lifecycle_claims_oldest_once_and_raises_seq)                                           \
@@ -875,7 +901,8 @@ test_hosts_claiming_at_once_hold_the_limit_and_never_share_a_task(void **state)
     XX(test_admin_views_every_client_workers_and_minutes)                                          \
     XX(test_invalid_utf8_error_is_still_json)                                                      \
     XX(test_a_stale_attempt_changes_nothing)                                                       \
-    XX(test_hosts_claiming_at_once_hold_the_limit_and_never_share_a_task)
+    XX(test_hosts_claiming_at_once_hold_the_limit_and_never_share_a_task)                         \
+    XX(test_channels_are_kept_with_the_task)
 
 #define ON_SQLITE(test) cmocka_unit_test_setup_teardown(test, setup_sqlite, teardown),
 #define ON_POSTGRESQL(test) cmocka_unit_test_setup_teardown(test, setup_pg, teardown),

@@ -142,7 +142,8 @@ test_schema_1_is_upgraded_to_2(void **state)
     /* What schema 1 had, and a task in it. */
     exec_ok(conn, "DROP TRIGGER task_minutes_insert ON tasks; DROP TRIGGER task_minutes_status"
                   " ON tasks; DROP FUNCTION task_minutes_count(); DROP TABLE task_minutes;"
-                  " DROP TABLE probe; UPDATE schema_version SET version = 1;"
+                  " DROP TABLE probe; ALTER TABLE tasks DROP COLUMN channels;"
+                  " UPDATE schema_version SET version = 1;"
                   "INSERT INTO tasks (id, client_id, type, status, created_at, run_at) VALUES"
                   " ('00000000000000000000000000000001', 'old', 'sleep', 'queued', 1000, 1000)");
     struct store_options options = {.backend = STORE_BACKEND_POSTGRESQL,
@@ -158,6 +159,8 @@ test_schema_1_is_upgraded_to_2(void **state)
         store_tasks_claim(store, "w", "h", 10000, NULL, 1, &claimed, &announce, &waited), 1);
     assert_string_equal(json_string_value(json_object_get(claimed, "id")),
                         "00000000000000000000000000000001");
+    assert_true(json_is_array(json_object_get(claimed, "channels"))); /* schema 3's, [] */
+    assert_int_equal(json_array_size(json_object_get(claimed, "channels")), 0);
     json_decref(claimed);
     assert_int_equal(count_rows(conn, "SELECT sum(started) FROM task_minutes"), 1);
     assert_int_equal(store_check_writable(store), 0);

@@ -87,7 +87,8 @@ test_schema_upgrade_and_newer_schema_refused(void **state)
     assert_int_equal(tempdb_remove(old_dir, old_path), 0);
 }
 
-/* A database of schema 2 would not open, or lose its workers, when schema 3 came. */
+/* A database of schema 2 would not open, or lose its workers, when schema 3 came (or its tasks
+ * when schema 4 gave them channels). */
 static void
 test_schema_2_is_upgraded_to_3(void **state)
 {
@@ -103,6 +104,7 @@ test_schema_2_is_upgraded_to_3(void **state)
         sqlite3_exec(db,
                      "DROP TRIGGER task_minutes_insert; DROP TRIGGER task_minutes_status;"
                      "DROP TABLE task_minutes; ALTER TABLE workers DROP COLUMN host;"
+                     "ALTER TABLE tasks DROP COLUMN channels;"
                      "INSERT INTO workers VALUES ('old', 1, 1, 1, 1);"
                      "PRAGMA user_version = 2;",
                      NULL, NULL, NULL),
@@ -118,6 +120,7 @@ test_schema_2_is_upgraded_to_3(void **state)
     json_decref(workers);
     json_decref(queues);
     json_t *task = insert(store, "c");
+    assert_int_equal(json_array_size(json_object_get(task, "channels")), 0); /* schema 4's */
     json_decref(task);
     json_t *rows = NULL, *durations = NULL;
     assert_int_equal(store_admin_stats(store, 1, &rows, &durations), 0);
