@@ -14,6 +14,10 @@
  *
  * With --auth (taskwire's relay) each connection's first frame after the 101 is its client id's
  * {"type":"auth","token":...}, masked once per client id at start: one write per connection.
+ * With --channel NAME as well, each connection then subscribes to channel NAME (taskwire's
+ * {"type":"subscribe"}) and is ready at its "subscribed"; every message is published to that
+ * one topic with one sequence, and each ready connection is expected to get every one (a
+ * channel of many users, not a client id's connections).
  *
  * The framer is the minimum a client needs: unmasked frames in (7/16/64-bit lengths,
  * continuations skipped), masked control frames and short text frames out.  It is a load
@@ -70,7 +74,16 @@
 
 enum proto { PROTO_WS, PROTO_SIO };
 enum ready_on { READY_UPGRADE, READY_FIRST_FRAME };
-enum state { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_WAIT_FIRST, ST_SIO_WAIT, ST_READY, ST_DONE };
+enum state {
+    ST_IDLE,
+    ST_CONNECTING,
+    ST_HANDSHAKE,
+    ST_WAIT_FIRST,
+    ST_WAIT_SUBSCRIBED,
+    ST_SIO_WAIT,
+    ST_READY,
+    ST_DONE
+};
 
 struct conn {
     int fd;
@@ -113,7 +126,8 @@ struct options {
     double probe_timeout;
     int watch[WATCH_MAX]; /* server pids: CPU time sampled at the measured window's edges */
     int nwatch;
-    int auth; /* --auth: send each connection's token in its first frame */
+    int auth;            /* --auth: send each connection's token in its first frame */
+    const char *channel; /* --channel: subscribe to it and publish every message to it */
 };
 
 struct loadgen {
@@ -599,6 +613,21 @@ on_message(struct loadgen *lg, struct conn *c, const char *s, size_t len)
             return;
         }
     }
+    if (c->state == ST_WAIT_FIRST && lg->o.channel) {
+        char text[160];
+        int n = snprintf(text, sizeof text, "{\"type\":\"subscribe\",\"channel\":\"%s\"}",
+                         lg->o.channel);
+        c->state = ST_WAIT_SUBSCRIBED;
+        conn_send_frame(lg, c, 0x1, text, (size_t)n);
+        return;
+    }
+    if (c->state == ST_WAIT_SUBSCRIBED) {
+        if (memmem(s, len, "\"subscribed\"", 12))
+            conn_ready(lg, c);
+        else if (memmem(s, len, "\"refused\"", 9))
+            conn_close(lg, c, -1);
+        return;
+    }
     if (c->state == ST_WAIT_FIRST) {
         conn_ready(lg, c);
         return;
@@ -832,15 +861,19 @@ make_payload(struct loadgen *lg, uint32_t i, char kind)
 static int
 publish(struct loadgen *lg, uint32_t i, char kind)
 {
+    if (lg->o.channel)
+        i = 0; /* one topic, one sequence: every ready connection gets every message */
     size_t len = make_payload(lg, i, kind);
-    int rc = publisher_send(lg->pub, lg->ids[i], 32, lg->payload, len);
+    int rc = lg->o.channel ? publisher_send(lg->pub, lg->o.channel, strlen(lg->o.channel),
+                                            lg->payload, len)
+                           : publisher_send(lg->pub, lg->ids[i], 32, lg->payload, len);
     if (rc != 0) {
         lg->seq_per_id[i]--;
         return rc;
     }
     int ph = phase_index(kind);
     lg->published[ph]++;
-    lg->expected[ph] += lg->ready_per_id[i];
+    lg->expected[ph] += lg->o.channel ? (uint64_t)lg->ready : lg->ready_per_id[i];
     return 0;
 }
 
@@ -902,6 +935,8 @@ probe(struct loadgen *lg)
                 if (lg->probed_per_id[i] < lg->ready_per_id[i]) {
                     while (publish(lg, (uint32_t)i, 'p') == 1)
                         poll_events(lg, 1);
+                    if (lg->o.channel)
+                        break; /* one probe reaches every connection */
                 }
             }
             next_round = now_us() + PROBE_EVERY_US;
@@ -1045,7 +1080,7 @@ usage(void)
             "  [--secret FILE] [--src A[-B]] [--concurrency N] [--connect-timeout S]\n"
             "  [--pub SPEC [--pub-conns N] (--rate R | --window W) [--warmup S]\n"
             "   [--duration S] [--drain S] [--size B] [--probe-timeout S] [--watch PID,..]]\n"
-            "  [--hold S] [--auth]\n"
+            "  [--hold S] [--auth [--channel NAME]]\n"
             "PATH may hold {id} and {token}; --auth sends {\"type\":\"auth\",\"token\":...}\n"
             "first (taskwire); without --pub the connections stay idle until SIGTERM or\n"
             "--hold seconds.\n");
@@ -1100,7 +1135,7 @@ parse_options(struct options *o, int argc, char **argv)
         {"rate", 1, 0, 'R'},          {"window", 1, 0, 'W'},      {"warmup", 1, 0, 'w'},
         {"duration", 1, 0, 'd'},      {"drain", 1, 0, 'D'},       {"size", 1, 0, 'z'},
         {"hold", 1, 0, 'H'},          {"probe-timeout", 1, 0, 'O'}, {"watch", 1, 0, 'X'},
-        {"auth", 0, 0, 'A'},          {0, 0, 0, 0}};
+        {"auth", 0, 0, 'A'},          {"channel", 1, 0, 'N'},     {0, 0, 0, 0}};
     *o = (struct options){.host = "127.0.0.1", .path = "/ws", .conns = 1,
                           .src_first = 0x7f000001u, .src_count = 1,
                           .concurrency = 256, .connect_timeout = 120, .pub_conns = 16,
@@ -1113,6 +1148,7 @@ parse_options(struct options *o, int argc, char **argv)
         case 'p': o->port = (int)num(optarg, 1, 65535, "port"); break;
         case 'P': o->path = optarg; break;
         case 'A': o->auth = 1; break;
+        case 'N': o->channel = optarg; break;
         case 'x':
             if (!strcmp(optarg, "ws"))
                 o->proto = PROTO_WS;

@@ -9,6 +9,8 @@ process) or wrk, and stops it again, also on failure.  Scenarios:
   rate       the same clients at half of taskwire's fan-out rate: latency
   steady     the same clients at a moderate 8,000 msgs/s: latency (p50, p90, p99)
   broadcast  1,000 connections of one client id, a steady rate: latency
+  channel    one channel of 10,000 subscribers (each its own client id on taskwire): flat out,
+             and at 10 msgs/s (100,000 deliveries/s)
   idle       server RSS with 0 and 10,000 idle connections: bytes per connection
   connect    seconds for 1,000 and 10,000 clients to connect and get their first frame
   scale      most idle connections taskwire's relays hold (several relays on one port)
@@ -59,6 +61,9 @@ LATENCY_RUNS = 5  # rounds of the latency scenarios at least (latency_runs)
 RATE_SUSTAINED = 0.95  # a server delivering less than this share of the steady rate fell behind
 FLAT_WINDOW = 2000  # flat out: deliveries outstanding at most
 BROADCAST_RATE = 10  # messages/s to the one client id (10,000 deliveries/s)
+CHANNEL_CONNS = 10000  # subscribers of the one channel of the channel scenario
+CHANNEL_RATE = 10      # messages/s to it at its steady rate (100,000 deliveries/s)
+CHANNEL = "bench:room"  # taskwire's channel ([namespace bench] subscribe = signed_in)
 IDLE_CONNS = 10000
 STEADY_RATE = 8000  # msgs/s of the steady scenario: a moderate rate every peer sustains
 CONNECT_CONNS = (1000, 10000)  # clients of the connect scenario, each its own client id
@@ -232,6 +237,11 @@ class Peer:
     def pub_args(self):
         raise NotImplementedError
 
+    def channel_args(self, conns):
+        """(client ids, loadgen arguments) of conns subscribers of one channel: by default
+        every connection on one id, which is the peer's channel (nchan) or room (Socket.IO)."""
+        return 1, []
+
     def pub_env(self):
         return {}  # the publisher's environment (publisher.h)
 
@@ -292,6 +302,8 @@ max_connections = 100000
 ; bucket is still read and written with every submission, as with the default).
 max_connections_per_client = 100000
 connect_rate = 0
+[namespace bench]
+subscribe = signed_in
 [http]
 submit_rate = 1000000
 submit_burst = 1000000
@@ -315,6 +327,10 @@ submit_burst = 1000000
 
     def relay_pids(self):
         return tree([p.pid for p in self.relay_procs])
+
+    def channel_args(self, conns):
+        # Many users in one room: each connection its own client id, subscribed to the channel.
+        return conns, ["--channel", CHANNEL]
 
     def ws_args(self):
         return ["--port", str(self.port), "--path", "/ws", "--auth", "--secret", self.secret,
@@ -618,9 +634,11 @@ class Bench:
         finally:
             peer.stop()
 
-    def pub_run(self, peer, label, conns, ids, rate=None, window=None, warmup=2.0, duration=10.0):
+    def pub_run(self, peer, label, conns, ids, rate=None, window=None, warmup=2.0, duration=10.0,
+                more=()):
         extra = ["--conns", str(conns), "--ids", str(ids), "--size", str(PAYLOAD),
                  "--warmup", str(warmup), "--duration", str(duration), "--drain", "5"]
+        extra += list(more)
         extra += peer.pub_args()
         extra += ["--rate", str(rate)] if rate else ["--window", str(window or FLAT_WINDOW)]
         return measure(peer, extra, self.tmp, f"{peer.name}-{label}")
@@ -663,6 +681,17 @@ class Bench:
               f"({BROADCAST_RATE * FANOUT_CONNS} deliveries/s)", flush=True)
         self.rounds("broadcast", names, runs, lambda peer, i: self.pub_run(
             peer, f"broadcast{i}", FANOUT_CONNS, 1, rate=BROADCAST_RATE))
+
+    def channel(self, names, runs):
+        print(f"channel: one channel of {CHANNEL_CONNS:,} subscribers, flat out and at "
+              f"{CHANNEL_RATE} msgs/s ({CHANNEL_RATE * CHANNEL_CONNS:,} deliveries/s)", flush=True)
+
+        def one(peer, i, rate):
+            ids, more = peer.channel_args(CHANNEL_CONNS)
+            return self.pub_run(peer, f"channel{'-rate' if rate else ''}{i}", CHANNEL_CONNS, ids,
+                                rate=rate, more=more)
+        self.rounds("channel", names, runs, lambda peer, i: one(peer, i, None))
+        self.rounds("channelrate", names, runs, lambda peer, i: one(peer, i, CHANNEL_RATE))
 
     def idle_once(self, peer, conns, label):
         time.sleep(1.0)
@@ -1045,6 +1074,15 @@ class Report:
                      f"msgs/s ({BROADCAST_RATE * FANOUT_CONNS:,} deliveries/s)")
             L.append("")
             self.latency_table(res["broadcast"], "deliveries/s")
+        if "channel" in res:
+            L.append(f"### One channel of {CHANNEL_CONNS:,} subscribers, flat out")
+            L.append("")
+            self.latency_table(res["channel"], "deliveries/s")
+        if "channelrate" in res:
+            L.append(f"### One channel of {CHANNEL_CONNS:,} subscribers, {CHANNEL_RATE} msgs/s "
+                     f"({CHANNEL_RATE * CHANNEL_CONNS:,} deliveries/s)")
+            L.append("")
+            self.latency_table(res["channelrate"], "deliveries/s")
         if "idle" in res:
             L.append(f"### Idle: server RSS with 0 and {IDLE_CONNS:,} idle connections")
             L.append("")
@@ -1322,6 +1360,8 @@ def main():
             bench.steady(names, latency_runs(args))
         if "broadcast" in scenarios:
             bench.broadcast(names, latency_runs(args))
+        if "channel" in scenarios:
+            bench.channel(names, latency_runs(args))
         if "idle" in scenarios:
             bench.idle(names, args.runs)
         if "connect" in scenarios:
