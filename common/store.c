@@ -107,8 +107,6 @@ store_task_announce(struct store *store, const char *id, json_t **task)
 int
 store_tasks_announce(struct store *store, const char *const *ids, size_t count, json_t **tasks)
 {
-    if (store->ops->announce_many && count > 1)
-        return store->ops->announce_many(store, ids, count, tasks);
     int n = 0;
     for (size_t i = 0; i < count; i++) {
         int rc = store->ops->task_announce(store, ids[i], &tasks[n]);

@@ -178,9 +178,9 @@ int store_task_delete(struct store *store, const char *id, const char *client_id
  * So every task's queued event goes out once, whichever worker or restart sees it first. */
 int store_task_announce(struct store *store, const char *id, json_t **task);
 
-/* store_task_announce for each of ids[0..count), in as few statements as the backend can
- * (inside the caller's transaction when one is open): the number announced, their states in
- * tasks[0..n) (caller owns), or a negative code (tasks then holds none). */
+/* store_task_announce for each of ids[0..count), one after another (inside the caller's
+ * transaction when one is open): the number announced, their states in tasks[0..n) (caller
+ * owns), or a negative code (tasks then holds none). */
 int store_tasks_announce(struct store *store, const char *const *ids, size_t count, json_t **tasks);
 
 /* After a cancel nudge (status "cancelled", a task cancelled while queued) or a retry nudge
