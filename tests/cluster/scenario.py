@@ -270,10 +270,15 @@ class Cluster:
             return f.read()
 
     def fault_b(self):
-        lost = self.busy("work2")
+        self.busy("work2")  # it runs something to lose
         pid = self.stacks["work2"].processes["worker"].pid
         at = now()
         self.net.link("work2", False)
+        # What it held once cut off: a task it finished between a look before the cut and the
+        # cut itself ended on its first attempt, as it should.
+        lost = self.running_on("work2")
+        if not lost:
+            self.failures.append("(b) work2 held no task when cut off")
         self.measure("b", f"work2 cut off: its {len(lost)} running tasks run again elsewhere",
                      at, lambda: self.taken_over(lost), deadline=LEASE_MS / 1000 + RECOVER_S)
         time.sleep(max(0.0, at + LEASE_MS / 1000 + 1.0 - now()))  # longer than its lease
