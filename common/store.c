@@ -242,17 +242,8 @@ store_tasks_finish(struct store *store, struct store_finish *items, size_t count
         if (items[i].at_ms <= 0)
             items[i].at_ms = clock_now_ms();
     }
-    if (rc == 0 && store->ops->finish_many)
+    if (rc == 0 && count > 0)
         rc = store->ops->finish_many(store, items, (const char *const *)texts, count);
-    for (size_t i = 0; rc == 0 && !store->ops->finish_many && i < count; i++) {
-        struct store_finish *item = &items[i];
-        item->rc = store->ops->finish_attempt(store, item->id, item->attempt, item->status,
-                                              texts[i], item->error, item->message,
-                                              item->error_entry, item->at_ms, 0, NULL);
-        item->seq = item->rc == 0 ? store->ops->last_seq(store) : 0;
-        if (item->rc != TW_E_FENCED && item->rc != 0)
-            rc = item->rc;
-    }
     for (size_t i = 0; i < count; i++)
         free(texts[i]);
     return rc;

@@ -49,9 +49,9 @@ struct store_ops {
                           const char *result_text, const char *error, const char *message,
                           const char *error_entry, int64_t at_ms, int64_t expired_before,
                           json_t **task);
-    /* Optional: finish_attempt for each item (result_texts[i] its result's text), with no
-     * expired_before and no row, setting each item's rc and seq; NULL: store.c makes one
-     * finish_attempt per item. */
+    /* finish_attempt for each item (result_texts[i] its result's text), with no
+     * expired_before and no row, in as few statements as it can, setting each item's rc and
+     * seq (store_tasks_finish). */
     int (*finish_many)(struct store *store, struct store_finish *items,
                        const char *const *result_texts, size_t count);
     int64_t (*last_seq)(const struct store *store);
