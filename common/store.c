@@ -99,17 +99,18 @@ store_task_delete(struct store *store, const char *id, const char *client_id)
 }
 
 int
-store_task_announce(struct store *store, const char *id, json_t **task)
+store_task_announce(struct store *store, const char *id, const char *worker_id, json_t **task)
 {
-    return store->ops->task_announce(store, id, task);
+    return store->ops->task_announce(store, id, worker_id, task);
 }
 
 int
-store_tasks_announce(struct store *store, const char *const *ids, size_t count, json_t **tasks)
+store_tasks_announce(struct store *store, const char *worker_id, const char *const *ids,
+                     size_t count, json_t **tasks)
 {
     int n = 0;
     for (size_t i = 0; i < count; i++) {
-        int rc = store->ops->task_announce(store, ids[i], &tasks[n]);
+        int rc = store->ops->task_announce(store, ids[i], worker_id, &tasks[n]);
         if (rc == 0)
             n++;
         else if (rc != TW_E_NOT_FOUND) {
@@ -122,10 +123,11 @@ store_tasks_announce(struct store *store, const char *const *ids, size_t count, 
 }
 
 int
-store_task_announce_change(struct store *store, const char *id, const char *status, json_t **task)
+store_task_announce_change(struct store *store, const char *id, const char *status,
+                           const char *worker_id, json_t **task)
 {
     if (store->ops->task_announce_change)
-        return store->ops->task_announce_change(store, id, status, task);
+        return store->ops->task_announce_change(store, id, status, worker_id, task);
     int rc = store->ops->task_get(store, id, NULL, task);
     if (rc != 0)
         return rc;

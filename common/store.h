@@ -54,8 +54,8 @@
 #define STORE_ERROR_MAX 4096   /* bytes of an error text kept; longer keeps the tail */
 #define STORE_NAME_MAX 200     /* bytes of a task name */
 #define STORE_SCHEMA_VERSION                                                                       \
-    4 /* 1: before leases (no user_version); 2: leases, retries;                                   \
-         3: workers' host, per-minute counts; 4: a task's channels */
+    5 /* 1: before leases (no user_version); 2: leases, retries;                                   \
+         3: workers' host, per-minute counts; 4: a task's channels; 5: who announced a task */
 
 struct store;
 struct config;
@@ -111,8 +111,13 @@ int store_status_is_valid(const char *status);
 #define STORE_HASH_SIZE 65            /* a request digest in hex, NUL included */
 #define STORE_PRUNE_BATCH 500         /* finished tasks deleted per transaction by pruning */
 #define STORE_CLAIM_MAX 64            /* tasks claimed in one transaction at most */
-#define STORE_HOST_MAX 64             /* bytes of a worker's host name kept */
-#define STORE_RATE_IDLE_MS 3600000    /* a client's submission bucket is forgotten after this */
+/* How long after a worker announced a task no other worker may claim it: the queued event,
+ * handed to ZeroMQ before the announcement commits, normally leaves the worker's I/O thread
+ * within microseconds; this covers a thread that the machine's scheduler holds off for a few
+ * tens of milliseconds. */
+#define STORE_ANNOUNCE_SETTLE_MS 50
+#define STORE_HOST_MAX 64          /* bytes of a worker's host name kept */
+#define STORE_RATE_IDLE_MS 3600000 /* a client's submission bucket is forgotten after this */
 
 /* One queued task (seq 1, a new id from token_ordered_id) to insert: the inputs are borrowed;
  * store_tasks_insert() fills task (a new reference the caller owns, or NULL), replayed and rc
@@ -175,22 +180,29 @@ int store_task_delete(struct store *store, const char *id, const char *client_id
 
 /* Mark a queued task as announced: 0 when this call did (the caller publishes its queued
  * event, *task is its state), TW_E_NOT_FOUND when it was announced already or is not queued.
- * So every task's queued event goes out once, whichever worker or restart sees it first. */
-int store_task_announce(struct store *store, const char *id, json_t **task);
+ * So every task's queued event goes out once, whichever worker or restart sees it first.
+ * worker_id is the announcing worker's: for STORE_ANNOUNCE_SETTLE_MS after it, only that
+ * worker may claim the task (store_tasks_claim), so that the started event of another worker,
+ * which reaches a relay over another connection, cannot overtake the queued event on its way. */
+int store_task_announce(struct store *store, const char *id, const char *worker_id, json_t **task);
 
 /* store_task_announce for each of ids[0..count), one after another (inside the caller's
  * transaction when one is open): the number announced, their states in tasks[0..n) (caller
  * owns), or a negative code (tasks then holds none). */
-int store_tasks_announce(struct store *store, const char *const *ids, size_t count, json_t **tasks);
+int store_tasks_announce(struct store *store, const char *worker_id, const char *const *ids,
+                         size_t count, json_t **tasks);
 
 /* After a cancel nudge (status "cancelled", a task cancelled while queued) or a retry nudge
  * (status "queued"): 0 when this call is the one to publish the change (*task is its state),
  * TW_E_NOT_FOUND when the task is not in that status, or another worker announced it already.
  * On PostgreSQL a nudge reaches every worker (STORE_NOTIFY_CHANNEL): the change's statement
  * clears the task's announced flag and the first call sets it, so one worker publishes.  On
- * SQLite a nudge reaches one worker: every call that finds the status answers it. */
+ * SQLite a nudge reaches one worker: every call that finds the status answers it.  A retry's
+ * announcement holds other workers' claims off as store_task_announce's does (PostgreSQL; on
+ * SQLite the one worker that heard the nudge is the only one that knows of it until its next
+ * scan). */
 int store_task_announce_change(struct store *store, const char *id, const char *status,
-                               json_t **task);
+                               const char *worker_id, json_t **task);
 
 /* PostgreSQL: the NOTIFY channel of the nudges.  store_tasks_insert, store_task_cancel and
  * store_task_retry issue, in the transaction of their change, NOTIFY STORE_NOTIFY_CHANNEL with

@@ -26,10 +26,10 @@ struct store_ops {
                        json_t **task);
     int (*task_retry)(struct store *store, const char *id, const char *client_id, json_t **task);
     int (*task_delete)(struct store *store, const char *id, const char *client_id);
-    int (*task_announce)(struct store *store, const char *id, json_t **task);
+    int (*task_announce)(struct store *store, const char *id, const char *worker_id, json_t **task);
     /* NULL: store.c answers store_task_announce_change with a read (SQLite). */
     int (*task_announce_change)(struct store *store, const char *id, const char *status,
-                                json_t **task);
+                                const char *worker_id, json_t **task);
     int (*task_claimable)(struct store *store, const char *limits);
     int (*tasks_claim)(struct store *store, const char *worker_id, const char *host,
                        int64_t lease_ms, const char *limits, size_t max, json_t **tasks,
@@ -121,6 +121,20 @@ struct store_row {
 /* Schema 4 (SQLite), 3 (PostgreSQL): the channels a task's events also go to, a JSON array of
  * channel names (common/channel.h), '[]' for none and for every task made before. */
 #define STORE_ADD_CHANNELS "ALTER TABLE tasks ADD COLUMN channels TEXT NOT NULL DEFAULT '[]';"
+#define STORE_TEXT_(x) #x
+#define STORE_TEXT(x) STORE_TEXT_(x)
+#define STORE_ANNOUNCE_SETTLE_TEXT STORE_TEXT(STORE_ANNOUNCE_SETTLE_MS)
+/* Schema 5 (SQLite), 4 (PostgreSQL): which worker announced a queued task, and when (ms since
+ * the epoch); NULL for a task no announcement named (claimed unannounced, or made before). */
+#define STORE_ADD_ANNOUNCER(time)                                                                  \
+    "ALTER TABLE tasks ADD COLUMN announced_by TEXT;"                                              \
+    "ALTER TABLE tasks ADD COLUMN announced_at " time ";"
+/* A claim's condition (SQL, with the claiming worker and the claim's time as its parameters):
+ * a task another worker announced may be claimed STORE_ANNOUNCE_SETTLE_MS after that
+ * announcement, never sooner (store_task_announce says why). */
+#define STORE_SETTLED(worker, now)                                                                 \
+    " AND (q.announced_by IS NULL OR q.announced_by = " worker " OR q.announced_at <= " now        \
+    " - " STORE_ANNOUNCE_SETTLE_TEXT ")"
 
 /* Builders of the store's JSON shapes from a row; each a new object, or NULL when out of memory.
  *   task       STORE_TASK_COLUMNS: the task object of store.h

@@ -104,6 +104,7 @@ static const char *const store_pg_upgrades[STORE_PG_SCHEMA_VERSION + 1] = {
     [1] = store_pg_schema_1,
     [2] = store_pg_upgrade_2,
     [3] = STORE_ADD_CHANNELS "UPDATE schema_version SET version = 3;",
+    [4] = STORE_ADD_ANNOUNCER("BIGINT") "UPDATE schema_version SET version = 4;",
 };
 
 /* Run sql (constant text, no parameters); 0, or TW_E_STORE with the server's reason in err. */
@@ -235,15 +236,16 @@ static const char sql_retry[] =
 static const char sql_delete[] =
     "DELETE FROM tasks WHERE id = $1 AND " OWNER " AND status IN " FINAL_STATUSES " RETURNING id";
 static const char sql_announce_change[] =
-    "UPDATE tasks SET announced = true WHERE id = $1 AND status = $2 AND NOT announced"
-    " RETURNING " STORE_TASK_COLUMNS;
+    "UPDATE tasks SET announced = true, announced_by = $3, announced_at = $4"
+    " WHERE id = $1 AND status = $2 AND NOT announced RETURNING " STORE_TASK_COLUMNS;
 /* The nudges of a change, delivered to the listening workers when its transaction commits:
  * $1 the verb, $2 an array of task ids. */
 static const char sql_notify[] = "SELECT pg_notify('" STORE_NOTIFY_CHANNEL "', $1 || ' ' || id)"
                                  " FROM unnest($2::text[]) AS id";
 static const char sql_unannounced[] =
     "SELECT 1 FROM tasks WHERE id = $1 AND NOT announced AND status = 'queued'";
-static const char sql_announce[] = "UPDATE tasks SET announced = true WHERE id = $1"
+static const char sql_announce[] = "UPDATE tasks SET announced = true, announced_by = $2,"
+                                   " announced_at = $3 WHERE id = $1"
                                    " AND NOT announced AND status = 'queued'"
                                    " RETURNING " STORE_TASK_COLUMNS;
 static const char sql_claimable[] = "SELECT 1 FROM tasks q WHERE " CLAIMABLE("$1", "$2") " LIMIT 1";
@@ -262,22 +264,30 @@ static const char sql_type_locks[] =
  * (FOR UPDATE SKIP LOCKED: two claimers never wait for each other, nor take the same task);
  * each statement counts the running tasks the ones before it made. */
 static const char sql_claim[] =
-    "WITH next AS (SELECT q.seqno, q.announced FROM tasks q WHERE " CLAIMABLE(
-        "$2",
-        "$4") " ORDER BY q.priority DESC, q.seqno LIMIT 1 FOR UPDATE SKIP LOCKED)"
-              " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, started_at = $2,"
-              " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
-              " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = next.seqno"
-              " RETURNING " STORE_TASK_COLUMNS ", NOT next.announced, t.started_at - t.run_at";
+    "WITH next AS (SELECT q.seqno, q.announced FROM tasks q WHERE " CLAIMABLE("$2", "$4")
+        STORE_SETTLED(
+            "$1",
+            "$2::bigint") " ORDER BY q.priority DESC, q.seqno LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                          " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, "
+                          "started_at = $2,"
+                          " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
+                          " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = "
+                          "next.seqno"
+                          " RETURNING " STORE_TASK_COLUMNS
+                          ", NOT next.announced, t.started_at - t.run_at";
 /* Without type limits ($4 NULL) the first $6 claimable tasks at once. */
 static const char sql_claim_many[] =
-    "WITH next AS (SELECT q.seqno, q.announced FROM tasks q WHERE " CLAIMABLE(
-        "$2",
-        "$4") " ORDER BY q.priority DESC, q.seqno LIMIT $6 FOR UPDATE SKIP LOCKED)"
-              " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, started_at = $2,"
-              " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
-              " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = next.seqno"
-              " RETURNING " STORE_TASK_COLUMNS ", NOT next.announced, t.started_at - t.run_at";
+    "WITH next AS (SELECT q.seqno, q.announced FROM tasks q WHERE " CLAIMABLE("$2", "$4")
+        STORE_SETTLED(
+            "$1",
+            "$2::bigint") " ORDER BY q.priority DESC, q.seqno LIMIT $6 FOR UPDATE SKIP LOCKED)"
+                          " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, "
+                          "started_at = $2,"
+                          " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
+                          " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = "
+                          "next.seqno"
+                          " RETURNING " STORE_TASK_COLUMNS
+                          ", NOT next.announced, t.started_at - t.run_at";
 static const char sql_renew[] = "UPDATE tasks SET lease_expires_at = $2 WHERE worker_id = $1"
                                 " AND status = 'running' RETURNING id, attempts";
 static const char sql_expired[] =
@@ -1186,7 +1196,7 @@ pg_task_delete(struct store *base, const char *id, const char *client_id)
 }
 
 static int
-pg_task_announce(struct store *base, const char *id, json_t **task)
+pg_task_announce(struct store *base, const char *id, const char *worker_id, json_t **task)
 {
     struct store_pg *store = (struct store_pg *)base;
     /* Most nudges find their task claimed (and announced) already: a read spares the write. */
@@ -1195,16 +1205,21 @@ pg_task_announce(struct store *base, const char *id, json_t **task)
     int found = pg_count(store, "announce", sql_unannounced, &params);
     if (found <= 0)
         return found == 0 ? TW_E_NOT_FOUND : found;
+    param_text(&params, 2, worker_id);
+    param_int(&params, 3, clock_now_ms());
     return pg_task(store, "announce", sql_announce, &params, task);
 }
 
 static int
-pg_task_announce_change(struct store *base, const char *id, const char *status, json_t **task)
+pg_task_announce_change(struct store *base, const char *id, const char *status,
+                        const char *worker_id, json_t **task)
 {
     struct store_pg *store = (struct store_pg *)base;
     struct pg_params params = {0};
     param_text(&params, 1, id);
     param_text(&params, 2, status);
+    param_text(&params, 3, worker_id);
+    param_int(&params, 4, clock_now_ms());
     return pg_task(store, "announce_change", sql_announce_change, &params, task);
 }
 

@@ -99,10 +99,13 @@ static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
 
 /* Schema 4: a task's channels (store_backend.h). */
 #define STORE_ADDED_4 STORE_ADD_CHANNELS "PRAGMA user_version = 4;"
+/* Schema 5: who announced a task (store_backend.h). */
+#define STORE_ADDED_5 STORE_ADD_ANNOUNCER("INTEGER") "PRAGMA user_version = 5;"
 
 static const char store_schema[] =
     STORE_TASKS_TABLE("INTEGER PRIMARY KEY", "INTEGER", "INTEGER NOT NULL DEFAULT 0")
-        STORE_WORKERS_TABLE("INTEGER") STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3 STORE_ADDED_4;
+        STORE_WORKERS_TABLE("INTEGER")
+            STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3 STORE_ADDED_4 STORE_ADDED_5;
 
 /* Tables added since schema 2 that older programs do not read: made on every open. */
 static const char store_tables_added[] =
@@ -121,14 +124,19 @@ static const char store_upgrade_1[] =
     "ALTER TABLE tasks ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;"
     "UPDATE tasks SET run_at = created_at, announced = 1;"
     "DROP INDEX IF EXISTS tasks_by_status;" STORE_PROBE_TABLE STORE_INDEXES
-    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3 STORE_ADDED_4;
+    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3 STORE_ADDED_4
+        STORE_ADDED_5;
 
 /* Schema 2 to 3: the workers' host and the per-minute counts (from the upgrade on). */
 static const char store_upgrade_2[] =
-    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3 STORE_ADDED_4;
+    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3 STORE_ADDED_4
+        STORE_ADDED_5;
 
 /* Schema 3 to 4: a task's channels. */
-static const char store_upgrade_3[] = STORE_ADDED_4;
+static const char store_upgrade_3[] = STORE_ADDED_4 STORE_ADDED_5;
+
+/* Schema 4 to 5: who announced a task. */
+static const char store_upgrade_4[] = STORE_ADDED_5;
 
 enum statement {
     ST_INSERT,
@@ -212,7 +220,8 @@ static const char *const store_statements[ST_COUNT] = {
                  " RETURNING " STORE_TASK_COLUMNS,
     [ST_DELETE] = "DELETE FROM tasks WHERE id = ?1 AND " OWNER " AND status IN " FINAL_STATUSES
                   " RETURNING id",
-    [ST_ANNOUNCE] = "UPDATE tasks SET announced = 1 WHERE id = ?1 AND announced = 0"
+    [ST_ANNOUNCE] = "UPDATE tasks SET announced = 1, announced_by = ?2, announced_at = ?3"
+                    " WHERE id = ?1 AND announced = 0"
                     " AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_UNANNOUNCED] = "SELECT 1 FROM tasks WHERE id = ?1 AND announced = 0 AND status = 'queued'",
     [ST_CLAIMABLE] = "SELECT 1 FROM tasks q WHERE " CLAIMABLE " LIMIT 1",
@@ -221,11 +230,13 @@ static const char *const store_statements[ST_COUNT] = {
     " worker_id = ?1, worker_host = ?5, seq = seq + 1, message = 'started',"                       \
     " lease_expires_at = ?3, announced = announced + 1"
 #define CLAIM_RETURNING " RETURNING " STORE_TASK_COLUMNS ", announced, started_at - run_at"
-    [ST_CLAIM] = CLAIM_SET " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
-                           " ORDER BY q.priority DESC, q.seqno LIMIT 1)" CLAIM_RETURNING,
+    [ST_CLAIM] =
+        CLAIM_SET " WHERE seqno = (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE STORE_SETTLED(
+            "?1", "?2") " ORDER BY q.priority DESC, q.seqno LIMIT 1)" CLAIM_RETURNING,
     /* Without type limits (?4 NULL) the first ?6 claimable tasks at once. */
-    [ST_CLAIM_MANY] = CLAIM_SET " WHERE seqno IN (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE
-                                " ORDER BY q.priority DESC, q.seqno LIMIT ?6)" CLAIM_RETURNING,
+    [ST_CLAIM_MANY] =
+        CLAIM_SET " WHERE seqno IN (SELECT q.seqno FROM tasks q WHERE " CLAIMABLE STORE_SETTLED(
+            "?1", "?2") " ORDER BY q.priority DESC, q.seqno LIMIT ?6)" CLAIM_RETURNING,
     [ST_RENEW] = "UPDATE tasks SET lease_expires_at = ?2 WHERE worker_id = ?1"
                  " AND status = 'running' RETURNING id, attempts",
     [ST_EXPIRED] =
@@ -674,6 +685,8 @@ store_schema_open(struct store_sqlite *store, char *err, size_t errlen)
         script = store_upgrade_2;
     } else if (version == 3) {
         script = store_upgrade_3;
+    } else if (version == 4) {
+        script = store_upgrade_4;
     }
     if (version < 0 ||
         (script && sqlite3_exec(store->db, script, NULL, NULL, &message) != SQLITE_OK) ||
@@ -1483,7 +1496,7 @@ sqlite_task_delete(struct store *base, const char *id, const char *client_id)
 }
 
 static int
-sqlite_task_announce(struct store *base, const char *id, json_t **task)
+sqlite_task_announce(struct store *base, const char *id, const char *worker_id, json_t **task)
 {
     struct store_sqlite *store = (struct store_sqlite *)base;
     /* Most nudges find their task claimed (and announced) already: a read spares the write. */
@@ -1499,6 +1512,8 @@ sqlite_task_announce(struct store *base, const char *id, json_t **task)
     if (!stmt)
         return TW_E_STORE;
     bind_text(stmt, 1, id);
+    bind_text(stmt, 2, worker_id);
+    sqlite3_bind_int64(stmt, 3, clock_now_ms());
     return store_step_task(store, stmt, "announce", task);
 }
 

@@ -374,6 +374,14 @@ pool_dispatch(struct pool *pool)
     else
         store_transaction_rollback(pool->store);
     pool_store_watch(pool, "settle");
+    /* Idle slots left while the queue said a task could start: it may be one another worker
+     * announced a moment ago (STORE_ANNOUNCE_SETTLE_MS), so look again once that has passed
+     * rather than at the next scan. */
+    if (rc == 0 && claimable > 0 && (size_t)claimed < count) {
+        int64_t again = clock_mono_ms() + STORE_ANNOUNCE_SETTLE_MS + 1;
+        if (again < pool->next_scan_ms)
+            pool->next_scan_ms = again;
+    }
     if (rc != 0) {
         if (!pool->store_problem)
             log_warn("event=settle_failed error=%s", tw_error_name(rc));
@@ -437,7 +445,7 @@ pool_announce(struct pool *pool, const char (*ids)[TOKEN_ID_SIZE], size_t count)
     for (size_t i = 0; i < count; i++)
         list[i] = ids[i];
     int in_transaction = store_transaction_begin(pool->store) == 0;
-    int got = store_tasks_announce(pool->store, list, count, announced);
+    int got = store_tasks_announce(pool->store, pool->worker_id, list, count, announced);
     size_t n = got > 0 ? (size_t)got : 0;
     for (size_t i = 0; i < n; i++) {
         pool_publish_task(pool, PROTOCOL_EVENT_QUEUED, announced[i]);
@@ -455,7 +463,8 @@ static void
 pool_on_retry(struct pool *pool, const char *id)
 {
     json_t *task = NULL;
-    if (store_task_announce_change(pool->store, id, STORE_STATUS_QUEUED, &task) == 0) {
+    if (store_task_announce_change(pool->store, id, STORE_STATUS_QUEUED, pool->worker_id, &task) ==
+        0) {
         pool_publish_task(pool, PROTOCOL_EVENT_RETRYING, task);
         json_decref(task);
     }
@@ -477,7 +486,8 @@ pool_on_cancel(struct pool *pool, const char *id)
         }
     }
     json_t *task = NULL;
-    if (store_task_announce_change(pool->store, id, STORE_STATUS_CANCELLED, &task) != 0)
+    if (store_task_announce_change(pool->store, id, STORE_STATUS_CANCELLED, pool->worker_id,
+                                   &task) != 0)
         return;
     pool_publish_task(pool, PROTOCOL_EVENT_CANCELLED, task);
     json_decref(task);
@@ -832,8 +842,8 @@ pool_run(struct pool *pool, volatile sig_atomic_t *quit)
             pool->next_prune_ms = now + POOL_PRUNE_INTERVAL_MS;
         }
         if (now >= pool->next_scan_ms) {
+            pool->next_scan_ms = now + pool->cfg->scan_interval_ms; /* dispatch may bring it in */
             pool_dispatch(pool);
-            pool->next_scan_ms = now + pool->cfg->scan_interval_ms;
         }
         /* The watchdog is told from here, the loop itself: a hung loop stops telling it. */
         notify_watchdog(&pool->notify, clock_mono_us());

@@ -456,15 +456,43 @@ test_announce_once(void **state)
 {
     struct store *store = *state;
     json_t *queued = insert(store, "n"), *task = NULL;
-    assert_int_equal(store_task_announce(store, text(queued, "id"), &task), 0);
+    assert_int_equal(store_task_announce(store, text(queued, "id"), "w", &task), 0);
     assert_int_equal(number(task, "seq"), 1);
     json_decref(task);
-    assert_int_equal(store_task_announce(store, text(queued, "id"), &task), TW_E_NOT_FOUND);
+    assert_int_equal(store_task_announce(store, text(queued, "id"), "w", &task), TW_E_NOT_FOUND);
     int announce = 1;
     assert_int_equal(claim_for(store, "w", 10000, NULL, &task, &announce), 0);
     assert_int_equal(announce, 0);
     json_decref(task);
     json_decref(queued);
+}
+
+/* Another worker's started event could reach a page before the announcing worker's queued
+ * event: for STORE_ANNOUNCE_SETTLE_MS only the announcer may claim what it announced. */
+static void
+test_announced_task_waits_for_others(void **state)
+{
+    struct store *store = *state;
+    json_t *first = insert(store, "s"), *second = insert(store, "s"), *task = NULL;
+    assert_int_equal(store_task_announce(store, text(first, "id"), "a", &task), 0);
+    json_decref(task);
+    assert_int_equal(store_task_announce(store, text(second, "id"), "a", &task), 0);
+    json_decref(task);
+    assert_int_equal(claim(store, "b", &task), TW_E_NOT_FOUND);
+    assert_int_equal(claim(store, "a", &task), 0);
+    assert_string_equal(text(task, "id"), text(first, "id"));
+    json_decref(task);
+    /* Once the announcement is older than the settle time, any worker takes it. */
+    char sql[128];
+    snprintf(sql, sizeof sql,
+             "UPDATE tasks SET announced_at = announced_at - %d WHERE announced_by = 'a'",
+             STORE_ANNOUNCE_SETTLE_MS + 1);
+    store_sql(sql);
+    assert_int_equal(claim(store, "b", &task), 0);
+    assert_string_equal(text(task, "id"), text(second, "id"));
+    json_decref(task);
+    json_decref(first);
+    json_decref(second);
 }
 
 /* A worker's batches (a turn's claims, announcements and final states in one statement each
@@ -482,12 +510,12 @@ test_batches_claim_announce_and_finish_as_one_at_a_time(void **state)
         ids[i] = text(queued[i], "id");
     }
     json_t *announced[BATCH_TASKS];
-    assert_int_equal(store_tasks_announce(store, ids, BATCH_TASKS, announced), BATCH_TASKS);
+    assert_int_equal(store_tasks_announce(store, "w", ids, BATCH_TASKS, announced), BATCH_TASKS);
     for (int i = 0; i < BATCH_TASKS; i++) {
         assert_string_equal(text(announced[i], "status"), "queued");
         json_decref(announced[i]);
     }
-    assert_int_equal(store_tasks_announce(store, ids, BATCH_TASKS, announced), 0);
+    assert_int_equal(store_tasks_announce(store, "w", ids, BATCH_TASKS, announced), 0);
 
     /* The oldest first, each once, the unannounced two saying so. */
     json_t *tasks[STORE_CLAIM_MAX];
@@ -896,6 +924,7 @@ test_channels_are_kept_with_the_task(void **state)
     XX(test_idempotency_key_and_queue_bound)                                                       \
     XX(test_submission_rate_is_one_bucket_for_every_connection)                                    \
     XX(test_announce_once)                                                                         \
+    XX(test_announced_task_waits_for_others)                                                       \
     XX(test_batches_claim_announce_and_finish_as_one_at_a_time)                                   \
     XX(test_prune_removes_only_old_finished_tasks)                                                 \
     XX(test_admin_views_every_client_workers_and_minutes)                                          \

@@ -105,6 +105,8 @@ test_schema_2_is_upgraded_to_3(void **state)
                      "DROP TRIGGER task_minutes_insert; DROP TRIGGER task_minutes_status;"
                      "DROP TABLE task_minutes; ALTER TABLE workers DROP COLUMN host;"
                      "ALTER TABLE tasks DROP COLUMN channels;"
+                     "ALTER TABLE tasks DROP COLUMN announced_by;"
+                     "ALTER TABLE tasks DROP COLUMN announced_at;"
                      "INSERT INTO workers VALUES ('old', 1, 1, 1, 1);"
                      "PRAGMA user_version = 2;",
                      NULL, NULL, NULL),
