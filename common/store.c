@@ -108,6 +108,8 @@ int
 store_tasks_announce(struct store *store, const char *worker_id, const char *const *ids,
                      size_t count, json_t **tasks)
 {
+    if (store->ops->announce_many && count > 1)
+        return store->ops->announce_many(store, worker_id, ids, count, tasks);
     int n = 0;
     for (size_t i = 0; i < count; i++) {
         int rc = store->ops->task_announce(store, ids[i], worker_id, &tasks[n]);

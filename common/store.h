@@ -186,9 +186,9 @@ int store_task_delete(struct store *store, const char *id, const char *client_id
  * which reaches a relay over another connection, cannot overtake the queued event on its way. */
 int store_task_announce(struct store *store, const char *id, const char *worker_id, json_t **task);
 
-/* store_task_announce for each of ids[0..count), one after another (inside the caller's
- * transaction when one is open): the number announced, their states in tasks[0..n) (caller
- * owns), or a negative code (tasks then holds none). */
+/* store_task_announce for each of ids[0..count), in as few statements as the backend can
+ * (inside the caller's transaction when one is open): the number announced, their states in
+ * tasks[0..n) (caller owns), or a negative code (tasks then holds none). */
 int store_tasks_announce(struct store *store, const char *worker_id, const char *const *ids,
                          size_t count, json_t **tasks);
 

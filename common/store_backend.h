@@ -27,6 +27,9 @@ struct store_ops {
     int (*task_retry)(struct store *store, const char *id, const char *client_id, json_t **task);
     int (*task_delete)(struct store *store, const char *id, const char *client_id);
     int (*task_announce)(struct store *store, const char *id, const char *worker_id, json_t **task);
+    /* Optional: task_announce for several (store_tasks_announce); NULL: one call per id. */
+    int (*announce_many)(struct store *store, const char *worker_id, const char *const *ids,
+                         size_t count, json_t **tasks);
     /* NULL: store.c answers store_task_announce_change with a read (SQLite). */
     int (*task_announce_change)(struct store *store, const char *id, const char *status,
                                 const char *worker_id, json_t **task);

@@ -263,31 +263,30 @@ static const char sql_type_locks[] =
 /* One task per statement, the best by priority, then age, skipping rows another claimer holds
  * (FOR UPDATE SKIP LOCKED: two claimers never wait for each other, nor take the same task);
  * each statement counts the running tasks the ones before it made. */
+/* clang-format off */
 static const char sql_claim[] =
     "WITH next AS (SELECT q.seqno, q.announced FROM tasks q WHERE " CLAIMABLE("$2", "$4")
-        STORE_SETTLED(
-            "$1",
-            "$2::bigint") " ORDER BY q.priority DESC, q.seqno LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                          " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, "
-                          "started_at = $2,"
-                          " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
-                          " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = "
-                          "next.seqno"
-                          " RETURNING " STORE_TASK_COLUMNS
-                          ", NOT next.announced, t.started_at - t.run_at";
+    STORE_SETTLED("$1", "$2::bigint")
+    " ORDER BY q.priority DESC, q.seqno LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, started_at = $2,"
+    " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
+    " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = next.seqno"
+    " RETURNING " STORE_TASK_COLUMNS ", NOT next.announced, t.started_at - t.run_at";
 /* Without type limits ($4 NULL) the first $6 claimable tasks at once. */
 static const char sql_claim_many[] =
     "WITH next AS (SELECT q.seqno, q.announced FROM tasks q WHERE " CLAIMABLE("$2", "$4")
-        STORE_SETTLED(
-            "$1",
-            "$2::bigint") " ORDER BY q.priority DESC, q.seqno LIMIT $6 FOR UPDATE SKIP LOCKED)"
-                          " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, "
-                          "started_at = $2,"
-                          " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
-                          " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = "
-                          "next.seqno"
-                          " RETURNING " STORE_TASK_COLUMNS
-                          ", NOT next.announced, t.started_at - t.run_at";
+    STORE_SETTLED("$1", "$2::bigint")
+    " ORDER BY q.priority DESC, q.seqno LIMIT $6 FOR UPDATE SKIP LOCKED)"
+    " UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, started_at = $2,"
+    " worker_id = $1, worker_host = $5, seq = t.seq + 1, message = 'started',"
+    " lease_expires_at = $3, announced = true FROM next WHERE t.seqno = next.seqno"
+    " RETURNING " STORE_TASK_COLUMNS ", NOT next.announced, t.started_at - t.run_at";
+/* clang-format on */
+/* sql_announce for the ids of the JSON array $1, by worker $2 at $3. */
+static const char sql_announce_many[] =
+    "UPDATE tasks SET announced = true, announced_by = $2, announced_at = $3"
+    " WHERE id IN (SELECT json_array_elements_text($1::json))"
+    " AND NOT announced AND status = 'queued' RETURNING " STORE_TASK_COLUMNS;
 static const char sql_renew[] = "UPDATE tasks SET lease_expires_at = $2 WHERE worker_id = $1"
                                 " AND status = 'running' RETURNING id, attempts";
 static const char sql_expired[] =
@@ -1458,6 +1457,38 @@ pg_finish_many(struct store *base, struct store_finish *items, const char *const
     return 0;
 }
 
+static int
+pg_announce_many(struct store *base, const char *worker_id, const char *const *ids, size_t count,
+                 json_t **tasks)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < count; i++)
+        if (json_array_append_new(list, json_string(ids[i])) != 0) {
+            json_decref(list);
+            list = NULL;
+        }
+    char *text = list ? json_dumps(list, JSON_COMPACT) : NULL;
+    json_decref(list);
+    if (!text)
+        return TW_E_NOMEM;
+    struct pg_params params = {0};
+    param_text(&params, 1, text);
+    param_text(&params, 2, worker_id);
+    param_int(&params, 3, clock_now_ms());
+    PGresult *result = NULL;
+    int rc = pg_run(store, "announce", sql_announce_many, &params, &result);
+    free(text);
+    if (rc != 0)
+        return rc;
+    int n = 0;
+    for (int row = 0; row < PQntuples(result) && (size_t)n < count; row++)
+        if ((tasks[n] = pg_build(result, row, store_row_task)))
+            n++;
+    PQclear(result);
+    return n;
+}
+
 static int64_t
 pg_last_seq(const struct store *base)
 {
@@ -1758,6 +1789,7 @@ static const struct store_ops store_pg_ops = {
     .task_retry = pg_task_retry,
     .task_delete = pg_task_delete,
     .task_announce = pg_task_announce,
+    .announce_many = pg_announce_many,
     .task_announce_change = pg_task_announce_change,
     .task_claimable = pg_task_claimable,
     .tasks_claim = pg_tasks_claim,

@@ -49,6 +49,11 @@
 #define FINISH_ROWS FINISH_ROWS4 ", " FINISH_ROWS4 ", " FINISH_ROWS4 ", " FINISH_ROWS4
 #define FINISH_ROW_PARAMS 8
 
+/* ST_ANNOUNCE_MANY's ids: STORE_ANNOUNCE_IDS parameters. */
+#define STORE_ANNOUNCE_IDS 16
+/* Numbered, since the statement names its other parameters (?17, ?18) before them. */
+#define ANNOUNCE_IDS "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16"
+
 /* Outside any transaction: journal mode and the default sync of every connection. */
 static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
                                     "PRAGMA synchronous = FULL;";
@@ -151,6 +156,7 @@ enum statement {
     ST_DELETE,
     ST_ANNOUNCE,
     ST_UNANNOUNCED,
+    ST_ANNOUNCE_MANY,
     ST_CLAIMABLE,
     ST_CLAIM,
     ST_CLAIM_MANY,
@@ -224,6 +230,10 @@ static const char *const store_statements[ST_COUNT] = {
                     " WHERE id = ?1 AND announced = 0"
                     " AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_UNANNOUNCED] = "SELECT 1 FROM tasks WHERE id = ?1 AND announced = 0 AND status = 'queued'",
+    /* ST_ANNOUNCE for up to STORE_ANNOUNCE_IDS ids (NULLs match nothing). */
+    [ST_ANNOUNCE_MANY] = "UPDATE tasks SET announced = 1, announced_by = ?17, announced_at = ?18"
+                         " WHERE id IN (" ANNOUNCE_IDS ")"
+                         " AND announced = 0 AND status = 'queued' RETURNING " STORE_TASK_COLUMNS,
     [ST_CLAIMABLE] = "SELECT 1 FROM tasks q WHERE " CLAIMABLE " LIMIT 1",
 #define CLAIM_SET                                                                                  \
     "UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?2,"               \
@@ -1518,6 +1528,41 @@ sqlite_task_announce(struct store *base, const char *id, const char *worker_id, 
 }
 
 static int
+sqlite_announce_many(struct store *base, const char *worker_id, const char *const *ids,
+                     size_t count, json_t **tasks)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    json_t **built = tasks;
+    int rc = 0;
+    for (size_t at = 0; rc == 0 && at < count; at += STORE_ANNOUNCE_IDS) {
+        size_t chunk = count - at < STORE_ANNOUNCE_IDS ? count - at : STORE_ANNOUNCE_IDS;
+        sqlite3_stmt *stmt = store_statement(store, ST_ANNOUNCE_MANY);
+        if (!stmt) {
+            rc = TW_E_STORE;
+            break;
+        }
+        for (size_t i = 0; i < chunk; i++)
+            bind_text(stmt, (int)i + 1, ids[at + i]);
+        bind_text(stmt, STORE_ANNOUNCE_IDS + 1, worker_id);
+        sqlite3_bind_int64(stmt, STORE_ANNOUNCE_IDS + 2, clock_now_ms());
+        /* At most chunk rows: one per id. */
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW && built - tasks < (ptrdiff_t)(at + chunk))
+            if ((*built = sqlite_build(stmt, store_row_task)))
+                built++;
+        if (rc == SQLITE_DONE)
+            store_statement_landed(store, stmt);
+        store_statement_done(stmt);
+        rc = rc == SQLITE_DONE ? 0 : store_fail(store, "announce");
+    }
+    if (rc != 0) {
+        while (built > tasks)
+            json_decref(*--built);
+        return rc;
+    }
+    return (int)(built - tasks);
+}
+
+static int
 sqlite_task_claimable(struct store *base, const char *limits)
 {
     struct store_sqlite *store = (struct store_sqlite *)base;
@@ -2065,6 +2110,7 @@ static const struct store_ops store_sqlite_ops = {
     .task_retry = sqlite_task_retry,
     .task_delete = sqlite_task_delete,
     .task_announce = sqlite_task_announce,
+    .announce_many = sqlite_announce_many,
     .task_claimable = sqlite_task_claimable,
     .tasks_claim = sqlite_tasks_claim,
     .leases_renew = sqlite_leases_renew,
