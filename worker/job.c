@@ -414,22 +414,32 @@ job_finish(struct job *job, enum job_end end)
 static void
 job_publish_queued_before(struct job *job)
 {
-    json_t *claimed = job->task;
-    /* Only members of the top level change: a shallow copy shares the rest, only read. */
-    json_t *before = json_copy(claimed);
-    if (!before)
-        return;
+    json_t *task = job->task;
     int retried = job->attempt > 1;
-    json_int_t seq = json_integer_value(json_object_get(claimed, "seq"));
-    json_object_set_new(before, "status", json_string(STORE_STATUS_QUEUED));
-    json_object_set_new(before, "message", json_string(retried ? "queued for retry" : "queued"));
-    json_object_set_new(before, "seq", json_integer(seq - 1));
-    json_object_set_new(before, "attempts", json_integer(job->attempt - 1));
-    json_object_set_new(before, "started_at", json_null());
-    job->task = before;
-    job_publish(job, retried ? PROTOCOL_EVENT_RETRYING : PROTOCOL_EVENT_QUEUED);
-    job->task = claimed;
-    json_decref(before);
+    json_int_t seq = json_integer_value(json_object_get(task, "seq"));
+    /* The claimed task with these members as they were before the claim, in place (a copy of
+     * the object cost more than the event), then as they are again. */
+    const char *const keys[] = {"status", "message", "seq", "attempts", "started_at"};
+    json_t *before[] = {json_string(STORE_STATUS_QUEUED),
+                        json_string(retried ? "queued for retry" : "queued"), json_integer(seq - 1),
+                        json_integer(job->attempt - 1), json_null()};
+    enum { MEMBERS = sizeof keys / sizeof keys[0] };
+    json_t *now[MEMBERS];
+    int complete = 1;
+    for (size_t i = 0; i < MEMBERS; i++) {
+        now[i] = json_incref(json_object_get(task, keys[i]));
+        complete = complete && now[i] && before[i];
+    }
+    for (size_t i = 0; complete && i < MEMBERS; i++)
+        json_object_set(task, keys[i], before[i]);
+    if (complete)
+        job_publish(job, retried ? PROTOCOL_EVENT_RETRYING : PROTOCOL_EVENT_QUEUED);
+    for (size_t i = 0; i < MEMBERS; i++) {
+        if (complete)
+            json_object_set(task, keys[i], now[i]);
+        json_decref(now[i]);
+        json_decref(before[i]);
+    }
 }
 
 /* Announce the claimed task's start (its queued event first when announce): the claim gave
