@@ -520,8 +520,8 @@ def drain(topology, count, params):
               "tap_succeeded": len(tap.succeeded), "tap_other": tap.other, "cpu": usage}
     result.update(topology.store_check(answered))
     if finished and tap.last_final:
-        result.update(seconds=(tap.last_final - t0) / 1e9,
-                      busy_seconds=(tap.last_final - (tap.first_start or t0)) / 1e9,
+        result.update(seconds=max((tap.last_final - t0) / 1e9, 1e-6),
+                      busy_seconds=max((tap.last_final - (tap.first_start or t0)) / 1e9, 1e-6),
                       first_start_ms=((tap.first_start or t0) - t0) / 1e6)
     return result
 
@@ -622,6 +622,11 @@ def why(r):
             f"{r['lost']} lost, {r['not_succeeded']} not succeeded")
 
 
+def machine_us(r):
+    """Microseconds of the machine's CPU (every core, every process) per task of a drain."""
+    return r["cpu"]["machine"] / 100 * r["cpu"]["window_s"] / r["jobs"] * 1e6
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
@@ -652,8 +657,8 @@ def report(bench, results, stamp):
     a = bench.args
     runs = f"median of {a.runs} runs" if a.runs > 1 else "one run"
     lines = [f"# Scaling out: worker hosts on PostgreSQL, {stamp}", "",
-             f"Measured with `/usr/bin/python3 bench/cluster.py {' '.join(sys.argv[1:])}`"
-             .rstrip() + f" ({runs} of each topology and scenario, in alternating rounds).", "",
+             "Measured with `" + " ".join(["/usr/bin/python3", "bench/cluster.py"] + sys.argv[1:])
+             + f"` ({runs} of each topology and scenario, in alternating rounds).", "",
              f"- Machine: {jobs.machine()}; load average {bench.load[0]} at the start, "
              f"{bench.load[1]} at the end (1, 5, 15 min; other work on the machine shows here).",
              f"- Hosts are network namespaces on one bridge ({PREFIX}*, {NETWORK}.0/24) of this "
@@ -687,8 +692,9 @@ def report(bench, results, stamp):
     if "drain" in a.scenarios:
         lines += ["## Drain", "",
                   "| topology | worker hosts | tasks/s | busy tasks/s | first task after ms | "
-                  "enqueue tasks/s | runs with every task succeeded | tasks run twice |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "enqueue tasks/s | machine CPU us per task | runs with every task succeeded | "
+                  "tasks run twice |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         cpu = []
         for n in names:
             rs = results[n].get("drain", [])
@@ -696,7 +702,7 @@ def report(bench, results, stamp):
             bad = next((r for r in rs if not drain_ok(r)), None)
             if not good:
                 lines.append(f"| {n} | {TOPOLOGIES[n][0]} | {why(bad) if bad else '-'} | | | "
-                             f"| 0 of {len(rs)} | |")
+                             f"| | 0 of {len(rs)} | |")
                 continue
             note = f"; {why(bad)}" if bad else ""
             lines.append(
@@ -705,6 +711,7 @@ def report(bench, results, stamp):
                 f"{fmt(median([r['jobs'] / r['busy_seconds'] for r in good]))} | "
                 f"{fmt(median([r['first_start_ms'] for r in good]))} | "
                 f"{fmt(median([r['jobs'] / r['enqueue_s'] for r in good]))} | "
+                f"{fmt(median([machine_us(r) for r in good]))} | "
                 f"{len(good)} of {len(rs)}{note} | "
                 f"{fmt(median([r['attempts_over_1'] for r in good]))} |")
             cpu.append(cpu_row(n, good))
