@@ -835,8 +835,10 @@ def main():
             sys.exit(f"cluster.py: {args.build}/{program} is missing: run `make all` first")
     if not os.access(os.path.join(PG_BIN, "initdb"), os.X_OK):
         sys.exit(f"cluster.py: {PG_BIN}/initdb is missing: install postgresql")
-    # SIGTERM unwinds like Ctrl-C, through every finally below.
+    # SIGTERM unwinds like Ctrl-C, through every finally below (SIGINT too when started from a
+    # shell that ignores it in the background).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     params = dict(jobs.TW_SLEEP)
     bench = Bench(args)
     results = {t: {} for t in args.topologies}
@@ -858,7 +860,9 @@ def main():
                             r = e2e(topology, args.rate, args.seconds, params)
                     except (RuntimeError, TimeoutError, OSError, KeyError, ValueError,
                             AssertionError) as error:
-                        r = {"error": f"failed: {type(error).__name__}: {error}"}
+                        # Its first line: a process's logs follow it (stderr, or --keep).
+                        first = str(error).strip().split("\n")[0][:300]
+                        r = {"error": f"failed: {type(error).__name__}: {first}"}
                     finally:
                         jobs.Child.stop_all()
                         # Interrupted (r None): nothing to report, nothing kept.
