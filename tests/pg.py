@@ -38,10 +38,13 @@ class Postgres:
     live = []
     _shared = None
 
-    def __init__(self, port=None, address="127.0.0.1", namespace=None, network=None):
+    def __init__(self, port=None, address="127.0.0.1", namespace=None, network=None,
+                 durable=False, settings=None):
         """address: where the server listens (and the urls point); namespace: a network
         namespace (ip netns) to run it in; network: a further CIDR whose hosts may connect
-        (trust, as for loopback)."""
+        (trust, as for loopback).  durable: fsync and synchronous_commit on, the server's
+        defaults and the product's durability (a benchmark's cluster), rather than fsync off;
+        settings: further server settings, {name: value} (each passed as -c name=value)."""
         # Imported here so that stack.py may import this module at its top.
         from stack import free_port
 
@@ -53,6 +56,9 @@ class Postgres:
         self.as_user = ["ip", "netns", "exec", namespace] if namespace else []
         self.running = False
         self.databases = 0
+        self.settings = {"fsync": "on", "synchronous_commit": "on"} if durable else \
+            {"fsync": "off"}
+        self.settings.update(settings or {})
         if os.geteuid() == 0:
             os.chmod(self.dir, 0o755)
             shutil.chown(self.dir, "postgres")
@@ -82,7 +88,8 @@ class Postgres:
         self.running = True  # from here on stop() runs pg_ctl stop, also if start failed
         _run(self.as_user + [
             f"{PG_BIN}/pg_ctl", "-D", self.data, "-l", self.log, "-t", str(START_TIMEOUT),
-            "-o", f"-p {self.port} -k {self.dir} -c listen_addresses={self.address} -c fsync=off",
+            "-o", f"-p {self.port} -k {self.dir} -c listen_addresses={self.address} " +
+            " ".join(f"-c {name}={value}" for name, value in self.settings.items()),
             "-w", "start"])
 
     def stop(self):

@@ -645,11 +645,13 @@ def steady_result(total, sent, start, final, produced):
 # ---- taskwire ----
 
 class TaskwireClient:
-    """One client id: a session token and one keep-alive HTTP connection to the web server."""
+    """One client id: a session token and one keep-alive HTTP connection to the web server
+    (on host, loopback by default)."""
 
-    def __init__(self, port):
+    def __init__(self, port, host="127.0.0.1"):
+        self.host = host
         self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn = http.client.HTTPConnection(host, port, timeout=30)
         status, body = self.post("/api/session", None)
         if status != 201:
             raise RuntimeError(f"POST /api/session answered {status}: {body}")
@@ -668,7 +670,7 @@ class TaskwireClient:
                 break
             except (http.client.HTTPException, OSError):
                 self.conn.close()  # the server closed the idle keep-alive connection
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
                 if attempt:
                     raise
         try:

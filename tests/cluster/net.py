@@ -4,9 +4,11 @@ machine's own network (its namespace, links, addresses, routes) is touched.
 
     hosts = Network(HOSTS); hosts.create(); ...; hosts.destroy()
 
-Every name begins with PREFIX: create() first removes what a run killed before its end left
-behind (namespaces of that prefix, and any process still running in one), and destroy()
-removes everything (idempotent; also run at exit).  The caller stops its own processes first
+Every name begins with the network's prefix (PREFIX, `twc-`, unless the constructor is given
+another, with a /24 of its own: the scale-out benchmark's `twb-` on 10.78.0.0/24, so the two
+never meet): create() first removes what a run killed before its end left behind (namespaces
+of that prefix, and any process still running in one), and destroy() removes everything
+(idempotent; also run at exit).  The caller stops its own processes first
 (destroy() kills whatever it left in the namespaces).  Netns(name).command(argv, user, cwd) is the hook tests/stack.py
 runs every process through.
 """
@@ -16,10 +18,9 @@ import os
 import signal
 import subprocess
 
-PREFIX = "twc-"
-SWITCH = PREFIX + "switch"  # the namespace of the bridge
+PREFIX = "twc-"  # the cluster test's; Network(prefix=...) takes another
 BRIDGE = "br0"
-NETWORK = "10.77.0"  # a /24 of the test's own
+NETWORK = "10.77.0"  # a /24 of the test's own (Network(network=...) takes another)
 CIDR = NETWORK + ".0/24"
 CLONE_NEWNET = 0x40000000
 
@@ -45,32 +46,35 @@ class Netns:
 
 
 class Network:
-    """hosts: {name: last byte of its address}."""
+    """hosts: {name: last byte of its address}; prefix: of every namespace's name; network:
+    the first three bytes of the hosts' /24."""
 
-    def __init__(self, hosts):
+    def __init__(self, hosts, prefix=PREFIX, network=NETWORK):
         self.hosts = dict(hosts)
+        self.prefix = prefix
+        self.network = network
+        self.cidr = network + ".0/24"
+        self.switch = prefix + "switch"  # the namespace of the bridge
         self.created = False
         self.home = None  # the caller's own namespace, while it is inside another
 
     def address(self, host):
-        return f"{NETWORK}.{self.hosts[host]}"
+        return f"{self.network}.{self.hosts[host]}"
 
     def namespace(self, host):
-        return PREFIX + host
+        return self.prefix + host
 
     def netns(self, host):
         return Netns(self.namespace(host))
 
-    @staticmethod
-    def leftovers():
+    def leftovers(self):
         return [line.split()[0] for line in ip("netns", "list").splitlines()
-                if line.split() and line.split()[0].startswith(PREFIX)]
+                if line.split() and line.split()[0].startswith(self.prefix)]
 
-    @staticmethod
-    def remove_leftovers():
+    def remove_leftovers(self):
         """Kill what still runs in a namespace of ours (a run killed before its end left it
         there), then delete the namespace."""
-        for name in Network.leftovers():
+        for name in self.leftovers():
             for pid in ip("netns", "pids", name, check=False).split():
                 try:
                     os.kill(int(pid), signal.SIGKILL)
@@ -82,15 +86,15 @@ class Network:
         self.remove_leftovers()
         self.created = True
         atexit.register(self.destroy)
-        ip("netns", "add", SWITCH)
-        ip("-n", SWITCH, "link", "add", BRIDGE, "type", "bridge")
-        ip("-n", SWITCH, "link", "set", BRIDGE, "up")
+        ip("netns", "add", self.switch)
+        ip("-n", self.switch, "link", "add", BRIDGE, "type", "bridge")
+        ip("-n", self.switch, "link", "set", BRIDGE, "up")
         for host in self.hosts:
             ns, port = self.namespace(host), f"p-{host}"
             ip("netns", "add", ns)
-            ip("-n", SWITCH, "link", "add", port, "type", "veth", "peer", "name", "eth0",
+            ip("-n", self.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0",
                "netns", ns)
-            ip("-n", SWITCH, "link", "set", port, "master", BRIDGE, "up")
+            ip("-n", self.switch, "link", "set", port, "master", BRIDGE, "up")
             ip("-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")
             ip("-n", ns, "link", "set", "lo", "up")
