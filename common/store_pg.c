@@ -11,8 +11,7 @@
  * agree (NTP) for run_at and leases to mean the same everywhere.
  *
  * A 202 is on disk when COMMIT returns: synchronous_commit stays on (the server's default) for
- * every connection but a worker's (store_worker_durability: off, a server crash may undo the
- * latest commits, never corrupt, as synchronous=NORMAL on SQLite); the server itself shares
+ * every connection, the workers' too (pg_worker_durability says why); the server itself shares
  * flushes between concurrent commits, so store_group_commit has nothing to do.  A connection
  * found broken is dropped and made again at the next call (never inside a transaction: that
  * call fails, and the caller's commit after it); until one succeeds, calls answer
