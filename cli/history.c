@@ -113,9 +113,10 @@ history_print(const struct history_args *args, json_t *answer, int first)
         free(text);
         return;
     }
+    const char *channel = json_string_value(json_object_get(answer, "channel"));
+    const char *epoch = json_string_value(json_object_get(answer, "epoch"));
     if (first)
-        printf("%s epoch %s offset %lld\n", json_string_value(json_object_get(answer, "channel")),
-               json_string_value(json_object_get(answer, "epoch")),
+        printf("%s epoch %s offset %lld\n", channel ? channel : "?", epoch ? epoch : "?",
                (long long)json_integer_value(json_object_get(answer, "offset")));
     size_t i;
     json_t *message;
@@ -177,21 +178,21 @@ history_main(struct context *ctx, int argc, char **argv)
             break;
         history_print(&args, answer, page == 0);
         json_t *messages = json_object_get(answer, "messages");
+        const char *now_epoch = json_string_value(json_object_get(answer, "epoch"));
         size_t count = json_array_size(messages);
         int recovered = json_is_true(json_object_get(answer, "recovered"));
         int more = json_is_true(json_object_get(answer, "more")) && count > 0;
         if (!recovered && !args.json)
             printf("not recovered: messages after %lld are gone; the channel is at epoch %s "
                    "offset %lld\n",
-                   since, json_string_value(json_object_get(answer, "epoch")),
+                   since, now_epoch ? now_epoch : "?",
                    (long long)json_integer_value(json_object_get(answer, "offset")));
         if (!recovered)
             status = CLI_EXIT_REFUSED;
         if (more) {
             since = json_integer_value(json_object_get(json_array_get(messages, count - 1),
                                                        "offset"));
-            snprintf(epoch, sizeof epoch, "%s",
-                     json_string_value(json_object_get(answer, "epoch")));
+            snprintf(epoch, sizeof epoch, "%s", now_epoch ? now_epoch : "");
         }
         json_decref(answer);
         if (!more)

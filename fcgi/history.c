@@ -104,11 +104,12 @@ history_query_integer(const struct request *req, const char *name, long long min
     int found = request_query(req, name, text, sizeof text);
     if (found == 0)
         return 0;
+    if (found != 1 || text[0] == '-' || text[0] == '+')
+        return -1;
     char *end;
     errno = 0;
-    long long value = found == 1 ? strtoll(text, &end, 10) : 0;
-    if (found != 1 || errno || end == text || *end || text[0] == '-' || text[0] == '+' ||
-        value < min || value > max)
+    long long value = strtoll(text, &end, 10);
+    if (errno || end == text || *end || value < min || value > max)
         return -1;
     *out = value;
     return 1;
@@ -184,11 +185,12 @@ history_messages(const char *channel, const struct store_history_page *page)
         const char *text = json_string_value(json_object_get(row, "payload"));
         json_error_t error;
         json_t *message = text ? json_loads(text, 0, &error) : NULL;
-        if (!messages || protocol_channel_position(message, offset, page->epoch) != 0 ||
-            json_array_append_new(messages, message) != 0) {
+        int fails = !messages || protocol_channel_position(message, offset, page->epoch) != 0 ||
+                    json_array_append(messages, message) != 0;
+        json_decref(message);
+        if (fails) {
             log_error("event=history_unreadable channel=%s offset=%lld", channel,
                       (long long)offset);
-            json_decref(message);
             json_decref(messages);
             return NULL;
         }
@@ -238,20 +240,21 @@ history_get(struct app *app, const struct request *req, const char *segment)
     }
     int recovered = history_recovered(&query, &page);
     json_t *messages = recovered ? history_messages(name, &page) : json_array();
+    int readable = messages != NULL || !recovered;
     size_t count = json_array_size(messages);
     json_int_t last_sent =
         count ? json_integer_value(json_object_get(json_array_get(messages, count - 1), "offset"))
               : 0;
+    /* "o" takes messages, also when the object cannot be made. */
     body = messages ? json_pack("{s:s, s:s, s:I, s:b, s:b, s:o}", "channel", name, "epoch",
                                 page.epoch, "offset", (json_int_t)page.last_offset,
                                 "recovered", recovered, "more",
                                 count > 0 && last_sent < page.last_offset, "messages", messages)
                     : NULL;
+    json_decref(page.messages);
     if (!body) {
-        reply_error(req, messages ? TW_E_NOMEM : TW_E_STORE, NULL);
-        goto out;
+        reply_error(req, readable ? TW_E_NOMEM : TW_E_STORE, NULL);
+        return;
     }
     reply_json(req, 200, &body, NULL);
-out:
-    json_decref(page.messages);
 }
