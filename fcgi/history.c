@@ -37,10 +37,9 @@ history_decode(const char *segment, char *name, size_t size)
         unsigned value = (unsigned char)*c;
         if (*c == '%') {
             char hex[3] = {c[1], c[1] ? c[2] : '\0', '\0'};
-            char *end;
             if (strspn(hex, "0123456789abcdefABCDEF") != 2)
                 return CHANNEL_E_BAD_NAME;
-            value = (unsigned)strtoul(hex, &end, 16);
+            value = (unsigned)strtoul(hex, NULL, 16);
             c += 2;
         }
         if (length + 1 >= size)
@@ -104,7 +103,7 @@ history_query_integer(const struct request *req, const char *name, long long min
     int found = request_query(req, name, text, sizeof text);
     if (found == 0)
         return 0;
-    if (found != 1 || text[0] == '-' || text[0] == '+')
+    if (found != 1 || text[0] < '0' || text[0] > '9') /* no sign, no space */
         return -1;
     char *end;
     errno = 0;
