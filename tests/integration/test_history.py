@@ -18,7 +18,7 @@ KEEP = 5       # [namespace project] history_size of this module's stacks
 NAMESPACES = {
     "project": {"history_size": KEEP},
     "brief": {"subscribe": "signed_in", "history_size": 3},
-    "fleeting": {"subscribe": "signed_in", "history_size": 10, "history_ttl": 3},
+    "fleeting": {"subscribe": "signed_in", "history_size": 10, "history_ttl": 5},
     "shared": {"subscribe": "signed_in", "history_size": 100},
     "lobby": {"subscribe": "signed_in"},  # no history
 }
