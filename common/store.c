@@ -393,7 +393,7 @@ int
 store_history_read(struct store *store, const char *channel, int64_t since, int limit,
                    struct store_history_page *page)
 {
-    *page = (struct store_history_page){0};
+    *page = (struct store_history_page){.oldest_offset = 1}; /* no stream: none kept yet */
     if (since < 0 || limit < 1)
         return TW_E_BAD_REQUEST;
     return store->ops->history_read(store, channel, since, limit, page);

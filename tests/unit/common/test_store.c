@@ -912,7 +912,7 @@ static void
 test_history_gives_offsets_in_order_and_reads_since(void **state)
 {
     struct store *store = *state;
-    char payloads[6][32];
+    char payloads[6][48];
     for (int i = 0; i < 6; i++)
         snprintf(payloads[i], sizeof payloads[i], "{\"type\":\"message\",\"n\":%d}", i + 1);
     /* project:1's five interleaved with project:0's two (which sorts first). */
