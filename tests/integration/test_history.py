@@ -242,3 +242,33 @@ def test_two_pools_on_one_postgresql_share_one_stream(request):
     for name in ("a", "b"):
         mine = [m["data"]["n"] for m in page["messages"] if m["data"]["host"] == name]
         assert mine == sorted(mine), (name, page["messages"])
+
+
+def test_history_command(stack):
+    """`taskwire history` prints a channel's position and its kept messages, pages through
+    them with --limit, and exits 1 for a lost position or a namespace without history."""
+    import os
+    import subprocess
+    publish_all(stack, "brief:cli", range(1, 6))
+    token = token_for(stack, client(0x1a2))
+    body = wait_for(lambda: (lambda b: b if b["offset"] == 5 else None)(
+        history(stack, "brief:cli", token)[1]), 10, "all five stored")
+    epoch = body["epoch"]
+    cli = os.path.join(stack.build, "taskwire")
+
+    def command(*args):
+        return subprocess.run([cli, "-c", stack.config_path, "history", *args],
+                              capture_output=True, text=True, timeout=20)
+    done = command("brief:cli", "--limit", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"brief:cli epoch {epoch} offset 5", '3 {"n":3}',
+                                        '4 {"n":4}', '5 {"n":5}'], done.stdout
+    done = command("brief:cli", "--since", "4", "--epoch", epoch, "--json")
+    assert done.returncode == 0, done.stderr
+    assert [m["offset"] for m in json.loads(done.stdout)["messages"]] == [5]
+    lost = command("brief:cli", "--since", "1", "--epoch", epoch)
+    assert lost.returncode == 1 and "not recovered" in lost.stdout, lost
+    refused = command("lobby:x")
+    assert refused.returncode == 1 and "no_history" in refused.stderr, refused
+    usage = command("brief:cli", "--since", "2")
+    assert usage.returncode == 2 and "--epoch" in usage.stderr, usage
