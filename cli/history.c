@@ -190,8 +190,8 @@ history_main(struct context *ctx, int argc, char **argv)
         if (!recovered)
             status = CLI_EXIT_REFUSED;
         if (more) {
-            since = json_integer_value(json_object_get(json_array_get(messages, count - 1),
-                                                       "offset"));
+            since =
+                json_integer_value(json_object_get(json_array_get(messages, count - 1), "offset"));
             snprintf(epoch, sizeof epoch, "%s", now_epoch ? now_epoch : "");
         }
         json_decref(answer);

@@ -502,8 +502,7 @@ config_namespace_history_key(struct load_state *state, struct config_namespace *
         return 0;
     long long min = size ? 0 : 1, max = size ? CONFIG_HISTORY_SIZE_MAX : CONFIG_HISTORY_TTL_MAX;
     if (parse_integer(value, min, max, &number) != 0) {
-        snprintf(state->err, sizeof state->err, "%s must be an integer %lld..%lld", name, min,
-                 max);
+        snprintf(state->err, sizeof state->err, "%s must be an integer %lld..%lld", name, min, max);
         *rc = TW_E_CONFIG;
     } else if (size) {
         ns->history_size = (int)number;

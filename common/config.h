@@ -81,10 +81,10 @@
 #define CONFIG_CHANNELS_PER_TASK_LIMIT 16 /* [channels] max_per_task at most */
 
 /* Channel history ([namespace NAME] history_size, history_ttl; docs/PROTOCOL.md). */
-#define CONFIG_DEFAULT_HISTORY_SIZE 0   /* messages kept per channel: none */
-#define CONFIG_HISTORY_SIZE_MAX 10000   /* history_size at most */
-#define CONFIG_DEFAULT_HISTORY_TTL 300  /* seconds a message of a channel's history is kept */
-#define CONFIG_HISTORY_TTL_MAX 2592000  /* history_ttl at most (30 days) */
+#define CONFIG_DEFAULT_HISTORY_SIZE 0  /* messages kept per channel: none */
+#define CONFIG_HISTORY_SIZE_MAX 10000  /* history_size at most */
+#define CONFIG_DEFAULT_HISTORY_TTL 300 /* seconds a message of a channel's history is kept */
+#define CONFIG_HISTORY_TTL_MAX 2592000 /* history_ttl at most (30 days) */
 
 /* http:// or https:// base URLs ([admin] relays). */
 struct config_urls {

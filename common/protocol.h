@@ -36,7 +36,7 @@
 /* Channel history (docs/PROTOCOL.md, "History and recovery"): a message of POST /api/publish
  * to a channel whose namespace keeps history goes out, and is read back, with its place in
  * the channel's stream: {"type":"message","channel":C,"data":{...},"offset":N,"epoch":"E"}. */
-#define PROTOCOL_POSITION_MAX 64 /* bytes that ,"offset":N,"epoch":"E" adds to a message at most */
+#define PROTOCOL_POSITION_MAX 64 /* bytes ,"offset":N,"epoch":"E" adds to a message, at most */
 
 /* Set "offset" and "epoch" (16 hex digits) of message (a JSON object), the one builder of a
  * message's position for the worker that publishes it and the handler that reads it back.

@@ -353,7 +353,7 @@ int store_problem(const struct store *store);
 
 #define STORE_EPOCH_SIZE 17              /* an epoch: 16 hex digits, NUL included */
 #define STORE_HISTORY_BATCH_MAX 256      /* messages one store_history_append takes at most */
-#define STORE_HISTORY_READ_BYTES 1048576 /* payload bytes a read returns, past its first message */
+#define STORE_HISTORY_READ_BYTES 1048576 /* payload bytes a read returns (past its first) */
 
 /* One message of store_history_append's batch: the inputs are borrowed; the store fills
  * offset and epoch. */

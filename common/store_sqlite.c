@@ -111,8 +111,8 @@ static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
 
 static const char store_schema[] =
     STORE_TASKS_TABLE("INTEGER PRIMARY KEY", "INTEGER", "INTEGER NOT NULL DEFAULT 0")
-        STORE_WORKERS_TABLE("INTEGER") STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3
-            STORE_ADDED_SINCE_4;
+        STORE_WORKERS_TABLE("INTEGER")
+            STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3 STORE_ADDED_SINCE_4;
 
 /* Tables added since schema 2 that older programs do not read: made on every open. */
 static const char store_tables_added[] =

@@ -78,16 +78,15 @@ history_authorize(struct app *app, const struct request *req, const struct chann
     }
     char client_id[TOKEN_ID_SIZE], reason[128], message[192];
     struct token_grants grants;
-    if (token_verify_grants(app->secret, app->secret_len, given, given_len,
-                            clock_now_ms() / 1000, client_id, &grants, reason,
-                            sizeof reason) != 0) {
+    if (token_verify_grants(app->secret, app->secret_len, given, given_len, clock_now_ms() / 1000,
+                            client_id, &grants, reason, sizeof reason) != 0) {
         snprintf(message, sizeof message, "token rejected: %s", reason);
         reply_error_with(req, TW_E_UNAUTHORIZED, message, HISTORY_CHALLENGE);
         return TW_E_UNAUTHORIZED;
     }
     if (channel_may_subscribe(channel, client_id, &grants) != 0) {
-        snprintf(message, sizeof message, "this token may not subscribe to %.*s",
-                 (int)channel->len, channel->name);
+        snprintf(message, sizeof message, "this token may not subscribe to %.*s", (int)channel->len,
+                 channel->name);
         reply_error(req, TW_E_FORBIDDEN, message);
         return TW_E_FORBIDDEN;
     }
@@ -245,11 +244,11 @@ history_get(struct app *app, const struct request *req, const char *segment)
         count ? json_integer_value(json_object_get(json_array_get(messages, count - 1), "offset"))
               : 0;
     /* "o" takes messages, also when the object cannot be made. */
-    body = messages ? json_pack("{s:s, s:s, s:I, s:b, s:b, s:o}", "channel", name, "epoch",
-                                page.epoch, "offset", (json_int_t)page.last_offset,
-                                "recovered", recovered, "more",
-                                count > 0 && last_sent < page.last_offset, "messages", messages)
-                    : NULL;
+    body = messages
+               ? json_pack("{s:s, s:s, s:I, s:b, s:b, s:o}", "channel", name, "epoch", page.epoch,
+                           "offset", (json_int_t)page.last_offset, "recovered", recovered, "more",
+                           count > 0 && last_sent < page.last_offset, "messages", messages)
+               : NULL;
     json_decref(page.messages);
     if (!body) {
         reply_error(req, readable ? TW_E_NOMEM : TW_E_STORE, NULL);

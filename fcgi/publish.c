@@ -94,8 +94,8 @@ publish_item(struct app *app, json_t *item, size_t k, struct channel *channel, c
     if (!*payload)
         return TW_E_NOMEM;
     /* A channel with history: room for the position the worker adds (protocol.h). */
-    size_t max = (size_t)app->cfg->max_message -
-                 (channel->ns->history_size > 0 ? PROTOCOL_POSITION_MAX : 0);
+    size_t max =
+        (size_t)app->cfg->max_message - (channel->ns->history_size > 0 ? PROTOCOL_POSITION_MAX : 0);
     if (strlen(*payload) > max) {
         snprintf(err, errlen, "message %zu: over [relay] max_message (%zu bytes%s)", k, max,
                  channel->ns->history_size > 0 ? " with its offset and epoch" : "");

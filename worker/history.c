@@ -68,8 +68,7 @@ history_take(struct history *history, const char *topic, size_t topic_len, const
         channel.ns->history_size == 0)
         return 0; /* a client id's topic, or a namespace without history */
     if (history->count >= HISTORY_BATCH_MAX) {
-        log_warn("event=history_dropped channel=%.*s reason=\"batch full\"", (int)topic_len,
-                 topic);
+        log_warn("event=history_dropped channel=%.*s reason=\"batch full\"", (int)topic_len, topic);
         return -1;
     }
     if (payload_len + PROTOCOL_POSITION_MAX > (size_t)history->cfg->max_message) {
@@ -109,8 +108,7 @@ history_full(const struct history *history)
 }
 
 void
-history_flush(struct history *history, struct store *store, history_publish_fn *publish,
-              void *data)
+history_flush(struct history *history, struct store *store, history_publish_fn *publish, void *data)
 {
     if (history->count == 0)
         return;
@@ -132,8 +130,7 @@ history_flush(struct history *history, struct store *store, history_publish_fn *
     /* Committed: now each goes out, in the order it came. */
     for (size_t i = 0; i < history->count; i++) {
         struct history_entry *entry = &history->entries[i];
-        char *text = protocol_channel_position(entry->message, items[i].offset,
-                                               items[i].epoch) == 0
+        char *text = protocol_channel_position(entry->message, items[i].offset, items[i].epoch) == 0
                          ? json_dumps(entry->message, JSON_COMPACT)
                          : NULL;
         if (!text) {

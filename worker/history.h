@@ -39,8 +39,8 @@ void history_destroy(struct history **history);
  * keeps none (the caller publishes the message as it is), -1 when it was refused, logged and
  * dropped: a payload that is not a JSON object, or longer than [relay] max_message less
  * PROTOCOL_POSITION_MAX (its position would make the relays drop it), or no memory. */
-int history_take(struct history *history, const char *topic, size_t topic_len,
-                 const char *payload, size_t payload_len);
+int history_take(struct history *history, const char *topic, size_t topic_len, const char *payload,
+                 size_t payload_len);
 
 /* 1 when the batch holds HISTORY_BATCH_MAX messages: flush it before taking another. */
 int history_full(const struct history *history);

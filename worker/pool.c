@@ -61,8 +61,8 @@ struct pool {
     int64_t lease_valid_until_ms;
     int stopping;      /* shutting down: outcomes are stored, nothing is claimed */
     int store_problem; /* the problem (TW_E_STORE_FULL, ...) the pool's writes fail with, or 0 */
-    struct scrape *scrape; /* the metrics port ([worker] metrics_listen), or NULL when off */
-    struct notify notify;  /* the service manager's watchdog, pinged from the loop */
+    struct scrape *scrape;   /* the metrics port ([worker] metrics_listen), or NULL when off */
+    struct notify notify;    /* the service manager's watchdog, pinged from the loop */
     struct history *history; /* channel messages waiting for their offsets (history.h) */
 };
 
@@ -594,8 +594,7 @@ pool_on_publish(struct pool *pool, zmq_msg_t *topic, zmq_msg_t *payload)
         pool_history_flush(pool);
     if (history_take(pool->history, zmq_msg_data(topic), len, zmq_msg_data(payload),
                      zmq_msg_size(payload)) == 0)
-        pool_publish(pool, zmq_msg_data(topic), len, zmq_msg_data(payload),
-                     zmq_msg_size(payload));
+        pool_publish(pool, zmq_msg_data(topic), len, zmq_msg_data(payload), zmq_msg_size(payload));
 }
 
 /* Handle every nudge waiting on the tasks socket (up to a batch). */
