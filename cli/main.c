@@ -19,6 +19,7 @@ static const struct {
     {"status", status_main, "workers, queues and relays (admin REST API)"},
     {"token", token_main, "mint or verify a client's session token ([auth] secret_file)"},
     {"publish", publish_main, "publish a message to a channel (POST /api/publish)"},
+    {"history", history_main, "a channel's kept messages after an offset (its history)"},
     {"curve", curve_main, "make a ZeroMQ CURVE key pair, or show a secret key's public key"},
 };
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

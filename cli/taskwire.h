@@ -42,6 +42,7 @@ int token_main(struct context *ctx, int argc, char **argv);
 int status_main(struct context *ctx, int argc, char **argv);
 int curve_main(struct context *ctx, int argc, char **argv);
 int publish_main(struct context *ctx, int argc, char **argv);
+int history_main(struct context *ctx, int argc, char **argv);
 
 /* "taskwire: COMMAND: message" and a newline on stderr. */
 void context_error(const struct context *ctx, const char *format, ...)

@@ -481,10 +481,36 @@ config_text_item(struct load_state *state, const struct config_key *key, int val
 
 /* The namespaces every config has, in this order: "user" (fixed) and two a section may change. */
 static const struct config_namespace config_builtin_namespaces[] = {
-    {"user", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_NOBODY},
-    {"task", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS},
-    {"project", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS},
+    {"user", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_NOBODY, CONFIG_DEFAULT_HISTORY_SIZE,
+     CONFIG_DEFAULT_HISTORY_TTL},
+    {"task", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS, CONFIG_DEFAULT_HISTORY_SIZE,
+     CONFIG_DEFAULT_HISTORY_TTL},
+    {"project", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS, CONFIG_DEFAULT_HISTORY_SIZE,
+     CONFIG_DEFAULT_HISTORY_TTL},
 };
+
+/* A history key of a [namespace NAME] section (history_size, history_ttl): 1 when name is one
+ * (set, or the error in state->err and *rc), 0 when it is not. */
+static int
+config_namespace_history_key(struct load_state *state, struct config_namespace *ns,
+                             const char *name, const char *value, int *rc)
+{
+    int size = strcmp(name, "history_size") == 0, ttl = strcmp(name, "history_ttl") == 0;
+    long long number;
+    *rc = 0;
+    if (!size && !ttl)
+        return 0;
+    long long min = size ? 0 : 1, max = size ? CONFIG_HISTORY_SIZE_MAX : CONFIG_HISTORY_TTL_MAX;
+    if (parse_integer(value, min, max, &number) != 0) {
+        snprintf(state->err, sizeof state->err, "%s must be an integer %lld..%lld", name, min, max);
+        *rc = TW_E_CONFIG;
+    } else if (size) {
+        ns->history_size = (int)number;
+    } else {
+        ns->history_ttl = (int)number;
+    }
+    return 1;
+}
 
 /* The words of [namespace NAME] subscribe and publish, each to its enum value. */
 static const char *const config_subscribe_words[] = {
@@ -539,7 +565,12 @@ config_namespace_key(struct load_state *state, const char *ns_name, const char *
         memcpy(ns->name, ns_name, length + 1);
         ns->subscribe = CONFIG_SUBSCRIBE_CLAIM;
         ns->publish = CONFIG_PUBLISH_NOBODY;
+        ns->history_size = CONFIG_DEFAULT_HISTORY_SIZE;
+        ns->history_ttl = CONFIG_DEFAULT_HISTORY_TTL;
     }
+    int history_rc;
+    if (config_namespace_history_key(state, ns, name, value, &history_rc))
+        return history_rc;
     int subscribe = strcmp(name, "subscribe") == 0, publish = strcmp(name, "publish") == 0;
     int word =
         subscribe ? config_word(config_subscribe_words, CONFIG_WORDS(config_subscribe_words), value)

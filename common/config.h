@@ -14,7 +14,9 @@
  * Channel namespaces (common/channel.h): "user", "task" and "project" are built in; each
  * `[namespace NAME]` section sets `subscribe` (owner, claim, signed_in) and `publish` (nobody,
  * members) of a built-in one (but "user", which is fixed) or declares another, up to
- * CONFIG_MAX_NAMESPACES in all.
+ * CONFIG_MAX_NAMESPACES in all.  `history_size` (0..CONFIG_HISTORY_SIZE_MAX, 0: none) and
+ * `history_ttl` (seconds, 1..CONFIG_HISTORY_TTL_MAX) say how much of a channel's published
+ * messages the store keeps for recovery by offset.
  */
 #ifndef TW_COMMON_CONFIG_H
 #define TW_COMMON_CONFIG_H
@@ -77,6 +79,12 @@
 #define CONFIG_DEFAULT_CHANNELS_PER_TASK 8 /* channels a task may be submitted with */
 #define CONFIG_CHANNEL_NAME_LIMIT 64 /* [channels] max_name at most (the relay's topic bound) */
 #define CONFIG_CHANNELS_PER_TASK_LIMIT 16 /* [channels] max_per_task at most */
+
+/* Channel history ([namespace NAME] history_size, history_ttl; docs/PROTOCOL.md). */
+#define CONFIG_DEFAULT_HISTORY_SIZE 0  /* messages kept per channel: none */
+#define CONFIG_HISTORY_SIZE_MAX 10000  /* history_size at most */
+#define CONFIG_DEFAULT_HISTORY_TTL 300 /* seconds a message of a channel's history is kept */
+#define CONFIG_HISTORY_TTL_MAX 2592000 /* history_ttl at most (30 days) */
 
 /* http:// or https:// base URLs ([admin] relays). */
 struct config_urls {
@@ -150,6 +158,8 @@ struct config_namespace {
     char name[CONFIG_NAMESPACE_MAX];
     enum config_subscribe subscribe;
     enum config_publish publish;
+    int history_size; /* messages of POST /api/publish kept per channel; 0: no history */
+    int history_ttl;  /* seconds each of them is kept */
 };
 
 /* [store] backend: where the tasks live. */

@@ -21,6 +21,7 @@
     XX(METHOD, 405, "method_not_allowed", "method not allowed on this resource")                   \
     XX(CONFLICT, 409, "conflict", "the task has already finished")                                 \
     XX(FENCED, 409, "fenced", "the write belongs to an attempt that is no longer current")         \
+    XX(NO_HISTORY, 409, "no_history", "this channel's namespace keeps no history")                 \
     XX(TOO_LARGE, 413, "too_large", "request body is over the limit")                              \
     XX(MEDIA_TYPE, 415, "unsupported_media_type", "content type must be application/json")         \
     XX(UNKNOWN_TYPE, 422, "unknown_type", "unknown task type")                                     \

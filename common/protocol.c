@@ -1,4 +1,4 @@
-/* protocol.c: the one builder of task event messages. */
+/* protocol.c: the one builder of task event messages, and of a channel message's position. */
 #include "protocol.h"
 
 #include <string.h>
@@ -38,4 +38,15 @@ protocol_event_for_status(const char *status)
     if (strcmp(status, STORE_STATUS_CANCELLED) == 0)
         return PROTOCOL_EVENT_CANCELLED;
     return PROTOCOL_EVENT_QUEUED;
+}
+
+int
+protocol_channel_position(json_t *message, int64_t offset, const char *epoch)
+{
+    if (!json_is_object(message) || !epoch)
+        return -1;
+    return json_object_set_new(message, "offset", json_integer((json_int_t)offset)) == 0 &&
+                   json_object_set_new(message, "epoch", json_string(epoch)) == 0
+               ? 0
+               : -1;
 }

@@ -16,6 +16,7 @@
 #define TW_COMMON_PROTOCOL_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #define PROTOCOL_VERB_SUBMIT "submit"
 #define PROTOCOL_VERB_CANCEL "cancel"
@@ -31,6 +32,16 @@
 #define PROTOCOL_EVENT_SUCCEEDED "succeeded"
 #define PROTOCOL_EVENT_FAILED "failed"
 #define PROTOCOL_EVENT_CANCELLED "cancelled"
+
+/* Channel history (docs/PROTOCOL.md, "History and recovery"): a message of POST /api/publish
+ * to a channel whose namespace keeps history goes out, and is read back, with its place in
+ * the channel's stream: {"type":"message","channel":C,"data":{...},"offset":N,"epoch":"E"}. */
+#define PROTOCOL_POSITION_MAX 64 /* bytes ,"offset":N,"epoch":"E" adds to a message, at most */
+
+/* Set "offset" and "epoch" (16 hex digits) of message (a JSON object), the one builder of a
+ * message's position for the worker that publishes it and the handler that reads it back.
+ * 0, or -1 when message is not an object or memory ran out. */
+int protocol_channel_position(json_t *message, int64_t offset, const char *epoch);
 
 /* The serialized event message for task (a task object from the store, which carries "seq").
  * Caller owns the string; free().  NULL on allocation failure. */

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "errors.h"
 #include "store_backend.h"
+#include "token.h"
 
 struct store_options
 store_options_of(const struct config *cfg)
@@ -363,6 +364,62 @@ store_admin_stats(struct store *store, int minutes, json_t **rows, json_t **dura
     return store->ops->admin_stats(store, minutes, rows, durations);
 }
 
+/* ---- channel history ---- */
+
+/* Items by channel name (byte order), then by their place in the batch. */
+static int
+store_history_compare(const void *a, const void *b)
+{
+    const struct store_history_item *x = *(struct store_history_item *const *)a;
+    const struct store_history_item *y = *(struct store_history_item *const *)b;
+    int by_name = strcmp(x->channel, y->channel);
+    return by_name ? by_name : (x < y ? -1 : x > y);
+}
+
+int
+store_history_append(struct store *store, struct store_history_item *items, size_t count)
+{
+    if (count == 0 || count > STORE_HISTORY_BATCH_MAX)
+        return TW_E_INTERNAL;
+    /* The locking order of store.h: one stream row after another by name, so the backends
+     * take a channel's messages together and two batches never wait crosswise. */
+    struct store_history_item *order[STORE_HISTORY_BATCH_MAX];
+    for (size_t i = 0; i < count; i++) {
+        if (!items[i].channel || !items[i].payload || items[i].keep < 1 || items[i].ttl_ms < 1)
+            return TW_E_INTERNAL;
+        order[i] = &items[i];
+    }
+    qsort(order, count, sizeof order[0], store_history_compare);
+    return store->ops->history_append(store, order, count);
+}
+
+int
+store_history_read(struct store *store, const char *channel, int64_t since, int limit,
+                   struct store_history_page *page)
+{
+    *page = (struct store_history_page){.oldest_offset = 1}; /* no stream: none kept yet */
+    if (since < 0 || limit < 1)
+        return TW_E_BAD_REQUEST;
+    return store->ops->history_read(store, channel, since, limit, page);
+}
+
+int
+store_history_prune(struct store *store)
+{
+    return store->ops->history_prune(store);
+}
+
+int
+store_history_epoch(char out[STORE_EPOCH_SIZE])
+{
+    char id[TOKEN_ID_SIZE];
+    if (token_random_id(id) != 0)
+        return TW_E_INTERNAL;
+    memcpy(out, id, STORE_EPOCH_SIZE - 1);
+    out[STORE_EPOCH_SIZE - 1] = '\0';
+    return 0;
+}
+
 int
 store_status_is_final(const char *status)
 {
@@ -603,6 +660,12 @@ store_row_duration(const struct store_row *row)
 {
     return json_pack("{s:o, s:I, s:I, s:I}", "type", row_text(row, 0), "count", row_integer(row, 1),
                      "p50_ms", row_integer(row, 2), "p99_ms", row_integer(row, 3));
+}
+
+json_t *
+store_row_history(const struct store_row *row)
+{
+    return json_pack("{s:I, s:o}", "offset", row_integer(row, 0), "payload", row_text(row, 1));
 }
 
 void

@@ -54,8 +54,9 @@
 #define STORE_ERROR_MAX 4096   /* bytes of an error text kept; longer keeps the tail */
 #define STORE_NAME_MAX 200     /* bytes of a task name */
 #define STORE_SCHEMA_VERSION                                                                       \
-    5 /* 1: before leases (no user_version); 2: leases, retries;                                   \
-         3: workers' host, per-minute counts; 4: a task's channels; 5: who announced a task */
+    7 /* 1: before leases (no user_version); 2: leases, retries;                                   \
+         3: workers' host, per-minute counts; 4: a task's channels; 5: who announced a task;       \
+         6: presence; 7: channel history (channel_streams, channel_history) */
 
 struct store;
 struct config;
@@ -349,6 +350,65 @@ int store_check_writable(struct store *store);
 /* The problem this connection's writes keep failing with (TW_E_STORE_FULL, TW_E_STORE_READONLY,
  * TW_E_STORE_IO), or 0 once one of its writes landed (or none failed). */
 int store_problem(const struct store *store);
+
+/* ---- channel history: the messages of POST /api/publish kept per channel for recovery by
+ * offset (docs/PROTOCOL.md, "History and recovery") ----
+ *
+ * A channel with history has a stream: a random epoch, chosen when the stream is made, and
+ * the offset of its last message, which grows by one per message stored.  Each message is a
+ * row (channel, offset, the time it was stored, when it expires, its text); a channel keeps
+ * at most its namespace's history_size rows and none past history_ttl.  A stream that keeps
+ * no message and whose own ttl ran out is deleted by pruning, and so is history lost with the
+ * store itself: the channel's next message starts a new stream, a new epoch from offset 1.
+ * So (epoch, offset) names one message for as long as it is kept, and a reader that finds
+ * another epoch than its own knows that what it had may be gone. */
+
+#define STORE_EPOCH_SIZE 17              /* an epoch: 16 hex digits, NUL included */
+#define STORE_HISTORY_BATCH_MAX 256      /* messages one store_history_append takes at most */
+#define STORE_HISTORY_READ_BYTES 1048576 /* payload bytes a read returns (past its first) */
+
+/* One message of store_history_append's batch: the inputs are borrowed; the store fills
+ * offset and epoch. */
+struct store_history_item {
+    const char *channel;          /* a checked channel name (channel.h), NUL-terminated */
+    const char *payload;          /* the message as published, without its position; UTF-8 */
+    int keep;                     /* its namespace's history_size (1..): rows the channel keeps */
+    int64_t ttl_ms;               /* its namespace's history_ttl, in ms */
+    int64_t offset;               /* out: its offset in the channel's stream */
+    char epoch[STORE_EPOCH_SIZE]; /* out: the stream's epoch */
+};
+
+/* Give each of items[0..count) (1..STORE_HISTORY_BATCH_MAX) the next offset of its channel's
+ * stream (a new stream, with a new epoch and offsets from 1, for a channel that has none),
+ * store it, and trim each channel of the batch to its newest `keep` rows and to those within
+ * their ttl: one transaction (the caller's, when one is open).  Messages of one channel get
+ * consecutive offsets in the items' order.  Between writers (the hosts of one PostgreSQL) the
+ * stream's row is locked from its update to the commit, so a channel's offsets are distinct
+ * and without gaps, in the order the transactions commit; the rows are locked in byte order of
+ * the channels' names, so two batches never wait for each other crosswise.  0 with every
+ * item's offset and epoch set, or a negative code (nothing stored). */
+int store_history_append(struct store *store, struct store_history_item *items, size_t count);
+
+/* What a reader finds of a channel: its stream, and a page of its kept messages. */
+struct store_history_page {
+    char epoch[STORE_EPOCH_SIZE]; /* the stream's epoch; "" when the channel has no stream */
+    int64_t last_offset;          /* the stream's last offset; 0 without a stream */
+    int64_t oldest_offset;        /* the oldest offset kept; last_offset + 1 when none is */
+    json_t *messages;             /* {"offset": N, "payload": "text"} of each, oldest first */
+};
+
+/* The stream of channel and its kept messages with an offset above since, oldest first, all
+ * as of one moment: at most limit (1..), and none more once STORE_HISTORY_READ_BYTES of
+ * payloads are in (the first one always is).  A message past its ttl is not kept, whether or
+ * not pruning has removed it yet.  0 with *page filled (page->messages a new array, the
+ * caller's to json_decref), or a negative code. */
+int store_history_read(struct store *store, const char *channel, int64_t since, int limit,
+                       struct store_history_page *page);
+
+/* Delete up to STORE_PRUNE_BATCH messages past their ttl, and as many streams past theirs that
+ * keep no message, in one short transaction.  Returns the number of messages deleted (call
+ * again while it is STORE_PRUNE_BATCH) or a negative code. */
+int store_history_prune(struct store *store);
 
 /* ---- the operator's view (the admin API): every client's tasks, workers and counts ---- */
 

@@ -78,6 +78,12 @@ struct store_ops {
                            json_t **tasks, int64_t *next);
     int (*admin_status)(struct store *store, json_t **workers, json_t **queues);
     int (*admin_stats)(struct store *store, int minutes, json_t **rows, json_t **durations);
+    /* channel history: items in their locking order (store.c sorts them, store_history_order) */
+    int (*history_append)(struct store *store, struct store_history_item *const *items,
+                          size_t count);
+    int (*history_read)(struct store *store, const char *channel, int64_t since, int limit,
+                        struct store_history_page *page);
+    int (*history_prune)(struct store *store);
 };
 
 /* The part of every backend's store that store.c sees: a backend's own struct begins with it. */
@@ -139,6 +145,24 @@ struct store_row {
     " AND (q.announced_by IS NULL OR q.announced_by = " worker " OR q.announced_at <= " now        \
     " - " STORE_ANNOUNCE_SETTLE_TEXT ")"
 
+/* Schema 6 (SQLite), 5 (PostgreSQL): channel history (store.h), with time the backend's type
+ * of ms since the epoch.  A stream's expires_at is its last message's: pruning deletes it
+ * once that has passed and no message of it is left.  Every statement on channel_history
+ * names its channel, or its expiry (the prune), so each has an index. */
+#define STORE_HISTORY_TABLES(time)                                                                 \
+    "CREATE TABLE IF NOT EXISTS channel_streams ("                                                 \
+    " channel TEXT PRIMARY KEY, epoch TEXT NOT NULL, last_offset " time " NOT NULL,"               \
+    " updated_at " time " NOT NULL, expires_at " time " NOT NULL);"                                \
+    "CREATE INDEX IF NOT EXISTS channel_streams_expiry ON channel_streams (expires_at);"           \
+    "CREATE TABLE IF NOT EXISTS channel_history ("                                                 \
+    " channel TEXT NOT NULL, message_offset " time " NOT NULL, at " time " NOT NULL,"              \
+    " expires_at " time " NOT NULL, payload TEXT NOT NULL,"                                        \
+    " PRIMARY KEY (channel, message_offset));"                                                     \
+    "CREATE INDEX IF NOT EXISTS channel_history_expiry ON channel_history (expires_at);"
+
+/* A new random epoch (16 hex digits) into out.  0 or TW_E_INTERNAL. */
+int store_history_epoch(char out[STORE_EPOCH_SIZE]);
+
 /* Builders of the store's JSON shapes from a row; each a new object, or NULL when out of memory.
  *   task       STORE_TASK_COLUMNS: the task object of store.h
  *   expired    STORE_TASK_COLUMNS, worker_id, worker_host, cancel_requested: the task with
@@ -151,7 +175,8 @@ struct store_row {
  *   running    worker_id, id, type, client_id, attempts, started_at
  *   queue      type, queued, running
  *   minute     minute, submitted, started, succeeded, failed, queued
- *   duration   type, count, p50_ms, p99_ms */
+ *   duration   type, count, p50_ms, p99_ms
+ *   history    message_offset, payload: {"offset", "payload"} (a message of a channel) */
 json_t *store_row_task(const struct store_row *row);
 json_t *store_row_expired(const struct store_row *row);
 json_t *store_row_admin_task(const struct store_row *row);
@@ -162,6 +187,7 @@ json_t *store_row_running(const struct store_row *row);
 json_t *store_row_queue(const struct store_row *row);
 json_t *store_row_minute(const struct store_row *row);
 json_t *store_row_duration(const struct store_row *row);
+json_t *store_row_history(const struct store_row *row);
 
 /* Column column of row as an integer (0 for NULL or not a number), and as a flag. */
 int64_t store_row_integer(const struct store_row *row, int column);

@@ -104,6 +104,9 @@ static const char *const store_pg_upgrades[STORE_PG_SCHEMA_VERSION + 1] = {
     [2] = store_pg_upgrade_2,
     [3] = STORE_ADD_CHANNELS "UPDATE schema_version SET version = 3;",
     [4] = STORE_ADD_ANNOUNCER("BIGINT") "UPDATE schema_version SET version = 4;",
+    /* presence tables */
+    [5] = "UPDATE schema_version SET version = 5;",
+    [6] = STORE_HISTORY_TABLES("BIGINT") "UPDATE schema_version SET version = 6;",
 };
 
 /* Run sql (constant text, no parameters); 0, or TW_E_STORE with the server's reason in err. */
@@ -386,6 +389,42 @@ static const char sql_admin_durations[] =
     " SELECT type, c, max(CASE WHEN n = (c * 50 + 99) / 100 THEN ms END),"
     " max(CASE WHEN n = (c * 99 + 99) / 100 THEN ms END) FROM r GROUP BY type, c"
     " ORDER BY type COLLATE \"C\"";
+/* Channel history (store_sqlite.c's statements of the same names).  A stream takes $3 more
+ * messages: made with epoch $2 when the channel has none, else its last offset raised under
+ * its row's lock, held until the commit. */
+static const char sql_stream_advance[] =
+    "INSERT INTO channel_streams (channel, epoch, last_offset, updated_at, expires_at)"
+    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (channel) DO UPDATE SET"
+    " last_offset = channel_streams.last_offset + excluded.last_offset,"
+    " updated_at = excluded.updated_at, expires_at = excluded.expires_at"
+    " RETURNING epoch, last_offset";
+/* The payloads of $5 (a JSON array of strings) at offsets $2, $2 + 1, ... */
+static const char sql_history_insert[] =
+    "INSERT INTO channel_history (channel, message_offset, at, expires_at, payload)"
+    " SELECT $1::text, $2::bigint + m.n - 1, $3::bigint, $4::bigint, m.payload"
+    " FROM json_array_elements_text($5::json) WITH ORDINALITY AS m (payload, n)";
+static const char sql_history_trim[] =
+    "DELETE FROM channel_history WHERE channel = $1"
+    " AND (message_offset <= $2::bigint OR expires_at <= $3::bigint)";
+static const char sql_history_read[] =
+    "SELECT h.message_offset, h.payload, s.epoch, s.last_offset,"
+    " (SELECT min(message_offset) FROM channel_history WHERE channel = $1"
+    " AND expires_at > $3::bigint) FROM channel_streams s LEFT JOIN (SELECT message_offset,"
+    " payload, sum(octet_length(payload)) OVER (ORDER BY message_offset)"
+    " - octet_length(payload) AS bytes_before FROM channel_history"
+    " WHERE channel = $1 AND message_offset > $2::bigint AND expires_at > $3::bigint"
+    " ORDER BY message_offset LIMIT $4::bigint) h ON h.bytes_before < $5::bigint"
+    " WHERE s.channel = $1 ORDER BY h.message_offset";
+/* Pruning skips the rows a batch holds (SKIP LOCKED) and so never waits for one: a batch's trim
+ * may wait for a prune's rows, never the other way round, and no two wait crosswise. */
+static const char sql_history_prune[] =
+    "DELETE FROM channel_history WHERE (channel, message_offset) IN (SELECT channel,"
+    " message_offset FROM channel_history WHERE expires_at <= $1::bigint LIMIT $2::bigint"
+    " FOR UPDATE SKIP LOCKED)";
+static const char sql_streams_prune[] =
+    "DELETE FROM channel_streams WHERE channel IN (SELECT s.channel FROM channel_streams s"
+    " WHERE s.expires_at <= $1::bigint AND NOT EXISTS (SELECT 1 FROM channel_history h"
+    " WHERE h.channel = s.channel) LIMIT $2::bigint FOR UPDATE SKIP LOCKED)";
 static const char sql_session[] = "SELECT set_config('lock_timeout', $1, false)";
 static const char sql_probe[] =
     "INSERT INTO probe (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at";
@@ -1777,6 +1816,138 @@ pg_admin_stats(struct store *base, int minutes, json_t **rows, json_t **duration
     return pg_answer(store, rc);
 }
 
+/* ---- channel history ---- */
+
+/* The messages items[0..count) of one channel (store_sqlite.c's sqlite_history_channel): the
+ * stream's row updated (and so locked) first, the rows in one statement, then the trim. */
+static int
+pg_history_channel(struct store_pg *store, struct store_history_item *const *items, size_t count,
+                   int64_t now)
+{
+    const struct store_history_item *first = items[0];
+    char epoch[STORE_EPOCH_SIZE];
+    if (store_history_epoch(epoch) != 0)
+        return TW_E_INTERNAL;
+    struct pg_params params = {0};
+    param_text(&params, 1, first->channel);
+    param_text(&params, 2, epoch);
+    param_int(&params, 3, (int64_t)count);
+    param_int(&params, 4, now);
+    param_int(&params, 5, now + first->ttl_ms);
+    PGresult *result = NULL;
+    int rc = pg_run(store, "history_stream", sql_stream_advance, &params, &result);
+    if (rc != 0)
+        return rc;
+    int64_t last = PQntuples(result) == 1 ? pg_integer(result, 0, 1) : 0;
+    if (last >= (int64_t)count)
+        snprintf(epoch, sizeof epoch, "%s", PQgetvalue(result, 0, 0));
+    PQclear(result);
+    if (last < (int64_t)count)
+        return pg_failed(store, "history_stream", TW_E_STORE, "the stream's row was not returned");
+    json_t *payloads = json_array();
+    for (size_t i = 0; payloads && i < count; i++) {
+        items[i]->offset = last - (int64_t)count + 1 + (int64_t)i;
+        memcpy(items[i]->epoch, epoch, sizeof epoch);
+        if (json_array_append_new(payloads, json_string(items[i]->payload)) != 0) {
+            json_decref(payloads);
+            payloads = NULL;
+        }
+    }
+    char *text = payloads ? json_dumps(payloads, JSON_COMPACT) : NULL;
+    json_decref(payloads);
+    if (!text)
+        return TW_E_NOMEM;
+    param_int(&params, 2, items[0]->offset);
+    param_int(&params, 3, now);
+    param_int(&params, 4, now + first->ttl_ms);
+    param_text(&params, 5, text);
+    rc = pg_run(store, "history_insert", sql_history_insert, &params, NULL);
+    free(text);
+    if (rc != 0)
+        return rc;
+    struct pg_params trim = {0};
+    param_text(&trim, 1, first->channel);
+    param_int(&trim, 2, last - first->keep);
+    param_int(&trim, 3, now);
+    return pg_run(store, "history_trim", sql_history_trim, &trim, NULL);
+}
+
+/* items come sorted by channel (store.c): each run of one channel is taken at once. */
+static int
+pg_history_append(struct store *base, struct store_history_item *const *items, size_t count)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    int own = 0;
+    if (pg_begin(store, &own) != 0)
+        return TW_E_STORE;
+    int64_t now = clock_now_ms();
+    int rc = 0;
+    for (size_t i = 0, run; rc == 0 && i < count; i += run) {
+        for (run = 1; i + run < count && strcmp(items[i + run]->channel, items[i]->channel) == 0;
+             run++)
+            ;
+        rc = pg_history_channel(store, items + i, run, now);
+    }
+    return pg_end(store, own, rc);
+}
+
+static int
+pg_history_read(struct store *base, const char *channel, int64_t since, int limit,
+                struct store_history_page *page)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    store->failure = 0;
+    struct pg_params params = {0};
+    param_text(&params, 1, channel);
+    param_int(&params, 2, since);
+    param_int(&params, 3, clock_now_ms());
+    param_int(&params, 4, limit);
+    param_int(&params, 5, STORE_HISTORY_READ_BYTES);
+    PGresult *result = NULL;
+    int rc = pg_run(store, "history_read", sql_history_read, &params, &result);
+    if (rc != 0)
+        return pg_answer(store, rc);
+    json_t *messages = json_array();
+    rc = messages ? 0 : TW_E_NOMEM;
+    int rows = PQntuples(result);
+    if (rows > 0) {
+        snprintf(page->epoch, sizeof page->epoch, "%s", PQgetvalue(result, 0, 2));
+        page->last_offset = pg_integer(result, 0, 3);
+        page->oldest_offset =
+            PQgetisnull(result, 0, 4) ? page->last_offset + 1 : pg_integer(result, 0, 4);
+    }
+    for (int i = 0; rc == 0 && i < rows; i++)
+        if (!PQgetisnull(result, i, 0) &&
+            json_array_append_new(messages, pg_build(result, i, store_row_history)) != 0)
+            rc = TW_E_NOMEM;
+    PQclear(result);
+    if (rc == 0) {
+        page->messages = messages;
+        return 0;
+    }
+    json_decref(messages);
+    *page = (struct store_history_page){0};
+    return rc;
+}
+
+static int
+pg_history_prune(struct store *base)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    int own = 0;
+    if (pg_begin(store, &own) != 0)
+        return TW_E_STORE;
+    struct pg_params params = {0};
+    param_int(&params, 1, clock_now_ms());
+    param_int(&params, 2, STORE_PRUNE_BATCH);
+    int deleted = pg_changes(store, "history_prune", sql_history_prune, &params);
+    int rc = deleted < 0 ? deleted : 0;
+    if (rc == 0)
+        rc = pg_run(store, "streams_prune", sql_streams_prune, &params, NULL);
+    rc = pg_end(store, own, rc);
+    return rc == 0 ? deleted : TW_E_STORE;
+}
+
 static const struct store_ops store_pg_ops = {
     .destroy = pg_destroy,
     .group_commit = pg_group_commit,
@@ -1816,4 +1987,7 @@ static const struct store_ops store_pg_ops = {
     .admin_task_list = pg_admin_task_list,
     .admin_status = pg_admin_status,
     .admin_stats = pg_admin_stats,
+    .history_append = pg_history_append,
+    .history_read = pg_history_read,
+    .history_prune = pg_history_prune,
 };

@@ -107,10 +107,19 @@ static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
 /* Schema 5: who announced a task (store_backend.h). */
 #define STORE_ADDED_5 STORE_ADD_ANNOUNCER("INTEGER") "PRAGMA user_version = 5;"
 
+/* Schema 6: presence tables. */
+#define STORE_ADDED_6 "PRAGMA user_version = 6;"
+
+/* Schema 7: channel history (store_backend.h). */
+#define STORE_ADDED_7 STORE_HISTORY_TABLES("INTEGER") "PRAGMA user_version = 7;"
+
+/* What each schema adds after 3, for a new database and every upgrade. */
+#define STORE_ADDED_SINCE_4 STORE_ADDED_4 STORE_ADDED_5 STORE_ADDED_6 STORE_ADDED_7
+
 static const char store_schema[] =
     STORE_TASKS_TABLE("INTEGER PRIMARY KEY", "INTEGER", "INTEGER NOT NULL DEFAULT 0")
         STORE_WORKERS_TABLE("INTEGER")
-            STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3 STORE_ADDED_4 STORE_ADDED_5;
+            STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3 STORE_ADDED_SINCE_4;
 
 /* Tables added since schema 2 that older programs do not read: made on every open. */
 static const char store_tables_added[] =
@@ -129,19 +138,25 @@ static const char store_upgrade_1[] =
     "ALTER TABLE tasks ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;"
     "UPDATE tasks SET run_at = created_at, announced = 1;"
     "DROP INDEX IF EXISTS tasks_by_status;" STORE_PROBE_TABLE STORE_INDEXES
-    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3 STORE_ADDED_4
-        STORE_ADDED_5;
+    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3
+        STORE_ADDED_SINCE_4;
 
 /* Schema 2 to 3: the workers' host and the per-minute counts (from the upgrade on). */
 static const char store_upgrade_2[] =
-    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3 STORE_ADDED_4
-        STORE_ADDED_5;
+    "ALTER TABLE workers ADD COLUMN host TEXT NOT NULL DEFAULT '';" STORE_ADDED_3
+        STORE_ADDED_SINCE_4;
 
-/* Schema 3 to 4: a task's channels. */
-static const char store_upgrade_3[] = STORE_ADDED_4 STORE_ADDED_5;
+/* Schema 3 to 4: a task's channels (and what came after). */
+static const char store_upgrade_3[] = STORE_ADDED_SINCE_4;
 
-/* Schema 4 to 5: who announced a task. */
-static const char store_upgrade_4[] = STORE_ADDED_5;
+/* Schema 4 to 5: who announced a task (and what came after). */
+static const char store_upgrade_4[] = STORE_ADDED_5 STORE_ADDED_6 STORE_ADDED_7;
+
+/* Schema 5 to 6: presence tables (and what came after). */
+static const char store_upgrade_5[] = STORE_ADDED_6 STORE_ADDED_7;
+
+/* Schema 6 to 7: channel history. */
+static const char store_upgrade_6[] = STORE_ADDED_7;
 
 enum statement {
     ST_INSERT,
@@ -187,6 +202,12 @@ enum statement {
     ST_ADMIN_QUEUED_NOW,
     ST_ADMIN_DURATIONS,
     ST_QUEUE_DEPTHS,
+    ST_STREAM_ADVANCE,
+    ST_HISTORY_INSERT,
+    ST_HISTORY_TRIM,
+    ST_HISTORY_READ,
+    ST_HISTORY_PRUNE,
+    ST_STREAMS_PRUNE,
     ST_COUNT
 };
 
@@ -332,6 +353,36 @@ static const char *const store_statements[ST_COUNT] = {
         " count(*) OVER (PARTITION BY type) AS c FROM d)"
         " SELECT type, c, max(CASE WHEN n = (c * 50 + 99) / 100 THEN ms END),"
         " max(CASE WHEN n = (c * 99 + 99) / 100 THEN ms END) FROM r GROUP BY type ORDER BY type",
+    /* Channel history.  A stream takes ?3 more messages: made with epoch ?2 when the channel
+     * has none, else its last offset raised (the epoch kept); its expiry ?5 is its newest
+     * message's. */
+    [ST_STREAM_ADVANCE] =
+        "INSERT INTO channel_streams (channel, epoch, last_offset, updated_at, expires_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (channel) DO UPDATE SET"
+        " last_offset = last_offset + excluded.last_offset, updated_at = excluded.updated_at,"
+        " expires_at = excluded.expires_at RETURNING epoch, last_offset",
+    [ST_HISTORY_INSERT] = "INSERT INTO channel_history (channel, message_offset, at, expires_at,"
+                          " payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+    /* Keep the channel's newest rows (offset above ?2) within their ttl (?3 is now). */
+    [ST_HISTORY_TRIM] = "DELETE FROM channel_history WHERE channel = ?1"
+                        " AND (message_offset <= ?2 OR expires_at <= ?3)",
+    /* The messages above ?2 kept at ?3, at most ?4, until ?5 bytes are in (the first always),
+     * each beside the stream's epoch, last offset and oldest kept offset; one row with the
+     * message's columns NULL when none is; no row without a stream. */
+    [ST_HISTORY_READ] =
+        "SELECT h.message_offset, h.payload, s.epoch, s.last_offset,"
+        " (SELECT min(message_offset) FROM channel_history WHERE channel = ?1"
+        " AND expires_at > ?3) FROM channel_streams s LEFT JOIN (SELECT message_offset, payload,"
+        " sum(length(CAST(payload AS BLOB))) OVER (ORDER BY message_offset)"
+        " - length(CAST(payload AS BLOB)) AS bytes_before FROM channel_history"
+        " WHERE channel = ?1 AND message_offset > ?2 AND expires_at > ?3"
+        " ORDER BY message_offset LIMIT ?4) h ON h.bytes_before < ?5"
+        " WHERE s.channel = ?1 ORDER BY h.message_offset",
+    [ST_HISTORY_PRUNE] = "DELETE FROM channel_history WHERE rowid IN (SELECT rowid FROM"
+                         " channel_history WHERE expires_at <= ?1 LIMIT ?2)",
+    [ST_STREAMS_PRUNE] = "DELETE FROM channel_streams WHERE channel IN (SELECT s.channel FROM"
+                         " channel_streams s WHERE s.expires_at <= ?1 AND NOT EXISTS (SELECT 1"
+                         " FROM channel_history h WHERE h.channel = s.channel) LIMIT ?2)",
 };
 
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
@@ -697,6 +748,10 @@ store_schema_open(struct store_sqlite *store, char *err, size_t errlen)
         script = store_upgrade_3;
     } else if (version == 4) {
         script = store_upgrade_4;
+    } else if (version == 5) {
+        script = store_upgrade_5;
+    } else if (version == 6) {
+        script = store_upgrade_6;
     }
     if (version < 0 ||
         (script && sqlite3_exec(store->db, script, NULL, NULL, &message) != SQLITE_OK) ||
@@ -2099,6 +2154,155 @@ sqlite_admin_stats(struct store *base, int minutes, json_t **rows, json_t **dura
     return store_answer(store, rc);
 }
 
+/* ---- channel history ---- */
+
+/* The messages items[0..count) of one channel: its stream takes count more (made, with a new
+ * epoch, when there is none), each is stored with its offset, and the channel is trimmed. */
+static int
+sqlite_history_channel(struct store_sqlite *store, struct store_history_item *const *items,
+                       size_t count, int64_t now)
+{
+    const struct store_history_item *first = items[0];
+    char epoch[STORE_EPOCH_SIZE];
+    if (store_history_epoch(epoch) != 0)
+        return TW_E_INTERNAL;
+    sqlite3_stmt *stmt = store_statement(store, ST_STREAM_ADVANCE);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, first->channel);
+    bind_text(stmt, 2, epoch);
+    sqlite3_bind_int64(stmt, 3, (sqlite3_int64)count);
+    sqlite3_bind_int64(stmt, 4, now);
+    sqlite3_bind_int64(stmt, 5, now + first->ttl_ms);
+    int rc = sqlite3_step(stmt);
+    int64_t last = 0;
+    if (rc == SQLITE_ROW) {
+        const char *kept = (const char *)sqlite3_column_text(stmt, 0);
+        snprintf(epoch, sizeof epoch, "%s", kept ? kept : "");
+        last = sqlite3_column_int64(stmt, 1);
+        rc = sqlite3_step(stmt);
+    }
+    int failed = rc != SQLITE_DONE ? store_fail(store, "history_stream") : 0;
+    store_statement_done(stmt);
+    if (failed || last < (int64_t)count)
+        return TW_E_STORE;
+    for (size_t i = 0; i < count; i++) {
+        items[i]->offset = last - (int64_t)count + 1 + (int64_t)i;
+        memcpy(items[i]->epoch, epoch, sizeof epoch);
+        if (!(stmt = store_statement(store, ST_HISTORY_INSERT)))
+            return TW_E_STORE;
+        bind_text(stmt, 1, items[i]->channel);
+        sqlite3_bind_int64(stmt, 2, items[i]->offset);
+        sqlite3_bind_int64(stmt, 3, now);
+        sqlite3_bind_int64(stmt, 4, now + items[i]->ttl_ms);
+        bind_text(stmt, 5, items[i]->payload);
+        if (store_run(store, stmt, "history_insert") != 0)
+            return TW_E_STORE;
+    }
+    if (!(stmt = store_statement(store, ST_HISTORY_TRIM)))
+        return TW_E_STORE;
+    bind_text(stmt, 1, first->channel);
+    sqlite3_bind_int64(stmt, 2, last - first->keep);
+    sqlite3_bind_int64(stmt, 3, now);
+    return store_run(store, stmt, "history_trim");
+}
+
+/* items come sorted by channel (store.c): each run of one channel is taken at once. */
+static int
+sqlite_history_append(struct store *base, struct store_history_item *const *items, size_t count)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    int own = sqlite3_get_autocommit(store->db); /* else the caller's transaction holds it */
+    if (own && store_begin(store) != 0)
+        return TW_E_STORE;
+    int64_t now = clock_now_ms();
+    int rc = 0;
+    for (size_t i = 0, run; rc == 0 && i < count; i += run) {
+        for (run = 1; i + run < count && strcmp(items[i + run]->channel, items[i]->channel) == 0;
+             run++)
+            ;
+        rc = sqlite_history_channel(store, items + i, run, now);
+    }
+    if (own && rc == 0 && store_commit(store) != 0)
+        rc = TW_E_STORE;
+    else if (own && rc != 0)
+        store_rollback(store);
+    return rc;
+}
+
+static int
+sqlite_history_read(struct store *base, const char *channel, int64_t since, int limit,
+                    struct store_history_page *page)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    store->failure = 0;
+    sqlite3_stmt *stmt = store_statement(store, ST_HISTORY_READ);
+    json_t *messages = json_array();
+    if (!stmt || !messages) {
+        json_decref(messages);
+        return stmt ? TW_E_NOMEM : store_answer(store, TW_E_STORE);
+    }
+    bind_text(stmt, 1, channel);
+    sqlite3_bind_int64(stmt, 2, since);
+    sqlite3_bind_int64(stmt, 3, clock_now_ms());
+    sqlite3_bind_int(stmt, 4, limit);
+    sqlite3_bind_int64(stmt, 5, STORE_HISTORY_READ_BYTES);
+    int rc, result = 0, rows = 0;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (rows++ == 0) {
+            const char *epoch = (const char *)sqlite3_column_text(stmt, 2);
+            snprintf(page->epoch, sizeof page->epoch, "%s", epoch ? epoch : "");
+            page->last_offset = sqlite3_column_int64(stmt, 3);
+            page->oldest_offset = sqlite3_column_type(stmt, 4) == SQLITE_NULL
+                                      ? page->last_offset + 1
+                                      : sqlite3_column_int64(stmt, 4);
+        }
+        if (result == 0 && sqlite3_column_type(stmt, 0) != SQLITE_NULL &&
+            json_array_append_new(messages, sqlite_build(stmt, store_row_history)) != 0)
+            result = TW_E_NOMEM;
+    }
+    if (rc != SQLITE_DONE)
+        result = store_fail(store, "history_read");
+    store_statement_done(stmt);
+    if (result == 0) {
+        page->messages = messages;
+        return 0;
+    }
+    json_decref(messages);
+    *page = (struct store_history_page){0};
+    return store_answer(store, result);
+}
+
+static int
+sqlite_history_prune(struct store *base)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    int64_t now = clock_now_ms();
+    if (store_begin(store) != 0)
+        return TW_E_STORE;
+    int deleted = 0, rc = TW_E_STORE;
+    sqlite3_stmt *stmt = store_statement(store, ST_HISTORY_PRUNE);
+    if (stmt) {
+        sqlite3_bind_int64(stmt, 1, now);
+        sqlite3_bind_int(stmt, 2, STORE_PRUNE_BATCH);
+        rc = store_run(store, stmt, "history_prune");
+        deleted = sqlite3_changes(store->db);
+    }
+    if (rc == 0) {
+        rc = TW_E_STORE;
+        if ((stmt = store_statement(store, ST_STREAMS_PRUNE)) != NULL) {
+            sqlite3_bind_int64(stmt, 1, now);
+            sqlite3_bind_int(stmt, 2, STORE_PRUNE_BATCH);
+            rc = store_run(store, stmt, "streams_prune");
+        }
+    }
+    if (rc != 0) {
+        store_rollback(store);
+        return TW_E_STORE;
+    }
+    return store_commit(store) == 0 ? deleted : TW_E_STORE;
+}
+
 static const struct store_ops store_sqlite_ops = {
     .destroy = sqlite_destroy,
     .group_commit = sqlite_group_commit,
@@ -2137,4 +2341,7 @@ static const struct store_ops store_sqlite_ops = {
     .admin_task_list = sqlite_admin_task_list,
     .admin_status = sqlite_admin_status,
     .admin_stats = sqlite_admin_stats,
+    .history_append = sqlite_history_append,
+    .history_read = sqlite_history_read,
+    .history_prune = sqlite_history_prune,
 };

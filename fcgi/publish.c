@@ -9,6 +9,7 @@
 #include "channel.h"
 #include "errors.h"
 #include "log.h"
+#include "protocol.h"
 #include "reply.h"
 
 #define PUBLISH_CHALLENGE "WWW-Authenticate: Bearer realm=\"taskwire-publish\"\r\n"
@@ -92,9 +93,12 @@ publish_item(struct app *app, json_t *item, size_t k, struct channel *channel, c
     json_decref(message);
     if (!*payload)
         return TW_E_NOMEM;
-    if (strlen(*payload) > (size_t)app->cfg->max_message) {
-        snprintf(err, errlen, "message %zu: over [relay] max_message (%d bytes)", k,
-                 app->cfg->max_message);
+    /* A channel with history: room for the position the worker adds (protocol.h). */
+    size_t max =
+        (size_t)app->cfg->max_message - (channel->ns->history_size > 0 ? PROTOCOL_POSITION_MAX : 0);
+    if (strlen(*payload) > max) {
+        snprintf(err, errlen, "message %zu: over [relay] max_message (%zu bytes%s)", k, max,
+                 channel->ns->history_size > 0 ? " with its offset and epoch" : "");
         free(*payload);
         *payload = NULL;
         return TW_E_TOO_LARGE;

@@ -8,7 +8,10 @@
  * nothing.  Each goes to the channel's topic as {"type":"message","channel":NAME,"data":...},
  * at most [relay] max_message bytes, through the PUSH socket to the worker pool (app_publish),
  * which puts it on the events wire.  Answered 202 {"published":[{"channel":..,"bytes":..}]}.
- * Delivery is as for task events: to the connections subscribed at that moment, not stored.
+ * Delivery is as for task events: to the connections subscribed at that moment.  A channel
+ * whose namespace keeps history (history_size) has its messages stored by the worker pool
+ * with an offset and epoch before they go out (GET /api/channels/{name}/history reads them
+ * back), so their text may be at most max_message less PROTOCOL_POSITION_MAX bytes.
  */
 #ifndef TW_FCGI_PUBLISH_H
 #define TW_FCGI_PUBLISH_H

@@ -3,6 +3,7 @@
 # OpenSSL (token).  Installed in $(BINDIR) with its man page in section 1.
 CLI_SRC := cli/main.c cli/context.c cli/api.c cli/table.c cli/tap.c cli/tasks.c cli/status.c \
 	cli/tokens.c cli/curve.c cli/publish.c
+CLI_SRC += cli/history.c
 CLI_BIN := $(BUILD)/taskwire
 CLI_LIBS := $(call libs,libzmq libcurl jansson sqlite3 openssl inih) -lpthread
 PROGRAMS += $(CLI_BIN)

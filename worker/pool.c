@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "curve.h"
 #include "errors.h"
+#include "history.h"
 #include "job.h"
 #include "log.h"
 #include "notify.h"
@@ -60,8 +61,9 @@ struct pool {
     int64_t lease_valid_until_ms;
     int stopping;      /* shutting down: outcomes are stored, nothing is claimed */
     int store_problem; /* the problem (TW_E_STORE_FULL, ...) the pool's writes fail with, or 0 */
-    struct scrape *scrape; /* the metrics port ([worker] metrics_listen), or NULL when off */
-    struct notify notify;  /* the service manager's watchdog, pinged from the loop */
+    struct scrape *scrape;   /* the metrics port ([worker] metrics_listen), or NULL when off */
+    struct notify notify;    /* the service manager's watchdog, pinged from the loop */
+    struct history *history; /* channel messages waiting for their offsets (history.h) */
 };
 
 /* The limited types' concurrency as a JSON object, or NULL when no type is limited. */
@@ -145,6 +147,10 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(pool->host, sizeof pool->host, "unknown");
     pool->host[sizeof pool->host - 1] = '\0';
     pool->limits = pool_limits(cfg);
+    if (!(pool->history = history_new(cfg))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     struct store_options options = store_options_of(cfg);
     pool->store = store_new(&options, err, errlen);
     if (!pool->store || store_worker_durability(pool->store) != 0)
@@ -258,6 +264,7 @@ pool_destroy(struct pool **pool)
         zmq_ctx_term(p->zmq);
     curve_destroy(&p->curve);
     wake_destroy(&p->wake);
+    history_destroy(&p->history);
     store_destroy(&p->store);
     free(p->limits);
     free(p);
@@ -566,9 +573,25 @@ pool_nudged(struct pool *pool, const char (*submitted)[TOKEN_ID_SIZE], size_t su
     pool_announce(pool, submitted, submits);
 }
 
-/* [publish][topic][payload] from a handler (POST /api/publish): onto the events wire as it is.
- * The handler checked both; a topic no relay could route (empty, or longer than a channel
- * name) is dropped here too. */
+static void
+pool_history_publish(void *data, const char *topic, size_t topic_len, const char *payload,
+                     size_t payload_len)
+{
+    pool_publish(data, topic, topic_len, payload, payload_len);
+}
+
+/* Store the channel messages taken this turn, then publish them with their offsets. */
+static void
+pool_history_flush(struct pool *pool)
+{
+    history_flush(pool->history, pool->store, pool_history_publish, pool);
+    pool_store_watch(pool, "history");
+}
+
+/* [publish][topic][payload] from a handler (POST /api/publish): onto the events wire as it is,
+ * or, for a channel whose namespace keeps history, into the turn's batch (history.h).  The
+ * handler checked both; a topic no relay could route (empty, or longer than a channel name)
+ * is dropped here too. */
 static void
 pool_on_publish(struct pool *pool, zmq_msg_t *topic, zmq_msg_t *payload)
 {
@@ -577,7 +600,11 @@ pool_on_publish(struct pool *pool, zmq_msg_t *topic, zmq_msg_t *payload)
         log_warn("event=bad_nudge reason=\"publish topic\" length=%zu", len);
         return;
     }
-    pool_publish(pool, zmq_msg_data(topic), len, zmq_msg_data(payload), zmq_msg_size(payload));
+    if (history_full(pool->history))
+        pool_history_flush(pool);
+    if (history_take(pool->history, zmq_msg_data(topic), len, zmq_msg_data(payload),
+                     zmq_msg_size(payload)) == 0)
+        pool_publish(pool, zmq_msg_data(topic), len, zmq_msg_data(payload), zmq_msg_size(payload));
 }
 
 /* Handle every nudge waiting on the tasks socket (up to a batch). */
@@ -603,6 +630,7 @@ pool_intake(struct pool *pool)
             pool_nudge(pool, verb, id, submitted, &submits);
         pool_close_frames(frames, count);
     }
+    pool_history_flush(pool); /* one transaction for the turn's channel messages */
     pool_nudged(pool, (const char(*)[TOKEN_ID_SIZE])submitted, submits);
 }
 
@@ -797,7 +825,8 @@ pool_heartbeat(struct pool *pool)
         pool_sweep(pool);
 }
 
-/* Delete finished tasks past [store] keep_finished, a batch per short transaction. */
+/* Delete finished tasks past [store] keep_finished, and channel messages past their
+ * history_ttl, a batch per short transaction. */
 static void
 pool_prune(struct pool *pool)
 {
@@ -808,9 +837,12 @@ pool_prune(struct pool *pool)
         if (deleted > 0)
             total += deleted;
     }
+    int messages = history_prune(pool->store, POOL_PRUNE_BATCHES);
     pool_store_watch(pool, "prune");
     if (total > 0)
         log_info("event=pruned tasks=%d", total);
+    if (messages > 0)
+        log_info("event=pruned channel_messages=%d", messages);
 }
 
 static int

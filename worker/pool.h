@@ -7,7 +7,10 @@
  * slot is free, on a nudge and every scan_interval_ms.  Every heartbeat_ms it records its
  * heartbeat, renews the leases of the tasks it runs (a slot whose attempt it no longer holds is
  * stopped at once) and takes back the tasks whose lease ran out on a lost worker (retry.h
- * decides what becomes of them).  Every minute it prunes finished tasks past keep_finished.
+ * decides what becomes of them).  Every minute it prunes finished tasks past keep_finished
+ * and channel messages past their history_ttl.  A publish ([publish][topic][payload]) to a
+ * channel whose namespace keeps history is stored with its offset first, the turn's in one
+ * transaction, and published after the commit (history.h); any other goes out at once.
  * Every event of every task leaves through the pool's one PUB socket, in order; none leaves
  * while the pool cannot be sure its leases hold (lease_ms since its last renewal began).
  */

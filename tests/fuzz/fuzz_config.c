@@ -44,6 +44,13 @@ check_config(const struct config *cfg)
     FUZZ_CHECK(cfg->ring >= 2 && cfg->max_message >= 256 && cfg->relay_port >= 1);
     FUZZ_CHECK(cfg->type_count >= 1 && cfg->type_count <= CONFIG_MAX_TYPES);
     FUZZ_CHECK(strcmp(cfg->types[0].name, "sleep") == 0);
+    FUZZ_CHECK(cfg->namespace_count >= 3 && cfg->namespace_count <= CONFIG_MAX_NAMESPACES);
+    FUZZ_CHECK(cfg->namespaces[0].history_size == 0); /* user keeps no history */
+    for (size_t i = 0; i < cfg->namespace_count; i++)
+        FUZZ_CHECK(cfg->namespaces[i].history_size >= 0 &&
+                   cfg->namespaces[i].history_size <= CONFIG_HISTORY_SIZE_MAX &&
+                   cfg->namespaces[i].history_ttl >= 1 &&
+                   cfg->namespaces[i].history_ttl <= CONFIG_HISTORY_TTL_MAX);
     for (size_t i = 0; i < cfg->type_count; i++) {
         const struct config_type *type = &cfg->types[i];
         FUZZ_CHECK(terminated(type->name, sizeof type->name) && type->name[0]);

@@ -5,9 +5,12 @@
  * inproc PUSH to the pool's PULL.  The pool is the real one minus its threads: a real store holding three tasks
  * (two queued, one cancelled) and its PUB socket, no slots (so nothing is claimed).  A task id
  * frame "00000000000000000000000000000000" + k (k < 3) is replaced by the id of stored task k,
- * so the fuzzer reaches the paths of tasks that exist.  What must hold: the pool reads every
- * message, whatever its shape, and all it publishes is [client id][task event JSON], or one of
- * the input's publish messages ([publish][topic][payload], a topic of 1..64 bytes) as it was. */
+ * so the fuzzer reaches the paths of tasks that exist.  The project namespace keeps history
+ * (history_size 3, history_ttl 1 s, pruned every FUZZ_PRUNE_RUNS runs so the store stays
+ * small).  What must hold: the pool reads every message, whatever its shape, and all it
+ * publishes is [client id][task event JSON], or one of the input's publish messages
+ * ([publish][topic][payload], a topic of 1..64 bytes): as it was, or, to a channel of project,
+ * a JSON object with its "offset" (1 or more) and "epoch" (16 hex digits). */
 #include "fuzz_store.h"
 
 #include "worker/pool.c"
@@ -17,13 +20,23 @@ static struct pool pool;
 static void *sender, *listener;
 static char ids[FUZZ_TASKS][TOKEN_ID_SIZE];
 
+#define FUZZ_PRUNE_RUNS 1000 /* runs between two prunes of the history rows */
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     fuzz_setup(&cfg);
+    struct config_namespace *project = (struct config_namespace *)config_namespace_find(
+        &cfg, "project", strlen("project"));
+    if (!project)
+        abort();
+    project->history_size = 3;
+    project->history_ttl = 1;
     pool.cfg = &cfg;
+    if (!(pool.history = history_new(&cfg)))
+        abort();
     pool.store = fuzz_store_open(fuzz_scratch("pool"), ids);
     snprintf(pool.worker_id, sizeof pool.worker_id, "%s", "feedfacefeedfacefeedfacefeedface");
     snprintf(pool.host, sizeof pool.host, "fuzz");
@@ -69,6 +82,19 @@ check_published(int publishes)
             FUZZ_CHECK(publishes-- > 0);
             FUZZ_CHECK(zmq_msg_size(&frames[0]) >= 1 &&
                        zmq_msg_size(&frames[0]) <= CONFIG_CHANNEL_NAME_LIMIT);
+            struct channel channel;
+            if (channel_parse(&cfg, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
+                              &channel) == 0 &&
+                channel.ns->history_size > 0) {
+                json_t *message =
+                    json_loadb(zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), 0, &error);
+                const char *epoch = json_string_value(json_object_get(message, "epoch"));
+                FUZZ_CHECK(json_is_object(message));
+                FUZZ_CHECK(json_integer_value(json_object_get(message, "offset")) >= 1);
+                FUZZ_CHECK(epoch && strlen(epoch) == 16 &&
+                           strspn(epoch, "0123456789abcdef") == 16);
+                json_decref(message);
+            }
         }
         pool_close_frames(frames, count);
     }
@@ -106,5 +132,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pool_intake(&pool);
     }
     check_published(publishes);
+    static unsigned runs;
+    if (++runs % FUZZ_PRUNE_RUNS == 0)
+        history_prune(pool.store, 1);
     return 0;
 }

@@ -19,7 +19,8 @@
  * The request's variables are a FastCGI environment and its body and reply are fcgi2 streams
  * on memory.  The app is the real one (app_new: a real store holding three tasks of the valid
  * token's client, a secret file, a PUSH socket with no peer) with the built-in sleep type and
- * an exec type with an integer, a string and a boolean parameter.  A submission that passes
+ * an exec type with an integer, a string and a boolean parameter, and two namespaces with
+ * history (room: signed_in, so the valid token reads its empty history; project: a claim).  A submission that passes
  * every check is answered as one over [http] max_queued (429), so no run stores a task and
  * every run sees the same store.  What must hold: exactly one reply, a known status below 500
  * (or health's 503: no worker runs here) with its Content-Length equal to its body, and that
@@ -43,7 +44,12 @@ static const char config_text[] = "[type report]\n"
                                   "param.title = string min=0 max=64 default=untitled\n"
                                   "param.draft = boolean default=false\n"
                                   "[http]\n"
-                                  "cors_origins = https://app.example\n";
+                                  "cors_origins = https://app.example\n"
+                                  "[namespace room]\n"
+                                  "subscribe = signed_in\n"
+                                  "history_size = 10\n"
+                                  "[namespace project]\n"
+                                  "history_size = 5\n";
 static const char admin_key[] = "00112233445566778899aabbccddeeff"
                                 "00112233445566778899aabbccddeeff";
 

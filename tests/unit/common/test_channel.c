@@ -127,7 +127,8 @@ test_subscribe_rules(void **state)
     add_grant(&all, "*", TOKEN_GRANT_SUBSCRIBE);
     assert_int_equal(channel_may_subscribe(&channel, ME, &all), 0);
     /* signed_in */
-    struct config_namespace lobby = {"lobby", CONFIG_SUBSCRIBE_SIGNED_IN, CONFIG_PUBLISH_NOBODY};
+    struct config_namespace lobby = {
+        .name = "lobby", .subscribe = CONFIG_SUBSCRIBE_SIGNED_IN, .publish = CONFIG_PUBLISH_NOBODY};
     channel.ns = &lobby;
     assert_int_equal(channel_may_subscribe(&channel, OTHER, NULL), 0);
 }
@@ -147,14 +148,17 @@ test_publish_rules(void **state)
     assert_int_equal(channel_may_publish(&channel, ME, &grants), CHANNEL_E_PUBLISH_NOT_ALLOWED);
     assert_int_equal(parse("user:" ME, &channel), 0); /* user: publish = nobody */
     assert_int_equal(channel_may_publish(&channel, ME, &grants), CHANNEL_E_PUBLISH_NOT_ALLOWED);
-    struct config_namespace closed = {"closed", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_NOBODY};
+    struct config_namespace closed = {
+        .name = "closed", .subscribe = CONFIG_SUBSCRIBE_CLAIM, .publish = CONFIG_PUBLISH_NOBODY};
     assert_int_equal(parse("project:9", &channel), 0);
     channel.ns = &closed;
     assert_int_equal(channel_may_publish(&channel, ME, &grants), CHANNEL_E_PUBLISH_NOT_ALLOWED);
-    struct config_namespace open = {"open", CONFIG_SUBSCRIBE_SIGNED_IN, CONFIG_PUBLISH_MEMBERS};
+    struct config_namespace open = {
+        .name = "open", .subscribe = CONFIG_SUBSCRIBE_SIGNED_IN, .publish = CONFIG_PUBLISH_MEMBERS};
     channel.ns = &open;
     assert_int_equal(channel_may_publish(&channel, OTHER, NULL), 0);
-    struct config_namespace mine = {"mine", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_MEMBERS};
+    struct config_namespace mine = {
+        .name = "mine", .subscribe = CONFIG_SUBSCRIBE_OWNER, .publish = CONFIG_PUBLISH_MEMBERS};
     channel.ns = &mine;
     channel.rest = ME;
     channel.rest_len = 32;
@@ -195,7 +199,8 @@ test_grants_from_tokens(void **state)
     json_decref(claim);
 }
 
-/* [namespace NAME] sections declare namespaces and change the built-in ones, never "user". */
+/* [namespace NAME] sections declare namespaces and change the built-in ones, never "user";
+ * their history keys are range-checked like every key. */
 static void
 test_namespace_config(void **state)
 {
@@ -206,7 +211,8 @@ test_namespace_config(void **state)
     static const struct {
         const char *text, *says;
     } cases[] = {
-        {"[namespace room]\nsubscribe = signed_in\npublish = members\n"
+        {"[namespace room]\nsubscribe = signed_in\npublish = members\nhistory_size = 50\n"
+         "history_ttl = 60\n"
          "[namespace project]\nsubscribe = owner\n[channels]\nmax_per_connection = 3\n"
          "max_name = 40\nmax_per_task = 2\n",
          NULL},
@@ -215,6 +221,10 @@ test_namespace_config(void **state)
         {"[namespace room]\npublish = all\n", "publish must be nobody or members"},
         {"[namespace room]\nhistory = 10\n", "unknown key 'history' in [namespace room]"},
         {"[namespace Room]\npublish = nobody\n", "namespace name must be"},
+        {"[namespace room]\nhistory_size = 10001\n", "history_size must be an integer 0..10000"},
+        {"[namespace room]\nhistory_size = -1\n", "history_size must be an integer 0..10000"},
+        {"[namespace room]\nhistory_ttl = 0\n", "history_ttl must be an integer 1..2592000"},
+        {"[namespace room]\nhistory_ttl = 5s\n", "history_ttl must be an integer 1..2592000"},
         {"[channels]\nmax_name = 65\n", "max_name"},
         {"[channels]\nmax_per_task = 17\n", "max_per_task"},
     };
@@ -231,6 +241,10 @@ test_namespace_config(void **state)
             assert_non_null(room);
             assert_int_equal(room->subscribe, CONFIG_SUBSCRIBE_SIGNED_IN);
             assert_int_equal(room->publish, CONFIG_PUBLISH_MEMBERS);
+            assert_int_equal(room->history_size, 50);
+            assert_int_equal(room->history_ttl, 60);
+            assert_int_equal(config_namespace_find(&loaded, "project", 7)->history_size, 0);
+            assert_int_equal(config_namespace_find(&loaded, "project", 7)->history_ttl, 300);
             assert_int_equal(config_namespace_find(&loaded, "project", 7)->subscribe,
                              CONFIG_SUBSCRIBE_OWNER);
             assert_int_equal(config_namespace_find(&loaded, "task", 4)->subscribe,

@@ -913,6 +913,254 @@ test_channels_are_kept_with_the_task(void **state)
     json_decref(sub.task);
 }
 
+/* ---- channel history ---- */
+
+/* A history item of channel with payload (borrowed), keeping keep rows for ttl_ms. */
+static struct store_history_item
+history_item(const char *channel, const char *payload, int keep, int64_t ttl_ms)
+{
+    return (struct store_history_item){
+        .channel = channel, .payload = payload, .keep = keep, .ttl_ms = ttl_ms};
+}
+
+/* The offsets of a page's messages, in its order, into offsets (at most max); their count. */
+static size_t
+page_offsets(const struct store_history_page *page, int64_t *offsets, size_t max)
+{
+    size_t count = json_array_size(page->messages);
+    for (size_t i = 0; i < count && i < max; i++)
+        offsets[i] = number(json_array_get(page->messages, i), "offset");
+    return count;
+}
+
+/* A page that recovers would return other messages than the missed ones, out of order, or
+ * with an offset a live subscriber did not get; messages of another channel would share a
+ * stream. */
+static void
+test_history_gives_offsets_in_order_and_reads_since(void **state)
+{
+    struct store *store = *state;
+    char payloads[6][48];
+    for (int i = 0; i < 6; i++)
+        snprintf(payloads[i], sizeof payloads[i], "{\"type\":\"message\",\"n\":%d}", i + 1);
+    /* project:1's five interleaved with project:0's two (which sorts first). */
+    struct store_history_item items[7] = {
+        history_item("project:1", payloads[0], 100, 60000),
+        history_item("project:0", payloads[0], 100, 60000),
+        history_item("project:1", payloads[1], 100, 60000),
+        history_item("project:1", payloads[2], 100, 60000),
+        history_item("project:0", payloads[1], 100, 60000),
+        history_item("project:1", payloads[3], 100, 60000),
+        history_item("project:1", payloads[4], 100, 60000)};
+    assert_int_equal(store_history_append(store, items, 7), 0);
+    int64_t expected[7] = {1, 1, 2, 3, 2, 4, 5};
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(items[i].offset, expected[i]);
+        assert_int_equal(strlen(items[i].epoch), STORE_EPOCH_SIZE - 1);
+        assert_int_equal(strspn(items[i].epoch, "0123456789abcdef"), STORE_EPOCH_SIZE - 1);
+        assert_string_equal(items[i].epoch, items[i == 1 || i == 4 ? 1 : 0].epoch);
+    }
+    assert_string_not_equal(items[0].epoch, items[1].epoch);
+
+    struct store_history_page page;
+    assert_int_equal(store_history_read(store, "project:1", 2, 100, &page), 0);
+    assert_string_equal(page.epoch, items[0].epoch);
+    assert_int_equal(page.last_offset, 5);
+    assert_int_equal(page.oldest_offset, 1);
+    int64_t offsets[8];
+    assert_int_equal(page_offsets(&page, offsets, 8), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(offsets[i], 3 + i);
+        assert_string_equal(text(json_array_get(page.messages, (size_t)i), "payload"),
+                            payloads[2 + i]);
+    }
+    json_decref(page.messages);
+
+    /* The stream goes on in a later batch, with the same epoch; a limit cuts the page. */
+    struct store_history_item more = history_item("project:1", payloads[5], 100, 60000);
+    assert_int_equal(store_history_append(store, &more, 1), 0);
+    assert_int_equal(more.offset, 6);
+    assert_string_equal(more.epoch, items[0].epoch);
+    assert_int_equal(store_history_read(store, "project:1", 0, 2, &page), 0);
+    assert_int_equal(page_offsets(&page, offsets, 8), 2);
+    assert_int_equal(offsets[0], 1);
+    assert_int_equal(offsets[1], 2);
+    assert_int_equal(page.last_offset, 6);
+    json_decref(page.messages);
+
+    /* A channel never published to has no stream. */
+    assert_int_equal(store_history_read(store, "project:9", 0, 100, &page), 0);
+    assert_string_equal(page.epoch, "");
+    assert_int_equal(page.last_offset, 0);
+    assert_int_equal(page.oldest_offset, 1);
+    assert_int_equal(json_array_size(page.messages), 0);
+    json_decref(page.messages);
+}
+
+/* A channel would keep more than history_size messages, or messages past their ttl; a quiet
+ * channel's rows would stay for ever; a stream whose history is gone would go on with its
+ * old epoch, so a client could not tell that it missed messages. */
+static void
+test_history_trims_by_size_and_age_and_starts_a_new_epoch(void **state)
+{
+    struct store *store = *state;
+    struct store_history_item items[5];
+    for (int i = 0; i < 5; i++)
+        items[i] = history_item("task:t", "{}", 3, 60000);
+    assert_int_equal(store_history_append(store, items, 5), 0);
+    struct store_history_page page;
+    int64_t offsets[8];
+    assert_int_equal(store_history_read(store, "task:t", 0, 100, &page), 0);
+    assert_int_equal(page_offsets(&page, offsets, 8), 3);
+    assert_int_equal(offsets[0], 3);
+    assert_int_equal(page.oldest_offset, 3);
+    assert_int_equal(page.last_offset, 5);
+    json_decref(page.messages);
+    char epoch[STORE_EPOCH_SIZE];
+    memcpy(epoch, items[0].epoch, sizeof epoch);
+
+    /* Past their ttl (made so by moving their expiry back): no longer kept, pruned or not. */
+    store_sql("UPDATE channel_history SET expires_at = 1; UPDATE channel_streams SET"
+              " expires_at = 1");
+    assert_int_equal(store_history_read(store, "task:t", 0, 100, &page), 0);
+    assert_int_equal(json_array_size(page.messages), 0);
+    assert_int_equal(page.last_offset, 5);
+    assert_int_equal(page.oldest_offset, 6);
+    assert_string_equal(page.epoch, epoch);
+    json_decref(page.messages);
+    assert_int_equal(store_history_prune(store), 3);
+    assert_int_equal(store_history_prune(store), 0);
+
+    /* The stream went with its last message: the next one starts a new epoch at 1. */
+    struct store_history_item next = history_item("task:t", "{}", 3, 60000);
+    assert_int_equal(store_history_append(store, &next, 1), 0);
+    assert_int_equal(next.offset, 1);
+    assert_string_not_equal(next.epoch, epoch);
+
+    /* A stream that still keeps a message is not pruned, whatever its own expiry says. */
+    store_sql("UPDATE channel_streams SET expires_at = 1");
+    assert_int_equal(store_history_prune(store), 0);
+    struct store_history_item after = history_item("task:t", "{}", 3, 60000);
+    assert_int_equal(store_history_append(store, &after, 1), 0);
+    assert_int_equal(after.offset, 2);
+    assert_string_equal(after.epoch, next.epoch);
+}
+
+/* One read could hold the whole history of a channel of large messages in memory: past
+ * STORE_HISTORY_READ_BYTES it stops, and never before its first message. */
+static void
+test_history_read_is_bounded_in_bytes(void **state)
+{
+    struct store *store = *state;
+    size_t size = STORE_HISTORY_READ_BYTES * 3 / 5;
+    char *big = malloc(size + 1);
+    assert_non_null(big);
+    memset(big, 'x', size);
+    big[size] = '\0';
+    struct store_history_item items[3] = {history_item("project:big", big, 10, 60000),
+                                          history_item("project:big", big, 10, 60000),
+                                          history_item("project:big", big, 10, 60000)};
+    assert_int_equal(store_history_append(store, items, 3), 0);
+    struct store_history_page page;
+    int64_t offsets[4];
+    assert_int_equal(store_history_read(store, "project:big", 0, 10, &page), 0);
+    assert_int_equal(page_offsets(&page, offsets, 4), 2);
+    assert_int_equal(offsets[1], 2);
+    json_decref(page.messages);
+    assert_int_equal(store_history_read(store, "project:big", 2, 10, &page), 0);
+    assert_int_equal(page_offsets(&page, offsets, 4), 1);
+    assert_int_equal(offsets[0], 3);
+    assert_int_equal(strlen(text(json_array_get(page.messages, 0), "payload")), size);
+    json_decref(page.messages);
+    free(big);
+}
+
+#define WRITERS 4         /* processes appending to one channel at once */
+#define WRITER_BATCHES 25 /* batches of each */
+#define WRITER_BATCH 3    /* messages of each batch */
+
+/* Append WRITER_BATCHES batches to project:shared and write each batch's first offset to
+ * out: the exit status says what failed. */
+static int
+writer_run(int writer, int go, int out)
+{
+    char err[512], ready, payload[32];
+    struct store *mine = store_open_again(err, sizeof err);
+    if (!mine || read(go, &ready, 1) != 0) /* every writer starts when the parent closes go */
+        return 2;
+    snprintf(payload, sizeof payload, "{\"writer\":%d}", writer);
+    int rc = 0;
+    for (int b = 0; rc == 0 && b < WRITER_BATCHES; b++) {
+        struct store_history_item items[WRITER_BATCH];
+        for (int i = 0; i < WRITER_BATCH; i++)
+            items[i] = history_item("project:shared", payload, 10000, 60000);
+        if (store_history_append(mine, items, WRITER_BATCH) != 0)
+            rc = 3;
+        for (int i = 1; rc == 0 && i < WRITER_BATCH; i++)
+            if (items[i].offset != items[0].offset + i ||
+                strcmp(items[i].epoch, items[0].epoch) != 0)
+                rc = 4;
+        if (rc == 0 && write(out, &items[0].offset, sizeof items[0].offset) !=
+                           (ssize_t)sizeof items[0].offset)
+            rc = 5;
+    }
+    store_destroy(&mine);
+    return rc;
+}
+
+/* Hosts publishing to one channel at once would give two messages one offset, or leave a gap
+ * a client would wait on for ever: each writer's batches get consecutive offsets, and all of
+ * them together every offset from 1 once. */
+static void
+test_writers_at_once_share_one_stream_without_gaps(void **state)
+{
+    struct store *store = *state;
+    int go[2], out[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(out), 0);
+    pid_t pids[WRITERS];
+    for (int w = 0; w < WRITERS; w++) {
+        pids[w] = fork();
+        assert_true(pids[w] >= 0);
+        if (pids[w] == 0) {
+            close(go[1]);
+            close(out[0]);
+            _exit(writer_run(w, go[0], out[1]));
+        }
+    }
+    close(go[0]);
+    close(out[1]);
+    close(go[1]); /* go */
+    enum { TOTAL = WRITERS * WRITER_BATCHES * WRITER_BATCH };
+    static unsigned char seen[TOTAL + 1];
+    memset(seen, 0, sizeof seen);
+    int64_t first;
+    size_t batches = 0;
+    while (read(out[0], &first, sizeof first) == (ssize_t)sizeof first) {
+        assert_true(first >= 1 && first + WRITER_BATCH - 1 <= TOTAL);
+        for (int i = 0; i < WRITER_BATCH; i++) {
+            assert_int_equal(seen[first + i], 0);
+            seen[first + i] = 1;
+        }
+        batches++;
+    }
+    close(out[0]);
+    for (int w = 0; w < WRITERS; w++) {
+        int status = 0;
+        assert_int_equal(waitpid(pids[w], &status, 0), pids[w]);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            fail_msg("writer %d ended with status %d", w, status);
+    }
+    assert_int_equal(batches, WRITERS * WRITER_BATCHES);
+    struct store_history_page page;
+    assert_int_equal(store_history_read(store, "project:shared", 0, TOTAL, &page), 0);
+    assert_int_equal(page.last_offset, TOTAL);
+    assert_int_equal(json_array_size(page.messages), TOTAL);
+    for (size_t i = 0; i < TOTAL; i++)
+        assert_int_equal(number(json_array_get(page.messages, i), "offset"), (long long)i + 1);
+    json_decref(page.messages);
+}
+
 /* Every test of the contract, run on each backend. */
 #define STORE_TESTS(XX)                                                                            \
     XX(test_lifecycle_claims_oldest_once_and_raises_seq)                                           \
@@ -931,7 +1179,11 @@ test_channels_are_kept_with_the_task(void **state)
     XX(test_invalid_utf8_error_is_still_json)                                                      \
     XX(test_a_stale_attempt_changes_nothing)                                                       \
     XX(test_hosts_claiming_at_once_hold_the_limit_and_never_share_a_task)                         \
-    XX(test_channels_are_kept_with_the_task)
+    XX(test_channels_are_kept_with_the_task)                                                       \
+    XX(test_history_gives_offsets_in_order_and_reads_since)                                        \
+    XX(test_history_trims_by_size_and_age_and_starts_a_new_epoch)                                  \
+    XX(test_history_read_is_bounded_in_bytes)                                                      \
+    XX(test_writers_at_once_share_one_stream_without_gaps)
 
 #define ON_SQLITE(test) cmocka_unit_test_setup_teardown(test, setup_sqlite, teardown),
 #define ON_POSTGRESQL(test) cmocka_unit_test_setup_teardown(test, setup_pg, teardown),

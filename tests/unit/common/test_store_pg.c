@@ -168,6 +168,30 @@ test_schema_1_is_upgraded_to_2(void **state)
     store_destroy(&store);
 }
 
+/* A database of schema 3 (before announcers, presence and channel history) would not open, or
+ * its channels would have no history, once schema 6 came: it is upgraded on open. */
+static void
+test_schema_3_is_upgraded_to_6(void **state)
+{
+    PGconn *conn = *state;
+    char err[512] = "";
+    assert_int_equal(store_pg_schema_open(conn, err, sizeof err), 0);
+    exec_ok(conn, "DROP TABLE channel_history; DROP TABLE channel_streams;"
+                  " ALTER TABLE tasks DROP COLUMN announced_by, DROP COLUMN announced_at;"
+                  " UPDATE schema_version SET version = 3");
+    struct store_options options = {.backend = STORE_BACKEND_POSTGRESQL,
+                                    .url = getenv("TASKWIRE_TEST_PG_URL")};
+    struct store *store = store_new(&options, err, sizeof err);
+    assert_non_null(store);
+    assert_int_equal(count_rows(conn, "SELECT max(version) FROM schema_version"),
+                     STORE_PG_SCHEMA_VERSION);
+    struct store_history_item item = {
+        .channel = "project:1", .payload = "{}", .keep = 1, .ttl_ms = 60000};
+    assert_int_equal(store_history_append(store, &item, 1), 0);
+    assert_int_equal(item.offset, 1);
+    store_destroy(&store);
+}
+
 /* A busy day would leave a row per change of every task for the stats to sum: pruning sums each
  * past minute's rows into one, and the counts stay what they were. */
 static void
@@ -279,6 +303,7 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test(test_a_broken_connection_is_an_error_with_a_reason),
         cmocka_unit_test_setup_teardown(test_schema_1_is_upgraded_to_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_3_is_upgraded_to_6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_lost_connection_is_unreachable_then_connected_again,
                                         setup, teardown),
         cmocka_unit_test(test_an_unreachable_server_fails_store_new_with_a_reason),

@@ -133,6 +133,38 @@ test_schema_2_is_upgraded_to_3(void **state)
     assert_int_equal(tempdb_remove(old_dir, old_path), 0);
 }
 
+/* A database of schema 4 (before announcers, presence and channel history) would not open, or
+ * its channels would have no history, once schema 7 came: it is upgraded on open. */
+static void
+test_schema_4_is_upgraded_to_7(void **state)
+{
+    (void)state;
+    char old_dir[64], old_path[256], err[512];
+    assert_int_equal(tempdb_make(old_dir, sizeof old_dir, "schema4", old_path, sizeof old_path), 0);
+    struct store *store = tempdb_store(old_path, 1000, err, sizeof err);
+    assert_non_null(store);
+    store_destroy(&store);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(old_path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE channel_history; DROP TABLE channel_streams;"
+                                  "ALTER TABLE tasks DROP COLUMN announced_by;"
+                                  "ALTER TABLE tasks DROP COLUMN announced_at;"
+                                  "PRAGMA user_version = 4;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    store = tempdb_store(old_path, 1000, err, sizeof err);
+    assert_non_null(store);
+    assert_int_equal(store_schema_version(sqlite_of(store)->db), STORE_SCHEMA_VERSION);
+    struct store_history_item item = {
+        .channel = "project:1", .payload = "{}", .keep = 1, .ttl_ms = 60000};
+    assert_int_equal(store_history_append(store, &item, 1), 0);
+    assert_int_equal(item.offset, 1);
+    store_destroy(&store);
+    assert_int_equal(tempdb_remove(old_dir, old_path), 0);
+}
+
 #define GROUP_WRITERS 4 /* processes submitting at once */
 #define GROUP_TASKS 100 /* submissions each */
 
@@ -393,6 +425,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_upgrade_and_newer_schema_refused),
         cmocka_unit_test(test_schema_2_is_upgraded_to_3),
+        cmocka_unit_test(test_schema_4_is_upgraded_to_7),
         cmocka_unit_test_setup_teardown(test_group_commit_keeps_every_task_and_shares_syncs, setup,
                                         teardown),
         cmocka_unit_test(test_store_failures_map_to_their_answers),
