@@ -908,6 +908,7 @@ export class Taskwire {
     const attempt = async (tries) => {
       let recovered = true;
       let missed = 0;
+      const hadPosition = !!sub.position;
       try {
         for (let pages = 0; ; pages += 1) {
           const p = sub.position;
@@ -939,11 +940,12 @@ export class Taskwire {
         if (!current()) return;
         this.emit('error', e);
         if (FINAL_HTTP.has(e.status) || tries + 1 >= this.options.resyncAttempts) {
-          // No history to read (another namespace, not allowed) or no answer in time: go on
-          // from the live messages, whose first starts a new position.
+          // No history to read (a namespace without, not allowed) or no answer in time: go on
+          // from the live messages, whose first starts a new position.  Only a channel that
+          // had a position has lost something.
           sub.position = null;
           sub.history = false;
-          this.emit('recovered', { channel: sub.name, recovered: false, error: e });
+          if (hadPosition) this.emit('recovered', { channel: sub.name, recovered: false, error: e });
           finish();
           return;
         }
@@ -987,6 +989,7 @@ export class Taskwire {
         if (FINAL_HTTP.has(e.status) || tries + 1 >= this.options.resyncAttempts) {
           sub.presenceLoading = false; // the live events alone, from an empty list
           if (!sub.clients) sub.clients = new Map();
+          this.emit('presence', { channel: sub.name, clients: this.clientList(sub), change: null, error: e });
           for (const event of sub.presenceBuffer.splice(0)) this.presenceEvent(sub, event);
           return;
         }
