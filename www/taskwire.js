@@ -52,6 +52,8 @@ const DEFAULTS = {
                             // the oldest go (those with an offset come back from the history)
   channelTasksMax: 1000,    // tasks remembered per channel; then the oldest finished ones go
   publishPendingMax: 32,    // publishes awaiting the relay's reply; one more is refused at once
+  messageMax: 512,          // bytes of one message to the relay (its limit: it closes the
+                            // connection, 1009, on a longer one); a longer publish is refused here
 };
 
 // A channel name as the relay takes it: what can go in a URL's path as it is.
@@ -685,8 +687,9 @@ export class Taskwire {
 
   /** Publish data (an object) to channel's subscribers, from this browser: resolves once the
    * relay says "published"; rejects with the relay's reason (rate_limited, too_large,
-   * publish_not_allowed, busy, ...) or not_connected / disconnected when no relay took it (it
-   * is not sent again: a publish is a signal, not a record). */
+   * publish_not_allowed, busy, ...), too_large when the message is longer than messageMax,
+   * or not_connected / disconnected when no relay took it (it is not sent again: a publish is
+   * a signal, not a record). */
   publish(channel, data) {
     if (this.state !== 'connected' || !this.ws) {
       return Promise.reject(refusal('publish', channel, 'not_connected', 'publish: not connected'));
@@ -695,6 +698,11 @@ export class Taskwire {
     if (waiting >= this.options.publishPendingMax) {
       return Promise.reject(refusal('publish', channel, 'too_many_pending',
         `publish: ${waiting} publishes await their answer`));
+    }
+    const bytes = new TextEncoder().encode(JSON.stringify({ type: 'publish', channel, data })).length;
+    if (bytes > this.options.messageMax) {
+      return Promise.reject(refusal('publish', channel, 'too_large',
+        `publish: ${bytes} bytes, more than the relay takes (${this.options.messageMax})`));
     }
     return this.sendRequest('publish', channel, { data });
   }
