@@ -568,30 +568,34 @@ test('a board offline while news is published gets it in order after it reconnec
       await stack.command('kill relay');
       await connection(page, 'reconnecting');
       for (const n of [3, 4, 5]) await serverPublish(stack, 'project:demo', { text: `news ${n}` });
-      // ... and one more that arrives live while the history is being read: it waits.
-      let heldLive = false;
+      // ... and one more that arrives live after the history was read, before the page has
+      // its answer: it waits, and follows the missed ones.
+      let held = false;
       let liveMeanwhile = false;
       await context.route(/\/api\/channels\/[^/]+\/history/, async (route) => {
-        if (!heldLive) {
-          heldLive = true;
-          await serverPublish(stack, 'project:demo', { text: 'news 6' });
-          // Live too, unless it went out before the relay's upstream subscription was there
-          // (then the history alone brings it: the order checked below is the same).
-          liveMeanwhile = await until('news 6 on the wire', async () => framesIn(page).some((m) =>
-            m.type === 'message' && m.data && m.data.text === 'news 6'), 5000).then(() => true, () => false);
-          console.log(`news 6 arrived live while the history was read: ${liveMeanwhile}`);
-        }
-        await route.continue();
+        if (held) { await route.continue(); return; }
+        held = true;
+        const response = await route.fetch();
+        await serverPublish(stack, 'project:demo', { text: 'news 6' });
+        // Live, unless it went out before the relay's upstream subscription was there; then
+        // the next live message's gap makes the page read it from the history.
+        liveMeanwhile = await until('news 6 on the wire', async () => framesIn(page).some((m) =>
+          m.type === 'message' && m.data && m.data.text === 'news 6'), 5000).then(() => true, () => false);
+        console.log(`news 6 arrived live while the history's answer was held: ${liveMeanwhile}`);
+        await route.fulfill({ response });
       });
       await stack.command('start relay');
       await connection(page, 'connected');
-      await until('the missed news', async () => (await news(page)).length === before + 4);
-      assert.deepEqual((await news(page)).slice(before - 1), ['news 2', 'news 3', 'news 4', 'news 5', 'news 6']);
+      await until('the recovery', async () => (await page.evaluate(() => window.board.recoveries.length)) > 0);
+      await serverPublish(stack, 'project:demo', { text: 'news 7' });
+      await until('news 7', async () => (await news(page)).at(-1) === 'news 7');
+      assert.deepEqual((await news(page)).slice(before - 1),
+        ['news 2', 'news 3', 'news 4', 'news 5', 'news 6', 'news 7']);
       const offsets = await page.locator('#feed li').evaluateAll((items) => items.map((i) => Number(i.dataset.offset)));
       assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b));
       assert.equal(new Set(offsets).size, offsets.length);
-      assert.ok(heldLive);
-      assert.deepEqual(await page.evaluate(() => window.board.recoveries.at(-1)), { recovered: true, missed: 3 });
+      assert.ok(held);
+      assert.deepEqual(await page.evaluate(() => window.board.recoveries[0]), { recovered: true, missed: 3 });
       assert.equal(await page.getAttribute('body', 'data-recovered'), 'true');
       await screenshot(page, 'board-6-recovered');
       // Offline past what the history keeps (5): recovered false, said on the page, and the
@@ -599,15 +603,15 @@ test('a board offline while news is published gets it in order after it reconnec
       await context.unroute(/\/api\/channels\/[^/]+\/history/);
       await stack.command('kill relay');
       await connection(page, 'reconnecting');
-      for (let n = 7; n <= 14; n++) await serverPublish(stack, 'project:demo', { text: `news ${n}` });
+      for (let n = 8; n <= 15; n++) await serverPublish(stack, 'project:demo', { text: `news ${n}` });
       await stack.command('start relay');
       await connection(page, 'connected');
       await page.waitForSelector('body[data-recovered="false"]', { timeout: STEP });
       assert.equal(await page.getAttribute('#notice', 'data-kind'), 'missed');
       assert.equal(await page.isVisible('#notice'), true);
-      await serverPublish(stack, 'project:demo', { text: 'news 15' });
-      await until('news 15', async () => (await news(page)).at(-1) === 'news 15');
-      assert.ok(!(await news(page)).includes('news 7'));
+      await serverPublish(stack, 'project:demo', { text: 'news 16' });
+      await until('news 16', async () => (await news(page)).at(-1) === 'news 16');
+      assert.ok(!(await news(page)).includes('news 8'));
       await screenshot(page, 'board-6-not-recovered');
       noPageErrors(page);
     });
