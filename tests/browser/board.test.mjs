@@ -117,10 +117,14 @@ async function withStack(stackOptions, fn) {
   }
 }
 
+/** Run fn with count fresh browser contexts (each its own storage), or one per entry of a
+ * list of context options (e.g. {httpCredentials}); closed after. */
 async function withContexts(count, fn) {
   const contexts = [];
   try {
-    for (let i = 0; i < count; i++) contexts.push(await browser.newContext());
+    for (const options of Array.isArray(count) ? count : Array.from({ length: count }, () => ({}))) {
+      contexts.push(await browser.newContext(options));
+    }
     await fn(...contexts);
   } finally {
     for (const context of contexts) await context.close();
@@ -358,13 +362,22 @@ test('with a list of two relays the page survives the first one\'s loss and keep
 });
 
 test('a project task another member starts appears live on the board, progresses and ends', { timeout: 120000 }, async () => {
-  await withStack({}, async (stack) => {
-    await withContexts(2, async (one, two) => {
+  // Two users of the web server's login (lighttpd asks for a password on /api/session), each
+  // session with the board's claim.
+  const users = { alice: 'alice-secret', bob: 'bob-secret' };
+  const stackOptions = { basic_auth: users, auth_settings: { trust_remote_user: 'true' } };
+  const logins = Object.entries(users).map(([username, password]) => ({ httpCredentials: { username, password } }));
+  await withStack(stackOptions, async (stack) => {
+    await withContexts(logins, async (one, two) => {
       const alice = await openBoard(one, stack.info, 'alice');
       const bob = await openBoard(two, stack.info, 'bob');
       for (const page of [alice, bob]) await page.waitForSelector('body[data-joined="true"]', { timeout: STEP });
       const [aliceId, bobId] = [await clientId(alice), await clientId(bob)];
       assert.notEqual(aliceId, bobId);
+      // The login's identity: the same client id for every session of the user.
+      const again = await openBoard(one, stack.info, 'alice');
+      assert.equal(await clientId(again), aliceId);
+      await again.close();
       // Each session carries the board's claim, and says so.
       const session = JSON.parse(await alice.evaluate(() => sessionStorage.getItem('taskwire.session')));
       const claims = JSON.parse(Buffer.from(session.token.split('.')[1], 'base64url').toString());
