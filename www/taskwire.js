@@ -48,6 +48,8 @@ const DEFAULTS = {
   submitAttempts: 4,        // tries of one submission that got no answer (same Idempotency-Key)
   submitBackoffMs: 500,     // before the second try, doubling for each further one
   relays: null,             // WebSocket URLs tried in turn (null: base + '/ws', the one relay)
+  session: null,            // async () => ({token}): a token the app's backend minted, asked
+                            // for instead of POST /api/session (again when one is refused)
   channelBufferMax: 1000,   // live messages a channel holds while its history is read; then
                             // the oldest go (those with an offset come back from the history)
   channelTasksMax: 1000,    // tasks remembered per channel; then the oldest finished ones go
@@ -398,12 +400,30 @@ export class Taskwire {
     }
     const expires = this.session ? Date.parse(this.session.expires_at) / 1000 : 0;
     if (!this.session || !this.session.token || !(expires - Date.now() / 1000 >= RENEW_BEFORE_S)) {
-      const fresh = await this.fetchJson('POST', '/api/session');
+      const fresh = await this.newSession();
       this.session = { client_id: fresh.client_id, token: fresh.token, expires_at: fresh.expires_at };
       this.storage().setItem(SESSION_KEY, JSON.stringify(this.session));
       this.byId.clear(); // another client id: another set of tasks
     }
     return this.session;
+  }
+
+  /** A new session: POST /api/session, or the app's own (options.session), whose client id
+   * and expiry come from its token's claims when it does not give them. */
+  async newSession() {
+    if (typeof this.options.session !== 'function') return this.fetchJson('POST', '/api/session');
+    const given = await this.options.session();
+    if (!given || typeof given.token !== 'string') {
+      throw new TaskwireError(0, 'no_session', 'the session option gave no token');
+    }
+    let claims = {};
+    try {
+      const part = given.token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      claims = JSON.parse(window.atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '='))) || {};
+    } catch (e) { claims = {}; }
+    const exp = Number.isInteger(claims.exp) ? new Date(claims.exp * 1000).toISOString() : null;
+    return { client_id: given.client_id || claims.sub || null, token: given.token,
+      expires_at: given.expires_at || exp };
   }
 
   forgetSession() {
