@@ -451,6 +451,50 @@ test('a project the session has no claim for is refused: an error on the board, 
   });
 });
 
+test('a token the app\'s backend minted is the page\'s session, with its own channels claim', { timeout: 90000 }, async () => {
+  await withStack({}, async (stack) => {
+    // What a backend does for a member of project:secret (the sample grant lacks it).
+    const clientIdOf = 'b'.repeat(32);
+    const mint = spawnSync(path.join(BUILD, 'taskwire'), ['-c', path.join(stack.info.tmp, 'taskwire.conf'),
+      'token', 'mint', '--client', clientIdOf, '--ttl', '600', '--channel', 'project:secret=subscribe'],
+    { encoding: 'utf8' });
+    assert.equal(mint.status, 0, mint.stderr);
+    const token = mint.stdout.trim();
+    await withContexts(1, async (context) => {
+      const page = await context.newPage();
+      page.errors = [];
+      page.on('pageerror', (e) => page.errors.push(e));
+      await page.goto(`${stack.info.http}taskwire.js`); // any document of the origin
+      const joined = await page.evaluate(async (given) => {
+        const { Taskwire } = await import('/taskwire.js');
+        const tw = new Taskwire({ session: async () => ({ token: given }), backoffInitialMs: 300 });
+        window.tw = tw;
+        window.got = [];
+        tw.start();
+        const secret = await tw.subscribe('project:secret', (m) => window.got.push(m));
+        const demo = await tw.subscribe('project:demo').then(() => 'subscribed', (e) => e.code);
+        return { secret: secret.type, demo, clientId: tw.clientId(), subscriptions: tw.subscriptions() };
+      }, token);
+      assert.deepEqual(joined, { secret: 'subscribed', demo: 'not_allowed', clientId: clientIdOf,
+        subscriptions: ['project:secret'] });
+      for (let tries = 1; ; tries++) { // the upstream subscription takes a moment
+        await serverPublish(stack, 'project:secret', { text: `for members ${tries}` });
+        try {
+          await page.waitForFunction(() => window.got.length > 0, null, { timeout: 1000 });
+          break;
+        } catch (e) {
+          if (tries >= 10) throw e;
+        }
+      }
+      const [message] = await page.evaluate(() => window.got);
+      assert.equal(message.type, 'message');
+      assert.equal(message.channel, 'project:secret');
+      assert.match(message.data.text, /^for members/);
+      noPageErrors(page);
+    });
+  });
+});
+
 // ---- presence ----
 
 test('two members on one board see each other join and leave, with their connections', { timeout: 120000, skip: needs(HAS_PRESENCE, 'presence') }, async () => {
