@@ -711,7 +711,7 @@ config_session_claims_bytes(const struct config_session_channels *list)
     size_t bytes = sizeof "{\"sub\":\"\",\"iat\":,\"exp\":" - 1 + 32 + 11 + 11;
     if (list->count == 0)
         return bytes + 1;
-    bytes += sizeof ",\"channels\":{}}" - 1;
+    bytes += sizeof ",\"channels\":{}}" - 1; /* both closing braces */
     for (size_t i = 0; i < list->count; i++) {
         unsigned bits = list->entries[i].permissions;
         /* ,"NAME":[ ... ] with "subscribe" and "publish" inside, a comma between them */
@@ -723,7 +723,7 @@ config_session_claims_bytes(const struct config_session_channels *list)
         if (bits == (CONFIG_GRANT_SUBSCRIBE | CONFIG_GRANT_PUBLISH))
             bytes += 1;
     }
-    return bytes + 1;
+    return bytes;
 }
 
 /* A list key's value (one line of it): its first line replaces the default list. */

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "errors.h"
 
@@ -440,6 +442,24 @@ test_session_channels(void **state)
     assert_string_equal(cfg.session_channels.entries[1].name, "task:*");
     assert_int_equal(cfg.session_channels.entries[1].permissions, CONFIG_GRANT_SUBSCRIBE);
     assert_int_equal(cfg.session_channels.entries[2].permissions, CONFIG_GRANT_PUBLISH);
+    /* The bound is the JSON a token of the longest subject and times carries, to the byte. */
+    json_t *claim = json_object();
+    for (size_t i = 0; i < cfg.session_channels.count; i++) {
+        const struct config_session_channel *entry = &cfg.session_channels.entries[i];
+        json_t *granted = json_array();
+        if (entry->permissions & CONFIG_GRANT_SUBSCRIBE)
+            json_array_append_new(granted, json_string("subscribe"));
+        if (entry->permissions & CONFIG_GRANT_PUBLISH)
+            json_array_append_new(granted, json_string("publish"));
+        json_object_set_new(claim, entry->name, granted);
+    }
+    json_t *claims = json_pack("{s:s, s:I, s:I, s:o}", "sub", "0123456789abcdef0123456789abcdef",
+                               "iat", (json_int_t)99999999999LL, "exp",
+                               (json_int_t)99999999999LL, "channels", claim);
+    char *dumped = json_dumps(claims, JSON_COMPACT);
+    assert_int_equal(config_session_claims_bytes(&cfg.session_channels), strlen(dumped));
+    free(dumped);
+    json_decref(claims);
     /* {"sub":"<32>","iat":N,"exp":N,"channels":{"project:demo":["subscribe","publish"],...}} */
     struct config_session_channels one = {.count = 1};
     strcpy(one.entries[0].name, "project:demo");
