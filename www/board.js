@@ -303,6 +303,7 @@ function openRoom(id) {
   room = current;
   $('room').hidden = false;
   $('room').dataset.taskId = id;
+  document.body.classList.add('room-open');
   $('comments').replaceChildren();
   $('room-watchers').replaceChildren();
   $('comment-error').hidden = true;
@@ -324,6 +325,7 @@ function closeRoom() {
   room = null;
   $('room').hidden = true;
   delete $('room').dataset.taskId;
+  document.body.classList.remove('room-open');
   render();
 }
 
