@@ -495,6 +495,159 @@ test('a token the app\'s backend minted is the page\'s session, with its own cha
   });
 });
 
+// ---- the library's side of the contracts, against frames and answers of the test's own ----
+// (Today's server has no presence, browser publish or history: these hold the client to the
+// documented contract meanwhile; the tests below run the same against the real parts.)
+
+/** Route the page's WebSockets through the test, forwarding both ways: returns {inject(m),
+ * drop(), count()} for the latest connection. */
+async function proxyWebSockets(context) {
+  const links = [];
+  await context.routeWebSocket(/\/ws/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => ws.send(m));
+    links.push({ ws, server });
+  });
+  return {
+    inject: (message) => links.at(-1).ws.send(JSON.stringify(message)),
+    drop: () => { const { ws, server } = links.at(-1); ws.close({ code: 1001, reason: 'test drop' }); server.close(); },
+    count: () => links.length,
+  };
+}
+
+const news1 = (offset, epoch = 'e1') => ({ type: 'message', channel: 'project:demo',
+  data: { text: `n${offset}` }, offset, epoch });
+
+test('the client recovers a channel by offset: missed ones first, live ones after, once each; a gap read; a lost position said', { timeout: 90000 }, async () => {
+  await withStack({}, async (stack) => {
+    await withContexts(1, async (context) => {
+      const link = await proxyWebSockets(context);
+      const asked = [];
+      let answer = null; // what the next read of the history gets (a function of its query)
+      await context.route(/\/api\/channels\/project:demo\/history/, async (route) => {
+        const url = new URL(route.request().url());
+        asked.push(url.search);
+        const body = answer ? await answer(url.searchParams) :
+          { channel: 'project:demo', epoch: 'e1', offset: 0, recovered: true, messages: [], more: false };
+        await route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
+      });
+      const page = await openBoard(context, stack.info, 'alice');
+      await page.waitForSelector('body[data-joined="true"]', { timeout: STEP });
+      await until('the position read', async () => asked.length === 1);
+      assert.equal(asked[0], ''); // {history: true}: where the channel stands, nothing missed yet
+      link.inject(news1(1));
+      link.inject(news1(2));
+      link.inject(news1(2)); // a copy: dropped
+      await until('n2', async () => (await news(page)).at(-1) === 'n2');
+      // A drop; the read after the reconnect is answered in two pages, while a live message
+      // (5) arrives before the first page does.
+      let release;
+      const held = new Promise((resolve) => { release = resolve; });
+      answer = async (q) => {
+        if (q.get('since') === '2') {
+          link.inject(news1(5));
+          await held;
+          return { channel: 'project:demo', epoch: 'e1', offset: 5, recovered: true,
+            messages: [news1(4), news1(3)], more: true };
+        }
+        return { channel: 'project:demo', epoch: 'e1', offset: 5, recovered: true,
+          messages: [news1(5)], more: false };
+      };
+      link.drop();
+      await until('the reconnect', async () => link.count() === 2);
+      await connection(page, 'connected');
+      await until('the read since 2', async () => asked.includes('?since=2&epoch=e1'));
+      assert.deepEqual(await news(page), ['n1', 'n2']); // 5 waits for the history
+      release();
+      await until('n5', async () => (await news(page)).length === 5);
+      assert.deepEqual(await news(page), ['n1', 'n2', 'n3', 'n4', 'n5']);
+      assert.ok(asked.includes('?since=4&epoch=e1'), asked.join(' '));
+      assert.deepEqual(await page.evaluate(() => window.board.recoveries), [{ recovered: true, missed: 3 }]);
+      // A live message that skips one: the missing one is read first.
+      answer = async () => ({ channel: 'project:demo', epoch: 'e1', offset: 7, recovered: true,
+        messages: [news1(6), news1(7)], more: false });
+      link.inject(news1(7));
+      await until('n7', async () => (await news(page)).at(-1) === 'n7');
+      assert.deepEqual((await news(page)).slice(5), ['n6', 'n7']);
+      assert.ok(asked.includes('?since=5&epoch=e1'), asked.join(' '));
+      // Offline past the history: recovered false, said, and on from the new position.
+      answer = async () => ({ channel: 'project:demo', epoch: 'e2', offset: 40, recovered: false,
+        messages: [], more: false });
+      link.drop();
+      await until('the second reconnect', async () => link.count() === 3);
+      await page.waitForSelector('body[data-recovered="false"]', { timeout: STEP });
+      assert.equal(await page.getAttribute('#notice', 'data-kind'), 'missed');
+      link.inject(news1(40, 'e2')); // had it (the position)
+      link.inject(news1(41, 'e2'));
+      await until('n41', async () => (await news(page)).at(-1) === 'n41');
+      assert.equal((await news(page)).filter((t) => t === 'n40').length, 0);
+      assert.deepEqual(await page.evaluate(() => window.board.client.position('project:demo')),
+        { offset: 41, epoch: 'e2' });
+      await screenshot(page, 'board-7-recovery-contract');
+      noPageErrors(page);
+    });
+  });
+});
+
+test('the client keeps presence from a snapshot and join/leave messages, and shows others typing in a room', { timeout: 90000 }, async () => {
+  await withStack({}, async (stack) => {
+    await withContexts(1, async (context) => {
+      const link = await proxyWebSockets(context);
+      const [ann, ben, cat] = ['a'.repeat(32), 'b'.repeat(32), 'c'.repeat(32)];
+      let release;
+      const held = new Promise((resolve) => { release = resolve; });
+      let snapshots = 0;
+      await context.route(/\/api\/channels\/[^/]+\/presence/, async (route) => {
+        snapshots += 1;
+        const channel = decodeURIComponent(new URL(route.request().url()).pathname.split('/')[3]);
+        if (channel === 'project:demo') await held;
+        await route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({
+          channel, clients: [{ client_id: ann, connections: 1 }, { client_id: ben, connections: 2 }] }) });
+      });
+      const page = await openBoard(context, stack.info, 'alice');
+      await page.waitForSelector('body[data-joined="true"]', { timeout: STEP });
+      // Events that come while the snapshot is read wait for it.
+      await until('the snapshot asked for', async () => snapshots >= 1);
+      link.inject({ type: 'presence', channel: 'project:demo', client_id: cat, action: 'join', connections: 1 });
+      link.inject({ type: 'presence', channel: 'project:demo', client_id: ben, action: 'leave', connections: 1 });
+      release();
+      await page.waitForSelector(`#members li[data-client-id="${cat}"]`, { timeout: STEP });
+      const members = async () => page.locator('#members li').evaluateAll((items) =>
+        items.map((i) => `${i.dataset.clientId.slice(0, 1)}${i.dataset.connections}`));
+      assert.deepEqual(await members(), ['a1', 'b1', 'c1']);
+      link.inject({ type: 'presence', channel: 'project:demo', client_id: ben, action: 'leave', connections: 0 });
+      link.inject({ type: 'message', channel: 'project:demo', from: cat, data: { who: 'cathy' } });
+      await until('ben gone', async () => (await members()).join() === 'a1,c1');
+      await page.locator(`#members li[data-client-id="${cat}"]`, { hasText: 'cathy' }).waitFor({ timeout: STEP });
+      // A room: others typing, a comment, and the line gone after 4 s of silence.
+      const id = await startBoardTask(page, { name: 'a room', duration: 30000, steps: 30 });
+      await card(page, id).locator('.open-room').click();
+      await until('the room joined', async () => framesIn(page).some((m) => m.type === 'subscribed' && m.channel === `task:${id}`));
+      link.inject({ type: 'message', channel: `task:${id}`, from: cat, data: { typing: true, name: 'cathy' } });
+      await page.locator('#typing', { hasText: 'cathy is typing…' }).waitFor({ timeout: STEP });
+      link.inject({ type: 'message', channel: `task:${id}`, from: ann, data: { typing: true, name: 'ann' } });
+      await page.locator('#typing', { hasText: 'cathy and ann are typing…' }).waitFor({ timeout: STEP });
+      link.inject({ type: 'message', channel: `task:${id}`, from: cat, data: { comment: 'ship it', name: 'cathy' } });
+      await page.locator('#comments li', { hasText: 'ship it' }).waitFor({ timeout: STEP });
+      assert.equal(await page.textContent('#typing'), 'ann is typing…');
+      await page.waitForFunction(() => document.querySelector('#typing').textContent === '', null, { timeout: 8000 });
+      // Another room's typing does not show here.
+      link.inject({ type: 'message', channel: 'task:other', from: cat, data: { typing: true, name: 'cathy' } });
+      // Typing here is published (today's relay refuses it: counted, no error on the page).
+      await page.locator('#comment-input').pressSequentially('hello there', { delay: 40 });
+      await until('a typing publish', async () => framesOut(page).some((m) => m.type === 'publish' &&
+        m.channel === `task:${id}` && m.data.typing === true));
+      await until('its answer', async () => framesIn(page).some((m) => m.type === 'refused' && m.request === 'publish'));
+      assert.equal(await page.textContent('#typing'), '');
+      assert.equal(await page.isVisible('#comment-error'), false);
+      assert.equal(await page.isVisible('#board-error'), false);
+      await screenshot(page, 'board-8-presence-contract');
+      noPageErrors(page);
+    });
+  });
+});
+
 // ---- presence ----
 
 test('two members on one board see each other join and leave, with their connections', { timeout: 120000, skip: needs(HAS_PRESENCE, 'presence') }, async () => {
