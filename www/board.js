@@ -279,7 +279,11 @@ function addComment(name, text, mine) {
 function onRoomMessage(current, message) {
   if (room !== current || message.type !== 'message' || !message.from) return;
   const data = message.data || {};
-  if (typeof data.name === 'string') learnName(message.from, data.name);
+  if (typeof data.name === 'string' && names.get(message.from) !== data.name.trim().slice(0, 32)) {
+    learnName(message.from, data.name);
+    redrawPresence();
+    scheduleRender();
+  }
   const name = displayName(message.from);
   if (typeof data.comment === 'string') {
     stopTyping(message.from);
