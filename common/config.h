@@ -83,11 +83,11 @@
 #define CONFIG_CHANNELS_PER_TASK_LIMIT 16 /* [channels] max_per_task at most */
 
 /* [auth] session_channels: the channels claim every session token gets. */
-#define CONFIG_SESSION_CHANNELS_MAX 16  /* entries (a token's channels claim holds 16) */
-#define CONFIG_SESSION_CHANNEL_MAX 64   /* bytes of one name or pattern */
-#define CONFIG_SESSION_CLAIMS_MAX 511   /* bytes of a session token's claims, JSON (token.c's) */
-#define CONFIG_GRANT_SUBSCRIBE 1u       /* an entry's permission bits: "subscribe" ... */
-#define CONFIG_GRANT_PUBLISH 2u         /* ... and "publish" (token.h's TOKEN_GRANT_* values) */
+#define CONFIG_SESSION_CHANNELS_MAX 16 /* entries (a token's channels claim holds 16) */
+#define CONFIG_SESSION_CHANNEL_MAX 64  /* bytes of one name or pattern */
+#define CONFIG_SESSION_CLAIMS_MAX 511  /* bytes of a session token's claims, JSON (token.c's) */
+#define CONFIG_GRANT_SUBSCRIBE 1u      /* an entry's permission bits: "subscribe" ... */
+#define CONFIG_GRANT_PUBLISH 2u        /* ... and "publish" (token.h's TOKEN_GRANT_* values) */
 
 /* http:// or https:// base URLs ([admin] relays). */
 struct config_urls {
