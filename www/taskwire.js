@@ -113,6 +113,7 @@ function channelPath(channel) {
 export class Taskwire {
   constructor(options = {}) {
     this.options = { ...DEFAULTS, ...options };
+    if (typeof this.options.relays === 'string') this.options.relays = [this.options.relays];
     this.listeners = new Map();
     this.byId = new Map();
     this.removed = new Set();  // ids removed by this client: never shown again

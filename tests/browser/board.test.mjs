@@ -405,6 +405,13 @@ test('a project task another member starts appears live on the board, progresses
       assert.equal(await bob.locator('.board-task').count(), 2);
       await screenshot(alice, 'board-2-project-task-alice');
       await screenshot(bob, 'board-2-project-task-bob');
+      // At a phone's width, with a room open: one column, nothing wider than the screen.
+      await bob.setViewportSize({ width: 390, height: 844 });
+      await card(bob, id).locator('.open-room').click();
+      await bob.waitForSelector(`#room[data-task-id="${id}"]`, { timeout: STEP });
+      assert.ok(await bob.evaluate(() => document.documentElement.scrollWidth <= 390),
+        'the board is wider than a phone');
+      await screenshot(bob, 'board-2-phone-width');
       noPageErrors(alice, bob);
     });
   });
