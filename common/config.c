@@ -37,7 +37,8 @@ enum key_kind {
     KEY_ENDPOINTS,
     KEY_ENDPOINT_OPTIONAL, /* a tcp:// or ipc:// endpoint, or empty for none */
     KEY_LISTEN,            /* host:port, or empty for off */
-    KEY_BOOL               /* true or false, into an int 1 or 0 */
+    KEY_BOOL,              /* true or false, into an int 1 or 0 */
+    KEY_SESSION_CHANNELS   /* NAME=PERMISSION[,PERMISSION] items ([auth] session_channels) */
 };
 
 struct config_key {
@@ -73,6 +74,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("auth", "token_ttl", KEY_LONG, token_ttl, 60, 31536000),
     KEY_NUM("auth", "trust_remote_user", KEY_BOOL, trust_remote_user, 0, 1),
     KEY_NUM("auth", "anonymous", KEY_BOOL, anonymous, 0, 1),
+    KEY_LIST("auth", "session_channels", KEY_SESSION_CHANNELS, session_channels),
     KEY_STR("zmq", "tasks", KEY_TEXT, tasks_endpoint),
     KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
     KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
@@ -639,6 +641,122 @@ config_list_item(struct load_state *state, const struct config_key *key, void *f
     return 0;
 }
 
+/* ---- [auth] session_channels ---- */
+
+/* One item of session_channels, "NAME=subscribe,publish" (len bytes): appended to list. */
+static int
+config_session_channel_item(struct load_state *state, struct config_session_channels *list,
+                            const char *item, size_t len)
+{
+    static const char allowed[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                  "0123456789:._-*";
+    static const struct {
+        const char *word;
+        unsigned bit;
+    } permissions[] = {{"subscribe", CONFIG_GRANT_SUBSCRIBE}, {"publish", CONFIG_GRANT_PUBLISH}};
+    const char *equals = memchr(item, '=', len);
+    size_t name_len = equals ? (size_t)(equals - item) : len;
+    int shown = (int)(len < 64 ? len : 64);
+    if (!equals || name_len == 0 || name_len > CONFIG_SESSION_CHANNEL_MAX) {
+        snprintf(state->err, sizeof state->err,
+                 "session_channels: '%.*s' is not NAME=subscribe,publish (a name of 1..%d bytes)",
+                 shown, item, CONFIG_SESSION_CHANNEL_MAX);
+        return TW_E_CONFIG;
+    }
+    for (size_t i = 0; i < name_len; i++) {
+        if (!strchr(allowed, item[i])) {
+            snprintf(state->err, sizeof state->err,
+                     "session_channels: '%.*s' has a character a channel name cannot have "
+                     "(letters, digits and : . _ - *)",
+                     shown, item);
+            return TW_E_CONFIG;
+        }
+    }
+    unsigned bits = 0;
+    const char *word = equals + 1, *end = item + len;
+    for (;;) {
+        const char *comma = memchr(word, ',', (size_t)(end - word));
+        size_t word_len = (size_t)((comma ? comma : end) - word);
+        size_t i = 0, kinds = sizeof permissions / sizeof permissions[0];
+        while (i < kinds && !(strlen(permissions[i].word) == word_len &&
+                              memcmp(permissions[i].word, word, word_len) == 0))
+            i++;
+        if (i == kinds || bits & permissions[i].bit) {
+            snprintf(state->err, sizeof state->err,
+                     "session_channels: '%.*s' must grant subscribe and/or publish, each once",
+                     shown, item);
+            return TW_E_CONFIG;
+        }
+        bits |= permissions[i].bit;
+        if (!comma)
+            break;
+        word = comma + 1;
+    }
+    for (size_t i = 0; i < list->count; i++) {
+        if (strlen(list->entries[i].name) == name_len &&
+            memcmp(list->entries[i].name, item, name_len) == 0) {
+            snprintf(state->err, sizeof state->err, "session_channels: '%.*s' is given twice",
+                     (int)name_len, item);
+            return TW_E_CONFIG;
+        }
+    }
+    if (list->count >= CONFIG_SESSION_CHANNELS_MAX) {
+        snprintf(state->err, sizeof state->err, "session_channels: at most %d entries",
+                 CONFIG_SESSION_CHANNELS_MAX);
+        return TW_E_CONFIG;
+    }
+    struct config_session_channel *entry = &list->entries[list->count++];
+    memcpy(entry->name, item, name_len);
+    entry->name[name_len] = '\0';
+    entry->permissions = bits;
+    return 0;
+}
+
+/* A line of session_channels: items separated by spaces (a comma belongs to an item's
+ * permissions), continued on indented lines; the file's first line replaces the default. */
+static int
+config_session_channels_set(struct load_state *state, const struct config_key *key,
+                            struct config_session_channels *list, const char *value)
+{
+    size_t index = (size_t)(key - config_keys);
+    if (!state->seen[index]) {
+        state->seen[index] = 1;
+        list->count = 0;
+    }
+    static const char separators[] = " \t";
+    for (const char *item = value + strspn(value, separators); *item;
+         item += strspn(item, separators)) {
+        size_t len = strcspn(item, separators);
+        if (config_session_channel_item(state, list, item, len) != 0)
+            return TW_E_CONFIG;
+        item += len;
+    }
+    return 0;
+}
+
+size_t
+config_session_claims_bytes(const struct config_session_channels *list)
+{
+    /* {"sub":"<32 hex>","iat":<11 digits>,"exp":<11 digits>} less its closing brace: the
+     * longest claims without a channels claim that a session token has until the year 5138. */
+    size_t bytes = sizeof "{\"sub\":\"\",\"iat\":,\"exp\":" - 1 + 32 + 11 + 11;
+    if (list->count == 0)
+        return bytes + 1;
+    bytes += sizeof ",\"channels\":{}}" - 1; /* both closing braces */
+    for (size_t i = 0; i < list->count; i++) {
+        unsigned bits = list->entries[i].permissions;
+        /* ,"NAME":[ ... ] with "subscribe" and "publish" inside, a comma between them */
+        bytes += (i ? 1 : 0) + strlen(list->entries[i].name) + sizeof "\"\":[]" - 1;
+        if (bits & CONFIG_GRANT_SUBSCRIBE)
+            bytes += sizeof "\"subscribe\"" - 1;
+        if (bits & CONFIG_GRANT_PUBLISH)
+            bytes += sizeof "\"publish\"" - 1;
+        if (bits == (CONFIG_GRANT_SUBSCRIBE | CONFIG_GRANT_PUBLISH))
+            bytes += 1;
+    }
+    return bytes;
+}
+
 /* A list key's value (one line of it): its first line replaces the default list. */
 static int
 config_list_set(struct load_state *state, const struct config_key *key, void *field,
@@ -747,6 +865,9 @@ config_key_set(struct load_state *state, const struct config_key *key, const cha
     case KEY_URLS:
     case KEY_ENDPOINTS:
         return config_list_set(state, key, field, value);
+    case KEY_SESSION_CHANNELS:
+        return config_session_channels_set(state, key, (struct config_session_channels *)field,
+                                           value);
     }
     snprintf(state->err, sizeof state->err, "%s is empty or too long", key->name);
     return TW_E_CONFIG;
@@ -915,6 +1036,14 @@ config_check(struct config *cfg, char *err, size_t errlen)
     /* Which of the other key files a program needs depends on its role: curve_load checks. */
     if (cfg->curve && !cfg->curve_secret_file[0]) {
         snprintf(err, errlen, "%s: [zmq] curve = true needs curve_secret_file", cfg->path);
+        return TW_E_CONFIG;
+    }
+    size_t claims = config_session_claims_bytes(&cfg->session_channels);
+    if (claims > CONFIG_SESSION_CLAIMS_MAX) {
+        snprintf(err, errlen,
+                 "%s: [auth] session_channels make a token's claims %zu bytes long, more than "
+                 "the %d a token holds: grant fewer or shorter names (a pattern covers many)",
+                 cfg->path, claims, CONFIG_SESSION_CLAIMS_MAX);
         return TW_E_CONFIG;
     }
     if (cfg->stale_after_ms <= cfg->heartbeat_ms) {

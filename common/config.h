@@ -17,6 +17,10 @@
  * CONFIG_MAX_NAMESPACES in all.  `history_size` (0..CONFIG_HISTORY_SIZE_MAX, 0: none) and
  * `history_ttl` (seconds, 1..CONFIG_HISTORY_TTL_MAX) say how much of a channel's published
  * messages the store keeps for recovery by offset.
+ *
+ * `[auth] session_channels` (`project:demo=subscribe,publish task:*=subscribe`) is the channels
+ * claim every token POST /api/session issues carries: at most CONFIG_SESSION_CHANNELS_MAX
+ * entries, together no longer than a token's claims may be (CONFIG_SESSION_CLAIMS_MAX).
  */
 #ifndef TW_COMMON_CONFIG_H
 #define TW_COMMON_CONFIG_H
@@ -85,6 +89,12 @@
 #define CONFIG_HISTORY_SIZE_MAX 10000  /* history_size at most */
 #define CONFIG_DEFAULT_HISTORY_TTL 300 /* seconds a message of a channel's history is kept */
 #define CONFIG_HISTORY_TTL_MAX 2592000 /* history_ttl at most (30 days) */
+/* [auth] session_channels: the channels claim every session token gets. */
+#define CONFIG_SESSION_CHANNELS_MAX 16 /* entries (a token's channels claim holds 16) */
+#define CONFIG_SESSION_CHANNEL_MAX 64  /* bytes of one name or pattern */
+#define CONFIG_SESSION_CLAIMS_MAX 511  /* bytes of a session token's claims, JSON (token.c's) */
+#define CONFIG_GRANT_SUBSCRIBE 1u      /* an entry's permission bits: "subscribe" ... */
+#define CONFIG_GRANT_PUBLISH 2u        /* ... and "publish" (token.h's TOKEN_GRANT_* values) */
 
 /* http:// or https:// base URLs ([admin] relays). */
 struct config_urls {
@@ -162,6 +172,19 @@ struct config_namespace {
     int history_ttl;  /* seconds each of them is kept */
 };
 
+/* One entry of [auth] session_channels: a channel name or pattern and the CONFIG_GRANT_* bits
+ * every session token is granted there. */
+struct config_session_channel {
+    char name[CONFIG_SESSION_CHANNEL_MAX + 1];
+    unsigned permissions;
+};
+
+/* [auth] session_channels: count entries, in the order of the file. */
+struct config_session_channels {
+    size_t count;
+    struct config_session_channel entries[CONFIG_SESSION_CHANNELS_MAX];
+};
+
 /* [store] backend: where the tasks live. */
 enum config_store_backend {
     CONFIG_STORE_SQLITE,    /* [store] database, a file of this host */
@@ -184,6 +207,7 @@ struct config {
     long long token_ttl;   /* seconds */
     int trust_remote_user; /* 1: POST /api/session names the web server's REMOTE_USER */
     int anonymous;         /* 1: POST /api/session without a trusted user makes a random id */
+    struct config_session_channels session_channels; /* every session's channels claim */
 
     /* [zmq] */
     char tasks_endpoint[CONFIG_TEXT_MAX];   /* worker binds PULL; handlers connect PUSH */
@@ -263,6 +287,11 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 /* The namespace called (name, name_len), or NULL.  Borrowed from cfg. */
 const struct config_namespace *config_namespace_find(const struct config *cfg, const char *name,
                                                      size_t name_len);
+
+/* The bytes of the JSON claims (compact, as token.c writes them) of a session token granted
+ * list, for the longest subject and times a token has: config_load refuses a list over
+ * CONFIG_SESSION_CLAIMS_MAX. */
+size_t config_session_claims_bytes(const struct config_session_channels *list);
 
 /* Fill cfg with defaults only (no file), as config_load does before reading. */
 void config_defaults(struct config *cfg);

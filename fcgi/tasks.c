@@ -60,6 +60,41 @@ tasks_id_valid(const char *id)
     return strlen(id) == TOKEN_ID_SIZE - 1 && strspn(id, "0123456789abcdef") == TOKEN_ID_SIZE - 1;
 }
 
+/* ---- [auth] session_channels: the channels claim of every session ---- */
+
+_Static_assert(CONFIG_GRANT_SUBSCRIBE == TOKEN_GRANT_SUBSCRIBE &&
+                   CONFIG_GRANT_PUBLISH == TOKEN_GRANT_PUBLISH &&
+                   CONFIG_SESSION_CHANNELS_MAX <= TOKEN_CHANNELS_MAX &&
+                   CONFIG_SESSION_CHANNEL_MAX <= TOKEN_CHANNEL_MAX,
+               "session_channels hold what a token's channels claim may");
+
+/* The channels claim of cfg's session_channels ({"project:demo": ["subscribe", "publish"]}),
+ * NULL when it has none (*failed stays 0) or on allocation failure (*failed 1).  Caller owns;
+ * json_decref. */
+static json_t *
+tasks_session_claim(const struct config *cfg, int *failed)
+{
+    const struct config_session_channels *list = &cfg->session_channels;
+    *failed = 0;
+    if (list->count == 0)
+        return NULL;
+    json_t *claim = json_object();
+    for (size_t i = 0; claim && i < list->count; i++) {
+        const struct config_session_channel *entry = &list->entries[i];
+        json_t *granted = json_array();
+        if (granted && (entry->permissions & CONFIG_GRANT_SUBSCRIBE))
+            json_array_append_new(granted, json_string("subscribe"));
+        if (granted && (entry->permissions & CONFIG_GRANT_PUBLISH))
+            json_array_append_new(granted, json_string("publish"));
+        if (!granted || json_object_set_new(claim, entry->name, granted) != 0) {
+            json_decref(claim);
+            claim = NULL;
+        }
+    }
+    *failed = claim == NULL;
+    return claim;
+}
+
 void
 tasks_session(struct app *app, const struct request *req, const char *id)
 {
@@ -86,12 +121,19 @@ tasks_session(struct app *app, const struct request *req, const char *id)
         reply_error(req, TW_E_INTERNAL, "cannot issue a token");
         return;
     }
-    if (token_issue(app->secret, app->secret_len, client_id, now, exp, token, sizeof token) != 0) {
+    int claim_failed;
+    json_t *claim = tasks_session_claim(app->cfg, &claim_failed);
+    if (claim_failed || token_issue_channels(app->secret, app->secret_len, client_id, now, exp,
+                                             claim, token, sizeof token) != 0) {
+        json_decref(claim);
         reply_error(req, TW_E_INTERNAL, "cannot issue a token");
         return;
     }
     json_t *body = json_pack("{s:s, s:s, s:s}", "client_id", client_id, "token", token,
                              "expires_at", clock_iso8601(exp * 1000, expires, sizeof expires));
+    if (body && claim) /* what the token grants, for the page to know without decoding it */
+        json_object_set(body, "channels", claim);
+    json_decref(claim);
     log_info("event=session client=%s identity=%s", client_id,
              user && *user ? "user" : "anonymous");
     reply_json(req, 201, &body, NULL);

@@ -11,4 +11,4 @@ $(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package-lock.json
 	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
 
 test-browser: all $(BROWSER_DIR)/node_modules/.package-lock.json
-	cd $(BROWSER_DIR) && TASKWIRE_BUILD=$(CURDIR)/$(BUILD) node --test --test-reporter=spec monitor.test.mjs admin.test.mjs
+	cd $(BROWSER_DIR) && TASKWIRE_BUILD=$(CURDIR)/$(BUILD) node --test --test-reporter=spec monitor.test.mjs admin.test.mjs board.test.mjs

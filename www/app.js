@@ -356,6 +356,7 @@ function startClient() {
     'pollIntervalMs', 'resyncBackoffInitialMs', 'resyncBackoffMaxMs', 'resyncAttempts']) {
     if (params.has(key)) options[key] = Number(params.get(key));
   }
+  if (params.get('relays')) options.relays = params.get('relays').split(',').filter(Boolean);
   client = new Taskwire(options);
   client.on('task', onTask);
   client.on('removed', onRemoved);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "errors.h"
 
@@ -418,6 +420,82 @@ test_long_lines_are_refused_not_cut(void **state)
     assert_int_equal(strlen(config_type_find(&cfg, "a", 1)->label), 191);
 }
 
+/* [auth] session_channels: a board page's session would get no channels claim, or one a token
+ * cannot hold (every session then failing with 500), or a typo granted silently. */
+static void
+test_session_channels(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    assert_int_equal(load(&cfg, "[auth]\n", err, sizeof err), 0);
+    assert_int_equal(cfg.session_channels.count, 0);
+    assert_int_equal(load(&cfg,
+                          "[auth]\nsession_channels = project:demo=subscribe,publish\n"
+                          "  task:*=subscribe user:*=publish\n",
+                          err, sizeof err),
+                     0);
+    assert_int_equal(cfg.session_channels.count, 3);
+    assert_string_equal(cfg.session_channels.entries[0].name, "project:demo");
+    assert_int_equal(cfg.session_channels.entries[0].permissions,
+                     CONFIG_GRANT_SUBSCRIBE | CONFIG_GRANT_PUBLISH);
+    assert_string_equal(cfg.session_channels.entries[1].name, "task:*");
+    assert_int_equal(cfg.session_channels.entries[1].permissions, CONFIG_GRANT_SUBSCRIBE);
+    assert_int_equal(cfg.session_channels.entries[2].permissions, CONFIG_GRANT_PUBLISH);
+    /* The bound is the JSON a token of the longest subject and times carries, to the byte. */
+    json_t *claim = json_object();
+    for (size_t i = 0; i < cfg.session_channels.count; i++) {
+        const struct config_session_channel *entry = &cfg.session_channels.entries[i];
+        json_t *granted = json_array();
+        if (entry->permissions & CONFIG_GRANT_SUBSCRIBE)
+            json_array_append_new(granted, json_string("subscribe"));
+        if (entry->permissions & CONFIG_GRANT_PUBLISH)
+            json_array_append_new(granted, json_string("publish"));
+        json_object_set_new(claim, entry->name, granted);
+    }
+    json_t *claims = json_pack("{s:s, s:I, s:I, s:o}", "sub", "0123456789abcdef0123456789abcdef",
+                               "iat", (json_int_t)99999999999LL, "exp",
+                               (json_int_t)99999999999LL, "channels", claim);
+    char *dumped = json_dumps(claims, JSON_COMPACT);
+    assert_int_equal(config_session_claims_bytes(&cfg.session_channels), strlen(dumped));
+    free(dumped);
+    json_decref(claims);
+    /* {"sub":"<32>","iat":N,"exp":N,"channels":{"project:demo":["subscribe","publish"],...}} */
+    struct config_session_channels one = {.count = 1};
+    strcpy(one.entries[0].name, "project:demo");
+    one.entries[0].permissions = CONFIG_GRANT_SUBSCRIBE | CONFIG_GRANT_PUBLISH;
+    assert_int_equal(config_session_claims_bytes(&one),
+                     strlen("{\"sub\":\"0123456789abcdef0123456789abcdef\",\"iat\":12345678901,"
+                            "\"exp\":12345678901,\"channels\":{\"project:demo\":"
+                            "[\"subscribe\",\"publish\"]}}"));
+    /* Empty: no claim. */
+    assert_int_equal(load(&cfg, "[auth]\nsession_channels =\n", err, sizeof err), 0);
+    assert_int_equal(cfg.session_channels.count, 0);
+    /* Eleven long names fit in no token. */
+    char text[2048] = "[auth]\nsession_channels =";
+    for (int i = 0; i < 11; i++)
+        snprintf(text + strlen(text), sizeof text - strlen(text),
+                 "\n  project:a-rather-long-project-name-%02d=subscribe,publish", i);
+    strcat(text, "\n");
+    assert_int_equal(load(&cfg, text, err, sizeof err), TW_E_CONFIG);
+    if (!strstr(err, "more than the 511 a token holds"))
+        fail_msg("said '%s'", err);
+    const struct refusal bad[] = {
+        {"[auth]\nsession_channels = project:demo\n", ":2: session_channels: 'project:demo' is"},
+        {"[auth]\nsession_channels = project:demo=read\n", "subscribe and/or publish"},
+        {"[auth]\nsession_channels = project:demo=subscribe,subscribe\n", "each once"},
+        {"[auth]\nsession_channels = project:demo=subscribe,\n", "subscribe and/or publish"},
+        {"[auth]\nsession_channels = =subscribe\n", "is not NAME=subscribe,publish"},
+        {"[auth]\nsession_channels = proj/x=subscribe\n", "a character a channel name cannot"},
+        {"[auth]\nsession_channels = a:b=publish a:b=subscribe\n", "'a:b' is given twice"},
+        {"[auth]\nsession_channels = a:1=publish a:2=publish a:3=publish a:4=publish\n"
+         "  a:5=publish a:6=publish a:7=publish a:8=publish a:9=publish b:1=publish\n"
+         "  b:2=publish b:3=publish b:4=publish b:5=publish b:6=publish b:7=publish b:8=publish\n",
+         ":4: session_channels: at most 16 entries"},
+    };
+    assert_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 int
 main(void)
 {
@@ -433,6 +511,7 @@ main(void)
         cmocka_unit_test(test_relay_ingress_keys),
         cmocka_unit_test(test_the_first_error_is_reported_with_its_line),
         cmocka_unit_test(test_long_lines_are_refused_not_cut),
+        cmocka_unit_test(test_session_channels),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
