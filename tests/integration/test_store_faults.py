@@ -44,6 +44,10 @@ WAIT = 30  # seconds any one event may take (the sanitizer build is slow)
 CHECKPOINT = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1], timeout=5);"
               " print(db.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchone()[0])")
 
+# The disk faults of a SQLite file; a PostgreSQL store's outage is test_store_pg.py's.
+pytestmark = pytest.mark.skipif(os.environ.get("TASKWIRE_TEST_STORE") == "postgresql",
+                                reason="the store's own disk: SQLite only")
+
 
 class MountNamespace:
     """A private mount namespace held open by a process of its own (`unshare --mount cat`, which

@@ -2,6 +2,7 @@
 injections on publish (docs/PROTOCOL.md, "ZeroMQ")."""
 import asyncio
 import json
+import os
 
 import pytest
 import zmq
@@ -33,6 +34,8 @@ async def next_event(sub, task_id, timeout=5):
             return frames, message
 
 
+@pytest.mark.skipif(os.environ.get("TASKWIRE_TEST_STORE") == "postgresql",
+                    reason="on PostgreSQL the nudges go through the store (LISTEN/NOTIFY)")
 def test_nudges_start_and_announce_tasks(quiet):
     """A program that writes a task to the store and pushes [submit][id] gets it run, and
     [cancel][id] gets a cancelled task announced, with no help from the FastCGI handler."""
