@@ -28,6 +28,7 @@ RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -l
 COMMON_SRC := common/jsontext.c common/metrics.c common/httpreply.c common/adminkey.c common/notify.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/store_sqlite.c common/store_pg.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
 COMMON_SRC += common/curve.c common/channel.c
+COMMON_SRC += common/presence_wire.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 FCGI_SRC += fcgi/cors.c fcgi/publish.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \

@@ -73,7 +73,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("auth", "token_ttl", KEY_LONG, token_ttl, 60, 31536000),
     KEY_NUM("auth", "trust_remote_user", KEY_BOOL, trust_remote_user, 0, 1),
     KEY_NUM("auth", "anonymous", KEY_BOOL, anonymous, 0, 1),
-    KEY_STR("zmq", "tasks", KEY_TEXT, tasks_endpoint),
+    KEY_LIST("zmq", "tasks", KEY_ENDPOINTS, tasks_endpoints),
     KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
     KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
     KEY_LIST("zmq", "relays", KEY_ENDPOINTS, relays),
@@ -121,6 +121,11 @@ static const struct config_key config_keys[] = {
     KEY_NUM("channels", "max_per_task", KEY_INT, channels_per_task, 0,
             CONFIG_CHANNELS_PER_TASK_LIMIT),
     KEY_STR("channels", "publish_key_file", KEY_PATH_OPTIONAL, publish_key_file),
+    /* Browser publish and presence. */
+    KEY_NUM("channels", "publish_max", KEY_INT, publish_max, 16, 65536),
+    KEY_NUM("channels", "publish_rate", KEY_INT, publish_rate, 0, 1000000),
+    KEY_NUM("channels", "publish_burst", KEY_INT, publish_burst, 1, 1000000),
+    KEY_NUM("channels", "presence_ttl_ms", KEY_INT, presence_ttl_ms, 3000, 600000),
 };
 
 #define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
@@ -130,6 +135,7 @@ struct load_state {
     char dir[PATH_MAX]; /* directory of the config file, for relative paths */
     char err[400];      /* what went wrong, without file and line: the first error only */
     unsigned char seen[CONFIG_KEY_COUNT]; /* list keys given in the file so far */
+    unsigned char events_given[CONFIG_MAX_NAMESPACES]; /* presence_events set in the file */
     FILE *file;
     int lines;    /* lines read so far */
     int bad_line; /* the line config_read_line refused, or 0 */
@@ -481,9 +487,9 @@ config_text_item(struct load_state *state, const struct config_key *key, int val
 
 /* The namespaces every config has, in this order: "user" (fixed) and two a section may change. */
 static const struct config_namespace config_builtin_namespaces[] = {
-    {"user", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_NOBODY},
-    {"task", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS},
-    {"project", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS},
+    {"user", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_NOBODY, 0, 0},
+    {"task", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS, 0, 0},
+    {"project", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS, 0, 0},
 };
 
 /* The words of [namespace NAME] subscribe and publish, each to its enum value. */
@@ -539,6 +545,22 @@ config_namespace_key(struct load_state *state, const char *ns_name, const char *
         memcpy(ns->name, ns_name, length + 1);
         ns->subscribe = CONFIG_SUBSCRIBE_CLAIM;
         ns->publish = CONFIG_PUBLISH_NOBODY;
+        ns->presence = 0;
+        ns->presence_events = 0;
+    }
+    if (strcmp(name, "presence") == 0 || strcmp(name, "presence_events") == 0) {
+        int on = strcmp(value, "true") == 0;
+        if (!on && strcmp(value, "false") != 0) {
+            snprintf(state->err, sizeof state->err, "%s must be true or false", name);
+            return TW_E_CONFIG;
+        }
+        if (name[8] == '\0') {
+            ns->presence = on;
+        } else {
+            ns->presence_events = on;
+            state->events_given[ns - cfg->namespaces] = 1;
+        }
+        return 0;
     }
     int subscribe = strcmp(name, "subscribe") == 0, publish = strcmp(name, "publish") == 0;
     int word =
@@ -807,7 +829,8 @@ config_defaults(struct config *cfg)
     strcpy(cfg->secret_file, "/var/lib/taskwire/secret");
     cfg->token_ttl = CONFIG_DEFAULT_TOKEN_TTL;
     cfg->anonymous = CONFIG_DEFAULT_ANONYMOUS;
-    strcpy(cfg->tasks_endpoint, "tcp://127.0.0.1:5571");
+    strcpy(cfg->tasks_endpoints.endpoints[0], "tcp://127.0.0.1:5571");
+    cfg->tasks_endpoints.count = 1;
     strcpy(cfg->publish_endpoint, "tcp://127.0.0.1:5572");
     strcpy(cfg->events_endpoint, "tcp://127.0.0.1:5573");
     cfg->max_body = CONFIG_DEFAULT_MAX_BODY;
@@ -842,6 +865,10 @@ config_defaults(struct config *cfg)
     cfg->channels_per_connection = CONFIG_DEFAULT_CHANNELS_PER_CONNECTION;
     cfg->channel_name_max = CONFIG_DEFAULT_CHANNEL_NAME_MAX;
     cfg->channels_per_task = CONFIG_DEFAULT_CHANNELS_PER_TASK;
+    cfg->publish_max = CONFIG_DEFAULT_PUBLISH_MAX;
+    cfg->publish_rate = CONFIG_DEFAULT_PUBLISH_RATE;
+    cfg->publish_burst = CONFIG_DEFAULT_PUBLISH_BURST;
+    cfg->presence_ttl_ms = CONFIG_DEFAULT_PRESENCE_TTL_MS;
     cfg->namespace_count = sizeof config_builtin_namespaces / sizeof config_builtin_namespaces[0];
     memcpy(cfg->namespaces, config_builtin_namespaces, sizeof config_builtin_namespaces);
     cfg->type_count = 1;
@@ -884,6 +911,19 @@ config_check(struct config *cfg, char *err, size_t errlen)
     /* Which of the other key files a program needs depends on its role: curve_load checks. */
     if (cfg->curve && !cfg->curve_secret_file[0]) {
         snprintf(err, errlen, "%s: [zmq] curve = true needs curve_secret_file", cfg->path);
+        return TW_E_CONFIG;
+    }
+    if (cfg->tasks_endpoints.count == 0) {
+        snprintf(err, errlen, "%s: [zmq] tasks needs at least one endpoint", cfg->path);
+        return TW_E_CONFIG;
+    }
+    /* A browser's publish goes out as a signal of its data and an envelope; relays drop a
+     * message over max_message, so the largest allowed must fit. */
+    if (cfg->publish_max + CONFIG_PUBLISH_ENVELOPE > cfg->max_message) {
+        snprintf(err, errlen,
+                 "%s: [channels] publish_max must leave %d bytes of [relay] max_message for "
+                 "the message around the data",
+                 cfg->path, CONFIG_PUBLISH_ENVELOPE);
         return TW_E_CONFIG;
     }
     if (cfg->stale_after_ms <= cfg->heartbeat_ms) {
@@ -938,6 +978,10 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s:%d: %s", path, line, state->err[0] ? state->err : "syntax error");
         goto out;
     }
+    /* presence_events not given follows presence. */
+    for (size_t i = 0; i < cfg->namespace_count; i++)
+        if (!state->events_given[i])
+            cfg->namespaces[i].presence_events = cfg->namespaces[i].presence;
     rc = config_check(cfg, err, errlen);
 out:
     free(state);

@@ -49,13 +49,18 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
     app->notify_nudges = cfg->store_backend == CONFIG_STORE_POSTGRESQL;
     app->zmq_shared = zmq_context != NULL;
     app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
-    const char *endpoints[] = {cfg->tasks_endpoint};
-    if (curve_load(cfg, CURVE_ROLE_CLIENT, endpoints, 1, &app->curve, err, errlen) != 0)
+    const char *endpoints[CONFIG_ENDPOINTS_MAX];
+    for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
+        endpoints[i] = cfg->tasks_endpoints.endpoints[i];
+    if (curve_load(cfg, CURVE_ROLE_CLIENT, endpoints, cfg->tasks_endpoints.count, &app->curve,
+                   err, errlen) != 0)
         goto fail;
+    /* Every pool of [zmq] tasks: a publish goes to one of those connected (round robin), and
+     * each puts it on the events wire of every relay. */
     struct wire_options push = {.send_hwm = APP_PUSH_HWM,
                                 .recv_hwm = WIRE_DEFAULT,
                                 .linger_ms = APP_PUSH_LINGER,
-                                .connect = cfg->tasks_endpoint,
+                                .connect_list = &cfg->tasks_endpoints,
                                 .curve = app->curve};
     app->push = wire_socket(app->zmq_context, ZMQ_PUSH, &push, err, errlen);
     if (!app->push)
