@@ -158,17 +158,26 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "zmq: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
-    const char *endpoints[3 + CONFIG_ENDPOINTS_MAX] = {cfg->tasks_endpoint, cfg->publish_endpoint,
-                                                       cfg->events_endpoint};
+    const char *endpoints[2 + 2 * CONFIG_ENDPOINTS_MAX] = {cfg->publish_endpoint,
+                                                           cfg->events_endpoint};
+    size_t endpoint_count = 2;
     for (size_t i = 0; i < cfg->relays.count; i++)
-        endpoints[3 + i] = cfg->relays.endpoints[i];
-    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, 3 + cfg->relays.count, &pool->curve, err,
+        endpoints[endpoint_count++] = cfg->relays.endpoints[i];
+    for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
+        endpoints[endpoint_count++] = cfg->tasks_endpoints.endpoints[i];
+    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, endpoint_count, &pool->curve, err,
                    errlen) != 0)
         goto fail;
     /* The ZAP handler is bound before any CURVE socket, so no peer is let in unasked. */
     if (pool->curve && !(pool->zap = zap_new(pool->zmq, pool->curve, err, errlen)))
         goto fail;
-    pool->tasks = pool_socket(pool, ZMQ_PULL, cfg->tasks_endpoint, NULL, err, errlen);
+    /* Every endpoint of [zmq] tasks: a worker host lists its own address(es) there. */
+    struct wire_options tasks = {.send_hwm = POOL_HWM,
+                                 .recv_hwm = POOL_HWM,
+                                 .linger_ms = 0,
+                                 .bind_list = &cfg->tasks_endpoints,
+                                 .curve = pool->curve};
+    pool->tasks = wire_socket(pool->zmq, ZMQ_PULL, &tasks, err, errlen);
     if (!pool->tasks)
         goto fail;
     pool->slot_events = pool_socket(pool, ZMQ_PULL, SLOT_ENDPOINT, NULL, err, errlen);
