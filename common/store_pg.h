@@ -17,8 +17,8 @@
 #include <stddef.h>
 
 #define STORE_PG_SCHEMA_VERSION                                                                    \
-    3 /* 1: tasks, workers, idempotency, submit_rate; 2: task_minutes (a trigger), probe;          \
-         3: a task's channels */
+    4 /* 1: tasks, workers, idempotency, submit_rate; 2: task_minutes (a trigger), probe;          \
+         3: a task's channels; 4: presence */
 
 /* Create the schema in conn's database, upgrade it, or find it current, in one transaction.
  * conn is borrowed and must have no transaction open.  0, or TW_E_STORE with the reason in err
