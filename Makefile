@@ -36,6 +36,7 @@ WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_
 	worker/job_exec.c
 COMMON_SRC += common/zap.c
 WORKER_SRC += worker/wake.c
+WORKER_SRC += worker/presence.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c \
 	tests/unit/relay/test_send.c
 UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c tests/unit/relay/test_subscription.c
