@@ -47,6 +47,7 @@ UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c relay/loop.c \
 	relay/route.c relay/ingress.c relay/listener.c relay/scrape.c relay/subscription.c
 RELAY_SRC += relay/throttle.c
+RELAY_SRC += relay/roster.c relay/upstream.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \

@@ -32,8 +32,9 @@ presence_wire_update_build(const struct presence_update *update)
             return NULL;
         }
     }
-    json_t *root = set ? json_pack("{s:I, s:i, s:o}", "seq", (json_int_t)update->seq, "ttl_ms",
-                                   update->ttl_ms, "set", set)
+    json_t *root = set ? json_pack("{s:I, s:I, s:i, s:o}", "seq", (json_int_t)update->seq,
+                                   "since", (json_int_t)update->since, "ttl_ms", update->ttl_ms,
+                                   "set", set)
                        : NULL;
     if (root && update->gone)
         json_object_set_new(root, "gone", json_true());
@@ -99,15 +100,18 @@ presence_wire_update_parse(const char *text, size_t len, struct presence_update 
     }
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
     const json_t *seq = json_object_get(root, "seq"), *ttl = json_object_get(root, "ttl_ms"),
-                 *set = json_object_get(root, "set"), *gone = json_object_get(root, "gone");
+                 *set = json_object_get(root, "set"), *gone = json_object_get(root, "gone"),
+                 *since = json_object_get(root, "since");
     if (!json_is_object(root) || !json_is_integer(seq) || !json_is_integer(ttl) ||
-        !json_is_array(set) || (gone && !json_is_boolean(gone))) {
-        snprintf(err, errlen, "not {\"seq\":S,\"ttl_ms\":T,\"set\":[...]}");
+        !json_is_integer(since) || !json_is_array(set) || (gone && !json_is_boolean(gone))) {
+        snprintf(err, errlen, "not {\"seq\":S,\"since\":F,\"ttl_ms\":T,\"set\":[...]}");
         goto out;
     }
-    if (json_integer_value(seq) < 1 || json_integer_value(ttl) < PRESENCE_TTL_MIN_MS ||
+    if (json_integer_value(seq) < 1 || json_integer_value(since) < 0 ||
+        json_integer_value(since) > json_integer_value(seq) ||
+        json_integer_value(ttl) < PRESENCE_TTL_MIN_MS ||
         json_integer_value(ttl) > PRESENCE_TTL_MAX_MS) {
-        snprintf(err, errlen, "seq or ttl_ms out of range");
+        snprintf(err, errlen, "seq, since or ttl_ms out of range");
         goto out;
     }
     if (json_array_size(set) > PRESENCE_SET_MAX) {
@@ -115,6 +119,7 @@ presence_wire_update_parse(const char *text, size_t len, struct presence_update 
         goto out;
     }
     update->seq = json_integer_value(seq);
+    update->since = json_integer_value(since);
     update->ttl_ms = (int)json_integer_value(ttl);
     update->gone = json_is_true(gone);
     for (size_t k = 0; k < json_array_size(set); k++)

@@ -4,12 +4,15 @@
  * Relay -> pool, over the PUSH to every pool of [zmq] tasks (common/protocol.h):
  * - [signal][topic][payload]: a browser's publish, payload exactly what the subscribers get,
  *   {"type":"message","channel":C,"from":CLIENT_ID,"data":{...}} (presence_wire_signal);
- * - [presence][relay id][update]: update is {"seq":S,"ttl_ms":T,"set":[[C,CLIENT_ID,N],...]}
- *   (presence_wire_update_build, _parse): the relay now holds N connections (0: none) of the
- *   client in channel C.  S rises with every message of that relay id (a row is replaced only
- *   by a higher S, so two pools applying a relay's messages out of order still end on its
- *   latest); every message also renews all the relay's rows for T ms.  "gone":true says the
- *   relay is stopping: its rows go at once.  At most PRESENCE_SET_MAX entries a message.
+ * - [presence][relay id][update]: update is {"seq":S,"since":F,"ttl_ms":T,"set":[[C,CLIENT_ID,
+ *   N],...]} (presence_wire_update_build, _parse): the relay now holds N connections (0: none)
+ *   of the client in channel C.  S rises with every message of that relay id (a row is
+ *   replaced only by a higher S, so two pools applying a relay's messages out of order still
+ *   end on its latest).  Every message also renews for T ms the relay's rows set at seq F or
+ *   later: F is where the relay's latest complete resend of all its entries began, so a row
+ *   that resend did not mention (its delta lost, or the relay's count gone to 0 unheard) is
+ *   no longer renewed and expires.  "gone":true says the relay is stopping: its rows go at
+ *   once.  At most PRESENCE_SET_MAX entries a message.
  * Pool -> relays, on the channel's topic: {"type":"presence","channel":C,"client_id":X,
  * "action":"join"|"update"|"leave","connections":N,"version":V} (presence_wire_event), V the
  * channel's presence version (store.h: the snapshot carries it too).
@@ -47,6 +50,7 @@ struct presence_entry {
 /* One update of a relay's (caller storage: about 26 KiB). */
 struct presence_update {
     int64_t seq;
+    int64_t since; /* rows of the relay set at this seq or later are renewed (0..seq) */
     int ttl_ms;
     int gone; /* the relay is stopping: drop all its rows */
     size_t count;

@@ -808,7 +808,7 @@ store_presence_apply_steps(struct store *store, const char *relay_id,
                                        json_integer_value(json_object_get(versions, e->channel)));
     }
     if (rc == 0)
-        rc = store->ops->presence_renew(store, relay_id, expires_at);
+        rc = store->ops->presence_renew(store, relay_id, update->since, expires_at);
     return rc;
 }
 

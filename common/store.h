@@ -344,7 +344,8 @@ int store_problem(const struct store *store);
  *
  * One row per (channel, client id, relay id): that relay's connections of the client in the
  * channel, the relay's seq of the message that set it, and when it expires (the relay's
- * ttl_ms after the latest message of that relay: each renews all of its rows).  A row set to
+ * ttl_ms after the latest message of that relay: each renews its rows set since the relay's
+ * latest full resend began, presence_wire.h).  A row set to
  * 0 connections stays, unrenewed, until it expires: a message of a lower seq (applied late
  * by another pool) cannot bring it back.  A channel's total is the sum over its relays.
  * Each channel has a version that rises with every change made to it (at least by one, and
@@ -359,7 +360,7 @@ int store_problem(const struct store *store);
 
 /* Apply a relay's update in one transaction: every entry (its row replaced when update->seq is
  * higher than the row's), the renewal of all the relay's rows to now_ms + ttl_ms, or, with
- * update->gone, the removal of them all.  *changes (caller owns; json_decref) is a new array
+ * update->gone, the removal of them all (update->since: which rows are renewed).  *changes (caller owns; json_decref) is a new array
  * of {"channel","client_id","before","after","version"}: each (channel, client) whose total
  * changed.  0, or a negative code (nothing applied). */
 int store_presence_apply(struct store *store, const char *relay_id,

@@ -83,7 +83,7 @@ struct store_ops {
      *                     unless it has a seq as high: *before its conns until now (-1: no
      *                     row), *written 1 when it changed
      *   presence_total    the sum of the client's conns in channel over every relay
-     *   presence_renew    every row of relay with conns to expires_at
+     *   presence_renew    every row of relay with conns set at seq since or later to expires_at
      *   presence_channels the channels (new array of names, in order, at most limit) of the
      *                     rows of relay, or with relay NULL of those expired before now_ms
      *   presence_drop     delete channel's rows of relay (NULL: those expired before now_ms):
@@ -98,7 +98,8 @@ struct store_ops {
                         int64_t *before, int *written);
     int (*presence_total)(struct store *store, const char *channel, const char *client_id,
                           int64_t *total);
-    int (*presence_renew)(struct store *store, const char *relay_id, int64_t expires_at);
+    int (*presence_renew)(struct store *store, const char *relay_id, int64_t since,
+                          int64_t expires_at);
     int (*presence_channels)(struct store *store, const char *relay_id, int64_t now_ms,
                              int limit, json_t **channels);
     int (*presence_drop)(struct store *store, const char *channel, const char *relay_id,

@@ -1750,7 +1750,8 @@ static const char sql_presence_put[] =
 static const char sql_presence_total[] =
     "SELECT COALESCE(sum(conns), 0) FROM presence WHERE channel = $1 AND client_id = $2";
 static const char sql_presence_renew[] =
-    "UPDATE presence SET expires_at = $2::bigint WHERE relay_id = $1 AND conns > 0";
+    "UPDATE presence SET expires_at = $2::bigint WHERE relay_id = $1 AND conns > 0"
+    " AND seq >= $3::bigint";
 static const char sql_presence_relay_channels[] =
     "SELECT DISTINCT channel FROM presence WHERE relay_id = $1 ORDER BY channel LIMIT $2::integer";
 static const char sql_presence_expired_channels[] =
@@ -1832,12 +1833,13 @@ pg_presence_total(struct store *base, const char *channel, const char *client_id
 }
 
 static int
-pg_presence_renew(struct store *base, const char *relay_id, int64_t expires_at)
+pg_presence_renew(struct store *base, const char *relay_id, int64_t since, int64_t expires_at)
 {
     struct store_pg *store = (struct store_pg *)base;
     struct pg_params params = {0};
     param_text(&params, 1, relay_id);
     param_int(&params, 2, expires_at);
+    param_int(&params, 3, since);
     return pg_run(store, "presence_renew", sql_presence_renew, &params, NULL);
 }
 

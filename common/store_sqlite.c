@@ -348,7 +348,8 @@ static const char *const store_statements[ST_COUNT] = {
                         " RETURNING conns",
     [ST_PRESENCE_TOTAL] = "SELECT COALESCE(sum(conns), 0) FROM presence WHERE channel = ?1"
                           " AND client_id = ?2",
-    [ST_PRESENCE_RENEW] = "UPDATE presence SET expires_at = ?2 WHERE relay_id = ?1 AND conns > 0",
+    [ST_PRESENCE_RENEW] = "UPDATE presence SET expires_at = ?2 WHERE relay_id = ?1 AND conns > 0"
+                          " AND seq >= ?3",
     [ST_PRESENCE_RELAY_CHANNELS] = "SELECT DISTINCT channel FROM presence WHERE relay_id = ?1"
                                    " ORDER BY channel LIMIT ?2",
     [ST_PRESENCE_EXPIRED_CHANNELS] = "SELECT DISTINCT channel FROM presence WHERE expires_at < ?1"
@@ -2169,7 +2170,7 @@ sqlite_presence_total(struct store *base, const char *channel, const char *clien
 }
 
 static int
-sqlite_presence_renew(struct store *base, const char *relay_id, int64_t expires_at)
+sqlite_presence_renew(struct store *base, const char *relay_id, int64_t since, int64_t expires_at)
 {
     struct store_sqlite *store = (struct store_sqlite *)base;
     sqlite3_stmt *stmt = store_statement(store, ST_PRESENCE_RENEW);
@@ -2177,6 +2178,7 @@ sqlite_presence_renew(struct store *base, const char *relay_id, int64_t expires_
         return TW_E_STORE;
     bind_text(stmt, 1, relay_id);
     sqlite3_bind_int64(stmt, 2, expires_at);
+    sqlite3_bind_int64(stmt, 3, since);
     int rc = store_run(store, stmt, "presence_renew");
     return rc < 0 ? rc : 0;
 }

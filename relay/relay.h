@@ -27,6 +27,7 @@
 #include "route.h"
 #include "send.h"
 #include "token.h"
+#include "upstream.h"
 
 #define RELAY_CLIENT_MESSAGE_MAX 512     /* bytes of one client message (a ping); more is 1009 */
 #define RELAY_AUTH_MESSAGE_MAX 1536      /* ...of the auth message (a TOKEN_MAX token and room) */
@@ -79,6 +80,9 @@ struct relay {
     int lws_owed;              /* lws has work for a full turn (a write) */
     int64_t lws_near_until_us; /* until then a timer of lws's may be near (relay_lws_near) */
     struct ingress ingress;    /* the ZeroMQ SUB and its monitor (ingress.h) */
+    struct upstream upstream;  /* the PUSH to the pools, presence (upstream.h) */
+    size_t client_message_max; /* bytes of a client message after its auth message: room for
+                                  a publish of [channels] publish_max (relay_new) */
     lws_dll2_owner_t woken;    /* sessions a message woke this turn (session_serve_woken) */
     lws_dll2_owner_t ending;   /* sessions to end after this turn (session_end_due) */
     struct send_batch send;    /* the write path: the woken connections' writes (send.h) */

@@ -1,0 +1,205 @@
+/* upstream.c: the PUSH to the worker pools, and presence's batches and beats (upstream.h). */
+#include "upstream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "curve.h"
+#include "log.h"
+#include "protocol.h"
+#include "relay.h"
+#include "token.h"
+#include "wire.h"
+
+#define UPSTREAM_HOST_MAX 48 /* bytes of the host name kept in the relay id */
+
+/* host-pid-random, the host name cut to what a relay id may hold. */
+static int
+upstream_make_id(struct upstream *up)
+{
+    char host[UPSTREAM_HOST_MAX + 1] = "", random[TOKEN_ID_SIZE];
+    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+        snprintf(host, sizeof host, "relay");
+    for (char *c = host; *c; c++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", *c))
+            *c = '_';
+    if (token_random_id(random) != 0)
+        return -1;
+    snprintf(up->relay_id, sizeof up->relay_id, "%s-%d-%.8s", host, (int)getpid(), random);
+    return 0;
+}
+
+int
+upstream_init(struct relay *relay, char *err, size_t errlen)
+{
+    struct upstream *up = &relay->upstream;
+    const struct config *cfg = relay->cfg;
+    roster_init(&up->roster);
+    for (size_t i = 0; i < cfg->namespace_count; i++)
+        up->presence |= cfg->namespaces[i].presence;
+    if (upstream_make_id(up) != 0) {
+        snprintf(err, errlen, "no randomness for the relay id");
+        return -1;
+    }
+    if (up->presence && !(up->update = calloc(1, sizeof *up->update))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *endpoints[CONFIG_ENDPOINTS_MAX];
+    for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
+        endpoints[i] = cfg->tasks_endpoints.endpoints[i];
+    /* A client of the pools, whichever way the ingress goes (it may be a CURVE server). */
+    if (curve_load(cfg, CURVE_ROLE_CLIENT, endpoints, cfg->tasks_endpoints.count, &up->curve, err,
+                   errlen) != 0)
+        return -1;
+    struct wire_options push = {.send_hwm = UPSTREAM_HWM,
+                                .recv_hwm = WIRE_DEFAULT,
+                                .linger_ms = UPSTREAM_LINGER_MS,
+                                .connect_list = &cfg->tasks_endpoints,
+                                .immediate = 1,
+                                .curve = up->curve};
+    up->push = wire_socket(relay->ingress.zmq, ZMQ_PUSH, &push, err, errlen);
+    if (!up->push)
+        return -1;
+    int64_t now = clock_mono_ms();
+    up->last_sent_ms = up->last_changes_ms = now;
+    up->next_full_ms = now + cfg->presence_ttl_ms;
+    return 0;
+}
+
+/* [verb][first][second] to a pool, never waiting: 0, or -1 (counted) when none takes it. */
+static int
+upstream_send(struct upstream *up, const char *verb, const void *first, size_t first_len,
+              const void *second, size_t second_len)
+{
+    if (up->push && zmq_send(up->push, verb, strlen(verb), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0) {
+        /* The rest of a message a socket took goes with it. */
+        zmq_send(up->push, first, first_len, ZMQ_SNDMORE);
+        zmq_send(up->push, second, second_len, 0);
+        up->sent++;
+        return 0;
+    }
+    up->dropped++;
+    return -1;
+}
+
+/* Send up->update as the next presence message: 0, or -1 (it did not go). */
+static int
+upstream_send_update(struct relay *relay)
+{
+    struct upstream *up = &relay->upstream;
+    up->update->seq = up->seq + 1;
+    up->update->since = up->since;
+    up->update->ttl_ms = relay->cfg->presence_ttl_ms;
+    char *text = presence_wire_update_build(up->update);
+    int rc = text ? upstream_send(up, PROTOCOL_VERB_PRESENCE, up->relay_id, strlen(up->relay_id),
+                                  text, strlen(text))
+                  : -1;
+    free(text);
+    if (rc == 0) {
+        up->seq++;
+        up->last_sent_ms = clock_mono_ms();
+    }
+    return rc;
+}
+
+void
+upstream_fini(struct relay *relay)
+{
+    struct upstream *up = &relay->upstream;
+    if (up->push && up->update) {
+        up->update->count = 0;
+        up->update->gone = 1;
+        if (upstream_send_update(relay) == 0)
+            log_info("event=presence_gone relay=%s", up->relay_id);
+    }
+    if (up->push)
+        zmq_close(up->push);
+    up->push = NULL;
+    curve_destroy(&up->curve);
+    roster_fini(&up->roster);
+    free(up->update);
+    up->update = NULL;
+}
+
+int
+upstream_signal(struct relay *relay, const char *topic, size_t topic_len, const char *payload,
+                size_t len)
+{
+    struct upstream *up = &relay->upstream;
+    int rc = upstream_send(up, PROTOCOL_VERB_SIGNAL, topic, topic_len, payload, len);
+    if (rc == 0)
+        up->signals++;
+    else
+        up->signals_busy++;
+    return rc;
+}
+
+static void
+upstream_batch_due(lws_sorted_usec_list_t *sul)
+{
+    struct relay *relay = lws_container_of(sul, struct relay, upstream.batch_later);
+    relay->upstream.timer_set = 0;
+    upstream_turn(relay);
+}
+
+/* The changes, a batch each UPSTREAM_BATCH_MS: those that went are clean, the rest wait. */
+static void
+upstream_send_changes(struct relay *relay, int64_t now)
+{
+    struct upstream *up = &relay->upstream;
+    if (!up->roster.dirty_count)
+        return;
+    if (now - up->last_changes_ms < UPSTREAM_BATCH_MS) {
+        if (!up->timer_set && relay->context) {
+            up->timer_set = 1;
+            lws_sul_schedule(relay->context, 0, &up->batch_later, upstream_batch_due,
+                             (lws_usec_t)(UPSTREAM_BATCH_MS - (now - up->last_changes_ms)) *
+                                 LWS_US_PER_MS);
+            relay_lws_near(relay, clock_mono_us());
+        }
+        return;
+    }
+    up->last_changes_ms = now;
+    size_t n = roster_take_changes(&up->roster, up->update);
+    if (upstream_send_update(relay) == 0)
+        roster_changes_sent(&up->roster, n);
+}
+
+void
+upstream_turn(struct relay *relay)
+{
+    struct upstream *up = &relay->upstream;
+    if (!up->presence || !up->update)
+        return;
+    int64_t now = clock_mono_ms();
+    up->update->gone = 0;
+    upstream_send_changes(relay, now);
+    if (!up->resend_from && now >= up->next_full_ms) {
+        up->next_full_ms = now + relay->cfg->presence_ttl_ms;
+        up->resend_from = up->seq + 1;
+        roster_resend_start(&up->roster);
+    }
+    for (int chunk = 0; up->resend_from && chunk < UPSTREAM_RESEND_CHUNKS; chunk++) {
+        if (!roster_take_all(&up->roster, up->update)) {
+            /* Every entry went: rows older than this resend are no longer renewed. */
+            up->since = up->resend_from;
+            up->resend_from = 0;
+            break;
+        }
+        if (upstream_send_update(relay) != 0) {
+            /* No pool takes it: the next resend is due in presence_ttl_ms. */
+            up->resend_from = 0;
+            break;
+        }
+    }
+    if (now - up->last_sent_ms >= relay->cfg->presence_ttl_ms / 3) {
+        up->update->count = 0;
+        if (upstream_send_update(relay) != 0) /* a beat: renews the rows */
+            up->last_sent_ms = now;           /* tried: the next in a third of the ttl */
+    }
+}
