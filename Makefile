@@ -31,6 +31,7 @@ COMMON_SRC += common/curve.c common/channel.c
 COMMON_SRC += common/presence_wire.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 FCGI_SRC += fcgi/cors.c fcgi/publish.c
+FCGI_SRC += fcgi/presence.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/retry.c worker/scrape.c \
 	worker/job_exec.c

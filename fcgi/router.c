@@ -7,6 +7,7 @@
 #include "admin.h"
 #include "cors.h"
 #include "errors.h"
+#include "presence.h"
 #include "publish.h"
 #include "reply.h"
 #include "tasks.h"
@@ -28,6 +29,7 @@ static const struct endpoint endpoints[] = {
     {"POST", "/api/tasks/{id}/retry", tasks_retry},
     {"DELETE", "/api/tasks/{id}", tasks_delete},
     {"POST", "/api/publish", publish_post},
+    {"GET", "/api/channels/{id}/presence", presence_get},
     {"GET", "/api/admin/tasks", admin_tasks_list},
     {"GET", "/api/admin/tasks/{id}", admin_task_get},
     {"POST", "/api/admin/tasks/{id}/cancel", admin_task_cancel},
