@@ -49,6 +49,14 @@ upstream_init(struct relay *relay, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (cfg->curve && !cfg->curve_server_public_file[0]) {
+        /* A relay of an older setup (events_listen, no pool key): it serves as before, but
+         * publishes are refused busy and presence stays here.  Never plaintext instead. */
+        log_warn("event=upstream_off relay=%s reason=\"[zmq] curve = true without "
+                 "curve_server_public_file: no way to the pools' [zmq] tasks\"",
+                 up->relay_id);
+        return 0;
+    }
     const char *endpoints[CONFIG_ENDPOINTS_MAX];
     for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
         endpoints[i] = cfg->tasks_endpoints.endpoints[i];

@@ -3,6 +3,9 @@
  * browser's publishes ([signal][topic][payload]) and this relay's presence
  * ([presence][relay id][update], common/presence_wire.h).
  *
+ * With [zmq] curve and no curve_server_public_file (a relay set up before it had an upstream)
+ * there is no PUSH: a warning at start, every publish refused busy, presence not sent.
+ *
  * Bounds and policy: ZMQ_IMMEDIATE (a pool that is down holds nothing), at most
  * UPSTREAM_HWM messages queued per pool, every send ZMQ_DONTWAIT: a message no pool can take
  * now is dropped and counted (dropped): a signal is refused to its browser (busy); presence
