@@ -182,7 +182,7 @@ void
 upstream_turn(struct relay *relay)
 {
     struct upstream *up = &relay->upstream;
-    if (!up->presence || !up->update)
+    if (!up->presence || !up->update || !up->push)
         return;
     int64_t now = clock_mono_ms();
     up->update->gone = 0;
