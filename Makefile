@@ -41,6 +41,7 @@ WORKER_SRC += worker/presence.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c \
 	tests/unit/relay/test_send.c
 UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c tests/unit/relay/test_subscription.c
+UNIT_TESTS_RELAY += tests/unit/relay/test_roster.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_WORKER += tests/unit/worker/test_wake.c
 UNIT_TESTS += tests/unit/common/test_zap.c
@@ -58,6 +59,7 @@ UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_clock.c \
 	tests/unit/common/test_jsontext.c tests/unit/common/test_wire.c
 UNIT_TESTS += tests/unit/common/test_curve.c tests/unit/common/test_channel.c
+UNIT_TESTS += tests/unit/common/test_presence_wire.c
 UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
 
 COMMON_LIB := $(BUILD)/libtaskwire-common.a
