@@ -21,15 +21,15 @@
 static int
 upstream_make_id(struct upstream *up)
 {
-    char host[UPSTREAM_HOST_MAX + 1] = "", random[TOKEN_ID_SIZE];
+    char host[UPSTREAM_HOST_MAX + 1] = "", nonce[TOKEN_ID_SIZE];
     if (gethostname(host, sizeof host - 1) != 0 || !host[0])
         snprintf(host, sizeof host, "relay");
     for (char *c = host; *c; c++)
         if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-", *c))
             *c = '_';
-    if (token_random_id(random) != 0)
+    if (token_random_id(nonce) != 0)
         return -1;
-    snprintf(up->relay_id, sizeof up->relay_id, "%s-%d-%.8s", host, (int)getpid(), random);
+    snprintf(up->relay_id, sizeof up->relay_id, "%s-%d-%.8s", host, (int)getpid(), nonce);
     return 0;
 }
 
