@@ -819,7 +819,9 @@ store_presence_apply(struct store *store, const char *relay_id,
     json_t *versions = json_object(), *list = json_array();
     int rc = versions && list ? store_transaction_begin(store) : TW_E_NOMEM;
     if (rc == 0) {
-        rc = store_presence_apply_steps(store, relay_id, update, now_ms, versions, list);
+        rc = store->ops->presence_lock(store);
+        if (rc == 0)
+            rc = store_presence_apply_steps(store, relay_id, update, now_ms, versions, list);
         if (rc == 0)
             rc = store_transaction_commit(store);
         else
@@ -838,10 +840,30 @@ store_presence_sweep(struct store *store, int64_t now_ms, int64_t forget_before_
                      json_t **changes, int64_t *rows)
 {
     json_t *versions = json_object(), *list = json_array(), *channels = NULL;
-    int rc = versions && list ? store_transaction_begin(store) : TW_E_NOMEM;
+    int rc = versions && list ? 0 : TW_E_NOMEM;
+    /* Nothing expired and nothing to forget (most heartbeats): a read, no write transaction. */
+    if (rc == 0 && forget_before_ms <= 0) {
+        rc = store->ops->presence_channels(store, NULL, now_ms, 1, &channels);
+        if (rc == 0 && json_array_size(channels) == 0) {
+            rc = store->ops->presence_count(store, rows);
+            json_decref(channels);
+            json_decref(versions);
+            if (rc == 0)
+                *changes = list;
+            else
+                json_decref(list);
+            return rc;
+        }
+        json_decref(channels);
+        channels = NULL;
+    }
+    if (rc == 0)
+        rc = store_transaction_begin(store);
     if (rc == 0) {
-        rc = store->ops->presence_channels(store, NULL, now_ms, STORE_PRESENCE_SWEEP_CHANNELS,
-                                           &channels);
+        rc = store->ops->presence_lock(store);
+        if (rc == 0)
+            rc = store->ops->presence_channels(store, NULL, now_ms, STORE_PRESENCE_SWEEP_CHANNELS,
+                                               &channels);
         if (rc == 0)
             rc = store_presence_drop_all(store, channels, NULL, now_ms, versions, list);
         if (rc == 0 && forget_before_ms > 0)

@@ -351,8 +351,11 @@ int store_problem(const struct store *store);
  * Each channel has a version that rises with every change made to it (at least by one, and
  * never below the wall clock in ms, so a channel forgotten and made again still rises); a
  * change's version is the one its event carries, and the snapshot says the version it is of.
- * Every change takes the channels it touches in name order first (their version rows): two
- * pools on one PostgreSQL apply the same channel one after the other, and never deadlock. */
+ * The changes of every pool are made one transaction at a time (on PostgreSQL a
+ * transaction-scoped advisory lock, on SQLite its writer lock), so the totals a change reads
+ * and the versions it gives are those of the changes before it, and two pools' changes (a
+ * relay's updates spread over them, a sweep) never deadlock.  A presence transaction is a
+ * few statements per entry: they are small and short. */
 
 #define STORE_PRESENCE_LIST_MAX 1000         /* clients of one snapshot at most */
 #define STORE_PRESENCE_SWEEP_CHANNELS 256    /* channels one sweep clears at most (then the next) */

@@ -78,7 +78,10 @@ struct store_ops {
 
     /* Presence (store.h): the steps store.c's store_presence_apply and _sweep are made of,
      * each one statement, inside the caller's transaction.
-     *   presence_version  raise channel's version to max(version + 1, now_ms): *version
+     *   presence_lock     wait for the presence changes of every other connection to end (the
+ *                     transaction's own: PostgreSQL's advisory lock; SQLite's writer lock
+ *                     already is one)
+ *   presence_version  raise channel's version to max(version + 1, now_ms): *version
      *   presence_put      the row (channel, client, relay) to conns at seq and expires_at,
      *                     unless it has a seq as high: *before its conns until now (-1: no
      *                     row), *written 1 when it changed
@@ -91,6 +94,7 @@ struct store_ops {
      *   presence_list     store_presence_list
      *   presence_count    the rows with conns, into *rows
      *   presence_forget   the versions of channels without rows last raised before before_ms */
+    int (*presence_lock)(struct store *store);
     int (*presence_version)(struct store *store, const char *channel, int64_t now_ms,
                             int64_t *version);
     int (*presence_put)(struct store *store, const char *relay_id,

@@ -38,6 +38,7 @@
 #define STORE_PG_SCHEMA_LOCK "736275001" /* schema changes */
 #define STORE_PG_TYPE_LOCK "736275002"   /* a type's claims, the second integer hashtext(type) */
 #define STORE_PG_CLIENT_LOCK "736275003" /* a client's admission, the second its hash */
+#define STORE_PG_PRESENCE_LOCK "736275004" /* presence changes, one transaction at a time */
 #define STORE_PG_PARAMS_MAX 10           /* parameters of one statement at most */
 #define STORE_PG_CONNECT_TIMEOUT "5"     /* seconds a connection attempt may take, by default */
 #define STORE_PG_REASON_MAX 256          /* bytes of a server's message kept for the log */
@@ -1735,6 +1736,8 @@ pg_admin_stats(struct store *base, int minutes, json_t **rows, json_t **duration
 
 /* ---- presence (store_backend.h's steps) ---- */
 
+static const char sql_presence_lock[] =
+    "SELECT pg_advisory_xact_lock(" STORE_PG_PRESENCE_LOCK ")";
 static const char sql_presence_version[] =
     "INSERT INTO presence_channels (channel, version) VALUES ($1, $2::bigint)"
     " ON CONFLICT (channel) DO UPDATE SET"
@@ -1789,6 +1792,13 @@ pg_integer_row(struct store_pg *store, const char *what, const char *sql,
         *value = pg_integer(result, 0, 0);
     PQclear(result);
     return 0;
+}
+
+static int
+pg_presence_lock(struct store *base)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    return pg_run(store, "presence_lock", sql_presence_lock, NULL, NULL);
 }
 
 static int
@@ -1986,6 +1996,7 @@ static const struct store_ops store_pg_ops = {
     .admin_task_list = pg_admin_task_list,
     .admin_status = pg_admin_status,
     .admin_stats = pg_admin_stats,
+    .presence_lock = pg_presence_lock,
     .presence_version = pg_presence_version,
     .presence_put = pg_presence_put,
     .presence_total = pg_presence_total,

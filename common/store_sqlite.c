@@ -2119,6 +2119,13 @@ store_step_integer(struct store_sqlite *store, sqlite3_stmt *stmt, const char *w
 }
 
 static int
+sqlite_presence_lock(struct store *base)
+{
+    (void)base; /* the transaction's BEGIN IMMEDIATE holds the writer lock already */
+    return 0;
+}
+
+static int
 sqlite_presence_version(struct store *base, const char *channel, int64_t now_ms, int64_t *version)
 {
     struct store_sqlite *store = (struct store_sqlite *)base;
@@ -2336,6 +2343,7 @@ static const struct store_ops store_sqlite_ops = {
     .admin_task_list = sqlite_admin_task_list,
     .admin_status = sqlite_admin_status,
     .admin_stats = sqlite_admin_stats,
+    .presence_lock = sqlite_presence_lock,
     .presence_version = sqlite_presence_version,
     .presence_put = sqlite_presence_put,
     .presence_total = sqlite_presence_total,

@@ -155,7 +155,21 @@ upstream_batch_due(lws_sorted_usec_list_t *sul)
     upstream_turn(relay);
 }
 
-/* The changes, a batch each UPSTREAM_BATCH_MS: those that went are clean, the rest wait. */
+/* Run upstream_turn again in delay_ms (an idle loop would not turn before its heartbeat). */
+static void
+upstream_later(struct relay *relay, int64_t delay_ms)
+{
+    struct upstream *up = &relay->upstream;
+    if (up->timer_set || !relay->context)
+        return;
+    up->timer_set = 1;
+    lws_sul_schedule(relay->context, 0, &up->batch_later, upstream_batch_due,
+                     (lws_usec_t)(delay_ms > 0 ? delay_ms : 1) * LWS_US_PER_MS);
+    relay_lws_near(relay, clock_mono_us());
+}
+
+/* The changes, a batch each UPSTREAM_BATCH_MS: those that went are clean; the rest (more than
+ * a batch, or none went) wait for the next. */
 static void
 upstream_send_changes(struct relay *relay, int64_t now)
 {
@@ -163,19 +177,15 @@ upstream_send_changes(struct relay *relay, int64_t now)
     if (!up->roster.dirty_count)
         return;
     if (now - up->last_changes_ms < UPSTREAM_BATCH_MS) {
-        if (!up->timer_set && relay->context) {
-            up->timer_set = 1;
-            lws_sul_schedule(relay->context, 0, &up->batch_later, upstream_batch_due,
-                             (lws_usec_t)(UPSTREAM_BATCH_MS - (now - up->last_changes_ms)) *
-                                 LWS_US_PER_MS);
-            relay_lws_near(relay, clock_mono_us());
-        }
+        upstream_later(relay, UPSTREAM_BATCH_MS - (now - up->last_changes_ms));
         return;
     }
     up->last_changes_ms = now;
     size_t n = roster_take_changes(&up->roster, up->update);
     if (upstream_send_update(relay) == 0)
         roster_changes_sent(&up->roster, n);
+    if (up->roster.dirty_count)
+        upstream_later(relay, UPSTREAM_BATCH_MS);
 }
 
 void
