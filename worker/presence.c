@@ -22,6 +22,8 @@ struct presence {
     struct presence_update update; /* the one being applied (too big for the stack) */
     int64_t bad_logged_ms;         /* when a bad update was last logged */
     unsigned long long bad;        /* bad updates since */
+    int64_t failed_logged_ms;      /* when a failed write was last logged */
+    unsigned long long failed;     /* failed writes since */
 };
 
 struct presence *
@@ -69,6 +71,22 @@ presence_refused(struct presence *presence, const char *why)
     log_warn("event=presence_refused count=%llu reason=\"%s\"", presence->bad, why);
     presence->bad_logged_ms = now;
     presence->bad = 0;
+}
+
+/* A write of the store failed (what, rc): said at most once per PRESENCE_BAD_LOG_MS with the
+ * count (the store down fails every update and every sweep; the pool says so already). */
+static void
+presence_failed(struct presence *presence, const char *what, int rc)
+{
+    presence->failed++;
+    int64_t now = clock_mono_ms();
+    if (presence->failed_logged_ms && now - presence->failed_logged_ms < PRESENCE_BAD_LOG_MS)
+        return;
+    log_warn("event=presence_not_stored op=%s count=%llu error=%s next=\"the relays send their "
+             "whole state again within presence_ttl_ms\"",
+             what, presence->failed, tw_error_name(rc));
+    presence->failed_logged_ms = now;
+    presence->failed = 0;
 }
 
 void
@@ -159,8 +177,7 @@ presence_on_update(struct presence *presence, const void *relay_id, size_t relay
     json_t *changes = NULL;
     int rc = store_presence_apply(presence->store, id, update, clock_now_ms(), &changes);
     if (rc != 0) {
-        /* The relay sends its whole state again within its ttl: nothing is lost for good. */
-        log_warn("event=presence_not_applied relay=%s error=%s", id, tw_error_name(rc));
+        presence_failed(presence, "apply", rc);
         return;
     }
     if (update->gone)
@@ -177,7 +194,7 @@ presence_sweep(struct presence *presence, int forget)
     int rc = store_presence_sweep(presence->store, now, forget ? now - STORE_PRESENCE_FORGET_MS : 0,
                                   &changes, &rows);
     if (rc != 0) {
-        log_warn("event=presence_sweep_failed error=%s", tw_error_name(rc));
+        presence_failed(presence, "sweep", rc);
         return;
     }
     if (json_array_size(changes) > 0)
