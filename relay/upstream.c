@@ -75,7 +75,7 @@ upstream_init(struct relay *relay, char *err, size_t errlen)
         return -1;
     int64_t now = clock_mono_ms();
     up->last_sent_ms = up->last_changes_ms = now;
-    up->next_full_ms = now + cfg->presence_ttl_ms;
+    up->next_full_ms = now + (int64_t)cfg->presence_ttl_ms * UPSTREAM_RESEND_TTLS;
     return 0;
 }
 
@@ -108,11 +108,19 @@ upstream_send_update(struct relay *relay)
                                   text, strlen(text))
                   : -1;
     free(text);
-    if (rc == 0) {
-        up->seq++;
-        up->last_sent_ms = clock_mono_ms();
+    int64_t now = clock_mono_ms();
+    if (rc != 0) {
+        up->resend_soon = 1;
+        up->retry_at_ms = now + UPSTREAM_RETRY_MS;
+        return rc;
     }
-    return rc;
+    up->seq++;
+    up->last_sent_ms = now;
+    if (up->resend_soon && !up->resend_from) {
+        up->resend_soon = 0;
+        up->next_full_ms = now; /* what went missing meanwhile: all of it again */
+    }
+    return 0;
 }
 
 void
@@ -176,8 +184,11 @@ upstream_send_changes(struct relay *relay, int64_t now)
     struct upstream *up = &relay->upstream;
     if (!up->roster.dirty_count)
         return;
-    if (now - up->last_changes_ms < UPSTREAM_BATCH_MS) {
-        upstream_later(relay, UPSTREAM_BATCH_MS - (now - up->last_changes_ms));
+    int64_t due = up->last_changes_ms + UPSTREAM_BATCH_MS;
+    if (due < up->retry_at_ms)
+        due = up->retry_at_ms;
+    if (now < due) {
+        upstream_later(relay, due - now);
         return;
     }
     up->last_changes_ms = now;
@@ -185,7 +196,7 @@ upstream_send_changes(struct relay *relay, int64_t now)
     if (upstream_send_update(relay) == 0)
         roster_changes_sent(&up->roster, n);
     if (up->roster.dirty_count)
-        upstream_later(relay, UPSTREAM_BATCH_MS);
+        upstream_later(relay, up->retry_at_ms > now ? up->retry_at_ms - now : UPSTREAM_BATCH_MS);
 }
 
 void
@@ -198,7 +209,7 @@ upstream_turn(struct relay *relay)
     up->update->gone = 0;
     upstream_send_changes(relay, now);
     if (!up->resend_from && now >= up->next_full_ms) {
-        up->next_full_ms = now + relay->cfg->presence_ttl_ms;
+        up->next_full_ms = now + (int64_t)relay->cfg->presence_ttl_ms * UPSTREAM_RESEND_TTLS;
         up->resend_from = up->seq + 1;
         roster_resend_start(&up->roster);
     }
@@ -210,7 +221,7 @@ upstream_turn(struct relay *relay)
             break;
         }
         if (upstream_send_update(relay) != 0) {
-            /* No pool takes it: the next resend is due in presence_ttl_ms. */
+            /* No pool takes it: all again once one does (resend_soon). */
             up->resend_from = 0;
             break;
         }

@@ -15,14 +15,16 @@
  * the connections' subscriptions keep the roster (subscription.h).
  * upstream_turn, from every turn of the relay's loop, its heartbeat and a timer of its own,
  * sends what changed, at most one batch of changes each UPSTREAM_BATCH_MS (their first
- * waits at most that long); a beat, an update without entries, when nothing went for a third
- * of [channels] presence_ttl_ms, which renews the relay's rows; and every presence_ttl_ms a
- * full resend of all its entries in chunks (UPSTREAM_RESEND_CHUNKS a turn), after which the
- * relay's rows that resend did not mention are no longer renewed (presence_wire.h "since").
- * So a lost change (a dropped or lost PUSH, a pool that restarted with it queued) is right
- * again within 2 x presence_ttl_ms plus a pool's heartbeat; the relay's rows after a pause
- * long enough for them to expire come back with its next full resend (presence_ttl_ms).  On
- * a clean stop it says it is gone (its rows removed at once).
+ * waits at most that long; after a send no pool took, UPSTREAM_RETRY_MS); a beat, an update
+ * without entries, when nothing went for a third of [channels] presence_ttl_ms, which renews
+ * the relay's rows; and a full resend of all its entries in chunks (UPSTREAM_RESEND_CHUNKS a
+ * turn) every UPSTREAM_RESEND_TTLS x presence_ttl_ms, and as soon as a send goes through
+ * after one that did not; once a resend is complete, the relay's rows it did not mention are
+ * no longer renewed (presence_wire.h "since").  So a change the relay saw dropped is right
+ * again as soon as a pool takes messages again; one lost unseen (a pool that died with it
+ * queued) within (UPSTREAM_RESEND_TTLS + 1) x presence_ttl_ms plus a pool's heartbeat; the
+ * relay's rows after a pause long enough for them to expire come back with the resend that
+ * follows it.  On a clean stop it says it is gone (its rows removed at once).
  */
 #ifndef TW_RELAY_UPSTREAM_H
 #define TW_RELAY_UPSTREAM_H
@@ -38,6 +40,8 @@
 #define UPSTREAM_LINGER_MS 200    /* a stopping relay's last messages get this long */
 #define UPSTREAM_BATCH_MS 50      /* presence changes go at most this often */
 #define UPSTREAM_RESEND_CHUNKS 4  /* chunks of a full resend sent per turn */
+#define UPSTREAM_RESEND_TTLS 4    /* a full resend every this many presence_ttl_ms */
+#define UPSTREAM_RETRY_MS 1000    /* after a send no pool took, changes wait this long */
 
 struct relay;
 struct curve;
@@ -55,6 +59,8 @@ struct upstream {
     int64_t resend_from;              /* the running full resend's first seq, 0: none running */
     int64_t last_sent_ms, last_changes_ms, next_full_ms;
     int timer_set;                    /* batch_later is scheduled */
+    int resend_soon;                  /* a send failed: resend everything once one goes */
+    int64_t retry_at_ms;              /* after a failed send, changes wait until then */
     lws_sorted_usec_list_t batch_later;
     uint64_t sent, dropped;           /* messages, by whether a pool took them */
     uint64_t signals, signals_busy;   /* browsers' publishes sent, and refused busy */
