@@ -136,6 +136,7 @@ struct load_state {
     char err[400];      /* what went wrong, without file and line: the first error only */
     unsigned char seen[CONFIG_KEY_COUNT]; /* list keys given in the file so far */
     unsigned char events_given[CONFIG_MAX_NAMESPACES]; /* presence_events set in the file */
+    int publish_max_given;                             /* [channels] publish_max set in it */
     FILE *file;
     int lines;    /* lines read so far */
     int bad_line; /* the line config_read_line refused, or 0 */
@@ -757,8 +758,11 @@ config_handler(void *user, const char *section, const char *name, const char *va
         return config_namespace_key(state, section + 10, name, value) == 0;
     for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
         const struct config_key *key = &config_keys[i];
-        if (strcmp(key->section, section) == 0 && strcmp(key->name, name) == 0)
+        if (strcmp(key->section, section) == 0 && strcmp(key->name, name) == 0) {
+            if (key->offset == offsetof(struct config, publish_max))
+                state->publish_max_given = 1;
             return config_key_set(state, key, value) == 0;
+        }
     }
     snprintf(state->err, sizeof state->err, "unknown key '%s' in section [%s]", name, section);
     return 0;
@@ -978,6 +982,13 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s:%d: %s", path, line, state->err[0] ? state->err : "syntax error");
         goto out;
     }
+    /* publish_max not given fits max_message (a small max_message set before publish_max
+     * existed keeps working; 0 refuses every browser publish as too_large). */
+    if (!state->publish_max_given &&
+        cfg->publish_max + CONFIG_PUBLISH_ENVELOPE > cfg->max_message)
+        cfg->publish_max = cfg->max_message > CONFIG_PUBLISH_ENVELOPE
+                               ? cfg->max_message - CONFIG_PUBLISH_ENVELOPE
+                               : 0;
     /* presence_events not given follows presence. */
     for (size_t i = 0; i < cfg->namespace_count; i++)
         if (!state->events_given[i])

@@ -454,6 +454,11 @@ test_publish_presence_and_tasks_keys(void **state)
     const struct config_namespace *task = config_namespace_find(&cfg, "task", 4);
     const struct config_namespace *lobby = config_namespace_find(&cfg, "lobby", 5);
     assert_true(project->presence && project->presence_events); /* events follow presence */
+    /* A small max_message without publish_max: publish_max fits it. */
+    assert_int_equal(load(&cfg, "[relay]\nmax_message = 1024\n", err, sizeof err), 0);
+    assert_int_equal(cfg.publish_max, 1024 - CONFIG_PUBLISH_ENVELOPE);
+    assert_int_equal(load(&cfg, "[relay]\nmax_message = 256\n", err, sizeof err), 0);
+    assert_int_equal(cfg.publish_max, 0);
     assert_true(task->presence && !task->presence_events);
     assert_true(!lobby->presence && lobby->presence_events);
     assert_int_equal(project->subscribe, CONFIG_SUBSCRIBE_CLAIM); /* the rest kept */
@@ -461,6 +466,8 @@ test_publish_presence_and_tasks_keys(void **state)
         {"[zmq]\ntasks =\n", "[zmq] tasks needs at least one endpoint"},
         {"[zmq]\ntasks = inproc://x\n", "tasks: 'inproc://x' is not a tcp:// or ipc://"},
         {"[channels]\npublish_max = 65536\n", "publish_max must leave 512 bytes"},
+        {"[relay]\nmax_message = 1024\n[channels]\npublish_max = 1024\n",
+         "publish_max must leave 512 bytes"},
         {"[channels]\npublish_max = 8\n", "publish_max must be an integer 16..65536"},
         {"[channels]\npresence_ttl_ms = 100\n", "presence_ttl_ms must be an integer 3000..600000"},
         {"[channels]\npublish_burst = 0\n", "publish_burst must be an integer 1..1000000"},
