@@ -454,14 +454,14 @@ test_publish_presence_and_tasks_keys(void **state)
     const struct config_namespace *task = config_namespace_find(&cfg, "task", 4);
     const struct config_namespace *lobby = config_namespace_find(&cfg, "lobby", 5);
     assert_true(project->presence && project->presence_events); /* events follow presence */
+    assert_true(task->presence && !task->presence_events);
+    assert_true(!lobby->presence && lobby->presence_events);
+    assert_int_equal(project->subscribe, CONFIG_SUBSCRIBE_CLAIM); /* the rest kept */
     /* A small max_message without publish_max: publish_max fits it. */
     assert_int_equal(load(&cfg, "[relay]\nmax_message = 1024\n", err, sizeof err), 0);
     assert_int_equal(cfg.publish_max, 1024 - CONFIG_PUBLISH_ENVELOPE);
     assert_int_equal(load(&cfg, "[relay]\nmax_message = 256\n", err, sizeof err), 0);
     assert_int_equal(cfg.publish_max, 0);
-    assert_true(task->presence && !task->presence_events);
-    assert_true(!lobby->presence && lobby->presence_events);
-    assert_int_equal(project->subscribe, CONFIG_SUBSCRIBE_CLAIM); /* the rest kept */
     static const struct refusal bad[] = {
         {"[zmq]\ntasks =\n", "[zmq] tasks needs at least one endpoint"},
         {"[zmq]\ntasks = inproc://x\n", "tasks: 'inproc://x' is not a tcp:// or ipc://"},
