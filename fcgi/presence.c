@@ -58,13 +58,13 @@ presence_authorize(struct app *app, const struct request *req, const char *name,
         return TW_E_UNAUTHORIZED;
     if (!session) {
         const char *why = "";
-        int rc = app->cfg->publish_key_file[0]
-                     ? adminkey_matches(app->cfg->publish_key_file, given, given_len, &why)
-                     : 1;
-        if (rc < 0 && rc != -2)
+        int matched = app->cfg->publish_key_file[0]
+                          ? adminkey_matches(app->cfg->publish_key_file, given, given_len, &why)
+                          : 1;
+        if (matched < 0 && matched != -2)
             log_error("event=publish_key_unusable path=%s error=\"%s\"",
                       app->cfg->publish_key_file, why);
-        if (rc != 0) {
+        if (matched != 0) {
             reply_error(req, TW_E_UNAUTHORIZED, "neither a session token nor the publish key");
             return TW_E_UNAUTHORIZED;
         }
