@@ -362,10 +362,11 @@ int store_problem(const struct store *store);
 #define STORE_PRESENCE_FORGET_MS 3600000     /* an empty channel's version is kept this long */
 
 /* Apply a relay's update in one transaction: every entry (its row replaced when update->seq is
- * higher than the row's), the renewal of all the relay's rows to now_ms + ttl_ms, or, with
- * update->gone, the removal of them all (update->since: which rows are renewed).  *changes (caller owns; json_decref) is a new array
- * of {"channel","client_id","before","after","version"}: each (channel, client) whose total
- * changed.  0, or a negative code (nothing applied). */
+ * higher than the row's), then the renewal to now_ms + ttl_ms of the relay's rows set at
+ * update->since or later; or, with update->gone, the removal of all the relay's rows.
+ * *changes (caller owns; json_decref) is a new array of {"channel","client_id","before",
+ * "after","version"}: each (channel, client) whose total changed.  0, or a negative code
+ * (nothing applied). */
 int store_presence_apply(struct store *store, const char *relay_id,
                          const struct presence_update *update, int64_t now_ms, json_t **changes);
 

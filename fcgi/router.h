@@ -1,7 +1,8 @@
 /* router.h: the REST API's one table of endpoints {method, path pattern, handler}.
  *
- * A pattern is a path whose "{id}" segments match one task id (or a channel name).  A path that matches no pattern
- * is 404; one that matches with another method is 405 with an Allow header.
+ * A pattern is a path whose "{id}" segments match one task id (or a channel name).  A path
+ * that matches no pattern is 404; one that matches with another method is 405 with an Allow
+ * header.
  */
 #ifndef TW_FCGI_ROUTER_H
 #define TW_FCGI_ROUTER_H
