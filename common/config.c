@@ -923,7 +923,7 @@ config_check(struct config *cfg, char *err, size_t errlen)
     }
     /* A browser's publish goes out as a signal of its data and an envelope; relays drop a
      * message over max_message, so the largest allowed must fit. */
-    if (cfg->publish_max + CONFIG_PUBLISH_ENVELOPE > cfg->max_message) {
+    if (cfg->publish_max > 0 && cfg->publish_max + CONFIG_PUBLISH_ENVELOPE > cfg->max_message) {
         snprintf(err, errlen,
                  "%s: [channels] publish_max must leave %d bytes of [relay] max_message for "
                  "the message around the data",

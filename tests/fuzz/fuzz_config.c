@@ -42,7 +42,8 @@ check_config(const struct config *cfg)
     for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
         FUZZ_CHECK(terminated(cfg->tasks_endpoints.endpoints[i],
                               sizeof cfg->tasks_endpoints.endpoints[i]));
-    FUZZ_CHECK(cfg->publish_max + CONFIG_PUBLISH_ENVELOPE <= cfg->max_message);
+    FUZZ_CHECK(cfg->publish_max == 0 ||
+               cfg->publish_max + CONFIG_PUBLISH_ENVELOPE <= cfg->max_message);
     FUZZ_CHECK(terminated(cfg->relay_listen, sizeof cfg->relay_listen));
     FUZZ_CHECK(cfg->token_ttl >= 60 && cfg->max_body >= 1024 && cfg->threads >= 1);
     FUZZ_CHECK(cfg->stale_after_ms > cfg->heartbeat_ms && cfg->lease_ms >= 2 * cfg->heartbeat_ms);

@@ -156,7 +156,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     fuzz_setup(&cfg);
     cfg.channels_per_connection = 4;
-    struct config_namespace lobby = {"lobby", CONFIG_SUBSCRIBE_SIGNED_IN, CONFIG_PUBLISH_MEMBERS};
+    struct config_namespace lobby = {"lobby", CONFIG_SUBSCRIBE_SIGNED_IN, CONFIG_PUBLISH_MEMBERS, 0, 0};
     cfg.namespaces[cfg.namespace_count++] = lobby;
     grant("project:*", TOKEN_GRANT_SUBSCRIBE | TOKEN_GRANT_PUBLISH);
     grant("task:1", TOKEN_GRANT_SUBSCRIBE);

@@ -127,7 +127,7 @@ test_subscribe_rules(void **state)
     add_grant(&all, "*", TOKEN_GRANT_SUBSCRIBE);
     assert_int_equal(channel_may_subscribe(&channel, ME, &all), 0);
     /* signed_in */
-    struct config_namespace lobby = {"lobby", CONFIG_SUBSCRIBE_SIGNED_IN, CONFIG_PUBLISH_NOBODY};
+    struct config_namespace lobby = {"lobby", CONFIG_SUBSCRIBE_SIGNED_IN, CONFIG_PUBLISH_NOBODY, 0, 0};
     channel.ns = &lobby;
     assert_int_equal(channel_may_subscribe(&channel, OTHER, NULL), 0);
 }
@@ -147,14 +147,14 @@ test_publish_rules(void **state)
     assert_int_equal(channel_may_publish(&channel, ME, &grants), CHANNEL_E_PUBLISH_NOT_ALLOWED);
     assert_int_equal(parse("user:" ME, &channel), 0); /* user: publish = nobody */
     assert_int_equal(channel_may_publish(&channel, ME, &grants), CHANNEL_E_PUBLISH_NOT_ALLOWED);
-    struct config_namespace closed = {"closed", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_NOBODY};
+    struct config_namespace closed = {"closed", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_NOBODY, 0, 0};
     assert_int_equal(parse("project:9", &channel), 0);
     channel.ns = &closed;
     assert_int_equal(channel_may_publish(&channel, ME, &grants), CHANNEL_E_PUBLISH_NOT_ALLOWED);
-    struct config_namespace open = {"open", CONFIG_SUBSCRIBE_SIGNED_IN, CONFIG_PUBLISH_MEMBERS};
+    struct config_namespace open = {"open", CONFIG_SUBSCRIBE_SIGNED_IN, CONFIG_PUBLISH_MEMBERS, 0, 0};
     channel.ns = &open;
     assert_int_equal(channel_may_publish(&channel, OTHER, NULL), 0);
-    struct config_namespace mine = {"mine", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_MEMBERS};
+    struct config_namespace mine = {"mine", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_MEMBERS, 0, 0};
     channel.ns = &mine;
     channel.rest = ME;
     channel.rest_len = 32;
