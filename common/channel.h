@@ -50,7 +50,7 @@
     XX(BAD_DATA, "bad_data", "a publish's data must be a JSON object")                             \
     XX(TOO_LARGE, "too_large", "the publish's data is over [channels] publish_max bytes")          \
     XX(RATE_LIMITED, "rate_limited",                                                               \
-       "the connection published faster than [channels] publish_rate after its publish_burst")      \
+       "the connection published faster than [channels] publish_rate after its publish_burst")     \
     XX(BUSY, "busy", "no worker pool can take the message now: try again later")                   \
     XX(NO_MEMORY, "internal", "out of memory")
 

@@ -134,7 +134,7 @@ struct load_state {
     struct config *cfg;
     char dir[PATH_MAX]; /* directory of the config file, for relative paths */
     char err[400];      /* what went wrong, without file and line: the first error only */
-    unsigned char seen[CONFIG_KEY_COUNT]; /* list keys given in the file so far */
+    unsigned char seen[CONFIG_KEY_COUNT];              /* list keys given in the file so far */
     unsigned char events_given[CONFIG_MAX_NAMESPACES]; /* presence_events set in the file */
     int publish_max_given;                             /* [channels] publish_max set in it */
     FILE *file;
@@ -984,8 +984,7 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
     }
     /* publish_max not given fits max_message (a small max_message set before publish_max
      * existed keeps working; 0 refuses every browser publish as too_large). */
-    if (!state->publish_max_given &&
-        cfg->publish_max + CONFIG_PUBLISH_ENVELOPE > cfg->max_message)
+    if (!state->publish_max_given && cfg->publish_max + CONFIG_PUBLISH_ENVELOPE > cfg->max_message)
         cfg->publish_max = cfg->max_message > CONFIG_PUBLISH_ENVELOPE
                                ? cfg->max_message - CONFIG_PUBLISH_ENVELOPE
                                : 0;

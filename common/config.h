@@ -81,7 +81,7 @@
 #define CONFIG_DEFAULT_PUBLISH_MAX 4096      /* bytes of a browser publish's data */
 #define CONFIG_DEFAULT_PUBLISH_RATE 10       /* browser publishes a second per connection */
 #define CONFIG_DEFAULT_PUBLISH_BURST 20      /* ... at once before the rate applies */
-#define CONFIG_DEFAULT_PRESENCE_TTL_MS 15000 /* a relay's presence rows live this long unrenewed */
+#define CONFIG_DEFAULT_PRESENCE_TTL_MS 15000 /* a relay's presence rows live this unrenewed */
 #define CONFIG_PUBLISH_ENVELOPE 512 /* bytes a signal adds to its data: max_message keeps room */
 
 /* http:// or https:// base URLs ([admin] relays). */
@@ -187,9 +187,9 @@ struct config {
     /* [zmq] */
     struct config_endpoints tasks_endpoints; /* worker binds PULL on each; handlers and relays
                                                 connect PUSH to every one */
-    char publish_endpoint[CONFIG_TEXT_MAX]; /* worker binds XSUB; any PUB may connect */
-    char events_endpoint[CONFIG_TEXT_MAX];  /* worker binds XPUB; relays and taps connect SUB */
-    struct config_endpoints relays;         /* relays' events_listen the worker connects to */
+    char publish_endpoint[CONFIG_TEXT_MAX];  /* worker binds XSUB; any PUB may connect */
+    char events_endpoint[CONFIG_TEXT_MAX];   /* worker binds XPUB; relays and taps connect SUB */
+    struct config_endpoints relays;          /* relays' events_listen the worker connects to */
 
     /* [zmq] CURVE (common/curve.h) */
     int curve;                               /* 1: CURVE on every tcp:// socket */

@@ -26,15 +26,14 @@ presence_wire_update_build(const struct presence_update *update)
     json_t *set = json_array();
     for (size_t i = 0; set && i < update->count; i++) {
         const struct presence_entry *e = &update->entries[i];
-        if (json_array_append_new(set, json_pack("[s, s, i]", e->channel, e->client_id,
-                                                 e->conns)) != 0) {
+        if (json_array_append_new(
+                set, json_pack("[s, s, i]", e->channel, e->client_id, e->conns)) != 0) {
             json_decref(set);
             return NULL;
         }
     }
-    json_t *root = set ? json_pack("{s:I, s:I, s:i, s:o}", "seq", (json_int_t)update->seq,
-                                   "since", (json_int_t)update->since, "ttl_ms", update->ttl_ms,
-                                   "set", set)
+    json_t *root = set ? json_pack("{s:I, s:I, s:i, s:o}", "seq", (json_int_t)update->seq, "since",
+                                   (json_int_t)update->since, "ttl_ms", update->ttl_ms, "set", set)
                        : NULL;
     if (root && update->gone)
         json_object_set_new(root, "gone", json_true());
@@ -89,8 +88,8 @@ presence_entry_parse(const json_t *item, size_t k, struct presence_entry *entry,
 }
 
 int
-presence_wire_update_parse(const char *text, size_t len, struct presence_update *update,
-                           char *err, size_t errlen)
+presence_wire_update_parse(const char *text, size_t len, struct presence_update *update, char *err,
+                           size_t errlen)
 {
     int rc = TW_E_BAD_REQUEST;
     update->count = 0;

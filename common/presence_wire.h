@@ -29,13 +29,14 @@
 #include "config.h"
 #include "token.h"
 
-#define PRESENCE_RELAY_ID_MAX 96  /* bytes of a relay id, NUL included */
-#define PRESENCE_SET_MAX 256      /* entries of one update at most */
-#define PRESENCE_CONNS_MAX 100000 /* connections one entry may count (a client id's per relay) */
-#define PRESENCE_TTL_MIN_MS 1000  /* an update's ttl_ms at least ... */
+#define PRESENCE_RELAY_ID_MAX 96   /* bytes of a relay id, NUL included */
+#define PRESENCE_SET_MAX 256       /* entries of one update at most */
+#define PRESENCE_CONNS_MAX 100000  /* connections one entry may count (a client id's per relay) */
+#define PRESENCE_TTL_MIN_MS 1000   /* an update's ttl_ms at least ... */
 #define PRESENCE_TTL_MAX_MS 600000 /* ... and at most */
 /* Bytes of an update at most: every entry at its longest, and the rest. */
-#define PRESENCE_UPDATE_MAX (PRESENCE_SET_MAX * (CONFIG_CHANNEL_NAME_LIMIT + TOKEN_ID_SIZE + 16) + 96)
+#define PRESENCE_UPDATE_MAX                                                                        \
+    (PRESENCE_SET_MAX * (CONFIG_CHANNEL_NAME_LIMIT + TOKEN_ID_SIZE + 16) + 96)
 
 #define PRESENCE_ACTION_JOIN "join"     /* the client's first connection in the channel */
 #define PRESENCE_ACTION_UPDATE "update" /* its count of connections changed, still there */

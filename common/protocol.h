@@ -29,7 +29,7 @@
 /* Browser publish and presence (common/presence_wire.h). */
 #define PROTOCOL_VERB_SIGNAL "signal"     /* a browser's message for a channel: never stored */
 #define PROTOCOL_VERB_PRESENCE "presence" /* a relay's presence changes and beats */
-#define PROTOCOL_VERB_MAX 16            /* longest verb frame accepted, NUL included */
+#define PROTOCOL_VERB_MAX 16              /* longest verb frame accepted, NUL included */
 
 /* Task events, in the order a task can go through them. */
 #define PROTOCOL_EVENT_QUEUED "queued"

@@ -686,13 +686,13 @@ store_presence_take(struct store *store, json_t *versions, const char *channel, 
 
 /* Append {"channel","client_id","before","after","version"} to changes when before != after. */
 static int
-store_presence_change(json_t *changes, const char *channel, const char *client_id,
-                      int64_t before, int64_t after, int64_t version)
+store_presence_change(json_t *changes, const char *channel, const char *client_id, int64_t before,
+                      int64_t after, int64_t version)
 {
     if (before == after)
         return 0;
-    return json_array_append_new(changes, json_pack("{s:s, s:s, s:I, s:I, s:I}", "channel",
-                                                    channel, "client_id", client_id, "before",
+    return json_array_append_new(changes, json_pack("{s:s, s:s, s:I, s:I, s:I}", "channel", channel,
+                                                    "client_id", client_id, "before",
                                                     (json_int_t)before, "after", (json_int_t)after,
                                                     "version", (json_int_t)version)) == 0
                ? 0
@@ -732,9 +732,9 @@ store_presence_drop_all(struct store *store, const json_t *channels, const char 
             const char *client = json_string_value(json_array_get(row, 0));
             json_int_t conns = json_integer_value(json_array_get(row, 1));
             if (lost && client && conns > 0)
-                json_object_set_new(lost, client,
-                                    json_integer(json_integer_value(json_object_get(lost, client)) +
-                                                 conns));
+                json_object_set_new(
+                    lost, client,
+                    json_integer(json_integer_value(json_object_get(lost, client)) + conns));
         }
         json_decref(dropped);
         if (!lost)
@@ -771,8 +771,8 @@ store_presence_entry_order(const void *a, const void *b)
 /* The steps of store_presence_apply, inside its transaction. */
 static int
 store_presence_apply_steps(struct store *store, const char *relay_id,
-                           const struct presence_update *update, int64_t now_ms,
-                           json_t *versions, json_t *changes)
+                           const struct presence_update *update, int64_t now_ms, json_t *versions,
+                           json_t *changes)
 {
     if (update->gone) {
         json_t *channels = NULL;
@@ -783,7 +783,7 @@ store_presence_apply_steps(struct store *store, const char *relay_id,
         json_decref(channels);
         return rc;
     }
-    const struct presence_entry *sorted[PRESENCE_SET_MAX];
+    const struct presence_entry *sorted[PRESENCE_SET_MAX] = {0};
     size_t count = update->count < PRESENCE_SET_MAX ? update->count : PRESENCE_SET_MAX;
     for (size_t i = 0; i < count; i++)
         sorted[i] = &update->entries[i];

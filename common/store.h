@@ -357,9 +357,9 @@ int store_problem(const struct store *store);
  * relay's updates spread over them, a sweep) never deadlock.  A presence transaction is a
  * few statements per entry: they are small and short. */
 
-#define STORE_PRESENCE_LIST_MAX 1000         /* clients of one snapshot at most */
-#define STORE_PRESENCE_SWEEP_CHANNELS 256    /* channels one sweep clears at most (then the next) */
-#define STORE_PRESENCE_FORGET_MS 3600000     /* an empty channel's version is kept this long */
+#define STORE_PRESENCE_LIST_MAX 1000      /* clients of one snapshot at most */
+#define STORE_PRESENCE_SWEEP_CHANNELS 256 /* channels one sweep clears at most (then the next) */
+#define STORE_PRESENCE_FORGET_MS 3600000  /* an empty channel's version is kept this long */
 
 /* Apply a relay's update in one transaction: every entry (its row replaced when update->seq is
  * higher than the row's), then the renewal to now_ms + ttl_ms of the relay's rows set at

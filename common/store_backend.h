@@ -79,9 +79,9 @@ struct store_ops {
     /* Presence (store.h): the steps store.c's store_presence_apply and _sweep are made of,
      * each one statement, inside the caller's transaction.
      *   presence_lock     wait for the presence changes of every other connection to end (the
- *                     transaction's own: PostgreSQL's advisory lock; SQLite's writer lock
- *                     already is one)
- *   presence_version  raise channel's version to max(version + 1, now_ms): *version
+     *                     transaction's own: PostgreSQL's advisory lock; SQLite's writer lock
+     *                     already is one)
+     *   presence_version  raise channel's version to max(version + 1, now_ms): *version
      *   presence_put      the row (channel, client, relay) to conns at seq and expires_at,
      *                     unless it has a seq as high: *before its conns until now (-1: no
      *                     row), *written 1 when it changed
@@ -104,8 +104,8 @@ struct store_ops {
                           int64_t *total);
     int (*presence_renew)(struct store *store, const char *relay_id, int64_t since,
                           int64_t expires_at);
-    int (*presence_channels)(struct store *store, const char *relay_id, int64_t now_ms,
-                             int limit, json_t **channels);
+    int (*presence_channels)(struct store *store, const char *relay_id, int64_t now_ms, int limit,
+                             json_t **channels);
     int (*presence_drop)(struct store *store, const char *channel, const char *relay_id,
                          int64_t now_ms, json_t **dropped);
     int (*presence_list)(struct store *store, const char *channel, json_t **clients,

@@ -35,13 +35,13 @@
 #include "token.h"
 
 /* Keys of the advisory locks (the first of pg_advisory_xact_lock's two integers). */
-#define STORE_PG_SCHEMA_LOCK "736275001" /* schema changes */
-#define STORE_PG_TYPE_LOCK "736275002"   /* a type's claims, the second integer hashtext(type) */
-#define STORE_PG_CLIENT_LOCK "736275003" /* a client's admission, the second its hash */
+#define STORE_PG_SCHEMA_LOCK "736275001"   /* schema changes */
+#define STORE_PG_TYPE_LOCK "736275002"     /* a type's claims, the second integer hashtext(type) */
+#define STORE_PG_CLIENT_LOCK "736275003"   /* a client's admission, the second its hash */
 #define STORE_PG_PRESENCE_LOCK "736275004" /* presence changes, one transaction at a time */
-#define STORE_PG_PARAMS_MAX 10           /* parameters of one statement at most */
-#define STORE_PG_CONNECT_TIMEOUT "5"     /* seconds a connection attempt may take, by default */
-#define STORE_PG_REASON_MAX 256          /* bytes of a server's message kept for the log */
+#define STORE_PG_PARAMS_MAX 10             /* parameters of one statement at most */
+#define STORE_PG_CONNECT_TIMEOUT "5"       /* seconds a connection attempt may take, by default */
+#define STORE_PG_REASON_MAX 256            /* bytes of a server's message kept for the log */
 
 /* ---- the schema ---- */
 
@@ -1736,8 +1736,7 @@ pg_admin_stats(struct store *base, int minutes, json_t **rows, json_t **duration
 
 /* ---- presence (store_backend.h's steps) ---- */
 
-static const char sql_presence_lock[] =
-    "SELECT pg_advisory_xact_lock(" STORE_PG_PRESENCE_LOCK ")";
+static const char sql_presence_lock[] = "SELECT pg_advisory_xact_lock(" STORE_PG_PRESENCE_LOCK ")";
 static const char sql_presence_version[] =
     "INSERT INTO presence_channels (channel, version) VALUES ($1, $2::bigint)"
     " ON CONFLICT (channel) DO UPDATE SET"

@@ -105,8 +105,8 @@ static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
 
 static const char store_schema[] =
     STORE_TASKS_TABLE("INTEGER PRIMARY KEY", "INTEGER", "INTEGER NOT NULL DEFAULT 0")
-        STORE_WORKERS_TABLE("INTEGER") STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3 STORE_ADDED_4
-            STORE_ADDED_5;
+        STORE_WORKERS_TABLE("INTEGER")
+            STORE_PROBE_TABLE STORE_INDEXES STORE_ADDED_3 STORE_ADDED_4 STORE_ADDED_5;
 
 /* Tables added since schema 2 that older programs do not read: made on every open. */
 static const char store_tables_added[] =
@@ -365,8 +365,9 @@ static const char *const store_statements[ST_COUNT] = {
         " sum(conns) AS total FROM presence WHERE channel = ?1 AND conns > 0 GROUP BY client_id"
         " ORDER BY client_id LIMIT ?2) AS p ON 1 = 1 ORDER BY p.client_id",
     [ST_PRESENCE_COUNT] = "SELECT count(*) FROM presence WHERE conns > 0",
-    [ST_PRESENCE_FORGET] = "DELETE FROM presence_channels WHERE version < ?1 AND NOT EXISTS"
-                           " (SELECT 1 FROM presence p WHERE p.channel = presence_channels.channel)",
+    [ST_PRESENCE_FORGET] =
+        "DELETE FROM presence_channels WHERE version < ?1 AND NOT EXISTS"
+        " (SELECT 1 FROM presence p WHERE p.channel = presence_channels.channel)",
 };
 
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
@@ -2101,8 +2102,8 @@ sqlite_admin_stats(struct store *base, int minutes, json_t **rows, json_t **dura
 
 /* Step stmt, which returns one integer row (or none: *value untouched); 0 or the failure. */
 static int
-store_step_integer(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what,
-                   int64_t *value, int *got)
+store_step_integer(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, int64_t *value,
+                   int *got)
 {
     int rc = sqlite3_step(stmt), result = 0;
     if (got)
@@ -2202,9 +2203,9 @@ store_presence_rows(struct store_sqlite *store, sqlite3_stmt *stmt, const char *
         if (result != 0)
             continue;
         const char *text = (const char *)sqlite3_column_text(stmt, 0);
-        json_t *item = flat ? json_string(text ? text : "")
-                            : json_pack("[s, I]", text ? text : "",
-                                        (json_int_t)sqlite3_column_int64(stmt, 1));
+        json_t *item =
+            flat ? json_string(text ? text : "")
+                 : json_pack("[s, I]", text ? text : "", (json_int_t)sqlite3_column_int64(stmt, 1));
         if (json_array_append_new(list, item) != 0)
             result = TW_E_NOMEM;
     }
@@ -2223,8 +2224,8 @@ sqlite_presence_channels(struct store *base, const char *relay_id, int64_t now_m
                          json_t **channels)
 {
     struct store_sqlite *store = (struct store_sqlite *)base;
-    sqlite3_stmt *stmt =
-        store_statement(store, relay_id ? ST_PRESENCE_RELAY_CHANNELS : ST_PRESENCE_EXPIRED_CHANNELS);
+    sqlite3_stmt *stmt = store_statement(store, relay_id ? ST_PRESENCE_RELAY_CHANNELS
+                                                         : ST_PRESENCE_EXPIRED_CHANNELS);
     if (!stmt)
         return TW_E_STORE;
     if (relay_id)

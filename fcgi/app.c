@@ -52,8 +52,8 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
     const char *endpoints[CONFIG_ENDPOINTS_MAX];
     for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
         endpoints[i] = cfg->tasks_endpoints.endpoints[i];
-    if (curve_load(cfg, CURVE_ROLE_CLIENT, endpoints, cfg->tasks_endpoints.count, &app->curve,
-                   err, errlen) != 0)
+    if (curve_load(cfg, CURVE_ROLE_CLIENT, endpoints, cfg->tasks_endpoints.count, &app->curve, err,
+                   errlen) != 0)
         goto fail;
     /* Every pool of [zmq] tasks: a publish goes to one of those connected (round robin), and
      * each puts it on the events wire of every relay. */

@@ -33,7 +33,7 @@
 #define APP_PUSH_LINGER 250     /* ms a process exiting waits to flush its nudges (CGI mode) */
 #define APP_NUDGE_WARN_MS 10000 /* at most one nudge_dropped line per socket this often */
 #define APP_BATCH_MAX 16        /* submissions an open batch holds at most */
-#define APP_CONNECT_WAIT_MS 300 /* a new PUSH of several pools waits this long for one to connect */
+#define APP_CONNECT_WAIT_MS 300 /* a new PUSH to several pools waits this for a connection */
 
 struct request;
 

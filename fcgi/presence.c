@@ -62,8 +62,8 @@ presence_authorize(struct app *app, const struct request *req, const char *name,
                           ? adminkey_matches(app->cfg->publish_key_file, given, given_len, &why)
                           : 1;
         if (matched < 0 && matched != -2)
-            log_error("event=publish_key_unusable path=%s error=\"%s\"",
-                      app->cfg->publish_key_file, why);
+            log_error("event=publish_key_unusable path=%s error=\"%s\"", app->cfg->publish_key_file,
+                      why);
         if (matched != 0) {
             reply_error(req, TW_E_UNAUTHORIZED, "neither a session token nor the publish key");
             return TW_E_UNAUTHORIZED;

@@ -81,9 +81,9 @@ struct session {
     uint8_t corked; /* its first frame not written yet (listener_uncork) */
     uint8_t ending; /* on relay->ending: nothing more is written */
     char client_id[TOKEN_ID_SIZE];
-    uint8_t auth_pending;      /* no token yet: only the auth message may come */
-    uint8_t publish_started;   /* publish_bucket holds: it published before */
-    uint32_t auth_deadline_ms; /* while auth_pending: clock_mono_ms() (cut to 32 bits) of 4003 */
+    uint8_t auth_pending;         /* no token yet: only the auth message may come */
+    uint8_t publish_started;      /* publish_bucket holds: it published before */
+    uint32_t auth_deadline_ms;    /* while auth_pending: clock_mono_ms() (cut to 32 bits) of 4003 */
     struct bucket publish_bucket; /* its publishes' token bucket ([channels] publish_rate) */
 };
 

@@ -36,34 +36,34 @@
 #include "presence_wire.h"
 #include "roster.h"
 
-#define UPSTREAM_HWM 10000        /* messages queued per pool before sends are refused */
-#define UPSTREAM_LINGER_MS 200    /* a stopping relay's last messages get this long */
-#define UPSTREAM_BATCH_MS 50      /* presence changes go at most this often */
-#define UPSTREAM_RESEND_CHUNKS 4  /* chunks of a full resend sent per turn */
-#define UPSTREAM_RESEND_TTLS 4    /* a full resend every this many presence_ttl_ms */
-#define UPSTREAM_RETRY_MS 1000    /* after a send no pool took, changes wait this long */
+#define UPSTREAM_HWM 10000       /* messages queued per pool before sends are refused */
+#define UPSTREAM_LINGER_MS 200   /* a stopping relay's last messages get this long */
+#define UPSTREAM_BATCH_MS 50     /* presence changes go at most this often */
+#define UPSTREAM_RESEND_CHUNKS 4 /* chunks of a full resend sent per turn */
+#define UPSTREAM_RESEND_TTLS 4   /* a full resend every this many presence_ttl_ms */
+#define UPSTREAM_RETRY_MS 1000   /* after a send no pool took, changes wait this long */
 
 struct relay;
 struct curve;
 
 /* Embedded in struct relay; upstream_init / upstream_fini bracket it. */
 struct upstream {
-    void *push;                       /* PUSH to every pool of [zmq] tasks */
-    struct curve *curve;              /* its CURVE keys, or NULL */
+    void *push;          /* PUSH to every pool of [zmq] tasks */
+    struct curve *curve; /* its CURVE keys, or NULL */
     char relay_id[PRESENCE_RELAY_ID_MAX];
-    int presence;                     /* 1: some namespace has presence */
-    struct roster roster;             /* who is here (roster.h) */
-    struct presence_update *update;   /* the batch being built (heap: about 26 KiB) */
-    int64_t seq;                      /* the last update's */
-    int64_t since;                    /* the latest complete full resend's first seq */
-    int64_t resend_from;              /* the running full resend's first seq, 0: none running */
+    int presence;                   /* 1: some namespace has presence */
+    struct roster roster;           /* who is here (roster.h) */
+    struct presence_update *update; /* the batch being built (heap: about 26 KiB) */
+    int64_t seq;                    /* the last update's */
+    int64_t since;                  /* the latest complete full resend's first seq */
+    int64_t resend_from;            /* the running full resend's first seq, 0: none running */
     int64_t last_sent_ms, last_changes_ms, next_full_ms;
-    int timer_set;                    /* batch_later is scheduled */
-    int resend_soon;                  /* a send failed: resend everything once one goes */
-    int64_t retry_at_ms;              /* after a failed send, changes wait until then */
+    int timer_set;       /* batch_later is scheduled */
+    int resend_soon;     /* a send failed: resend everything once one goes */
+    int64_t retry_at_ms; /* after a failed send, changes wait until then */
     lws_sorted_usec_list_t batch_later;
-    uint64_t sent, dropped;           /* messages, by whether a pool took them */
-    uint64_t signals, signals_busy;   /* browsers' publishes sent, and refused busy */
+    uint64_t sent, dropped;         /* messages, by whether a pool took them */
+    uint64_t signals, signals_busy; /* browsers' publishes sent, and refused busy */
 };
 
 /* Make the relay id and the PUSH (on the ingress's ZeroMQ context, which must exist).

@@ -61,8 +61,8 @@ struct pool {
     int64_t lease_valid_until_ms;
     int stopping;      /* shutting down: outcomes are stored, nothing is claimed */
     int store_problem; /* the problem (TW_E_STORE_FULL, ...) the pool's writes fail with, or 0 */
-    struct scrape *scrape; /* the metrics port ([worker] metrics_listen), or NULL when off */
-    struct notify notify;  /* the service manager's watchdog, pinged from the loop */
+    struct scrape *scrape;     /* the metrics port ([worker] metrics_listen), or NULL when off */
+    struct notify notify;      /* the service manager's watchdog, pinged from the loop */
     struct presence *presence; /* browser publish and presence (presence.h) */
     int presence_forget;       /* the next sweep also forgets long-empty channels */
 };
@@ -168,8 +168,8 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         endpoints[endpoint_count++] = cfg->relays.endpoints[i];
     for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
         endpoints[endpoint_count++] = cfg->tasks_endpoints.endpoints[i];
-    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, endpoint_count, &pool->curve, err,
-                   errlen) != 0)
+    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, endpoint_count, &pool->curve, err, errlen) !=
+        0)
         goto fail;
     /* The ZAP handler is bound before any CURVE socket, so no peer is let in unasked. */
     if (pool->curve && !(pool->zap = zap_new(pool->zmq, pool->curve, err, errlen)))

@@ -27,8 +27,7 @@ struct presence {
 };
 
 struct presence *
-presence_new(const struct config *cfg, struct store *store, void *publisher,
-             struct scrape *scrape)
+presence_new(const struct config *cfg, struct store *store, void *publisher, struct scrape *scrape)
 {
     struct presence *presence = calloc(1, sizeof *presence);
     if (!presence)
@@ -131,9 +130,8 @@ presence_publish_changes(struct presence *presence, const json_t *changes)
         const char *action = before == 0  ? PRESENCE_ACTION_JOIN
                              : after == 0 ? PRESENCE_ACTION_LEAVE
                                           : PRESENCE_ACTION_UPDATE;
-        char *event = presence_wire_event(
-            channel, client, action, after,
-            json_integer_value(json_object_get(change, "version")));
+        char *event = presence_wire_event(channel, client, action, after,
+                                          json_integer_value(json_object_get(change, "version")));
         if (!event)
             continue;
         const char *topic;

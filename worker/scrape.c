@@ -213,7 +213,8 @@ scrape_write(struct scrape *scrape, struct metrics_text *text)
     metrics_family(text, "taskwire_presence_rows", "gauge",
                    "Presence rows with connections in the store (every relay's; take max, not "
                    "sum), as of this worker's last sweep.");
-    metrics_sample(text, "taskwire_presence_rows", NULL, (double)atomic_load(&scrape->presence_rows));
+    metrics_sample(text, "taskwire_presence_rows", NULL,
+                   (double)atomic_load(&scrape->presence_rows));
     scrape_write_depths(scrape, text);
     metrics_process(text);
 }
