@@ -310,3 +310,38 @@ def test_relay_status_counts_upstream(stack):
     assert status["upstream_sent"] > 0
     assert status["signals"] >= 1
     assert "upstream_dropped" in status and "presence_entries" in status
+
+
+@pytest.mark.parametrize("server", ["lighttpd", "apache-cgi"])
+def test_a_tasks_list_with_a_host_down_sends_to_the_one_up(request, server):
+    """[zmq] tasks listing a worker host that is down as well as one that is up: the
+    handler's publish API (a CGI process too, whose PUSH waits for its first connection), a
+    browser's publish and presence all reach the pool that is up (a PUSH with ZMQ_IMMEDIATE
+    queues nothing for the one that is not)."""
+    live, dead = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
+    stack = start_stack(request, server=server, zmq_settings={"tasks": f"{live} {dead}"},
+                        worker_zmq_settings={"tasks": live}, namespaces=NAMESPACES)
+    a, b = client(0x5a), client(0x5b)
+    grant = {"project:12": ["subscribe", "publish"]}
+    token_a, token_b = token_for(stack, a, grant), token_for(stack, b, grant)
+
+    async def go():
+        page_a, page_b = await page(stack, token_a), await page(stack, token_b)
+        await page_a.subscribe("project:12")
+        await page_b.subscribe("project:12")
+        await rest_until(stack, "project:12", token_a, {a: 1, b: 1})
+        for n in range(4):  # round robin would put every other one on the dead host
+            reply = await page_a.ask({"type": "publish", "channel": "project:12",
+                                      "data": {"n": n}})
+            assert reply["type"] == "published", reply
+            got = await page_b.wait(lambda m: m.get("from") == a)
+            assert got["data"] == {"n": n}
+            status, _, _ = await asyncio.to_thread(
+                stack.request, "POST", "/api/publish", {"channel": "project:12",
+                                                        "data": {"api": n}}, stack.publish_key)
+            assert status == 202
+            got = await page_b.wait(lambda m: m.get("type") == "message" and "from" not in m)
+            assert got["data"] == {"api": n}
+        await page_a.close()
+        await page_b.close()
+    run(go())
