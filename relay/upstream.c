@@ -92,6 +92,8 @@ upstream_send(struct upstream *up, const char *verb, const void *first, size_t f
         return 0;
     }
     up->dropped++;
+    log_debug("event=upstream_dropped verb=%s error=\"%s\" dropped=%llu", verb,
+              zmq_strerror(zmq_errno()), (unsigned long long)up->dropped);
     return -1;
 }
 
@@ -116,6 +118,8 @@ upstream_send_update(struct relay *relay)
     }
     up->seq++;
     up->last_sent_ms = now;
+    log_debug("event=presence_sent relay=%s seq=%lld entries=%zu", up->relay_id, (long long)up->seq,
+              up->update->count);
     if (up->resend_soon && !up->resend_from) {
         up->resend_soon = 0;
         up->next_full_ms = now; /* what went missing meanwhile: all of it again */
@@ -163,14 +167,19 @@ upstream_batch_due(lws_sorted_usec_list_t *sul)
     upstream_turn(relay);
 }
 
-/* Run upstream_turn again in delay_ms (an idle loop would not turn before its heartbeat). */
+/* Run upstream_turn again in delay_ms, at most UPSTREAM_BATCH_MS (an idle loop would not turn
+ * before its heartbeat, which takes care of longer waits: lws runs a timer seconds away only
+ * at a full turn, up to a second late).  An earlier time replaces a later one. */
 static void
 upstream_later(struct relay *relay, int64_t delay_ms)
 {
     struct upstream *up = &relay->upstream;
-    if (up->timer_set || !relay->context)
+    int64_t at = clock_mono_ms() + (delay_ms > 0 ? delay_ms : 1);
+    if (!relay->context || delay_ms > UPSTREAM_BATCH_MS || (up->timer_set && up->timer_at_ms <= at))
         return;
     up->timer_set = 1;
+    up->timer_at_ms = at;
+    lws_sul_cancel(&up->batch_later);
     lws_sul_schedule(relay->context, 0, &up->batch_later, upstream_batch_due,
                      (lws_usec_t)(delay_ms > 0 ? delay_ms : 1) * LWS_US_PER_MS);
     relay_lws_near(relay, clock_mono_us());
@@ -212,6 +221,8 @@ upstream_turn(struct relay *relay)
         up->next_full_ms = now + (int64_t)relay->cfg->presence_ttl_ms * UPSTREAM_RESEND_TTLS;
         up->resend_from = up->seq + 1;
         roster_resend_start(&up->roster);
+        log_debug("event=presence_resend relay=%s from=%lld entries=%zu", up->relay_id,
+                  (long long)up->resend_from, up->roster.entries);
     }
     for (int chunk = 0; up->resend_from && chunk < UPSTREAM_RESEND_CHUNKS; chunk++) {
         if (!roster_take_all(&up->roster, up->update)) {

@@ -15,7 +15,8 @@
  * the connections' subscriptions keep the roster (subscription.h).
  * upstream_turn, from every turn of the relay's loop, its heartbeat and a timer of its own,
  * sends what changed, at most one batch of changes each UPSTREAM_BATCH_MS (their first
- * waits at most that long; after a send no pool took, UPSTREAM_RETRY_MS); a beat, an update
+ * waits at most that long; after a send no pool took, UPSTREAM_RETRY_MS, tried again by the
+ * relay's heartbeat, once a second); a beat, an update
  * without entries, when nothing went for a third of [channels] presence_ttl_ms, which renews
  * the relay's rows; and a full resend of all its entries in chunks (UPSTREAM_RESEND_CHUNKS a
  * turn) every UPSTREAM_RESEND_TTLS x presence_ttl_ms, and as soon as a send goes through
@@ -58,7 +59,8 @@ struct upstream {
     int64_t since;                  /* the latest complete full resend's first seq */
     int64_t resend_from;            /* the running full resend's first seq, 0: none running */
     int64_t last_sent_ms, last_changes_ms, next_full_ms;
-    int timer_set;       /* batch_later is scheduled */
+    int timer_set;       /* batch_later is scheduled ... */
+    int64_t timer_at_ms; /* ... for then */
     int resend_soon;     /* a send failed: resend everything once one goes */
     int64_t retry_at_ms; /* after a failed send, changes wait until then */
     lws_sorted_usec_list_t batch_later;
