@@ -284,6 +284,8 @@ def test_browser_publish_reaches_the_channel_only(stack):
         await member.upstream(stack, "project:10")
         await other.upstream(stack, "project:11")
         await idle.upstream(stack, i)  # its own channel's topic: the client id
+        # Presence went through: the relay's PUSH to the pool is up (else a publish is busy).
+        await rest_until(stack, "project:10", token_g, {f: 1, g: 1})
         reply = await sender.ask({"type": "publish", "channel": "project:10",
                                   "data": {"typing": True}})
         assert reply == {"type": "published", "channel": "project:10"}, reply
