@@ -309,6 +309,15 @@ def test_browser_publish_reaches_the_channel_only(stack):
         assert bad["reason"] == "bad_data", bad
         quiet = await sender.ask({"type": "publish", "channel": "quiet:hall", "data": {}})
         assert quiet["reason"] == "publish_not_allowed", quiet
+        # presence_events = false: counted for the snapshot, no event on the channel (the next
+        # message there is a marker published after the count was in).
+        await sender.subscribe("quiet:hall")
+        await sender.upstream(stack, "quiet:hall")
+        await rest_until(stack, "quiet:hall", token_f, {f: 1})
+        await asyncio.to_thread(marker, "quiet:hall", 3)
+        got = await sender.wait(lambda m: m.get("channel") == "quiet:hall" and
+                                m.get("type") != "probe")
+        assert got["type"] == "message" and got["data"] == {"marker": 3}, got
         replies = []
         for n in range(BURST + 2):
             await sender.ws.send(json.dumps({"type": "publish", "channel": "project:10",
