@@ -28,8 +28,10 @@ RELAY_LIBS := $(call libs,libwebsockets libzmq jansson openssl inih liburing) -l
 COMMON_SRC := common/jsontext.c common/metrics.c common/httpreply.c common/adminkey.c common/notify.c common/cli.c common/errors.c common/log.c common/clock.c common/config.c common/token.c \
 	common/store.c common/store_sqlite.c common/store_pg.c common/tasktype.c common/protocol.c common/origin.c common/bucket.c common/wire.c
 COMMON_SRC += common/curve.c common/channel.c
+COMMON_SRC += common/presence_wire.c
 FCGI_SRC := fcgi/main.c fcgi/acceptors.c fcgi/intake.c fcgi/app.c fcgi/request.c fcgi/reply.c fcgi/router.c fcgi/tasks.c
 FCGI_SRC += fcgi/cors.c fcgi/publish.c
+FCGI_SRC += fcgi/presence.c
 WORKER_SRC := worker/main.c worker/pool.c worker/slot.c worker/job.c worker/job_sleep.c \
 	worker/retry.c worker/scrape.c \
 	worker/job_exec.c
@@ -37,9 +39,11 @@ COMMON_SRC += common/zap.c
 WORKER_SRC += worker/wake.c
 WORKER_SRC += worker/history.c
 FCGI_SRC += fcgi/history.c
+WORKER_SRC += worker/presence.c
 UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.c \
 	tests/unit/relay/test_send.c
 UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c tests/unit/relay/test_subscription.c
+UNIT_TESTS_RELAY += tests/unit/relay/test_roster.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_WORKER += tests/unit/worker/test_wake.c
 UNIT_TESTS += tests/unit/common/test_zap.c
@@ -47,6 +51,7 @@ UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c relay/loop.c \
 	relay/route.c relay/ingress.c relay/listener.c relay/scrape.c relay/subscription.c
 RELAY_SRC += relay/throttle.c
+RELAY_SRC += relay/roster.c relay/upstream.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \
@@ -56,6 +61,7 @@ UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_clock.c \
 	tests/unit/common/test_jsontext.c tests/unit/common/test_wire.c
 UNIT_TESTS += tests/unit/common/test_curve.c tests/unit/common/test_channel.c
+UNIT_TESTS += tests/unit/common/test_presence_wire.c
 UNIT_TESTS += $(UNIT_TESTS_RELAY) $(UNIT_TESTS_WORKER) $(UNIT_TESTS_FCGI)
 
 COMMON_LIB := $(BUILD)/libtaskwire-common.a

@@ -47,9 +47,11 @@
        "the connection has [channels] max_per_connection channels already")                        \
     XX(NOT_SUBSCRIBED, "not_subscribed", "the connection is not subscribed to this channel")       \
     XX(OWN_CHANNEL, "own_channel", "a connection always keeps its own user channel")               \
-    XX(PUBLISH_UNAVAILABLE, "publish_unavailable",                                                 \
-       "publishing from a WebSocket is not available in this version: use POST /api/publish "      \
-       "from a server")                                                                            \
+    XX(BAD_DATA, "bad_data", "a publish's data must be a JSON object")                             \
+    XX(TOO_LARGE, "too_large", "the publish's data is over [channels] publish_max bytes")          \
+    XX(RATE_LIMITED, "rate_limited",                                                               \
+       "the connection published faster than [channels] publish_rate after its publish_burst")     \
+    XX(BUSY, "busy", "no worker pool can take the message now: try again later")                   \
     XX(NO_MEMORY, "internal", "out of memory")
 
 enum channel_refusal {

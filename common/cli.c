@@ -28,19 +28,23 @@ cli_metrics_override(struct config *cfg, const char *value)
 
 /* -n reads the CURVE key files too, as the program will: the worker binds (its secret and the
  * clients it allows), and so does a relay with events_listen; every other program connects
- * (its secret and the pool's public key).  0, or -1 with err naming the file. */
+ * (its secret and the pool's public key), and so does every relay (its PUSH to [zmq] tasks),
+ * as does the handler on PostgreSQL too (its PUSH carries the publish API's messages).  0, or
+ * -1 with err naming the file. */
 static int
 cli_check_curve(const struct config *cfg, const char *program, char *err, size_t errlen)
 {
-    /* On PostgreSQL the handler opens no ZeroMQ socket (its nudges go through the store). */
-    if (!cfg->curve ||
-        (strcmp(program, "taskwire.fcgi") == 0 && cfg->store_backend == CONFIG_STORE_POSTGRESQL))
+    if (!cfg->curve)
         return 0;
     struct curve *curve = NULL;
-    int binds = strcmp(program, "taskwire-worker") == 0 ||
-                (strcmp(program, "taskwire-relay") == 0 && cfg->relay_events_listen[0]);
-    enum curve_role role = binds ? CURVE_ROLE_SERVER : CURVE_ROLE_CLIENT;
-    int rc = curve_load(cfg, role, NULL, 0, &curve, err, errlen);
+    int worker = strcmp(program, "taskwire-worker") == 0;
+    int binds = worker || (strcmp(program, "taskwire-relay") == 0 && cfg->relay_events_listen[0]);
+    int rc = curve_load(cfg, binds ? CURVE_ROLE_SERVER : CURVE_ROLE_CLIENT, NULL, 0, &curve, err,
+                        errlen);
+    curve_destroy(&curve);
+    /* A relay's PUSH: without the pool's key it runs without one (relay/upstream.h). */
+    if (rc == 0 && binds && !worker && cfg->curve_server_public_file[0])
+        rc = curve_load(cfg, CURVE_ROLE_CLIENT, NULL, 0, &curve, err, errlen);
     curve_destroy(&curve);
     return rc;
 }

@@ -75,7 +75,7 @@ static const struct config_key config_keys[] = {
     KEY_NUM("auth", "trust_remote_user", KEY_BOOL, trust_remote_user, 0, 1),
     KEY_NUM("auth", "anonymous", KEY_BOOL, anonymous, 0, 1),
     KEY_LIST("auth", "session_channels", KEY_SESSION_CHANNELS, session_channels),
-    KEY_STR("zmq", "tasks", KEY_TEXT, tasks_endpoint),
+    KEY_LIST("zmq", "tasks", KEY_ENDPOINTS, tasks_endpoints),
     KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
     KEY_STR("zmq", "events", KEY_TEXT, events_endpoint),
     KEY_LIST("zmq", "relays", KEY_ENDPOINTS, relays),
@@ -123,6 +123,11 @@ static const struct config_key config_keys[] = {
     KEY_NUM("channels", "max_per_task", KEY_INT, channels_per_task, 0,
             CONFIG_CHANNELS_PER_TASK_LIMIT),
     KEY_STR("channels", "publish_key_file", KEY_PATH_OPTIONAL, publish_key_file),
+    /* Browser publish and presence. */
+    KEY_NUM("channels", "publish_max", KEY_INT, publish_max, 16, 65536),
+    KEY_NUM("channels", "publish_rate", KEY_INT, publish_rate, 0, 1000000),
+    KEY_NUM("channels", "publish_burst", KEY_INT, publish_burst, 1, 1000000),
+    KEY_NUM("channels", "presence_ttl_ms", KEY_INT, presence_ttl_ms, 3000, 600000),
 };
 
 #define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
@@ -131,7 +136,9 @@ struct load_state {
     struct config *cfg;
     char dir[PATH_MAX]; /* directory of the config file, for relative paths */
     char err[400];      /* what went wrong, without file and line: the first error only */
-    unsigned char seen[CONFIG_KEY_COUNT]; /* list keys given in the file so far */
+    unsigned char seen[CONFIG_KEY_COUNT];              /* list keys given in the file so far */
+    unsigned char events_given[CONFIG_MAX_NAMESPACES]; /* presence_events set in the file */
+    int publish_max_given;                             /* [channels] publish_max set in it */
     FILE *file;
     int lines;    /* lines read so far */
     int bad_line; /* the line config_read_line refused, or 0 */
@@ -483,12 +490,21 @@ config_text_item(struct load_state *state, const struct config_key *key, int val
 
 /* The namespaces every config has, in this order: "user" (fixed) and two a section may change. */
 static const struct config_namespace config_builtin_namespaces[] = {
-    {"user", CONFIG_SUBSCRIBE_OWNER, CONFIG_PUBLISH_NOBODY, CONFIG_DEFAULT_HISTORY_SIZE,
-     CONFIG_DEFAULT_HISTORY_TTL},
-    {"task", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS, CONFIG_DEFAULT_HISTORY_SIZE,
-     CONFIG_DEFAULT_HISTORY_TTL},
-    {"project", CONFIG_SUBSCRIBE_CLAIM, CONFIG_PUBLISH_MEMBERS, CONFIG_DEFAULT_HISTORY_SIZE,
-     CONFIG_DEFAULT_HISTORY_TTL},
+    {.name = "user",
+     .subscribe = CONFIG_SUBSCRIBE_OWNER,
+     .publish = CONFIG_PUBLISH_NOBODY,
+     .history_size = CONFIG_DEFAULT_HISTORY_SIZE,
+     .history_ttl = CONFIG_DEFAULT_HISTORY_TTL},
+    {.name = "task",
+     .subscribe = CONFIG_SUBSCRIBE_CLAIM,
+     .publish = CONFIG_PUBLISH_MEMBERS,
+     .history_size = CONFIG_DEFAULT_HISTORY_SIZE,
+     .history_ttl = CONFIG_DEFAULT_HISTORY_TTL},
+    {.name = "project",
+     .subscribe = CONFIG_SUBSCRIBE_CLAIM,
+     .publish = CONFIG_PUBLISH_MEMBERS,
+     .history_size = CONFIG_DEFAULT_HISTORY_SIZE,
+     .history_ttl = CONFIG_DEFAULT_HISTORY_TTL},
 };
 
 /* A history key of a [namespace NAME] section (history_size, history_ttl): 1 when name is one
@@ -569,6 +585,22 @@ config_namespace_key(struct load_state *state, const char *ns_name, const char *
         ns->publish = CONFIG_PUBLISH_NOBODY;
         ns->history_size = CONFIG_DEFAULT_HISTORY_SIZE;
         ns->history_ttl = CONFIG_DEFAULT_HISTORY_TTL;
+        ns->presence = 0;
+        ns->presence_events = 0;
+    }
+    if (strcmp(name, "presence") == 0 || strcmp(name, "presence_events") == 0) {
+        int on = strcmp(value, "true") == 0;
+        if (!on && strcmp(value, "false") != 0) {
+            snprintf(state->err, sizeof state->err, "%s must be true or false", name);
+            return TW_E_CONFIG;
+        }
+        if (name[8] == '\0') {
+            ns->presence = on;
+        } else {
+            ns->presence_events = on;
+            state->events_given[ns - cfg->namespaces] = 1;
+        }
+        return 0;
     }
     int history_rc;
     if (config_namespace_history_key(state, ns, name, value, &history_rc))
@@ -887,8 +919,11 @@ config_handler(void *user, const char *section, const char *name, const char *va
         return config_namespace_key(state, section + 10, name, value) == 0;
     for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
         const struct config_key *key = &config_keys[i];
-        if (strcmp(key->section, section) == 0 && strcmp(key->name, name) == 0)
+        if (strcmp(key->section, section) == 0 && strcmp(key->name, name) == 0) {
+            if (key->offset == offsetof(struct config, publish_max))
+                state->publish_max_given = 1;
             return config_key_set(state, key, value) == 0;
+        }
     }
     snprintf(state->err, sizeof state->err, "unknown key '%s' in section [%s]", name, section);
     return 0;
@@ -959,7 +994,8 @@ config_defaults(struct config *cfg)
     strcpy(cfg->secret_file, "/var/lib/taskwire/secret");
     cfg->token_ttl = CONFIG_DEFAULT_TOKEN_TTL;
     cfg->anonymous = CONFIG_DEFAULT_ANONYMOUS;
-    strcpy(cfg->tasks_endpoint, "tcp://127.0.0.1:5571");
+    strcpy(cfg->tasks_endpoints.endpoints[0], "tcp://127.0.0.1:5571");
+    cfg->tasks_endpoints.count = 1;
     strcpy(cfg->publish_endpoint, "tcp://127.0.0.1:5572");
     strcpy(cfg->events_endpoint, "tcp://127.0.0.1:5573");
     cfg->max_body = CONFIG_DEFAULT_MAX_BODY;
@@ -994,6 +1030,10 @@ config_defaults(struct config *cfg)
     cfg->channels_per_connection = CONFIG_DEFAULT_CHANNELS_PER_CONNECTION;
     cfg->channel_name_max = CONFIG_DEFAULT_CHANNEL_NAME_MAX;
     cfg->channels_per_task = CONFIG_DEFAULT_CHANNELS_PER_TASK;
+    cfg->publish_max = CONFIG_DEFAULT_PUBLISH_MAX;
+    cfg->publish_rate = CONFIG_DEFAULT_PUBLISH_RATE;
+    cfg->publish_burst = CONFIG_DEFAULT_PUBLISH_BURST;
+    cfg->presence_ttl_ms = CONFIG_DEFAULT_PRESENCE_TTL_MS;
     cfg->namespace_count = sizeof config_builtin_namespaces / sizeof config_builtin_namespaces[0];
     memcpy(cfg->namespaces, config_builtin_namespaces, sizeof config_builtin_namespaces);
     cfg->type_count = 1;
@@ -1044,6 +1084,19 @@ config_check(struct config *cfg, char *err, size_t errlen)
                  "%s: [auth] session_channels make a token's claims %zu bytes long, more than "
                  "the %d a token holds: grant fewer or shorter names (a pattern covers many)",
                  cfg->path, claims, CONFIG_SESSION_CLAIMS_MAX);
+        return TW_E_CONFIG;
+    }
+    if (cfg->tasks_endpoints.count == 0) {
+        snprintf(err, errlen, "%s: [zmq] tasks needs at least one endpoint", cfg->path);
+        return TW_E_CONFIG;
+    }
+    /* A browser's publish goes out as a signal of its data and an envelope; relays drop a
+     * message over max_message, so the largest allowed must fit. */
+    if (cfg->publish_max > 0 && cfg->publish_max + CONFIG_PUBLISH_ENVELOPE > cfg->max_message) {
+        snprintf(err, errlen,
+                 "%s: [channels] publish_max must leave %d bytes of [relay] max_message for "
+                 "the message around the data",
+                 cfg->path, CONFIG_PUBLISH_ENVELOPE);
         return TW_E_CONFIG;
     }
     if (cfg->stale_after_ms <= cfg->heartbeat_ms) {
@@ -1098,6 +1151,16 @@ config_load(struct config *cfg, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "%s:%d: %s", path, line, state->err[0] ? state->err : "syntax error");
         goto out;
     }
+    /* publish_max not given fits max_message (a small max_message set before publish_max
+     * existed keeps working; 0 refuses every browser publish as too_large). */
+    if (!state->publish_max_given && cfg->publish_max + CONFIG_PUBLISH_ENVELOPE > cfg->max_message)
+        cfg->publish_max = cfg->max_message > CONFIG_PUBLISH_ENVELOPE
+                               ? cfg->max_message - CONFIG_PUBLISH_ENVELOPE
+                               : 0;
+    /* presence_events not given follows presence. */
+    for (size_t i = 0; i < cfg->namespace_count; i++)
+        if (!state->events_given[i])
+            cfg->namespaces[i].presence_events = cfg->namespaces[i].presence;
     rc = config_check(cfg, err, errlen);
 out:
     free(state);

@@ -83,6 +83,12 @@
 #define CONFIG_DEFAULT_CHANNELS_PER_TASK 8 /* channels a task may be submitted with */
 #define CONFIG_CHANNEL_NAME_LIMIT 64 /* [channels] max_name at most (the relay's topic bound) */
 #define CONFIG_CHANNELS_PER_TASK_LIMIT 16 /* [channels] max_per_task at most */
+/* Browser publish and presence ([channels], [namespace NAME] presence). */
+#define CONFIG_DEFAULT_PUBLISH_MAX 4096      /* bytes of a browser publish's data */
+#define CONFIG_DEFAULT_PUBLISH_RATE 10       /* browser publishes a second per connection */
+#define CONFIG_DEFAULT_PUBLISH_BURST 20      /* ... at once before the rate applies */
+#define CONFIG_DEFAULT_PRESENCE_TTL_MS 15000 /* a relay's presence rows live this unrenewed */
+#define CONFIG_PUBLISH_ENVELOPE 512 /* bytes a signal adds to its data: max_message keeps room */
 
 /* Channel history ([namespace NAME] history_size, history_ttl; docs/PROTOCOL.md). */
 #define CONFIG_DEFAULT_HISTORY_SIZE 0  /* messages kept per channel: none */
@@ -168,8 +174,11 @@ struct config_namespace {
     char name[CONFIG_NAMESPACE_MAX];
     enum config_subscribe subscribe;
     enum config_publish publish;
-    int history_size; /* messages of POST /api/publish kept per channel; 0: no history */
-    int history_ttl;  /* seconds each of them is kept */
+    int history_size;    /* messages of POST /api/publish kept per channel; 0: no history */
+    int history_ttl;     /* seconds each of them is kept */
+    int presence;        /* 1: the relays count who is in its channels (presence = true) */
+    int presence_events; /* 1: joins and leaves are published (presence_events; default:
+                            what presence says) */
 };
 
 /* One entry of [auth] session_channels: a channel name or pattern and the CONFIG_GRANT_* bits
@@ -210,10 +219,11 @@ struct config {
     struct config_session_channels session_channels; /* every session's channels claim */
 
     /* [zmq] */
-    char tasks_endpoint[CONFIG_TEXT_MAX];   /* worker binds PULL; handlers connect PUSH */
-    char publish_endpoint[CONFIG_TEXT_MAX]; /* worker binds XSUB; any PUB may connect */
-    char events_endpoint[CONFIG_TEXT_MAX];  /* worker binds XPUB; relays and taps connect SUB */
-    struct config_endpoints relays;         /* relays' events_listen the worker connects to */
+    struct config_endpoints tasks_endpoints; /* worker binds PULL on each; handlers and relays
+                                                connect PUSH to every one */
+    char publish_endpoint[CONFIG_TEXT_MAX];  /* worker binds XSUB; any PUB may connect */
+    char events_endpoint[CONFIG_TEXT_MAX];   /* worker binds XPUB; relays and taps connect SUB */
+    struct config_endpoints relays;          /* relays' events_listen the worker connects to */
 
     /* [zmq] CURVE (common/curve.h) */
     int curve;                               /* 1: CURVE on every tcp:// socket */
@@ -270,6 +280,10 @@ struct config {
     int channel_name_max;            /* bytes of a channel name */
     int channels_per_task;           /* channels one task may be submitted with */
     char publish_key_file[PATH_MAX]; /* POST /api/publish's key; "": the publish API is off */
+    int publish_max;                 /* bytes of a browser publish's data */
+    int publish_rate;                /* browser publishes a second per connection; 0: no limit */
+    int publish_burst;               /* browser publishes per connection at once */
+    int presence_ttl_ms;             /* a relay's presence rows expire this long unrenewed */
 
     /* channel namespaces: [0] is always the built-in "user" */
     size_t namespace_count;

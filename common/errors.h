@@ -20,6 +20,7 @@
     XX(NOT_FOUND, 404, "not_found", "no such resource")                                            \
     XX(METHOD, 405, "method_not_allowed", "method not allowed on this resource")                   \
     XX(CONFLICT, 409, "conflict", "the task has already finished")                                 \
+    XX(PRESENCE_OFF, 409, "presence_off", "this channel's namespace keeps no presence")            \
     XX(FENCED, 409, "fenced", "the write belongs to an attempt that is no longer current")         \
     XX(NO_HISTORY, 409, "no_history", "this channel's namespace keeps no history")                 \
     XX(TOO_LARGE, 413, "too_large", "request body is over the limit")                              \

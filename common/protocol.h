@@ -6,6 +6,11 @@
  * POST /api/publish, which the worker publishes on the events wire as it is (a PUSH queues
  * until the worker is there, where a PUB of the handler's would drop its first messages).
  *
+ * Relays PUSH to the same sockets (every pool of [zmq] tasks), common/presence_wire.h:
+ * [PROTOCOL_VERB_SIGNAL][topic][payload], a browser's publish, which the worker publishes as it
+ * is, like a publish, and never stores; [PROTOCOL_VERB_PRESENCE][relay id][JSON], a relay's
+ * changes to who is in its channels, which the worker applies in the store.
+ *
  * Events (PUB -> worker XSUB/XPUB proxy -> relay SUB), two frames: [topic][payload], the topic
  * a client id or another channel's topic (common/channel.h).
  * The payload is exactly the text sent to the browser:
@@ -22,7 +27,10 @@
 #define PROTOCOL_VERB_CANCEL "cancel"
 #define PROTOCOL_VERB_RETRY "retry"     /* a finished task was given a new attempt */
 #define PROTOCOL_VERB_PUBLISH "publish" /* a server's message for a channel */
-#define PROTOCOL_VERB_MAX 16            /* longest verb frame accepted, NUL included */
+/* Browser publish and presence (common/presence_wire.h). */
+#define PROTOCOL_VERB_SIGNAL "signal"     /* a browser's message for a channel: never stored */
+#define PROTOCOL_VERB_PRESENCE "presence" /* a relay's presence changes and beats */
+#define PROTOCOL_VERB_MAX 16              /* longest verb frame accepted, NUL included */
 
 /* Task events, in the order a task can go through them. */
 #define PROTOCOL_EVENT_QUEUED "queued"

@@ -737,3 +737,228 @@ store_minutes_fill(json_t *counts, int64_t first, int64_t last, int64_t queued_n
     }
     return rows;
 }
+
+/* ---- presence (store.h) ---- */
+
+/* The channel version of name in versions (an object of name -> version), taking it (raising
+ * it, and with it the channel's lock) the first time.  0 or a negative code. */
+static int
+store_presence_take(struct store *store, json_t *versions, const char *channel, int64_t now_ms,
+                    int64_t *version)
+{
+    json_t *known = json_object_get(versions, channel);
+    if (known) {
+        *version = json_integer_value(known);
+        return 0;
+    }
+    int rc = store->ops->presence_version(store, channel, now_ms, version);
+    if (rc == 0 && json_object_set_new(versions, channel, json_integer(*version)) != 0)
+        rc = TW_E_NOMEM;
+    return rc;
+}
+
+/* Append {"channel","client_id","before","after","version"} to changes when before != after. */
+static int
+store_presence_change(json_t *changes, const char *channel, const char *client_id, int64_t before,
+                      int64_t after, int64_t version)
+{
+    if (before == after)
+        return 0;
+    return json_array_append_new(changes, json_pack("{s:s, s:s, s:I, s:I, s:I}", "channel", channel,
+                                                    "client_id", client_id, "before",
+                                                    (json_int_t)before, "after", (json_int_t)after,
+                                                    "version", (json_int_t)version)) == 0
+               ? 0
+               : TW_E_NOMEM;
+}
+
+/* Remove the rows of each channel of channels (names in order) that belong to relay_id (NULL:
+ * that expired before now_ms), the channels taken first in that order; their changes into
+ * changes. */
+static int
+store_presence_drop_all(struct store *store, const json_t *channels, const char *relay_id,
+                        int64_t now_ms, json_t *versions, json_t *changes)
+{
+    int rc = 0;
+    size_t i;
+    json_t *name;
+    int64_t version;
+    json_array_foreach(channels, i, name)
+    {
+        rc = store_presence_take(store, versions, json_string_value(name), now_ms, &version);
+        if (rc != 0)
+            return rc;
+    }
+    json_array_foreach(channels, i, name)
+    {
+        const char *channel = json_string_value(name);
+        json_t *dropped = NULL;
+        rc = store->ops->presence_drop(store, channel, relay_id, now_ms, &dropped);
+        if (rc != 0)
+            return rc;
+        /* A client may lose rows of several relays at once: sum them per client. */
+        json_t *lost = json_object();
+        size_t j;
+        json_t *row;
+        json_array_foreach(dropped, j, row)
+        {
+            const char *client = json_string_value(json_array_get(row, 0));
+            json_int_t conns = json_integer_value(json_array_get(row, 1));
+            if (lost && client && conns > 0)
+                json_object_set_new(
+                    lost, client,
+                    json_integer(json_integer_value(json_object_get(lost, client)) + conns));
+        }
+        json_decref(dropped);
+        if (!lost)
+            return TW_E_NOMEM;
+        const char *client;
+        json_t *gone;
+        version = json_integer_value(json_object_get(versions, channel));
+        json_object_foreach(lost, client, gone)
+        {
+            int64_t after = 0;
+            rc = store->ops->presence_total(store, channel, client, &after);
+            if (rc == 0)
+                rc = store_presence_change(changes, channel, client,
+                                           after + json_integer_value(gone), after, version);
+            if (rc != 0)
+                break;
+        }
+        json_decref(lost);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+store_presence_entry_order(const void *a, const void *b)
+{
+    const struct presence_entry *x = *(const struct presence_entry *const *)a;
+    const struct presence_entry *y = *(const struct presence_entry *const *)b;
+    int by_channel = strcmp(x->channel, y->channel);
+    return by_channel ? by_channel : strcmp(x->client_id, y->client_id);
+}
+
+/* The steps of store_presence_apply, inside its transaction. */
+static int
+store_presence_apply_steps(struct store *store, const char *relay_id,
+                           const struct presence_update *update, int64_t now_ms, json_t *versions,
+                           json_t *changes)
+{
+    if (update->gone) {
+        json_t *channels = NULL;
+        int rc = store->ops->presence_channels(store, relay_id, now_ms, STORE_PRESENCE_LIST_MAX,
+                                               &channels);
+        if (rc == 0)
+            rc = store_presence_drop_all(store, channels, relay_id, now_ms, versions, changes);
+        json_decref(channels);
+        return rc;
+    }
+    const struct presence_entry *sorted[PRESENCE_SET_MAX] = {0};
+    size_t count = update->count < PRESENCE_SET_MAX ? update->count : PRESENCE_SET_MAX;
+    for (size_t i = 0; i < count; i++)
+        sorted[i] = &update->entries[i];
+    qsort(sorted, count, sizeof sorted[0], store_presence_entry_order);
+    int64_t expires_at = now_ms + update->ttl_ms, version;
+    int rc = 0;
+    /* The channels' locks first, in name order (sorted is). */
+    for (size_t i = 0; rc == 0 && i < count; i++)
+        rc = store_presence_take(store, versions, sorted[i]->channel, now_ms, &version);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        const struct presence_entry *e = sorted[i];
+        int64_t before = -1, after = 0;
+        int written = 0;
+        rc = store->ops->presence_put(store, relay_id, e, update->seq, expires_at, &before,
+                                      &written);
+        if (rc != 0 || !written || (before < 0 ? 0 : before) == e->conns)
+            continue;
+        rc = store->ops->presence_total(store, e->channel, e->client_id, &after);
+        if (rc == 0)
+            rc = store_presence_change(changes, e->channel, e->client_id,
+                                       after - e->conns + (before < 0 ? 0 : before), after,
+                                       json_integer_value(json_object_get(versions, e->channel)));
+    }
+    if (rc == 0)
+        rc = store->ops->presence_renew(store, relay_id, update->since, expires_at);
+    return rc;
+}
+
+int
+store_presence_apply(struct store *store, const char *relay_id,
+                     const struct presence_update *update, int64_t now_ms, json_t **changes)
+{
+    json_t *versions = json_object(), *list = json_array();
+    int rc = versions && list ? store_transaction_begin(store) : TW_E_NOMEM;
+    if (rc == 0) {
+        rc = store->ops->presence_lock(store);
+        if (rc == 0)
+            rc = store_presence_apply_steps(store, relay_id, update, now_ms, versions, list);
+        if (rc == 0)
+            rc = store_transaction_commit(store);
+        else
+            store_transaction_rollback(store);
+    }
+    json_decref(versions);
+    if (rc == 0)
+        *changes = list;
+    else
+        json_decref(list);
+    return rc;
+}
+
+int
+store_presence_sweep(struct store *store, int64_t now_ms, int64_t forget_before_ms,
+                     json_t **changes, int64_t *rows)
+{
+    json_t *versions = json_object(), *list = json_array(), *channels = NULL;
+    int rc = versions && list ? 0 : TW_E_NOMEM;
+    /* Nothing expired and nothing to forget (most heartbeats): a read, no write transaction. */
+    if (rc == 0 && forget_before_ms <= 0) {
+        rc = store->ops->presence_channels(store, NULL, now_ms, 1, &channels);
+        if (rc == 0 && json_array_size(channels) == 0) {
+            rc = store->ops->presence_count(store, rows);
+            json_decref(channels);
+            json_decref(versions);
+            if (rc == 0)
+                *changes = list;
+            else
+                json_decref(list);
+            return rc;
+        }
+        json_decref(channels);
+        channels = NULL;
+    }
+    if (rc == 0)
+        rc = store_transaction_begin(store);
+    if (rc == 0) {
+        rc = store->ops->presence_lock(store);
+        if (rc == 0)
+            rc = store->ops->presence_channels(store, NULL, now_ms, STORE_PRESENCE_SWEEP_CHANNELS,
+                                               &channels);
+        if (rc == 0)
+            rc = store_presence_drop_all(store, channels, NULL, now_ms, versions, list);
+        if (rc == 0 && forget_before_ms > 0)
+            rc = store->ops->presence_forget(store, forget_before_ms);
+        if (rc == 0)
+            rc = store->ops->presence_count(store, rows);
+        if (rc == 0)
+            rc = store_transaction_commit(store);
+        else
+            store_transaction_rollback(store);
+    }
+    json_decref(channels);
+    json_decref(versions);
+    if (rc == 0)
+        *changes = list;
+    else
+        json_decref(list);
+    return rc;
+}
+
+int
+store_presence_list(struct store *store, const char *channel, json_t **clients, int64_t *version)
+{
+    return store->ops->presence_list(store, channel, clients, version);
+}

@@ -42,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "presence_wire.h"
+
 #define STORE_STATUS_QUEUED "queued"
 #define STORE_STATUS_RUNNING "running"
 #define STORE_STATUS_SUCCEEDED "succeeded"
@@ -409,6 +411,48 @@ int store_history_read(struct store *store, const char *channel, int64_t since, 
  * keep no message, in one short transaction.  Returns the number of messages deleted (call
  * again while it is STORE_PRUNE_BATCH) or a negative code. */
 int store_history_prune(struct store *store);
+/* ---- presence: who is in which channel, as the relays report it (common/presence_wire.h) ----
+ *
+ * One row per (channel, client id, relay id): that relay's connections of the client in the
+ * channel, the relay's seq of the message that set it, and when it expires (the relay's
+ * ttl_ms after the latest message of that relay: each renews its rows set since the relay's
+ * latest full resend began, presence_wire.h).  A row set to
+ * 0 connections stays, unrenewed, until it expires: a message of a lower seq (applied late
+ * by another pool) cannot bring it back.  A channel's total is the sum over its relays.
+ * Each channel has a version that rises with every change made to it (at least by one, and
+ * never below the wall clock in ms, so a channel forgotten and made again still rises); a
+ * change's version is the one its event carries, and the snapshot says the version it is of.
+ * The changes of every pool are made one transaction at a time (on PostgreSQL a
+ * transaction-scoped advisory lock, on SQLite its writer lock), so the totals a change reads
+ * and the versions it gives are those of the changes before it, and two pools' changes (a
+ * relay's updates spread over them, a sweep) never deadlock.  A presence transaction is a
+ * few statements per entry: they are small and short. */
+
+#define STORE_PRESENCE_LIST_MAX 1000      /* clients of one snapshot at most */
+#define STORE_PRESENCE_SWEEP_CHANNELS 256 /* channels one sweep clears at most (then the next) */
+#define STORE_PRESENCE_FORGET_MS 3600000  /* an empty channel's version is kept this long */
+
+/* Apply a relay's update in one transaction: every entry (its row replaced when update->seq is
+ * higher than the row's), then the renewal to now_ms + ttl_ms of the relay's rows set at
+ * update->since or later; or, with update->gone, the removal of all the relay's rows.
+ * *changes (caller owns; json_decref) is a new array of {"channel","client_id","before",
+ * "after","version"}: each (channel, client) whose total changed.  0, or a negative code
+ * (nothing applied). */
+int store_presence_apply(struct store *store, const char *relay_id,
+                         const struct presence_update *update, int64_t now_ms, json_t **changes);
+
+/* Remove the rows expired before now_ms (a relay that died, or lost its way to every pool),
+ * at most STORE_PRESENCE_SWEEP_CHANNELS channels' worth, in one transaction; *changes as
+ * above.  With forget_before_ms > 0, also forget the versions of channels without rows
+ * changed last before then.  *rows: the rows with connections left.  0, or a negative code. */
+int store_presence_sweep(struct store *store, int64_t now_ms, int64_t forget_before_ms,
+                         json_t **changes, int64_t *rows);
+
+/* The snapshot of channel: *clients a new array of {"client_id","connections"} sorted by
+ * client id (at most STORE_PRESENCE_LIST_MAX), *version the channel's version (0: none yet),
+ * read in one statement.  0, or a negative code. */
+int store_presence_list(struct store *store, const char *channel, json_t **clients,
+                        int64_t *version);
 
 /* ---- the operator's view (the admin API): every client's tasks, workers and counts ---- */
 

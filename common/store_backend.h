@@ -84,6 +84,43 @@ struct store_ops {
     int (*history_read)(struct store *store, const char *channel, int64_t since, int limit,
                         struct store_history_page *page);
     int (*history_prune)(struct store *store);
+
+    /* Presence (store.h): the steps store.c's store_presence_apply and _sweep are made of,
+     * each one statement, inside the caller's transaction.
+     *   presence_lock     wait for the presence changes of every other connection to end (the
+     *                     transaction's own: PostgreSQL's advisory lock; SQLite's writer lock
+     *                     already is one)
+     *   presence_version  raise channel's version to max(version + 1, now_ms): *version
+     *   presence_put      the row (channel, client, relay) to conns at seq and expires_at,
+     *                     unless it has a seq as high: *before its conns until now (-1: no
+     *                     row), *written 1 when it changed
+     *   presence_total    the sum of the client's conns in channel over every relay
+     *   presence_renew    every row of relay with conns set at seq since or later to expires_at
+     *   presence_channels the channels (new array of names, in order, at most limit) of the
+     *                     rows of relay, or with relay NULL of those expired before now_ms
+     *   presence_drop     delete channel's rows of relay (NULL: those expired before now_ms):
+     *                     *dropped a new array of [client id, conns]
+     *   presence_list     store_presence_list
+     *   presence_count    the rows with conns, into *rows
+     *   presence_forget   the versions of channels without rows last raised before before_ms */
+    int (*presence_lock)(struct store *store);
+    int (*presence_version)(struct store *store, const char *channel, int64_t now_ms,
+                            int64_t *version);
+    int (*presence_put)(struct store *store, const char *relay_id,
+                        const struct presence_entry *entry, int64_t seq, int64_t expires_at,
+                        int64_t *before, int *written);
+    int (*presence_total)(struct store *store, const char *channel, const char *client_id,
+                          int64_t *total);
+    int (*presence_renew)(struct store *store, const char *relay_id, int64_t since,
+                          int64_t expires_at);
+    int (*presence_channels)(struct store *store, const char *relay_id, int64_t now_ms, int limit,
+                             json_t **channels);
+    int (*presence_drop)(struct store *store, const char *channel, const char *relay_id,
+                         int64_t now_ms, json_t **dropped);
+    int (*presence_list)(struct store *store, const char *channel, json_t **clients,
+                         int64_t *version);
+    int (*presence_count)(struct store *store, int64_t *rows);
+    int (*presence_forget)(struct store *store, int64_t before_ms);
 };
 
 /* The part of every backend's store that store.c sees: a backend's own struct begins with it. */
@@ -239,6 +276,17 @@ json_t *store_minutes_fill(json_t *counts, int64_t first, int64_t last, int64_t 
     " lease_expires_at " time ","                                                                  \
     " worker_host TEXT,"                                                                           \
     " announced " flag ");"
+/* Schema 5 (SQLite), 4 (PostgreSQL): presence (store.h), in the backend's integer type. */
+#define STORE_PRESENCE_TABLES(integer)                                                             \
+    "CREATE TABLE IF NOT EXISTS presence ("                                                        \
+    " channel TEXT NOT NULL, client_id TEXT NOT NULL, relay_id TEXT NOT NULL,"                     \
+    " conns INTEGER NOT NULL, seq " integer " NOT NULL, expires_at " integer " NOT NULL,"          \
+    " PRIMARY KEY (channel, client_id, relay_id));"                                                \
+    "CREATE INDEX IF NOT EXISTS presence_by_relay ON presence (relay_id);"                         \
+    "CREATE INDEX IF NOT EXISTS presence_by_expiry ON presence (expires_at);"                      \
+    "CREATE TABLE IF NOT EXISTS presence_channels ("                                               \
+    " channel TEXT PRIMARY KEY, version " integer " NOT NULL);"
+
 #define STORE_WORKERS_TABLE(time)                                                                  \
     "CREATE TABLE workers ("                                                                       \
     " id TEXT PRIMARY KEY, pid INTEGER NOT NULL, concurrency INTEGER NOT NULL,"                    \

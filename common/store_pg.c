@@ -34,12 +34,13 @@
 #include "token.h"
 
 /* Keys of the advisory locks (the first of pg_advisory_xact_lock's two integers). */
-#define STORE_PG_SCHEMA_LOCK "736275001" /* schema changes */
-#define STORE_PG_TYPE_LOCK "736275002"   /* a type's claims, the second integer hashtext(type) */
-#define STORE_PG_CLIENT_LOCK "736275003" /* a client's admission, the second its hash */
-#define STORE_PG_PARAMS_MAX 10           /* parameters of one statement at most */
-#define STORE_PG_CONNECT_TIMEOUT "5"     /* seconds a connection attempt may take, by default */
-#define STORE_PG_REASON_MAX 256          /* bytes of a server's message kept for the log */
+#define STORE_PG_SCHEMA_LOCK "736275001"   /* schema changes */
+#define STORE_PG_TYPE_LOCK "736275002"     /* a type's claims, the second integer hashtext(type) */
+#define STORE_PG_CLIENT_LOCK "736275003"   /* a client's admission, the second its hash */
+#define STORE_PG_PRESENCE_LOCK "736275004" /* presence changes, one transaction at a time */
+#define STORE_PG_PARAMS_MAX 10             /* parameters of one statement at most */
+#define STORE_PG_CONNECT_TIMEOUT "5"       /* seconds a connection attempt may take, by default */
+#define STORE_PG_REASON_MAX 256            /* bytes of a server's message kept for the log */
 
 /* ---- the schema ---- */
 
@@ -104,8 +105,7 @@ static const char *const store_pg_upgrades[STORE_PG_SCHEMA_VERSION + 1] = {
     [2] = store_pg_upgrade_2,
     [3] = STORE_ADD_CHANNELS "UPDATE schema_version SET version = 3;",
     [4] = STORE_ADD_ANNOUNCER("BIGINT") "UPDATE schema_version SET version = 4;",
-    /* presence tables */
-    [5] = "UPDATE schema_version SET version = 5;",
+    [5] = STORE_PRESENCE_TABLES("BIGINT") "UPDATE schema_version SET version = 5;",
     [6] = STORE_HISTORY_TABLES("BIGINT") "UPDATE schema_version SET version = 6;",
 };
 
@@ -1948,6 +1948,229 @@ pg_history_prune(struct store *base)
     return rc == 0 ? deleted : TW_E_STORE;
 }
 
+/* ---- presence (store_backend.h's steps) ---- */
+
+static const char sql_presence_lock[] = "SELECT pg_advisory_xact_lock(" STORE_PG_PRESENCE_LOCK ")";
+static const char sql_presence_version[] =
+    "INSERT INTO presence_channels (channel, version) VALUES ($1, $2::bigint)"
+    " ON CONFLICT (channel) DO UPDATE SET"
+    " version = GREATEST(presence_channels.version + 1, excluded.version) RETURNING version";
+static const char sql_presence_own[] =
+    "SELECT conns FROM presence WHERE channel = $1 AND client_id = $2 AND relay_id = $3";
+static const char sql_presence_put[] =
+    "INSERT INTO presence (channel, client_id, relay_id, conns, seq, expires_at)"
+    " VALUES ($1, $2, $3, $4::integer, $5::bigint, $6::bigint)"
+    " ON CONFLICT (channel, client_id, relay_id) DO UPDATE SET conns = excluded.conns,"
+    " seq = excluded.seq, expires_at = excluded.expires_at WHERE presence.seq < excluded.seq"
+    " RETURNING conns";
+static const char sql_presence_total[] =
+    "SELECT COALESCE(sum(conns), 0) FROM presence WHERE channel = $1 AND client_id = $2";
+static const char sql_presence_renew[] =
+    "UPDATE presence SET expires_at = $2::bigint WHERE relay_id = $1 AND conns > 0"
+    " AND seq >= $3::bigint";
+static const char sql_presence_relay_channels[] =
+    "SELECT DISTINCT channel FROM presence WHERE relay_id = $1 ORDER BY channel LIMIT $2::integer";
+static const char sql_presence_expired_channels[] =
+    "SELECT DISTINCT channel FROM presence WHERE expires_at < $1::bigint ORDER BY channel"
+    " LIMIT $2::integer";
+static const char sql_presence_drop_relay[] =
+    "DELETE FROM presence WHERE channel = $1 AND relay_id = $2 RETURNING client_id, conns";
+static const char sql_presence_drop_expired[] =
+    "DELETE FROM presence WHERE channel = $1 AND expires_at < $2::bigint"
+    " RETURNING client_id, conns";
+/* One statement: the version and the rows agree.  One row with a NULL client when empty. */
+static const char sql_presence_list[] =
+    "SELECT v.version, p.client_id, p.total FROM (SELECT COALESCE((SELECT version FROM"
+    " presence_channels WHERE channel = $1), 0) AS version) AS v LEFT JOIN (SELECT client_id,"
+    " sum(conns) AS total FROM presence WHERE channel = $1 AND conns > 0 GROUP BY client_id"
+    " ORDER BY client_id LIMIT $2::integer) AS p ON true ORDER BY p.client_id";
+static const char sql_presence_count[] = "SELECT count(*) FROM presence WHERE conns > 0";
+static const char sql_presence_forget[] =
+    "DELETE FROM presence_channels WHERE version < $1::bigint AND NOT EXISTS"
+    " (SELECT 1 FROM presence p WHERE p.channel = presence_channels.channel)";
+
+/* Run sql, which returns at most one integer row: *value (untouched without a row), *got
+ * whether there was one (may be NULL).  0 or the failure. */
+static int
+pg_integer_row(struct store_pg *store, const char *what, const char *sql,
+               const struct pg_params *params, int64_t *value, int *got)
+{
+    PGresult *result = NULL;
+    int rc = pg_run(store, what, sql, params, &result);
+    if (rc != 0)
+        return rc;
+    if (got)
+        *got = PQntuples(result) > 0;
+    if (PQntuples(result) > 0)
+        *value = pg_integer(result, 0, 0);
+    PQclear(result);
+    return 0;
+}
+
+static int
+pg_presence_lock(struct store *base)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    return pg_run(store, "presence_lock", sql_presence_lock, NULL, NULL);
+}
+
+static int
+pg_presence_version(struct store *base, const char *channel, int64_t now_ms, int64_t *version)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    struct pg_params params = {0};
+    param_text(&params, 1, channel);
+    param_int(&params, 2, now_ms);
+    return pg_integer_row(store, "presence_version", sql_presence_version, &params, version, NULL);
+}
+
+static int
+pg_presence_put(struct store *base, const char *relay_id, const struct presence_entry *entry,
+                int64_t seq, int64_t expires_at, int64_t *before, int *written)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    struct pg_params params = {0};
+    param_text(&params, 1, entry->channel);
+    param_text(&params, 2, entry->client_id);
+    param_text(&params, 3, relay_id);
+    *before = -1;
+    int rc = pg_integer_row(store, "presence_own", sql_presence_own, &params, before, NULL);
+    if (rc != 0)
+        return rc;
+    param_int(&params, 4, entry->conns);
+    param_int(&params, 5, seq);
+    param_int(&params, 6, expires_at);
+    int64_t conns = 0;
+    return pg_integer_row(store, "presence_put", sql_presence_put, &params, &conns, written);
+}
+
+static int
+pg_presence_total(struct store *base, const char *channel, const char *client_id, int64_t *total)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    struct pg_params params = {0};
+    param_text(&params, 1, channel);
+    param_text(&params, 2, client_id);
+    *total = 0;
+    return pg_integer_row(store, "presence_total", sql_presence_total, &params, total, NULL);
+}
+
+static int
+pg_presence_renew(struct store *base, const char *relay_id, int64_t since, int64_t expires_at)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    struct pg_params params = {0};
+    param_text(&params, 1, relay_id);
+    param_int(&params, 2, expires_at);
+    param_int(&params, 3, since);
+    return pg_run(store, "presence_renew", sql_presence_renew, &params, NULL);
+}
+
+/* Every row of sql into a new array *out: its first column (flat), or [it, the second as an
+ * integer]. */
+static int
+pg_presence_rows(struct store_pg *store, const char *what, const char *sql,
+                 const struct pg_params *params, int flat, json_t **out)
+{
+    PGresult *result = NULL;
+    int rc = pg_run(store, what, sql, params, &result);
+    if (rc != 0)
+        return rc;
+    json_t *list = json_array();
+    rc = list ? 0 : TW_E_NOMEM;
+    for (int i = 0; rc == 0 && i < PQntuples(result); i++) {
+        const char *text = PQgetvalue(result, i, 0);
+        json_t *item = flat ? json_string(text)
+                            : json_pack("[s, I]", text, (json_int_t)pg_integer(result, i, 1));
+        if (json_array_append_new(list, item) != 0)
+            rc = TW_E_NOMEM;
+    }
+    PQclear(result);
+    if (rc == 0)
+        *out = list;
+    else
+        json_decref(list);
+    return rc;
+}
+
+static int
+pg_presence_channels(struct store *base, const char *relay_id, int64_t now_ms, int limit,
+                     json_t **channels)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    struct pg_params params = {0};
+    if (relay_id)
+        param_text(&params, 1, relay_id);
+    else
+        param_int(&params, 1, now_ms);
+    param_int(&params, 2, limit);
+    return pg_presence_rows(store, "presence_channels",
+                            relay_id ? sql_presence_relay_channels : sql_presence_expired_channels,
+                            &params, 1, channels);
+}
+
+static int
+pg_presence_drop(struct store *base, const char *channel, const char *relay_id, int64_t now_ms,
+                 json_t **dropped)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    struct pg_params params = {0};
+    param_text(&params, 1, channel);
+    if (relay_id)
+        param_text(&params, 2, relay_id);
+    else
+        param_int(&params, 2, now_ms);
+    return pg_presence_rows(store, "presence_drop",
+                            relay_id ? sql_presence_drop_relay : sql_presence_drop_expired, &params,
+                            0, dropped);
+}
+
+static int
+pg_presence_list(struct store *base, const char *channel, json_t **clients, int64_t *version)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    store->failure = 0;
+    struct pg_params params = {0};
+    param_text(&params, 1, channel);
+    param_int(&params, 2, STORE_PRESENCE_LIST_MAX);
+    PGresult *result = NULL;
+    int rc = pg_run(store, "presence_list", sql_presence_list, &params, &result);
+    if (rc != 0)
+        return pg_answer(store, rc);
+    json_t *list = json_array();
+    rc = list ? 0 : TW_E_NOMEM;
+    *version = PQntuples(result) > 0 ? pg_integer(result, 0, 0) : 0;
+    for (int i = 0; rc == 0 && i < PQntuples(result); i++)
+        if (!PQgetisnull(result, i, 1) &&
+            json_array_append_new(list, json_pack("{s:s, s:I}", "client_id",
+                                                  PQgetvalue(result, i, 1), "connections",
+                                                  (json_int_t)pg_integer(result, i, 2))) != 0)
+            rc = TW_E_NOMEM;
+    PQclear(result);
+    if (rc == 0)
+        *clients = list;
+    else
+        json_decref(list);
+    return rc;
+}
+
+static int
+pg_presence_count(struct store *base, int64_t *rows)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    *rows = 0;
+    return pg_integer_row(store, "presence_count", sql_presence_count, NULL, rows, NULL);
+}
+
+static int
+pg_presence_forget(struct store *base, int64_t before_ms)
+{
+    struct store_pg *store = (struct store_pg *)base;
+    struct pg_params params = {0};
+    param_int(&params, 1, before_ms);
+    return pg_run(store, "presence_forget", sql_presence_forget, &params, NULL);
+}
+
 static const struct store_ops store_pg_ops = {
     .destroy = pg_destroy,
     .group_commit = pg_group_commit,
@@ -1990,4 +2213,14 @@ static const struct store_ops store_pg_ops = {
     .history_append = pg_history_append,
     .history_read = pg_history_read,
     .history_prune = pg_history_prune,
+    .presence_lock = pg_presence_lock,
+    .presence_version = pg_presence_version,
+    .presence_put = pg_presence_put,
+    .presence_total = pg_presence_total,
+    .presence_renew = pg_presence_renew,
+    .presence_channels = pg_presence_channels,
+    .presence_drop = pg_presence_drop,
+    .presence_list = pg_presence_list,
+    .presence_count = pg_presence_count,
+    .presence_forget = pg_presence_forget,
 };

@@ -107,8 +107,8 @@ static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
 /* Schema 5: who announced a task (store_backend.h). */
 #define STORE_ADDED_5 STORE_ADD_ANNOUNCER("INTEGER") "PRAGMA user_version = 5;"
 
-/* Schema 6: presence tables. */
-#define STORE_ADDED_6 "PRAGMA user_version = 6;"
+/* Schema 6: presence (store_backend.h). */
+#define STORE_ADDED_6 STORE_PRESENCE_TABLES("INTEGER") "PRAGMA user_version = 6;"
 
 /* Schema 7: channel history (store_backend.h). */
 #define STORE_ADDED_7 STORE_HISTORY_TABLES("INTEGER") "PRAGMA user_version = 7;"
@@ -208,6 +208,19 @@ enum statement {
     ST_HISTORY_READ,
     ST_HISTORY_PRUNE,
     ST_STREAMS_PRUNE,
+    /* presence */
+    ST_PRESENCE_VERSION,
+    ST_PRESENCE_OWN,
+    ST_PRESENCE_PUT,
+    ST_PRESENCE_TOTAL,
+    ST_PRESENCE_RENEW,
+    ST_PRESENCE_RELAY_CHANNELS,
+    ST_PRESENCE_EXPIRED_CHANNELS,
+    ST_PRESENCE_DROP_RELAY,
+    ST_PRESENCE_DROP_EXPIRED,
+    ST_PRESENCE_LIST,
+    ST_PRESENCE_COUNT,
+    ST_PRESENCE_FORGET,
     ST_COUNT
 };
 
@@ -383,6 +396,41 @@ static const char *const store_statements[ST_COUNT] = {
     [ST_STREAMS_PRUNE] = "DELETE FROM channel_streams WHERE channel IN (SELECT s.channel FROM"
                          " channel_streams s WHERE s.expires_at <= ?1 AND NOT EXISTS (SELECT 1"
                          " FROM channel_history h WHERE h.channel = s.channel) LIMIT ?2)",
+    /* presence (store.h) */
+    [ST_PRESENCE_VERSION] = "INSERT INTO presence_channels (channel, version) VALUES (?1, ?2)"
+                            " ON CONFLICT (channel) DO UPDATE SET"
+                            " version = max(presence_channels.version + 1, excluded.version)"
+                            " RETURNING version",
+    [ST_PRESENCE_OWN] = "SELECT conns FROM presence WHERE channel = ?1 AND client_id = ?2"
+                        " AND relay_id = ?3",
+    [ST_PRESENCE_PUT] = "INSERT INTO presence (channel, client_id, relay_id, conns, seq,"
+                        " expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                        " ON CONFLICT (channel, client_id, relay_id) DO UPDATE SET"
+                        " conns = excluded.conns, seq = excluded.seq,"
+                        " expires_at = excluded.expires_at WHERE presence.seq < excluded.seq"
+                        " RETURNING conns",
+    [ST_PRESENCE_TOTAL] = "SELECT COALESCE(sum(conns), 0) FROM presence WHERE channel = ?1"
+                          " AND client_id = ?2",
+    [ST_PRESENCE_RENEW] = "UPDATE presence SET expires_at = ?2 WHERE relay_id = ?1 AND conns > 0"
+                          " AND seq >= ?3",
+    [ST_PRESENCE_RELAY_CHANNELS] = "SELECT DISTINCT channel FROM presence WHERE relay_id = ?1"
+                                   " ORDER BY channel LIMIT ?2",
+    [ST_PRESENCE_EXPIRED_CHANNELS] = "SELECT DISTINCT channel FROM presence WHERE expires_at < ?1"
+                                     " ORDER BY channel LIMIT ?2",
+    [ST_PRESENCE_DROP_RELAY] = "DELETE FROM presence WHERE channel = ?1 AND relay_id = ?2"
+                               " RETURNING client_id, conns",
+    [ST_PRESENCE_DROP_EXPIRED] = "DELETE FROM presence WHERE channel = ?1 AND expires_at < ?2"
+                                 " RETURNING client_id, conns",
+    /* One statement: the version and the rows agree.  One row with a NULL client when empty. */
+    [ST_PRESENCE_LIST] =
+        "SELECT v.version, p.client_id, p.total FROM (SELECT COALESCE((SELECT version FROM"
+        " presence_channels WHERE channel = ?1), 0) AS version) AS v LEFT JOIN (SELECT client_id,"
+        " sum(conns) AS total FROM presence WHERE channel = ?1 AND conns > 0 GROUP BY client_id"
+        " ORDER BY client_id LIMIT ?2) AS p ON 1 = 1 ORDER BY p.client_id",
+    [ST_PRESENCE_COUNT] = "SELECT count(*) FROM presence WHERE conns > 0",
+    [ST_PRESENCE_FORGET] =
+        "DELETE FROM presence_channels WHERE version < ?1 AND NOT EXISTS"
+        " (SELECT 1 FROM presence p WHERE p.channel = presence_channels.channel)",
 };
 
 #define STORE_BOOT_ID_SIZE 40 /* bytes kept of /proc/sys/kernel/random/boot_id */
@@ -2303,6 +2351,215 @@ sqlite_history_prune(struct store *base)
     return store_commit(store) == 0 ? deleted : TW_E_STORE;
 }
 
+/* ---- presence (store_backend.h's steps) ---- */
+
+/* Step stmt, which returns one integer row (or none: *value untouched); 0 or the failure. */
+static int
+store_step_integer(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, int64_t *value,
+                   int *got)
+{
+    int rc = sqlite3_step(stmt), result = 0;
+    if (got)
+        *got = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW) {
+        *value = sqlite3_column_int64(stmt, 0);
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+            ;
+    }
+    if (rc != SQLITE_DONE)
+        result = store_fail(store, what);
+    store_statement_done(stmt);
+    return result;
+}
+
+static int
+sqlite_presence_lock(struct store *base)
+{
+    (void)base; /* the transaction's BEGIN IMMEDIATE holds the writer lock already */
+    return 0;
+}
+
+static int
+sqlite_presence_version(struct store *base, const char *channel, int64_t now_ms, int64_t *version)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    sqlite3_stmt *stmt = store_statement(store, ST_PRESENCE_VERSION);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, channel);
+    sqlite3_bind_int64(stmt, 2, now_ms);
+    return store_step_integer(store, stmt, "presence_version", version, NULL);
+}
+
+static int
+sqlite_presence_put(struct store *base, const char *relay_id, const struct presence_entry *entry,
+                    int64_t seq, int64_t expires_at, int64_t *before, int *written)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    sqlite3_stmt *stmt = store_statement(store, ST_PRESENCE_OWN);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, entry->channel);
+    bind_text(stmt, 2, entry->client_id);
+    bind_text(stmt, 3, relay_id);
+    *before = -1;
+    int rc = store_step_integer(store, stmt, "presence_own", before, NULL);
+    if (rc != 0 || !(stmt = store_statement(store, ST_PRESENCE_PUT)))
+        return rc != 0 ? rc : TW_E_STORE;
+    bind_text(stmt, 1, entry->channel);
+    bind_text(stmt, 2, entry->client_id);
+    bind_text(stmt, 3, relay_id);
+    sqlite3_bind_int(stmt, 4, entry->conns);
+    sqlite3_bind_int64(stmt, 5, seq);
+    sqlite3_bind_int64(stmt, 6, expires_at);
+    int64_t conns = 0;
+    return store_step_integer(store, stmt, "presence_put", &conns, written);
+}
+
+static int
+sqlite_presence_total(struct store *base, const char *channel, const char *client_id,
+                      int64_t *total)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    sqlite3_stmt *stmt = store_statement(store, ST_PRESENCE_TOTAL);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, channel);
+    bind_text(stmt, 2, client_id);
+    *total = 0;
+    return store_step_integer(store, stmt, "presence_total", total, NULL);
+}
+
+static int
+sqlite_presence_renew(struct store *base, const char *relay_id, int64_t since, int64_t expires_at)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    sqlite3_stmt *stmt = store_statement(store, ST_PRESENCE_RENEW);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, relay_id);
+    sqlite3_bind_int64(stmt, 2, expires_at);
+    sqlite3_bind_int64(stmt, 3, since);
+    int rc = store_run(store, stmt, "presence_renew");
+    return rc < 0 ? rc : 0;
+}
+
+/* Every row of stmt into a new array *out: its first column's text (flat), or [text, the
+ * second column's integer]. */
+static int
+store_presence_rows(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, int flat,
+                    json_t **out)
+{
+    json_t *list = json_array();
+    int rc, result = list ? 0 : TW_E_NOMEM;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        if (result != 0)
+            continue;
+        const char *text = (const char *)sqlite3_column_text(stmt, 0);
+        json_t *item =
+            flat ? json_string(text ? text : "")
+                 : json_pack("[s, I]", text ? text : "", (json_int_t)sqlite3_column_int64(stmt, 1));
+        if (json_array_append_new(list, item) != 0)
+            result = TW_E_NOMEM;
+    }
+    if (rc != SQLITE_DONE)
+        result = store_fail(store, what);
+    store_statement_done(stmt);
+    if (result == 0)
+        *out = list;
+    else
+        json_decref(list);
+    return result;
+}
+
+static int
+sqlite_presence_channels(struct store *base, const char *relay_id, int64_t now_ms, int limit,
+                         json_t **channels)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    sqlite3_stmt *stmt = store_statement(store, relay_id ? ST_PRESENCE_RELAY_CHANNELS
+                                                         : ST_PRESENCE_EXPIRED_CHANNELS);
+    if (!stmt)
+        return TW_E_STORE;
+    if (relay_id)
+        bind_text(stmt, 1, relay_id);
+    else
+        sqlite3_bind_int64(stmt, 1, now_ms);
+    sqlite3_bind_int(stmt, 2, limit);
+    return store_presence_rows(store, stmt, "presence_channels", 1, channels);
+}
+
+static int
+sqlite_presence_drop(struct store *base, const char *channel, const char *relay_id, int64_t now_ms,
+                     json_t **dropped)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    sqlite3_stmt *stmt =
+        store_statement(store, relay_id ? ST_PRESENCE_DROP_RELAY : ST_PRESENCE_DROP_EXPIRED);
+    if (!stmt)
+        return TW_E_STORE;
+    bind_text(stmt, 1, channel);
+    if (relay_id)
+        bind_text(stmt, 2, relay_id);
+    else
+        sqlite3_bind_int64(stmt, 2, now_ms);
+    return store_presence_rows(store, stmt, "presence_drop", 0, dropped);
+}
+
+static int
+sqlite_presence_list(struct store *base, const char *channel, json_t **clients, int64_t *version)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    store->failure = 0;
+    sqlite3_stmt *stmt = store_statement(store, ST_PRESENCE_LIST);
+    if (!stmt)
+        return store_answer(store, TW_E_STORE);
+    bind_text(stmt, 1, channel);
+    sqlite3_bind_int(stmt, 2, STORE_PRESENCE_LIST_MAX);
+    json_t *list = json_array();
+    int rc, result = list ? 0 : TW_E_NOMEM;
+    *version = 0;
+    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        *version = sqlite3_column_int64(stmt, 0);
+        const char *client = (const char *)sqlite3_column_text(stmt, 1);
+        if (result == 0 && client &&
+            json_array_append_new(list, json_pack("{s:s, s:I}", "client_id", client, "connections",
+                                                  (json_int_t)sqlite3_column_int64(stmt, 2))) != 0)
+            result = TW_E_NOMEM;
+    }
+    if (rc != SQLITE_DONE)
+        result = store_fail(store, "presence_list");
+    store_statement_done(stmt);
+    if (result == 0)
+        *clients = list;
+    else
+        json_decref(list);
+    return store_answer(store, result);
+}
+
+static int
+sqlite_presence_count(struct store *base, int64_t *rows)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    sqlite3_stmt *stmt = store_statement(store, ST_PRESENCE_COUNT);
+    if (!stmt)
+        return TW_E_STORE;
+    *rows = 0;
+    return store_step_integer(store, stmt, "presence_count", rows, NULL);
+}
+
+static int
+sqlite_presence_forget(struct store *base, int64_t before_ms)
+{
+    struct store_sqlite *store = (struct store_sqlite *)base;
+    sqlite3_stmt *stmt = store_statement(store, ST_PRESENCE_FORGET);
+    if (!stmt)
+        return TW_E_STORE;
+    sqlite3_bind_int64(stmt, 1, before_ms);
+    int rc = store_run(store, stmt, "presence_forget");
+    return rc < 0 ? rc : 0;
+}
+
 static const struct store_ops store_sqlite_ops = {
     .destroy = sqlite_destroy,
     .group_commit = sqlite_group_commit,
@@ -2344,4 +2601,14 @@ static const struct store_ops store_sqlite_ops = {
     .history_append = sqlite_history_append,
     .history_read = sqlite_history_read,
     .history_prune = sqlite_history_prune,
+    .presence_lock = sqlite_presence_lock,
+    .presence_version = sqlite_presence_version,
+    .presence_put = sqlite_presence_put,
+    .presence_total = sqlite_presence_total,
+    .presence_renew = sqlite_presence_renew,
+    .presence_channels = sqlite_presence_channels,
+    .presence_drop = sqlite_presence_drop,
+    .presence_list = sqlite_presence_list,
+    .presence_count = sqlite_presence_count,
+    .presence_forget = sqlite_presence_forget,
 };

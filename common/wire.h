@@ -6,6 +6,10 @@
  * linger says how long unsent messages may keep a closing socket.
  * With curve set, a socket with a tcp:// endpoint gets CURVE (curve.h): one that binds one is
  * a CURVE server, one that connects to one a CURVE client; inproc:// and ipc:// are left alone.
+ * A socket may bind or connect a list of endpoints (a PUSH to every worker pool of [zmq]
+ * tasks); immediate sets ZMQ_IMMEDIATE, so messages queue only on connections that are up and
+ * a socket with none refuses a send at once (EAGAIN with ZMQ_DONTWAIT) instead of holding it
+ * for a peer that may never come.
  */
 #ifndef TW_COMMON_WIRE_H
 #define TW_COMMON_WIRE_H
@@ -18,11 +22,14 @@
 #define WIRE_DEFAULT (-1) /* an option left at ZeroMQ's default */
 
 struct wire_options {
-    int send_hwm;              /* ZMQ_SNDHWM, messages (0: unbounded) or WIRE_DEFAULT */
-    int recv_hwm;              /* ZMQ_RCVHWM, messages (0: unbounded) or WIRE_DEFAULT */
-    int linger_ms;             /* ZMQ_LINGER or WIRE_DEFAULT */
-    const char *bind[2];       /* endpoints to bind (NULL: none) */
-    const char *connect;       /* the endpoint to connect (NULL: none) */
+    int send_hwm;        /* ZMQ_SNDHWM, messages (0: unbounded) or WIRE_DEFAULT */
+    int recv_hwm;        /* ZMQ_RCVHWM, messages (0: unbounded) or WIRE_DEFAULT */
+    int linger_ms;       /* ZMQ_LINGER or WIRE_DEFAULT */
+    const char *bind[2]; /* endpoints to bind (NULL: none) */
+    const char *connect; /* the endpoint to connect (NULL: none) */
+    const struct config_endpoints *connect_list; /* more endpoints to connect (NULL: none) */
+    const struct config_endpoints *bind_list;    /* more endpoints to bind (NULL: none) */
+    int immediate;             /* 1: ZMQ_IMMEDIATE (queue only on completed connections) */
     const char *connect_later; /* one the caller connects itself (after a monitor): not
                                   connected here, but the socket is set up for it (CURVE) */
     const struct curve *curve; /* borrowed keys (curve_load), or NULL for plaintext */

@@ -49,17 +49,25 @@ app_new(const struct config *cfg, void *zmq_context, struct intake *intake, stru
     app->notify_nudges = cfg->store_backend == CONFIG_STORE_POSTGRESQL;
     app->zmq_shared = zmq_context != NULL;
     app->zmq_context = zmq_context ? zmq_context : zmq_ctx_new();
-    const char *endpoints[] = {cfg->tasks_endpoint};
-    if (curve_load(cfg, CURVE_ROLE_CLIENT, endpoints, 1, &app->curve, err, errlen) != 0)
+    const char *endpoints[CONFIG_ENDPOINTS_MAX];
+    for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
+        endpoints[i] = cfg->tasks_endpoints.endpoints[i];
+    if (curve_load(cfg, CURVE_ROLE_CLIENT, endpoints, cfg->tasks_endpoints.count, &app->curve, err,
+                   errlen) != 0)
         goto fail;
+    /* Every pool of [zmq] tasks: a publish goes to one of those connected (round robin), and
+     * each puts it on the events wire of every relay. */
     struct wire_options push = {.send_hwm = APP_PUSH_HWM,
                                 .recv_hwm = WIRE_DEFAULT,
                                 .linger_ms = APP_PUSH_LINGER,
-                                .connect = cfg->tasks_endpoint,
+                                .connect_list = &cfg->tasks_endpoints,
+                                .immediate = cfg->tasks_endpoints.count > 1,
                                 .curve = app->curve};
     app->push = wire_socket(app->zmq_context, ZMQ_PUSH, &push, err, errlen);
     if (!app->push)
         goto fail;
+    app->push_immediate = push.immediate;
+    app->push_since_ms = clock_mono_ms();
     return app;
 fail:
     app_destroy(&app);
@@ -83,10 +91,13 @@ app_destroy(struct app **app)
     *app = NULL;
 }
 
+static void app_wait_connected(struct app *via);
+
 /* Send one nudge on via's socket; via's lock is held. */
 static void
 app_nudge_locked(struct app *via, const char *verb, const char *task_id)
 {
+    app_wait_connected(via);
     if (zmq_send(via->push, verb, strlen(verb), ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
         zmq_send(via->push, task_id, strlen(task_id), ZMQ_DONTWAIT) >= 0)
         return;
@@ -113,11 +124,25 @@ app_nudge(struct app *app, const char *verb, const char *task_id)
     pthread_mutex_unlock(&via->push_lock);
 }
 
+/* A socket with ZMQ_IMMEDIATE takes nothing until a connection is up: within
+ * APP_CONNECT_WAIT_MS of its start (a CGI process sends right away) wait for one, at most
+ * that long; later, none up means no pool is there.  via's lock is held. */
+static void
+app_wait_connected(struct app *via)
+{
+    int64_t left = via->push_since_ms + APP_CONNECT_WAIT_MS - clock_mono_ms();
+    if (!via->push_immediate || left <= 0)
+        return;
+    zmq_pollitem_t item = {.socket = via->push, .events = ZMQ_POLLOUT};
+    zmq_poll(&item, 1, (long)left);
+}
+
 int
 app_publish(struct app *app, const char *topic, size_t topic_len, const char *payload, size_t len)
 {
     struct app *via = app->nudger ? app->nudger : app;
     pthread_mutex_lock(&via->push_lock);
+    app_wait_connected(via);
     int ok = zmq_send(via->push, PROTOCOL_VERB_PUBLISH, strlen(PROTOCOL_VERB_PUBLISH),
                       ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&
              zmq_send(via->push, topic, topic_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0 &&

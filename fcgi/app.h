@@ -8,9 +8,13 @@
  * APP_BATCH_MAX are held, and one more is inserted and answered at once.
  * Everything else belongs to one request and is freed when it ends.  The PUSH socket's queue is
  * bounded by APP_PUSH_HWM; when full (worker gone for long) nudges are dropped, which only
- * delays tasks until the worker's next scan of the store.  On PostgreSQL there is no PUSH
- * socket: the store's NOTIFY in the change's own transaction reaches every worker host
- * (store.h, STORE_NOTIFY_CHANNEL), and app_nudge does nothing.
+ * delays tasks until the worker's next scan of the store.  On PostgreSQL the store's NOTIFY in
+ * the change's own transaction reaches every worker host (store.h, STORE_NOTIFY_CHANNEL), and
+ * app_nudge does nothing: the PUSH carries only the publish API's messages.  The PUSH connects
+ * to every pool of [zmq] tasks; with one, its messages queue while that pool restarts (a CGI
+ * process's too, sent before its connection is up); with several it has ZMQ_IMMEDIATE, so a
+ * pool that is down holds none of them, and a new socket waits up to APP_CONNECT_WAIT_MS for
+ * its first connection before it refuses a message.
  */
 #ifndef TW_FCGI_APP_H
 #define TW_FCGI_APP_H
@@ -29,6 +33,7 @@
 #define APP_PUSH_LINGER 250     /* ms a process exiting waits to flush its nudges (CGI mode) */
 #define APP_NUDGE_WARN_MS 10000 /* at most one nudge_dropped line per socket this often */
 #define APP_BATCH_MAX 16        /* submissions an open batch holds at most */
+#define APP_CONNECT_WAIT_MS 300 /* a new PUSH to several pools waits this for a connection */
 
 struct request;
 
@@ -52,6 +57,8 @@ struct app {
     void *push;                /* PUSH to the worker's tasks endpoint; NULL with a nudger */
     int notify_nudges;         /* PostgreSQL: nudges go by the store's NOTIFY, push publishes */
     struct curve *curve;       /* push's CURVE keys, or NULL ([zmq] curve off, or a nudger) */
+    int push_immediate;        /* push has ZMQ_IMMEDIATE (several pools in [zmq] tasks) */
+    int64_t push_since_ms;     /* when push was made (app_wait_connected) */
     struct app *nudger;        /* borrowed: the app whose PUSH socket this one uses, or NULL */
     pthread_mutex_t push_lock; /* held while a thread sends on push */
     struct intake *intake;     /* borrowed: the process's; NULL: submissions commit alone */

@@ -8,6 +8,7 @@
 #include "cors.h"
 #include "errors.h"
 #include "history.h"
+#include "presence.h"
 #include "publish.h"
 #include "reply.h"
 #include "tasks.h"
@@ -30,6 +31,7 @@ static const struct endpoint endpoints[] = {
     {"DELETE", "/api/tasks/{id}", tasks_delete},
     {"POST", "/api/publish", publish_post},
     {"GET", "/api/channels/{id}/history", history_get},
+    {"GET", "/api/channels/{id}/presence", presence_get},
     {"GET", "/api/admin/tasks", admin_tasks_list},
     {"GET", "/api/admin/tasks/{id}", admin_task_get},
     {"POST", "/api/admin/tasks/{id}/cancel", admin_task_cancel},

@@ -23,9 +23,7 @@
 #define TASKS_PRIORITY_MAX 10
 #define TASKS_DELAY_MAX_MS 31536000000LL /* delay_ms at most (a year); run_at likewise */
 
-/* The caller's client id (and grants, may be NULL: its token's channels claim) from the bearer
- * token; on failure the 401 is already written. */
-static int
+int
 tasks_authorize_grants(struct app *app, const struct request *req, char client_id[TOKEN_ID_SIZE],
                        struct token_grants *grants)
 {

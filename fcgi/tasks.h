@@ -11,6 +11,11 @@
 #include "store.h"
 #include "token.h"
 
+/* The caller's client id (and grants, may be NULL: its token's channels claim) from the bearer
+ * token: 0, or TW_E_UNAUTHORIZED with the 401 written. */
+int tasks_authorize_grants(struct app *app, const struct request *req,
+                           char client_id[TOKEN_ID_SIZE], struct token_grants *grants);
+
 void tasks_session(struct app *app, const struct request *req, const char *id);
 void tasks_health(struct app *app, const struct request *req, const char *id);
 void tasks_types(struct app *app, const struct request *req, const char *id);

@@ -49,9 +49,11 @@ main(int argc, char **argv)
         log_error("event=start_failed error=\"%s\"", err);
         return 1;
     }
-    log_info("event=started pid=%d listen=%s port=%d writes=%s metrics=%s", (int)getpid(),
-             cfg.relay_listen, cfg.relay_port, relay->send.uring_ready ? "io_uring" : "plain",
-             cfg.relay_metrics_listen[0] ? cfg.relay_metrics_listen : "off");
+    log_info("event=started pid=%d listen=%s port=%d writes=%s metrics=%s relay=%s presence=%s",
+             (int)getpid(), cfg.relay_listen, cfg.relay_port,
+             relay->send.uring_ready ? "io_uring" : "plain",
+             cfg.relay_metrics_listen[0] ? cfg.relay_metrics_listen : "off",
+             relay->upstream.relay_id, relay->upstream.presence ? "on" : "off");
     notify_ready("serving WebSockets");
     relay_run(relay, &relay_quit);
     notify_stopping();

@@ -46,6 +46,7 @@ relay_heartbeat(lws_sorted_usec_list_t *sul)
     session_heartbeat(relay);
     notify_watchdog(&relay->notify, clock_mono_us()); /* the loop turns: tell the watchdog */
     ingress_watch(relay); /* besides its descriptor: a lost edge costs at most a second */
+    upstream_turn(relay); /* presence's beats, on an idle relay too */
     lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat, RELAY_HEARTBEAT_US);
 }
 
@@ -114,8 +115,13 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (ingress_init(relay, err, errlen) != 0 || listener_init(relay, err, errlen) != 0)
+    if (ingress_init(relay, err, errlen) != 0 || upstream_init(relay, err, errlen) != 0 ||
+        listener_init(relay, err, errlen) != 0)
         goto fail;
+    /* A publish's data may be publish_max bytes as the relay writes it; as the client sent it
+     * (spaces, escapes) up to twice that, in a message of a few hundred bytes more.  More than
+     * that closes with 1009, as any over-long message. */
+    relay->client_message_max = (size_t)cfg->publish_max * 2 + RELAY_CLIENT_MESSAGE_MAX;
     /* The per-message path hands the kernel the writes of every connection a batch of
      * messages woke in one system call when [relay] io_uring is on and the kernel allows it. */
     send_init(&relay->send, &session_send_ops, relay->cfg->relay_io_uring);
@@ -222,6 +228,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
         }
         session_serve_woken(relay);
         session_end_due(relay);
+        upstream_turn(relay);
     }
     relay->closing = 1;
     lws_callback_on_writable_all_protocol(relay->context, &relay->protocols[RELAY_PROTOCOL_WS]);
@@ -247,6 +254,7 @@ relay_destroy(struct relay **relay)
     if (r->context)
         lws_context_destroy(r->context); /* closes every connection: sessions detach */
     loop_fini(r);
+    upstream_fini(r); /* on the ingress's context */
     ingress_fini(r);
     listener_fini(r);
     route_destroy(&r->route);

@@ -7,9 +7,11 @@
  * with 1008), new ones per source address at [relay] connect_rate (throttle.h), handshakes
  * only from [relay] allowed_origins (others get 403); per client id and per channel a ring of
  * [relay] ring messages (route.h), at most [channels] max_per_connection channels per
- * connection besides its own (subscription.h); client messages of at most RELAY_CLIENT_MESSAGE_MAX
- * bytes in all their fragments, the first (the auth message) of at most RELAY_AUTH_MESSAGE_MAX
- * (more closes the connection with 1009; receive.h reads and checks what clients send).
+ * connection besides its own (subscription.h); client messages of at most client_message_max
+ * bytes in all their fragments (RELAY_CLIENT_MESSAGE_MAX and twice [channels] publish_max: room
+ * for a publish), the first (the auth message) of at most RELAY_AUTH_MESSAGE_MAX (more closes
+ * the connection with 1009; receive.h reads and checks what clients send); the PUSH to the
+ * pools and presence (upstream.h).
  */
 #ifndef TW_RELAY_RELAY_H
 #define TW_RELAY_RELAY_H
@@ -27,8 +29,9 @@
 #include "route.h"
 #include "send.h"
 #include "token.h"
+#include "upstream.h"
 
-#define RELAY_CLIENT_MESSAGE_MAX 512     /* bytes of one client message (a ping); more is 1009 */
+#define RELAY_CLIENT_MESSAGE_MAX 512     /* bytes of a client message beyond a publish's data */
 #define RELAY_AUTH_MESSAGE_MAX 1536      /* ...of the auth message (a TOKEN_MAX token and room) */
 #define RELAY_LWS_RX_BUFFER 512          /* lws's read buffer: it reads only the handshake */
 #define RELAY_INGRESS_BATCH 4096         /* ZeroMQ messages read per turn before yielding */
@@ -79,6 +82,9 @@ struct relay {
     int lws_owed;              /* lws has work for a full turn (a write) */
     int64_t lws_near_until_us; /* until then a timer of lws's may be near (relay_lws_near) */
     struct ingress ingress;    /* the ZeroMQ SUB and its monitor (ingress.h) */
+    struct upstream upstream;  /* the PUSH to the pools, presence (upstream.h) */
+    size_t client_message_max; /* bytes of a client message after its auth message: room for
+                                  a publish of [channels] publish_max (relay_new) */
     lws_dll2_owner_t woken;    /* sessions a message woke this turn (session_serve_woken) */
     lws_dll2_owner_t ending;   /* sessions to end after this turn (session_end_due) */
     struct send_batch send;    /* the write path: the woken connections' writes (send.h) */

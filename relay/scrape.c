@@ -14,8 +14,11 @@ scrape_status(const struct relay *relay)
 {
     struct route_stats stats;
     route_stats(relay->route, &stats);
+    const struct upstream *up = &relay->upstream;
     return json_pack(
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "upstream_sent",
+        (json_int_t)up->sent, "upstream_dropped", (json_int_t)up->dropped, "signals",
+        (json_int_t)up->signals, "presence_entries", (json_int_t)up->roster.entries, "connections",
         (json_int_t)relay->connections, "client_ids", (json_int_t)stats.clients, "messages_in",
         (json_int_t)stats.messages_in, "messages_out", (json_int_t)stats.messages_out, "dropped",
         (json_int_t)(stats.dropped + relay->ingress.malformed), "culled", (json_int_t)stats.culled,
@@ -87,6 +90,23 @@ scrape_write(const struct relay *relay, struct metrics_text *text)
                    "Connections of the relay's subscriber to a worker pool.");
     metrics_sample(text, "taskwire_relay_upstream_connects_total", NULL,
                    (double)relay->ingress.upstream_connects);
+    const struct upstream *up = &relay->upstream;
+    metrics_family(text, "taskwire_relay_upstream_messages_total", "counter",
+                   "Messages to the worker pools (browsers' publishes, presence), by whether a "
+                   "pool took them (sent) or none could (dropped).");
+    metrics_sample(text, "taskwire_relay_upstream_messages_total",
+                   (const char *const[]){"result", "sent", NULL}, (double)up->sent);
+    metrics_sample(text, "taskwire_relay_upstream_messages_total",
+                   (const char *const[]){"result", "dropped", NULL}, (double)up->dropped);
+    metrics_family(text, "taskwire_relay_signals_total", "counter",
+                   "Browsers' publishes, by whether they went to a pool or were refused busy.");
+    metrics_sample(text, "taskwire_relay_signals_total",
+                   (const char *const[]){"result", "sent", NULL}, (double)up->signals);
+    metrics_sample(text, "taskwire_relay_signals_total",
+                   (const char *const[]){"result", "busy", NULL}, (double)up->signals_busy);
+    metrics_family(text, "taskwire_relay_presence_entries", "gauge",
+                   "(channel, client id) pairs with a connection here in channels with presence.");
+    metrics_sample(text, "taskwire_relay_presence_entries", NULL, (double)up->roster.entries);
     metrics_process(text);
 }
 

@@ -14,6 +14,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "presence_wire.h"
 #include "receive.h"
 #include "relay.h"
 #include "send.h"
@@ -178,6 +179,8 @@ session_authenticate(struct relay *relay, struct session *session, const char *t
         session_close_later(session, RECEIVE_CLOSE_INTERNAL);
         return;
     }
+    if (relay->upstream.presence)
+        subscription_count_presence(&session->subs, &relay->upstream.roster, session->client_id);
     session->attached = 1;
     session->send_connected = 1;
     session_want_write(session);
@@ -289,13 +292,47 @@ session_reply_push(struct session *session, const char *text, size_t len)
     return 0;
 }
 
-/* {"type":"subscribe"|"unsubscribe"|"publish","channel":NAME}: done (subscription.h) and
- * answered. */
+/* A publish the namespace allows (message borrowed: its "channel" checked): its data is
+ * checked and it goes upstream as a signal.  0, or the refusal (see session.h). */
+static int
+session_publish(struct relay *relay, struct session *session, const json_t *message)
+{
+    const json_t *data = json_object_get(message, "data");
+    const json_t *channel = json_object_get(message, "channel");
+    if (!json_is_object(data))
+        return CHANNEL_E_BAD_DATA;
+    if (json_dumpb(data, NULL, 0, JSON_COMPACT) > (size_t)relay->cfg->publish_max)
+        return CHANNEL_E_TOO_LARGE;
+    int64_t now = clock_mono_ms();
+    if (!session->publish_started) {
+        bucket_fill(&session->publish_bucket, relay->cfg->publish_burst, now);
+        session->publish_started = 1;
+    }
+    if (!bucket_take(&session->publish_bucket, relay->cfg->publish_rate, relay->cfg->publish_burst,
+                     now, NULL))
+        return CHANNEL_E_RATE_LIMITED;
+    const char *name = json_string_value(channel), *topic;
+    size_t len = json_string_length(channel), topic_len;
+    char *payload = presence_wire_signal(name, len, session->client_id, data);
+    if (!payload)
+        return CHANNEL_E_NO_MEMORY;
+    channel_name_topic(name, len, &topic, &topic_len);
+    int rc = upstream_signal(relay, topic, topic_len, payload, strlen(payload)) == 0
+                 ? CHANNEL_OK
+                 : CHANNEL_E_BUSY;
+    free(payload);
+    return rc;
+}
+
+/* {"type":"subscribe"|"unsubscribe"|"publish","channel":NAME}: done (subscription.h; a publish
+ * by session_publish) and answered. */
 static void
 session_on_channel(struct relay *relay, struct session *session, const char *type, json_t *message)
 {
     int rc = subscription_request(&session->subs, relay->route, relay->cfg, session->client_id,
                                   session->grants, type, message);
+    if (rc == 0 && strcmp(type, "publish") == 0)
+        rc = session_publish(relay, session, message);
     log_debug("event=ws_%s connection=%llu result=%s", type, (unsigned long long)session->id,
               rc == 0 ? "ok" : channel_refusal_name(rc));
     char text[SUBSCRIPTION_REPLY_MAX];
@@ -416,7 +453,7 @@ session_read(struct relay *relay, struct session *session)
     if (!session->reading)
         return;
     session_alive(relay, session);
-    size_t max = session->auth_pending ? RELAY_AUTH_MESSAGE_MAX : RELAY_CLIENT_MESSAGE_MAX;
+    size_t max = session->auth_pending ? RELAY_AUTH_MESSAGE_MAX : relay->client_message_max;
     if (receive_read(&session->rx, lws_get_socket_fd(session->wsi), max, &session_receive_handler,
                      session) != 0) {
         session_stop_reading(relay, session);

@@ -23,8 +23,14 @@
  * {"type":"subscribe","channel":NAME} and {"type":"unsubscribe","channel":NAME}; each is
  * answered, in order, with {"type":"subscribed"|"unsubscribed","channel":NAME} or
  * {"type":"refused","request":...,"channel":NAME,"reason":...,"message":...} (reasons:
- * common/channel.h).  {"type":"publish",...} is refused the same way (not delivered in this
- * version).  These replies wait in a buffer of SESSION_REPLIES_BYTES, allocated while any
+ * common/channel.h).  {"type":"publish","channel":NAME,"data":{...}} from a connection the
+ * namespace lets publish there is pushed upstream as a signal (upstream.h) and answered
+ * {"type":"published","channel":NAME}, or refused: data not an object (bad_data), over
+ * [channels] publish_max bytes as the relay writes it (too_large), past the connection's token
+ * bucket (publish_rate a second after publish_burst: rate_limited), no pool to take it now
+ * (busy); the connection stays.  A client message after the auth message may be
+ * relay->client_message_max bytes (more: 1009).  These replies wait in a buffer of
+ * SESSION_REPLIES_BYTES, allocated while any
  * waits; a client that sends requests faster than it reads their replies until that is full
  * is closed with 4029 (too many requests).  A token's channels claim is kept (about 1 KiB)
  * only on connections whose token had one.
@@ -41,6 +47,7 @@
 #include <libwebsockets.h>
 #include <stdint.h>
 
+#include "bucket.h"
 #include "route.h"
 #include "send.h"
 #include "subscription.h"
@@ -74,8 +81,10 @@ struct session {
     uint8_t corked; /* its first frame not written yet (listener_uncork) */
     uint8_t ending; /* on relay->ending: nothing more is written */
     char client_id[TOKEN_ID_SIZE];
-    uint8_t auth_pending;      /* no token yet: only the auth message may come */
-    uint32_t auth_deadline_ms; /* while auth_pending: clock_mono_ms() (cut to 32 bits) of 4003 */
+    uint8_t auth_pending;         /* no token yet: only the auth message may come */
+    uint8_t publish_started;      /* publish_bucket holds: it published before */
+    uint32_t auth_deadline_ms;    /* while auth_pending: clock_mono_ms() (cut to 32 bits) of 4003 */
+    struct bucket publish_bucket; /* its publishes' token bucket ([channels] publish_rate) */
 };
 
 /* A connection was established: with [relay] token_in_query and a ?token= in its URL,

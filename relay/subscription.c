@@ -5,10 +5,12 @@
 #include <string.h>
 
 #include "channel.h"
+#include "roster.h"
 
 struct subscription_channel {
     struct subscription_channel *next;
     struct route_member member;
+    uint8_t counted; /* its namespace has presence: it counts in the set's roster */
 };
 
 void
@@ -19,16 +21,37 @@ subscription_init(struct subscription_set *set, void *owner)
 }
 
 void
+subscription_count_presence(struct subscription_set *set, struct roster *roster,
+                            const char *client_id)
+{
+    set->roster = roster;
+    set->client_id = client_id;
+}
+
+/* The channel's presence leaves the roster (its topic is its name: never a user channel). */
+static void
+subscription_uncount(struct subscription_set *set, struct subscription_channel *c)
+{
+    const char *topic;
+    size_t len;
+    if (c->counted && set->roster && route_member_topic(&c->member, &topic, &len))
+        roster_leave(set->roster, topic, len, set->client_id);
+    c->counted = 0;
+}
+
+void
 subscription_fini(struct subscription_set *set, struct route *route)
 {
     route_detach(route, &set->own);
     for (struct subscription_channel *c = set->channels, *next; c; c = next) {
         next = c->next;
+        subscription_uncount(set, c);
         route_detach(route, &c->member);
         free(c);
     }
     set->channels = NULL;
     set->count = 0;
+    set->roster = NULL;
 }
 
 /* 1 when member is attached to the topic (topic, len). */
@@ -77,6 +100,10 @@ subscription_subscribe(struct subscription_set *set, struct route *route, const 
         free(c);
         return CHANNEL_E_NO_MEMORY;
     }
+    /* Out of memory for its presence, it is subscribed still, uncounted. */
+    if (channel.ns->presence && set->roster &&
+        roster_join(set->roster, topic, topic_len, set->client_id) == 0)
+        c->counted = 1;
     c->next = set->channels;
     set->channels = c;
     set->count++;
@@ -101,6 +128,7 @@ subscription_unsubscribe(struct subscription_set *set, struct route *route,
         return CHANNEL_E_NOT_SUBSCRIBED;
     struct subscription_channel *c = *link;
     *link = c->next;
+    subscription_uncount(set, c);
     route_detach(route, &c->member);
     free(c);
     set->count--;
@@ -125,7 +153,7 @@ subscription_request(struct subscription_set *set, struct route *route, const st
     int rc = channel_parse(cfg, name, len, &parsed);
     if (rc == 0)
         rc = channel_may_publish(&parsed, client_id, grants);
-    return rc == 0 ? CHANNEL_E_PUBLISH_UNAVAILABLE : rc;
+    return rc;
 }
 
 size_t
@@ -134,7 +162,9 @@ subscription_reply(const char *kind, const json_t *channel, int rc, char *out, s
     json_t *name = json_is_string(channel) && json_string_length(channel) <= SUBSCRIPTION_ECHO_MAX
                        ? json_incref((json_t *)channel)
                        : json_null();
-    const char *done = strcmp(kind, "unsubscribe") == 0 ? "unsubscribed" : "subscribed";
+    const char *done = strcmp(kind, "unsubscribe") == 0 ? "unsubscribed"
+                       : strcmp(kind, "publish") == 0   ? "published"
+                                                        : "subscribed";
     json_t *reply = rc == 0 ? json_pack("{s:s, s:o}", "type", done, "channel", name)
                             : json_pack("{s:s, s:s, s:o, s:s, s:s}", "type", "refused", "request",
                                         kind, "channel", name, "reason", channel_refusal_name(rc),

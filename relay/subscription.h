@@ -26,16 +26,25 @@
 #define SUBSCRIPTION_REPLY_MAX 768 /* bytes of a reply at most (an echoed name escaped: 384) */
 
 struct subscription_channel; /* one channel beyond the own one */
+struct roster;
 
 /* Embedded in the connection's storage; subscription_init / subscription_fini bracket it. */
 struct subscription_set {
     struct route_member own;               /* the client id's topic */
     struct subscription_channel *channels; /* the others, newest first */
     uint32_t count;                        /* of channels */
+    struct roster *roster;                 /* borrowed: where presence is counted, or NULL */
+    const char *client_id;                 /* borrowed: whose connection, with roster */
 };
 
 /* An empty set whose members hand owner to the route callbacks. */
 void subscription_init(struct subscription_set *set, void *owner);
+
+/* From now on the set's channels of namespaces with presence count in roster as client_id's
+ * (roster.h: a join when one is subscribed, a leave when it is left or the set ends).  Both
+ * are borrowed until subscription_fini. */
+void subscription_count_presence(struct subscription_set *set, struct roster *roster,
+                                 const char *client_id);
 
 /* Detach every member and free the channels.  Safe on an empty set, and twice. */
 void subscription_fini(struct subscription_set *set, struct route *route);
@@ -55,16 +64,15 @@ int subscription_unsubscribe(struct subscription_set *set, struct route *route,
 
 /* A client's channel request {"type": kind, "channel": NAME} (message borrowed), kind one of
  * "subscribe", "unsubscribe" or "publish": done (0), or its refusal (a channel that is not a
- * string is CHANNEL_E_BAD_NAME).  A publish is checked as it will be delivered, by the
- * namespace's rule, and then refused with CHANNEL_E_PUBLISH_UNAVAILABLE: browser publish is not
- * delivered in this version. */
+ * string is CHANNEL_E_BAD_NAME).  A publish is only checked, by the namespace's rule: 0 means
+ * the client may publish there, and the caller delivers it (its data, size and rate). */
 int subscription_request(struct subscription_set *set, struct route *route,
                          const struct config *cfg, const char *client_id,
                          const struct token_grants *grants, const char *kind,
                          const json_t *message);
 
 /* The answer to a request of kind on channel (the request's "channel", may be NULL) that ended
- * with rc: {"type":"subscribed"|"unsubscribed","channel":NAME} for 0, else
+ * with rc: {"type":"subscribed"|"unsubscribed"|"published","channel":NAME} for 0, else
  * {"type":"refused","request":kind,"channel":NAME,"reason":..,"message":..}; the name is
  * echoed when it is a string of at most SUBSCRIPTION_ECHO_MAX bytes, else null.  Written to out
  * (size bytes): its length, or 0 when it does not fit (SUBSCRIPTION_REPLY_MAX always does). */

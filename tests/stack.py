@@ -46,6 +46,8 @@ START_TIMEOUT = 20.0  # seconds for one part of the stack to answer
 STOP_TIMEOUT = 10.0  # seconds for one process to exit after SIGTERM before it gets SIGKILL
 FINAL = ("succeeded", "failed", "cancelled")
 MAX_BODY = 65536  # [http] max_body of every stack (nginx's client_max_body_size matches it)
+CLIENT_PUBLISH_MAX = 256  # [channels] publish_max of every stack (unless a test sets it)
+CLIENT_MESSAGE_MAX = 2 * CLIENT_PUBLISH_MAX + 512  # the relay's bound on a client message
 
 # Sanitizer settings for every process (the FastCGI handler gets them through lighttpd's
 # bin-copy-environment).  The handler leaves with _exit() when stopped while idle, so leak
@@ -680,8 +682,11 @@ class Stack:
                            "allowed_origins": "", "auth_timeout_ms": 5000,
                            "token_in_query": "false"}, **relay_settings),
         }
+        # publish_max 256: a client message may be 1024 bytes (twice it and 512), so a test's
+        # message over that limit still fits one proxy buffer (4 KB in nginx).
         sections["channels"] = dict({"max_per_connection": 16, "max_name": 64, "max_per_task": 8,
-                                     "publish_key_file": self.publish_key_path},
+                                     "publish_key_file": self.publish_key_path,
+                                     "publish_max": CLIENT_PUBLISH_MAX},
                                     **self.channel_settings)
         for name, keys in self.namespaces.items():
             sections[f"namespace {name}"] = dict(keys)

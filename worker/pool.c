@@ -17,6 +17,7 @@
 #include "job.h"
 #include "log.h"
 #include "notify.h"
+#include "presence.h"
 #include "protocol.h"
 #include "retry.h"
 #include "scrape.h"
@@ -61,9 +62,11 @@ struct pool {
     int64_t lease_valid_until_ms;
     int stopping;      /* shutting down: outcomes are stored, nothing is claimed */
     int store_problem; /* the problem (TW_E_STORE_FULL, ...) the pool's writes fail with, or 0 */
-    struct scrape *scrape;   /* the metrics port ([worker] metrics_listen), or NULL when off */
-    struct notify notify;    /* the service manager's watchdog, pinged from the loop */
-    struct history *history; /* channel messages waiting for their offsets (history.h) */
+    struct scrape *scrape;     /* the metrics port ([worker] metrics_listen), or NULL when off */
+    struct notify notify;      /* the service manager's watchdog, pinged from the loop */
+    struct history *history;   /* channel messages waiting for their offsets (history.h) */
+    struct presence *presence; /* browser publish and presence (presence.h) */
+    int presence_forget;       /* the next sweep also forgets long-empty channels */
 };
 
 /* The limited types' concurrency as a JSON object, or NULL when no type is limited. */
@@ -164,17 +167,26 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "zmq: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
-    const char *endpoints[3 + CONFIG_ENDPOINTS_MAX] = {cfg->tasks_endpoint, cfg->publish_endpoint,
-                                                       cfg->events_endpoint};
+    const char *endpoints[2 + 2 * CONFIG_ENDPOINTS_MAX] = {cfg->publish_endpoint,
+                                                           cfg->events_endpoint};
+    size_t endpoint_count = 2;
     for (size_t i = 0; i < cfg->relays.count; i++)
-        endpoints[3 + i] = cfg->relays.endpoints[i];
-    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, 3 + cfg->relays.count, &pool->curve, err,
-                   errlen) != 0)
+        endpoints[endpoint_count++] = cfg->relays.endpoints[i];
+    for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
+        endpoints[endpoint_count++] = cfg->tasks_endpoints.endpoints[i];
+    if (curve_load(cfg, CURVE_ROLE_SERVER, endpoints, endpoint_count, &pool->curve, err, errlen) !=
+        0)
         goto fail;
     /* The ZAP handler is bound before any CURVE socket, so no peer is let in unasked. */
     if (pool->curve && !(pool->zap = zap_new(pool->zmq, pool->curve, err, errlen)))
         goto fail;
-    pool->tasks = pool_socket(pool, ZMQ_PULL, cfg->tasks_endpoint, NULL, err, errlen);
+    /* Every endpoint of [zmq] tasks: a worker host lists its own address(es) there. */
+    struct wire_options tasks = {.send_hwm = POOL_HWM,
+                                 .recv_hwm = POOL_HWM,
+                                 .linger_ms = 0,
+                                 .bind_list = &cfg->tasks_endpoints,
+                                 .curve = pool->curve};
+    pool->tasks = wire_socket(pool->zmq, ZMQ_PULL, &tasks, err, errlen);
     if (!pool->tasks)
         goto fail;
     pool->slot_events = pool_socket(pool, ZMQ_PULL, SLOT_ENDPOINT, NULL, err, errlen);
@@ -216,6 +228,11 @@ pool_new(const struct config *cfg, char *err, size_t errlen)
     if (cfg->worker_metrics_listen[0] && !(pool->scrape = scrape_new(cfg, err, errlen)))
         goto fail;
     scrape_slots(pool->scrape, 0, pool->concurrency);
+    pool->presence = presence_new(cfg, pool->store, pool->publisher, pool->scrape);
+    if (!pool->presence) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     return pool;
 fail:
     pool_destroy(&pool);
@@ -228,6 +245,7 @@ pool_destroy(struct pool **pool)
     if (!pool || !*pool)
         return;
     struct pool *p = *pool;
+    presence_destroy(&p->presence);
     scrape_destroy(&p->scrape);
     if (p->slots) {
         for (int i = 0; i < p->concurrency; i++)
@@ -607,6 +625,14 @@ pool_on_publish(struct pool *pool, zmq_msg_t *topic, zmq_msg_t *payload)
         pool_publish(pool, zmq_msg_data(topic), len, zmq_msg_data(payload), zmq_msg_size(payload));
 }
 
+/* 1 when frame is the verb (NUL-terminated). */
+static int
+pool_frame_is(zmq_msg_t *frame, const char *verb)
+{
+    size_t len = strlen(verb);
+    return zmq_msg_size(frame) == len && memcmp(zmq_msg_data(frame), verb, len) == 0;
+}
+
 /* Handle every nudge waiting on the tasks socket (up to a batch). */
 static void
 pool_intake(struct pool *pool)
@@ -619,10 +645,14 @@ pool_intake(struct pool *pool)
         if (count <= 0)
             break;
         char verb[PROTOCOL_VERB_MAX], id[POOL_FRAME_MAX];
-        if (count == 3 && zmq_msg_size(&frames[0]) == strlen(PROTOCOL_VERB_PUBLISH) &&
-            memcmp(zmq_msg_data(&frames[0]), PROTOCOL_VERB_PUBLISH,
-                   strlen(PROTOCOL_VERB_PUBLISH)) == 0)
+        if (count == 3 && pool_frame_is(&frames[0], PROTOCOL_VERB_PUBLISH))
             pool_on_publish(pool, &frames[1], &frames[2]);
+        else if (count == 3 && pool_frame_is(&frames[0], PROTOCOL_VERB_SIGNAL))
+            presence_on_signal(pool->presence, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]),
+                               zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]));
+        else if (count == 3 && pool_frame_is(&frames[0], PROTOCOL_VERB_PRESENCE))
+            presence_on_update(pool->presence, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]),
+                               zmq_msg_data(&frames[2]), zmq_msg_size(&frames[2]));
         else if (count != 2 || pool_frame_text(&frames[0], verb, sizeof verb) != 0 ||
                  pool_frame_text(&frames[1], id, sizeof id) != 0 || strlen(id) != TOKEN_ID_SIZE - 1)
             log_warn("event=bad_nudge frames=%d", count);
@@ -823,6 +853,11 @@ pool_heartbeat(struct pool *pool)
     pool_store_watch(pool, "heartbeat");
     if (rc == 0 && pool_renew(pool) == 0)
         pool_sweep(pool);
+    /* Presence rows of relays gone silent: not tied to this pool's leases. */
+    if (rc == 0) {
+        presence_sweep(pool->presence, pool->presence_forget);
+        pool->presence_forget = 0;
+    }
 }
 
 /* Delete finished tasks past [store] keep_finished, and channel messages past their
@@ -843,6 +878,7 @@ pool_prune(struct pool *pool)
         log_info("event=pruned tasks=%d", total);
     if (messages > 0)
         log_info("event=pruned channel_messages=%d", messages);
+    pool->presence_forget = 1; /* the next heartbeat's presence sweep */
 }
 
 static int

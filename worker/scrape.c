@@ -33,6 +33,9 @@ struct scrape {
     int thread_started;
     atomic_int quit;
     atomic_int slots_busy, slots_total;
+    /* Presence (worker/presence.h): events published by action, signals, rows in the store. */
+    atomic_ullong presence_joins, presence_updates, presence_leaves, signals;
+    atomic_llong presence_rows;
     pthread_mutex_t lock; /* guards what follows */
     uint64_t tasks[CONFIG_MAX_TYPES + 1][SCRAPE_STATUSES];
     struct metrics_histogram duration[CONFIG_MAX_TYPES + 1];
@@ -89,6 +92,20 @@ scrape_slots(struct scrape *scrape, int busy, int total)
         return;
     atomic_store(&scrape->slots_busy, busy);
     atomic_store(&scrape->slots_total, total);
+}
+
+void
+scrape_presence(struct scrape *scrape, uint64_t joins, uint64_t updates, uint64_t leaves,
+                uint64_t signals, int64_t rows)
+{
+    if (!scrape)
+        return;
+    atomic_fetch_add(&scrape->presence_joins, joins);
+    atomic_fetch_add(&scrape->presence_updates, updates);
+    atomic_fetch_add(&scrape->presence_leaves, leaves);
+    atomic_fetch_add(&scrape->signals, signals);
+    if (rows >= 0)
+        atomic_store(&scrape->presence_rows, rows);
 }
 
 /* The name of row, for the type label. */
@@ -178,6 +195,26 @@ scrape_write(struct scrape *scrape, struct metrics_text *text)
                    busy);
     metrics_sample(text, "taskwire_worker_slots", (const char *const[]){"state", "idle", NULL},
                    total - busy);
+    metrics_family(text, "taskwire_presence_events_total", "counter",
+                   "Presence events this worker published, by action.");
+    const struct {
+        const char *action;
+        unsigned long long count;
+    } actions[] = {{"join", atomic_load(&scrape->presence_joins)},
+                   {"update", atomic_load(&scrape->presence_updates)},
+                   {"leave", atomic_load(&scrape->presence_leaves)}};
+    for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+        metrics_sample(text, "taskwire_presence_events_total",
+                       (const char *const[]){"action", actions[i].action, NULL},
+                       (double)actions[i].count);
+    metrics_family(text, "taskwire_signals_total", "counter",
+                   "Browsers' publishes this worker put on the events wire.");
+    metrics_sample(text, "taskwire_signals_total", NULL, (double)atomic_load(&scrape->signals));
+    metrics_family(text, "taskwire_presence_rows", "gauge",
+                   "Presence rows with connections in the store (every relay's; take max, not "
+                   "sum), as of this worker's last sweep.");
+    metrics_sample(text, "taskwire_presence_rows", NULL,
+                   (double)atomic_load(&scrape->presence_rows));
     scrape_write_depths(scrape, text);
     metrics_process(text);
 }

@@ -46,6 +46,12 @@ void scrape_task_ended(struct scrape *scrape, const struct config_type *type, co
  * NULL-safe. */
 void scrape_task_claimed(struct scrape *scrape, int64_t waited_ms);
 
+/* Presence (worker/presence.h): events published since the last call by action, browsers'
+ * publishes forwarded, and the store's presence rows (-1: unknown, left as it was).
+ * NULL-safe. */
+void scrape_presence(struct scrape *scrape, uint64_t joins, uint64_t updates, uint64_t leaves,
+                     uint64_t signals, int64_t rows);
+
 /* The pool's slots now: busy of total.  NULL-safe. */
 void scrape_slots(struct scrape *scrape, int busy, int total);
 

@@ -37,7 +37,13 @@ check_config(const struct config *cfg)
 {
     FUZZ_CHECK(terminated(cfg->database, sizeof cfg->database) && cfg->database[0]);
     FUZZ_CHECK(terminated(cfg->secret_file, sizeof cfg->secret_file) && cfg->secret_file[0]);
-    FUZZ_CHECK(terminated(cfg->tasks_endpoint, sizeof cfg->tasks_endpoint));
+    FUZZ_CHECK(cfg->tasks_endpoints.count >= 1 &&
+               cfg->tasks_endpoints.count <= CONFIG_ENDPOINTS_MAX);
+    for (size_t i = 0; i < cfg->tasks_endpoints.count; i++)
+        FUZZ_CHECK(terminated(cfg->tasks_endpoints.endpoints[i],
+                              sizeof cfg->tasks_endpoints.endpoints[i]));
+    FUZZ_CHECK(cfg->publish_max == 0 ||
+               cfg->publish_max + CONFIG_PUBLISH_ENVELOPE <= cfg->max_message);
     FUZZ_CHECK(terminated(cfg->relay_listen, sizeof cfg->relay_listen));
     FUZZ_CHECK(cfg->token_ttl >= 60 && cfg->max_body >= 1024 && cfg->threads >= 1);
     FUZZ_CHECK(cfg->stale_after_ms > cfg->heartbeat_ms && cfg->lease_ms >= 2 * cfg->heartbeat_ms);

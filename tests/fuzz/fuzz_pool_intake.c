@@ -7,10 +7,12 @@
  * frame "00000000000000000000000000000000" + k (k < 3) is replaced by the id of stored task k,
  * so the fuzzer reaches the paths of tasks that exist.  The project namespace keeps history
  * (history_size 3, history_ttl 1 s, pruned every FUZZ_PRUNE_RUNS runs so the store stays
- * small).  What must hold: the pool reads every message, whatever its shape, and all it
- * publishes is [client id][task event JSON], or one of the input's publish messages
- * ([publish][topic][payload], a topic of 1..64 bytes): as it was, or, to a channel of project,
- * a JSON object with its "offset" (1 or more) and "epoch" (16 hex digits). */
+ * small) and presence.  What must hold: the pool reads every message, whatever its shape, and
+ * all it publishes is [client id][task event JSON], one of the input's publish or signal
+ * messages ([publish|signal][topic][payload], a topic of 1..64 bytes) as it was, or, for a
+ * publish to a channel of project, a JSON object with its "offset" (1 or more) and "epoch" (16
+ * hex digits), or a presence event of a presence update ([presence][relay id][update]) on a
+ * channel's topic. */
 #include "fuzz_store.h"
 
 #include "worker/pool.c"
@@ -41,6 +43,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(pool.worker_id, sizeof pool.worker_id, "%s", "feedfacefeedfacefeedfacefeedface");
     snprintf(pool.host, sizeof pool.host, "fuzz");
     pool.lease_valid_until_ms = INT64_MAX;
+    const struct config_namespace *project = config_namespace_find(&cfg, "project", 7);
+    if (project) { /* presence updates of project: channels reach the store and publish */
+        ((struct config_namespace *)project)->presence = 1;
+        ((struct config_namespace *)project)->presence_events = 1;
+    }
     int unlimited = 0;
     pool.zmq = zmq_ctx_new();
     if (!pool.zmq)
@@ -57,6 +64,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         zmq_connect(sender, "inproc://fuzz-pool-tasks") != 0 ||
         zmq_bind(pool.publisher, "inproc://fuzz-pool-events") != 0 ||
         zmq_connect(listener, "inproc://fuzz-pool-events") != 0)
+        abort();
+    pool.presence = presence_new(&cfg, pool.store, pool.publisher, NULL);
+    if (!pool.presence)
         abort();
     return 0;
 }
@@ -77,8 +87,14 @@ check_published(int publishes)
         int task_event = zmq_msg_size(&frames[0]) == TOKEN_ID_SIZE - 1 &&
                          memcmp(zmq_msg_data(&frames[0]), FUZZ_CLIENT, TOKEN_ID_SIZE - 1) == 0 &&
                          event && json_is_string(json_object_get(event, "event"));
+        const char *type = json_string_value(json_object_get(event, "type"));
+        const char *channel = json_string_value(json_object_get(event, "channel"));
+        int presence_event = type && strcmp(type, "presence") == 0 && channel &&
+                             strncmp(channel, "project:", 8) == 0 &&
+                             zmq_msg_size(&frames[0]) == strlen(channel) &&
+                             memcmp(zmq_msg_data(&frames[0]), channel, strlen(channel)) == 0;
         json_decref(event);
-        if (!task_event) {
+        if (!task_event && !presence_event) {
             FUZZ_CHECK(publishes-- > 0);
             FUZZ_CHECK(zmq_msg_size(&frames[0]) >= 1 &&
                        zmq_msg_size(&frames[0]) <= CONFIG_CHANNEL_NAME_LIMIT);
@@ -109,8 +125,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len[FUZZ_FRAMES_MAX];
     int frames, publishes = 0;
     while ((frames = fuzz_message(&in, frame, len)) > 0) {
-        publishes += frames == 3 && len[0] == strlen(PROTOCOL_VERB_PUBLISH) &&
-                     memcmp(frame[0], PROTOCOL_VERB_PUBLISH, len[0]) == 0;
+        publishes += frames == 3 && ((len[0] == strlen(PROTOCOL_VERB_PUBLISH) &&
+                                      memcmp(frame[0], PROTOCOL_VERB_PUBLISH, len[0]) == 0) ||
+                                     (len[0] == strlen(PROTOCOL_VERB_SIGNAL) &&
+                                      memcmp(frame[0], PROTOCOL_VERB_SIGNAL, len[0]) == 0));
         for (int f = 0; f < frames; f++) {
             const void *bytes = frame[f];
             if (len[f] == TOKEN_ID_SIZE - 1 && memcmp(bytes, placeholder, len[f] - 1) == 0 &&

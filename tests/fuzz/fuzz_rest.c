@@ -93,7 +93,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     snprintf(cfg.database, sizeof cfg.database, "%s/fuzz.db", dir);
     snprintf(cfg.secret_file, sizeof cfg.secret_file, "%s/secret", dir);
-    snprintf(cfg.tasks_endpoint, sizeof cfg.tasks_endpoint, "inproc://fuzz-rest-tasks");
+    snprintf(cfg.tasks_endpoints.endpoints[0], sizeof cfg.tasks_endpoints.endpoints[0],
+             "inproc://fuzz-rest-tasks");
+    cfg.tasks_endpoints.count = 1;
     snprintf(cfg.admin_key_file, sizeof cfg.admin_key_file, "%s/admin.key", dir);
     file = fopen(cfg.admin_key_file, "w");
     if (!file || fprintf(file, "%s\n", admin_key) < 0 || fclose(file) != 0)

@@ -27,7 +27,7 @@
 
 #define CLIENT_ID "0123456789abcdef0123456789abcdef"
 
-#define MAX_MESSAGE 512       /* the relay's RELAY_CLIENT_MESSAGE_MAX */
+#define MAX_MESSAGE 512       /* a limit the relay's client messages may have (its smallest) */
 #define AUTH_MESSAGE_MAX 1536 /* its RELAY_AUTH_MESSAGE_MAX: the first message's limit */
 
 struct seen {

@@ -2,6 +2,7 @@
 connect their events to every relay of [zmq] relays, over CURVE with the relay as the server; a
 peer whose key the relay does not list is refused and logged, and a pool that comes back makes
 the pages resync."""
+import asyncio
 import json
 import os
 import re
@@ -165,3 +166,42 @@ def test_unlisted_pool_key_and_plaintext_are_refused_by_the_relay(request):
     assert re.search(r" warn event=zmq_refused peer=127\.0\.0\.1 key=\S+ status=400 ", line), line
     # Neither counted as an upstream peer (no resync for a refused one).
     assert relay_log(stack).count("event=upstream_connected") == 1, relay_log(stack)
+
+
+def test_browser_publish_over_curve_to_the_pools_tasks(request):
+    """With curve on, the relay's PUSH to the pool's tasks is a CURVE client (the relay's key
+    pair, listed on the pool): a browser's publish goes through it and reaches a page
+    subscribed to the channel, and nothing is refused or dropped on the way."""
+    import time
+    from test_fcgi import signed
+    stack = ingress_stack(request, curve=True)
+    now = int(time.time())
+    tokens = [signed(stack, {"sub": f"{n:032x}", "iat": now, "exp": now + 600,
+                             "channels": {"project:5": ["subscribe", "publish"]}})
+              for n in (0x61, 0x62)]
+
+    async def go():
+        (sender, _), (reader, _) = [await connect(stack, token) for token in tokens]
+        for ws in (sender, reader):
+            await ws.send(json.dumps({"type": "subscribe", "channel": "project:5"}))
+            assert json.loads(await next_text(ws))["type"] == "subscribed"
+        # Until the relay's PUSH has finished its handshake with the pool, a publish is busy.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            await sender.send(json.dumps({"type": "publish", "channel": "project:5",
+                                          "data": {"typing": True}}))
+            reply = json.loads(await next_text(sender))
+            if reply == {"type": "published", "channel": "project:5"}:
+                break
+            assert reply.get("reason") == "busy" and loop.time() < deadline, reply
+            await asyncio.sleep(0.1)
+        got = json.loads(await next_text(reader, 10))
+        await sender.close()
+        await reader.close()
+        return got
+    got = run(go())
+    assert got == {"type": "message", "channel": "project:5", "from": f"{0x61:032x}",
+                   "data": {"typing": True}}, got
+    with open(os.path.join(stack.tmp, "worker.log"), errors="replace") as f:
+        assert "event=zmq_refused" not in f.read()

@@ -13,6 +13,7 @@ import websockets
 
 from conftest import (auth_frame, connect, deliverable, next_text, open_ws, publisher, recv_json,
                       relay_status, run, skip_probes, start_stack, tap, wait_for)
+from stack import CLIENT_MESSAGE_MAX
 from test_fcgi import forged, signed
 
 
@@ -67,10 +68,10 @@ def test_ping_pong_and_bad_messages(stack):
         assert error["type"] == "error" and error["error"]["code"] == "bad_request"
         await ws.send('{"type":"ping"}')
         assert await recv_json(ws) == {"type": "pong"}
-        # Over the relay's 512-byte limit, yet within one proxy buffer (4 KB in nginx): the
-        # relay closes at the first piece over the limit, and a proxy still writing the rest
-        # to it may then drop the close frame.
-        await ws.send("x" * 1024)
+        # Over the relay's limit (CLIENT_MESSAGE_MAX), yet within one proxy buffer (4 KB in
+        # nginx): the relay closes at the first piece over the limit, and a proxy still
+        # writing the rest to it may then drop the close frame.
+        await ws.send("x" * (2 * CLIENT_MESSAGE_MAX))
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         assert (closed.value.code, closed.value.reason) == (1009, "message too big")

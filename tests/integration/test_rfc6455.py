@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import auth_message, connect, deliverable, publisher, run, skip_probes
+from stack import CLIENT_MESSAGE_MAX
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 END_WITHIN = 2.0       # seconds for the TCP connection to end after a failing close
@@ -229,8 +230,9 @@ ILLEGAL = {
                                         frame(CONT, b'("}')], 1007),
     "UTF-8 cut at the message's end": ([frame(TEXT, b'{"type":"ping"}\xe2\x82')], 1007),
     "a binary message": ([frame(BINARY, b'{"type":"ping"}')], 1003),
-    "513 bytes in two fragments": ([frame(TEXT, "x" * 300, fin=False), frame(CONT, "y" * 213)],
-                                   1009),
+    "a byte over the bound in two fragments": ([frame(TEXT, "x" * 600, fin=False),
+                                                frame(CONT, "y" * (CLIENT_MESSAGE_MAX - 599))],
+                                               1009),
     "a close of one byte": ([frame(CLOSE, b"\x03")], 1002),
     "a close reason not UTF-8": ([close_frame(1000, b"\xff\xfe")], 1007),
 }

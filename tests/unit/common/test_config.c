@@ -496,6 +496,65 @@ test_session_channels(void **state)
     assert_refused(bad, sizeof bad / sizeof bad[0]);
 }
 
+/* Presence on where it was not asked for (or off where it was), a publish bound that cannot
+ * fit a relayed message, or a tasks list cut to its first endpoint, would go unnoticed. */
+static void
+test_publish_presence_and_tasks_keys(void **state)
+{
+    (void)state;
+    static struct config cfg;
+    char err[512] = "";
+    assert_int_equal(load(&cfg, "[log]\n", err, sizeof err), 0);
+    assert_int_equal(cfg.publish_max, CONFIG_DEFAULT_PUBLISH_MAX);
+    assert_int_equal(cfg.publish_rate, CONFIG_DEFAULT_PUBLISH_RATE);
+    assert_int_equal(cfg.publish_burst, CONFIG_DEFAULT_PUBLISH_BURST);
+    assert_int_equal(cfg.presence_ttl_ms, CONFIG_DEFAULT_PRESENCE_TTL_MS);
+    assert_int_equal(cfg.tasks_endpoints.count, 1);
+    assert_string_equal(cfg.tasks_endpoints.endpoints[0], "tcp://127.0.0.1:5571");
+    for (size_t i = 0; i < cfg.namespace_count; i++)
+        assert_int_equal(cfg.namespaces[i].presence, 0);
+    assert_int_equal(load(&cfg,
+                          "[zmq]\ntasks = tcp://10.0.0.21:5571 tcp://10.0.0.22:5571\n"
+                          "  ipc:///run/tw/tasks\n"
+                          "[channels]\npublish_max = 1024\npublish_rate = 0\npublish_burst = 3\n"
+                          "presence_ttl_ms = 3000\n"
+                          "[namespace project]\npresence = true\n"
+                          "[namespace task]\npresence = true\npresence_events = false\n"
+                          "[namespace lobby]\npresence_events = true\n",
+                          err, sizeof err),
+                     0);
+    assert_int_equal(cfg.tasks_endpoints.count, 3);
+    assert_string_equal(cfg.tasks_endpoints.endpoints[2], "ipc:///run/tw/tasks");
+    assert_int_equal(cfg.publish_max, 1024);
+    assert_int_equal(cfg.publish_rate, 0);
+    assert_int_equal(cfg.presence_ttl_ms, 3000);
+    const struct config_namespace *project = config_namespace_find(&cfg, "project", 7);
+    const struct config_namespace *task = config_namespace_find(&cfg, "task", 4);
+    const struct config_namespace *lobby = config_namespace_find(&cfg, "lobby", 5);
+    assert_true(project->presence && project->presence_events); /* events follow presence */
+    assert_true(task->presence && !task->presence_events);
+    assert_true(!lobby->presence && lobby->presence_events);
+    assert_int_equal(project->subscribe, CONFIG_SUBSCRIBE_CLAIM); /* the rest kept */
+    /* A small max_message without publish_max: publish_max fits it. */
+    assert_int_equal(load(&cfg, "[relay]\nmax_message = 1024\n", err, sizeof err), 0);
+    assert_int_equal(cfg.publish_max, 1024 - CONFIG_PUBLISH_ENVELOPE);
+    assert_int_equal(load(&cfg, "[relay]\nmax_message = 256\n", err, sizeof err), 0);
+    assert_int_equal(cfg.publish_max, 0);
+    static const struct refusal bad[] = {
+        {"[zmq]\ntasks =\n", "[zmq] tasks needs at least one endpoint"},
+        {"[zmq]\ntasks = inproc://x\n", "tasks: 'inproc://x' is not a tcp:// or ipc://"},
+        {"[channels]\npublish_max = 65536\n", "publish_max must leave 512 bytes"},
+        {"[relay]\nmax_message = 1024\n[channels]\npublish_max = 1024\n",
+         "publish_max must leave 512 bytes"},
+        {"[channels]\npublish_max = 8\n", "publish_max must be an integer 16..65536"},
+        {"[channels]\npresence_ttl_ms = 100\n", "presence_ttl_ms must be an integer 3000..600000"},
+        {"[channels]\npublish_burst = 0\n", "publish_burst must be an integer 1..1000000"},
+        {"[namespace project]\npresence = yes\n", "presence must be true or false"},
+        {"[namespace user]\npresence = true\n", "the user namespace is built in"},
+    };
+    assert_refused(bad, sizeof bad / sizeof bad[0]);
+}
+
 int
 main(void)
 {
@@ -512,6 +571,7 @@ main(void)
         cmocka_unit_test(test_the_first_error_is_reported_with_its_line),
         cmocka_unit_test(test_long_lines_are_refused_not_cut),
         cmocka_unit_test(test_session_channels),
+        cmocka_unit_test(test_publish_presence_and_tasks_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

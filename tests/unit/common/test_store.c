@@ -1161,6 +1161,103 @@ test_writers_at_once_share_one_stream_without_gaps(void **state)
     json_decref(page.messages);
 }
 
+
+/* One presence update of relay: seq, since, ttl and one entry (channel, client, conns), or
+ * none (channel NULL), applied at now; the changes it made. */
+static json_t *
+presence_put(struct store *store, const char *relay, int64_t seq, int64_t since, int ttl,
+             const char *channel, const char *client, int conns, int64_t now)
+{
+    static struct presence_update update;
+    memset(&update, 0, sizeof update);
+    update.seq = seq;
+    update.since = since;
+    update.ttl_ms = ttl;
+    if (channel) {
+        update.count = 1;
+        snprintf(update.entries[0].channel, sizeof update.entries[0].channel, "%s", channel);
+        snprintf(update.entries[0].client_id, sizeof update.entries[0].client_id, "%s", client);
+        update.entries[0].conns = conns;
+    }
+    json_t *changes = NULL;
+    assert_int_equal(store_presence_apply(store, relay, &update, now, &changes), 0);
+    return changes;
+}
+
+/* The one change of changes, checked: client goes from before to after. */
+static int64_t
+presence_change(json_t *changes, const char *client, int64_t before, int64_t after)
+{
+    assert_int_equal(json_array_size(changes), 1);
+    json_t *change = json_array_get(changes, 0);
+    assert_string_equal(text(change, "client_id"), client);
+    assert_int_equal(number(change, "before"), before);
+    assert_int_equal(number(change, "after"), after);
+    int64_t version = number(change, "version");
+    json_decref(changes);
+    return version;
+}
+
+#define PRESENCE_A "0123456789abcdef0123456789abcdef"
+#define PRESENCE_B "fedcba9876543210fedcba9876543210"
+
+/* Pages would show people who left, miss people who came, or count a tab twice. */
+static void
+test_presence_sums_relays_orders_by_seq_and_expires(void **state)
+{
+    struct store *store = *state;
+    int64_t v1 = presence_change(
+        presence_put(store, "r1", 1, 0, 1000, "project:1", PRESENCE_A, 2, 1000), PRESENCE_A, 0, 2);
+    int64_t v2 = presence_change(
+        presence_put(store, "r2", 1, 0, 1000, "project:1", PRESENCE_A, 1, 1500), PRESENCE_A, 2, 3);
+    assert_true(v2 > v1);
+    json_t *clients = NULL;
+    int64_t version = 0;
+    assert_int_equal(store_presence_list(store, "project:1", &clients, &version), 0);
+    assert_int_equal(version, v2);
+    assert_int_equal(json_array_size(clients), 1);
+    assert_int_equal(number(json_array_get(clients, 0), "connections"), 3);
+    json_decref(clients);
+    /* r1's later message first, its earlier one after: the later stands. */
+    int64_t v3 = presence_change(
+        presence_put(store, "r1", 3, 0, 1000, "project:1", PRESENCE_A, 0, 1600), PRESENCE_A, 3, 1);
+    assert_true(v3 > v2);
+    json_t *none = presence_put(store, "r1", 2, 0, 1000, "project:1", PRESENCE_A, 5, 1700);
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+    /* A row a full resend left out (seq below since) is not renewed by the beat. */
+    json_decref(presence_put(store, "r3", 1, 0, 1000, "project:1", PRESENCE_B, 1, 1000));
+    json_decref(presence_put(store, "r3", 5, 5, 1000, NULL, NULL, 0, 1900));
+    json_decref(presence_put(store, "r2", 2, 0, 1000, NULL, NULL, 0, 1900)); /* r2 renewed */
+    json_t *changes = NULL;
+    int64_t rows = -1;
+    assert_int_equal(store_presence_sweep(store, 2100, 0, &changes, &rows), 0);
+    presence_change(changes, PRESENCE_B, 1, 0); /* r1's 0 went too, changing nothing */
+    assert_int_equal(rows, 1);
+    assert_int_equal(store_presence_sweep(store, 3000, 0, &changes, &rows), 0);
+    int64_t v4 = presence_change(changes, PRESENCE_A, 1, 0);
+    assert_true(v4 > v3);
+    assert_int_equal(rows, 0);
+    assert_int_equal(store_presence_list(store, "project:1", &clients, &version), 0);
+    assert_int_equal(json_array_size(clients), 0);
+    assert_true(version >= v4);
+    json_decref(clients);
+    /* A relay that says it is gone takes its rows with it at once. */
+    json_decref(presence_put(store, "r4", 1, 0, 60000, "task:9", PRESENCE_B, 1, 4000));
+    static struct presence_update gone = {.seq = 2, .ttl_ms = 60000, .gone = 1};
+    assert_int_equal(store_presence_apply(store, "r4", &gone, 4100, &changes), 0);
+    presence_change(changes, PRESENCE_B, 1, 0);
+    /* An empty channel's version is forgotten only long after, and never goes back. */
+    assert_int_equal(store_presence_sweep(store, 5000, 4200, &changes, &rows), 0);
+    json_decref(changes);
+    assert_int_equal(store_presence_list(store, "task:9", &clients, &version), 0);
+    assert_int_equal(version, 0);
+    json_decref(clients);
+    int64_t again = presence_change(
+        presence_put(store, "r4", 3, 0, 60000, "task:9", PRESENCE_B, 1, 6000), PRESENCE_B, 0, 1);
+    assert_true(again >= 6000);
+}
+
 /* Every test of the contract, run on each backend. */
 #define STORE_TESTS(XX)                                                                            \
     XX(test_lifecycle_claims_oldest_once_and_raises_seq)                                           \
@@ -1183,7 +1280,8 @@ test_writers_at_once_share_one_stream_without_gaps(void **state)
     XX(test_history_gives_offsets_in_order_and_reads_since)                                        \
     XX(test_history_trims_by_size_and_age_and_starts_a_new_epoch)                                  \
     XX(test_history_read_is_bounded_in_bytes)                                                      \
-    XX(test_writers_at_once_share_one_stream_without_gaps)
+    XX(test_writers_at_once_share_one_stream_without_gaps) \
+    XX(test_presence_sums_relays_orders_by_seq_and_expires)
 
 #define ON_SQLITE(test) cmocka_unit_test_setup_teardown(test, setup_sqlite, teardown),
 #define ON_POSTGRESQL(test) cmocka_unit_test_setup_teardown(test, setup_pg, teardown),

@@ -144,6 +144,7 @@ test_schema_1_is_upgraded_to_2(void **state)
                   " ON tasks; DROP FUNCTION task_minutes_count(); DROP TABLE task_minutes;"
                   " DROP TABLE probe; ALTER TABLE tasks DROP COLUMN channels;"
                   " ALTER TABLE tasks DROP COLUMN announced_by, DROP COLUMN announced_at;"
+                  " DROP TABLE presence; DROP TABLE presence_channels;"
                   " UPDATE schema_version SET version = 1;"
                   "INSERT INTO tasks (id, client_id, type, status, created_at, run_at) VALUES"
                   " ('00000000000000000000000000000001', 'old', 'sleep', 'queued', 1000, 1000)");

@@ -107,6 +107,7 @@ test_schema_2_is_upgraded_to_3(void **state)
                      "ALTER TABLE tasks DROP COLUMN channels;"
                      "ALTER TABLE tasks DROP COLUMN announced_by;"
                      "ALTER TABLE tasks DROP COLUMN announced_at;"
+                     "DROP TABLE presence; DROP TABLE presence_channels;"
                      "INSERT INTO workers VALUES ('old', 1, 1, 1, 1);"
                      "PRAGMA user_version = 2;",
                      NULL, NULL, NULL),
@@ -124,6 +125,12 @@ test_schema_2_is_upgraded_to_3(void **state)
     json_t *task = insert(store, "c");
     assert_int_equal(json_array_size(json_object_get(task, "channels")), 0); /* schema 4's */
     json_decref(task);
+    json_t *clients = NULL; /* schema 5's */
+    int64_t version = -1;
+    assert_int_equal(store_presence_list(store, "project:1", &clients, &version), 0);
+    assert_int_equal(json_array_size(clients), 0);
+    assert_int_equal(version, 0);
+    json_decref(clients);
     json_t *rows = NULL, *durations = NULL;
     assert_int_equal(store_admin_stats(store, 1, &rows, &durations), 0);
     assert_int_equal(number(json_array_get(rows, 0), "submitted"), 1);

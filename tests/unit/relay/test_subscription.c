@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "relay/roster.c"
 #include "relay/route.c"
 #include "relay/subscription.c"
 
