@@ -54,7 +54,8 @@ const DEFAULTS = {
                             // the oldest go (those with an offset come back from the history)
   channelTasksMax: 1000,    // tasks remembered per channel; then the oldest finished ones go
   publishPendingMax: 32,    // publishes awaiting the relay's reply; one more is refused at once
-  messageMax: 512,          // bytes of one message to the relay (its limit: it closes the
+  messageMax: 8704,         // bytes of one message to the relay: its limit with the default
+                            // [channels] publish_max of 4096 (512 + twice that; it closes the
                             // connection, 1009, on a longer one); a longer publish is refused here
 };
 
