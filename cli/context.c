@@ -62,6 +62,28 @@ context_config(struct context *ctx, const struct config **cfg)
     return CLI_EXIT_OK;
 }
 
+int
+context_publish_key_file(struct context *ctx, const char *key_file, const char **path)
+{
+    if (key_file) {
+        *path = key_file;
+        return CLI_EXIT_OK;
+    }
+    const struct config *cfg;
+    int status = context_config(ctx, &cfg);
+    if (status != CLI_EXIT_OK)
+        return status;
+    if (!cfg->publish_key_file[0]) {
+        context_error(ctx,
+                      "%s: [channels] publish_key_file is not set (the publish API is off); "
+                      "give --key-file",
+                      cfg->path);
+        return CLI_EXIT_CONFIG;
+    }
+    *path = cfg->publish_key_file;
+    return CLI_EXIT_OK;
+}
+
 void
 context_fini(struct context *ctx)
 {

@@ -143,19 +143,8 @@ history_main(struct context *ctx, int argc, char **argv)
     if (optind + 1 < argc)
         return context_usage(ctx, "unexpected argument '%s'", argv[optind + 1]);
     const char *key_file = args.key_file;
-    if (!key_file) {
-        const struct config *cfg;
-        if ((status = context_config(ctx, &cfg)) != CLI_EXIT_OK)
-            return status;
-        if (!cfg->publish_key_file[0]) {
-            context_error(ctx,
-                          "%s: [channels] publish_key_file is not set (the publish API is off); "
-                          "give --key-file",
-                          cfg->path);
-            return CLI_EXIT_CONFIG;
-        }
-        key_file = cfg->publish_key_file;
-    }
+    if ((status = context_publish_key_file(ctx, key_file, &key_file)) != CLI_EXIT_OK)
+        return status;
     struct api *api = NULL;
     status = api_new(ctx, args.url, key_file, &api);
     char *channel = status == CLI_EXIT_OK ? api_escape(api, argv[optind]) : NULL;

@@ -74,19 +74,8 @@ publish_main(struct context *ctx, int argc, char **argv)
     if (optind + 2 < argc)
         return context_usage(ctx, "unexpected argument '%s'", argv[optind + 2]);
     const char *channel = argv[optind];
-    if (!key_file) {
-        const struct config *cfg;
-        if ((status = context_config(ctx, &cfg)) != CLI_EXIT_OK)
-            return status;
-        if (!cfg->publish_key_file[0]) {
-            context_error(ctx,
-                          "%s: [channels] publish_key_file is not set (the publish API is off); "
-                          "give --key-file",
-                          cfg->path);
-            return CLI_EXIT_CONFIG;
-        }
-        key_file = cfg->publish_key_file;
-    }
+    if ((status = context_publish_key_file(ctx, key_file, &key_file)) != CLI_EXIT_OK)
+        return status;
     char *stdin_data = NULL;
     const char *data = optind + 1 < argc ? argv[optind + 1] : "-";
     if (strcmp(data, "-") == 0 && !(data = stdin_data = publish_read_stdin(ctx)))

@@ -56,6 +56,11 @@ int context_usage(const struct context *ctx, const char *format, ...)
  * until context_fini), or CLI_EXIT_CONFIG after saying why. */
 int context_config(struct context *ctx, const struct config **cfg);
 
+/* The file of the publish key: key_file when the command was given one (--key-file), else the
+ * configuration's [channels] publish_key_file.  CLI_EXIT_OK and *path (borrowed), or
+ * CLI_EXIT_CONFIG after saying why (neither is set: the publish API is off). */
+int context_publish_key_file(struct context *ctx, const char *key_file, const char **path);
+
 /* Free what context_config loaded. */
 void context_fini(struct context *ctx);
 

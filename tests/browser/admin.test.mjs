@@ -9,12 +9,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ROOT, STEP, launchBrowser, screenshot } from './harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SHOTS = path.join(ROOT, 'tests', 'screenshots');
-const STEP = 20000; // ms: the bound on any one thing a test waits for
 let browser;
 
 const liveStacks = new Set();
@@ -78,12 +74,6 @@ async function waitFinal(base, token, id) {
   }
 }
 
-async function screenshot(page, name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`screenshot: ${file}`);
-}
 
 async function openDashboard(context, base) {
   const page = await context.newPage();
@@ -110,11 +100,7 @@ async function seriesSum(page, name) {
 }
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {

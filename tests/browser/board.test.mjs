@@ -16,13 +16,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ROOT, STEP, api, connection, launchBrowser, noPageErrors, screenshot, until } from './harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILD = path.resolve(process.env.TASKWIRE_BUILD || path.join(ROOT, 'build'));
-const SHOTS = path.join(ROOT, 'tests', 'screenshots');
-const STEP = 20000; // ms: the bound on any one thing a test waits for
 const GRANTS = 'project:demo=subscribe,publish task:*=subscribe,publish'; // every session's claim
 let browser;
 
@@ -201,9 +197,6 @@ async function openBoard(context, info, name, more = '') {
   return page;
 }
 
-async function connection(page, state) {
-  await page.waitForSelector(`#connection[data-state="${state}"]`, { timeout: STEP });
-}
 
 /** Every frame the page received, parsed, over all its WebSockets. */
 function framesIn(page) {
@@ -256,29 +249,10 @@ async function clientId(page) {
   return page.textContent('#client-id');
 }
 
-async function screenshot(page, name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`screenshot: ${file}`);
-}
 
-function noPageErrors(...pages) {
-  for (const page of pages) assert.deepEqual(page.errors.map(String), [], 'uncaught errors in the page');
-}
 
 // ---- the REST API from the test itself ----
 
-async function api(base, method, route, { token, body } = {}) {
-  const response = await fetch(`${base}${route.replace(/^\//, '')}`, {
-    method,
-    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}),
-      ...(body ? { 'Content-Type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : (method === 'POST' ? '' : undefined),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
 
 /** A server's message to channel (POST /api/publish with the stack's publish key). */
 async function serverPublish(stack, channel, data) {
@@ -292,21 +266,9 @@ async function news(page) {
   return page.locator('#feed li').allTextContents();
 }
 
-async function until(what, check, timeout = STEP) {
-  const deadline = Date.now() + timeout;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {

@@ -5,15 +5,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { ROOT, STEP, api, connection, launchBrowser, noPageErrors, screenshot, until } from './harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SHOTS = path.join(ROOT, 'tests', 'screenshots');
-const STEP = 20000; // ms: the bound on any one thing a test waits for
 let browser;
 
 // ---- the stack, as a child process ----
@@ -110,9 +105,6 @@ async function open(context, url) {
   return page;
 }
 
-async function connection(page, state) {
-  await page.waitForSelector(`#connection[data-state="${state}"]`, { timeout: STEP });
-}
 
 async function startTask(page, { duration = 3000, steps = 10, name }) {
   await page.selectOption('#task-type', 'sleep');
@@ -146,16 +138,7 @@ async function progress(page, id) {
   return Number(await card(page, id).locator('[role="progressbar"]').getAttribute('aria-valuenow'));
 }
 
-async function screenshot(page, name) {
-  fs.mkdirSync(SHOTS, { recursive: true });
-  const file = path.join(SHOTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  console.log(`screenshot: ${file}`);
-}
 
-function noPageErrors(...pages) {
-  for (const page of pages) assert.deepEqual(page.errors.map(String), [], 'uncaught errors in the page');
-}
 
 /** The task as the REST API has it, read with the page's own token. */
 async function restTask(page, base, id) {
@@ -169,16 +152,6 @@ async function restTask(page, base, id) {
 
 // ---- the REST API from the test itself (no page), and sessions handed to a page ----
 
-async function api(base, method, route, { token, body, headers = {} } = {}) {
-  const response = await fetch(`${base}${route.replace(/^\//, '')}`, {
-    method,
-    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}),
-      ...(body ? { 'Content-Type': 'application/json' } : {}), ...headers },
-    body: body ? JSON.stringify(body) : (method === 'POST' ? '' : undefined),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
 
 async function newSession(base) {
   const { status, body } = await api(base, 'POST', '/api/session');
@@ -248,21 +221,9 @@ async function attemptLine(page, id) {
   return (await card(page, id).locator('.attempt').textContent()).trim();
 }
 
-async function until(what, check, timeout = STEP) {
-  const deadline = Date.now() + timeout;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
