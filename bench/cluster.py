@@ -547,30 +547,10 @@ def e2e(topology, rate, seconds, params):
                                 "out": out})],
         os.path.join(topology.relay.tmp, "watch.log"))
     topology.watcher.need_event("ready", 30)
-    submit, ack, errors, lag = {}, {}, [], [0]
     cpu = CpuMeter(topology.groups())
     cpu.start()
     start = now()
-
-    def produce(k, client):
-        for i in range(k, total, len(clients)):
-            due = start + i * 1e9 / rate
-            wait = due - now()
-            if wait > 0:
-                time.sleep(wait / 1e9)
-            t = now()
-            lag[0] = max(lag[0], t - due)
-            status, body = client.submit(params)
-            if status == 202:
-                ack[body["id"]] = now()
-                submit[body["id"]] = t
-            else:
-                errors.append((status, body))
-    threads = [threading.Thread(target=produce, args=(k, c)) for k, c in enumerate(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    submit, ack, errors, lag = jobs.submit_open_loop(clients, total, rate, params, start)
     usage = cpu.stop()
     topology.watcher.wait_event("done", SETTLE_S)
     topology.watcher.stop()
@@ -578,7 +558,7 @@ def e2e(topology, rate, seconds, params):
         got = json.load(f)
     result = jobs.steady_result(total, {"submit": submit, "ack": ack}, got["start"],
                                 got["final"], {"errors": len(errors),
-                                               "max_lag_ms": lag[0] / 1e6})
+                                               "max_lag_ms": lag / 1e6})
     final = [got["final"][i] for i in submit if i in got["final"]]
     backlog_s = (max(final) - max(submit.values())) / 1e9 if final and submit else None
     result.update(rate=rate, seconds=seconds, backlog_s=backlog_s, cpu=usage,
@@ -587,7 +567,7 @@ def e2e(topology, rate, seconds, params):
                                if len(submit) > 1 else None))
     result["kept_up"] = bool(result["final"] == total and result["submitted"] == total and
                              backlog_s is not None and backlog_s <= KEPT_UP_BACKLOG_S and
-                             lag[0] / 1e9 <= KEPT_UP_LAG_S)
+                             lag / 1e9 <= KEPT_UP_LAG_S)
     result.update(topology.store_check(answered + list(submit)))
     return result
 

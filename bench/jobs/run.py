@@ -626,6 +626,36 @@ class CeleryThreads(Celery):
     pool = "threads"
 
 
+def submit_open_loop(clients, total, rate, params, start):
+    """Submit total tasks of params at rate a second from start (now()'s ns) on a fixed
+    schedule (open loop: a slow call does not delay the next), task i by clients[i % n], each
+    client on a thread of its own.  Returns (submit, ack, errors, max_lag_ns): the submit
+    call's time and its 202's of each task id, the other answers as (status, body), and how
+    late on its schedule the latest call started."""
+    submit, ack, errors, lag = {}, {}, [], [0]
+
+    def produce(k, client):
+        for i in range(k, total, len(clients)):
+            due = start + i * 1e9 / rate
+            wait = due - now()
+            if wait > 0:
+                time.sleep(wait / 1e9)
+            t = now()
+            lag[0] = max(lag[0], t - due)
+            status, body = client.submit(params)
+            if status == 202:
+                ack[body["id"]] = now()
+                submit[body["id"]] = t
+            else:
+                errors.append((status, body))
+    threads = [threading.Thread(target=produce, args=(k, c)) for k, c in enumerate(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return submit, ack, errors, lag[0]
+
+
 def steady_result(total, sent, start, final, produced):
     submit = sent["submit"]
     started = latency_ms(submit, start)
@@ -844,34 +874,12 @@ class Taskwire(Peer):
                                                            "expect": total, "out": wout})],
                             self.logfile("watch"), cpu=CLIENT_CPU)
             watcher.need_event("ready", 30)
-            submit, ack = {}, {}
-            errors, lag = [], [0]
-            start = now()
-
-            def produce(k, client):
-                for i in range(k, total, len(clients)):
-                    due = start + i * 1e9 / rate
-                    wait = due - now()
-                    if wait > 0:
-                        time.sleep(wait / 1e9)
-                    t = now()
-                    lag[0] = max(lag[0], t - due)
-                    status, body = client.submit(self.params)
-                    if status == 202:
-                        ack[body["id"]] = now()
-                        submit[body["id"]] = t
-                    else:
-                        errors.append((status, body))
-            threads = [threading.Thread(target=produce, args=(k, c)) for k, c in enumerate(clients)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
+            submit, ack, errors, lag = submit_open_loop(clients, total, rate, self.params, now())
             watcher.wait_event("done", SETTLE_S)
             watcher.stop()
             with open(wout) as f:
                 got = json.load(f)
-            produced = {"errors": len(errors), "max_lag_ms": lag[0] / 1e6}
+            produced = {"errors": len(errors), "max_lag_ms": lag / 1e6}
             result = steady_result(total, {"submit": submit, "ack": ack}, got["start"],
                                    got["final"], produced)
             result["failed"] = got.get("failed", 0)
