@@ -668,6 +668,18 @@ store_row_history(const struct store_row *row)
     return json_pack("{s:I, s:o}", "offset", row_integer(row, 0), "payload", row_text(row, 1));
 }
 
+json_t *
+store_row_presence_channel(const struct store_row *row)
+{
+    return row_text(row, 0);
+}
+
+json_t *
+store_row_presence_dropped(const struct store_row *row)
+{
+    return json_pack("[o, I]", row_text(row, 0), row_integer(row, 1));
+}
+
 void
 store_workers_running(json_t *workers, const json_t *running)
 {

@@ -225,6 +225,10 @@ json_t *store_row_queue(const struct store_row *row);
 json_t *store_row_minute(const struct store_row *row);
 json_t *store_row_duration(const struct store_row *row);
 json_t *store_row_history(const struct store_row *row);
+/* Presence: a row's first column, a channel's name, as a JSON string; and a dropped row, its
+ * client id and connections, as [client id, conns]. */
+json_t *store_row_presence_channel(const struct store_row *row);
+json_t *store_row_presence_dropped(const struct store_row *row);
 
 /* Column column of row as an integer (0 for NULL or not a number), and as a flag. */
 int64_t store_row_integer(const struct store_row *row, int column);

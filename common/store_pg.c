@@ -2066,33 +2066,6 @@ pg_presence_renew(struct store *base, const char *relay_id, int64_t since, int64
     return pg_run(store, "presence_renew", sql_presence_renew, &params, NULL);
 }
 
-/* Every row of sql into a new array *out: its first column (flat), or [it, the second as an
- * integer]. */
-static int
-pg_presence_rows(struct store_pg *store, const char *what, const char *sql,
-                 const struct pg_params *params, int flat, json_t **out)
-{
-    PGresult *result = NULL;
-    int rc = pg_run(store, what, sql, params, &result);
-    if (rc != 0)
-        return rc;
-    json_t *list = json_array();
-    rc = list ? 0 : TW_E_NOMEM;
-    for (int i = 0; rc == 0 && i < PQntuples(result); i++) {
-        const char *text = PQgetvalue(result, i, 0);
-        json_t *item = flat ? json_string(text)
-                            : json_pack("[s, I]", text, (json_int_t)pg_integer(result, i, 1));
-        if (json_array_append_new(list, item) != 0)
-            rc = TW_E_NOMEM;
-    }
-    PQclear(result);
-    if (rc == 0)
-        *out = list;
-    else
-        json_decref(list);
-    return rc;
-}
-
 static int
 pg_presence_channels(struct store *base, const char *relay_id, int64_t now_ms, int limit,
                      json_t **channels)
@@ -2104,9 +2077,9 @@ pg_presence_channels(struct store *base, const char *relay_id, int64_t now_ms, i
     else
         param_int(&params, 1, now_ms);
     param_int(&params, 2, limit);
-    return pg_presence_rows(store, "presence_channels",
-                            relay_id ? sql_presence_relay_channels : sql_presence_expired_channels,
-                            &params, 1, channels);
+    return pg_collect(store, "presence_channels",
+                      relay_id ? sql_presence_relay_channels : sql_presence_expired_channels,
+                      &params, store_row_presence_channel, channels);
 }
 
 static int
@@ -2120,9 +2093,9 @@ pg_presence_drop(struct store *base, const char *channel, const char *relay_id, 
         param_text(&params, 2, relay_id);
     else
         param_int(&params, 2, now_ms);
-    return pg_presence_rows(store, "presence_drop",
-                            relay_id ? sql_presence_drop_relay : sql_presence_drop_expired, &params,
-                            0, dropped);
+    return pg_collect(store, "presence_drop",
+                      relay_id ? sql_presence_drop_relay : sql_presence_drop_expired, &params,
+                      store_row_presence_dropped, dropped);
 }
 
 static int

@@ -2444,34 +2444,6 @@ sqlite_presence_renew(struct store *base, const char *relay_id, int64_t since, i
     return rc < 0 ? rc : 0;
 }
 
-/* Every row of stmt into a new array *out: its first column's text (flat), or [text, the
- * second column's integer]. */
-static int
-store_presence_rows(struct store_sqlite *store, sqlite3_stmt *stmt, const char *what, int flat,
-                    json_t **out)
-{
-    json_t *list = json_array();
-    int rc, result = list ? 0 : TW_E_NOMEM;
-    while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-        if (result != 0)
-            continue;
-        const char *text = (const char *)sqlite3_column_text(stmt, 0);
-        json_t *item =
-            flat ? json_string(text ? text : "")
-                 : json_pack("[s, I]", text ? text : "", (json_int_t)sqlite3_column_int64(stmt, 1));
-        if (json_array_append_new(list, item) != 0)
-            result = TW_E_NOMEM;
-    }
-    if (rc != SQLITE_DONE)
-        result = store_fail(store, what);
-    store_statement_done(stmt);
-    if (result == 0)
-        *out = list;
-    else
-        json_decref(list);
-    return result;
-}
-
 static int
 sqlite_presence_channels(struct store *base, const char *relay_id, int64_t now_ms, int limit,
                          json_t **channels)
@@ -2486,7 +2458,7 @@ sqlite_presence_channels(struct store *base, const char *relay_id, int64_t now_m
     else
         sqlite3_bind_int64(stmt, 1, now_ms);
     sqlite3_bind_int(stmt, 2, limit);
-    return store_presence_rows(store, stmt, "presence_channels", 1, channels);
+    return store_collect(store, stmt, "presence_channels", store_row_presence_channel, channels);
 }
 
 static int
@@ -2503,7 +2475,7 @@ sqlite_presence_drop(struct store *base, const char *channel, const char *relay_
         bind_text(stmt, 2, relay_id);
     else
         sqlite3_bind_int64(stmt, 2, now_ms);
-    return store_presence_rows(store, stmt, "presence_drop", 0, dropped);
+    return store_collect(store, stmt, "presence_drop", store_row_presence_dropped, dropped);
 }
 
 static int
