@@ -21,11 +21,18 @@
 #define LISTENER_THROTTLE_LOG_MS 1000 /* at most one connect_throttled line this often */
 
 int
+listener_corks(const struct relay *relay)
+{
+    return relay->cfg->token_in_query != 0;
+}
+
+int
 listener_init(struct relay *relay, char *err, size_t errlen)
 {
     struct sockaddr_in address = {.sin_family = AF_INET,
                                   .sin_port = htons((uint16_t)relay->cfg->relay_port)};
     relay->listener.fd = -1;
+    relay->listener.adopting_fd = -1;
     relay->listener.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     relay->listener.throttle = throttle_new(relay->cfg);
     if (!relay->listener.throttle) {
@@ -43,6 +50,8 @@ listener_init(struct relay *relay, char *err, size_t errlen)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
         bind(fd, (struct sockaddr *)&address, sizeof address) != 0 ||
         setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0 ||
+        (listener_corks(relay) && setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on) != 0) ||
         listen(fd, LISTENER_BACKLOG) != 0) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", relay->cfg->relay_listen,
                  relay->cfg->relay_port, strerror(errno));
@@ -130,18 +139,6 @@ listener_accept(struct relay *relay)
             listener_throttled(relay, fd, &peer, now_ms);
             continue;
         }
-        /* Progress arrives as small frames, often several within one round trip: Nagle's
-         * algorithm would hold each one after the first until the client's ACK, which a
-         * client delays by up to 40 ms (or a whole WAN round trip).  lws leaves adopted
-         * sockets as they are, so the relay turns it off itself. */
-        int on = 1;
-        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-        /* With a token in the URL, corked until the first answer is whole: lws's 101 and the
-         * greeting (or a close) leave in one segment, not two (listener_uncork).  Without, the
-         * greeting waits for the client's auth message, so the 101 leaves alone anyway: a
-         * cork would cost two system calls a connection and save nothing. */
-        if (relay->cfg->token_in_query)
-            (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
         if (!lws_adopt_socket_vhost(relay->vhost, fd)) {
             relay->listener.refused++; /* lws closed it */
             continue;
@@ -149,10 +146,15 @@ listener_accept(struct relay *relay)
         /* The request is here already (TCP_DEFER_ACCEPT): lws reads it now, so the timeouts
          * lws keeps for handshakes in progress stay a list of one (listener.h).  What is
          * left lws reads when it is ready (loop.h); its own poll would find it too, at its
-         * next full turn.  A connection lws closed or the session took over (loop.h's
-         * loop_watch_session) is not watched again: the watch fails. */
+         * next full turn.  A connection the session took over while lws read it is in the
+         * set already (loop_watch_session adds it, knowing it is not there: adopting_fd); one
+         * lws closed fails the watch. */
+        relay->listener.adopting_fd = fd;
+        relay->listener.adopted_taken = 0;
         loop_handshake(relay, fd, EPOLLIN);
-        (void)loop_watch(relay, fd, LOOP_HANDSHAKE);
+        relay->listener.adopting_fd = -1;
+        if (!relay->listener.adopted_taken)
+            (void)loop_watch(relay, fd, LOOP_HANDSHAKE);
     }
 }
 

@@ -40,6 +40,9 @@ struct listener {
     uint64_t throttled;          /* connections closed at accept for their source's rate */
     uint64_t throttled_unlogged; /* of those, since the last connect_throttled line */
     int64_t throttle_logged_ms;  /* when that line was written (0: never) */
+    int adopting_fd;             /* the connection listener_accept is handing lws (not yet in
+                                  * the epoll set), else -1 */
+    int adopted_taken;           /* a session watched adopting_fd while lws served it */
 };
 
 /* Open, bind and listen on [relay] listen:port.  0, or -1 with err set. */
@@ -51,10 +54,20 @@ int listener_start(struct relay *relay, char *err, size_t errlen);
 /* Close the socket. */
 void listener_fini(struct relay *relay);
 
-/* The socket is readable: accept what is waiting.  With [relay] token_in_query each connection
- * is taken corked (TCP_CORK): what is written stays in the kernel until listener_uncork, so
- * the handshake's answer and the first frame after it share a segment (and the client one
- * wake-up).  The kernel sends corked data after 200 ms at the latest, and at close. */
+/* Whether connections are taken corked (TCP_CORK): with the token in the handshake
+ * ([relay] token_in_query), what is written stays in the kernel until listener_uncork, so the
+ * handshake's answer and the first frame after it share a segment (and the client one
+ * wake-up).  The kernel sends corked data after 200 ms at the latest, and at close.  Without,
+ * the greeting waits for the client's auth message, so the 101 leaves alone anyway.
+ *
+ * TCP_NODELAY and TCP_CORK are set once, on the listening socket: Linux copies a listener's
+ * TCP options into each socket accept() returns (the accepted socket is a clone of it), which
+ * saves two system calls a connection.  Nagle's algorithm would hold each small frame after
+ * the first until the client's ACK, which a client delays by up to 40 ms; lws leaves adopted
+ * sockets as they are. */
+int listener_corks(const struct relay *relay);
+
+/* The socket is readable: accept what is waiting, and hand each connection to lws. */
 void listener_accept(struct relay *relay);
 
 /* Send what a connection's cork holds, and everything after it at once.  Called after the

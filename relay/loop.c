@@ -60,6 +60,10 @@ int
 loop_watch_session(struct relay *relay, int fd, struct session *session)
 {
     struct epoll_event watch = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = session};
+    if (fd == relay->listener.adopting_fd) { /* not in the set yet: listener_accept skips it */
+        relay->listener.adopted_taken = 1;
+        return epoll_ctl(relay->loop_fd, EPOLL_CTL_ADD, fd, &watch);
+    }
     if (epoll_ctl(relay->loop_fd, EPOLL_CTL_MOD, fd, &watch) == 0)
         return 0;
     return errno == ENOENT ? epoll_ctl(relay->loop_fd, EPOLL_CTL_ADD, fd, &watch) : -1;

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -247,11 +248,11 @@ append_b64url(char *out, const void *in, size_t len)
         *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
 }
 
-/* An HS256 token of claims (JSON text) signed with the test secret, as a backend makes one. */
+/* A token of header and claims (JSON texts) signed with the test secret, as a backend makes
+ * one. */
 static void
-sign_claims(const char *claims, char out[TOKEN_MAX])
+sign_with_header(const char *header, const char *claims, char out[TOKEN_MAX])
 {
-    static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len;
     out[0] = '\0';
@@ -261,6 +262,79 @@ sign_claims(const char *claims, char out[TOKEN_MAX])
     HMAC(EVP_sha256(), secret, SECRET_LEN, (const unsigned char *)out, strlen(out), mac, &mac_len);
     strcat(out, ".");
     append_b64url(out, mac, mac_len);
+}
+
+/* An HS256 token of claims (JSON text) signed with the test secret. */
+static void
+sign_claims(const char *claims, char out[TOKEN_MAX])
+{
+    sign_with_header("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", claims, out);
+}
+
+/* Another minter's header (its own key order, a kid) is read as JSON and taken; one that is
+ * not HS256 is refused even when its bytes are close to the one token_issue writes. */
+static void
+test_headers_of_other_minters_are_read(void **state)
+{
+    (void)state;
+    static const char claims[] = "{\"sub\":\"0123456789abcdef0123456789abcdef\",\"exp\":2000}";
+    static const char *const good[] = {"{\"typ\":\"JWT\",\"alg\":\"HS256\"}",
+                                       "{\"alg\":\"HS256\"}",
+                                       "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"k1\"}"};
+    static const char *const bad[] = {"{\"alg\":\"HS512\",\"typ\":\"JWT\"}",
+                                      "{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"typ\":\"JWT\"}",
+                                      "[\"HS256\"]"};
+    char token[TOKEN_MAX], sub[TOKEN_ID_SIZE], err[128];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        sign_with_header(good[i], claims, token);
+        assert_int_equal(token_verify(secret, SECRET_LEN, token, strlen(token), 1500, sub, err,
+                                      sizeof err),
+                         0);
+        assert_string_equal(sub, "0123456789abcdef0123456789abcdef");
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sign_with_header(bad[i], claims, token);
+        assert_int_equal(token_verify(secret, SECRET_LEN, token, strlen(token), 1500, sub, err,
+                                      sizeof err),
+                         TW_E_UNAUTHORIZED);
+        assert_string_equal(err, "header is not HS256");
+    }
+}
+
+/* Two secrets used in turn on one thread, and on a second thread: each token verifies with its
+ * own secret only (the keyed context of a thread follows the secret it is given). */
+static void *
+verify_in_turn(void *arg)
+{
+    const unsigned char *other = arg;
+    char a[TOKEN_MAX], b[TOKEN_MAX], sub[TOKEN_ID_SIZE], err[128];
+    static const char id[] = "0123456789abcdef0123456789abcdef";
+    for (int round = 0; round < 3; round++) {
+        if (token_issue(secret, SECRET_LEN, id, 1000, 2000, a, sizeof a) != 0 ||
+            token_issue(other, SECRET_LEN, id, 1000, 2000, b, sizeof b) != 0 || !strcmp(a, b) ||
+            token_verify(secret, SECRET_LEN, a, strlen(a), 1500, sub, err, sizeof err) != 0 ||
+            token_verify(other, SECRET_LEN, b, strlen(b), 1500, sub, err, sizeof err) != 0 ||
+            token_verify(secret, SECRET_LEN, b, strlen(b), 1500, sub, err, sizeof err) == 0 ||
+            token_verify(other, SECRET_LEN, a, strlen(a), 1500, sub, err, sizeof err) == 0 ||
+            token_verify(other, SECRET_LEN - 1, b, strlen(b), 1500, sub, err, sizeof err) == 0)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void
+test_secrets_in_turn_each_verify_their_own(void **state)
+{
+    (void)state;
+    static unsigned char other[SECRET_LEN];
+    memcpy(other, secret, SECRET_LEN);
+    other[0] ^= 1;
+    assert_null(verify_in_turn(other));
+    pthread_t thread;
+    void *result = (void *)1;
+    assert_int_equal(pthread_create(&thread, NULL, verify_in_turn, other), 0);
+    assert_int_equal(pthread_join(thread, &result), 0);
+    assert_null(result);
 }
 
 /* A backend's token with channels would be refused, or one whose channels claim nothing can
@@ -317,6 +391,8 @@ main(void)
         cmocka_unit_test(test_issued_token_verifies),
         cmocka_unit_test(test_user_ids_are_stable_distinct_and_checked),
         cmocka_unit_test(test_channels_claim_is_checked),
+        cmocka_unit_test(test_headers_of_other_minters_are_read),
+        cmocka_unit_test(test_secrets_in_turn_each_verify_their_own),
         cmocka_unit_test(test_forged_expired_and_malformed_tokens_fail),
         cmocka_unit_test(test_claims_are_read_back_and_junk_refused),
         cmocka_unit_test(test_secret_is_created_once_with_mode_0600),
