@@ -127,6 +127,7 @@ struct options {
     int watch[WATCH_MAX]; /* server pids: CPU time sampled at the measured window's edges */
     int nwatch;
     int auth;            /* --auth: send each connection's token in its first frame */
+    const char *cookie;  /* --cookie NAME: send it in the upgrade's Cookie header instead */
     const char *channel; /* --channel: subscribe to it and publish every message to it */
 };
 
@@ -142,6 +143,7 @@ struct loadgen {
     size_t secret_len;
     char *auth_frames; /* --auth: o.ids masked auth frames of auth_len bytes each, in id order */
     size_t auth_len;
+    char **cookies;    /* --cookie: o.ids "Cookie: NAME=token" header lines, in id order */
     struct publisher *pub;
     char *rbuf;
     char payload[PAYLOAD_MAX + 256];
@@ -273,6 +275,24 @@ auth_build(struct loadgen *lg)
         if (auth_frame(lg, lg->ids[i], frame) != lg->auth_len)
             return -1; /* a second's tick lengthened iat: no single block */
         memcpy(lg->auth_frames + (size_t)i * lg->auth_len, frame, lg->auth_len);
+    }
+    return 0;
+}
+
+/* --cookie: each client id's Cookie header line, made before the first connect as the auth
+ * frames are. */
+static int
+cookie_build(struct loadgen *lg)
+{
+    lg->cookies = calloc((size_t)lg->o.ids, sizeof *lg->cookies);
+    if (!lg->cookies)
+        return -1;
+    for (int i = 0; i < lg->o.ids; i++) {
+        char token[1024], line[1200];
+        make_token(lg, lg->ids[i], token, sizeof token);
+        snprintf(line, sizeof line, "Cookie: %s=%s\r\n", lg->o.cookie, token);
+        if (!(lg->cookies[i] = strdup(line)))
+            return -1;
     }
     return 0;
 }
@@ -517,8 +537,9 @@ conn_send_upgrade(struct loadgen *lg, struct conn *c)
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     path, lg->o.host, lg->o.port, c->key);
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     path, lg->o.host, lg->o.port, c->key,
+                     lg->cookies ? lg->cookies[c->id] : "");
     c->state = ST_HANDSHAKE;
     conn_want_out(lg, c, 0);
     conn_write(lg, c, req, (size_t)n);
@@ -1080,9 +1101,9 @@ usage(void)
             "  [--secret FILE] [--src A[-B]] [--concurrency N] [--connect-timeout S]\n"
             "  [--pub SPEC [--pub-conns N] (--rate R | --window W) [--warmup S]\n"
             "   [--duration S] [--drain S] [--size B] [--probe-timeout S] [--watch PID,..]]\n"
-            "  [--hold S] [--auth [--channel NAME]]\n"
+            "  [--hold S] [--auth [--channel NAME]] [--cookie NAME]\n"
             "PATH may hold {id} and {token}; --auth sends {\"type\":\"auth\",\"token\":...}\n"
-            "first (taskwire); without --pub the connections stay idle until SIGTERM or\n"
+            "first (taskwire), --cookie the token as that cookie (with /ws?auth=cookie); without --pub the connections stay idle until SIGTERM or\n"
             "--hold seconds.\n");
     exit(2);
 }
@@ -1135,7 +1156,8 @@ parse_options(struct options *o, int argc, char **argv)
         {"rate", 1, 0, 'R'},          {"window", 1, 0, 'W'},      {"warmup", 1, 0, 'w'},
         {"duration", 1, 0, 'd'},      {"drain", 1, 0, 'D'},       {"size", 1, 0, 'z'},
         {"hold", 1, 0, 'H'},          {"probe-timeout", 1, 0, 'O'}, {"watch", 1, 0, 'X'},
-        {"auth", 0, 0, 'A'},          {"channel", 1, 0, 'N'},     {0, 0, 0, 0}};
+        {"auth", 0, 0, 'A'},          {"channel", 1, 0, 'N'},     {"cookie", 1, 0, 'K'},
+        {0, 0, 0, 0}};
     *o = (struct options){.host = "127.0.0.1", .path = "/ws", .conns = 1,
                           .src_first = 0x7f000001u, .src_count = 1,
                           .concurrency = 256, .connect_timeout = 120, .pub_conns = 16,
@@ -1148,6 +1170,7 @@ parse_options(struct options *o, int argc, char **argv)
         case 'p': o->port = (int)num(optarg, 1, 65535, "port"); break;
         case 'P': o->path = optarg; break;
         case 'A': o->auth = 1; break;
+        case 'K': o->cookie = optarg; break;
         case 'N': o->channel = optarg; break;
         case 'x':
             if (!strcmp(optarg, "ws"))
@@ -1201,7 +1224,7 @@ static int
 load_secret(struct loadgen *lg)
 {
     if (!lg->o.secret_file)
-        return strstr(lg->o.path, "{token}") || lg->o.auth ? -1 : 0;
+        return strstr(lg->o.path, "{token}") || lg->o.auth || lg->o.cookie ? -1 : 0;
     FILE *f = fopen(lg->o.secret_file, "rb");
     if (!f)
         return -1;
@@ -1217,7 +1240,8 @@ main(int argc, char **argv)
     struct loadgen *lg = &lg_storage;
     parse_options(&lg->o, argc, argv);
     if (load_secret(lg) != 0) {
-        fprintf(stderr, "loadgen: --auth and a {token} path need a readable --secret file\n");
+        fprintf(stderr,
+                "loadgen: --auth, --cookie and a {token} path need a readable --secret file\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -1251,6 +1275,10 @@ main(int argc, char **argv)
     }
     if (lg->o.auth && auth_build(lg) != 0) {
         fprintf(stderr, "loadgen: cannot build the auth frames\n");
+        return 1;
+    }
+    if (lg->o.cookie && cookie_build(lg) != 0) {
+        fprintf(stderr, "loadgen: cannot build the cookies\n");
         return 1;
     }
     if (lg->o.pub) {

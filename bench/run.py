@@ -333,8 +333,10 @@ submit_burst = 1000000
         return conns, ["--channel", CHANNEL]
 
     def ws_args(self):
-        return ["--port", str(self.port), "--path", "/ws", "--auth", "--secret", self.secret,
-                "--ready", "first-frame"]
+        # As a page of the site connects: the session's cookie at the handshake ([auth] cookie),
+        # ready at the relay's greeting.  TaskwireAuthMessage: the token in the first message.
+        return ["--port", str(self.port), "--path", "/ws?auth=cookie", "--cookie",
+                "taskwire_token", "--secret", self.secret, "--ready", "first-frame"]
 
     def pub_args(self):
         if self.direct:
@@ -363,6 +365,18 @@ class TaskwireCurve(Taskwire):
             secret = [line.strip() for line in f if line.strip() and
                       not line.strip().startswith("#")][0]
         return {"BENCH_CURVE_SECRET": secret}
+
+
+class TaskwireAuthMessage(Taskwire):
+    """taskwire with the token in the connection's first message (a page whose relay is on
+    another site, or whose backend mints its tokens), a round trip more than the cookie."""
+
+    name = "taskwire-authmsg"
+    label = "taskwire (auth message)"
+
+    def ws_args(self):
+        return ["--port", str(self.port), "--path", "/ws", "--auth", "--secret", self.secret,
+                "--ready", "first-frame"]
 
 
 class TaskwireProxy(Taskwire):
@@ -544,6 +558,7 @@ class SocketIO(Peer):
 
 
 PEERS = {"taskwire": Taskwire, "taskwire-proxy": TaskwireProxy,
+         "taskwire-authmsg": TaskwireAuthMessage,
          "taskwire-curve": TaskwireCurve, "pushpin": Pushpin, "nchan": Nchan, "socketio": SocketIO}
 
 
@@ -713,6 +728,8 @@ class Bench:
         # A relay restart makes every browser reconnect at once: how long until all are back.
         print(f"connect: {' and '.join(map(str, CONNECT_CONNS))} clients connecting at once",
               flush=True)
+        if "taskwire" in names and "taskwire-authmsg" not in names:
+            names = names + ["taskwire-authmsg"]  # the connect without the cookie, beside it
         for conns in CONNECT_CONNS:
             for name in names:
                 if name == "taskwire-proxy":
@@ -966,6 +983,9 @@ def ms_unit(us):
 class Report:
     def __init__(self, bench, names):
         self.b = bench
+        # Peers a scenario added of itself (connect's taskwire-authmsg) are reported too.
+        names = names + [n for n in PEERS if n not in names and
+                         any(n in by_peer for by_peer in bench.results.values())]
         self.names = names
         self.labels = {n: PEERS[n].label for n in names}
         self.lines = []

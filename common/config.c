@@ -74,6 +74,9 @@ static const struct config_key config_keys[] = {
     KEY_NUM("auth", "token_ttl", KEY_LONG, token_ttl, 60, 31536000),
     KEY_NUM("auth", "trust_remote_user", KEY_BOOL, trust_remote_user, 0, 1),
     KEY_NUM("auth", "anonymous", KEY_BOOL, anonymous, 0, 1),
+    KEY_NUM("auth", "cookie", KEY_BOOL, cookie, 0, 1),
+    KEY_STR("auth", "cookie_name", KEY_TEXT, cookie_name),
+    KEY_STR("auth", "cookie_path", KEY_TEXT, cookie_path),
     KEY_LIST("auth", "session_channels", KEY_SESSION_CHANNELS, session_channels),
     KEY_LIST("zmq", "tasks", KEY_ENDPOINTS, tasks_endpoints),
     KEY_STR("zmq", "publish", KEY_TEXT, publish_endpoint),
@@ -994,6 +997,9 @@ config_defaults(struct config *cfg)
     strcpy(cfg->secret_file, "/var/lib/taskwire/secret");
     cfg->token_ttl = CONFIG_DEFAULT_TOKEN_TTL;
     cfg->anonymous = CONFIG_DEFAULT_ANONYMOUS;
+    cfg->cookie = CONFIG_DEFAULT_COOKIE;
+    snprintf(cfg->cookie_name, sizeof cfg->cookie_name, "%s", CONFIG_DEFAULT_COOKIE_NAME);
+    snprintf(cfg->cookie_path, sizeof cfg->cookie_path, "%s", CONFIG_DEFAULT_COOKIE_PATH);
     strcpy(cfg->tasks_endpoints.endpoints[0], "tcp://127.0.0.1:5571");
     cfg->tasks_endpoints.count = 1;
     strcpy(cfg->publish_endpoint, "tcp://127.0.0.1:5572");
@@ -1076,6 +1082,27 @@ config_check(struct config *cfg, char *err, size_t errlen)
     /* Which of the other key files a program needs depends on its role: curve_load checks. */
     if (cfg->curve && !cfg->curve_secret_file[0]) {
         snprintf(err, errlen, "%s: [zmq] curve = true needs curve_secret_file", cfg->path);
+        return TW_E_CONFIG;
+    }
+    /* RFC 6265: a cookie's name is a token; its Path an absolute path with no ';' or
+     * control character, since both go into a Set-Cookie line as they are. */
+    size_t name_len = strlen(cfg->cookie_name);
+    if (name_len == 0 ||
+        strspn(cfg->cookie_name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789!#$%&'*+-.^_`|~") != name_len) {
+        snprintf(err, errlen,
+                 "%s: [auth] cookie_name '%s' must be 1..%d letters, digits or !#$%%&'*+-.^_`|~",
+                 cfg->path, cfg->cookie_name, CONFIG_COOKIE_NAME_MAX - 1);
+        return TW_E_CONFIG;
+    }
+    int path_ok = cfg->cookie_path[0] == '/';
+    for (const char *c = cfg->cookie_path; path_ok && *c; c++)
+        path_ok = *c > ' ' && *c < 127 && *c != ';';
+    if (!path_ok) {
+        snprintf(err, errlen,
+                 "%s: [auth] cookie_path '%s' must start with / and hold no space, ';' or control "
+                 "character",
+                 cfg->path, cfg->cookie_path);
         return TW_E_CONFIG;
     }
     size_t claims = config_session_claims_bytes(&cfg->session_channels);

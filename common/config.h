@@ -64,6 +64,11 @@
 #define CONFIG_DEFAULT_RETRY_BASE_MS 1000   /* backoff of the first retry (full jitter) */
 #define CONFIG_DEFAULT_RETRY_MAX_MS 600000  /* longest backoff between attempts */
 #define CONFIG_DEFAULT_ANONYMOUS 1          /* POST /api/session makes anonymous ids */
+#define CONFIG_DEFAULT_COOKIE 1             /* the session's token also as an HttpOnly cookie */
+#define CONFIG_DEFAULT_COOKIE_NAME "taskwire_token"
+#define CONFIG_DEFAULT_COOKIE_PATH "/ws" /* the relay's path, where browsers send the cookie */
+#define CONFIG_COOKIE_NAME_MAX 64
+#define CONFIG_COOKIE_PATH_MAX 256
 #define CONFIG_DEFAULT_RELAY_PORT 8081
 #define CONFIG_DEFAULT_PING_INTERVAL 20       /* seconds idle before a WebSocket ping */
 #define CONFIG_DEFAULT_PING_TIMEOUT 10        /* seconds more before a silent peer is dropped */
@@ -217,6 +222,10 @@ struct config {
     int trust_remote_user; /* 1: POST /api/session names the web server's REMOTE_USER */
     int anonymous;         /* 1: POST /api/session without a trusted user makes a random id */
     struct config_session_channels session_channels; /* every session's channels claim */
+    int cookie; /* 1: POST /api/session sets the token as a cookie; the relay takes it on
+                   /ws?auth=cookie */
+    char cookie_name[CONFIG_COOKIE_NAME_MAX];
+    char cookie_path[CONFIG_COOKIE_PATH_MAX];
 
     /* [zmq] */
     struct config_endpoints tasks_endpoints; /* worker binds PULL on each; handlers and relays

@@ -8,9 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <pthread.h>
@@ -475,8 +475,8 @@ token_verify_grants(const unsigned char *secret, size_t secret_len, const char *
         json_t *header =
             part_len > 0 ? json_loadb((const char *)part, (size_t)part_len, 0, &json_err) : NULL;
         const char *alg = NULL;
-        int header_ok = header && json_unpack(header, "{s:s}", "alg", &alg) == 0 &&
-                        strcmp(alg, "HS256") == 0;
+        int header_ok =
+            header && json_unpack(header, "{s:s}", "alg", &alg) == 0 && strcmp(alg, "HS256") == 0;
         json_decref(header);
         if (!header_ok)
             return token_fail(err, errlen, "header is not HS256");

@@ -35,6 +35,8 @@ request_init(struct request *req, FCGX_Request *fcgx)
     req->idempotency_key = request_param(req, "HTTP_IDEMPOTENCY_KEY");
     req->origin = request_param(req, "HTTP_ORIGIN");
     req->remote_user = request_param(req, "REMOTE_USER");
+    const char *https = request_param(req, "HTTPS"); /* "on" from Apache, lighttpd and nginx */
+    req->https = https && (strcasecmp(https, "on") == 0 || strcmp(https, "1") == 0);
     req->cors_request_method = request_param(req, "HTTP_ACCESS_CONTROL_REQUEST_METHOD");
     req->query = request_env(req, "QUERY_STRING");
     req->content_length = -1;

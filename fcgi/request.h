@@ -26,6 +26,7 @@ struct request {
     const char *idempotency_key;     /* the Idempotency-Key header, or NULL */
     const char *origin;              /* the Origin header, or NULL */
     const char *remote_user;         /* the user the web server authenticated, or NULL */
+    int https;                       /* the web server says the request came over TLS */
     const char *cors_request_method; /* Access-Control-Request-Method (a preflight), or NULL */
     char cors[REQUEST_CORS_MAX];     /* header lines every reply carries (cors_prepare), or "" */
     long long content_length;        /* -1 when not given */

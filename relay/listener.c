@@ -23,7 +23,7 @@
 int
 listener_corks(const struct relay *relay)
 {
-    return relay->cfg->token_in_query != 0;
+    return relay->cfg->token_in_query || relay->cfg->cookie;
 }
 
 int

@@ -54,11 +54,12 @@ int listener_start(struct relay *relay, char *err, size_t errlen);
 /* Close the socket. */
 void listener_fini(struct relay *relay);
 
-/* Whether connections are taken corked (TCP_CORK): with the token in the handshake
- * ([relay] token_in_query), what is written stays in the kernel until listener_uncork, so the
- * handshake's answer and the first frame after it share a segment (and the client one
- * wake-up).  The kernel sends corked data after 200 ms at the latest, and at close.  Without,
- * the greeting waits for the client's auth message, so the 101 leaves alone anyway.
+/* Whether connections are taken corked (TCP_CORK): with the token in the handshake (the
+ * session's cookie, [auth] cookie; or [relay] token_in_query), what is written stays in the kernel
+ * until listener_uncork, so the handshake's answer and the first frame after it share a segment
+ * (and the client one wake-up).  The kernel sends corked data after 200 ms at the latest, and at
+ * close.  Without, the greeting waits for the client's auth message, so the 101 leaves alone
+ * anyway.
  *
  * TCP_NODELAY and TCP_CORK are set once, on the listening socket: Linux copies a listener's
  * TCP options into each socket accept() returns (the accepted socket is a clone of it), which

@@ -11,6 +11,7 @@
 
 #include "channel.h"
 #include "clock.h"
+#include "cookie.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -18,6 +19,10 @@
 #include "receive.h"
 #include "relay.h"
 #include "send.h"
+
+/* Bytes of a handshake's Cookie header the relay reads for the session's cookie: its token
+ * (under TOKEN_MAX) beside the site's other cookies.  A longer header counts as no cookie. */
+#define SESSION_COOKIE_HEADER_MAX 8192
 
 #define SESSION_CONTROL_MAX 256    /* bytes of a control reply */
 #define SESSION_REPLIES_BYTES 8192 /* channel replies waiting per connection; more: 4029 */
@@ -196,7 +201,7 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
     session->last_rx_s = relay->now_s;
     session_wheel_put(relay, session, relay->now_s + (uint32_t)relay->cfg->ping_interval);
     session->id = ++relay->next_connection_id;
-    session->corked = relay->cfg->token_in_query != 0; /* listener_accept corked it */
+    session->corked = listener_corks(relay) != 0; /* the listener's sockets are corked */
     relay->connections++;
     /* From here on the relay reads the connection itself (receive.h): lws must not. */
     lws_rx_flow_control(wsi, 0);
@@ -212,6 +217,24 @@ session_init(struct relay *relay, struct session *session, struct lws *wsi)
         return;
     }
     char buf[TOKEN_MAX + 16];
+    /* /ws?auth=cookie: the page asks to be known by the session's cookie ([auth] cookie),
+     * authenticated now, its greeting in the 101's segment.  A missing or refused cookie is
+     * 4001 at once, as is the ask when cookies are off, so the page falls back to the auth
+     * message without waiting for auth_timeout_ms. */
+    const char *mode = lws_get_urlarg_by_name(wsi, "auth=", buf, (int)sizeof buf);
+    if (mode && strcmp(mode, "cookie") == 0) {
+        char header[SESSION_COOKIE_HEADER_MAX];
+        const char *token = "";
+        size_t len = 0;
+        int got = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_COOKIE) < (int)sizeof header
+                      ? lws_hdr_copy(wsi, header, (int)sizeof header, WSI_TOKEN_HTTP_COOKIE)
+                      : -1;
+        if (!relay->cfg->cookie || got <= 0 ||
+            cookie_find(header, (size_t)got, relay->cfg->cookie_name, &token, &len) != 0)
+            len = 0;
+        session_authenticate(relay, session, token, len);
+        return;
+    }
     const char *token = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof buf);
     if (token && relay->cfg->token_in_query) {
         session_authenticate(relay, session, token, strlen(token));

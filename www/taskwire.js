@@ -403,7 +403,10 @@ export class Taskwire {
     const expires = this.session ? Date.parse(this.session.expires_at) / 1000 : 0;
     if (!this.session || !this.session.token || !(expires - Date.now() / 1000 >= RENEW_BEFORE_S)) {
       const fresh = await this.newSession();
-      this.session = { client_id: fresh.client_id, token: fresh.token, expires_at: fresh.expires_at };
+      // cookie: POST /api/session also set the token as an HttpOnly cookie for the relay's path.
+      this.session = { client_id: fresh.client_id, token: fresh.token, expires_at: fresh.expires_at,
+        cookie: fresh.cookie === true };
+      this.cookieRefused = false;
       this.storage().setItem(SESSION_KEY, JSON.stringify(this.session));
       this.byId.clear(); // another client id: another set of tasks
     }
@@ -516,8 +519,12 @@ export class Taskwire {
       return;
     }
     if (!this.started || attemptId !== this.connectAttempts) return;
-    // No token in the URL: a URL lands in web servers' logs.  It goes in the first message.
-    const url = this.relayUrl();
+    // No token in the URL: a URL lands in web servers' logs.  With the session's cookie the
+    // relay authenticates the handshake itself (/ws?auth=cookie) and greets at once; else the
+    // token goes in the first message.  A cookie the relay did not get or refused (another
+    // site's relay, a cookie of another tab's identity) is 4001, and the page falls back.
+    const byCookie = session.cookie === true && !this.cookieRefused;
+    const url = this.relayUrl(byCookie);
     let ws;
     try {
       ws = new WebSocket(url);
@@ -529,12 +536,13 @@ export class Taskwire {
       return;
     }
     this.ws = ws;
+    this.wsByCookie = byCookie;
     let hello = false;
     this.timers.open = setTimeout(() => { if (!hello) this.socketLost(ws, null); },
       this.options.openTimeoutMs);
     // The auth message first, before anything else; the relay answers it with "connected".
     ws.onopen = () => {
-      if (ws !== this.ws) return;
+      if (ws !== this.ws || byCookie) return;
       this.emit('message', { direction: 'out', channel: 'ws', data: '{"type":"auth","token":"…"}' });
       try { ws.send(JSON.stringify({ type: 'auth', token: session.token })); } catch (e) { this.socketLost(ws, null); }
     };
@@ -546,6 +554,12 @@ export class Taskwire {
       try { message = JSON.parse(event.data); } catch (e) { return; }
       if (!message || typeof message !== 'object') return;
       if (message.type === 'connected' && !hello) {
+        if (byCookie && message.client_id !== session.client_id) {
+          // The cookie is another identity's (a tab that made its own session): not ours.
+          this.cookieRefused = true;
+          this.connectNow();
+          return;
+        }
         hello = true;
         this.connected(ws);
       } else if (hello && Object.prototype.hasOwnProperty.call(INBOUND, message.type)) {
@@ -597,10 +611,17 @@ export class Taskwire {
   socketLost(ws, event) {
     if (ws !== this.ws) return;
     const wasConnected = this.state === 'connected';
-    this.nextRelay(); // a relay that failed or dropped us: the next try goes to the next one
     const why = event ? `closed ${event.code}${event.reason ? ` (${event.reason})` : ''}`
       : (wasConnected ? 'silent: dropped' : 'no answer: dropped');
     this.emit('message', { direction: 'in', channel: 'ws', data: why });
+    if (event && event.code === 4001 && this.wsByCookie && !wasConnected) {
+      // The relay did not take the cookie: the same relay with the auth message, at once.
+      this.dropSocket();
+      this.cookieRefused = true;
+      this.connectNow();
+      return;
+    }
+    this.nextRelay(); // a relay that failed or dropped us: the next try goes to the next one
     this.dropSocket();
     if (event && event.code === 4001) this.forgetSession(); // a token the relay refuses
     if (!wasConnected) this.failedOpens += 1;
@@ -622,13 +643,15 @@ export class Taskwire {
   }
 
   /** The WebSocket URL of the relay to connect to: options.relays in turn, else base + /ws
-   * (an http(s) URL or a path becomes ws(s) on the page's host). */
-  relayUrl() {
+   * (an http(s) URL or a path becomes ws(s) on the page's host), asking for the session's
+   * cookie when byCookie. */
+  relayUrl(byCookie) {
     const list = Array.isArray(this.options.relays) && this.options.relays.length
       ? this.options.relays : [`${this.options.base}/ws`];
     const url = new URL(list[this.relayIndex % list.length], window.location.href);
     if (url.protocol === 'https:') url.protocol = 'wss:';
     else if (url.protocol === 'http:') url.protocol = 'ws:';
+    if (byCookie) url.searchParams.set('auth', 'cookie');
     return url.toString();
   }
 

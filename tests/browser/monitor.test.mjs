@@ -463,20 +463,60 @@ test('a token the relay refuses is replaced by a new session, no token ever in a
       assert.notEqual(clientId, forged.client_id);
       // One refusal was enough: no retries with the same token, no fallback to polling.
       assert.equal(await page.locator('#log li', { hasText: 'closed 4001' }).count(), 1);
-      // Neither token was in a URL: each went in its connection's first message.
+      // Neither token was in a URL.  The old one went in its connection's first message; the
+      // new session's rode in its HttpOnly cookie (/ws?auth=cookie), so the page sent it in
+      // no frame at all, and the page's script cannot read it from document.cookie.
       const session = JSON.parse(await page.evaluate(() => sessionStorage.getItem('taskwire.session')));
       assert.ok(sockets.length >= 2, `${sockets.length} WebSockets`);
-      for (const socket of sockets) {
-        assert.ok(!socket.url.includes('token'), socket.url);
-        assert.equal(JSON.parse(socket.sent[0]).type, 'auth', socket.sent[0]);
-      }
-      assert.deepEqual(sockets.map((socket) => JSON.parse(socket.sent[0]).token).slice(0, 1),
-        [forged.token]);
-      assert.equal(JSON.parse(sockets.at(-1).sent[0]).token, session.token);
+      for (const socket of sockets) assert.ok(!socket.url.includes('token'), socket.url);
+      assert.equal(JSON.parse(sockets[0].sent[0]).type, 'auth', sockets[0].sent[0]);
+      assert.equal(JSON.parse(sockets[0].sent[0]).token, forged.token);
+      const last = sockets.at(-1);
+      assert.ok(last.url.endsWith('/ws?auth=cookie'), last.url);
+      assert.ok(!last.sent.some((frame) => frame.includes(session.token)), last.sent.join(' '));
+      const cookies = await context.cookies();
+      assert.deepEqual(cookies.map((c) => [c.name, c.value, c.path, c.httpOnly, c.sameSite]),
+        [['taskwire_token', session.token, '/ws', true, 'Strict']]);
+      assert.equal(await page.evaluate(() => document.cookie), '');
       const id = await startTask(page, { duration: 1000, steps: 4, name: 'after a new session' });
       await waitStatus(page, id, 'succeeded');
       await screenshot(page, '9-new-session');
       noPageErrors(page);
+    });
+  });
+});
+
+test('a tab whose session cookie is gone falls back to the auth message at once, as the same client', { timeout: 90000 }, async () => {
+  await withStack([], async ({ info }) => {
+    await withContext(async (context) => {
+      const first = await open(context, info.http);
+      await first.check('#share-identity');
+      await connection(first, 'connected');
+      const clientId = await first.textContent('#client-id');
+      // The cookie is gone (cleared, blocked, or set for another path) but the shared session
+      // is still in storage: the next tab asks for the cookie, is refused at once, and sends
+      // the same session's token in its first message instead.
+      await context.clearCookies();
+      const sockets = [];
+      context.on('page', (p) => p.on('websocket', (ws) => {
+        const socket = { url: ws.url(), sent: [] };
+        ws.on('framesent', (frame) => socket.sent.push(frame.payload));
+        sockets.push(socket);
+      }));
+      const began = Date.now();
+      const second = await open(context, info.http);
+      await connection(second, 'connected');
+      assert.ok(Date.now() - began < 3000, `connected after ${Date.now() - began} ms`);
+      assert.equal(await second.textContent('#client-id'), clientId);
+      assert.equal(sockets.length, 2, sockets.map((socket) => socket.url).join(' '));
+      assert.ok(sockets[0].url.endsWith('/ws?auth=cookie'), sockets[0].url);
+      assert.deepEqual(sockets[0].sent, []);
+      assert.ok(sockets[1].url.endsWith('/ws'), sockets[1].url);
+      assert.equal(JSON.parse(sockets[1].sent[0]).type, 'auth');
+      const id = await startTask(first, { duration: 2000, steps: 8, name: 'after the fallback' });
+      await waitMidway(second, id);
+      await waitStatus(second, id, 'succeeded');
+      noPageErrors(first, second);
     });
   });
 });

@@ -260,3 +260,101 @@ def test_unauthenticated_connections_count_but_hold_no_client(quick):
     during = run(go())
     assert during["connections"] == before["connections"] + 3
     assert during["client_ids"] == before["client_ids"]
+
+
+@pytest.fixture(scope="module")
+def no_cookie(request):
+    """A stack with [auth] cookie = false: sessions set no cookie, the relay takes none."""
+    return start_stack(request, auth_settings={"cookie": "false"},
+                       relay_settings={"auth_timeout_ms": AUTH_TIMEOUT_MS})
+
+
+def session_cookie(stack):
+    """(session body, the Set-Cookie line of POST /api/session or None)."""
+    status, head, body = stack.request("POST", "/api/session")
+    assert status == 201, body
+    return body, head.get("Set-Cookie")
+
+
+def test_the_session_sets_its_token_as_a_strict_httponly_cookie_for_the_relay(stack):
+    """POST /api/session answers "cookie": true and sets the same token as a cookie only the
+    browser holds (HttpOnly), sent back to /ws on this site alone (SameSite=Strict), for as long
+    as the token lives; not Secure over plain HTTP."""
+    body, cookie = session_cookie(stack)
+    assert body["cookie"] is True
+    assert cookie is not None
+    parts = [p.strip() for p in cookie.split(";")]
+    assert parts[0] == f"taskwire_token={body['token']}"
+    assert set(parts[1:]) == {"Path=/ws", "Max-Age=3600", "HttpOnly", "SameSite=Strict"}
+
+
+@DIRECT
+def test_the_cookie_authenticates_the_handshake(stack, direct):
+    """/ws?auth=cookie with the session's cookie is greeted at once, as that client, without an
+    auth message, and gets the client's events; the auth message on such a connection is a
+    second one (an error, the connection stays)."""
+    session, cookie = session_cookie(stack)
+    value = cookie.split(";")[0]
+
+    async def go():
+        pub = publisher(stack)
+        ws = await websockets.connect(ws_url(stack, direct) + "?auth=cookie", open_timeout=5,
+                                      extra_headers={"Cookie": f"other=1; {value}; last=2"})
+        hello = await recv_json(ws)
+        await deliverable(stack, session["client_id"], ws, pub=pub)
+        await pub.send_multipart([session["client_id"].encode(), b'{"type":"notice","n":7}'])
+        got = await skip_probes(ws)
+        await ws.send(auth_message(session["token"]))
+        again = await skip_probes(ws)
+        pub.close(0)
+        await ws.close()
+        return hello, got, again
+    hello, got, again = run(go())
+    assert hello["type"] == "connected" and hello["client_id"] == session["client_id"]
+    assert got == {"type": "notice", "n": 7}
+    assert again["type"] == "error"
+
+
+@DIRECT
+@pytest.mark.parametrize("cookie", ["", "taskwire_token=a.b.c", "xtaskwire_token={token}",
+                                    "taskwire_token={expired}"],
+                         ids=["none", "forged", "another name", "expired"])
+def test_a_missing_or_refused_cookie_is_4001_at_once(quick, direct, cookie):
+    """/ws?auth=cookie without the cookie, with a forged or expired one, or with only a cookie
+    of another name is refused at once (4001, long before auth_timeout_ms) so the page falls
+    back to the auth message; the same connection without ?auth=cookie just waits for it."""
+    session = quick.session()
+    expired = signed(quick, {"sub": session["client_id"], "iat": 1, "exp": int(time.time()) - 5})
+    cookie = cookie.format(token=session["token"], expired=expired)
+    headers = {"Cookie": cookie} if cookie else {}
+
+    async def go():
+        asked = await websockets.connect(ws_url(quick, direct) + "?auth=cookie", open_timeout=5,
+                                         extra_headers=headers)
+        started = time.monotonic()
+        closed = await closed_by_relay(asked, 3)
+        took = time.monotonic() - started
+        waiting = await websockets.connect(ws_url(quick, direct), open_timeout=5,
+                                           extra_headers=headers)
+        await waiting.send(auth_message(session["token"]))
+        hello = await recv_json(waiting)
+        await waiting.close()
+        return closed, took, hello
+    closed, took, hello = run(go())
+    assert closed == (4001, "unauthorized")
+    assert took < AUTH_TIMEOUT_MS / 1000 / 2
+    assert hello["type"] == "connected"
+    assert session["token"] not in relay_log(quick)
+
+
+def test_with_cookies_off_no_cookie_is_set_or_taken(no_cookie):
+    """[auth] cookie = false: the session sets no cookie and says so, and /ws?auth=cookie is
+    4001 even with a valid token in the Cookie header."""
+    body, cookie = session_cookie(no_cookie)
+    assert cookie is None and "cookie" not in body
+
+    async def go():
+        ws = await websockets.connect(ws_url(no_cookie, True) + "?auth=cookie", open_timeout=5,
+                                      extra_headers={"Cookie": f"taskwire_token={body['token']}"})
+        return await closed_by_relay(ws, 3)
+    assert run(go()) == (4001, "unauthorized")
