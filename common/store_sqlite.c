@@ -54,9 +54,15 @@
 /* Numbered, since the statement names its other parameters (?17, ?18) before them. */
 #define ANNOUNCE_IDS "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16"
 
-/* Outside any transaction: journal mode and the default sync of every connection. */
+/* Outside any transaction: journal mode and the default sync of every connection, and its
+ * temporary files in memory.  A multi-row statement inside a transaction (a batch of claims,
+ * of final states, of announcements) keeps a statement journal to undo itself alone, and
+ * SQLite's default puts that in a file: one create, write, read and unlink in /var/tmp per
+ * worker turn.  In memory it holds at most a batch's pages (STORE_ANNOUNCE_IDS,
+ * STORE_FINISH_ROWS rows), and it is never needed after a crash, which ends the transaction anyway. */
 static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
-                                    "PRAGMA synchronous = FULL;";
+                                    "PRAGMA synchronous = FULL;"
+                                    "PRAGMA temp_store = MEMORY;";
 
 #define STORE_PROBE_TABLE "CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at INTEGER);"
 
