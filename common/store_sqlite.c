@@ -59,7 +59,8 @@
  * of final states, of announcements) keeps a statement journal to undo itself alone, and
  * SQLite's default puts that in a file: one create, write, read and unlink in /var/tmp per
  * worker turn.  In memory it holds at most a batch's pages (STORE_ANNOUNCE_IDS,
- * STORE_FINISH_ROWS rows), and it is never needed after a crash, which ends the transaction anyway. */
+ * STORE_FINISH_ROWS rows), and it is never needed after a crash, which ends the transaction anyway.
+ */
 static const char store_pragmas[] = "PRAGMA journal_mode = WAL;"
                                     "PRAGMA synchronous = FULL;"
                                     "PRAGMA temp_store = MEMORY;";
