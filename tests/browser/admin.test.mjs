@@ -4,65 +4,12 @@
 // Run: make test-browser (or TASKWIRE_BUILD=... node --test admin.test.mjs here).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { ROOT, STEP, launchBrowser, screenshot } from './harness.mjs';
+import { ROOT, STEP, api, launchBrowser, screenshot, startStack } from './harness.mjs';
 
 let browser;
-
-const liveStacks = new Set();
-process.on('exit', () => { for (const child of liveStacks) child.kill('SIGTERM'); });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
-
-// tests/stack.py with keyword arguments of its Stack class (JSON in argv[1]): here the test
-// type that fails its first attempt (tests/integration/types/flaky).
-const STACK_WITH = `
-import functools, json, sys
-sys.path.insert(0, sys.argv[2])
-import stack
-stack.Stack = functools.partial(stack.Stack, **json.loads(sys.argv[1]))
-sys.argv[1:] = sys.argv[3:]
-stack.main()
-`;
-
-async function startStack(stackOptions) {
-  const child = spawn('/usr/bin/python3',
-    ['-c', STACK_WITH, JSON.stringify(stackOptions), path.join(ROOT, 'tests')],
-    { cwd: ROOT, env: process.env, stdio: ['pipe', 'pipe', 'inherit'] });
-  liveStacks.add(child);
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  child.on('exit', () => liveStacks.delete(child));
-  const info = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('stack.py: no start within 60 s')), 60000);
-    readline.createInterface({ input: child.stdout }).on('line', (line) => {
-      if (line.includes('"http"')) { clearTimeout(timer); resolve(JSON.parse(line)); }
-    });
-    child.on('exit', () => reject(new Error('stack.py exited before it started')));
-  });
-  return {
-    info,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
-async function api(base, method, route, { token, body } = {}) {
-  const response = await fetch(`${base}${route.replace(/^\//, '')}`, {
-    method,
-    headers: { ...(token ? { Authorization: `Bearer ${token}` } : {}),
-      ...(body ? { 'Content-Type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : (method === 'POST' ? '' : undefined),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : null };
-}
 
 async function waitFinal(base, token, id) {
   const deadline = Date.now() + STEP;
@@ -113,7 +60,7 @@ test('the dashboard charts what ran, retries a failed task, and refuses the anon
     fs.chmodSync(marks, 0o777);
     const flaky = { label: 'Fails once', command: path.join(ROOT, 'tests', 'integration', 'types', 'flaky'),
       timeout_ms: 10000, 'param.dir': 'string min=1 max=4096' };
-    const stack = await startStack({ types: { flaky } });
+    const stack = await startStack({ options: { types: { flaky } } });
     const base = stack.info.http;
     const context = await browser.newContext();
     try {

@@ -15,8 +15,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { ROOT, STEP, api, connection, launchBrowser, noPageErrors, screenshot, until } from './harness.mjs';
+import {
+  ROOT, STEP, api, connection, launchBrowser, noPageErrors, screenshot, startStack, track, until,
+  withStarted,
+} from './harness.mjs';
 
 const BUILD = path.resolve(process.env.TASKWIRE_BUILD || path.join(ROOT, 'build'));
 const GRANTS = 'project:demo=subscribe,publish task:*=subscribe,publish'; // every session's claim
@@ -43,74 +45,18 @@ const HAS_PUBLISH = configAccepted('[channels]\npublish_rate = 10\npublish_burst
 const HAS_HISTORY = configAccepted('[namespace project]\nhistory_size = 5\n');
 const needs = (has, part) => (has ? false : `needs ${part} (the build does not have it)`);
 
-// ---- the stack, as a child process ----
+// ---- the stack ----
 
-// Stacks and relays still running when this process ends (a test that timed out never reached
-// its finally): each gets SIGTERM.
-const liveChildren = new Set();
-process.on('exit', () => { for (const child of liveChildren) child.kill('SIGTERM'); });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
-
-// tests/stack.py's command line with keyword arguments of its Stack class (JSON in argv[1]).
-const STACK_WITH = `
-import functools, json, sys
-sys.path.insert(0, sys.argv[2])
-import stack
-stack.Stack = functools.partial(stack.Stack, **json.loads(sys.argv[1]))
-sys.argv[1:] = sys.argv[3:]
-stack.main()
-`;
-
-/** Start tests/stack.py with Stack keyword arguments stackOptions (the board's grants added). */
-function startStack(stackOptions = {}) {
-  const options = { ...stackOptions,
-    auth_settings: { session_channels: GRANTS, ...(stackOptions.auth_settings || {}) } };
-  const child = spawn('/usr/bin/python3',
-    ['-c', STACK_WITH, JSON.stringify(options), path.join(ROOT, 'tests')],
-    { cwd: ROOT, env: process.env, stdio: ['pipe', 'pipe', 'inherit'] });
-  liveChildren.add(child);
-  child.on('exit', () => liveChildren.delete(child));
-  const lines = [];
-  const waiting = [];
-  readline.createInterface({ input: child.stdout }).on('line', (line) => {
-    lines.push(line);
-    for (const w of waiting.splice(0)) w();
-  });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  async function nextLine(predicate, what) {
-    const deadline = Date.now() + 60000;
-    for (;;) {
-      const found = lines.find(predicate);
-      if (found) { lines.splice(lines.indexOf(found), 1); return JSON.parse(found); }
-      if (child.exitCode !== null) throw new Error(`stack.py exited while waiting for ${what}`);
-      if (Date.now() > deadline) throw new Error(`stack.py: no ${what} within 60 s`);
-      await new Promise((resolve) => { waiting.push(resolve); setTimeout(resolve, 200); });
-    }
-  }
-  return nextLine((l) => l.includes('"http"'), 'start').then((info) => ({
-    info,
-    publishKey: fs.readFileSync(path.join(info.tmp, 'var', 'publish.key'), 'utf8').trim(),
-    async command(cmd) {
-      child.stdin.write(`${cmd}\n`);
-      await nextLine((l) => { try { return JSON.parse(l).done === cmd; } catch (e) { return false; } },
-        `"${cmd}"`);
-    },
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
-      await exited;
-      clearTimeout(timer);
-    },
-  }));
-}
-
-async function withStack(stackOptions, fn) {
-  const stack = await startStack(stackOptions);
-  try {
-    await fn(stack);
-  } finally {
-    await stack.stop();
-  }
+/** Run fn(stack) with a stack of Stack keyword arguments stackOptions, the board's grants
+ * added, and its publish API key read (stack.publishKey); stopped afterwards. */
+function withStack(stackOptions, fn) {
+  return withStarted(async () => {
+    const options = { ...stackOptions,
+      auth_settings: { session_channels: GRANTS, ...(stackOptions.auth_settings || {}) } };
+    const stack = await startStack({ options });
+    stack.publishKey = fs.readFileSync(path.join(stack.info.tmp, 'var', 'publish.key'), 'utf8').trim();
+    return stack;
+  }, fn);
 }
 
 /** Run fn with count fresh browser contexts (each its own storage), or one per entry of a
@@ -152,9 +98,8 @@ async function startSecondRelay(info) {
   const child = spawn(path.join(BUILD, 'taskwire-relay'), ['-c', config],
     { cwd: info.tmp, stdio: ['ignore', log, log] });
   fs.closeSync(log);
-  liveChildren.add(child);
+  track(child);
   const exited = new Promise((resolve) => child.on('exit', resolve));
-  child.on('exit', () => liveChildren.delete(child));
   const http = `http://127.0.0.1:${port}`;
   await until('the second relay to answer', async () => {
     if (child.exitCode !== null) throw new Error('the second relay exited while starting');

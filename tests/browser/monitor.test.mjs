@@ -6,82 +6,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import readline from 'node:readline';
-import { ROOT, STEP, api, connection, launchBrowser, noPageErrors, screenshot, until } from './harness.mjs';
+import {
+  ROOT, STEP, api, connection, launchBrowser, noPageErrors, screenshot, startStack, until, withStarted,
+} from './harness.mjs';
 
 let browser;
 
-// ---- the stack, as a child process ----
-
-// Stacks still running when this process ends (a test that timed out never reached its
-// finally): each gets SIGTERM, so no stack outlives the run.
-const liveStacks = new Set();
-process.on('exit', () => { for (const child of liveStacks) child.kill('SIGTERM'); });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(1));
-
-// tests/stack.py's command line with keyword arguments of its Stack class added (JSON in
-// argv[1]), for a stack its options do not describe (e.g. a type's retry settings).
-const STACK_WITH = `
-import functools, json, sys
-sys.path.insert(0, sys.argv[2])
-import stack
-stack.Stack = functools.partial(stack.Stack, **json.loads(sys.argv[1]))
-sys.argv[1:] = sys.argv[3:]
-stack.main()
-`;
-
-/** Start tests/stack.py with its command-line options extra, or with keyword arguments of its
- * Stack class when stackOptions is given. */
-function startStack(extra = [], stackOptions = null) {
-  const argv = stackOptions
-    ? ['-c', STACK_WITH, JSON.stringify(stackOptions), path.join(ROOT, 'tests'), ...extra]
-    : [path.join(ROOT, 'tests', 'stack.py'), ...extra];
-  const child = spawn('/usr/bin/python3', argv, {
-    cwd: ROOT, env: process.env, stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  liveStacks.add(child);
-  child.on('exit', () => liveStacks.delete(child));
-  const lines = [];
-  const waiting = [];
-  readline.createInterface({ input: child.stdout }).on('line', (line) => {
-    lines.push(line);
-    for (const w of waiting.splice(0)) w();
-  });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  async function nextLine(predicate, what) {
-    const deadline = Date.now() + 60000;
-    for (;;) {
-      const found = lines.find(predicate);
-      if (found) { lines.splice(lines.indexOf(found), 1); return JSON.parse(found); }
-      if (child.exitCode !== null) throw new Error(`stack.py exited while waiting for ${what}`);
-      if (Date.now() > deadline) throw new Error(`stack.py: no ${what} within 60 s`);
-      await new Promise((resolve) => { waiting.push(resolve); setTimeout(resolve, 200); });
-    }
-  }
-  return nextLine((l) => l.includes('"http"'), 'start').then((info) => ({
-    info,
-    async command(cmd) {
-      child.stdin.write(`${cmd}\n`);
-      await nextLine((l) => { try { return JSON.parse(l).done === cmd; } catch (e) { return false; } },
-        `"${cmd}"`);
-    },
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
-      await exited;
-      clearTimeout(timer);
-    },
-  }));
-}
-
-/** Run fn(stack) with a stack that is stopped afterwards, also when fn fails. */
-async function withStack(extra, fn, stackOptions = null) {
-  const stack = await startStack(extra, stackOptions);
-  try {
-    await fn(stack);
-  } finally {
-    await stack.stop();
-  }
+/** Run fn(stack) with a stack of tests/stack.py's options extra (or of Stack keyword
+ * arguments stackOptions), stopped afterwards, also when fn fails. */
+function withStack(extra, fn, stackOptions = null) {
+  return withStarted(() => startStack({ extra, options: stackOptions }), fn);
 }
 
 /** Run fn(context) in a fresh browser context (its own cookies and storage), closed after. */
