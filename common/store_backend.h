@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "store.h"
 
@@ -296,5 +297,16 @@ json_t *store_minutes_fill(json_t *counts, int64_t first, int64_t last, int64_t 
     " id TEXT PRIMARY KEY, pid INTEGER NOT NULL, concurrency INTEGER NOT NULL,"                    \
     " started_at " time " NOT NULL, heartbeat_at " time " NOT NULL,"                               \
     " host TEXT NOT NULL DEFAULT '');"
+
+/* items[i..count) sorted by channel (store.c): how many from i share items[i]'s channel, the
+ * run a backend's history append takes at once. */
+static inline size_t
+store_history_run(struct store_history_item *const *items, size_t count, size_t i)
+{
+    size_t run = 1;
+    while (i + run < count && strcmp(items[i + run]->channel, items[i]->channel) == 0)
+        run++;
+    return run;
+}
 
 #endif

@@ -1883,9 +1883,7 @@ pg_history_append(struct store *base, struct store_history_item *const *items, s
     int64_t now = clock_now_ms();
     int rc = 0;
     for (size_t i = 0, run; rc == 0 && i < count; i += run) {
-        for (run = 1; i + run < count && strcmp(items[i + run]->channel, items[i]->channel) == 0;
-             run++)
-            ;
+        run = store_history_run(items, count, i);
         rc = pg_history_channel(store, items + i, run, now);
     }
     return pg_end(store, own, rc);

@@ -2273,9 +2273,7 @@ sqlite_history_append(struct store *base, struct store_history_item *const *item
     int64_t now = clock_now_ms();
     int rc = 0;
     for (size_t i = 0, run; rc == 0 && i < count; i += run) {
-        for (run = 1; i + run < count && strcmp(items[i + run]->channel, items[i]->channel) == 0;
-             run++)
-            ;
+        run = store_history_run(items, count, i);
         rc = sqlite_history_channel(store, items + i, run, now);
     }
     if (own && rc == 0 && store_commit(store) != 0)
