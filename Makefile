@@ -44,6 +44,7 @@ UNIT_TESTS_RELAY := tests/unit/relay/test_route.c tests/unit/relay/test_receive.
 	tests/unit/relay/test_send.c
 UNIT_TESTS_RELAY += tests/unit/relay/test_throttle.c tests/unit/relay/test_subscription.c
 UNIT_TESTS_RELAY += tests/unit/relay/test_roster.c tests/unit/relay/test_cookie.c
+UNIT_TESTS_RELAY += tests/unit/relay/test_lwspoll.c
 UNIT_TESTS_WORKER := tests/unit/worker/test_job_exec.c tests/unit/worker/test_retry.c
 UNIT_TESTS_WORKER += tests/unit/worker/test_wake.c
 UNIT_TESTS += tests/unit/common/test_zap.c
@@ -51,7 +52,7 @@ UNIT_TESTS_FCGI := tests/unit/fcgi/test_intake.c
 RELAY_SRC := relay/main.c relay/relay.c relay/protocol.c relay/session.c relay/receive.c relay/send.c relay/loop.c \
 	relay/route.c relay/ingress.c relay/listener.c relay/scrape.c relay/subscription.c
 RELAY_SRC += relay/throttle.c
-RELAY_SRC += relay/roster.c relay/upstream.c relay/cookie.c
+RELAY_SRC += relay/roster.c relay/upstream.c relay/cookie.c relay/lwspoll.c
 
 UNIT_TESTS := tests/unit/common/test_errors.c tests/unit/common/test_token.c \
 	tests/unit/common/test_config.c tests/unit/common/test_store.c \

@@ -6,7 +6,8 @@
  * lws's turn costs time in proportion to the connections (a connect storm: a turn, and a scan
  * of all, for each few connections).  Here a ready descriptor costs its own work only.  lws
  * keeps its poll set and still gets a full turn (lws_service) for what only it does: its
- * timers, the output it buffered, the closes it runs.  While events flow the loop waits here
+ * timers, the output it buffered, the closes it runs; that turn's poll() leaves out the
+ * connections lws asks nothing of (lwspoll.h).  While events flow the loop waits here
  * and gives lws a full turn RELAY_FULL_TURN_US after the last when lws has work, else
  * RELAY_TIMER_TURN_US after it (relay.c); once a whole turn passes without an event, it sleeps
  * in lws_service, where this set's descriptor is one of lws's (the "taskwire-loop" protocol)

@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "lwspoll.h"
 #include "scrape.h"
 #include "session.h"
 
@@ -181,6 +182,16 @@ relay_closing_tick(lws_sorted_usec_list_t *sul)
                      50 * LWS_US_PER_MS);
 }
 
+/* lws's full turn (timeout_ms as lws_service's), polling only what lws waits on (lwspoll.h). */
+static int
+relay_lws_turn(struct relay *relay, int timeout_ms)
+{
+    lwspoll_turn(1);
+    int n = lws_service(relay->context, timeout_ms);
+    lwspoll_turn(0);
+    return n;
+}
+
 void
 relay_run(struct relay *relay, volatile sig_atomic_t *quit)
 {
@@ -194,13 +205,14 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
      * while a sub-second timer of lws's may be near (a resync: relay_lws_near), else
      * RELAY_QUIET_TURN_US after it, for the timers that count in seconds (the heartbeat, close
      * and handshake timeouts; the backstop for handshake bytes lws left unread, which only a
-     * request larger than lws's read buffer leaves).  A full turn costs a scan of every
-     * descriptor, so it comes no more often than that: 60 relays of 16,000 connections each,
-     * kept busy by their pings and a trickle of connects, spent most of a core in poll() at
-     * ten turns a second each.  Once a whole period passes without an event the relay is
-     * idle: it sleeps in lws_service until something happens (the epoll set is one of lws's
-     * descriptors), so a quiet relay answers at once and runs its timers on time, and costs
-     * nothing. */
+     * request larger than lws's read buffer leaves).  A full turn's poll() covers only what lws
+     * waits on, not the established connections (lwspoll.h), but lws still walks its whole
+     * table after it, so a full turn comes no more often than that: 60 relays of 16,000
+     * connections each, kept busy by their pings and a trickle of connects, spent most of a
+     * core in poll() at ten turns a second each when it covered them all.  Once a whole period
+     * passes without an event the relay is idle: it sleeps in lws_service until something happens
+     * (the epoll set is one of lws's descriptors), so a quiet relay answers at once and runs its
+     * timers on time, and costs nothing. */
     int64_t full_at_us = 0;
     int busy = 0; /* events in the last turn's period: wait in the epoll set */
     while (!*quit) {
@@ -211,7 +223,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
                                                               : RELAY_QUIET_TURN_US);
         if (!busy || now_us >= full_due_us) {
             int ready = relay->ingress.ready || relay->loop_ready;
-            if (lws_service(relay->context, busy || ready ? -1 : 0) < 0)
+            if (relay_lws_turn(relay, busy || ready ? -1 : 0) < 0)
                 return;
             relay->lws_owed = 0;
             full_at_us = clock_mono_us();
@@ -235,7 +247,7 @@ relay_run(struct relay *relay, volatile sig_atomic_t *quit)
     relay_closing_tick(&relay->closing_tick);
     int64_t deadline = clock_mono_ms() + RELAY_CLOSE_GRACE_MS;
     while (relay->connections > 0 && clock_mono_ms() < deadline) {
-        if (lws_service(relay->context, 0) < 0)
+        if (relay_lws_turn(relay, 0) < 0)
             break;
         if (relay->loop_ready)
             loop_serve(relay, 0); /* the clients' closes in reply */
@@ -258,6 +270,7 @@ relay_destroy(struct relay **relay)
     ingress_fini(r);
     listener_fini(r);
     route_destroy(&r->route);
+    lwspoll_fini();
     send_fini(&r->send);
     OPENSSL_cleanse(r->secret, sizeof r->secret);
     free(r);
