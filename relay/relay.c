@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -39,16 +40,34 @@ relay_lws_log(int level, const char *line)
  * (notify.h), from this timer of the loop's so a hung loop stops pinging; and a look at
  * upstream's connection events. */
 static void
+relay_heartbeat_slice(lws_sorted_usec_list_t *sul)
+{
+    struct relay *relay = lws_container_of(sul, struct relay, heartbeat_slice);
+    if (session_heartbeat(relay, clock_mono_ms())) {
+        lws_sul_schedule(relay->context, 0, &relay->heartbeat_slice, relay_heartbeat_slice,
+                         RELAY_HEARTBEAT_US / RELAY_HEARTBEAT_SLICES);
+        relay_lws_near(relay, clock_mono_us()); /* a busy relay gives lws its timer turns */
+    }
+}
+
+static void
 relay_heartbeat(lws_sorted_usec_list_t *sul)
 {
     struct relay *relay = lws_container_of(sul, struct relay, heartbeat);
-    relay->now_s = (uint32_t)(clock_mono_ms() / 1000);
     relay->pid = (int)getpid();
-    session_heartbeat(relay);
+    lws_sul_cancel(&relay->heartbeat_slice);
+    relay_heartbeat_slice(&relay->heartbeat_slice);
     notify_watchdog(&relay->notify, clock_mono_us()); /* the loop turns: tell the watchdog */
     ingress_watch(relay); /* besides its descriptor: a lost edge costs at most a second */
     upstream_turn(relay); /* presence's beats, on an idle relay too */
-    lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat, RELAY_HEARTBEAT_US);
+    /* Each process ticks at its own offset in the second (heartbeat_phase_us), so relays on
+     * one host do not all serve their slices at the same instants. */
+    int64_t now_us = clock_mono_us();
+    int64_t next_us = now_us - now_us % RELAY_HEARTBEAT_US + relay->heartbeat_phase_us;
+    while (next_us <= now_us + RELAY_HEARTBEAT_US / 2)
+        next_us += RELAY_HEARTBEAT_US;
+    lws_sul_schedule(relay->context, 0, &relay->heartbeat, relay_heartbeat,
+                     (lws_usec_t)(next_us - now_us));
 }
 
 int
@@ -160,6 +179,11 @@ relay_new(const struct config *cfg, char *err, size_t errlen)
     if (scrape_start(relay, err, errlen) != 0 || ingress_start(relay, err, errlen) != 0 ||
         listener_start(relay, err, errlen) != 0 || loop_start(relay, err, errlen) != 0)
         goto fail;
+    uint32_t phase = 0;
+    if (getrandom(&phase, sizeof phase, GRND_NONBLOCK) != (ssize_t)sizeof phase)
+        phase = (uint32_t)getpid() * 2654435761u;
+    relay->heartbeat_phase_us = (int64_t)(phase % RELAY_HEARTBEAT_US);
+    relay->wheel_at_s = (uint32_t)(clock_mono_ms() / 1000);
     relay_heartbeat(&relay->heartbeat);
     return relay;
 fail:

@@ -39,6 +39,7 @@
 #define RELAY_CLOSE_GRACE_MS 1000        /* on stop, how long connections get to take their 1001 */
 #define RELAY_HEARTBEAT_US (1000 * 1000) /* how often the heartbeat serves the connections */
 #define RELAY_WHEEL_SLOTS 64             /* seconds the heartbeat's wheel spans (a power of two) */
+#define RELAY_HEARTBEAT_SLICES 10        /* calls a second over which a second's checks spread */
 #define RELAY_RESYNC_DELAY_US (200 * 1000) /* after upstream reconnects: subscriptions first */
 /* Descriptors besides connections: sockets, ZeroMQ, io_uring, logs. */
 #define RELAY_FD_RESERVE 256
@@ -72,8 +73,12 @@ struct relay {
     lws_dll2_owner_t wheel[RELAY_WHEEL_SLOTS]; /* every WebSocket connection, by the second its
                                                   heartbeat check is due (session_heartbeat) */
     uint32_t wheel_at_s;                       /* the last second whose slot the heartbeat served */
+    int wheel_open;                            /* the slot of wheel_at_s + 1 is being served... */
+    uint32_t wheel_total, wheel_left;          /* ...its sessions when the pass began, and left */
     lws_sorted_usec_list_t heartbeat;          /* once a second: ping the idle, drop the dead */
-    uint32_t now_s;                            /* monotonic seconds, as of the last heartbeat */
+    lws_sorted_usec_list_t heartbeat_slice; /* the rest of a second's checks (session_heartbeat) */
+    int64_t heartbeat_phase_us;             /* this process's offset of its ticks in a second */
+    uint32_t now_s;                         /* monotonic seconds, as of the last heartbeat */
     struct lws_protocols protocols[RELAY_PROTOCOLS + 1]; /* relay_protocols, this config's sizes */
     int loop_fd;               /* the relay's own epoll set (loop.h), one of lws's fds */
     int loop_adopted;          /* lws owns loop_fd */

@@ -722,29 +722,55 @@ session_check(struct relay *relay, struct session *s, uint32_t now_s)
     }
 }
 
-void
-session_heartbeat(struct relay *relay)
+int
+session_heartbeat(struct relay *relay, int64_t now_ms)
 {
     /* One timer for all connections instead of one each (see relay.c), and a look only at
-     * the sessions whose check is due this second: each session sits in the wheel's slot of
-     * the second its ping or its hang-up would be due, and moves only when the heartbeat looks
-     * at it (input in between does not move it: the look then finds it not due and puts it
-     * where it now is due).  So an idle connection costs two looks per ping_interval, not one
-     * a second.  The heartbeat's seconds can step by more than one when a tick runs late:
-     * every slot passed is served, and a session is dropped ping_timeout after its ping, never
-     * before one was sent. */
-    uint32_t now_s = relay->now_s;
-    uint32_t steps = now_s - relay->wheel_at_s;
-    if (steps > RELAY_WHEEL_SLOTS)
-        steps = RELAY_WHEEL_SLOTS;
-    for (uint32_t i = steps; i > 0; i--) {
-        lws_dll2_owner_t *slot = &relay->wheel[(now_s - i + 1) & (RELAY_WHEEL_SLOTS - 1)];
-        /* A session put back into this slot (due a whole turn later) goes to its tail:
-         * look at those that were here, no more. */
-        for (uint32_t n = slot->count; n > 0 && slot->head; n--)
-            session_check(relay, lws_container_of(slot->head, struct session, link), now_s);
+     * the sessions whose check is due: each session sits in the wheel's slot of the second its
+     * ping or its hang-up would be due, and moves only when the heartbeat looks at it (input
+     * in between does not move it: the look then finds it not due and puts it where it now
+     * is due).  So an idle connection costs two looks per ping_interval, not one a second.
+     *
+     * A second's slot is served over that second, not at one instant: each call looks at the
+     * share of the slot that the time elapsed in the second calls for (RELAY_HEARTBEAT_SLICES
+     * calls a second while any is left).  A million idle connections on 60 relays are 50,000
+     * pings a second; served at once at each relay's tick, which all 60 hit within the same
+     * few milliseconds, they held core 0 for half a second, and a message arriving then
+     * waited for it (p99 78-188 ms).  Slots of seconds already past are served whole (a late
+     * tick); a session is dropped ping_timeout after its ping, never before one was sent. */
+    uint32_t now_s = (uint32_t)(now_ms / 1000);
+    relay->now_s = now_s;
+    if (now_s - relay->wheel_at_s > RELAY_WHEEL_SLOTS) {
+        relay->wheel_at_s = now_s - RELAY_WHEEL_SLOTS;
+        relay->wheel_open = 0;
     }
-    relay->wheel_at_s = now_s;
+    while (relay->wheel_at_s != now_s) {
+        uint32_t second = relay->wheel_at_s + 1;
+        lws_dll2_owner_t *slot = &relay->wheel[second & (RELAY_WHEEL_SLOTS - 1)];
+        if (!relay->wheel_open) {
+            /* A session put back into this slot (due a whole turn later) goes to its tail:
+             * look at those that were here when the pass began, no more. */
+            relay->wheel_total = relay->wheel_left = (uint32_t)slot->count;
+            relay->wheel_open = 1;
+        }
+        uint32_t want = relay->wheel_left;
+        if (second == now_s) {
+            int64_t elapsed_ms = now_ms % 1000 + 1000 / RELAY_HEARTBEAT_SLICES;
+            uint64_t share =
+                elapsed_ms >= 1000
+                    ? relay->wheel_total
+                    : ((uint64_t)relay->wheel_total * (uint64_t)elapsed_ms + 999) / 1000;
+            uint32_t looked = relay->wheel_total - relay->wheel_left;
+            want = share > looked ? (uint32_t)(share - looked) : 0;
+        }
+        for (; want > 0 && relay->wheel_left > 0 && slot->head; want--, relay->wheel_left--)
+            session_check(relay, lws_container_of(slot->head, struct session, link), now_s);
+        if (relay->wheel_left > 0 && slot->head)
+            return 1; /* the rest of this second's share comes at the next slice */
+        relay->wheel_open = 0;
+        relay->wheel_at_s = second;
+    }
+    return 0;
 }
 
 void

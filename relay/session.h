@@ -112,10 +112,12 @@ void session_resync_all(struct relay *relay);
 /* The peer sent something: it is alive. */
 void session_alive(struct relay *relay, struct session *session);
 
-/* Once a second, over the connections whose check is due: ping one silent for [relay]
+/* Over the connections whose check is due by now_ms (monotonic): ping one silent for [relay]
  * ping_interval, drop one whose ping went unanswered for ping_timeout, close (4003) one whose
- * auth message is overdue. */
-void session_heartbeat(struct relay *relay);
+ * auth message is overdue.  A second's checks are spread over that second: 1 when some of this
+ * second's are left for a later call (relay.c calls again 1/RELAY_HEARTBEAT_SLICES s later),
+ * else 0. */
+int session_heartbeat(struct relay *relay, int64_t now_ms);
 
 /* End every connection whose end is due (its close done, or no one left to tell), outside
  * any lws callback.  lws's own way, a kill through its timeout list, inserts each kill in a
