@@ -74,6 +74,9 @@ MILLION = 1000000          # idle connections of `make bench-million`
 MILLION_PER_PROCESS = 16700  # connections per relay and per load generator (20,000 fds each)
 MILLION_SAMPLE = 1000      # connections of the latency sample, while the million are held
 MILLION_SAMPLE_RATE = 1000  # msgs/s to the sample (one a second each)
+MILLION_IDLE_WINDOW = 10.0  # seconds over which the held million's CPU is read
+RELAY_DEFAULT_PING_INTERVAL = 20  # [relay] ping_interval when the config does not set it
+MILLION_PING_INTERVAL = 60  # the million's second run: [relay] ping_interval of such a host
 DEBS = ["pushpin", "libnginx-mod-nchan", "nginx", "lighttpd", "wrk", "libfcgi-dev",
         "libzmq3-dev", "libssl-dev"]
 
@@ -328,6 +331,15 @@ submit_burst = 1000000
     def relay_pids(self):
         return tree([p.pid for p in self.relay_procs])
 
+    def relay_settings(self, settings):
+        """More [relay] lines of the relays' config (--relay-setting KEY=VALUE)."""
+        with open(self.relay_config) as f:
+            text = f.read()
+        lines = "".join(f"{kv.split('=', 1)[0].strip()} = {kv.split('=', 1)[1].strip()}\n"
+                        for kv in settings)
+        with open(self.relay_config, "w") as f:
+            f.write(text.replace("[relay]\n", "[relay]\n" + lines, 1))
+
     def channel_args(self, conns):
         # Many users in one room: each connection its own client id, subscribed to the channel.
         return conns, ["--channel", CHANNEL]
@@ -564,7 +576,10 @@ PEERS = {"taskwire": Taskwire, "taskwire-proxy": TaskwireProxy,
 
 def make_peer(name, args, tmp, **kw):
     if name.startswith("taskwire"):
-        return PEERS[name](tmp, args.build, **kw)
+        peer = PEERS[name](tmp, args.build, **kw)
+        if args.relay_setting:
+            peer.relay_settings(args.relay_setting)
+        return peer
     return PEERS[name](tmp)
 
 
@@ -641,8 +656,10 @@ class Bench:
         self.results.setdefault(scenario, {}).setdefault(peer, []).append(row)
         print(f"  {scenario:9} {peer:9} " + summary(row), flush=True)
 
-    def with_peer(self, name, fn, **kw):
+    def with_peer(self, name, fn, settings=(), **kw):
         peer = make_peer(name, self.args, self.tmp, **kw)
+        if settings:
+            peer.relay_settings(settings)
         try:
             peer.start()
             return fn(peer)
@@ -782,6 +799,11 @@ class Bench:
             self.record("scale", "taskwire", self.with_peer("taskwire", go, relays=SCALE_RELAYS))
 
     def million(self):
+        def relay_ping_interval(peer):
+            with open(peer.relay_config) as f:
+                found = re.findall(r"^ping_interval\s*=\s*(\d+)", f.read(), re.M)
+            return int(found[0]) if found else RELAY_DEFAULT_PING_INTERVAL
+
         relays = -(-MILLION // MILLION_PER_PROCESS)
         print(f"million: {relays} taskwire relays on one port, {relays} load generators x "
               f"{MILLION_PER_PROCESS} idle connections, each from its own address", flush=True)
@@ -819,6 +841,14 @@ class Bench:
                 time.sleep(5.0)
                 full = rss_kb(peer.relay_pids())
                 k1 = kernel()
+                # What the million costs while nothing is published: the relays' CPU (their
+                # heartbeat's pings, one per connection every ping_interval, and the pongs).
+                gen_pids = tree([g.proc.pid for g in gens])
+                c0, g0, t0 = cpu_seconds(peer.relay_pids()), cpu_seconds(gen_pids), time.monotonic()
+                time.sleep(MILLION_IDLE_WINDOW)
+                window = time.monotonic() - t0
+                idle_cpu = (cpu_seconds(peer.relay_pids()) - c0) / window
+                gen_cpu = (cpu_seconds(gen_pids) - g0) / window
                 ready = sum(g.lines[0]["ready"] for g in gens if g.lines)
                 failed = sum(g.lines[0]["failed"] for g in gens if g.lines)
                 secs = max(g.lines[0]["seconds"] for g in gens if g.lines) if ready else 0
@@ -837,9 +867,17 @@ class Bench:
                     "rss0_kb": base, "rss_kb": full,
                     "bytes_per_conn": (full - base) * 1024 / ready if ready else float("nan"),
                     "tcp_inuse": k1[0] - k0[0], "tcp_mem_bytes": k1[1] - k0[1],
-                    "slab_kb": k1[2] - k0[2], "sample": sample}
+                    "slab_kb": k1[2] - k0[2], "idle_cpu": idle_cpu, "loadgen_cpu": gen_cpu,
+                    "sample": sample, "ping_interval_s": relay_ping_interval(peer)}
 
+        # Twice: the relays' default ping_interval (20 s: 50,000 pings a second at a million),
+        # and MILLION_PING_INTERVAL, as a host of that size would set it (docs/DEPLOY.md).
         self.record("million", "taskwire", self.with_peer("taskwire", go, relays=relays))
+        if not any(kv.split("=", 1)[0].strip() == "ping_interval"
+                   for kv in self.args.relay_setting):
+            self.record("million", "taskwire", self.with_peer(
+                "taskwire", go, relays=relays,
+                settings=[f"ping_interval={MILLION_PING_INTERVAL}"]))
 
     def submit(self, runs, duration=SUBMIT_SECONDS):
         # Rounds of short runs, each round a run of every responder at every connection count
@@ -1157,24 +1195,34 @@ class Report:
             self.targets.append((f"{SCALE_TARGET:,} idle connections held", fmt(held),
                                  held >= SCALE_TARGET))
         if "million" in res:
-            r = res["million"]["taskwire"][0]
-            lat = r["sample"]["lat_us"]
-            L.append(f"### A million idle connections: {r['relays']} relays on one port")
+            rows = res["million"]["taskwire"]
+            L.append(f"### A million idle connections: {rows[0]['relays']} relays on one port")
             L.append("")
-            self.header("attempted", "held", "failed", "connect s", "connections/s",
-                        "relays' user space / conn", "kernel slab / conn", "TCP buffers",
+            self.header("ping_interval", "attempted", "held", "failed", "connect s",
+                        "connections/s", "relays' user space / conn", "kernel slab / conn",
+                        "TCP buffers", "relays' CPU held idle", "load generators' CPU",
                         f"sample of {MILLION_SAMPLE:,}: p50 / p99 / max ms")
-            held = r["ready"]
-            self.row(fmt(r["conns"]), fmt(held), fmt(r["failed"]), fmt(r["connect_s"], 1),
-                     fmt(held / r["connect_s"]) if r["connect_s"] else "n/a",
-                     f"{fmt(r['bytes_per_conn'])} B",
-                     f"{fmt(r['slab_kb'] * 1024 / held) if held else 'n/a'} B (both ends)",
-                     f"{fmt(r['tcp_mem_bytes'] / 2**20, 1)} MiB",
-                     f"{ms(lat['p50'])} / {ms(lat['p99'])} / {ms(lat['max'])}")
+            for r in rows:
+                lat = r["sample"]["lat_us"]
+                held = r["ready"]
+                self.row(f"{r.get('ping_interval_s', RELAY_DEFAULT_PING_INTERVAL)} s",
+                         fmt(r["conns"]), fmt(held), fmt(r["failed"]), fmt(r["connect_s"], 1),
+                         fmt(held / r["connect_s"]) if r["connect_s"] else "n/a",
+                         f"{fmt(r['bytes_per_conn'])} B",
+                         f"{fmt(r['slab_kb'] * 1024 / held) if held else 'n/a'} B (both ends)",
+                         f"{fmt(r['tcp_mem_bytes'] / 2**20, 1)} MiB",
+                         f"{fmt(r.get('idle_cpu', float('nan')) * 100)}% of a core",
+                         f"{fmt(r.get('loadgen_cpu', float('nan')) * 100)}%",
+                         f"{ms(lat['p50'])} / {ms(lat['p99'])} / {ms(lat['max'])}")
             L.append("")
-            self.targets.append((f"{MILLION:,} idle connections held", fmt(held), held >= MILLION))
-            self.targets.append(("p99 to a sample while they are held < 50 ms",
-                                 f"{ms(lat['p99'])} ms", lat["p99"] < 50000))
+            for r in rows:
+                lat = r["sample"]["lat_us"]
+                ping = r.get("ping_interval_s", RELAY_DEFAULT_PING_INTERVAL)
+                self.targets.append((f"{MILLION:,} idle connections held (ping_interval {ping} s)",
+                                     fmt(r["ready"]), r["ready"] >= MILLION))
+                self.targets.append((f"p99 to a sample while they are held < 50 ms "
+                                     f"(ping_interval {ping} s)", f"{ms(lat['p99'])} ms",
+                                     lat["p99"] < 50000))
         if "submit" in res:
             L.append("### Submission: POST /api/tasks through lighttpd (FastCGI), wrk -t1")
             L.append("")
@@ -1346,6 +1394,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--doc", action="store_true", help="also update docs/PERFORMANCE.md")
     ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--relay-setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [relay] setting of taskwire's relays (repeatable), e.g. "
+                         "ping_interval=60")
     ap.add_argument("--latency-runs", type=int, default=0,
                     help=f"rounds of steady rate and broadcast (default: --runs, at least "
                          f"{LATENCY_RUNS})")
