@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "log.h"
 #include "loop.h"
+#include "lwspoll.h"
 #include "relay.h"
 #include "throttle.h"
 
@@ -139,7 +140,10 @@ listener_accept(struct relay *relay)
             listener_throttled(relay, fd, &peer, now_ms);
             continue;
         }
-        if (!lws_adopt_socket_vhost(relay->vhost, fd)) {
+        lwspoll_adopting(1); /* this thread is lws's service: no wake-up to write (lwspoll.h) */
+        struct lws *wsi = lws_adopt_socket_vhost(relay->vhost, fd);
+        lwspoll_adopting(0);
+        if (!wsi) {
             relay->listener.refused++; /* lws closed it */
             continue;
         }

@@ -1,12 +1,16 @@
-/* lwspoll.c: lws's full turn polls only what it waits on (see lwspoll.h). */
+/* lwspoll.c: lws's full turn polls only what it waits on; its adoption wakes nothing (see
+ * lwspoll.h). */
 #include "lwspoll.h"
 
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Thread_local struct {
     int on;               /* inside lws's full turn */
+    int adopting;         /* inside lws_adopt_socket_vhost, on the service thread */
     struct pollfd *asked; /* the entries that ask for something, copied */
     nfds_t *index;        /* ...and where each is in the caller's table */
     nfds_t size;          /* entries both arrays hold */
@@ -16,6 +20,20 @@ void
 lwspoll_turn(int on)
 {
     lwspoll.on = on;
+}
+
+void
+lwspoll_adopting(int on)
+{
+    lwspoll.adopting = on;
+}
+
+int
+eventfd_write(int fd, eventfd_t value)
+{
+    if (lwspoll.adopting)
+        return 0;
+    return write(fd, &value, sizeof value) == (ssize_t)sizeof value ? 0 : -1;
 }
 
 void

@@ -29,11 +29,38 @@
  * Bounds: the trimmed table is kept per thread and grows to the largest table seen (at most the
  * process's descriptor limit); if it cannot grow, that turn polls the whole table.
  */
+/*
+ * The same module also spares lws's wake-up of its own service when the relay adopts a socket.
+ *
+ * Why: lws_adopt_socket_vhost ends with lws_cancel_service_pt, which writes lws's eventfd so that
+ * a service thread blocked in poll() on another thread sees the new descriptor.  The relay adopts
+ * on its one service thread (listener.c), which is not blocked: the write is a system call per
+ * accepted connection, and the eventfd it leaves readable costs a read and a round of
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED at the next full turn.
+ *
+ * How: the relay defines eventfd_write() (bound as poll() is, above).  Between
+ * lwspoll_adopting(1) and lwspoll_adopting(0) on the same thread it writes nothing and reports
+ * success; otherwise it is glibc's: one 8-byte write().
+ *
+ * Assumptions, and what breaks each:
+ * - Inside lws_adopt_socket_vhost, lws's only eventfd_write is that wake (lws 4.1: its pipe
+ *   signal, unix-pipe.c).  A version that signalled something else there through it would lose
+ *   that signal for adopted sockets.
+ * - Adoption happens on the thread that runs lws_service, between its turns (the relay has one
+ *   service thread; listener_accept runs from its loop).  Adopting from another thread while the
+ *   service waits would need the wake: that caller must not set lwspoll_adopting.
+ * - Nothing else in the process relies on eventfd_write being glibc's own (libzmq writes its
+ *   eventfds with write()).
+ */
 #ifndef TW_RELAY_LWSPOLL_H
 #define TW_RELAY_LWSPOLL_H
 
 /* On: the poll() calls that follow on this thread are lws's full turn.  Off: they are not. */
 void lwspoll_turn(int on);
+
+/* On: the eventfd_write() calls that follow on this thread are lws's wake at an adoption by its
+ * own service thread, and are skipped.  Off: they are written. */
+void lwspoll_adopting(int on);
 
 /* Free this thread's trimmed table (the relay's end).  Harmless when there is none. */
 void lwspoll_fini(void);

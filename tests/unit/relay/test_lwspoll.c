@@ -1,4 +1,5 @@
-/* Unit tests for relay/lwspoll.c: poll() as lws's full turn sees it. */
+/* Unit tests for relay/lwspoll.c: poll() as lws's full turn sees it, eventfd_write() as lws's
+ * adoption does. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,6 +132,28 @@ test_the_trimmed_table_grows(void **state)
     lwspoll_fini();
 }
 
+/* Outside an adoption eventfd_write() adds to the counter as glibc's does; inside one it writes
+ * nothing and reports success; afterwards it writes again. */
+static void
+test_an_adoption_writes_no_wake(void **state)
+{
+    (void)state;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    assert_true(fd >= 0);
+    eventfd_t value = 0;
+    assert_int_equal(eventfd_write(fd, 2), 0);
+    lwspoll_adopting(1);
+    assert_int_equal(eventfd_write(fd, 5), 0);
+    lwspoll_adopting(0);
+    assert_int_equal(eventfd_read(fd, &value), 0);
+    assert_int_equal(value, 2);
+    assert_int_equal(eventfd_write(fd, 3), 0);
+    assert_int_equal(eventfd_read(fd, &value), 0);
+    assert_int_equal(value, 3);
+    assert_int_equal(eventfd_write(-1, 1), -1); /* an error is still an error */
+    close(fd);
+}
+
 int
 main(void)
 {
@@ -139,6 +162,7 @@ main(void)
         cmocka_unit_test(test_a_turn_polls_only_what_asks),
         cmocka_unit_test(test_a_turn_waits_its_timeout),
         cmocka_unit_test(test_the_trimmed_table_grows),
+        cmocka_unit_test(test_an_adoption_writes_no_wake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
