@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "lwspoll.h"
 #include "relay.h"
+#include "session.h"
 #include "throttle.h"
 
 #define LISTENER_THROTTLE_LOG_MS 1000 /* at most one connect_throttled line this often */
@@ -159,6 +160,11 @@ listener_accept(struct relay *relay)
         relay->listener.adopting_fd = -1;
         if (!relay->listener.adopted_taken)
             (void)loop_watch(relay, fd, LOOP_HANDSHAKE);
+        /* Its greeting now, not after the batch: the 101 waits corked for it, so a batch of
+         * LISTENER_ACCEPT_BATCH handshakes held every 101 of the batch until the last was
+         * done (a connect storm's clients then waited a batch each, the relay's core half
+         * idle). */
+        session_serve_woken(relay);
     }
 }
 
