@@ -76,7 +76,8 @@ MILLION_SAMPLE = 1000      # connections of the latency sample, while the millio
 MILLION_SAMPLE_RATE = 1000  # msgs/s to the sample (one a second each)
 MILLION_IDLE_WINDOW = 10.0  # seconds over which the held million's CPU is read
 RELAY_DEFAULT_PING_INTERVAL = 20  # [relay] ping_interval when the config does not set it
-MILLION_PING_INTERVAL = 60  # the million's second run: [relay] ping_interval of such a host
+MILLION_PING_INTERVAL = 45  # the million's second run: [relay] ping_interval of such a host,
+                            # under the 60 s idle timeouts of Apache's and lighttpd's defaults
 DEBS = ["pushpin", "libnginx-mod-nchan", "nginx", "lighttpd", "wrk", "libfcgi-dev",
         "libzmq3-dev", "libssl-dev"]
 
@@ -747,11 +748,13 @@ class Bench:
               flush=True)
         if "taskwire" in names and "taskwire-authmsg" not in names:
             names = names + ["taskwire-authmsg"]  # the connect without the cookie, beside it
+        # In rounds (each peer once per round), so a slow spell of the machine does not fall on
+        # one peer's runs alone.
         for conns in CONNECT_CONNS:
-            for name in names:
-                if name == "taskwire-proxy":
-                    continue
-                for i in range(runs):
+            for i in range(runs):
+                for name in names:
+                    if name == "taskwire-proxy":
+                        continue
                     self.record(f"connect{conns}", name, self.with_peer(
                         name, lambda peer: self.idle_once(peer, conns,
                                                           f"{name}-connect{conns}-{i}")))
