@@ -36,7 +36,8 @@ relay_lws_log(int level, const char *line)
 }
 
 /* Once a second: the connections' ping and hang-up timing ([relay] ping_interval and
- * ping_timeout), one walk over all of them (session_heartbeat); the service manager's watchdog
+ * ping_timeout) for those whose check is due, spread over the second by relay_heartbeat_slice
+ * (session_heartbeat); the service manager's watchdog
  * (notify.h), from this timer of the loop's so a hung loop stops pinging; and a look at
  * upstream's connection events. */
 static void
