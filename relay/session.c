@@ -733,11 +733,12 @@ session_heartbeat(struct relay *relay, int64_t now_ms)
      *
      * A second's slot is served over that second, not at one instant: each call looks at the
      * share of the slot that the time elapsed in the second calls for (RELAY_HEARTBEAT_SLICES
-     * calls a second while any is left).  A million idle connections on 60 relays are 50,000
-     * pings a second; served at once at each relay's tick, which all 60 hit within the same
-     * few milliseconds, they held core 0 for half a second, and a message arriving then
-     * waited for it (p99 78-188 ms).  Slots of seconds already past are served whole (a late
-     * tick); a session is dropped ping_timeout after its ping, never before one was sent. */
+     * calls a second while any is left), and relay.c ticks each process at its own phase.
+     * Served at once at one tick a second, the pings of the 60 relays of a million idle
+     * connections came in bursts that a message to any of them waited behind: spread, a
+     * sample's p99 at ping_interval 60 went from 18.7 to 7.1 ms (docs/PERFORMANCE.md).  Slots
+     * of seconds already past are served whole (a late tick); a session is dropped
+     * ping_timeout after its ping, never before one was sent. */
     uint32_t now_s = (uint32_t)(now_ms / 1000);
     relay->now_s = now_s;
     if (now_s - relay->wheel_at_s > RELAY_WHEEL_SLOTS) {
