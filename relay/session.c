@@ -701,8 +701,16 @@ session_check(struct relay *relay, struct session *s, uint32_t now_s)
         log_info("event=ws_auth_timeout connection=%llu", (unsigned long long)s->id);
         session_close_later(s, SESSION_CLOSE_AUTH_TIMEOUT);
     }
-    if (s->ping_sent) {
-        if (now_s - s->ping_at_s >= timeout) {
+    if (s->culled == 1) {
+        /* lws's grace timeout ends it (session_cull), without flushing what it holds; ended
+         * here first, lws would try to flush its buffered bytes for another 5 s.  One more
+         * look after the grace, as a backstop: still here then, it ends below. */
+        s->culled = 2;
+        session_wheel_put(relay, s, now_s + SESSION_CULL_GRACE_S + 2);
+        return;
+    }
+    if (s->ping_sent || s->culled) {
+        if (s->culled || now_s - s->ping_at_s >= timeout) {
             s->dead = 1;
             log_info("event=ws_dead connection=%llu silent_s=%u", (unsigned long long)s->id,
                      silent);
@@ -834,6 +842,7 @@ session_cull(void *owner)
 {
     struct session *session = owner;
     session->attached = 0;
+    session->culled = 1;
     log_info("event=ws_culled connection=%llu client=%s", (unsigned long long)session->id,
              session->client_id);
     session_close_later(session, SESSION_CLOSE_LAGGING);

@@ -80,6 +80,7 @@ struct session {
     uint8_t attached;
     uint8_t corked; /* its first frame not written yet (listener_uncork) */
     uint8_t ending; /* on relay->ending: nothing more is written */
+    uint8_t culled; /* closed 4008 for lagging: lws's grace timeout ends it (session_cull) */
     char client_id[TOKEN_ID_SIZE];
     uint8_t auth_pending;         /* no token yet: only the auth message may come */
     uint8_t publish_started;      /* publish_bucket holds: it published before */
