@@ -35,11 +35,8 @@ relay_lws_log(int level, const char *line)
         log_warn("event=lws message=\"%.*s\"", (int)len, line);
 }
 
-/* Once a second: the connections' ping and hang-up timing ([relay] ping_interval and
- * ping_timeout) for those whose check is due, spread over the second by relay_heartbeat_slice
- * (session_heartbeat); the service manager's watchdog
- * (notify.h), from this timer of the loop's so a hung loop stops pinging; and a look at
- * upstream's connection events. */
+/* The share of this second's heartbeat checks that is due by now; again a slice later while
+ * some are left (session_heartbeat). */
 static void
 relay_heartbeat_slice(lws_sorted_usec_list_t *sul)
 {
@@ -51,6 +48,11 @@ relay_heartbeat_slice(lws_sorted_usec_list_t *sul)
     }
 }
 
+/* Once a second: the connections' ping and hang-up timing ([relay] ping_interval and
+ * ping_timeout) for those whose check is due, spread over the second by relay_heartbeat_slice
+ * (session_heartbeat); the service manager's watchdog
+ * (notify.h), from this timer of the loop's so a hung loop stops pinging; and a look at
+ * upstream's connection events. */
 static void
 relay_heartbeat(lws_sorted_usec_list_t *sul)
 {

@@ -709,16 +709,13 @@ session_check(struct relay *relay, struct session *s, uint32_t now_s)
         session_wheel_put(relay, s, now_s + SESSION_CULL_GRACE_S + 2);
         return;
     }
-    if (s->ping_sent || s->culled) {
-        if (s->culled || now_s - s->ping_at_s >= timeout) {
-            s->dead = 1;
-            log_info("event=ws_dead connection=%llu silent_s=%u", (unsigned long long)s->id,
-                     silent);
-            lws_dll2_remove(&s->link);
-            session_end(s);
-        } else {
-            session_wheel_put(relay, s, s->ping_at_s + timeout);
-        }
+    if (s->culled || (s->ping_sent && now_s - s->ping_at_s >= timeout)) {
+        s->dead = 1;
+        log_info("event=ws_dead connection=%llu silent_s=%u", (unsigned long long)s->id, silent);
+        lws_dll2_remove(&s->link);
+        session_end(s);
+    } else if (s->ping_sent) {
+        session_wheel_put(relay, s, s->ping_at_s + timeout);
     } else if (silent >= ping) {
         s->ping_sent = 1;
         s->ping_at_s = now_s;
