@@ -75,7 +75,6 @@ MILLION_PER_PROCESS = 16700  # connections per relay and per load generator (20,
 MILLION_SAMPLE = 1000      # connections of the latency sample, while the million are held
 MILLION_SAMPLE_RATE = 1000  # msgs/s to the sample (one a second each)
 MILLION_IDLE_WINDOW = 10.0  # seconds over which the held million's CPU is read
-RELAY_DEFAULT_PING_INTERVAL = 20  # [relay] ping_interval when the config does not set it
 MILLION_PING_INTERVAL = 45  # the million's second run: [relay] ping_interval of such a host,
                             # under the 60 s idle timeouts of Apache's and lighttpd's defaults
 DEBS = ["pushpin", "libnginx-mod-nchan", "nginx", "lighttpd", "wrk", "libfcgi-dev",
@@ -333,13 +332,26 @@ submit_burst = 1000000
         return tree([p.pid for p in self.relay_procs])
 
     def relay_settings(self, settings):
-        """More [relay] lines of the relays' config (--relay-setting KEY=VALUE)."""
+        """[relay] settings of the relays' config (--relay-setting KEY=VALUE): a key the config
+        has already gets the new value, any other is added to the section."""
         with open(self.relay_config) as f:
-            text = f.read()
-        lines = "".join(f"{kv.split('=', 1)[0].strip()} = {kv.split('=', 1)[1].strip()}\n"
-                        for kv in settings)
+            head, section = f.read().split("[relay]\n", 1)
+        for kv in settings:
+            key, value = (part.strip() for part in kv.split("=", 1))
+            line = f"{key} = {value}\n"
+            section, found = re.subn(rf"^{re.escape(key)}\s*=.*\n", line, section, count=1,
+                                     flags=re.M)
+            if not found:
+                section = line + section
         with open(self.relay_config, "w") as f:
-            f.write(text.replace("[relay]\n", "[relay]\n" + lines, 1))
+            f.write(head + "[relay]\n" + section)
+
+    def relay_setting(self, key):
+        """A [relay] setting of the relays' config as written, None when it is the default."""
+        with open(self.relay_config) as f:
+            section = f.read().split("[relay]\n", 1)[1].split("\n[", 1)[0]
+        found = re.findall(rf"^{re.escape(key)}\s*=\s*(\S+)", section, re.M)
+        return found[0] if found else None
 
     def channel_args(self, conns):
         # Many users in one room: each connection its own client id, subscribed to the channel.
@@ -802,11 +814,6 @@ class Bench:
             self.record("scale", "taskwire", self.with_peer("taskwire", go, relays=SCALE_RELAYS))
 
     def million(self):
-        def relay_ping_interval(peer):
-            with open(peer.relay_config) as f:
-                found = re.findall(r"^ping_interval\s*=\s*(\d+)", f.read(), re.M)
-            return int(found[0]) if found else RELAY_DEFAULT_PING_INTERVAL
-
         relays = -(-MILLION // MILLION_PER_PROCESS)
         print(f"million: {relays} taskwire relays on one port, {relays} load generators x "
               f"{MILLION_PER_PROCESS} idle connections, each from its own address", flush=True)
@@ -871,7 +878,7 @@ class Bench:
                     "bytes_per_conn": (full - base) * 1024 / ready if ready else float("nan"),
                     "tcp_inuse": k1[0] - k0[0], "tcp_mem_bytes": k1[1] - k0[1],
                     "slab_kb": k1[2] - k0[2], "idle_cpu": idle_cpu, "loadgen_cpu": gen_cpu,
-                    "sample": sample, "ping_interval_s": relay_ping_interval(peer)}
+                    "sample": sample, "ping_interval": peer.relay_setting("ping_interval")}
 
         # Twice: the relays' default ping_interval (20 s: 50,000 pings a second at a million),
         # and MILLION_PING_INTERVAL, as a host of that size would set it (docs/DEPLOY.md).
@@ -1198,6 +1205,9 @@ class Report:
             self.targets.append((f"{SCALE_TARGET:,} idle connections held", fmt(held),
                                  held >= SCALE_TARGET))
         if "million" in res:
+            def million_ping(r):
+                return f"{r['ping_interval']} s" if r.get("ping_interval") else "default"
+
             rows = res["million"]["taskwire"]
             L.append(f"### A million idle connections: {rows[0]['relays']} relays on one port")
             L.append("")
@@ -1208,7 +1218,7 @@ class Report:
             for r in rows:
                 lat = r["sample"]["lat_us"]
                 held = r["ready"]
-                self.row(f"{r.get('ping_interval_s', RELAY_DEFAULT_PING_INTERVAL)} s",
+                self.row(million_ping(r),
                          fmt(r["conns"]), fmt(held), fmt(r["failed"]), fmt(r["connect_s"], 1),
                          fmt(held / r["connect_s"]) if r["connect_s"] else "n/a",
                          f"{fmt(r['bytes_per_conn'])} B",
@@ -1220,11 +1230,11 @@ class Report:
             L.append("")
             for r in rows:
                 lat = r["sample"]["lat_us"]
-                ping = r.get("ping_interval_s", RELAY_DEFAULT_PING_INTERVAL)
-                self.targets.append((f"{MILLION:,} idle connections held (ping_interval {ping} s)",
+                ping = million_ping(r)
+                self.targets.append((f"{MILLION:,} idle connections held (ping_interval {ping})",
                                      fmt(r["ready"]), r["ready"] >= MILLION))
                 self.targets.append((f"p99 to a sample while they are held < 50 ms "
-                                     f"(ping_interval {ping} s)", f"{ms(lat['p99'])} ms",
+                                     f"(ping_interval {ping})", f"{ms(lat['p99'])} ms",
                                      lat["p99"] < 50000))
         if "submit" in res:
             L.append("### Submission: POST /api/tasks through lighttpd (FastCGI), wrk -t1")
